@@ -1,0 +1,31 @@
+# Two commands for a newcomer: `make run` (the Space on http://127.0.0.1:7860) and `make test`.
+# Both create .venv from the pinned requirements when it is missing or older than them.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test test-fast bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) app.py
+
+test: $(STAMP)
+	tools/ensure-chromium
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Everything but the slow end-to-end tests, for quick edit-test loops.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) test-artifacts .pytest_cache

@@ -1,0 +1,137 @@
+"""Command line: `python -m clipdemo predict ...` and friends.
+
+Holds: the argparse parser, one function per sub-command, and `main(argv) -> exit code`. Every
+expected mistake prints one line `error: ...` on stderr and exits non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import settings as settings_mod
+from .data import TEST_SIZE, DataError, open_cifar100
+from .images import ImageError, open_image
+from .model import WeightsError, load_model
+from .presets import LABEL_PRESETS, TEMPLATE_SETS
+from .prompts import PromptError, build_prompts, clean_labels, clean_templates, parse_label_text
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("clipdemo")
+EXPECTED = (PromptError, WeightsError, DataError, ImageError, ValueError, OSError)
+
+
+def _index(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value < TEST_SIZE:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; CIFAR-100 test indices are 0..{TEST_SIZE - 1}")
+    return value
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", help="ViT-B/32 (default, downloaded), random, or a checkpoint path "
+                                     "(default: $CLIPDEMO_WEIGHTS or ViT-B/32)")
+    p.add_argument("--device", help="auto, cpu or cuda (default: $CLIPDEMO_DEVICE or auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m clipdemo", description="OpenAI CLIP zero-shot classification.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="classify a CIFAR-100 test image or an image file")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--index", type=_index, help=f"CIFAR-100 test image index, 0..{TEST_SIZE - 1}")
+    src.add_argument("--image", type=Path, help="path to an image file (JPEG, PNG, WebP, GIF, BMP)")
+    lab = p.add_mutually_exclusive_group()
+    lab.add_argument("--labels", help='comma-separated labels, e.g. "cat,dog,car"')
+    lab.add_argument("--labels-file", type=Path, help="a text file, one label per line")
+    lab.add_argument("--preset", choices=list(LABEL_PRESETS), default="cifar100", help="label preset (default cifar100)")
+    tpl = p.add_mutually_exclusive_group()
+    tpl.add_argument("--template", help='one prompt template with {} for the label, e.g. "a photo of a {}"')
+    tpl.add_argument("--templates", choices=list(TEMPLATE_SETS), default="single", help="template set (default single)")
+    p.add_argument("--top-k", type=int, default=5, help="how many labels to show (default 5)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _model_args(p)
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def _labels(args: argparse.Namespace) -> tuple[str, ...]:
+    if args.labels is not None:
+        items = parse_label_text(args.labels)
+    elif args.labels_file is not None:
+        try:
+            text = args.labels_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PromptError(f"Cannot read labels file {args.labels_file}: {exc}") from None
+        items = parse_label_text(text)
+    else:
+        return LABEL_PRESETS[args.preset].labels
+    return clean_labels(items, duplicates="error").labels
+
+
+def _templates(args: argparse.Namespace) -> tuple[str, ...]:
+    if args.template is not None:
+        return clean_templates([args.template])
+    return TEMPLATE_SETS[args.templates].templates
+
+
+def _load(args: argparse.Namespace, cfg: settings_mod.Settings):
+    from .service import ZeroShot
+
+    loaded = load_model(args.weights or cfg.weights, device=args.device or cfg.device, cache_dir=cfg.cache_dir,
+                        allow_download=cfg.allow_download, seed=cfg.seed)
+    return ZeroShot(loaded)
+
+
+def cmd_predict(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
+    if not 1 <= args.top_k <= 100:
+        raise ValueError(f"--top-k must be between 1 and 100, not {args.top_k}.")
+    labels, templates = _labels(args), _templates(args)
+    build_prompts(labels, templates)  # fail on a too-long prompt before loading anything
+    true_label = None
+    if args.image is not None:
+        image, what = open_image(args.image), str(args.image)
+    else:
+        data = open_cifar100(cfg.data_root, download=cfg.allow_download)
+        image, what = data.image(args.index), f"CIFAR-100 test image #{args.index}"
+        true_label = data.classes[data.target(args.index)]
+    zs = _load(args, cfg)
+    pred = zs.predict(image, labels, templates, k=args.top_k, true_label=true_label)
+    if args.json:
+        print(json.dumps({**pred.as_dict(), "image": what, "device": str(zs.loaded.device),
+                          "dtype": str(zs.loaded.dtype).removeprefix("torch.")}))
+        return 0
+    print(f"Weights: {pred.weights.label}; device {zs.loaded.device}, {str(zs.loaded.dtype).removeprefix('torch.')}")
+    print(f"Image: {what}" + (f" (true class: {true_label})" if true_label else ""))
+    print("\nTop predictions:\n")
+    print("\n".join(pred.lines()))
+    if true_label is not None and pred.true_rank is not None:
+        print(f"\nTrue class {true_label!r}: rank {pred.true_rank} of {len(labels)}, {100 * pred.true_prob:.2f}%")
+    if not pred.weights.trained:
+        print("\nNote: untrained random weights - these predictions are meaningless.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        cfg = settings_mod.from_env()
+        return args.func(args, cfg)
+    except EXPECTED as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,77 @@
+"""CIFAR-100 test split access through `torchvision.datasets.CIFAR100`.
+
+Holds: `DataError`, `Cifar100` (a thin, lazily opened wrapper returning PIL images and true labels)
+and `open_cifar100`. Holds no model code. Nothing is read or downloaded at import.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+__all__ = ["DataError", "Cifar100", "open_cifar100", "TEST_SIZE"]
+
+log = logging.getLogger(__name__)
+TEST_SIZE = 10_000
+
+
+class DataError(RuntimeError):
+    """The dataset is missing, corrupt, or an index is out of range; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Cifar100:
+    """The CIFAR-100 test split: `len()` images, `image(i)` as 32x32 RGB PIL, `target(i)` as a class index."""
+
+    dataset: object  # torchvision.datasets.CIFAR100(train=False)
+    root: Path
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.dataset.classes)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _check(self, index: int) -> int:
+        try:
+            value = float(index)
+        except (TypeError, ValueError):
+            raise DataError(f"Image index must be a whole number, not {index!r}.") from None
+        if isinstance(index, bool) or not value.is_integer():
+            raise DataError(f"Image index must be a whole number, not {index!r}.")
+        if not 0 <= value < len(self):
+            raise DataError(f"Image index {int(value)} is out of range; the CIFAR-100 test split has indices "
+                            f"0..{len(self) - 1}.")
+        return int(value)
+
+    def image(self, index: int) -> Image.Image:
+        """The 32x32 RGB test image at `index`."""
+        return Image.fromarray(self.dataset.data[self._check(index)])  # data: [N, 32, 32, 3] uint8
+
+    def target(self, index: int) -> int:
+        """The true fine class index of image `index`."""
+        return int(self.dataset.targets[self._check(index)])
+
+
+def open_cifar100(root: Path, *, download: bool = False) -> Cifar100:
+    """Open the CIFAR-100 test split under `root` (downloading it first when `download`).
+
+    Raises DataError naming the root and what to put there when the files are missing or corrupt.
+    """
+    from torchvision.datasets import CIFAR100
+
+    root = Path(root).expanduser()
+    try:
+        ds = CIFAR100(root=str(root), train=False, download=download)
+    except Exception as exc:  # torchvision raises RuntimeError (missing/corrupt) or URLError/OSError (download)
+        raise DataError(
+            f"CIFAR-100 is not available under {root}: {exc}. Put the extracted 'cifar-100-python/' folder "
+            f"(files 'train', 'test', 'meta' from cifar-100-python.tar.gz) in {root}, or set CLIPDEMO_DATA "
+            "to the folder that holds it, or allow downloads (CLIPDEMO_DOWNLOAD=1) on a machine with internet."
+        ) from exc
+    log.info("opened CIFAR-100 test split under %s (%d images)", root, len(ds))
+    return Cifar100(ds, root)

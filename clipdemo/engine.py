@@ -1,0 +1,104 @@
+"""Zero-shot classification math, as pure functions over a CLIP model and tensors.
+
+Holds: tokenisation, exact short-context text encoding, label text features (single prompt or
+prompt ensemble), image features, `softmax(100 * cos)` probabilities and top-k. Holds no caching,
+no I/O and no UI (see `clipdemo.service`); nothing here mutates its inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ._clip import import_clip
+
+from .prompts import build_prompts
+
+__all__ = ["tokenize", "encode_text", "text_features", "image_features", "probabilities", "top_k", "LOGIT_SCALE"]
+
+LOGIT_SCALE = 100.0  # the notebook's fixed temperature (CLIP's learned scale is ~100 as well)
+ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
+
+
+def tokenize(prompts: list[str], context_length: int = 77) -> torch.Tensor:
+    """CLIP BPE tokens, zero-padded: `[n_prompts, context_length]` int."""
+    return import_clip().tokenize(prompts, context_length=context_length)
+
+
+def encode_text(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """`model.encode_text(tokens)`, computed over only the first L positions (L = longest prompt).
+
+    Exact, not approximate: CLIP's text transformer is causal (position i sees 0..i) and the feature
+    is read at the end-of-text token, so positions past the longest prompt never influence a result.
+
+    Args:
+        tokens: `[N, 77]` int, as `clip.tokenize` makes them.
+    Returns:
+        `[N, embed_dim]` unnormalised text features, in the model's dtype.
+    """
+    eot = tokens.argmax(dim=-1)  # [N] end-of-text has the largest token id
+    length = int(eot.max()) + 1
+    tokens = tokens[:, :length]  # [N, L]
+    dtype = model.dtype
+    x = model.token_embedding(tokens).type(dtype)  # [N, L, width]
+    x = x + model.positional_embedding[:length].type(dtype)
+    x = x.permute(1, 0, 2)  # [L, N, width]: nn.MultiheadAttention here is sequence-first
+    mask = model.build_attention_mask()[:length, :length].to(device=x.device, dtype=x.dtype)  # [L, L] causal
+    for block in model.transformer.resblocks:  # ResidualAttentionBlock.forward, with the sliced mask
+        h = block.ln_1(x)
+        x = x + block.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
+        x = x + block.mlp(block.ln_2(x))
+    x = x.permute(1, 0, 2)  # [N, L, width]
+    x = model.ln_final(x).type(dtype)
+    return x[torch.arange(x.shape[0]), eot] @ model.text_projection  # [N, embed_dim]
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+@torch.inference_mode()
+def text_features(model: torch.nn.Module, labels: tuple[str, ...], templates: tuple[str, ...], *,
+                  device: torch.device | str = "cpu", batch_size: int = 256,
+                  progress: ProgressFn | None = None) -> torch.Tensor:
+    """One L2-normalised feature per label: `[n_labels, embed_dim]` float32 on CPU.
+
+    With several templates, each prompt's feature is normalised, the label's prompts are averaged,
+    and the mean is normalised again (CLIP's prompt-ensembling notebook).
+    """
+    prompts = build_prompts(labels, templates)  # validates; [n_labels * n_templates]
+    tokens = tokenize(prompts)  # [P, 77]
+    chunks = []
+    for start in range(0, len(prompts), batch_size):
+        batch = tokens[start:start + batch_size].to(device)
+        chunks.append(_normalise(encode_text(model, batch).float()).cpu())  # [b, D]
+        if progress:
+            progress(min(start + batch_size, len(prompts)), len(prompts), "encoding prompts")
+    feats = torch.cat(chunks)  # [n_labels * n_templates, D]
+    feats = feats.reshape(len(labels), len(templates), -1)  # [n_labels, n_templates, D]
+    if len(templates) == 1:
+        return feats[:, 0]  # [n_labels, D], already normalised
+    return _normalise(feats.mean(dim=1))  # [n_labels, D]
+
+
+@torch.inference_mode()
+def image_features(model: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    """L2-normalised image features: `[B, 3, R, R]` preprocessed pixels -> `[B, embed_dim]` float32 on CPU."""
+    device = next(model.parameters()).device
+    feats = model.encode_image(pixels.to(device=device, dtype=model.dtype))  # [B, D]
+    return _normalise(feats.float()).cpu()
+
+
+def probabilities(image_feats: torch.Tensor, text_feats: torch.Tensor, scale: float = LOGIT_SCALE) -> torch.Tensor:
+    """`softmax(scale * image @ text.T)`: `[B, D]`, `[L, D]` (both normalised) -> `[B, L]`."""
+    return (scale * image_feats @ text_feats.T).softmax(dim=-1)  # [B, L]
+
+
+def top_k(probs: torch.Tensor, labels: tuple[str, ...], k: int) -> list[tuple[str, float]]:
+    """The `k` most probable labels of one image: `[L]` probabilities -> [(label, p), ...], best first."""
+    if probs.dim() != 1 or probs.shape[0] != len(labels):
+        raise ValueError(f"probs must be [n_labels={len(labels)}], got {tuple(probs.shape)}")
+    k = max(1, min(int(k), len(labels)))
+    values, indices = probs.topk(k)
+    return [(labels[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]

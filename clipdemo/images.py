@@ -1,0 +1,78 @@
+"""Opening untrusted images safely: an allow-list of formats, a pixel budget, any mode to RGB.
+
+Holds: `ImageError`, `open_image` (a path or bytes -> RGB PIL image) and the limits. Holds no model
+code. Decoding is done here, never by the web framework, so every input obeys the same rules.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = ["ImageError", "open_image", "ALLOWED_FORMATS", "MAX_PIXELS", "MAX_BYTES"]
+
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+MAX_PIXELS = 40_000_000  # ~ 6300 x 6300; checked from the header, before any pixel is decoded
+MAX_BYTES = 20 * 1024 * 1024
+
+
+class ImageError(ValueError):
+    """The input is not an image this app accepts; the message says why."""
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode to RGB; transparency is composited on white."""
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        img = img.point(lambda v: v * (1 / 256)).convert("L")  # 16-bit grey -> 8-bit
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def open_image(source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_BYTES) -> Image.Image:
+    """Decode `source` (a file path or the file's bytes) into an RGB image.
+
+    Applies EXIF orientation, takes the first frame of animations, composites alpha on white.
+    Raises ImageError for files that are too large, not images, of a refused format, over the pixel
+    budget, or truncated.
+    """
+    if isinstance(source, (bytes, bytearray)):
+        if len(source) > max_bytes:
+            raise ImageError(f"The image is {len(source) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.")
+        data = bytes(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"No image file at {path.name!s}.")
+        if path.stat().st_size > max_bytes:
+            raise ImageError(f"The image is {path.stat().st_size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.")
+        data = path.read_bytes()
+    if not data:
+        raise ImageError("The file is empty.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError:
+        raise ImageError(f"This file is not an image in an accepted format ({', '.join(ALLOWED_FORMATS)}).") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"The image has too many pixels; the limit is {max_pixels / 1e6:.0f} megapixels.") from None
+    width, height = img.size
+    if width * height > max_pixels:
+        raise ImageError(f"The image is {width}x{height} pixels; the limit is {max_pixels / 1e6:.0f} megapixels.")
+    if width < 1 or height < 1:
+        raise ImageError("The image has no pixels.")
+    try:
+        img.seek(0)  # first frame of an animation
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        return _to_rgb(img)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"The image could not be decoded (truncated or corrupt): {exc}") from None

@@ -1,0 +1,250 @@
+"""Loading a CLIP model: one entry point, `load_model`, for every weight source.
+
+Holds: `ClipConfig` (architecture hyper-parameters, derived from weights as `clip.model.build_model`
+does, with named presets), `WeightsInfo` (where the weights came from), `LoadedModel` (model +
+preprocess + device + dtype + info), `load_model`, `build_random` and `resolve_device`.
+Holds no inference math (see `clipdemo.engine`) and no download code (see `clipdemo.weights`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ._clip import import_clip
+
+from .weights import WEIGHT_SOURCES, ProgressFn, WeightsError, fetch, sha256_file
+
+__all__ = ["ClipConfig", "PRESETS", "WeightsInfo", "LoadedModel", "WeightsError", "load_model",
+           "build_random", "resolve_device", "load_checkpoint"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """CLIP ViT hyper-parameters: the arguments of `clip.model.CLIP`."""
+
+    embed_dim: int = 512
+    image_resolution: int = 224
+    vision_layers: int = 12
+    vision_width: int = 768
+    vision_patch_size: int = 32
+    context_length: int = 77
+    vocab_size: int = 49408  # the BPE tokenizer's vocabulary; must stay 49408 for clip.tokenize
+    transformer_width: int = 512
+    transformer_heads: int = 8
+    transformer_layers: int = 12
+
+    @property
+    def vision_heads(self) -> int:
+        return self.vision_width // 64  # as clip.model.CLIP derives it
+
+    @property
+    def grid(self) -> int:
+        return self.image_resolution // self.vision_patch_size
+
+    @property
+    def vision_tokens(self) -> int:
+        return self.grid**2 + 1  # patches + class token
+
+    @classmethod
+    def from_state_dict(cls, sd: dict[str, torch.Tensor]) -> ClipConfig:
+        """Derive the config from tensor shapes, as `clip.model.build_model` does (ViT only)."""
+        if "visual.proj" not in sd:
+            raise WeightsError("Only CLIP ViT checkpoints are supported (no 'visual.proj' tensor found).")
+        patch = sd["visual.conv1.weight"].shape[-1]
+        grid = round((sd["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+        width = sd["ln_final.weight"].shape[0]
+        return cls(
+            embed_dim=sd["text_projection"].shape[1],
+            image_resolution=patch * grid,
+            vision_layers=len([k for k in sd if k.startswith("visual.") and k.endswith(".attn.in_proj_weight")]),
+            vision_width=sd["visual.conv1.weight"].shape[0],
+            vision_patch_size=patch,
+            context_length=sd["positional_embedding"].shape[0],
+            vocab_size=sd["token_embedding.weight"].shape[0],
+            transformer_width=width,
+            transformer_heads=width // 64,
+            transformer_layers=len({k.split(".")[2] for k in sd if k.startswith("transformer.resblocks")}),
+        )
+
+
+PRESETS: dict[str, ClipConfig] = {
+    "ViT-B/32": ClipConfig(),
+    # A made-up miniature for fast tests: same tokenizer and context, 2 layers, 64 wide.
+    "tiny": ClipConfig(embed_dim=32, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=16,
+                       transformer_width=64, transformer_heads=1, transformer_layers=2),
+}
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where the loaded weights came from."""
+
+    name: str  # "ViT-B/32", "random", or the checkpoint file name
+    origin: str  # URL, path, or "seeded random init (seed=0)"
+    sha256: str | None  # of the checkpoint file; None for random weights
+    trained: bool
+
+    @property
+    def identity(self) -> str:
+        """A stable key for caches of anything computed from these weights."""
+        return f"sha256:{self.sha256}" if self.sha256 else f"{self.name}:{self.origin}"
+
+    @property
+    def label(self) -> str:
+        """One line for status bars and CLI headers."""
+        if not self.trained:
+            return f"{self.name}: untrained random weights - predictions are meaningless"
+        return f"{self.name} (sha256 {self.sha256[:12]}…)" if self.sha256 else self.name
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A CLIP model ready for inference, with the preprocess that belongs to it."""
+
+    model: torch.nn.Module  # clip.model.CLIP, in eval mode
+    preprocess: Callable  # PIL.Image -> [3, R, R] float tensor
+    device: torch.device
+    config: ClipConfig
+    info: WeightsInfo
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` -> cuda when available, else cpu; `cuda` without a GPU raises ValueError."""
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("Device 'cuda' was asked for, but no CUDA GPU is available; use --device cpu.")
+    if name == "cpu" or name.startswith("cuda"):
+        return torch.device(name)
+    raise ValueError(f"Unknown device {name!r}; choose auto, cpu or cuda.")
+
+
+def _finish(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Move to `device` in the dtype `clip.load` uses there: fp32 on CPU, fp16 on CUDA."""
+    clip = import_clip()
+
+    model = model.to(device)
+    if device.type == "cpu":
+        model.float()
+    else:
+        clip.model.convert_weights(model)
+    return model.eval()
+
+
+def _preprocess(config: ClipConfig) -> Callable:
+    return import_clip().clip._transform(config.image_resolution)  # the exact transform clip.load returns
+
+
+def build_random(config: ClipConfig = PRESETS["ViT-B/32"], seed: int = 0) -> torch.nn.Module:
+    """A CLIP model of `config` with CLIP's own init, seeded; leaves the global RNG untouched."""
+    clip = import_clip()
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fields = dataclasses.asdict(config)
+        return clip.model.CLIP(**fields).eval()
+
+
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript archives are zip files with a `code/` folder; torch.save files have none."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any("/code/" in n or n.startswith("code/") for n in zf.namelist())
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Load a plain state dict with `weights_only=True` (never unpickles code)."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except Exception as exc:  # untrusted bytes: the weights_only unpickler raises many types (IndexError too)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"{path.name} is not a loadable checkpoint (corrupt, truncated, or refused as "
+                           f"unsafe by weights_only loading): {first}") from exc
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path.name} does not hold a state dict of tensors.")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_checkpoint(path: Path, device: torch.device) -> tuple[torch.nn.Module, ClipConfig]:
+    """Build a CLIP model from a TorchScript archive (through `clip.load`) or a state dict file."""
+    clip = import_clip()
+
+    if not path.is_file():
+        raise WeightsError(f"Checkpoint {path} does not exist.")
+    if _is_torchscript(path):
+        try:
+            with warnings.catch_warnings():  # torch 2.14 flags torch.jit.load (inside clip.load) as deprecated
+                warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.load.*")
+                model, _ = clip.load(str(path), device=device, jit=False)
+        except Exception as exc:  # clip.load raises whatever torch.jit.load raises for a bad archive
+            raise WeightsError(f"{path.name} looks like a TorchScript archive but clip.load failed: {exc}") from exc
+        sd = model.state_dict()
+        return model.eval(), ClipConfig.from_state_dict(sd)
+    sd = _read_state_dict(path)
+    config = ClipConfig.from_state_dict(sd)
+    try:
+        model = clip.model.build_model(sd)
+    except (KeyError, RuntimeError) as exc:
+        raise WeightsError(f"{path.name} is not a complete CLIP ViT state dict: {exc}") from exc
+    return _finish(model, device), config
+
+
+def load_model(weights: str = "ViT-B/32", *, device: str | torch.device = "auto", cache_dir: Path | None = None,
+               allow_download: bool = True, seed: int = 0, progress: ProgressFn | None = None,
+               sources: dict | None = None) -> LoadedModel:
+    """Load CLIP for inference.
+
+    Args:
+        weights: a name in `WEIGHT_SOURCES` (downloaded and verified), "random" (ViT-B/32 with seeded
+            random weights; "random:tiny" for the tiny preset), or a path to a checkpoint file.
+        device: "auto", "cpu", "cuda" or a torch.device. fp32 on CPU, fp16 on CUDA.
+        cache_dir: where downloads are kept (default ~/.cache/clipdemo).
+        sources: the weight-source registry to use (default `WEIGHT_SOURCES`; tests pass their own).
+    Returns:
+        LoadedModel. Raises WeightsError (what was tried, how to fix it) or ValueError (bad device).
+    """
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    sources = WEIGHT_SOURCES if sources is None else sources
+    cache_dir = cache_dir or Path("~/.cache/clipdemo").expanduser()
+    if weights == "random" or weights.startswith("random:"):
+        preset = weights.partition(":")[2] or "ViT-B/32"
+        if preset not in PRESETS:
+            raise WeightsError(f"Unknown random preset {preset!r}; choose one of: {', '.join(PRESETS)}.")
+        config = PRESETS[preset]
+        model = _finish(build_random(config, seed), dev)
+        info = WeightsInfo("random" if preset == "ViT-B/32" else f"random:{preset}",
+                           f"seeded random init of {preset} (seed={seed})", None, trained=False)
+        return LoadedModel(model, _preprocess(config), dev, config, info)
+    if weights in sources:
+        path, mirror = fetch(sources[weights], cache_dir, allow_download=allow_download, progress=progress)
+        name, origin = weights, mirror.url
+    else:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"Unknown weights {weights!r}: not a file and not one of "
+                               f"{', '.join([*sources, 'random'])}.")
+        name, origin = path.name, str(path)
+    if progress:
+        progress(0, 0, f"loading {path.name}")
+    digest = sha256_file(path)
+    model, config = load_checkpoint(path, dev)
+    log.info("loaded %s from %s on %s", name, origin, dev)
+    return LoadedModel(model, _preprocess(config), dev, config, WeightsInfo(name, origin, digest, trained=True))

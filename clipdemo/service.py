@@ -1,0 +1,143 @@
+"""A loaded model plus its caches: what the CLI and the UI call to classify.
+
+Holds: `ZeroShot`, which owns one `LoadedModel`, serialises model calls behind one lock, and keeps a
+bounded LRU of label text features keyed by (weights identity, labels, templates); and `Prediction`.
+The math lives in `clipdemo.engine`; this module only composes and caches it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from . import engine
+from .model import LoadedModel, WeightsInfo
+
+__all__ = ["ZeroShot", "Prediction", "LRU"]
+
+
+class LRU:
+    """A small thread-safe least-recently-used map with a fixed bound."""
+
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self._data: OrderedDict[Hashable, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable):
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+            return None
+
+    def put(self, key: Hashable, value: object) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._data
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._data)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's result: probabilities over `labels`, and the top-k."""
+
+    labels: tuple[str, ...]
+    probs: tuple[float, ...]  # [n_labels], sums to 1
+    top: tuple[tuple[str, float], ...]  # best first
+    weights: WeightsInfo
+    true_label: str | None = None
+
+    @property
+    def true_rank(self) -> int | None:
+        """1-based rank of the true label among all labels, or None when unknown or not a label."""
+        if self.true_label not in self.labels:
+            return None
+        p = self.probs[self.labels.index(self.true_label)]
+        return 1 + sum(q > p for q in self.probs)
+
+    @property
+    def true_prob(self) -> float | None:
+        return self.probs[self.labels.index(self.true_label)] if self.true_label in self.labels else None
+
+    def lines(self) -> list[str]:
+        """The notebook's text lines: `'            lion: 96.34%'`."""
+        return [f"{label:>16s}: {100 * p:.2f}%" for label, p in self.top]
+
+    def as_dict(self) -> dict:
+        out = {"weights": {"name": self.weights.name, "sha256": self.weights.sha256, "trained": self.weights.trained},
+               "top": [{"label": lab, "prob": p} for lab, p in self.top]}
+        if self.true_label is not None:
+            out.update(true_label=self.true_label, true_rank=self.true_rank, true_prob=self.true_prob)
+        return out
+
+
+class ZeroShot:
+    """Classify images against label sets with one shared model; safe to call from many threads."""
+
+    def __init__(self, loaded: LoadedModel, *, text_cache_size: int = 32):
+        self.loaded = loaded
+        self.model_lock = threading.Lock()  # one model call at a time: overlapping calls only thrash 2 vCPUs
+        self._text = LRU(text_cache_size)
+
+    @property
+    def info(self) -> WeightsInfo:
+        return self.loaded.info
+
+    def text_key(self, labels: tuple[str, ...], templates: tuple[str, ...]) -> tuple:
+        return (self.info.identity, tuple(labels), tuple(templates))
+
+    def has_text_features(self, labels: tuple[str, ...], templates: tuple[str, ...]) -> bool:
+        return self.text_key(labels, templates) in self._text
+
+    def text_features(self, labels: tuple[str, ...], templates: tuple[str, ...],
+                      progress: Callable[[int, int, str], None] | None = None) -> torch.Tensor:
+        """Cached `engine.text_features`: `[n_labels, D]` normalised. Do not modify the result in place."""
+        key = self.text_key(labels, templates)
+        feats = self._text.get(key)
+        if feats is None:
+            with self.model_lock:
+                feats = self._text.get(key)  # another thread may have computed it meanwhile
+                if feats is None:
+                    feats = engine.text_features(self.loaded.model, tuple(labels), tuple(templates),
+                                                 device=self.loaded.device, progress=progress)
+                    self._text.put(key, feats)
+        return feats
+
+    def pixels(self, image: Image.Image) -> torch.Tensor:
+        """The model's input for one RGB image: `[3, R, R]`."""
+        return self.loaded.preprocess(image)
+
+    def image_features(self, images: list[Image.Image]) -> torch.Tensor:
+        """`[B, D]` normalised features of RGB images."""
+        batch = torch.stack([self.pixels(im) for im in images])  # [B, 3, R, R]
+        with self.model_lock:
+            return engine.image_features(self.loaded.model, batch)
+
+    def classify(self, image_feat: torch.Tensor, labels: tuple[str, ...], templates: tuple[str, ...], k: int,
+                 true_label: str | None = None) -> Prediction:
+        """Score one image feature `[D]` against the labels' text features."""
+        text = self.text_features(labels, templates)  # [L, D]
+        probs = engine.probabilities(image_feat[None], text)[0]  # [L]
+        return Prediction(tuple(labels), tuple(probs.tolist()), tuple(engine.top_k(probs, tuple(labels), k)),
+                          self.info, true_label)
+
+    def predict(self, image: Image.Image, labels: tuple[str, ...], templates: tuple[str, ...], k: int = 5,
+                true_label: str | None = None) -> Prediction:
+        """Classify one RGB image: the notebook's recipe, with text features cached."""
+        self.text_features(labels, templates)  # validate prompts before spending an image forward pass
+        return self.classify(self.image_features([image])[0], labels, templates, k, true_label)

@@ -1,0 +1,56 @@
+"""Configuration read from the environment, in one place.
+
+Holds: `Settings` (a frozen dataclass) and `from_env()`, which reads it. Nothing else in the package
+reads `os.environ` for clipdemo's own settings. Reading happens when `from_env()` is called, never at import.
+
+| variable            | default                 | meaning                                                        |
+|---------------------|-------------------------|----------------------------------------------------------------|
+| CLIPDEMO_WEIGHTS    | ViT-B/32                | a weight source name, `random`, or a path to a checkpoint file  |
+| CLIPDEMO_CACHE      | ~/.cache/clipdemo       | where downloaded weights and feature files are kept             |
+| CLIPDEMO_DATA       | ~/.cache/clipdemo/data  | root that holds (or receives) `cifar-100-python/`               |
+| CLIPDEMO_DEVICE     | auto                    | `auto` (cuda if available, else cpu), `cpu` or `cuda`           |
+| CLIPDEMO_DOWNLOAD   | 1                       | 0 forbids every download (weights and dataset)                  |
+| CLIPDEMO_SEED       | 0                       | seed of the `random` weights                                    |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Settings", "from_env"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process-wide settings; see the module docstring for the variables behind each field."""
+
+    weights: str = "ViT-B/32"
+    cache_dir: Path = Path("~/.cache/clipdemo").expanduser()
+    data_root: Path = Path("~/.cache/clipdemo/data").expanduser()
+    device: str = "auto"
+    allow_download: bool = True
+    seed: int = 0
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() not in {"0", "false", "no", "off", ""}
+
+
+def from_env(environ: dict[str, str] | None = None) -> Settings:
+    """Read `Settings` from `environ` (default: `os.environ`); unset variables keep their defaults."""
+    env = os.environ if environ is None else environ
+    cache = Path(env.get("CLIPDEMO_CACHE", "~/.cache/clipdemo")).expanduser()
+    try:
+        seed = int(env.get("CLIPDEMO_SEED", "0"))
+    except ValueError:
+        raise ValueError(f"CLIPDEMO_SEED must be an integer, not {env['CLIPDEMO_SEED']!r}.") from None
+    return Settings(
+        weights=env.get("CLIPDEMO_WEIGHTS", "").strip() or "ViT-B/32",
+        cache_dir=cache,
+        data_root=Path(env.get("CLIPDEMO_DATA", str(cache / "data"))).expanduser(),
+        device=env.get("CLIPDEMO_DEVICE", "auto").strip() or "auto",
+        allow_download=_flag(env.get("CLIPDEMO_DOWNLOAD", "1")),
+        seed=seed,
+    )

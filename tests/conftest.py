@@ -1,0 +1,41 @@
+"""Shared fixtures: every model, checkpoint and dataset here is made by the tests (nothing downloads)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from fixtures import cifar_checksums, write_cifar100, write_tiny_checkpoints
+
+os.environ.setdefault("CLIPDEMO_DOWNLOAD", "0")  # a test that forgets to isolate itself must not hit the network
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpts(tmp_path_factory) -> dict[str, Path]:
+    return write_tiny_checkpoints(tmp_path_factory.mktemp("ckpt"))
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(tiny_ckpts):
+    from clipdemo.model import load_model
+
+    return load_model(str(tiny_ckpts["state_dict"]), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def vitb32():
+    """Full-size ViT-B/32 with seeded random weights (same shapes and cost as the real one)."""
+    from clipdemo.model import load_model
+
+    return load_model("random", device="cpu", seed=0)
+
+
+@pytest.fixture(scope="session")
+def cifar_root(tmp_path_factory) -> Path:
+    """A CIFAR-100 test split (10,000 images) in the real format, with torchvision's checksums pointed at it."""
+    root = tmp_path_factory.mktemp("cifar")
+    md5 = write_cifar100(root)
+    with cifar_checksums(md5):
+        yield root

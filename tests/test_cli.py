@@ -1,0 +1,102 @@
+"""`python -m clipdemo predict`: output formats, and bad input -> one-line error, non-zero exit."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from clipdemo.cli import main
+
+
+@pytest.fixture
+def env(monkeypatch, tiny_ckpts, cifar_root, tmp_path):
+    monkeypatch.setenv("CLIPDEMO_WEIGHTS", str(tiny_ckpts["state_dict"]))
+    monkeypatch.setenv("CLIPDEMO_DATA", str(cifar_root))
+    monkeypatch.setenv("CLIPDEMO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CLIPDEMO_DOWNLOAD", "0")
+    return tmp_path
+
+
+def test_predict_index_json(env, capsys, tiny_loaded, cifar_root):
+    from clipdemo.data import open_cifar100
+    from clipdemo.presets import CIFAR100_CLASSES
+    from clipdemo.service import ZeroShot
+
+    assert main(["predict", "--index", "15", "--json", "--top-k", "3"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["true_label"] == "lion" and out["image"] == "CIFAR-100 test image #15"
+    assert out["weights"]["name"] == "tiny-state.pt" and out["weights"]["trained"] is True
+    assert len(out["top"]) == 3
+    ref = ZeroShot(tiny_loaded).predict(open_cifar100(cifar_root).image(15), CIFAR100_CLASSES, ("a photo of a {}",), 3)
+    assert [(t["label"], t["prob"]) for t in out["top"]] == [(lab, pytest.approx(p, abs=1e-6)) for lab, p in ref.top]
+    assert 1 <= out["true_rank"] <= 100
+
+
+def test_predict_image_text_format(env, capsys):
+    path = env / "red.png"
+    Image.new("RGB", (64, 48), (220, 20, 20)).save(path)
+    assert main(["predict", "--image", str(path), "--labels", "red square,blue circle,green car", "--top-k", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("Weights: tiny-state.pt (sha256 ")
+    i = out.index("Top predictions:")
+    rows = out[i + 2:i + 4]
+    assert len(rows) == 2 and all(len(r.split(": ")[0]) == 16 and r.endswith("%") for r in rows)
+    assert sum(float(r.rsplit(" ", 1)[1][:-1]) for r in rows) <= 100.0
+
+
+def test_random_weights_say_so(env, capsys, monkeypatch):
+    monkeypatch.setenv("CLIPDEMO_WEIGHTS", "random:tiny")
+    assert main(["predict", "--index", "0", "--preset", "cifar10"]) == 0
+    assert "untrained random weights - these predictions are meaningless" in capsys.readouterr().out
+
+
+def test_labels_file_and_template(env, capsys):
+    f = env / "labels.txt"
+    f.write_text("cat\ndog\n\nbird\n")
+    assert main(["predict", "--index", "1", "--labels-file", str(f), "--template", "a drawing of a {}", "--json",
+                 "--top-k", "10"]) == 0
+    assert sorted(t["label"] for t in json.loads(capsys.readouterr().out)["top"]) == ["bird", "cat", "dog"]
+
+
+def _run(args, env_vars):
+    import os
+
+    return subprocess.run([sys.executable, "-m", "clipdemo", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env_vars})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, message", [
+    (["--image", "/nonexistent/cat.png"], "error: No image file at cat.png"),
+    (["--image", "{notimage}"], "error: This file is not an image in an accepted format"),
+    (["--index", "10000"], "argument --index: 10000 is out of range; CIFAR-100 test indices are 0..9999"),
+    (["--index", "-1"], "argument --index: -1 is out of range"),
+    (["--index", "3", "--labels", ""], "error: Give at least 2 different labels (got 0)"),
+    (["--index", "3", "--labels", "cat," + " ".join(["x"] * 80)], "error: The prompt for label 2 is 86 tokens long"),
+    (["--index", "3", "--template", "a photo"], "error: Template 1 ('a photo') must contain exactly one {}"),
+    (["--index", "3", "--labels", "cat,dog,cat"], "error: Label 3 ('cat') repeats label 1"),
+    (["--index", "3", "--top-k", "0"], "error: --top-k must be between 1 and 100, not 0."),
+])
+def test_bad_input_exits_nonzero_without_traceback(args, message, tmp_path):
+    notimage = tmp_path / "notes.png"
+    notimage.write_text("hello, I am text")
+    args = [a.replace("{notimage}", str(notimage)) for a in args]
+    res = _run(["predict", *args], {"CLIPDEMO_WEIGHTS": "random:tiny", "CLIPDEMO_DATA": str(tmp_path / "none"),
+                                    "CLIPDEMO_DOWNLOAD": "0"})
+    assert res.returncode == 2
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr and res.stdout == ""
+
+
+@pytest.mark.slow
+def test_missing_dataset_and_weights_are_one_line_errors(tmp_path):
+    res = _run(["predict", "--index", "3"], {"CLIPDEMO_DATA": str(tmp_path / "none"), "CLIPDEMO_DOWNLOAD": "0"})
+    assert res.returncode == 2 and "error: CIFAR-100 is not available under" in res.stderr
+    assert "Traceback" not in res.stderr
+    img = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(img)
+    res = _run(["predict", "--image", str(img)], {"CLIPDEMO_CACHE": str(tmp_path / "c"), "CLIPDEMO_DOWNLOAD": "0"})
+    assert res.returncode == 2 and "error: Could not get the ViT-B/32 weights" in res.stderr
+    assert "Traceback" not in res.stderr
