@@ -1,0 +1,87 @@
+"""A real browser (Debian's Chromium via Playwright) on the real app: every tab, predict, upload, labels."""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from uiserver import running_app, runtime_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def page(tiny_loaded, cifar_root, tmp_path_factory):
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (tools/ensure-chromium installs it)")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with running_app(runtime_for(tiny_loaded, cifar_root, tmp=tmp_path_factory.mktemp("c"))) as (url, _):
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            pg = browser.new_page(viewport={"width": 1280, "height": 1000})
+            pg.set_default_timeout(60_000)
+            pg.goto(url)
+            yield pg
+            browser.close()
+
+
+def _tab(page, name):
+    page.get_by_role("tab", name=name, exact=True).first.click()
+
+
+def _shot(page, name):
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_walk_through_every_tab(page, tmp_path):
+    from playwright.sync_api import expect
+
+    expect(page.locator("#status")).to_contain_text("tiny-state.pt")
+
+    # Predict by index: the notebook's image 15
+    page.get_by_role("button", name="Classify", exact=True).click()
+    expect(page.get_by_text(re.compile(r"True class: lion"))).to_be_visible()
+    notebook_lines = page.locator("#notebook-lines textarea")
+    expect(notebook_lines).to_have_value(re.compile(r"^ +\w[\w ]*: \d+\.\d\d%"))
+    _shot(page, "1-predict-index")
+
+    # Upload an image
+    _tab(page, "Upload")
+    img = tmp_path / "blue.png"
+    Image.new("RGB", (120, 80), (10, 20, 230)).save(img)
+    page.locator("input[type=file]").first.set_input_files(str(img))
+    page.get_by_role("button", name="Classify upload").click()
+    expect(notebook_lines).to_have_value(re.compile(r"%"))
+    _shot(page, "2-predict-upload")
+
+    # Edit the labels, apply, and see them in a new result
+    _tab(page, "Labels")
+    box = page.locator("#label-editor textarea")
+    box.fill("zebra crossing\nyellow submarine\nzebra crossing")
+    expect(page.locator("#label-check")).to_contain_text("2 labels × 1 template(s)")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator("#label-summary")).to_contain_text("2 labels × 1 template(s) = 2 prompts")
+    _shot(page, "3-labels")
+    _tab(page, "Predict")
+    _tab(page, "CIFAR-100 index")
+    page.get_by_role("button", name="Classify", exact=True).click()
+    expect(notebook_lines).to_have_value(re.compile(r"zebra crossing: .*\n.*yellow submarine: |yellow submarine: .*\n"
+                                                    r".*zebra crossing: "))
+
+    # Architecture
+    _tab(page, "Architecture")
+    expect(page.locator("#vision-summary")).to_contain_text("conv1 (Conv2d)")
+    expect(page.locator("#text-summary")).to_contain_text("token_embedding (Embedding)")
+    _shot(page, "4-architecture")
+
+    _tab(page, "About")
+    expect(page.get_by_text("Krizhevsky").first).to_be_visible()
+    _shot(page, "5-about")

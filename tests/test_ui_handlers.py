@@ -1,0 +1,99 @@
+"""UI handlers called as plain functions: outputs, per-session label state, errors as gr.Error."""
+
+import gradio as gr
+import pytest
+from PIL import Image
+
+from clipdemo.presets import CIFAR10_CLASSES, CIFAR100_CLASSES
+from clipdemo.ui import Handlers, LabelState
+from uiserver import runtime_for
+
+
+def _no_progress(*args, **kwargs):
+    return None
+
+
+@pytest.fixture(scope="module")
+def handlers(tiny_loaded, cifar_root, tmp_path_factory):
+    return Handlers(runtime_for(tiny_loaded, cifar_root, tmp=tmp_path_factory.mktemp("c")))
+
+
+def test_predict_index_returns_views_and_results(handlers, tiny_loaded):
+    from clipdemo.data import open_cifar100
+    from clipdemo.service import ZeroShot
+
+    original, model_input, label, fig, lines, truth, files = handlers.predict_index(15, 5, LabelState(), _no_progress)
+    res = tiny_loaded.config.image_resolution  # the tiny model reads 32x32; ViT-B/32 reads 224x224
+    assert original.size == (224, 224) and model_input.size == (res, res)
+    assert original.getpixel((0, 0)) == open_cifar100(handlers.rt.settings.data_root).image(15).getpixel((0, 0))
+    ref = ZeroShot(tiny_loaded).predict(handlers.rt.dataset().image(15), CIFAR100_CLASSES, ("a photo of a {}",), 5)
+    assert list(label) == [lab for lab, _ in ref.top]
+    assert list(label.values()) == pytest.approx([p for _, p in ref.top], abs=1e-6)
+    assert lines.splitlines()[0] == f"{ref.top[0][0]:>16s}: {100 * ref.top[0][1]:.2f}%"
+    assert "True class: **lion**" in truth and "rank" in truth
+    assert [f.rsplit(".", 1)[1] for f in files] == ["csv", "json"]
+    assert fig.data[0].type == "bar" and len(fig.data[0].y) == 5
+
+
+def test_labels_are_per_session_state(handlers):
+    default = LabelState()
+    mine, summary = handlers.set_labels("cat\ndog\nDog\n", "a drawing of a {}", default, _no_progress)
+    assert mine.labels == ("cat", "dog") and mine.templates == ("a drawing of a {}",)
+    assert mine.label_preset == "custom" and "dropped duplicates: Dog" in summary
+    assert default.labels == CIFAR100_CLASSES  # the other session's state object is untouched
+    *_, label, _, _, _, _ = handlers.predict_index(3, 5, mine, _no_progress)
+    assert set(label) == {"cat", "dog"}
+    *_, label, _, _, _, _ = handlers.predict_index(3, 5, default, _no_progress)
+    assert set(label) <= set(CIFAR100_CLASSES) and len(label) == 5
+
+
+def test_preset_round_trip(handlers):
+    text = handlers.label_text("cifar10")
+    state, summary = handlers.set_labels(text, handlers.template_text("cifar18"), LabelState(), _no_progress)
+    assert state.labels == CIFAR10_CLASSES and state.label_preset == "cifar10" and state.template_set == "cifar18"
+    assert "10 labels × 18 template(s) = 180 prompts" in summary and "ready ✓" in summary
+
+
+@pytest.mark.parametrize("labels, templates, message", [
+    ("", "a photo of a {}", "Give at least 2 different labels"),
+    ("cat\ndog", "a photo of a", "must contain exactly one {}"),
+    ("cat\n" + " ".join(["x"] * 80), "{}", "label 2 is 82 tokens long"),
+])
+def test_invalid_edit_raises_and_keeps_state(handlers, labels, templates, message):
+    with pytest.raises(gr.Error, match=message):
+        handlers.set_labels(labels, templates, LabelState(), _no_progress)
+    assert message.split()[0] in handlers.check_labels(labels, templates)
+
+
+def test_check_labels_escapes_html(handlers):
+    msg = handlers.check_labels("<img src=x onerror=alert(1)>\n<b>x</b>", "{}")
+    assert msg.startswith("✓ 2 labels")
+    summary = handlers.label_summary(LabelState(("<script>alert(1)</script>", "b")), ready=False)
+    assert "<script>" not in summary and "&lt;script&gt;" in summary
+
+
+def test_predict_image_and_errors(handlers, tmp_path):
+    path = tmp_path / "x.png"
+    Image.new("RGBA", (40, 30), (255, 0, 0, 128)).save(path)
+    model_input, label, *_ = handlers.predict_image(str(path), 3, LabelState(), _no_progress)
+    assert model_input.size == (32, 32) and len(label) == 3
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(gr.Error, match="not an image"):
+        handlers.predict_image(str(bad), 3, LabelState(), _no_progress)
+    with pytest.raises(gr.Error, match="Upload an image first"):
+        handlers.predict_image(None, 3, LabelState(), _no_progress)
+    with pytest.raises(gr.Error, match="out of range"):
+        handlers.predict_index(10_000, 3, LabelState(), _no_progress)
+    with pytest.raises(gr.Error, match="Top-k must be between 1 and 20"):
+        handlers.predict_index(1, 50, LabelState(), _no_progress)
+
+
+def test_architecture_and_status(handlers):
+    card, vis, vis_text, txt, txt_text, tree = handlers.architecture(2)
+    assert card["vision"]["patch_size"] == 16 and card["parameters"]["total"] == sum(
+        p.numel() for p in handlers.rt.service().loaded.model.parameters())
+    assert vis["headers"][0] == "layer" and "Conv2d" in vis_text and "Embedding" in txt_text
+    assert tree.startswith("CLIP(")
+    line, timer = handlers.status()
+    assert "tiny-state.pt" in line and "10,000 test images" in line

@@ -1,0 +1,105 @@
+"""The real app on loopback, driven by gradio_client: endpoints, predictions, per-session labels."""
+
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from clipdemo.presets import CIFAR100_CLASSES
+from clipdemo.service import ZeroShot
+from uiserver import running_app, runtime_for
+
+pytestmark = pytest.mark.slow
+PUBLIC = {"/status", "/predict_index", "/random_index", "/predict_image", "/set_labels", "/architecture"}
+
+
+@pytest.fixture(scope="module")
+def app(tiny_loaded, cifar_root, tmp_path_factory):
+    with running_app(runtime_for(tiny_loaded, cifar_root, tmp=tmp_path_factory.mktemp("c"))) as (url, demo):
+        yield url, demo
+
+
+def _client(url):
+    return Client(url, verbose=False, download_files=False)
+
+
+def test_every_named_endpoint_exists(app):
+    url, demo = app
+    info = _client(url).view_api(print_info=False, return_format="dict")
+    assert set(info["named_endpoints"]) == PUBLIC
+
+
+def test_predict_index_matches_the_engine(app, tiny_loaded, cifar_root):
+    from clipdemo.data import open_cifar100
+
+    url, _ = app
+    out = _client(url).predict(15, 5, api_name="/predict_index")
+    original, model_input, label, plot, lines, truth, files = out
+    ref = ZeroShot(tiny_loaded).predict(open_cifar100(cifar_root).image(15), CIFAR100_CLASSES, ("a photo of a {}",), 5)
+    got = [(c["label"], c["confidence"]) for c in label["confidences"]]
+    assert [lab for lab, _ in got] == [lab for lab, _ in ref.top]
+    assert [p for _, p in got] == pytest.approx([p for _, p in ref.top], abs=1e-6)
+    assert lines.splitlines() == ref.lines()
+    assert "True class: **lion**" in truth
+    assert len(files) == 2
+
+
+def test_upload_and_per_session_labels(app, tmp_path):
+    url, _ = app
+    alice, bob = _client(url), _client(url)
+    summary = alice.predict("red thing\ngreen thing\nblue thing", "a photo of a {}", api_name="/set_labels")
+    assert "3 labels × 1 template(s) = 3 prompts" in summary
+    img = tmp_path / "green.png"
+    Image.new("RGB", (64, 64), (0, 200, 0)).save(img)
+    a = alice.predict(handle_file(str(img)), 3, api_name="/predict_image")[1]
+    b = bob.predict(handle_file(str(img)), 3, api_name="/predict_image")[1]
+    assert {c["label"] for c in a["confidences"]} == {"red thing", "green thing", "blue thing"}
+    assert {c["label"] for c in b["confidences"]} <= set(CIFAR100_CLASSES)
+    b_index = bob.predict(7, 5, api_name="/predict_index")[2]
+    assert {c["label"] for c in b_index["confidences"]} <= set(CIFAR100_CLASSES)
+
+
+def test_bad_input_is_a_clear_error_and_server_survives(app):
+    url, _ = app
+    c = _client(url)
+    with pytest.raises(Exception, match="greater than maximum value 9999"):
+        c.predict(10_000, 5, api_name="/predict_index")
+    with pytest.raises(Exception, match="must contain exactly one"):
+        c.predict("a\nb", "no placeholder", api_name="/set_labels")
+    assert c.predict(1, 2, api_name="/predict_index")[2]["label"]
+
+
+def test_architecture_and_status_endpoints(app):
+    url, _ = app
+    c = _client(url)
+    card, vis, vis_text, txt, txt_text, tree = c.predict(3, api_name="/architecture")
+    assert card["text"]["context_length"] == 77 and vis["headers"][0] == "layer"
+    assert "VisionTransformer" in vis_text and tree.startswith("CLIP(")
+    status, _ = c.predict(api_name="/status")
+    assert "tiny-state.pt" in status
+
+
+def test_no_weights_and_no_dataset_app_still_starts(tmp_path):
+    """The Space with nothing available: page served, status explains, architecture works."""
+    from clipdemo.runtime import ModelUnavailable, Runtime
+    from clipdemo.settings import Settings
+
+    rt = Runtime(Settings(weights="ViT-B/32", cache_dir=tmp_path / "cache", data_root=tmp_path / "data",
+                          allow_download=False))
+    rt.start()
+    with running_app(rt) as (url, _):
+        c = _client(url)
+        with pytest.raises(ModelUnavailable, match="could not be loaded"):
+            rt.service(timeout=30)
+        status, _ = c.predict(api_name="/status")
+        status = status.replace("\\", "")  # Markdown escapes, as rendered
+        assert "Model unavailable" in status and "CLIPDEMO_WEIGHTS=random" in status
+        assert "CIFAR-100 unavailable" in status
+        card, *_ = c.predict(1, api_name="/architecture")
+        assert card["vision"]["width"] == 768 and card["parameters"]["total"] == 151_277_313
+        assert "random weights" in card["note"]
+        with pytest.raises(Exception, match="CIFAR-100 is not available"):
+            c.predict(15, 5, api_name="/predict_index")
+        img = tmp_path / "x.png"
+        Image.new("RGB", (8, 8)).save(img)
+        with pytest.raises(Exception, match="The model could not be loaded"):
+            c.predict(handle_file(str(img)), 5, api_name="/predict_image")
