@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     _model_args(p)
     p.set_defaults(func=cmd_predict)
+
+    a = sub.add_parser("architecture", help="print the configuration and torchinfo summaries of both towers")
+    a.add_argument("--depth", type=int, default=2, help="summary depth, 1..4 (default 2)")
+    _model_args(a)
+    a.set_defaults(func=cmd_architecture)
     return parser
 
 
@@ -118,6 +123,26 @@ def cmd_predict(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
         print(f"\nTrue class {true_label!r}: rank {pred.true_rank} of {len(labels)}, {100 * pred.true_prob:.2f}%")
     if not pred.weights.trained:
         print("\nNote: untrained random weights - these predictions are meaningless.")
+    return 0
+
+
+def cmd_architecture(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
+    from .introspect import config_card, tower_summary
+
+    if not 1 <= args.depth <= 4:
+        raise ValueError(f"--depth must be between 1 and 4, not {args.depth}.")
+    loaded = _load(args, cfg).loaded
+    card = config_card(loaded)
+    v, t, p = card["vision"], card["text"], card["parameters"]
+    print(f"Weights: {card['weights']}; device {card['device']}, {card['dtype']}")
+    print(f"Embedding dim {card['embed_dim']}")
+    print(f"Vision: width {v['width']}, {v['layers']} layers, {v['heads']} heads, {v['patch_embedding']}, "
+          f"{v['input_resolution']}px -> {v['grid']} patches + class token = {v['tokens']} tokens")
+    print(f"Text:   width {t['width']}, {t['layers']} layers, {t['heads']} heads, context {t['context_length']}, "
+          f"vocabulary {t['vocab_size']}")
+    print(f"Parameters: {p['total']:,} (vision {p['vision']:,}, text {p['text']:,}, logit scale {p['logit_scale']})")
+    for tower in ("visual", "text"):
+        print(f"\n{tower} tower:\n{tower_summary(loaded, tower, args.depth).text}")
     return 0
 
 

@@ -14,7 +14,8 @@ from torch import nn
 
 from .model import LoadedModel
 
-__all__ = ["TextTower", "config_card", "parameter_split", "tower_summary", "TowerSummary", "module_tree", "TOWERS"]
+__all__ = ["TextTower", "config_card", "parameter_split", "tower_summary", "TowerSummary", "module_tree", "TOWERS",
+           "parameter_tree"]
 
 TOWERS = ("visual", "text")
 INDENT = "\u2003"  # an em space: HTML tables keep it where they collapse ordinary spaces
@@ -122,3 +123,24 @@ def tower_summary(loaded: LoadedModel, tower: str, depth: int = 2) -> TowerSumma
 def module_tree(loaded: LoadedModel) -> str:
     """`print(model)`: the notebook's module tree."""
     return str(loaded.model)
+
+
+def parameter_tree(loaded: LoadedModel) -> list[tuple[str, str, str, int]]:
+    """Parameter counts as a hierarchy CLIP -> tower -> block -> layer: [(id, label, parent id, count)].
+
+    A node's count is the total of everything under it (plotly's `branchvalues="total"`).
+    """
+    totals: dict[tuple[str, ...], int] = {}
+    for name, p in loaded.model.named_parameters():
+        parts = name.split(".")
+        if parts[0] == "logit_scale":
+            path = ("logit scale",)
+        else:
+            tower, rest = ("vision tower", parts[1:]) if parts[0] == "visual" else ("text tower", parts)
+            if rest[:2] == ["transformer", "resblocks"]:
+                path = (tower, f"block {int(rest[2]) + 1}", ".".join(rest[3:-1]))  # attn, mlp.c_fc, ln_1 ...
+            else:
+                path = (tower, rest[0])  # conv1, ln_pre, token_embedding, proj ...
+        for depth in range(len(path) + 1):
+            totals[("CLIP", *path[:depth])] = totals.get(("CLIP", *path[:depth]), 0) + p.numel()
+    return [(" / ".join(k), k[-1], " / ".join(k[:-1]), n) for k, n in totals.items()]

@@ -13,12 +13,15 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from . import views
+from PIL import Image
+
+from . import figures, views
 from .data import TEST_SIZE, DataError
 from .images import ImageError, MAX_BYTES, open_image
-from .introspect import config_card, module_tree, tower_summary
+from .inside import cls_attention_map, label_similarity, prompt_tokens, vision_attention
+from .introspect import config_card, module_tree, parameter_tree, tower_summary
 from .presets import LABEL_PRESETS, TEMPLATE_SETS
-from .prompts import MAX_LABELS, PromptError, build_prompts, clean_labels, clean_templates, parse_label_text
+from .prompts import CONTEXT_LENGTH, MAX_LABELS, PromptError, build_prompts, clean_labels, clean_templates, parse_label_text
 from .runtime import ModelUnavailable, Runtime
 from .service import LRU, Prediction
 from .settings import from_env
@@ -29,6 +32,8 @@ log = logging.getLogger(__name__)
 MODEL_WAIT_S = 180.0  # a click during start-up waits this long for the model before saying it is not ready
 CUSTOM = "custom"
 DEFAULT_INDEX = 15  # the notebook's lion
+ROLLOUT = "rollout"
+MEAN_HEADS = "mean"
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class Handlers:
     def __init__(self, runtime: Runtime):
         self.rt = runtime
         self._summaries = LRU(16)  # (weights identity, tower, depth) -> TowerSummary
+        self._traces = LRU(32)  # (weights identity, input) -> (model input image, [layers, heads, T, T] attention)
 
     # -- shared helpers ------------------------------------------------------------------------
     def _service(self, progress):
@@ -93,7 +99,7 @@ class Handlers:
         feat = zs.image_features([image])[0]
         pred = zs.classify(feat, state.labels, state.templates, _k(top_k), true_label)
         return (views.enlarge(image), views.input_view(pixels),
-                *self._outputs(pred, f"CIFAR-100 test image #{int(index)}"))
+                *self._outputs(pred, f"CIFAR-100 test image #{int(index)}"), {"kind": "index", "index": int(index)})
 
     def predict_image(self, path: str | None, top_k: float, state: LabelState, progress=gr.Progress()):
         """Classify an uploaded image (a file Gradio received) against the session's labels."""
@@ -107,7 +113,8 @@ class Handlers:
         zs = self._service(progress)
         self._ensure_text(zs, state, progress)
         pred = zs.predict(image, state.labels, state.templates, k=_k(top_k))
-        return (views.input_view(zs.pixels(image)), *self._outputs(pred, "uploaded image"))
+        return (views.input_view(zs.pixels(image)), *self._outputs(pred, "uploaded image"),
+                {"kind": "upload", "path": path})
 
     def random_index(self) -> int:
         """A random CIFAR-100 test index."""
@@ -115,6 +122,42 @@ class Handlers:
 
     def step_index(self, index: float, step: int) -> int:
         return int((int(index or 0) + step) % TEST_SIZE)
+
+    # -- Inside the model (beside a prediction) -------------------------------------------------
+    def _image_for(self, last: dict | None):
+        if not last:
+            raise gr.Error("Classify an image first; its patches and attention are shown here.")
+        try:
+            if last.get("kind") == "index":
+                return self.rt.dataset().image(last["index"]), f"CIFAR-100 #{last['index']}"
+            return open_image(last["path"]), "your image"
+        except (DataError, ImageError, KeyError, TypeError) as exc:
+            raise gr.Error(f"The last image is no longer available: {exc}") from None
+
+    def attention(self, layer: str, head: str, last: dict | None, progress=gr.Progress()):
+        """Patch grid over the model input, and the class token's attention (a layer and head, or rollout)."""
+        zs = self._service(progress)
+        image, what = self._image_for(last)
+        key = (zs.info.identity, tuple(sorted((last or {}).items())))
+        cached = self._traces.get(key)
+        if cached is None:
+            pixels = zs.pixels(image)  # [3, R, R]
+            with zs.model_lock:
+                trace = vision_attention(zs.loaded.model, pixels[None])
+            cached = (views.input_view(pixels, min_size=0), trace)  # at the model's own resolution
+            self._traces.put(key, cached)
+        shown, trace = cached
+        layers, heads = trace.attentions.shape[:2]
+        li = None if layer in (None, "", ROLLOUT) else _choice(layer, layers, "Layer")
+        hi = None if head in (None, "", MEAN_HEADS) or li is None else _choice(head, heads, "Head")
+        amap = cls_attention_map(trace, li, hi)  # [grid, grid]
+        which = ("attention rollout across all layers" if li is None else
+                 f"layer {li + 1}, " + ("mean over heads" if hi is None else f"head {hi + 1}"))
+        note = "" if zs.info.trained else " (untrained random weights: the pattern means nothing)"
+        caption = f"Class-token attention over the {amap.numel()} patches of {what}: {which}{note}."
+        size = max(224, shown.size[0])
+        return (figures.patch_figure(shown, zs.loaded.config.vision_patch_size),
+                figures.attention_overlay(shown.resize((size, size), Image.Resampling.BICUBIC), amap), caption)
 
     # -- Labels --------------------------------------------------------------------------------
     def label_text(self, preset: str) -> str:
@@ -166,6 +209,31 @@ class Handlers:
         return (f"**Active for you:** {len(state.labels)} labels × {len(state.templates)} template(s) = {n} prompts · "
                 f"{feats}{drop}\n\n{shown}")
 
+    def tokens(self, prompt: str):
+        """The BPE tokens of a prompt as CLIP sees them, and where its text feature is read."""
+        try:
+            toks = prompt_tokens(prompt or "")
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        rows = [[t.position, t.token_id, t.text, t.role + (" (the text feature is read here)" if t.role == "end" else "")]
+                for t in toks]
+        pad = CONTEXT_LENGTH - len(toks)
+        rows.append([f"{len(toks)}..{CONTEXT_LENGTH - 1}", 0, f"padding × {pad}", "padding (never seen: causal mask)"])
+        summary = (f"{len(toks)} of {CONTEXT_LENGTH} positions used; the end-of-text token at position "
+                   f"{len(toks) - 1} carries the prompt's embedding.")
+        return {"headers": ["position", "token id", "token", "role"], "data": rows}, summary
+
+    def similarity(self, state: LabelState, progress=gr.Progress()):
+        """Cosine similarity between the session's labels' text features (plotly heatmap)."""
+        state = state or LabelState()
+        zs = self._service(progress)
+        self._ensure_text(zs, state, progress)
+        sim = label_similarity(zs.text_features(state.labels, state.templates))  # [L, L]
+        fig = figures.similarity_figure(state.labels, sim)
+        if not zs.info.trained:
+            fig.update_layout(title=fig.layout.title.text + " (untrained random weights: meaningless)")
+        return fig
+
     # -- Architecture --------------------------------------------------------------------------
     def architecture(self, depth: float = 2):
         """Configuration card, torchinfo summaries of both towers (table and text), and the module tree."""
@@ -185,7 +253,8 @@ class Handlers:
         card = config_card(loaded)
         if not loaded.info.trained:
             card["note"] = "random weights: the architecture is exact, the weights are untrained"
-        return card, *out, module_tree(loaded)
+        tree = figures.treemap(parameter_tree(loaded), f"Parameters: {card['parameters']['total']:,}")
+        return card, *out, module_tree(loaded), tree
 
     # -- Status --------------------------------------------------------------------------------
     def status(self):
@@ -214,6 +283,17 @@ class Handlers:
 def parse_label_text_lines(text: str) -> list[str]:
     """Templates are one per line (commas are part of a template's text)."""
     return [ln for ln in (text or "").splitlines() if ln.strip()]
+
+
+def _choice(value: str, n: int, what: str) -> int:
+    """'1'..'n' from a dropdown -> 0-based index."""
+    try:
+        i = int(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"{what} must be 1..{n}.") from None
+    if not 1 <= i <= n:
+        raise gr.Error(f"{what} must be 1..{n}, not {i}.")
+    return i - 1
 
 
 def _k(top_k: float) -> int:
@@ -278,6 +358,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         status = gr.Markdown("⏳ starting…", elem_id="status")
         timer = gr.Timer(1.0)
         state = gr.State(LabelState())
+        last_input = gr.State(None)  # this session's last classified image, for the inside views
         with gr.Tabs():
             with gr.Tab("Predict", id="predict"):
                 top_k = gr.Slider(1, 20, value=5, step=1, label="Top-k")
@@ -312,6 +393,17 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                     lines = gr.Textbox(label="Notebook format (copy)", lines=5, buttons=["copy"], interactive=False,
                                        elem_id="notebook-lines")
                     files = gr.File(label="Download (CSV, JSON)", file_count="multiple", interactive=False)
+                with gr.Accordion("Inside the model: patches and attention for this image", open=True):
+                    with gr.Row():
+                        layer = gr.Dropdown([ROLLOUT, *map(str, range(1, 13))], value=ROLLOUT,
+                                            label="Layer (or rollout across all layers)")
+                        head = gr.Dropdown([MEAN_HEADS, *map(str, range(1, 13))], value=MEAN_HEADS,
+                                           label="Head (or mean over heads)")
+                    with gr.Row():
+                        patches = gr.Plot(label="Patch embedding: the input cut into patches")
+                        attn_img = gr.Image(label="Class-token attention", type="pil", height=420,
+                                            interactive=False, elem_id="attention-image")
+                    attn_caption = gr.Markdown(elem_id="attention-caption")
             with gr.Tab("Labels", id="labels"):
                 label_summary = gr.Markdown(h.label_summary(LabelState(), ready=False), elem_id="label-summary")
                 with gr.Row():
@@ -326,6 +418,13 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                                              label="Prompt templates (one per line, {} marks the label)")
                 check = gr.Markdown(elem_id="label-check")
                 apply_btn = gr.Button("Apply", variant="primary")
+                with gr.Accordion("Which labels does CLIP confuse? (text features only)", open=False):
+                    sim_btn = gr.Button("Show label similarity")
+                    sim_plot = gr.Plot(label="Label similarity")
+                with gr.Accordion("Tokens: a prompt as CLIP reads it", open=False):
+                    prompt_box = gr.Textbox("a photo of a lion", label="Prompt")
+                    token_table = gr.Dataframe(label="BPE tokens", elem_id="token-table")
+                    token_note = gr.Markdown()
             with gr.Tab("Architecture", id="architecture") as arch_tab:
                 depth = gr.Slider(1, 4, value=2, step=1, label="Summary depth")
                 card = gr.JSON(label="Configuration (derived from the loaded weights)")
@@ -336,47 +435,62 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                     with gr.Column():
                         txt_table = gr.Dataframe(label="Text tower (input 1×77 tokens)", wrap=True,
                                                  elem_id="text-summary")
+                gr.Markdown("Mult-adds are torchinfo's count of the Conv/Linear/Embedding modules it sees run; the "
+                            "attention projections inside `nn.MultiheadAttention` run as one fused function, so "
+                            "torchinfo leaves them out.")
                 with gr.Accordion("torchinfo text", open=False):
                     with gr.Row():
                         vis_text = gr.Textbox(label="Vision tower", lines=20, buttons=["copy"])
                         txt_text = gr.Textbox(label="Text tower", lines=20, buttons=["copy"])
                 with gr.Accordion("print(model): the module tree", open=False):
                     tree = gr.Textbox(label="Module tree", lines=30, buttons=["copy"])
+                param_map = gr.Plot(label="Where the parameters are (click to zoom)")
             with gr.Tab("About", id="about"):
                 gr.Markdown(ABOUT)
 
         # -- events (layout above, wiring below) --
-        results = [result, chart, lines, truth, files]
+        # Every event that runs the model shares one queue slot (model_events): on 2 vCPUs, calls that
+        # overlap only slow each other down. Private events reuse handlers under their own api_name.
+        private = dict(api_visibility="private")
+        results = [result, chart, lines, truth, files, last_input]
+        index_io = dict(fn=h.predict_index, inputs=[index, top_k, state], outputs=[original, model_input, *results])
+        upload_io = dict(fn=h.predict_image, inputs=[upload, top_k, state], outputs=[upload_input, *results])
+        inside_io = dict(fn=h.attention, inputs=[layer, head, last_input], outputs=[patches, attn_img, attn_caption])
+        labels_io = dict(fn=h.set_labels, inputs=[label_box, tpl_box, state], outputs=[state, label_summary])
+        arch_io = dict(fn=h.architecture, inputs=depth,
+                       outputs=[card, vis_table, vis_text, txt_table, txt_text, tree, param_map])
+
         demo.load(h.status, None, [status, timer], api_name="status", queue=False)
-        timer.tick(h.status, None, [status, timer], api_visibility="private", queue=False)
-        run_index.click(h.predict_index, [index, top_k, state], [original, model_input, *results],
-                        api_name="predict_index", **model_events)
-        index.change(h.predict_index, [index, top_k, state], [original, model_input, *results],
-                     api_name="predict_index_on_change", api_visibility="private", trigger_mode="always_last", **model_events)
-        prev_btn.click(lambda i: h.step_index(i, -1), index, index, api_visibility="private", queue=False)
-        next_btn.click(lambda i: h.step_index(i, 1), index, index, api_visibility="private", queue=False)
+        timer.tick(h.status, None, [status, timer], queue=False, **private)
+
+        run_index.click(**index_io, api_name="predict_index", **model_events).success(
+            **inside_io, api_name="attention_after_index", **private, **model_events)
+        index.change(**index_io, api_name="predict_index_on_change", trigger_mode="always_last", **private,
+                     **model_events).success(**inside_io, api_name="attention_after_change", **private, **model_events)
+        prev_btn.click(lambda i: h.step_index(i, -1), index, index, queue=False, **private)
+        next_btn.click(lambda i: h.step_index(i, 1), index, index, queue=False, **private)
         rand_btn.click(h.random_index, None, index, api_name="random_index", queue=False)
-        upload_results = [upload_input, result, chart, lines, truth, files]
-        run_upload.click(h.predict_image, [upload, top_k, state], upload_results, api_name="predict_image",
-                         **model_events)
-        upload.upload(h.predict_image, [upload, top_k, state], upload_results, api_name="predict_on_upload",
-                      api_visibility="private",
-                      **model_events)
-        preset.input(h.label_text, preset, label_box, api_visibility="private", queue=False).then(
-            h.set_labels, [label_box, tpl_box, state], [state, label_summary], api_name="apply_label_preset",
-            api_visibility="private",
-            **model_events)
-        tpl_preset.input(h.template_text, tpl_preset, tpl_box, api_visibility="private", queue=False).then(
-            h.set_labels, [label_box, tpl_box, state], [state, label_summary], api_name="apply_template_set",
-            api_visibility="private",
-            **model_events)
-        gr.on([label_box.change, tpl_box.change], h.check_labels, [label_box, tpl_box], check,
-              api_visibility="private", queue=False, trigger_mode="always_last")
-        apply_btn.click(h.set_labels, [label_box, tpl_box, state], [state, label_summary], api_name="set_labels",
-                        **model_events)
-        arch_outputs = [card, vis_table, vis_text, txt_table, txt_text, tree]
-        depth.release(h.architecture, depth, arch_outputs, api_name="architecture", **model_events)
-        arch_tab.select(h.architecture, depth, arch_outputs, api_name="architecture_on_tab", api_visibility="private", **model_events)
+        run_upload.click(**upload_io, api_name="predict_image", **model_events).success(
+            **inside_io, api_name="attention_after_upload", **private, **model_events)
+        upload.upload(**upload_io, api_name="predict_on_upload", **private, **model_events).success(
+            **inside_io, api_name="attention_after_upload_event", **private, **model_events)
+        gr.on([layer.input, head.input], **inside_io, api_name="attention", trigger_mode="always_last",
+              **model_events)
+
+        preset.input(h.label_text, preset, label_box, queue=False, **private).then(
+            **labels_io, api_name="apply_label_preset", **private, **model_events)
+        tpl_preset.input(h.template_text, tpl_preset, tpl_box, queue=False, **private).then(
+            **labels_io, api_name="apply_template_set", **private, **model_events)
+        gr.on([label_box.change, tpl_box.change], h.check_labels, [label_box, tpl_box], check, queue=False,
+              trigger_mode="always_last", **private)
+        apply_btn.click(**labels_io, api_name="set_labels", **model_events)
+        sim_btn.click(h.similarity, state, sim_plot, api_name="label_similarity", **model_events)
+        prompt_box.change(h.tokens, prompt_box, [token_table, token_note], api_name="tokens", queue=False,
+                          trigger_mode="always_last")
+        demo.load(h.tokens, prompt_box, [token_table, token_note], queue=False, **private)
+
+        depth.release(**arch_io, api_name="architecture", **model_events)
+        arch_tab.select(**arch_io, api_name="architecture_on_tab", **private, **model_events)
     return demo
 
 

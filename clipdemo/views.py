@@ -39,12 +39,16 @@ def enlarge(image: Image.Image, size: int = 224) -> Image.Image:
     return image.resize((size, size), Image.Resampling.NEAREST)
 
 
-def input_view(pixels: torch.Tensor) -> Image.Image:
-    """What the model sees: a preprocessed `[3, R, R]` tensor, un-normalised back to an RGB image."""
+def input_view(pixels: torch.Tensor, min_size: int = 224) -> Image.Image:
+    """What the model sees: a preprocessed `[3, R, R]` tensor, un-normalised back to an RGB image.
+
+    Inputs smaller than `min_size` (tiny test models) are enlarged with nearest-neighbour for display.
+    """
     mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
     std = torch.tensor(CLIP_STD).view(3, 1, 1)
     rgb = (pixels.float().cpu() * std + mean).clamp(0, 1)  # [3, R, R] in 0..1
-    return Image.fromarray((rgb.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())  # [R, R, 3]
+    image = Image.fromarray((rgb.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())  # [R, R, 3]
+    return enlarge(image, min_size) if image.size[0] < min_size else image
 
 
 def bar_chart(pred: Prediction, title: str = "Top predictions") -> go.Figure:

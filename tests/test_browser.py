@@ -51,6 +51,10 @@ def test_walk_through_every_tab(page, tmp_path):
     expect(page.get_by_text(re.compile(r"True class: lion"))).to_be_visible()
     notebook_lines = page.locator("#notebook-lines textarea")
     expect(notebook_lines).to_have_value(re.compile(r"^ +\w[\w ]*: \d+\.\d\d%"))
+    expect(page.locator("#attention-caption")).to_contain_text("Class-token attention over the 4 patches")
+    page.get_by_label("Layer (or rollout across all layers)").click()
+    page.get_by_role("option", name="2", exact=True).click()
+    expect(page.locator("#attention-caption")).to_contain_text("layer 2, mean over heads")
     _shot(page, "1-predict-index")
 
     # Upload an image
@@ -69,6 +73,11 @@ def test_walk_through_every_tab(page, tmp_path):
     expect(page.locator("#label-check")).to_contain_text("2 labels × 1 template(s)")
     page.get_by_role("button", name="Apply").click()
     expect(page.locator("#label-summary")).to_contain_text("2 labels × 1 template(s) = 2 prompts")
+    page.get_by_text("Which labels does CLIP confuse?").click()
+    page.get_by_role("button", name="Show label similarity").click()
+    expect(page.locator(".js-plotly-plot").last).to_be_visible()
+    page.get_by_text("Tokens: a prompt as CLIP reads it").click()
+    expect(page.locator("#token-table")).to_contain_text("<|endoftext|>")
     _shot(page, "3-labels")
     _tab(page, "Predict")
     _tab(page, "CIFAR-100 index")
@@ -80,6 +89,7 @@ def test_walk_through_every_tab(page, tmp_path):
     _tab(page, "Architecture")
     expect(page.locator("#vision-summary")).to_contain_text("conv1 (Conv2d)")
     expect(page.locator("#text-summary")).to_contain_text("token_embedding (Embedding)")
+    expect(page.locator(".treemap").first).to_be_attached()
     _shot(page, "4-architecture")
 
     _tab(page, "About")

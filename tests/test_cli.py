@@ -100,3 +100,14 @@ def test_missing_dataset_and_weights_are_one_line_errors(tmp_path):
     res = _run(["predict", "--image", str(img)], {"CLIPDEMO_CACHE": str(tmp_path / "c"), "CLIPDEMO_DOWNLOAD": "0"})
     assert res.returncode == 2 and "error: Could not get the ViT-B/32 weights" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_architecture_command(env, capsys):
+    assert main(["architecture", "--weights", "random", "--depth", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Parameters: 151,277,313 (vision 87,849,216, text 63,428,096, logit scale 1)" in out
+    assert "Conv2d(3, 768, kernel=32, stride=32, bias=False), 224px -> 7x7 patches + class token = 50 tokens" in out
+    assert "width 512, 12 layers, 8 heads, context 77, vocabulary 49408" in out
+    assert "[1, 768, 7, 7]" in out and "[1, 77, 512]" in out and "untrained random weights" in out
+    assert main(["architecture", "--depth", "9"]) == 2
+    assert "--depth must be between 1 and 4" in capsys.readouterr().err

@@ -22,9 +22,11 @@ def test_predict_index_returns_views_and_results(handlers, tiny_loaded):
     from clipdemo.data import open_cifar100
     from clipdemo.service import ZeroShot
 
-    original, model_input, label, fig, lines, truth, files = handlers.predict_index(15, 5, LabelState(), _no_progress)
-    res = tiny_loaded.config.image_resolution  # the tiny model reads 32x32; ViT-B/32 reads 224x224
-    assert original.size == (224, 224) and model_input.size == (res, res)
+    original, model_input, label, fig, lines, truth, files, last = handlers.predict_index(15, 5, LabelState(),
+                                                                                          _no_progress)
+    assert last == {"kind": "index", "index": 15}
+    assert tiny_loaded.config.image_resolution == 32  # the tiny model's 32x32 input is shown enlarged
+    assert original.size == (224, 224) and model_input.size == (224, 224)
     assert original.getpixel((0, 0)) == open_cifar100(handlers.rt.settings.data_root).image(15).getpixel((0, 0))
     ref = ZeroShot(tiny_loaded).predict(handlers.rt.dataset().image(15), CIFAR100_CLASSES, ("a photo of a {}",), 5)
     assert list(label) == [lab for lab, _ in ref.top]
@@ -41,9 +43,9 @@ def test_labels_are_per_session_state(handlers):
     assert mine.labels == ("cat", "dog") and mine.templates == ("a drawing of a {}",)
     assert mine.label_preset == "custom" and "dropped duplicates: Dog" in summary
     assert default.labels == CIFAR100_CLASSES  # the other session's state object is untouched
-    *_, label, _, _, _, _ = handlers.predict_index(3, 5, mine, _no_progress)
+    label = handlers.predict_index(3, 5, mine, _no_progress)[2]
     assert set(label) == {"cat", "dog"}
-    *_, label, _, _, _, _ = handlers.predict_index(3, 5, default, _no_progress)
+    label = handlers.predict_index(3, 5, default, _no_progress)[2]
     assert set(label) <= set(CIFAR100_CLASSES) and len(label) == 5
 
 
@@ -75,8 +77,8 @@ def test_check_labels_escapes_html(handlers):
 def test_predict_image_and_errors(handlers, tmp_path):
     path = tmp_path / "x.png"
     Image.new("RGBA", (40, 30), (255, 0, 0, 128)).save(path)
-    model_input, label, *_ = handlers.predict_image(str(path), 3, LabelState(), _no_progress)
-    assert model_input.size == (32, 32) and len(label) == 3
+    model_input, label, *_, last = handlers.predict_image(str(path), 3, LabelState(), _no_progress)
+    assert model_input.size == (224, 224) and len(label) == 3 and last == {"kind": "upload", "path": str(path)}
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     with pytest.raises(gr.Error, match="not an image"):
@@ -90,10 +92,38 @@ def test_predict_image_and_errors(handlers, tmp_path):
 
 
 def test_architecture_and_status(handlers):
-    card, vis, vis_text, txt, txt_text, tree = handlers.architecture(2)
+    card, vis, vis_text, txt, txt_text, tree, treemap = handlers.architecture(2)
+    assert treemap.data[0].type == "treemap" and treemap.data[0].values[0] == card["parameters"]["total"]
     assert card["vision"]["patch_size"] == 16 and card["parameters"]["total"] == sum(
         p.numel() for p in handlers.rt.service().loaded.model.parameters())
     assert vis["headers"][0] == "layer" and "Conv2d" in vis_text and "Embedding" in txt_text
     assert tree.startswith("CLIP(")
     line, timer = handlers.status()
     assert "tiny-state.pt" in line and "10,000 test images" in line
+
+
+def test_attention_view_for_the_last_image(handlers, tiny_loaded):
+    from clipdemo.inside import cls_attention_map, vision_attention
+
+    with pytest.raises(gr.Error, match="Classify an image first"):
+        handlers.attention("rollout", "mean", None, _no_progress)
+    last = {"kind": "index", "index": 15}
+    fig, overlay, caption = handlers.attention("2", "1", last, _no_progress)
+    assert overlay.size == (224, 224) and "layer 2, head 1" in caption
+    assert fig.layout.title.text.startswith("2×2 patches of 16×16 px = 4 tokens")
+    trace = vision_attention(tiny_loaded.model, handlers.rt.service().pixels(handlers.rt.dataset().image(15))[None])
+    assert overlay.tobytes() != handlers.attention("rollout", "mean", last, _no_progress)[1].tobytes()
+    assert cls_attention_map(trace, 1, 0).shape == (2, 2)
+    with pytest.raises(gr.Error, match="Layer must be 1..2, not 3"):
+        handlers.attention("3", "mean", last, _no_progress)
+
+
+def test_tokens_and_similarity(handlers):
+    table, note = handlers.tokens("a photo of a lion")
+    assert [r[2] for r in table["data"][:7]] == ["<|startoftext|>", "a", "photo", "of", "a", "lion", "<|endoftext|>"]
+    assert "feature is read here" in table["data"][6][3] and table["data"][7][2] == "padding × 70"
+    assert "7 of 77 positions" in note and "position 6" in note
+    with pytest.raises(gr.Error, match="at most 77"):
+        handlers.tokens(" ".join(["x"] * 80))
+    fig = handlers.similarity(LabelState(("cat", "dog", "car")), _no_progress)
+    assert list(fig.data[0].x) == ["cat", "dog", "car"] and fig.data[0].z[0][0] == pytest.approx(1.0, abs=1e-5)

@@ -9,7 +9,8 @@ from clipdemo.service import ZeroShot
 from uiserver import running_app, runtime_for
 
 pytestmark = pytest.mark.slow
-PUBLIC = {"/status", "/predict_index", "/random_index", "/predict_image", "/set_labels", "/architecture"}
+PUBLIC = {"/status", "/predict_index", "/random_index", "/predict_image", "/set_labels", "/architecture", "/attention",
+          "/tokens", "/label_similarity"}
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +72,28 @@ def test_bad_input_is_a_clear_error_and_server_survives(app):
 def test_architecture_and_status_endpoints(app):
     url, _ = app
     c = _client(url)
-    card, vis, vis_text, txt, txt_text, tree = c.predict(3, api_name="/architecture")
+    card, vis, vis_text, txt, txt_text, tree, treemap = c.predict(3, api_name="/architecture")
+    assert treemap["type"] == "plotly"
     assert card["text"]["context_length"] == 77 and vis["headers"][0] == "layer"
     assert "VisionTransformer" in vis_text and tree.startswith("CLIP(")
     status, _ = c.predict(api_name="/status")
     assert "tiny-state.pt" in status
+
+
+def test_inside_views_through_the_server(app):
+    url, _ = app
+    c = _client(url)
+    c.predict(15, 3, api_name="/predict_index")
+    patches, overlay, caption = c.predict("1", "mean", api_name="/attention")
+    assert "layer 1, mean over heads" in caption and overlay and patches["type"] == "plotly"
+    table, note = c.predict("a photo of a lion", api_name="/tokens")
+    assert table["data"][5][2] == "lion" and "7 of 77" in note
+    c.predict("cat\ndog\ncar", "a photo of a {}", api_name="/set_labels")
+    sim = c.predict(api_name="/label_similarity")
+    assert sim["type"] == "plotly" and '"cat"' in sim["plot"]
+    fresh = _client(url)  # a new session has no last image
+    with pytest.raises(Exception, match="Classify an image first"):
+        fresh.predict("rollout", "mean", api_name="/attention")
 
 
 def test_no_weights_and_no_dataset_app_still_starts(tmp_path):

@@ -1,0 +1,85 @@
+"""Pictures of the model's insides: parameter treemap, patch grid, attention overlays, label similarity.
+
+Holds pure functions from plain values (tensors, PIL images, lists) to plotly figures and PIL images.
+The values come from `clipdemo.introspect` and `clipdemo.inside`; no gradio here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from PIL import Image
+
+__all__ = ["treemap", "patch_figure", "attention_overlay", "similarity_figure", "colormap"]
+
+# A perceptually ordered dark-to-bright ramp (inferno's anchor colours), for attention heat.
+_RAMP = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21],
+                  [250, 193, 39], [252, 255, 164]], dtype=np.float32)
+
+
+def colormap(values: np.ndarray) -> np.ndarray:
+    """Values in 0..1, any shape `[...]` -> RGB `[..., 3]` uint8 along the ramp."""
+    x = np.clip(values, 0, 1) * (len(_RAMP) - 1)
+    lo = np.floor(x).astype(int).clip(0, len(_RAMP) - 2)
+    t = (x - lo)[..., None]
+    return (_RAMP[lo] * (1 - t) + _RAMP[lo + 1] * t).round().astype(np.uint8)
+
+
+def treemap(tree: list[tuple[str, str, str, int]], title: str = "Parameters") -> go.Figure:
+    """Plotly treemap of `introspect.parameter_tree` rows (id, label, parent, count)."""
+    ids, labels, parents, values = zip(*tree)
+    fig = go.Figure(go.Treemap(ids=ids, labels=labels, parents=parents, values=values, branchvalues="total",
+                               maxdepth=3, hovertemplate="%{id}<br>%{value:,} parameters<br>"
+                                                         "%{percentRoot:.2%} of the model<extra></extra>",
+                               texttemplate="%{label}<br>%{value:,}"))
+    fig.update_layout(title=title, height=520, margin=dict(l=5, r=5, t=40, b=5))
+    return fig
+
+
+def patch_figure(image: Image.Image, patch: int) -> go.Figure:
+    """The model input with the conv embedding's patch grid drawn over it; hover names each patch."""
+    arr = np.asarray(image.convert("RGB"))  # [R, R, 3]
+    res = arr.shape[0]
+    g = res // patch
+    fig = go.Figure(go.Image(z=arr, hoverinfo="skip"))
+    for k in range(g + 1):
+        fig.add_shape(type="line", x0=k * patch - 0.5, x1=k * patch - 0.5, y0=-0.5, y1=res - 0.5,
+                      line=dict(color="white", width=1))
+        fig.add_shape(type="line", y0=k * patch - 0.5, y1=k * patch - 0.5, x0=-0.5, x1=res - 0.5,
+                      line=dict(color="white", width=1))
+    centers = [(c * patch + patch / 2, r * patch + patch / 2, r * g + c, r, c) for r in range(g) for c in range(g)]
+    fig.add_trace(go.Scatter(
+        x=[x for x, *_ in centers], y=[y for _, y, *_ in centers], mode="text",
+        text=[str(i) for *_, i, _, _ in centers], textfont=dict(color="white", size=11),
+        customdata=[[i, r, c] for *_, i, r, c in centers],
+        hovertemplate="patch %{customdata[0]} (row %{customdata[1]}, col %{customdata[2]})<br>"
+                      "token %{customdata[0]}+1 after the class token<extra></extra>"))
+    fig.update_layout(title=f"{g}×{g} patches of {patch}×{patch} px = {g * g} tokens + 1 class token",
+                      height=420, margin=dict(l=5, r=5, t=40, b=5), showlegend=False)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    return fig
+
+
+def attention_overlay(image: Image.Image, amap: torch.Tensor, alpha: float = 0.6) -> Image.Image:
+    """A `[grid, grid]` attention map, stretched to 0..1, upsampled and blended over the image."""
+    img = np.asarray(image.convert("RGB"), dtype=np.float32)  # [R, R, 3]
+    a = amap.float()
+    a = (a - a.min()) / (a.max() - a.min() + 1e-12)
+    up = torch.nn.functional.interpolate(a[None, None], size=img.shape[:2], mode="bilinear",
+                                         align_corners=False)[0, 0]  # [R, R]
+    heat = colormap(up.numpy()).astype(np.float32)  # [R, R, 3]
+    return Image.fromarray((img * (1 - alpha) + heat * alpha).round().clip(0, 255).astype(np.uint8))
+
+
+def similarity_figure(labels: tuple[str, ...], sim: torch.Tensor) -> go.Figure:
+    """Plotly heatmap of label-to-label cosine similarity `[L, L]`."""
+    fig = go.Figure(go.Heatmap(z=sim.numpy(), x=list(labels), y=list(labels), colorscale="Viridis",
+                               hovertemplate="%{y} vs %{x}: cos %{z:.3f}<extra></extra>"))
+    size = min(900, 260 + 9 * len(labels))
+    fig.update_layout(title="Cosine similarity of the labels' text features (before any image)", height=size,
+                      margin=dict(l=5, r=5, t=40, b=5))
+    fig.update_xaxes(type="category", showticklabels=len(labels) <= 40)
+    fig.update_yaxes(type="category", autorange="reversed", showticklabels=len(labels) <= 40)
+    return fig
