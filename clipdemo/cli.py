@@ -66,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--depth", type=int, default=2, help="summary depth, 1..4 (default 2)")
     _model_args(a)
     a.set_defaults(func=cmd_architecture)
+
+    f = sub.add_parser("features", help="encode the CIFAR-100 test split into a features file the app loads")
+    f.add_argument("--out", type=Path, help="output file (default: the cache path the app looks in)")
+    f.add_argument("--limit", type=int, help="only the first N test images (default: all 10,000)")
+    f.add_argument("--batch-size", type=int, default=64)
+    f.add_argument("--workers", type=int, default=1, help="preprocessing worker processes (default 1)")
+    _model_args(f)
+    f.set_defaults(func=cmd_features)
     return parser
 
 
@@ -89,12 +97,23 @@ def _templates(args: argparse.Namespace) -> tuple[str, ...]:
     return TEMPLATE_SETS[args.templates].templates
 
 
-def _load(args: argparse.Namespace, cfg: settings_mod.Settings):
+def _load(args: argparse.Namespace, cfg: settings_mod.Settings, *, batch_work: bool = False):
+    """Load the model; for batch work also pick the (parity-checked) image backend."""
+    import torch
+
+    from .backends import cpu_threads, select
     from .service import ZeroShot
 
+    torch.set_num_threads(cfg.threads or cpu_threads())
     loaded = load_model(args.weights or cfg.weights, device=args.device or cfg.device, cache_dir=cfg.cache_dir,
                         allow_download=cfg.allow_download, seed=cfg.seed)
-    return ZeroShot(loaded)
+    zs = ZeroShot(loaded)
+    if batch_work:
+        encoder, note = select(cfg.backend, loaded.model, loaded.config.image_resolution, cfg.cache_dir,
+                               loaded.info.identity)
+        zs.use_encoder(encoder, note)
+        log.info("image encoder: %s", note)
+    return zs
 
 
 def cmd_predict(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
@@ -143,6 +162,42 @@ def cmd_architecture(args: argparse.Namespace, cfg: settings_mod.Settings) -> in
     print(f"Parameters: {p['total']:,} (vision {p['vision']:,}, text {p['text']:,}, logit scale {p['logit_scale']})")
     for tower in ("visual", "text"):
         print(f"\n{tower} tower:\n{tower_summary(loaded, tower, args.depth).text}")
+    return 0
+
+
+def _tqdm_progress(desc: str):
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, desc=desc, unit="img", file=sys.stderr)
+
+    def update(done: int, total: int, what: str) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(what.split("(")[-1].rstrip(")"), refresh=False)
+        bar.refresh()
+
+    return bar, update
+
+
+def cmd_features(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
+    from .evaluate import encode_split
+    from .features import default_path
+
+    if args.limit is not None and not 1 <= args.limit <= TEST_SIZE:
+        raise ValueError(f"--limit must be between 1 and {TEST_SIZE}, not {args.limit}.")
+    if not 1 <= args.batch_size <= 1024:
+        raise ValueError(f"--batch-size must be between 1 and 1024, not {args.batch_size}.")
+    data = open_cifar100(cfg.data_root, download=cfg.allow_download)
+    zs = _load(args, cfg, batch_work=True)
+    out = args.out or default_path(cfg.cache_dir, zs.info.sha256)
+    if out is None:
+        raise ValueError("Random weights have no SHA-256 to key a features file by; pass --out PATH.")
+    indices = list(range(args.limit or len(data)))
+    bar, update = _tqdm_progress("CIFAR-100 features")
+    with bar:
+        encode_split(zs, data, indices, batch_size=args.batch_size, workers=max(0, args.workers), progress=update)
+    zs.cifar.save(out)
+    print(f"Saved {len(zs.cifar)} image features ({zs.info.label}) to {out}")
     return 0
 
 

@@ -13,7 +13,11 @@ import threading
 import time
 from dataclasses import dataclass
 
+import torch
+
+from . import backends
 from .data import Cifar100, DataError, open_cifar100
+from .features import FeatureFileError, ImageFeatureStore, default_path
 from .model import LoadedModel, WeightsError, load_model
 from .presets import LABEL_PRESETS, TEMPLATE_SETS
 from .service import ZeroShot
@@ -71,6 +75,7 @@ class Runtime:
 
     def _load(self) -> None:
         s = self.settings
+        torch.set_num_threads(s.threads or backends.cpu_threads())
         try:
             loaded = load_model(s.weights, device=s.device, cache_dir=s.cache_dir, allow_download=s.allow_download,
                                 seed=s.seed, progress=self._progress)
@@ -87,10 +92,31 @@ class Runtime:
         self._status = ModelStatus("ready", loaded.info.label)
         log.info("model ready: %s", loaded.info.label)
         self._ready.set()
+        self._speed_up(zs)
         try:
             self.dataset()  # open (or download) CIFAR-100 now rather than on a visitor's first click
         except DataError as exc:
             log.warning("%s", exc)
+
+    def _speed_up(self, zs: ZeroShot) -> None:
+        """Pick the image backend (parity-checked) and load stored CIFAR-100 features, after the model is ready."""
+        loaded = zs.loaded
+        encoder, note = backends.select(self.settings.backend, loaded.model, loaded.config.image_resolution,
+                                        self.settings.cache_dir, loaded.info.identity)
+        zs.use_encoder(encoder, note)
+        log.info("image encoder: %s", note)
+        path = default_path(self.settings.cache_dir, loaded.info.sha256)
+        if path is not None and path.is_file():
+            try:
+                zs.cifar = ImageFeatureStore.load(path, loaded.info.identity)
+                log.info("loaded %d stored CIFAR-100 image features from %s", len(zs.cifar), path)
+            except FeatureFileError as exc:
+                log.warning("ignoring %s", exc)
+
+    def settle(self, timeout: float | None = None) -> None:
+        """Wait for all start-up work (model, backend choice, stored features, dataset) to finish."""
+        if self._thread is not None:
+            self._thread.join(timeout)
 
     @property
     def status(self) -> ModelStatus:

@@ -16,6 +16,8 @@ import torch
 from PIL import Image
 
 from . import engine
+from .backends import ImageEncoder, eager_encoder
+from .features import ImageFeatureStore
 from .model import LoadedModel, WeightsInfo
 
 __all__ = ["ZeroShot", "Prediction", "LRU"]
@@ -93,6 +95,20 @@ class ZeroShot:
         self.loaded = loaded
         self.model_lock = threading.Lock()  # one model call at a time: overlapping calls only thrash 2 vCPUs
         self._text = LRU(text_cache_size)
+        self.encoder: ImageEncoder = eager_encoder(loaded.model)
+        self.encoder_note = "eager PyTorch"
+        self.cifar: ImageFeatureStore | None = None  # CIFAR-100 test features for these weights
+
+    def use_encoder(self, encoder: ImageEncoder, note: str) -> None:
+        """Switch the image backend (between model calls)."""
+        with self.model_lock:
+            self.encoder, self.encoder_note = encoder, note
+
+    def cifar_store(self, size: int) -> ImageFeatureStore:
+        """The CIFAR-100 feature store for these weights (created empty on first use)."""
+        if self.cifar is None or self.cifar.identity != self.info.identity:
+            self.cifar = ImageFeatureStore(self.info.identity, size, self.loaded.config.embed_dim)
+        return self.cifar
 
     @property
     def info(self) -> WeightsInfo:
@@ -122,11 +138,24 @@ class ZeroShot:
         """The model's input for one RGB image: `[3, R, R]`."""
         return self.loaded.preprocess(image)
 
+    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """`[B, 3, R, R]` preprocessed pixels -> `[B, D]` normalised features, with the current backend."""
+        with self.model_lock:
+            feats = self.encoder.encode(pixels)  # [B, D]
+        return feats / feats.norm(dim=-1, keepdim=True)
+
     def image_features(self, images: list[Image.Image]) -> torch.Tensor:
         """`[B, D]` normalised features of RGB images."""
-        batch = torch.stack([self.pixels(im) for im in images])  # [B, 3, R, R]
-        with self.model_lock:
-            return engine.image_features(self.loaded.model, batch)
+        return self.encode_pixels(torch.stack([self.pixels(im) for im in images]))  # [B, 3, R, R] -> [B, D]
+
+    def cifar_feature(self, index: int, image: Image.Image, size: int) -> torch.Tensor:
+        """`[D]` feature of CIFAR-100 test image `index`: from the store, or encoded once and stored."""
+        store = self.cifar_store(size)
+        feat = store.get(index)
+        if feat is None:
+            feat = self.image_features([image])[0]
+            store.put([index], feat[None])
+        return feat
 
     def classify(self, image_feat: torch.Tensor, labels: tuple[str, ...], templates: tuple[str, ...], k: int,
                  true_label: str | None = None) -> Prediction:

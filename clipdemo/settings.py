@@ -11,6 +11,8 @@ reads `os.environ` for clipdemo's own settings. Reading happens when `from_env()
 | CLIPDEMO_DEVICE     | auto                    | `auto` (cuda if available, else cpu), `cpu` or `cuda`           |
 | CLIPDEMO_DOWNLOAD   | 1                       | 0 forbids every download (weights and dataset)                  |
 | CLIPDEMO_SEED       | 0                       | seed of the `random` weights                                    |
+| CLIPDEMO_BACKEND    | auto                    | image encoder: auto, eager, onnxruntime, bf16 (approximate)     |
+| CLIPDEMO_THREADS    | the process's vCPUs     | torch / ONNX Runtime threads for the one model                  |
 """
 
 from __future__ import annotations
@@ -32,20 +34,26 @@ class Settings:
     device: str = "auto"
     allow_download: bool = True
     seed: int = 0
+    backend: str = "auto"
+    threads: int = 0  # 0: as many as the process's vCPUs
 
 
 def _flag(value: str) -> bool:
     return value.strip().lower() not in {"0", "false", "no", "off", ""}
 
 
+def _int(env, name: str) -> int:
+    try:
+        return int(env.get(name, "0") or 0)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, not {env[name]!r}.") from None
+
+
 def from_env(environ: dict[str, str] | None = None) -> Settings:
     """Read `Settings` from `environ` (default: `os.environ`); unset variables keep their defaults."""
     env = os.environ if environ is None else environ
     cache = Path(env.get("CLIPDEMO_CACHE", "~/.cache/clipdemo")).expanduser()
-    try:
-        seed = int(env.get("CLIPDEMO_SEED", "0"))
-    except ValueError:
-        raise ValueError(f"CLIPDEMO_SEED must be an integer, not {env['CLIPDEMO_SEED']!r}.") from None
+    seed, threads = _int(env, "CLIPDEMO_SEED"), _int(env, "CLIPDEMO_THREADS")
     return Settings(
         weights=env.get("CLIPDEMO_WEIGHTS", "").strip() or "ViT-B/32",
         cache_dir=cache,
@@ -53,4 +61,6 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         device=env.get("CLIPDEMO_DEVICE", "auto").strip() or "auto",
         allow_download=_flag(env.get("CLIPDEMO_DOWNLOAD", "1")),
         seed=seed,
+        backend=env.get("CLIPDEMO_BACKEND", "auto").strip().lower() or "auto",
+        threads=threads,
     )

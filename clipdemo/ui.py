@@ -95,9 +95,9 @@ class Handlers:
             raise gr.Error(str(exc)) from None
         zs = self._service(progress)
         self._ensure_text(zs, state, progress)
-        pixels = zs.pixels(image)  # [3, 224, 224]
-        feat = zs.image_features([image])[0]
+        feat = zs.cifar_feature(int(index), image, len(data))  # [D]: stored, or encoded once and stored
         pred = zs.classify(feat, state.labels, state.templates, _k(top_k), true_label)
+        pixels = zs.pixels(image)  # [3, R, R], for showing what the model sees
         return (views.enlarge(image), views.input_view(pixels),
                 *self._outputs(pred, f"CIFAR-100 test image #{int(index)}"), {"kind": "index", "index": int(index)})
 
@@ -257,6 +257,10 @@ class Handlers:
         return card, *out, module_tree(loaded), tree
 
     # -- Status --------------------------------------------------------------------------------
+    def ping(self) -> str:
+        """Health check: answers without touching the model."""
+        return "pong"
+
     def status(self):
         """The status line, and whether to keep polling it."""
         st = self.rt.status
@@ -267,7 +271,8 @@ class Handlers:
             weights = views.md_text(loaded.info.label)
             if not loaded.info.trained:
                 weights = f"⚠️ **{weights}**"
-            line = f"**Model:** {weights} · device `{loaded.device}` · `{dtype}`"
+            line = (f"**Model:** {weights} · device `{loaded.device}` · `{dtype}` · "
+                    f"image encoder: {views.md_text(zs.encoder_note)}")
         elif st.state == "failed":
             line = f"❌ **Model unavailable:** {views.md_text(st.message)}"
         else:
@@ -461,6 +466,8 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                        outputs=[card, vis_table, vis_text, txt_table, txt_text, tree, param_map])
 
         demo.load(h.status, None, [status, timer], api_name="status", queue=False)
+        ping_btn, ping_out = gr.Button(visible=False), gr.Textbox(visible=False)
+        ping_btn.click(h.ping, None, ping_out, api_name="ping", show_progress="hidden")  # health check
         timer.tick(h.status, None, [status, timer], queue=False, **private)
 
         run_index.click(**index_io, api_name="predict_index", **model_events).success(

@@ -3,18 +3,15 @@ a loopback HTTP server standing in for weight hosts, and the notebook's referenc
 
 from __future__ import annotations
 
-import hashlib
 import http.server
-import pickle
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from clipdemo.fakes import cifar_checksums, write_cifar100  # noqa: F401 (re-exported for the tests)
 from clipdemo.model import PRESETS, build_random
-from clipdemo.presets import CIFAR100_CLASSES, CIFAR100_SUPERCLASSES
 
 TINY_SEED = 1
 
@@ -32,53 +29,6 @@ def write_tiny_checkpoints(folder: Path) -> dict[str, Path]:
     torch.jit.save(traced, str(paths["jit"]))
     torch.save(model.state_dict(), paths["state_dict"])
     return paths
-
-
-def write_cifar100(root: Path, n_test: int = 10_000, n_train: int = 100, seed: int = 0) -> dict[str, str]:
-    """CIFAR-100 in torchvision's on-disk format under `root/cifar-100-python`; returns md5 per file.
-
-    Image i is class `(i * 37 + 43) % 100` (so index 0 is a lion, like nothing real); index 15 is class 43,
-    'lion', as in the notebook. Pixels are seeded noise over a class-coloured background.
-    """
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-100-python"
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def batch(n: int, name: str, offset: int) -> dict:
-        fine = [((i + offset) * 37 + 43 - 15 * 37) % 100 for i in range(n)]
-        base = np.array([[(c * 53) % 256, (c * 97) % 256, (c * 151) % 256] for c in fine], dtype=np.int16)
-        noise = rng.integers(-40, 40, size=(n, 3, 1024), dtype=np.int16)
-        data = np.clip(base[:, :, None] + noise, 0, 255).astype(np.uint8).reshape(n, 3072)  # [N, 3*32*32] CHW
-        return {"filenames": [f"img_{i}.png" for i in range(n)], "batch_label": name,
-                "fine_labels": fine, "coarse_labels": [c % 20 for c in fine], "data": data}
-
-    files = {
-        "test": batch(n_test, "testing batch 1 of 1", 0),
-        "train": batch(n_train, "training batch 1 of 1", 0),
-        "meta": {"fine_label_names": list(CIFAR100_CLASSES),
-                 "coarse_label_names": [c.replace(" ", "_") for c in CIFAR100_SUPERCLASSES]},
-    }
-    md5 = {}
-    for name, obj in files.items():
-        blob = pickle.dumps(obj, protocol=2)
-        (folder / name).write_bytes(blob)
-        md5[name] = hashlib.md5(blob).hexdigest()
-    return md5
-
-
-@contextmanager
-def cifar_checksums(md5: dict[str, str]):
-    """Point torchvision's CIFAR-100 integrity check at the fixture's md5 sums (the check itself still runs)."""
-    from torchvision.datasets import CIFAR100
-
-    mp = __import__("pytest").MonkeyPatch()
-    mp.setattr(CIFAR100, "train_list", [["train", md5["train"]]])
-    mp.setattr(CIFAR100, "test_list", [["test", md5["test"]]])
-    mp.setattr(CIFAR100, "meta", {**CIFAR100.meta, "md5": md5["meta"]})
-    try:
-        yield
-    finally:
-        mp.undo()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

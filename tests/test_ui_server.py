@@ -10,7 +10,7 @@ from uiserver import running_app, runtime_for
 
 pytestmark = pytest.mark.slow
 PUBLIC = {"/status", "/predict_index", "/random_index", "/predict_image", "/set_labels", "/architecture", "/attention",
-          "/tokens", "/label_similarity"}
+          "/tokens", "/label_similarity", "/ping"}
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,91 @@
+"""Stand-ins made locally for offline use (tests and benchmarks): nothing here is real data.
+
+Holds: `write_cifar100` (a CIFAR-100 split in torchvision's exact on-disk format, filled with seeded
+synthetic images), `cifar_checksums` (points torchvision's md5 check at such files), and
+`write_full_size_checkpoint` (a ViT-B/32 with seeded random weights saved as a TorchScript archive in
+fp16, the official file's format and size). Used by tests/ and bench/, never by the app.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .model import PRESETS, build_random
+from .presets import CIFAR100_CLASSES, CIFAR100_SUPERCLASSES
+
+__all__ = ["write_cifar100", "cifar_checksums", "write_full_size_checkpoint", "fake_target"]
+
+
+def fake_target(i: int) -> int:
+    """The class of synthetic image `i`: index 15 is class 43, 'lion', as in the notebook."""
+    return (i * 37 + 43 - 15 * 37) % 100
+
+
+def write_cifar100(root: Path, n_test: int = 10_000, n_train: int = 100, seed: int = 0) -> dict[str, str]:
+    """Write `root/cifar-100-python/{train,test,meta}` in torchvision's format; returns md5 per file.
+
+    Pixels are seeded noise over a class-coloured background, so images of one class look alike.
+    """
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / "cifar-100-python"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def batch(n: int, name: str) -> dict:
+        fine = [fake_target(i) for i in range(n)]
+        base = np.array([[(c * 53) % 256, (c * 97) % 256, (c * 151) % 256] for c in fine], dtype=np.int16)
+        noise = rng.integers(-40, 40, size=(n, 3, 1024), dtype=np.int16)
+        data = np.clip(base[:, :, None] + noise, 0, 255).astype(np.uint8).reshape(n, 3072)  # [N, 3*32*32] CHW
+        return {"filenames": [f"img_{i}.png" for i in range(n)], "batch_label": name,
+                "fine_labels": fine, "coarse_labels": [c % 20 for c in fine], "data": data}
+
+    files = {
+        "test": batch(n_test, "testing batch 1 of 1"),
+        "train": batch(n_train, "training batch 1 of 1"),
+        "meta": {"fine_label_names": list(CIFAR100_CLASSES),
+                 "coarse_label_names": [c.replace(" ", "_") for c in CIFAR100_SUPERCLASSES]},
+    }
+    md5 = {}
+    for name, obj in files.items():
+        blob = pickle.dumps(obj, protocol=2)
+        (folder / name).write_bytes(blob)
+        md5[name] = hashlib.md5(blob).hexdigest()
+    return md5
+
+
+@contextmanager
+def cifar_checksums(md5: dict[str, str]):
+    """Point torchvision's CIFAR-100 integrity check at these md5 sums (the check itself still runs)."""
+    from torchvision.datasets import CIFAR100
+
+    saved = CIFAR100.train_list, CIFAR100.test_list, CIFAR100.meta
+    CIFAR100.train_list = [["train", md5["train"]]]
+    CIFAR100.test_list = [["test", md5["test"]]]
+    CIFAR100.meta = {**CIFAR100.meta, "md5": md5["meta"]}
+    try:
+        yield
+    finally:
+        CIFAR100.train_list, CIFAR100.test_list, CIFAR100.meta = saved
+
+
+def write_full_size_checkpoint(path: Path, seed: int = 0) -> Path:
+    """ViT-B/32 with seeded random weights, fp16, saved as a TorchScript archive like OpenAI's file."""
+    import warnings
+
+    from ._clip import import_clip
+
+    clip = import_clip()
+    model = build_random(PRESETS["ViT-B/32"], seed)
+    image = torch.zeros(1, 3, 224, 224)
+    text = clip.tokenize(["a photo of a cat"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with torch.no_grad():
+            traced = torch.jit.trace(model, (image, text), check_trace=False)
+        torch.jit.save(traced.half(), str(path))  # fp16 tensors, as the official checkpoint stores them
+    return Path(path)
