@@ -29,3 +29,7 @@ test-fast: $(STAMP)
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache
+
+# Speed and memory figures, measured side by side (not part of `make test`). QUICK=1: fewer repetitions.
+bench: $(STAMP)
+	$(PY) bench/run.py $(if $(QUICK),--quick,)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["BACKENDS", "ImageEncoder", "eager_encoder", "onnx_encoder", "bf16_encoder", "parity", "choose",
-           "select", "onnx_cache_path", "PARITY_TOL", "cpu_threads"]
+           "select", "onnx_cache_path", "export_onnx", "PARITY_TOL", "cpu_threads"]
 
 log = logging.getLogger(__name__)
 PARITY_TOL = 1e-4  # max abs difference of L2-normalised features that counts as "the same output"
@@ -85,15 +85,28 @@ def _export(model: torch.nn.Module, resolution: int, path: Path) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def onnx_encoder(model: torch.nn.Module, resolution: int, path: Path, threads: int | None = None) -> ImageEncoder:
-    """ONNX Runtime on CPU over the vision tower exported to `path` (exported first if missing)."""
+def export_onnx(model: torch.nn.Module, resolution: int, path: Path) -> Path:
+    """Export the vision tower to `path` (fp32, dynamic batch), atomically."""
+    if next(model.parameters()).dtype != torch.float32:
+        raise ValueError("The ONNX backend is fp32 on CPU only.")
+    _export(model, resolution, path)
+    return path
+
+
+def onnx_encoder(model: torch.nn.Module, resolution: int, path: Path, threads: int | None = None,
+                 exporter: Callable[[Path], None] | None = None) -> ImageEncoder:
+    """ONNX Runtime on CPU over the vision tower exported to `path` (exported first if missing).
+
+    `exporter(path)` does the export when given (the app runs it in a child process, so the
+    exporter's temporary copies of the weights never count against the server's memory).
+    """
     import onnxruntime as ort
 
     if next(model.parameters()).dtype != torch.float32:
         raise ValueError("The ONNX backend is fp32 on CPU only.")
     if not path.is_file():
         log.info("exporting the vision tower to %s", path)
-        _export(model, resolution, path)
+        (exporter or (lambda p: export_onnx(model, resolution, p)))(path)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or cpu_threads()
     opts.inter_op_num_threads = 1
@@ -114,12 +127,12 @@ def onnx_cache_path(cache_dir: Path, identity: str) -> Path:
     return Path(cache_dir) / f"visual-{hashlib.sha256(identity.encode()).hexdigest()[:16]}.onnx"
 
 
-def select(name: str, model: torch.nn.Module, resolution: int, cache_dir: Path, identity: str
-           ) -> tuple[ImageEncoder, str]:
+def select(name: str, model: torch.nn.Module, resolution: int, cache_dir: Path, identity: str,
+           exporter: Callable[[Path], None] | None = None) -> tuple[ImageEncoder, str]:
     """`choose` with a fixed probe input and the cache path for these weights; never raises."""
     probe = torch.linspace(-1.5, 1.5, 2 * 3 * resolution**2).reshape(2, 3, resolution, resolution)
     try:
-        return choose(name, model, resolution, onnx_cache_path(cache_dir, identity), probe)
+        return choose(name, model, resolution, onnx_cache_path(cache_dir, identity), probe, exporter)
     except ValueError as exc:
         return eager_encoder(model), f"eager PyTorch ({exc})"
 
@@ -134,7 +147,7 @@ def parity(candidate: ImageEncoder, reference: ImageEncoder, probe: torch.Tensor
 
 
 def choose(name: str, model: torch.nn.Module, resolution: int, cache_path: Path | None,
-           probe: torch.Tensor) -> tuple[ImageEncoder, str]:
+           probe: torch.Tensor, exporter: Callable[[Path], None] | None = None) -> tuple[ImageEncoder, str]:
     """The encoder for backend `name` ("auto", "eager", "onnxruntime", "bf16") and a sentence saying why.
 
     Exact backends other than eager are used only after they pass the parity check on `probe`;
@@ -152,7 +165,7 @@ def choose(name: str, model: torch.nn.Module, resolution: int, cache_path: Path 
     if not on_cpu_fp32 or cache_path is None:
         return eager, "eager PyTorch (ONNX Runtime is for fp32 on CPU)"
     try:
-        candidate = onnx_encoder(model, resolution, cache_path)
+        candidate = onnx_encoder(model, resolution, cache_path, exporter=exporter)
         diff = parity(candidate, eager, probe)
     except Exception as exc:  # noqa: BLE001 - any failure of the optional backend means: use eager
         log.warning("ONNX Runtime backend unavailable: %s", exc)

@@ -74,6 +74,26 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--workers", type=int, default=1, help="preprocessing worker processes (default 1)")
     _model_args(f)
     f.set_defaults(func=cmd_features)
+
+    e = sub.add_parser("evaluate", help="zero-shot accuracy on the CIFAR-100 test split")
+    subset = e.add_mutually_exclusive_group()
+    subset.add_argument("--limit", type=int, help="the first N test images (default 1000)")
+    subset.add_argument("--per-class", type=int, help="a seeded stratified sample of K images per class")
+    subset.add_argument("--all", action="store_true", help="all 10,000 test images")
+    e.add_argument("--seed", type=int, default=0, help="seed of the stratified sample")
+    e.add_argument("--templates", choices=["single", "cifar18", "both"], default="both")
+    e.add_argument("--spelling", choices=["cifar100", "cifar100-paper"], default="cifar100",
+                   help="class names: torchvision's (default) or the CLIP paper's")
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--workers", type=int, default=1, help="preprocessing worker processes (default 1)")
+    e.add_argument("--out", type=Path, help="write the full results (per class, per image) as JSON")
+    _model_args(e)
+    e.set_defaults(func=cmd_evaluate)
+
+    x = sub.add_parser("export-onnx", help="export the vision tower to ONNX (the app does this by itself)")
+    x.add_argument("--out", type=Path, required=True)
+    _model_args(x)
+    x.set_defaults(func=cmd_export_onnx)
     return parser
 
 
@@ -198,6 +218,49 @@ def cmd_features(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
         encode_split(zs, data, indices, batch_size=args.batch_size, workers=max(0, args.workers), progress=update)
     zs.cifar.save(out)
     print(f"Saved {len(zs.cifar)} image features ({zs.info.label}) to {out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
+    from .evaluate import evaluate, select_indices
+
+    if not 1 <= args.batch_size <= 1024:
+        raise ValueError(f"--batch-size must be between 1 and 1024, not {args.batch_size}.")
+    data = open_cifar100(cfg.data_root, download=cfg.allow_download)
+    targets = list(data.dataset.targets)
+    if args.all:
+        indices = select_indices(targets, "all")
+    elif args.per_class is not None:
+        indices = select_indices(targets, "per-class", args.per_class, args.seed)
+    else:
+        indices = select_indices(targets, "first", args.limit or min(1000, len(data)))
+    settings = ("single", "cifar18") if args.templates == "both" else (args.templates,)
+    zs = _load(args, cfg, batch_work=True)
+    bar, update = _tqdm_progress("CIFAR-100 images")
+    with bar:
+        results = evaluate(zs, data, indices, settings, classes=LABEL_PRESETS[args.spelling].labels,
+                           batch_size=args.batch_size, workers=max(0, args.workers), progress=update)
+    print(f"Weights: {zs.info.label}; {len(indices)} CIFAR-100 test images; image encoder: {zs.encoder_note}")
+    print(f"{'setting':>10s} {'top-1':>8s} {'top-5':>8s} {'mean/class':>11s} {'images/s':>9s}")
+    for r in results:
+        print(f"{r.setting:>10s} {100 * r.top1:7.2f}% {100 * r.top5:7.2f}% {100 * r.mean_per_class:10.2f}% "
+              f"{r.images_per_s:9.1f}")
+    if not zs.info.trained:
+        print("Note: untrained random weights - expect chance level (1% top-1, 5% top-5 over 100 classes).")
+    if args.out:
+        doc = {"weights": {"name": zs.info.name, "sha256": zs.info.sha256, "trained": zs.info.trained},
+               "results": [r.as_dict() for r in results]}
+        args.out.write_text(json.dumps(doc, indent=1))
+        print(f"Wrote {args.out}")
+    return 0
+
+
+def cmd_export_onnx(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
+    from .backends import export_onnx
+
+    loaded = _load(args, cfg).loaded
+    export_onnx(loaded.model, loaded.config.image_resolution, args.out)
+    print(f"Exported the vision tower of {loaded.info.label} to {args.out}")
     return 0
 
 

@@ -183,28 +183,56 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def load_checkpoint(path: Path, device: torch.device) -> tuple[torch.nn.Module, ClipConfig]:
-    """Build a CLIP model from a TorchScript archive (through `clip.load`) or a state dict file."""
-    clip = import_clip()
+def build_from_state_dict(sd: dict[str, torch.Tensor], device: torch.device) -> tuple[torch.nn.Module, ClipConfig]:
+    """The model `clip.load` / `clip.model.build_model` make from `sd`, without their extra copies.
 
+    `build_model` first fills a fresh model with random values and then copies the weights in, and
+    `clip.load` casts once more; here the module is built on the meta device (no memory, no init) and
+    each tensor is cast straight to what `clip.load` ends with on `device`: the dtype `convert_weights`
+    gives it (fp16 for conv/linear/attention/projection weights), then fp32 on CPU, so an fp32 file is
+    rounded through fp16 exactly as `clip.load` rounds it. tests/test_model.py checks equality with clip.load.
+    """
+    clip = import_clip()
+    config = ClipConfig.from_state_dict(sd)
+    sd = {k: v for k, v in sd.items() if k not in ("input_resolution", "context_length", "vocab_size")}
+    with torch.device("meta"):
+        model = clip.model.CLIP(**dataclasses.asdict(config))
+        clip.model.convert_weights(model)  # on meta tensors: only to learn each tensor's dtype under clip.load
+    expected = model.state_dict()
+    missing, unexpected = expected.keys() - sd.keys(), sd.keys() - expected.keys()
+    if missing or unexpected:
+        raise WeightsError(f"Not a complete CLIP ViT state dict: missing {sorted(missing)[:3]}, "
+                           f"unexpected {sorted(unexpected)[:3]}.")
+    for k in list(sd):
+        want = expected[k]
+        if tuple(sd[k].shape) != tuple(want.shape):
+            raise WeightsError(f"Tensor {k} has shape {tuple(sd[k].shape)}, expected {tuple(want.shape)}.")
+        t = sd[k].to(device=device, dtype=want.dtype)
+        sd[k] = t.float() if device.type == "cpu" else t  # the source tensor is released as we go
+    model.load_state_dict(sd, assign=True)
+    mask = model.build_attention_mask().to(device)  # a plain attribute, so it was built on meta: rebuild it
+    for block in model.transformer.resblocks:
+        block.attn_mask = mask
+    return model.eval(), config
+
+
+def _read_torchscript(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a TorchScript archive (the official checkpoint format), as `clip.load` reads them."""
+    try:
+        with warnings.catch_warnings():  # torch 2.14 marks torch.jit.load as deprecated
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            archive = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:  # torch.jit.load raises various types for a bad archive
+        raise WeightsError(f"{path.name} looks like a TorchScript archive but cannot be read: {exc}") from exc
+    return dict(archive.state_dict())
+
+
+def load_checkpoint(path: Path, device: torch.device) -> tuple[torch.nn.Module, ClipConfig]:
+    """Build a CLIP model from a TorchScript archive (the official format) or a state dict file."""
     if not path.is_file():
         raise WeightsError(f"Checkpoint {path} does not exist.")
-    if _is_torchscript(path):
-        try:
-            with warnings.catch_warnings():  # torch 2.14 flags torch.jit.load (inside clip.load) as deprecated
-                warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.load.*")
-                model, _ = clip.load(str(path), device=device, jit=False)
-        except Exception as exc:  # clip.load raises whatever torch.jit.load raises for a bad archive
-            raise WeightsError(f"{path.name} looks like a TorchScript archive but clip.load failed: {exc}") from exc
-        sd = model.state_dict()
-        return model.eval(), ClipConfig.from_state_dict(sd)
-    sd = _read_state_dict(path)
-    config = ClipConfig.from_state_dict(sd)
-    try:
-        model = clip.model.build_model(sd)
-    except (KeyError, RuntimeError) as exc:
-        raise WeightsError(f"{path.name} is not a complete CLIP ViT state dict: {exc}") from exc
-    return _finish(model, device), config
+    sd = _read_torchscript(path) if _is_torchscript(path) else _read_state_dict(path)
+    return build_from_state_dict(sd, device)
 
 
 def load_model(weights: str = "ViT-B/32", *, device: str | torch.device = "auto", cache_dir: Path | None = None,

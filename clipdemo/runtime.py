@@ -29,6 +29,16 @@ log = logging.getLogger(__name__)
 DATA_RETRY_S = 60.0  # after a failed dataset open, wait this long before trying (and maybe downloading) again
 
 
+def release_freed_memory() -> None:
+    """Hand memory freed by loading (temporary copies of the weights) back to the OS (glibc only)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
 class ModelUnavailable(RuntimeError):
     """The model is still loading or failed to load; the message says which and what to do."""
 
@@ -79,6 +89,7 @@ class Runtime:
         try:
             loaded = load_model(s.weights, device=s.device, cache_dir=s.cache_dir, allow_download=s.allow_download,
                                 seed=s.seed, progress=self._progress)
+            release_freed_memory()
             zs = ZeroShot(loaded)
             self._status = ModelStatus("loading", "encoding the default labels…", None)
             zs.text_features(LABEL_PRESETS["cifar100"].labels, TEMPLATE_SETS["single"].templates)
@@ -98,12 +109,27 @@ class Runtime:
         except DataError as exc:
             log.warning("%s", exc)
 
+    def _export_in_child(self, path) -> None:
+        """Run the ONNX export in a child process: its temporary copies of the weights stay out of the server."""
+        import subprocess
+        import sys
+
+        s = self.settings
+        cmd = [sys.executable, "-m", "clipdemo", "export-onnx", "--weights", s.weights, "--device", "cpu",
+               "--out", str(path)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                              env={**__import__("os").environ, "CLIPDEMO_SEED": str(s.seed),
+                                   "CLIPDEMO_CACHE": str(s.cache_dir), "CLIPDEMO_DOWNLOAD": "0"})
+        if done.returncode != 0:
+            raise RuntimeError(f"export failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+
     def _speed_up(self, zs: ZeroShot) -> None:
         """Pick the image backend (parity-checked) and load stored CIFAR-100 features, after the model is ready."""
         loaded = zs.loaded
         encoder, note = backends.select(self.settings.backend, loaded.model, loaded.config.image_resolution,
-                                        self.settings.cache_dir, loaded.info.identity)
+                                        self.settings.cache_dir, loaded.info.identity, self._export_in_child)
         zs.use_encoder(encoder, note)
+        release_freed_memory()  # the ONNX export's temporary buffers
         log.info("image encoder: %s", note)
         path = default_path(self.settings.cache_dir, loaded.info.sha256)
         if path is not None and path.is_file():

@@ -99,3 +99,39 @@ def test_device_choice():
         assert resolve_device("auto") == torch.device("cpu")
         with pytest.raises(ValueError, match="no CUDA GPU is available"):
             resolve_device("cuda")
+
+
+@pytest.mark.parametrize("kind", ["jit", "state_dict"])
+def test_lean_loader_equals_clip_load(tiny_ckpts, kind):
+    """Our loader builds exactly the model the real clip.load (or build_model) builds, on CPU."""
+    from clipdemo._clip import import_clip
+    from clipdemo.engine import tokenize
+
+    clip = import_clip()
+    if kind == "jit":
+        ref, _ = clip.load(str(tiny_ckpts["jit"]), device="cpu", jit=False)
+    else:
+        ref = clip.model.build_model(torch.load(tiny_ckpts["state_dict"], weights_only=True)).float()
+    ours = load_model(str(tiny_ckpts[kind]), device="cpu").model
+    a, b = ref.state_dict(), ours.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
+    text = tokenize(["a photo of a cat", "a dog"])
+    image = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        assert torch.equal(ours.encode_text(text), ref.encode_text(text))
+        assert torch.equal(ours.encode_image(image), ref.encode_image(image))
+    assert not ours.training
+
+
+def test_shape_mismatch_is_a_clear_error(tiny_ckpts, tmp_path):
+    sd = torch.load(tiny_ckpts["state_dict"], weights_only=True)
+    sd["ln_final.bias"] = torch.zeros(3)
+    bad = tmp_path / "bad.pt"
+    torch.save(sd, bad)
+    with pytest.raises(WeightsError, match=r"Tensor ln_final.bias has shape \(3,\), expected \(64,\)"):
+        load_model(str(bad), device="cpu")
+    del sd["ln_final.bias"]
+    torch.save(sd, bad)
+    with pytest.raises(WeightsError, match=r"missing \['ln_final.bias'\]"):
+        load_model(str(bad), device="cpu")

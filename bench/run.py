@@ -1,0 +1,233 @@
+"""Side-by-side speed and memory figures for clipdemo on this machine (`make bench`, `make bench QUICK=1`).
+
+Every ratio is measured in one run, both sides on the same machine, as medians of repeated timings.
+The model is a full-size ViT-B/32 with seeded random weights (same shapes and cost as the real one)
+and CIFAR-100 is a synthetic split in the real on-disk format: the figures are about speed, never
+accuracy. Ends with one line: `ratios: R1=<x> R2=<x> R3=<x> R4=<x> R5=<x> R6=<x>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import warnings
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+warnings.filterwarnings("ignore")
+
+from clipdemo import backends, engine  # noqa: E402
+from clipdemo.data import open_cifar100  # noqa: E402
+from clipdemo.evaluate import encode_split  # noqa: E402
+from clipdemo.fakes import cifar_checksums, write_cifar100, write_full_size_checkpoint  # noqa: E402
+from clipdemo.model import load_model  # noqa: E402
+from clipdemo.presets import CIFAR100_CLASSES, CIFAR_TEMPLATES, SINGLE_TEMPLATE  # noqa: E402
+from clipdemo.prompts import build_prompts  # noqa: E402
+from clipdemo.service import ZeroShot  # noqa: E402
+
+
+def median_ms(fn, reps: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times)
+
+
+def show(name: str, base_ms: float, ours_ms: float, what: str) -> float:
+    ratio = base_ms / ours_ms
+    print(f"{name}: {what}: {base_ms:,.1f} ms vs {ours_ms:,.2f} ms -> {ratio:.2f}x", flush=True)
+    return ratio
+
+
+def notebook_prediction(model, preprocess, image, classes):
+    """The classic notebook's per-prediction work: tokenize and encode every prompt, then the image."""
+    import clip
+
+    image_input = preprocess(image).unsqueeze(0)
+    text_inputs = torch.cat([clip.tokenize(f"a photo of a {c}") for c in classes])
+    with torch.no_grad():
+        image_features = model.encode_image(image_input)
+        text_features = model.encode_text(text_inputs)
+    image_features /= image_features.norm(dim=-1, keepdim=True)
+    text_features /= text_features.norm(dim=-1, keepdim=True)
+    return (100.0 * image_features @ text_features.T).softmax(dim=-1)[0].topk(5)
+
+
+def in_process(q: bool, work: Path) -> dict[str, float]:
+    r = {}
+    loaded = load_model("random", device="cpu")
+    model, pre = loaded.model, loaded.preprocess
+    zs = ZeroShot(loaded)
+    encoder, note = backends.select("auto", model, 224, work, loaded.info.identity)
+    zs.use_encoder(encoder, note)
+    print(f"image backend: {note}")
+    upload = Image.effect_mandelbrot((640, 480), (-2, -1.2, 1, 1.2), 60).convert("RGB")
+    single = SINGLE_TEMPLATE
+
+    zs.text_features(CIFAR100_CLASSES, single)  # warm: the app encodes the default labels at start-up
+    r["R1"] = show("R1", median_ms(lambda: notebook_prediction(model, pre, upload, CIFAR100_CLASSES), 2 if q else 5,
+                                   0 if q else 1),
+                   median_ms(lambda: zs.predict(upload, CIFAR100_CLASSES, single, 5), 10 if q else 30),
+                   "notebook recipe per prediction vs our warm prediction (100 labels, uploaded image)")
+
+    tokens = engine.tokenize(build_prompts(CIFAR100_CLASSES, single))  # [100, 77]
+    with torch.inference_mode():
+        r["R2"] = show("R2", median_ms(lambda: model.encode_text(tokens), 2 if q else 5, 0 if q else 1),
+                       median_ms(lambda: engine.encode_text(model, tokens), 5 if q else 15),
+                       "encode_text, 100 CIFAR-100 prompts at 77 tokens vs short context")
+        diff = (model.encode_text(tokens) - engine.encode_text(model, tokens)).abs().max().item()
+        print(f"    same output: max abs difference {diff:.1e}")
+        if not q:
+            t18 = engine.tokenize(build_prompts(CIFAR100_CLASSES, CIFAR_TEMPLATES))  # [1800, 77]
+            show("R2b", median_ms(lambda: torch.cat([model.encode_text(c) for c in t18.split(256)]), 1, 0),
+                 median_ms(lambda: torch.cat([engine.encode_text(model, c) for c in t18.split(256)]), 3),
+                 "encode_text, 1,800 prompts (18 templates) at 77 tokens vs short context")
+        else:
+            print("R2b: 1,800-prompt set skipped in QUICK mode")
+
+    x = pre(upload)[None]  # [1, 3, 224, 224]
+    eager = backends.eager_encoder(model)
+    r["R3"] = show("R3", median_ms(lambda: eager.encode(x), 10 if q else 40, 3),
+                   median_ms(lambda: zs.encoder.encode(x), 10 if q else 40, 3),
+                   f"batch-1 image encoding, eager PyTorch vs {zs.encoder.name}")
+    print(f"    parity (normalised features): {backends.parity(zs.encoder, eager, x):.1e}")
+
+    root = work / "cifar"
+    md5 = write_cifar100(root)
+    with cifar_checksums(md5):
+        data = open_cifar100(root)
+    n = 100 if q else 1000
+    zs.cifar_feature(15, data.image(15), len(data))
+
+    def without_store():
+        return zs.classify(zs.image_features([data.image(15)])[0], CIFAR100_CLASSES, single, 5)
+
+    r["R4"] = show("R4", median_ms(without_store, 10 if q else 30),
+                   median_ms(lambda: zs.classify(zs.cifar_feature(15, data.image(15), len(data)), CIFAR100_CLASSES,
+                                                 single, 5), 50 if q else 200),
+                   "CIFAR index prediction without vs with stored features")
+
+    pixels = torch.stack([pre(data.image(i)) for i in range(n)])  # [n, 3, 224, 224] made beforehand
+    bare_s = median_ms(lambda: [zs.encode_pixels(b) for b in pixels.split(100)], 1, 1) / 1000
+    full_s = {}
+    for workers in (0, 1):
+        def run(workers=workers):
+            zs.cifar = None  # an empty store each time: every image is preprocessed and encoded
+            encode_split(zs, data, list(range(n)), batch_size=100, workers=workers)
+        full_s[workers] = median_ms(run, 1, 0) / 1000
+    best = min(full_s, key=full_s.get)
+    r["R5"] = (n / full_s[best]) / (n / bare_s)
+    print(f"R5: evaluation with preprocessing ({n} CIFAR images, batch 100, DataLoader workers={best}): "
+          f"{n / full_s[best]:.1f} img/s vs bare encoder on pre-made tensors {n / bare_s:.1f} img/s -> "
+          f"{r['R5']:.2f} (workers=0: {n / full_s[0]:.1f} img/s, workers=1: {n / full_s[1]:.1f} img/s)")
+    return r, md5, root
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(peak, current) resident set size of a process, in MB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmHWM"].split()[0]) / 1024, int(fields["VmRSS"].split()[0]) / 1024
+
+
+SERVE = """
+import sys, json
+from clipdemo.fakes import cifar_checksums
+from clipdemo.ui import main
+with cifar_checksums(json.loads(sys.argv[1])):
+    main()
+"""
+
+
+def served(q: bool, work: Path, md5: dict, root: Path, backend: str = "auto") -> dict[str, float]:
+    from gradio_client import Client, handle_file
+
+    ckpt = work / "ViT-B-32-random.pt"
+    if not ckpt.exists():
+        write_full_size_checkpoint(ckpt)
+    port = 7800 + os.getpid() % 100
+    env = {**os.environ, "CLIPDEMO_WEIGHTS": str(ckpt), "CLIPDEMO_CACHE": str(work / "cache"),
+           "CLIPDEMO_DATA": str(root), "CLIPDEMO_DOWNLOAD": "0", "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False", "CLIPDEMO_BACKEND": backend}
+    url = f"http://127.0.0.1:{port}/"
+    img = work / "upload.png"
+    Image.new("RGB", (320, 240), (200, 120, 40)).save(img)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, __import__("json").dumps(md5)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    r = {}
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=1).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.perf_counter() - t0 > 120:
+                    raise RuntimeError("the app did not start")
+                time.sleep(0.05)
+        page_s = time.perf_counter() - t0
+        client = Client(url, verbose=False, download_files=False)
+        while True:
+            try:
+                client.predict(handle_file(str(img)), 5, api_name="/predict_image")
+                break
+            except Exception:  # noqa: BLE001 - "still loading" until the model is ready
+                if time.perf_counter() - t0 > 180:
+                    raise
+                time.sleep(0.2)
+        first_s = time.perf_counter() - t0
+        print(f"start-up (weights on disk, {ckpt.stat().st_size / 1e6:.0f} MB TorchScript fp16): page served "
+              f"after {page_s:.1f} s, first prediction after {first_s:.1f} s")
+        while "image encoder: eager PyTorch ·" in client.predict(api_name="/status")[0] and backend == "auto":
+            if time.perf_counter() - t0 > 240:
+                break
+            time.sleep(0.5)  # the backend export and parity check run in the background after "ready"
+        client.predict(15, 5, api_name="/predict_index")  # stores index 15's feature
+        reps = 15 if q else 50
+        r["R6"] = show("R6", median_ms(lambda: client.predict(15, 5, api_name="/predict_index"), reps, 2),
+                       median_ms(lambda: client.predict(api_name="/ping"), reps, 2),
+                       "gradio_client round trip, CIFAR index prediction vs no-op endpoint")
+        peak, now = rss_mb(proc.pid)
+        print(f"memory of the served app (ViT-B/32 loaded, CLIPDEMO_BACKEND={backend}, after the runs above): "
+              f"peak RSS {peak:,.0f} MB, steady RSS {now:,.0f} MB")
+        status = client.predict(api_name="/status")[0]
+        print(f"    app status: {status.split('image encoder:')[-1].strip()}")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return r
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions (under a minute)")
+    q = ap.parse_args().quick
+    torch.set_num_threads(backends.cpu_threads())
+    print(f"machine: {platform.processor() or platform.machine()}, {backends.cpu_threads()} vCPUs, "
+          f"torch {torch.__version__}, threads {torch.get_num_threads()}; {'QUICK' if q else 'full'} run")
+    with tempfile.TemporaryDirectory(prefix="clipdemo-bench-") as tmp:
+        work = Path(tmp)
+        r, md5, root = in_process(q, work)
+        r.update(served(q, work, md5, root))
+        if not q:
+            served(q, work, md5, root, backend="eager")  # memory without the ONNX Runtime copy of the weights
+    print("ratios: " + " ".join(f"{k}={r[k]:.2f}" for k in ("R1", "R2", "R3", "R4", "R5", "R6")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
