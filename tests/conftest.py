@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fixtures import cifar_checksums, write_cifar100, write_tiny_checkpoints
+from clipdemo.fakes import cifar_checksums, write_cifar100
+from fixtures import write_tiny_checkpoints
 
 os.environ.setdefault("CLIPDEMO_DOWNLOAD", "0")  # a test that forgets to isolate itself must not hit the network
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 
-from clipdemo.fakes import cifar_checksums, write_cifar100  # noqa: F401 (re-exported for the tests)
 from clipdemo.model import PRESETS, build_random
 
 TINY_SEED = 1
