@@ -11,7 +11,8 @@ import plotly.graph_objects as go
 import torch
 from PIL import Image
 
-__all__ = ["treemap", "patch_figure", "attention_overlay", "similarity_figure", "colormap"]
+__all__ = ["treemap", "patch_figure", "attention_overlay", "similarity_figure", "colormap", "per_class_chart",
+           "confusion_figure"]
 
 # A perceptually ordered dark-to-bright ramp (inferno's anchor colours), for attention heat.
 _RAMP = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21],
@@ -82,4 +83,25 @@ def similarity_figure(labels: tuple[str, ...], sim: torch.Tensor) -> go.Figure:
                       margin=dict(l=5, r=5, t=40, b=5))
     fig.update_xaxes(type="category", showticklabels=len(labels) <= 40)
     fig.update_yaxes(type="category", autorange="reversed", showticklabels=len(labels) <= 40)
+    return fig
+
+
+def per_class_chart(classes: tuple[str, ...], accuracy: list[float | None], title: str) -> go.Figure:
+    """Per-class top-1 accuracy, sorted from worst to best; classes without images are left out."""
+    pairs = sorted(((a, c) for c, a in zip(classes, accuracy) if a is not None), key=lambda p: p[0])
+    fig = go.Figure(go.Bar(x=[c for _, c in pairs], y=[100 * a for a, _ in pairs], marker_color="#4c78a8",
+                           hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
+    fig.update_layout(title=title, yaxis_title="top-1 accuracy (%)", yaxis_range=[0, 100], height=380,
+                      margin=dict(l=5, r=5, t=40, b=5))
+    fig.update_xaxes(type="category", showticklabels=len(pairs) <= 40)
+    return fig
+
+
+def confusion_figure(classes: tuple[str, ...], confusion: torch.Tensor, title: str) -> go.Figure:
+    """Heatmap of a `[C, C]` confusion matrix: rows are true classes, columns predicted ones."""
+    fig = go.Figure(go.Heatmap(z=confusion.numpy(), x=list(classes), y=list(classes), colorscale="Blues",
+                               hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
+    fig.update_layout(title=title, height=700, margin=dict(l=5, r=5, t=40, b=5))
+    fig.update_xaxes(type="category", title="predicted", showticklabels=False)
+    fig.update_yaxes(type="category", title="true", autorange="reversed", showticklabels=False)
     return fig

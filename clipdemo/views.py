@@ -72,7 +72,8 @@ def _cell(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _results_dir() -> Path:
+def results_dir() -> Path:
+    """The folder for files offered as downloads; files older than an hour are removed on each call."""
     folder = Path(tempfile.gettempdir()) / RESULTS_DIR_NAME
     folder.mkdir(exist_ok=True)
     cutoff = time.time() - RESULTS_MAX_AGE_S
@@ -84,7 +85,7 @@ def _results_dir() -> Path:
 
 def result_files(pred: Prediction, what: str) -> list[str]:
     """Write the prediction as CSV and JSON; returns the two paths."""
-    stem = _results_dir() / f"prediction-{uuid.uuid4().hex[:12]}"
+    stem = results_dir() / f"prediction-{uuid.uuid4().hex[:12]}"
     csv_path, json_path = stem.with_suffix(".csv"), stem.with_suffix(".json")
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)

@@ -85,13 +85,21 @@ def test_walk_through_every_tab(page, tmp_path):
     expect(notebook_lines).to_have_value(re.compile(r"zebra crossing: .*\n.*yellow submarine: |yellow submarine: .*\n"
                                                     r".*zebra crossing: "))
 
+    # Evaluate: the first 100 images, both template settings
+    _tab(page, "Evaluate")
+    page.get_by_label("N (first N)").fill("100")
+    page.get_by_role("button", name="Run evaluation").click()
+    expect(page.locator("#eval-summary")).to_contain_text("cifar18", timeout=120_000)
+    expect(page.locator("#eval-summary")).to_contain_text("65.1% top-1")
+    _shot(page, "4-evaluate")
+
     # Architecture
     _tab(page, "Architecture")
     expect(page.locator("#vision-summary")).to_contain_text("conv1 (Conv2d)")
     expect(page.locator("#text-summary")).to_contain_text("token_embedding (Embedding)")
     expect(page.locator(".treemap").first).to_be_attached()
-    _shot(page, "4-architecture")
+    _shot(page, "5-architecture")
 
     _tab(page, "About")
     expect(page.get_by_text("Krizhevsky").first).to_be_visible()
-    _shot(page, "5-about")
+    _shot(page, "6-about")

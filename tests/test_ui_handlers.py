@@ -1,5 +1,7 @@
 """UI handlers called as plain functions: outputs, per-session label state, errors as gr.Error."""
 
+import re
+
 import gradio as gr
 import pytest
 from PIL import Image
@@ -127,3 +129,31 @@ def test_tokens_and_similarity(handlers):
         handlers.tokens(" ".join(["x"] * 80))
     fig = handlers.similarity(LabelState(("cat", "dog", "car")), _no_progress)
     assert list(fig.data[0].x) == ["cat", "dog", "car"] and fig.data[0].z[0][0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_evaluation_handler(handlers):
+    from clipdemo.ui.evaluation import Evaluation
+
+    ev = Evaluation(handlers.rt, handlers)
+    outs = list(ev.run("per-class", 0, 2, 0, "both", "cifar100", _no_progress))
+    assert re.match(r"⏳ encoded (\d+) of \1 new images", outs[0][0])  # images earlier tests stored are reused
+    summary, chart, confusion, pairs, worst, files = outs[-1]
+    assert "| single | 200 |" in summary and "| cifar18 | 200 |" in summary and "65.1% top-1" in summary
+    assert "subset" in summary or "whole test split" in summary
+    assert chart.data[0].type == "bar" and confusion.data[0].z.shape == (100, 100)
+    assert int(confusion.data[0].z.sum()) == 200
+    assert all(caption.count("→") == 1 for _, caption in pairs + worst) and len(worst) <= 12
+    assert [f.rsplit(".", 1)[1] for f in files] == ["csv", "json"]
+    again = list(ev.run("per-class", 0, 2, 0, "single", "cifar100-paper", _no_progress))
+    assert len(again) == 1 and "already stored" in again[0][0]  # no image encoding the second time
+    with pytest.raises(gr.Error, match="between 1 and"):
+        list(ev.run("first", 0, 1, 0, "single", "cifar100", _no_progress))
+
+
+def test_evaluation_says_chance_level_for_random_weights(cifar_root, tmp_path):
+    from clipdemo.model import load_model
+    from clipdemo.ui.evaluation import Evaluation
+
+    rt = runtime_for(load_model("random:tiny"), cifar_root, tmp=tmp_path)
+    out = list(Evaluation(rt, Handlers(rt)).run("first", 50, 1, 0, "single", "cifar100", _no_progress))[-1]
+    assert "Untrained random weights: accuracy is chance level" in out[0] and "1% top-1" in out[0]

@@ -10,7 +10,7 @@ from uiserver import running_app, runtime_for
 
 pytestmark = pytest.mark.slow
 PUBLIC = {"/status", "/predict_index", "/random_index", "/predict_image", "/set_labels", "/architecture", "/attention",
-          "/tokens", "/label_similarity", "/ping"}
+          "/tokens", "/label_similarity", "/ping", "/evaluate"}
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +94,16 @@ def test_inside_views_through_the_server(app):
     fresh = _client(url)  # a new session has no last image
     with pytest.raises(Exception, match="Classify an image first"):
         fresh.predict("rollout", "mean", api_name="/attention")
+
+
+def test_evaluate_endpoint(app):
+    url, _ = app
+    summary, chart, confusion, pairs, worst, files = _client(url).predict(
+        "first", 120, 1, 0, "single", "cifar100", api_name="/evaluate")
+    assert "| single | 120 |" in summary and chart["type"] == "plotly" and confusion["type"] == "plotly"
+    assert len(files) == 2 and isinstance(worst, list)
+    with pytest.raises(Exception, match="less than minimum value 1"):
+        _client(url).predict("first", 0, 1, 0, "single", "cifar100", api_name="/evaluate")
 
 
 def test_no_weights_and_no_dataset_app_still_starts(tmp_path):

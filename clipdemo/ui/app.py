@@ -14,6 +14,7 @@ from ..images import MAX_BYTES
 from ..presets import LABEL_PRESETS, TEMPLATE_SETS
 from ..runtime import Runtime
 from ..settings import from_env
+from .evaluation import SUBSET_CHOICES, TEMPLATE_CHOICES, Evaluation
 from .handlers import CUSTOM, DEFAULT_INDEX, MEAN_HEADS, ROLLOUT, Handlers, LabelState
 from .texts import ABOUT, CSS
 
@@ -22,6 +23,7 @@ __all__ = ["build_app", "launch_kwargs", "main"]
 def build_app(runtime: Runtime) -> gr.Blocks:
     """The whole Space as a `gr.Blocks` (not launched)."""
     h = Handlers(runtime)
+    ev = Evaluation(runtime, h)
     preset_choices = [(p.title, p.key) for p in LABEL_PRESETS.values()] + [("Custom", CUSTOM)]
     template_choices = [(t.title, t.key) for t in TEMPLATE_SETS.values()] + [("Custom", CUSTOM)]
     model_events = dict(concurrency_id="model", concurrency_limit=1)
@@ -99,6 +101,30 @@ def build_app(runtime: Runtime) -> gr.Blocks:
                     prompt_box = gr.Textbox("a photo of a lion", label="Prompt")
                     token_table = gr.Dataframe(label="BPE tokens", elem_id="token-table")
                     token_note = gr.Markdown()
+            with gr.Tab("Evaluate", id="evaluate"):
+                gr.Markdown("Zero-shot accuracy on the CIFAR-100 test split, scored against all 100 classes. "
+                            "Image features are computed once and kept, so a second run (or other templates) "
+                            "is almost instant.")
+                with gr.Row():
+                    ev_subset = gr.Radio(SUBSET_CHOICES, value="first", label="Images")
+                    ev_n = gr.Number(1000, precision=0, minimum=1, maximum=TEST_SIZE, label="N (first N)")
+                    ev_k = gr.Number(10, precision=0, minimum=1, maximum=100, label="K per class")
+                    ev_seed = gr.Number(0, precision=0, label="Seed (stratified sample)")
+                with gr.Row():
+                    ev_templates = gr.Radio(TEMPLATE_CHOICES, value="both", label="Prompt templates")
+                    ev_spelling = gr.Dropdown([(LABEL_PRESETS[k].title, k) for k in ("cifar100", "cifar100-paper")],
+                                              value="cifar100", label="Class names")
+                with gr.Row():
+                    ev_run = gr.Button("Run evaluation", variant="primary")
+                    ev_stop = gr.Button("Stop", variant="stop")
+                ev_summary = gr.Markdown(elem_id="eval-summary")
+                ev_chart = gr.Plot(label="Per-class accuracy")
+                ev_confusion = gr.Plot(label="Confusion matrix")
+                with gr.Row():
+                    ev_pairs = gr.Gallery(label="Most confused pairs (an example of each)", columns=4, height=300)
+                    ev_worst = gr.Gallery(label="Most confident mistakes", columns=4, height=300)
+                ev_files = gr.File(label="Download (CSV per image, JSON with everything)", file_count="multiple",
+                                   interactive=False)
             with gr.Tab("Architecture", id="architecture") as arch_tab:
                 depth = gr.Slider(1, 4, value=2, step=1, label="Summary depth")
                 card = gr.JSON(label="Configuration (derived from the loaded weights)")
@@ -164,6 +190,11 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         prompt_box.change(h.tokens, prompt_box, [token_table, token_note], api_name="tokens", queue=False,
                           trigger_mode="always_last")
         demo.load(h.tokens, prompt_box, [token_table, token_note], queue=False, **private)
+
+        ev_event = ev_run.click(ev.run, [ev_subset, ev_n, ev_k, ev_seed, ev_templates, ev_spelling],
+                                [ev_summary, ev_chart, ev_confusion, ev_pairs, ev_worst, ev_files],
+                                api_name="evaluate", **model_events)
+        ev_stop.click(None, None, None, cancels=[ev_event], api_visibility="private", queue=False)
 
         depth.release(**arch_io, api_name="architecture", **model_events)
         arch_tab.select(**arch_io, api_name="architecture_on_tab", **private, **model_events)
