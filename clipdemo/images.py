@@ -45,14 +45,14 @@ def open_image(source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS, max_
     """
     if isinstance(source, (bytes, bytearray)):
         if len(source) > max_bytes:
-            raise ImageError(f"The image is {len(source) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.")
+            raise ImageError(f"The image is {len(source) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB.")
         data = bytes(source)
     else:
         path = Path(source)
         if not path.is_file():
             raise ImageError(f"No image file at {path.name!s}.")
         if path.stat().st_size > max_bytes:
-            raise ImageError(f"The image is {path.stat().st_size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.")
+            raise ImageError(f"The image is {path.stat().st_size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB.")
         data = path.read_bytes()
     if not data:
         raise ImageError("The file is empty.")

@@ -76,7 +76,8 @@ def test_check_labels_escapes_html(handlers):
     assert "<script>" not in summary and "&lt;script&gt;" in summary
 
 
-def test_predict_image_and_errors(handlers, tmp_path):
+def test_predict_image_and_errors(handlers, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # files here count as uploads
     path = tmp_path / "x.png"
     Image.new("RGBA", (40, 30), (255, 0, 0, 128)).save(path)
     model_input, label, *_, last = handlers.predict_image(str(path), 3, LabelState(), _no_progress)
@@ -87,6 +88,9 @@ def test_predict_image_and_errors(handlers, tmp_path):
         handlers.predict_image(str(bad), 3, LabelState(), _no_progress)
     with pytest.raises(gr.Error, match="Upload an image first"):
         handlers.predict_image(None, 3, LabelState(), _no_progress)
+    for elsewhere in ("/etc/passwd", "/etc/no-such-file", str(tmp_path / ".." / "x.png"), "relative.png"):
+        with pytest.raises(gr.Error, match=r"^'?Only images uploaded to this page can be classified\.'?$"):
+            handlers.predict_image(elsewhere, 3, LabelState(), _no_progress)
     with pytest.raises(gr.Error, match="out of range"):
         handlers.predict_index(10_000, 3, LabelState(), _no_progress)
     with pytest.raises(gr.Error, match="Top-k must be between 1 and 20"):

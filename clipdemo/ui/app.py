@@ -154,7 +154,8 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         private = dict(api_visibility="private")
         results = [result, chart, lines, truth, files, last_input]
         index_io = dict(fn=h.predict_index, inputs=[index, top_k, state], outputs=[original, model_input, *results])
-        upload_io = dict(fn=h.predict_image, inputs=[upload, top_k, state], outputs=[upload_input, *results])
+        upload_io = dict(fn=h.predict_image, inputs=[upload, top_k, state], outputs=[upload_input, *results],
+                         preprocess=False)  # the handler decodes uploads itself (clipdemo.images)
         inside_io = dict(fn=h.attention, inputs=[layer, head, last_input], outputs=[patches, attn_img, attn_caption])
         labels_io = dict(fn=h.set_labels, inputs=[label_box, tpl_box, state], outputs=[state, label_summary])
         arch_io = dict(fn=h.architecture, inputs=depth,

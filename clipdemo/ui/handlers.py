@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import random
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 from PIL import Image
 
 from .. import figures, views
 from ..data import TEST_SIZE, DataError
-from ..images import ImageError, open_image
+from ..images import MAX_BYTES, ImageError, open_image
 from ..inside import cls_attention_map, label_similarity, prompt_tokens, vision_attention
 from ..introspect import config_card, module_tree, parameter_tree, tower_summary
 from ..presets import LABEL_PRESETS, TEMPLATE_SETS
@@ -99,13 +101,26 @@ class Handlers:
         return (views.enlarge(image), views.input_view(pixels),
                 *self._outputs(pred, f"CIFAR-100 test image #{int(index)}"), {"kind": "index", "index": int(index)})
 
-    def predict_image(self, path: str | None, top_k: float, state: LabelState, progress=gr.Progress()):
-        """Classify an uploaded image (a file Gradio received) against the session's labels."""
+    def predict_image(self, upload: dict | str | None, top_k: float, state: LabelState, progress=gr.Progress()):
+        """Classify an uploaded image (a file Gradio received) against the session's labels.
+
+        The event runs with `preprocess=False`: `upload` is Gradio's raw file record, and the bytes are
+        decoded here by `open_image` (allow-listed formats, pixel budget), never by the framework.
+        """
         state = state or LabelState()
-        if not path:
-            raise gr.Error("Upload an image first (file, webcam or clipboard).")
+        record = upload if isinstance(upload, dict) else {"path": upload}
         try:
-            image = open_image(path)
+            if record.get("path"):
+                path = _uploaded_file(record["path"])
+                image = open_image(path)
+            elif str(record.get("url") or "").startswith("data:"):
+                image = open_image(decode_data_url(record["url"]))
+                path = str(views.results_dir() / f"inline-{uuid.uuid4().hex[:12]}.png")
+                image.save(path)  # kept (an hour at most) for this session's attention view
+            elif record.get("url"):
+                raise gr.Error("Only images uploaded to this page can be classified.")
+            else:
+                raise gr.Error("Upload an image first (file, webcam or clipboard).")
         except ImageError as exc:
             raise gr.Error(str(exc)) from None
         zs = self._service(progress)
@@ -281,6 +296,34 @@ class Handlers:
         except DataError as exc:
             line += f" · **CIFAR-100 unavailable:** {views.md_text(str(exc))}"
         return line, gr.Timer(active=st.state == "loading")
+
+
+def decode_data_url(url: str) -> bytes:
+    """The bytes of a base64 `data:` URL, refusing one larger than the upload limit before decoding it."""
+    import base64
+    import binascii
+
+    header, _, payload = url.partition(",")
+    if not header.endswith(";base64"):
+        raise ImageError("Inline images must be base64 data: URLs.")
+    if len(payload) > (MAX_BYTES * 4) // 3 + 4:
+        raise ImageError(f"The image is over {MAX_BYTES / 2**20:.0f} MB; the limit is {MAX_BYTES / 2**20:.0f} MB.")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageError("The inline image is not valid base64.") from None
+
+
+def _uploaded_file(path: str) -> str:
+    """`path` if it lies in Gradio's upload folder, else a refusal that says nothing about the path."""
+    root = Path(gr.utils.get_upload_folder()).resolve()
+    try:
+        resolved = Path(path).resolve()
+    except (OSError, ValueError, TypeError):
+        resolved = None
+    if resolved is None or not resolved.is_relative_to(root):
+        raise gr.Error("Only images uploaded to this page can be classified.")
+    return str(resolved)
 
 
 def parse_label_text_lines(text: str) -> list[str]:

@@ -1,0 +1,169 @@
+"""The public HTTP API under hostile input: bad images, path tricks, label edge cases, concurrent sessions."""
+
+import base64
+import threading
+
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+
+from corpus import bad_files, good_files
+from uiserver import running_app, runtime_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def app(tiny_loaded, cifar_root, tmp_path_factory):
+    with running_app(runtime_for(tiny_loaded, cifar_root, tmp=tmp_path_factory.mktemp("c"))) as (url, _):
+        yield url
+
+
+def _client(url):
+    return Client(url, verbose=False, download_files=False)
+
+
+def _upload(url, name, data) -> httpx.Response:
+    return httpx.post(f"{url}/gradio_api/upload", files={"files": (name, data, "application/octet-stream")},
+                      timeout=30)
+
+
+def _call(url, api, data) -> tuple[str, str]:
+    """Raw HTTP call of a named endpoint; returns (SSE event, data line)."""
+    r = httpx.post(f"{url}/gradio_api/call/{api}", json={"data": data}, timeout=30)
+    r.raise_for_status()
+    body = httpx.get(f"{url}/gradio_api/call/{api}/{r.json()['event_id']}", timeout=60).text
+    event = body.split("event: ", 1)[1].split("\n", 1)[0]
+    return event, body.split("data: ", 1)[1].strip()
+
+
+def _ok_after(url):
+    """The next normal request still succeeds."""
+    assert _client(url).predict(1, 2, api_name="/predict_index")[2]["label"]
+
+
+def test_bad_images_through_gradio_client(app, tmp_path):
+    c = _client(app)
+    for key, (name, data, message) in bad_files().items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(Exception, match=message):
+            c.predict(handle_file(str(path)), 3, api_name="/predict_image")
+    _ok_after(app)
+
+
+def test_good_images_through_gradio_client(app, tmp_path):
+    c = _client(app)
+    for key, (name, data, _) in good_files().items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        model_input, label, *_ = c.predict(handle_file(str(path)), 3, api_name="/predict_image")
+        assert len(label["confidences"]) == 3, key
+    _ok_after(app)
+
+
+def test_bad_images_through_raw_http(app):
+    for key in ("truncated_png", "svg", "pixel_bomb"):
+        name, data, message = bad_files()[key]
+        server_path = _upload(app, name, data).json()[0]
+        event, payload = _call(app, "predict_image", [{"path": server_path, "meta": {"_type": "gradio.FileData"}}, 3])
+        assert event == "error" and message in payload, (key, payload)
+    name, data, _ = good_files()["grey"]
+    event, payload = _call(app, "predict_image", [{"path": _upload(app, name, data).json()[0],
+                                                   "meta": {"_type": "gradio.FileData"}}, 3])
+    assert event == "complete"
+
+
+def test_inline_data_urls_obey_the_same_rules(app):
+    def inline(data):
+        url = "data:image/png;base64," + base64.b64encode(data).decode()
+        return _call(app, "predict_image", [{"url": url, "meta": {"_type": "gradio.FileData"}}, 3])
+
+    assert inline(good_files()["grey"][1])[0] == "complete"
+    event, payload = inline(bad_files()["pixel_bomb"][1])
+    assert event == "error" and "the limit is 40 megapixels" in payload
+    event, payload = inline(bad_files()["svg"][1])
+    assert event == "error" and "not an image in an accepted format" in payload
+    event, payload = inline(b"\x89PNG" + b"\0" * (21 * 1024 * 1024))  # over the size limit, sent inline
+    assert event == "error" and "the limit is 20 MB" in payload
+
+
+def test_file_over_max_file_size_is_refused_at_upload(app):
+    r = _upload(app, "big.png", b"\0" * (21 * 1024 * 1024))
+    assert r.status_code == 413
+    _ok_after(app)
+
+
+SECRET = "root:x:0:0"
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "/etc/no-such-file", "../../../etc/passwd", "app.py",
+                                  "/proc/self/environ"])
+def test_payload_paths_are_refused_without_leaking(app, path):
+    event, payload = _call(app, "predict_image", [{"path": path, "meta": {"_type": "gradio.FileData"}}, 3])
+    assert event == "error" and SECRET not in payload and path not in payload
+    assert payload == '{"error": null}'  # the same answer whether or not the file exists
+    event, payload = _call(app, "predict_image", [{"path": "x.png", "url": f"file://{path}",
+                                                   "meta": {"_type": "gradio.FileData"}}, 3])
+    assert event == "error" and SECRET not in payload
+
+
+@pytest.mark.parametrize("route", ["/etc/passwd", "/etc/no-such-file", "../../etc/passwd", "..%2F..%2Fetc%2Fpasswd",
+                                   "%2e%2e/%2e%2e/etc/passwd", "app.py", "/work/main/app.py", "//etc/passwd",
+                                   "/tmp/../etc/passwd"])
+def test_file_route_traversal_is_refused(app, route):
+    r = httpx.get(f"{app}/gradio_api/file={route}", timeout=10)
+    assert r.status_code in (403, 404) and SECRET not in r.text and "import" not in r.text
+
+
+@pytest.mark.parametrize("labels, templates, expect", [
+    ("", "a photo of a {}", "Give at least 2 different labels (got 0)"),
+    ("cat", "a photo of a {}", "Give at least 2 different labels (got 1)"),
+    ("cat\nCat\n cat \ndog", "a photo of a {}", "2 labels × 1 template(s)"),  # duplicates dropped, said
+    ("\n".join(f"l{i}" for i in range(501)), "{}", "Too many labels: 501; the limit is 500"),
+    ("cat\n" + "x" * 201, "{}", "Label 2 is 201 characters long; the limit is 200"),
+    ("🐱 cat\nchien\u0301\n犬", "a photo of a {}", "3 labels × 1 template(s)"),
+    ("<b>bold</b>\n<script>alert(1)</script>", "{}", "&lt;script&gt;"),
+    ("{0.__class__}\n{}\n%s", "a photo of a {}", "3 labels × 1 template(s)"),
+    ("cat\ndog", "a {0} photo", "must contain exactly one {}"),
+    ("cat\ndog", "{} and {}", "(found 2)"),
+    ("cat\ndog\u200b", "{}", "Label 2 contains control or invisible characters"),
+])
+def test_label_edge_cases(app, labels, templates, expect):
+    c = _client(app)
+    try:
+        result = c.predict(labels, templates, api_name="/set_labels")
+    except Exception as exc:  # noqa: BLE001 - the gr.Error text is what we check
+        result = str(exc)
+    assert expect in result
+
+
+def test_labels_are_shown_as_text(app):
+    c = _client(app)
+    summary = c.predict("<img src=x onerror=alert(1)>\n**bold**", "{}", api_name="/set_labels")
+    assert "<img" not in summary and "&lt;img" in summary and "\\*\\*bold\\*\\*" in summary
+    label = c.predict(3, 2, api_name="/predict_index")[2]
+    assert {x["label"] for x in label["confidences"]} == {"<img src=x onerror=alert(1)>", "**bold**"}
+
+
+def test_concurrent_sessions_never_see_each_others_labels(app):
+    sets = {"A": ("apple pie", "banana split"), "B": ("cherry tart", "date cake", "elderberry jam")}
+    errors = []
+
+    def session(name):
+        try:
+            c = _client(app)
+            c.predict("\n".join(sets[name]), "a photo of a {}", api_name="/set_labels")
+            for i in range(6):
+                got = {x["label"] for x in c.predict(i, 5, api_name="/predict_index")[2]["confidences"]}
+                if got != set(sets[name]):
+                    errors.append((name, got))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append((name, repr(exc)))
+
+    threads = [threading.Thread(target=session, args=(n,)) for n in ("A", "B", "A", "B")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
