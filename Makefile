@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast bench venv clean
+.PHONY: run test test-fast bench audit venv clean
 
 venv: $(STAMP)
 
@@ -33,3 +33,7 @@ clean:
 # Speed and memory figures, measured side by side (not part of `make test`). QUICK=1: fewer repetitions.
 bench: $(STAMP)
 	$(PY) bench/run.py $(if $(QUICK),--quick,)
+
+# pip-audit over the pinned requirements (CI runs it after the tests).
+audit: $(STAMP)
+	tools/audit
