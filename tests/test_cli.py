@@ -111,3 +111,16 @@ def test_architecture_command(env, capsys):
     assert "[1, 768, 7, 7]" in out and "[1, 77, 512]" in out and "untrained random weights" in out
     assert main(["architecture", "--depth", "9"]) == 2
     assert "--depth must be between 1 and 4" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_gpu_check_says_when_there_is_no_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: bench/gpu_check.py is run by hand there")
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "gpu_check.py"
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "no CUDA device here" in res.stderr and "Traceback" not in res.stderr
