@@ -30,6 +30,7 @@ from clipdemo.data import open_cifar100  # noqa: E402
 from clipdemo.evaluate import encode_split  # noqa: E402
 from clipdemo.fakes import cifar_checksums  # noqa: E402
 from clipdemo.model import load_model  # noqa: E402
+from clipdemo.notebook import notebook_top5  # noqa: E402
 from clipdemo.presets import CIFAR100_CLASSES, CIFAR_TEMPLATES, SINGLE_TEMPLATE  # noqa: E402
 from clipdemo.prompts import build_prompts  # noqa: E402
 from clipdemo.service import ZeroShot  # noqa: E402
@@ -52,20 +53,6 @@ def show(name: str, base_ms: float, ours_ms: float, what: str) -> float:
     return ratio
 
 
-def notebook_prediction(model, preprocess, image, classes):
-    """The classic notebook's per-prediction work: tokenize and encode every prompt, then the image."""
-    import clip
-
-    image_input = preprocess(image).unsqueeze(0)
-    text_inputs = torch.cat([clip.tokenize(f"a photo of a {c}") for c in classes])
-    with torch.no_grad():
-        image_features = model.encode_image(image_input)
-        text_features = model.encode_text(text_inputs)
-    image_features /= image_features.norm(dim=-1, keepdim=True)
-    text_features /= text_features.norm(dim=-1, keepdim=True)
-    return (100.0 * image_features @ text_features.T).softmax(dim=-1)[0].topk(5)
-
-
 def in_process(q: bool, work: Path) -> dict[str, float]:
     r = {}
     loaded = load_model("random", device="cpu")
@@ -78,7 +65,7 @@ def in_process(q: bool, work: Path) -> dict[str, float]:
     single = SINGLE_TEMPLATE
 
     zs.text_features(CIFAR100_CLASSES, single)  # warm: the app encodes the default labels at start-up
-    r["R1"] = show("R1", median_ms(lambda: notebook_prediction(model, pre, upload, CIFAR100_CLASSES), 2 if q else 5,
+    r["R1"] = show("R1", median_ms(lambda: notebook_top5(model, pre, upload, CIFAR100_CLASSES), 2 if q else 5,
                                    0 if q else 1),
                    median_ms(lambda: zs.predict(upload, CIFAR100_CLASSES, single, 5), 10 if q else 30),
                    "notebook recipe per prediction vs our warm prediction (100 labels, uploaded image)")

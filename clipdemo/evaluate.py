@@ -42,7 +42,7 @@ class _Preprocessed(Dataset):
         return self.preprocess(self.data.image(index)), index
 
 
-def encode_split(zs: ZeroShot, data: Cifar100, indices: list[int], *, batch_size: int = 64, workers: int = 1,
+def encode_split(zs: ZeroShot, data: Cifar100, indices: list[int], *, batch_size: int = 64, workers: int = 0,
                  progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None) -> int:
     """Encode the images of `indices` not yet in the store; returns how many were encoded.
 
@@ -186,7 +186,7 @@ def score(image_feats: torch.Tensor, targets: torch.Tensor, text_feats: torch.Te
 
 
 def evaluate(zs: ZeroShot, data: Cifar100, indices: list[int], settings: tuple[str, ...], *,
-             classes: tuple[str, ...] | None = None, batch_size: int = 64, workers: int = 1,
+             classes: tuple[str, ...] | None = None, batch_size: int = 64, workers: int = 0,
              progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None) -> list[EvalResult]:
     """Zero-shot accuracy on `indices` for each template setting in `settings` ("single", "cifar18").
 

@@ -61,19 +61,3 @@ def loopback_server(routes: dict[str, bytes | int]):
     finally:
         server.shutdown()
         server.server_close()
-
-
-def notebook_top5(model, preprocess, image, classes, device="cpu"):
-    """The classic CLIP notebook's code, as written there (in-place normalisation and all)."""
-    import clip
-
-    image_input = preprocess(image).unsqueeze(0).to(device)
-    text_inputs = torch.cat([clip.tokenize(f"a photo of a {c}") for c in classes]).to(device)
-    with torch.no_grad():
-        image_features = model.encode_image(image_input)
-        text_features = model.encode_text(text_inputs)
-    image_features /= image_features.norm(dim=-1, keepdim=True)
-    text_features /= text_features.norm(dim=-1, keepdim=True)
-    similarity = (100.0 * image_features @ text_features.T).softmax(dim=-1)
-    values, indices = similarity[0].topk(5)
-    return [(classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())], similarity[0]

@@ -8,7 +8,7 @@ from clipdemo import engine
 from clipdemo.presets import CIFAR100_CLASSES, CIFAR_TEMPLATES
 from clipdemo.prompts import build_prompts
 from clipdemo.service import ZeroShot
-from fixtures import notebook_top5
+from clipdemo.notebook import notebook_top5
 
 MIXED = ["a", "a photo of a lion", "a photo of " + " ".join(["very"] * 30) + " big lion",
          " ".join(["x"] * 75)]  # the last one is exactly 77 tokens with start and end

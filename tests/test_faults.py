@@ -1,7 +1,6 @@
 """Faults, each through a real server start: weights missing/unreachable/wrong/truncated/unsafe, dataset
 missing/corrupt, and a handler that crashes. The page still works where it can and says why where it can't."""
 
-import hashlib
 import logging
 import os
 import shutil

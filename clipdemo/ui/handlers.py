@@ -22,7 +22,8 @@ from ..images import MAX_BYTES, ImageError, open_image
 from ..inside import cls_attention_map, label_similarity, prompt_tokens, vision_attention
 from ..introspect import config_card, module_tree, parameter_tree, tower_summary
 from ..presets import LABEL_PRESETS, TEMPLATE_SETS
-from ..prompts import CONTEXT_LENGTH, PromptError, build_prompts, clean_labels, clean_templates, parse_label_text
+from ..prompts import (CONTEXT_LENGTH, LabelSet, PromptError, build_prompts, clean_labels, clean_templates,
+                       parse_label_text)
 from ..runtime import ModelUnavailable, Runtime
 from ..service import LRU, Prediction
 
@@ -183,9 +184,7 @@ class Handlers:
     def check_labels(self, label_text: str, template_text: str) -> str:
         """Inline validation of the editors' text, without touching the model."""
         try:
-            labels = clean_labels(parse_label_text(label_text))
-            templates = clean_templates(parse_label_text_lines(template_text))
-            build_prompts(labels.labels, templates)
+            labels, templates = _parse_editors(label_text, template_text)
         except PromptError as exc:
             return f"⚠️ {views.md_text(str(exc))}"
         note = f" ({len(labels.dropped_duplicates)} duplicate(s) will be dropped)" if labels.dropped_duplicates else ""
@@ -195,9 +194,7 @@ class Handlers:
     def set_labels(self, label_text: str, template_text: str, state: LabelState, progress=gr.Progress()):
         """Validate and activate a label set for this session; encodes its text features once."""
         try:
-            labels = clean_labels(parse_label_text(label_text))
-            templates = clean_templates(parse_label_text_lines(template_text))
-            build_prompts(labels.labels, templates)
+            labels, templates = _parse_editors(label_text, template_text)
         except PromptError as exc:
             raise gr.Error(str(exc)) from None
         new = LabelState(labels.labels, templates, _preset_of(labels.labels), _template_set_of(templates))
@@ -326,9 +323,15 @@ def _uploaded_file(path: str) -> str:
     return str(resolved)
 
 
-def parse_label_text_lines(text: str) -> list[str]:
-    """Templates are one per line (commas are part of a template's text)."""
-    return [ln for ln in (text or "").splitlines() if ln.strip()]
+def _parse_editors(label_text: str, template_text: str) -> tuple[LabelSet, tuple[str, ...]]:
+    """The label and template editors' text, validated (every prompt within 77 tokens); PromptError if not.
+
+    Labels: one per line, or comma-separated; templates: one per line (commas belong to a template).
+    """
+    labels = clean_labels(parse_label_text(label_text))
+    templates = clean_templates([ln for ln in (template_text or "").splitlines() if ln.strip()])
+    build_prompts(labels.labels, templates)
+    return labels, templates
 
 
 def _choice(value: str, n: int, what: str) -> int:
