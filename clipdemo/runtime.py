@@ -139,6 +139,11 @@ class Runtime:
             except FeatureFileError as exc:
                 log.warning("ignoring %s", exc)
 
+    @property
+    def settled(self) -> bool:
+        """True once start-up work (model, backend choice, stored features, dataset) is over, or never began."""
+        return self._thread is None or not self._thread.is_alive()
+
     def settle(self, timeout: float | None = None) -> None:
         """Wait for all start-up work (model, backend choice, stored features, dataset) to finish."""
         if self._thread is not None:

@@ -7,7 +7,6 @@ and Markdown. No gradio here; the UI module only places what these return.
 from __future__ import annotations
 
 import csv
-import html
 import json
 import tempfile
 import time
@@ -28,10 +27,15 @@ RESULTS_DIR_NAME = "clipdemo-results"
 RESULTS_MAX_AGE_S = 3600
 
 
+_MD_SPECIAL = set("\\`*_{}[]()<>#+-.!|~&")
+
+
 def md_text(text: str) -> str:
-    """User text made inert inside Markdown: HTML escaped and Markdown punctuation backslashed."""
-    escaped = html.escape(text, quote=True)
-    return "".join("\\" + ch if ch in "\\`*_[]#|~" else ch for ch in escaped)
+    """Text shown literally inside Markdown: every Markdown/HTML-significant character backslash-escaped.
+
+    `<img onerror=...>` then renders as those characters, never as a tag (and never as `&lt;`).
+    """
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
 
 
 def enlarge(image: Image.Image, size: int = 224) -> Image.Image:

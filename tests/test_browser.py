@@ -44,6 +44,7 @@ def _shot(page, name):
 def test_walk_through_every_tab(page, tmp_path):
     from playwright.sync_api import expect
 
+    expect.set_options(timeout=30_000)  # a busy 2-vCPU CI machine can take more than the default 5 s
     expect(page.locator("#status")).to_contain_text("tiny-state.pt")
 
     # Predict by index: the notebook's image 15
@@ -69,6 +70,11 @@ def test_walk_through_every_tab(page, tmp_path):
     # Edit the labels, apply, and see them in a new result
     _tab(page, "Labels")
     box = page.locator("#label-editor textarea")
+    box.fill("zebra crossing\nyellow submarine\nzebra crossing\n<img src=x onerror=alert(1)> it's")
+    expect(page.locator("#label-check")).to_contain_text("3 labels × 1 template(s)")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator("#label-summary")).to_contain_text("<img src=x onerror=alert(1)> it's")  # as text
+    assert page.locator("#label-summary img").count() == 0
     box.fill("zebra crossing\nyellow submarine\nzebra crossing")
     expect(page.locator("#label-check")).to_contain_text("2 labels × 1 template(s)")
     page.get_by_role("button", name="Apply").click()

@@ -73,7 +73,7 @@ def test_check_labels_escapes_html(handlers):
     msg = handlers.check_labels("<img src=x onerror=alert(1)>\n<b>x</b>", "{}")
     assert msg.startswith("✓ 2 labels")
     summary = handlers.label_summary(LabelState(("<script>alert(1)</script>", "b")), ready=False)
-    assert "<script>" not in summary and "&lt;script&gt;" in summary
+    assert "\\<script\\>alert\\(1\\)\\</script\\>" in summary  # shown as text, never as a tag
 
 
 def test_predict_image_and_errors(handlers, tmp_path, monkeypatch):
@@ -105,7 +105,7 @@ def test_architecture_and_status(handlers):
     assert vis["headers"][0] == "layer" and "Conv2d" in vis_text and "Embedding" in txt_text
     assert tree.startswith("CLIP(")
     line, timer = handlers.status()
-    assert "tiny-state.pt" in line and "10,000 test images" in line
+    assert "tiny-state.pt" in line.replace("\\", "") and "10,000 test images" in line
 
 
 def test_attention_view_for_the_last_image(handlers, tiny_loaded):
@@ -141,6 +141,7 @@ def test_evaluation_handler(handlers):
     ev = Evaluation(handlers.rt, handlers)
     outs = list(ev.run("per-class", 0, 2, 0, "both", "cifar100", _no_progress))
     assert re.match(r"⏳ encoded (\d+) of \1 new images", outs[0][0])  # images earlier tests stored are reused
+    assert all(len(o) == 6 for o in outs)  # one value per output component
     summary, chart, confusion, pairs, worst, files = outs[-1]
     assert "| single | 200 |" in summary and "| cifar18 | 200 |" in summary and "65.1% top-1" in summary
     assert "subset" in summary or "whole test split" in summary

@@ -64,7 +64,8 @@ class Handlers:
         self._traces = LRU(32)  # (weights identity, input) -> (model input image, [layers, heads, T, T] attention)
 
     # -- shared helpers ------------------------------------------------------------------------
-    def _service(self, progress):
+    def model_service(self, progress):
+        """The loaded model service, waiting (with a progress note) while it loads; gr.Error if it cannot."""
         try:
             if self.rt.status.state != "ready":
                 progress(0, desc="waiting for the model to load…")
@@ -94,7 +95,7 @@ class Handlers:
             true_label = data.classes[data.target(int(index))]
         except DataError as exc:
             raise gr.Error(str(exc)) from None
-        zs = self._service(progress)
+        zs = self.model_service(progress)
         self._ensure_text(zs, state, progress)
         feat = zs.cifar_feature(int(index), image, len(data))  # [D]: stored, or encoded once and stored
         pred = zs.classify(feat, state.labels, state.templates, _k(top_k), true_label)
@@ -124,7 +125,7 @@ class Handlers:
                 raise gr.Error("Upload an image first (file, webcam or clipboard).")
         except ImageError as exc:
             raise gr.Error(str(exc)) from None
-        zs = self._service(progress)
+        zs = self.model_service(progress)
         self._ensure_text(zs, state, progress)
         pred = zs.predict(image, state.labels, state.templates, k=_k(top_k))
         return (views.input_view(zs.pixels(image)), *self._outputs(pred, "uploaded image"),
@@ -150,7 +151,7 @@ class Handlers:
 
     def attention(self, layer: str, head: str, last: dict | None, progress=gr.Progress()):
         """Patch grid over the model input, and the class token's attention (a layer and head, or rollout)."""
-        zs = self._service(progress)
+        zs = self.model_service(progress)
         image, what = self._image_for(last)
         key = (zs.info.identity, tuple(sorted((last or {}).items())))
         cached = self._traces.get(key)
@@ -236,7 +237,7 @@ class Handlers:
     def similarity(self, state: LabelState, progress=gr.Progress()):
         """Cosine similarity between the session's labels' text features (plotly heatmap)."""
         state = state or LabelState()
-        zs = self._service(progress)
+        zs = self.model_service(progress)
         self._ensure_text(zs, state, progress)
         sim = label_similarity(zs.text_features(state.labels, state.templates))  # [L, L]
         fig = figures.similarity_figure(state.labels, sim)
@@ -292,7 +293,7 @@ class Handlers:
             line += f" · **CIFAR-100:** {len(data):,} test images" if data else ""
         except DataError as exc:
             line += f" · **CIFAR-100 unavailable:** {views.md_text(str(exc))}"
-        return line, gr.Timer(active=st.state == "loading")
+        return line, gr.Timer(active=not self.rt.settled)  # poll until the backend choice is shown too
 
 
 def decode_data_url(url: str) -> bytes:
