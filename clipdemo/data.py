@@ -68,8 +68,9 @@ def open_cifar100(root: Path, *, download: bool = False) -> Cifar100:
     try:
         ds = CIFAR100(root=str(root), train=False, download=download)
     except Exception as exc:  # torchvision raises RuntimeError (missing/corrupt) or URLError/OSError (download)
+        reason = str(exc).split(" You can use download=True")[0].rstrip(".")  # torchvision's own hint misleads here
         raise DataError(
-            f"CIFAR-100 is not available under {root}: {exc}. Put the extracted 'cifar-100-python/' folder "
+            f"CIFAR-100 is not available under {root}: {reason}. Put the extracted 'cifar-100-python/' folder "
             f"(files 'train', 'test', 'meta' from cifar-100-python.tar.gz) in {root}, or set CLIPDEMO_DATA "
             "to the folder that holds it, or allow downloads (CLIPDEMO_DOWNLOAD=1) on a machine with internet."
         ) from exc

@@ -6,17 +6,24 @@ The values come from `clipdemo.introspect` and `clipdemo.inside`; no gradio here
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import plotly.graph_objects as go
 import torch
 from PIL import Image
 
-__all__ = ["treemap", "patch_figure", "attention_overlay", "similarity_figure", "colormap", "per_class_chart",
+__all__ = ["plot_text", "treemap", "patch_figure", "attention_overlay", "similarity_figure", "colormap", "per_class_chart",
            "confusion_figure"]
 
 # A perceptually ordered dark-to-bright ramp (inferno's anchor colours), for attention heat.
 _RAMP = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21],
                   [250, 193, 39], [252, 255, 164]], dtype=np.float32)
+
+
+def plot_text(text: str) -> str:
+    """User text for plotly, which reads a few HTML tags (`<b>`, `<a href>`) in labels: entities instead."""
+    return html.escape(text, quote=False)
 
 
 def colormap(values: np.ndarray) -> np.ndarray:
@@ -76,7 +83,8 @@ def attention_overlay(image: Image.Image, amap: torch.Tensor, alpha: float = 0.6
 
 def similarity_figure(labels: tuple[str, ...], sim: torch.Tensor) -> go.Figure:
     """Plotly heatmap of label-to-label cosine similarity `[L, L]`."""
-    fig = go.Figure(go.Heatmap(z=sim.numpy(), x=list(labels), y=list(labels), colorscale="Viridis",
+    shown = [plot_text(lab) for lab in labels]
+    fig = go.Figure(go.Heatmap(z=sim.numpy(), x=shown, y=shown, colorscale="Viridis",
                                hovertemplate="%{y} vs %{x}: cos %{z:.3f}<extra></extra>"))
     size = min(900, 260 + 9 * len(labels))
     fig.update_layout(title="Cosine similarity of the labels' text features (before any image)", height=size,

@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 import torch
 from PIL import Image
 
+from .figures import plot_text
 from .service import Prediction
 
 __all__ = ["enlarge", "input_view", "bar_chart", "result_files", "truth_markdown", "md_text", "CLIP_MEAN", "CLIP_STD"]
@@ -60,6 +61,7 @@ def bar_chart(pred: Prediction, title: str = "Top predictions") -> go.Figure:
     labels = [lab for lab, _ in pred.top][::-1]
     probs = [100 * p for _, p in pred.top][::-1]
     colors = ["#2ca02c" if lab == pred.true_label else "#4c78a8" for lab in labels]
+    labels = [plot_text(lab) for lab in labels]
     if not pred.weights.trained:
         title += " (untrained random weights: meaningless)"
     fig = go.Figure(go.Bar(x=probs, y=labels, orientation="h", marker_color=colors,

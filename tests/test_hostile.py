@@ -143,8 +143,10 @@ def test_labels_are_shown_as_text(app):
     summary = c.predict("<img src=x onerror=alert(1)>\n**bold**", "{}", api_name="/set_labels")
     assert "<img" not in summary.replace("\\<img", "") and "\\<img src=x" in summary
     assert "\\*\\*bold\\*\\*" in summary
-    label = c.predict(3, 2, api_name="/predict_index")[2]
+    out = c.predict(3, 2, api_name="/predict_index")
+    label, plot = out[2], out[3]
     assert {x["label"] for x in label["confidences"]} == {"<img src=x onerror=alert(1)>", "**bold**"}
+    assert "&lt;img src=x onerror=alert(1)&gt;" in plot["plot"] and "<img" not in plot["plot"]
 
 
 def test_concurrent_sessions_never_see_each_others_labels(app):
