@@ -13,6 +13,8 @@ import plotly.graph_objects as go
 import torch
 from PIL import Image
 
+from .inside import patch_grid
+
 __all__ = ["plot_text", "treemap", "patch_figure", "attention_overlay", "similarity_figure", "colormap", "per_class_chart",
            "confusion_figure"]
 
@@ -56,11 +58,11 @@ def patch_figure(image: Image.Image, patch: int) -> go.Figure:
                       line=dict(color="white", width=1))
         fig.add_shape(type="line", y0=k * patch - 0.5, y1=k * patch - 0.5, x0=-0.5, x1=res - 0.5,
                       line=dict(color="white", width=1))
-    centers = [(c * patch + patch / 2, r * patch + patch / 2, r * g + c, r, c) for r in range(g) for c in range(g)]
+    grid = patch_grid(res, patch)  # (index, row, col, x0, y0), in token order
     fig.add_trace(go.Scatter(
-        x=[x for x, *_ in centers], y=[y for _, y, *_ in centers], mode="text",
-        text=[str(i) for *_, i, _, _ in centers], textfont=dict(color="white", size=11),
-        customdata=[[i, r, c] for *_, i, r, c in centers],
+        x=[x0 + patch / 2 for *_, x0, _ in grid], y=[y0 + patch / 2 for *_, y0 in grid], mode="text",
+        text=[str(i) for i, *_ in grid], textfont=dict(color="white", size=11),
+        customdata=[[i, r, c] for i, r, c, _, _ in grid],
         hovertemplate="patch %{customdata[0]} (row %{customdata[1]}, col %{customdata[2]})<br>"
                       "token %{customdata[0]}+1 after the class token<extra></extra>"))
     fig.update_layout(title=f"{g}×{g} patches of {patch}×{patch} px = {g * g} tokens + 1 class token",

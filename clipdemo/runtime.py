@@ -9,6 +9,9 @@ per user (per-session label sets live in the UI's `gr.State`). No gradio here.
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -111,14 +114,11 @@ class Runtime:
 
     def _export_in_child(self, path) -> None:
         """Run the ONNX export in a child process: its temporary copies of the weights stay out of the server."""
-        import subprocess
-        import sys
-
         s = self.settings
         cmd = [sys.executable, "-m", "clipdemo", "export-onnx", "--weights", s.weights, "--device", "cpu",
                "--out", str(path)]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                              env={**__import__("os").environ, "CLIPDEMO_SEED": str(s.seed),
+                              env={**os.environ, "CLIPDEMO_SEED": str(s.seed),
                                    "CLIPDEMO_CACHE": str(s.cache_dir), "CLIPDEMO_DOWNLOAD": "0"})
         if done.returncode != 0:
             raise RuntimeError(f"export failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")

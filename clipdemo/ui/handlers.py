@@ -81,8 +81,7 @@ class Handlers:
                              progress=lambda done, total, what: progress(done / total, desc=f"{what} {done}/{total}"))
 
     def _outputs(self, pred: Prediction, what: str):
-        title = "Top predictions" if pred.weights.trained else "Top predictions"
-        return ({lab: p for lab, p in pred.top}, views.bar_chart(pred, title), "\n".join(pred.lines()),
+        return ({lab: p for lab, p in pred.top}, views.bar_chart(pred), "\n".join(pred.lines()),
                 views.truth_markdown(pred), views.result_files(pred, what))
 
     # -- Predict -------------------------------------------------------------------------------
