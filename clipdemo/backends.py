@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from .engine import normalise
+
 __all__ = ["BACKENDS", "ImageEncoder", "eager_encoder", "onnx_encoder", "bf16_encoder", "parity", "choose",
            "select", "onnx_cache_path", "export_onnx", "PARITY_TOL", "cpu_threads"]
 
@@ -69,8 +71,10 @@ def bf16_encoder(model: torch.nn.Module) -> ImageEncoder:
     return ImageEncoder("bf16", encode, False)
 
 
-def _export(model: torch.nn.Module, resolution: int, path: Path) -> None:
-    """Export the vision tower (dynamic batch) to `path` atomically."""
+def export_onnx(model: torch.nn.Module, resolution: int, path: Path) -> Path:
+    """Export the vision tower to `path` (fp32, dynamic batch), atomically (temp file, then rename)."""
+    if next(model.parameters()).dtype != torch.float32:
+        raise ValueError("The ONNX backend is fp32 on CPU only.")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
     os.close(fd)
@@ -83,13 +87,6 @@ def _export(model: torch.nn.Module, resolution: int, path: Path) -> None:
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
-
-
-def export_onnx(model: torch.nn.Module, resolution: int, path: Path) -> Path:
-    """Export the vision tower to `path` (fp32, dynamic batch), atomically."""
-    if next(model.parameters()).dtype != torch.float32:
-        raise ValueError("The ONNX backend is fp32 on CPU only.")
-    _export(model, resolution, path)
     return path
 
 
@@ -137,13 +134,9 @@ def select(name: str, model: torch.nn.Module, resolution: int, cache_dir: Path, 
         return eager_encoder(model), f"eager PyTorch ({exc})"
 
 
-def _normalise(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=-1, keepdim=True)
-
-
 def parity(candidate: ImageEncoder, reference: ImageEncoder, probe: torch.Tensor) -> float:
     """Max abs difference between the two encoders' normalised features on `probe` `[B, 3, R, R]`."""
-    return float((_normalise(candidate.encode(probe)) - _normalise(reference.encode(probe))).abs().max())
+    return float((normalise(candidate.encode(probe)) - normalise(reference.encode(probe))).abs().max())
 
 
 def choose(name: str, model: torch.nn.Module, resolution: int, cache_path: Path | None,

@@ -15,7 +15,8 @@ from ._clip import import_clip
 
 from .prompts import build_prompts
 
-__all__ = ["tokenize", "encode_text", "text_features", "image_features", "probabilities", "top_k", "LOGIT_SCALE"]
+__all__ = ["tokenize", "encode_text", "text_features", "image_features", "probabilities", "top_k", "normalise",
+           "LOGIT_SCALE"]
 
 LOGIT_SCALE = 100.0  # the notebook's fixed temperature (CLIP's learned scale is ~100 as well)
 ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
@@ -54,7 +55,8 @@ def encode_text(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     return x[torch.arange(x.shape[0]), eot] @ model.text_projection  # [N, embed_dim]
 
 
-def _normalise(x: torch.Tensor) -> torch.Tensor:
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit L2 norm: `[..., D]` -> `[..., D]` (a new tensor; the input is untouched)."""
     return x / x.norm(dim=-1, keepdim=True)
 
 
@@ -72,14 +74,14 @@ def text_features(model: torch.nn.Module, labels: tuple[str, ...], templates: tu
     chunks = []
     for start in range(0, len(prompts), batch_size):
         batch = tokens[start:start + batch_size].to(device)
-        chunks.append(_normalise(encode_text(model, batch).float()).cpu())  # [b, D]
+        chunks.append(normalise(encode_text(model, batch).float()).cpu())  # [b, D]
         if progress:
             progress(min(start + batch_size, len(prompts)), len(prompts), "encoding prompts")
     feats = torch.cat(chunks)  # [n_labels * n_templates, D]
     feats = feats.reshape(len(labels), len(templates), -1)  # [n_labels, n_templates, D]
     if len(templates) == 1:
         return feats[:, 0]  # [n_labels, D], already normalised
-    return _normalise(feats.mean(dim=1))  # [n_labels, D]
+    return normalise(feats.mean(dim=1))  # [n_labels, D]
 
 
 @torch.inference_mode()
@@ -87,7 +89,7 @@ def image_features(model: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor
     """L2-normalised image features: `[B, 3, R, R]` preprocessed pixels -> `[B, embed_dim]` float32 on CPU."""
     device = next(model.parameters()).device
     feats = model.encode_image(pixels.to(device=device, dtype=model.dtype))  # [B, D]
-    return _normalise(feats.float()).cpu()
+    return normalise(feats.float()).cpu()
 
 
 def probabilities(image_feats: torch.Tensor, text_feats: torch.Tensor, scale: float = LOGIT_SCALE) -> torch.Tensor:

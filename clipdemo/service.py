@@ -106,7 +106,7 @@ class ZeroShot:
 
     def cifar_store(self, size: int) -> ImageFeatureStore:
         """The CIFAR-100 feature store for these weights (created empty on first use)."""
-        if self.cifar is None or self.cifar.identity != self.info.identity:
+        if self.cifar is None:
             self.cifar = ImageFeatureStore(self.info.identity, size, self.loaded.config.embed_dim)
         return self.cifar
 
@@ -142,7 +142,7 @@ class ZeroShot:
         """`[B, 3, R, R]` preprocessed pixels -> `[B, D]` normalised features, with the current backend."""
         with self.model_lock:
             feats = self.encoder.encode(pixels)  # [B, D]
-        return feats / feats.norm(dim=-1, keepdim=True)
+        return engine.normalise(feats)
 
     def image_features(self, images: list[Image.Image]) -> torch.Tensor:
         """`[B, D]` normalised features of RGB images."""
