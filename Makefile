@@ -32,7 +32,7 @@ clean:
 
 # Speed and memory figures, measured side by side (not part of `make test`). QUICK=1: fewer repetitions.
 bench: $(STAMP)
-	$(PY) bench/run.py $(if $(QUICK),--quick,)
+	$(PY) -m bench.run $(if $(QUICK),--quick,)
 
 # pip-audit over the pinned requirements (CI runs it after the tests).
 audit: $(STAMP)

@@ -10,10 +10,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from clipdemo.fakes import write_cifar100, write_full_size_checkpoint
 
-from clipdemo.fakes import write_cifar100, write_full_size_checkpoint  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # The app's own main(), with torchvision's md5 check pointed at the synthetic CIFAR-100 files.
 SERVE = """

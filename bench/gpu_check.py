@@ -4,7 +4,7 @@ Runs a full-size ViT-B/32 with seeded random weights (or CLIPDEMO_WEIGHTS when g
 fp16 and in fp32 on the same inputs, and prints: feature cosine (image and text), top-5 agreement
 over 100 CIFAR-100 labels, and batch-256 image throughput for both. Exits 2 without a CUDA device.
 
-    .venv/bin/python bench/gpu_check.py [--images 512]
+    .venv/bin/python -m bench.gpu_check [--images 512]
 """
 
 from __future__ import annotations
@@ -14,16 +14,12 @@ import os
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-warnings.filterwarnings("ignore")
-
-from clipdemo import engine  # noqa: E402
-from clipdemo.model import load_model  # noqa: E402
-from clipdemo.presets import CIFAR100_CLASSES, SINGLE_TEMPLATE  # noqa: E402
+from clipdemo import engine
+from clipdemo.model import load_model
+from clipdemo.presets import CIFAR100_CLASSES, SINGLE_TEMPLATE
 
 
 def throughput(model, pixels: torch.Tensor, batch: int = 256, reps: int = 5) -> float:
@@ -38,6 +34,7 @@ def throughput(model, pixels: torch.Tensor, batch: int = 256, reps: int = 5) -> 
 
 
 def main() -> int:
+    warnings.filterwarnings("ignore")  # third-party deprecation noise would bury the figures
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=512)
     args = ap.parse_args()

@@ -5,7 +5,7 @@ CIFAR-100), then for each N runs N sessions for a bounded time. Each session set
 then predicts random CIFAR-100 indices. Reports requests/s, p50/p95 latency, queue rejections, errors,
 peak RSS, and whether every answer was made of that session's own labels only.
 
-    .venv/bin/python bench/load.py [--sessions 1 4 16] [--seconds 20]
+    .venv/bin/python -m bench.load [--sessions 1 4 16] [--seconds 20]
 """
 
 from __future__ import annotations
@@ -20,10 +20,7 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-warnings.filterwarnings("ignore")
-
-from common import rss_mb, start_app, wait_ready  # noqa: E402
+from bench.common import rss_mb, start_app, wait_ready
 
 
 def session(url: str, k: int, seconds: float, out: dict) -> None:
@@ -54,6 +51,7 @@ def session(url: str, k: int, seconds: float, out: dict) -> None:
 
 
 def main() -> int:
+    warnings.filterwarnings("ignore")  # third-party deprecation noise would bury the figures
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--seconds", type=float, default=20.0)

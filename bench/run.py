@@ -20,20 +20,16 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-warnings.filterwarnings("ignore")
-
-from common import rss_mb, stand_ins, start_app, wait_ready  # noqa: E402
-
-from clipdemo import backends, engine  # noqa: E402
-from clipdemo.data import open_cifar100  # noqa: E402
-from clipdemo.evaluate import encode_split  # noqa: E402
-from clipdemo.fakes import cifar_checksums  # noqa: E402
-from clipdemo.model import load_model  # noqa: E402
-from clipdemo.notebook import notebook_top5  # noqa: E402
-from clipdemo.presets import CIFAR100_CLASSES, CIFAR_TEMPLATES, SINGLE_TEMPLATE  # noqa: E402
-from clipdemo.prompts import build_prompts  # noqa: E402
-from clipdemo.service import ZeroShot  # noqa: E402
+from bench.common import rss_mb, stand_ins, start_app, wait_ready
+from clipdemo import backends, engine
+from clipdemo.data import open_cifar100
+from clipdemo.evaluate import encode_split
+from clipdemo.fakes import cifar_checksums
+from clipdemo.model import load_model
+from clipdemo.notebook import notebook_top5
+from clipdemo.presets import CIFAR100_CLASSES, CIFAR_TEMPLATES, SINGLE_TEMPLATE
+from clipdemo.prompts import build_prompts
+from clipdemo.service import ZeroShot
 
 
 def median_ms(fn, reps: int, warmup: int = 1) -> float:
@@ -164,6 +160,7 @@ def served(q: bool, work: Path, backend: str = "auto") -> dict[str, float]:
 
 
 def main() -> int:
+    warnings.filterwarnings("ignore")  # third-party deprecation noise would bury the figures
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (under a minute)")
     q = ap.parse_args().quick
