@@ -7,6 +7,7 @@ expected mistake prints one line `error: ...` on stderr and exits non-zero, neve
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -14,9 +15,11 @@ from pathlib import Path
 
 from . import settings as settings_mod
 from .data import TEST_SIZE, DataError, open_cifar100
+from .engine import MAX_TOP_K, check_top_k
 from .images import ImageError, open_image
-from .model import WeightsError, load_model
-from .presets import LABEL_PRESETS, TEMPLATE_SETS
+from .model import WeightsError
+from .presets import CLASS_NAME_SPELLINGS, LABEL_PRESETS, TEMPLATE_SETS
+from .evaluate import TEMPLATE_CHOICES
 from .prompts import PromptError, build_prompts, clean_labels, clean_templates, parse_label_text
 
 __all__ = ["main", "build_parser"]
@@ -57,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     tpl = p.add_mutually_exclusive_group()
     tpl.add_argument("--template", help='one prompt template with {} for the label, e.g. "a photo of a {}"')
     tpl.add_argument("--templates", choices=list(TEMPLATE_SETS), default="single", help="template set (default single)")
-    p.add_argument("--top-k", type=int, default=5, help="how many labels to show (default 5)")
+    p.add_argument("--top-k", type=int, default=5, help=f"how many labels to show, 1..{MAX_TOP_K} (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     _model_args(p)
     p.set_defaults(func=cmd_predict)
@@ -82,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     subset.add_argument("--per-class", type=int, help="a seeded stratified sample of K images per class")
     subset.add_argument("--all", action="store_true", help="all 10,000 test images")
     e.add_argument("--seed", type=int, default=0, help="seed of the stratified sample")
-    e.add_argument("--templates", choices=["single", "cifar18", "both"], default="both")
-    e.add_argument("--spelling", choices=["cifar100", "cifar100-paper"], default="cifar100",
+    e.add_argument("--templates", choices=list(TEMPLATE_CHOICES), default="both")
+    e.add_argument("--spelling", choices=list(CLASS_NAME_SPELLINGS), default="cifar100",
                    help="class names: torchvision's (default) or the CLIP paper's")
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--workers", type=int, default=0,
@@ -120,27 +123,18 @@ def _templates(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def _load(args: argparse.Namespace, cfg: settings_mod.Settings, *, batch_work: bool = False):
-    """Load the model; for batch work also pick the (parity-checked) image backend."""
-    import torch
+    """The model service for `--weights`/`--device`; for batch work also the (parity-checked) image backend."""
+    from . import startup
 
-    from .backends import cpu_threads, select
-    from .service import ZeroShot
-
-    torch.set_num_threads(cfg.threads or cpu_threads())
-    loaded = load_model(args.weights or cfg.weights, device=args.device or cfg.device, cache_dir=cfg.cache_dir,
-                        allow_download=cfg.allow_download, seed=cfg.seed)
-    zs = ZeroShot(loaded)
+    cfg = dataclasses.replace(cfg, weights=args.weights or cfg.weights, device=args.device or cfg.device)
+    zs = startup.open_service(cfg)
     if batch_work:
-        encoder, note = select(cfg.backend, loaded.model, loaded.config.image_resolution, cfg.cache_dir,
-                               loaded.info.identity)
-        zs.use_encoder(encoder, note)
-        log.info("image encoder: %s", note)
+        startup.speed_up(zs, cfg, stored_features=False)
     return zs
 
 
 def cmd_predict(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
-    if not 1 <= args.top_k <= 100:
-        raise ValueError(f"--top-k must be between 1 and 100, not {args.top_k}.")
+    check_top_k(args.top_k)
     labels, templates = _labels(args), _templates(args)
     build_prompts(labels, templates)  # fail on a too-long prompt before loading anything
     true_label = None
@@ -153,10 +147,10 @@ def cmd_predict(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     zs = _load(args, cfg)
     pred = zs.predict(image, labels, templates, k=args.top_k, true_label=true_label)
     if args.json:
-        print(json.dumps({**pred.as_dict(), "image": what, "device": str(zs.loaded.device),
-                          "dtype": str(zs.loaded.dtype).removeprefix("torch.")}))
+        print(json.dumps({**pred.as_dict(), "image": what, "device": str(zs.device),
+                          "dtype": str(zs.dtype).removeprefix("torch.")}))
         return 0
-    print(f"Weights: {pred.weights.label}; device {zs.loaded.device}, {str(zs.loaded.dtype).removeprefix('torch.')}")
+    print(f"Weights: {pred.weights.label}; device {zs.device}, {str(zs.dtype).removeprefix('torch.')}")
     print(f"Image: {what}" + (f" (true class: {true_label})" if true_label else ""))
     print("\nTop predictions:\n")
     print("\n".join(pred.lines()))
@@ -168,12 +162,10 @@ def cmd_predict(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
 
 
 def cmd_architecture(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
-    from .introspect import config_card, tower_summary
-
     if not 1 <= args.depth <= 4:
         raise ValueError(f"--depth must be between 1 and 4, not {args.depth}.")
-    loaded = _load(args, cfg).loaded
-    card = config_card(loaded)
+    zs = _load(args, cfg)
+    card = zs.config_card()
     v, t, p = card["vision"], card["text"], card["parameters"]
     print(f"Weights: {card['weights']}; device {card['device']}, {card['dtype']}")
     print(f"Embedding dim {card['embed_dim']}")
@@ -183,7 +175,7 @@ def cmd_architecture(args: argparse.Namespace, cfg: settings_mod.Settings) -> in
           f"vocabulary {t['vocab_size']}")
     print(f"Parameters: {p['total']:,} (vision {p['vision']:,}, text {p['text']:,}, logit scale {p['logit_scale']})")
     for tower in ("visual", "text"):
-        print(f"\n{tower} tower:\n{tower_summary(loaded, tower, args.depth).text}")
+        print(f"\n{tower} tower:\n{zs.tower_summary(tower, args.depth).text}")
     return 0
 
 
@@ -224,7 +216,7 @@ def cmd_features(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
-    from .evaluate import evaluate, select_indices
+    from .evaluate import class_names, evaluate, select_indices
 
     if not 1 <= args.batch_size <= 1024:
         raise ValueError(f"--batch-size must be between 1 and 1024, not {args.batch_size}.")
@@ -236,11 +228,11 @@ def cmd_evaluate(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
         indices = select_indices(targets, "per-class", args.per_class, args.seed)
     else:
         indices = select_indices(targets, "first", args.limit or min(1000, len(data)))
-    settings = ("single", "cifar18") if args.templates == "both" else (args.templates,)
+    settings = TEMPLATE_CHOICES[args.templates]
     zs = _load(args, cfg, batch_work=True)
     bar, update = _tqdm_progress("CIFAR-100 images")
     with bar:
-        results = evaluate(zs, data, indices, settings, classes=LABEL_PRESETS[args.spelling].labels,
+        results = evaluate(zs, data, indices, settings, classes=class_names(args.spelling),
                            batch_size=args.batch_size, workers=max(0, args.workers), progress=update)
     print(f"Weights: {zs.info.label}; {len(indices)} CIFAR-100 test images; image encoder: {zs.encoder_note}")
     print(f"{'setting':>10s} {'top-1':>8s} {'top-5':>8s} {'mean/class':>11s} {'images/s':>9s}")
@@ -258,11 +250,9 @@ def cmd_evaluate(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
 
 
 def cmd_export_onnx(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
-    from .backends import export_onnx
-
-    loaded = _load(args, cfg).loaded
-    export_onnx(loaded.model, loaded.config.image_resolution, args.out)
-    print(f"Exported the vision tower of {loaded.info.label} to {args.out}")
+    zs = _load(args, cfg)
+    zs.export_onnx(args.out)
+    print(f"Exported the vision tower of {zs.info.label} to {args.out}")
     return 0
 
 

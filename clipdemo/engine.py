@@ -7,19 +7,17 @@ no I/O and no UI (see `clipdemo.service`); nothing here mutates its inputs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
 from ._clip import import_clip
-
+from .progress import ProgressFn
 from .prompts import build_prompts
 
 __all__ = ["tokenize", "encode_text", "text_features", "image_features", "probabilities", "top_k", "normalise",
-           "LOGIT_SCALE"]
+           "LOGIT_SCALE", "MAX_TOP_K", "check_top_k"]
 
 LOGIT_SCALE = 100.0  # the notebook's fixed temperature (CLIP's learned scale is ~100 as well)
-ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
+MAX_TOP_K = 20  # the most labels one answer lists, in the UI, the CLI and the API alike
 
 
 def tokenize(prompts: list[str], context_length: int = 77) -> torch.Tensor:
@@ -104,3 +102,16 @@ def top_k(probs: torch.Tensor, labels: tuple[str, ...], k: int) -> list[tuple[st
     k = max(1, min(int(k), len(labels)))
     values, indices = probs.topk(k)
     return [(labels[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
+
+
+def check_top_k(k: object) -> int:
+    """`k` as a whole number in 1..MAX_TOP_K; ValueError names the range otherwise."""
+    try:
+        value = int(k)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ValueError(f"Top-k must be a whole number between 1 and {MAX_TOP_K}.") from None
+    if isinstance(k, float) and not k.is_integer():
+        raise ValueError(f"Top-k must be a whole number between 1 and {MAX_TOP_K}, not {k}.")
+    if not 1 <= value <= MAX_TOP_K:
+        raise ValueError(f"Top-k must be between 1 and {MAX_TOP_K}, not {value}.")
+    return value

@@ -17,15 +17,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from . import engine
 from .data import Cifar100
+from .presets import CLASS_NAME_SPELLINGS, LABEL_PRESETS, TEMPLATE_SETS
+from .progress import Cancelled, ProgressFn
 from .service import ZeroShot
 
-__all__ = ["encode_split", "Cancelled", "select_indices", "score", "evaluate", "EvalResult", "PUBLISHED", "SUBSETS"]
-
-ProgressFn = Callable[[int, int, str], None]
-
-
-class Cancelled(RuntimeError):
-    """The caller asked to stop a long run."""
+__all__ = ["encode_split", "Cancelled", "select_indices", "score", "evaluate", "EvalResult", "PUBLISHED", "SUBSETS",
+           "TEMPLATE_CHOICES", "template_settings", "class_names"]
 
 
 class _Preprocessed(Dataset):
@@ -76,6 +73,23 @@ PUBLISHED: dict[str, tuple[str, ...]] = {
     "single": ('about 62% top-1: reproductions with "a photo of a {}" (openai/CLIP issue #153)',),
 }
 SUBSETS = ("first", "per-class", "all")
+# What "templates" may be chosen for an evaluation: one template set, or both side by side.
+TEMPLATE_CHOICES: dict[str, tuple[str, ...]] = {"single": ("single",), "cifar18": ("cifar18",),
+                                                "both": ("single", "cifar18")}
+
+
+def template_settings(choice: str) -> tuple[str, ...]:
+    """The template-set keys behind an evaluation's `choice`; ValueError lists the valid choices."""
+    if choice not in TEMPLATE_CHOICES:
+        raise ValueError(f"Unknown templates {choice!r}; choose one of: {', '.join(TEMPLATE_CHOICES)}.")
+    return TEMPLATE_CHOICES[choice]
+
+
+def class_names(spelling: str) -> tuple[str, ...]:
+    """CIFAR-100's class names in the preset `spelling`; ValueError lists the valid spellings."""
+    if spelling not in CLASS_NAME_SPELLINGS:
+        raise ValueError(f"Unknown class names {spelling!r}; choose one of: {', '.join(CLASS_NAME_SPELLINGS)}.")
+    return LABEL_PRESETS[spelling].labels
 
 
 def select_indices(targets: list[int], mode: str, n: int = 1000, seed: int = 0) -> list[int]:
@@ -193,8 +207,6 @@ def evaluate(zs: ZeroShot, data: Cifar100, indices: list[int], settings: tuple[s
     Image features come from the store (encoded once, shared by every setting and later runs); only
     the text side is computed per setting. `images_per_s` counts the encoding when there was any.
     """
-    from .presets import TEMPLATE_SETS
-
     classes = tuple(classes or data.classes)
     if len(classes) != len(data.classes):
         raise ValueError(f"Evaluation needs one label per CIFAR-100 class ({len(data.classes)}), got {len(classes)}.")

@@ -53,6 +53,16 @@ class ImageFeatureStore:
             self.features[idx] = feats.float()
             self.filled[idx] = True
 
+    def merge(self, other: ImageFeatureStore) -> int:
+        """Fill the rows `other` has and this store lacks (rows already here are kept); returns how many."""
+        if other.identity != self.identity or other.features.shape != self.features.shape:
+            raise FeatureFileError("Features of other weights or another split cannot be merged.")
+        with self._lock:
+            new = other.filled & ~self.filled  # [N]
+            self.features[new] = other.features[new]
+            self.filled |= new
+            return int(new.sum())
+
     def missing(self, indices: list[int]) -> list[int]:
         with self._lock:
             return [i for i in indices if not self.filled[i]]

@@ -1,7 +1,10 @@
-"""Pictures of the model's insides: parameter treemap, patch grid, attention overlays, label similarity.
+"""Every picture the app shows: plotly charts and PIL images, built from plain values.
 
-Holds pure functions from plain values (tensors, PIL images, lists) to plotly figures and PIL images.
-The values come from `clipdemo.introspect` and `clipdemo.inside`; no gradio here.
+Holds pure functions from predictions, tensors, PIL images and lists to figures and images: the
+top-k bars, what the model sees (`input_view`, `enlarge`), the parameter treemap, the patch grid,
+attention overlays, label similarity, per-class accuracy and the confusion matrix. The values come
+from `clipdemo.service`, `clipdemo.architecture`, `clipdemo.inside` and `clipdemo.evaluate`; files
+are written by `clipdemo.exports`. No gradio here.
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ import torch
 from PIL import Image
 
 from .inside import patch_grid
+from .service import Prediction
 
 __all__ = ["plot_text", "treemap", "patch_figure", "attention_overlay", "similarity_figure", "colormap", "per_class_chart",
-           "confusion_figure"]
+           "confusion_figure", "enlarge", "input_view", "bar_chart", "CLIP_MEAN", "CLIP_STD"]
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # clip's Normalize(), to undo it for display
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 # A perceptually ordered dark-to-bright ramp (inferno's anchor colours), for attention heat.
 _RAMP = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21],
@@ -36,8 +43,42 @@ def colormap(values: np.ndarray) -> np.ndarray:
     return (_RAMP[lo] * (1 - t) + _RAMP[lo + 1] * t).round().astype(np.uint8)
 
 
+def enlarge(image: Image.Image, size: int = 224) -> Image.Image:
+    """Scale a small image up with nearest-neighbour (crisp pixels, no blur)."""
+    return image.resize((size, size), Image.Resampling.NEAREST)
+
+
+def input_view(pixels: torch.Tensor, min_size: int = 224) -> Image.Image:
+    """What the model sees: a preprocessed `[3, R, R]` tensor, un-normalised back to an RGB image.
+
+    Inputs smaller than `min_size` (tiny test models) are enlarged with nearest-neighbour for display.
+    """
+    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(3, 1, 1)
+    rgb = (pixels.float().cpu() * std + mean).clamp(0, 1)  # [3, R, R] in 0..1
+    image = Image.fromarray((rgb.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())  # [R, R, 3]
+    return enlarge(image, min_size) if image.size[0] < min_size else image
+
+
+def bar_chart(pred: Prediction, title: str = "Top predictions") -> go.Figure:
+    """Horizontal bars of the top-k probabilities, best on top; the true class, if shown, in green."""
+    labels = [lab for lab, _ in pred.top][::-1]
+    probs = [100 * p for _, p in pred.top][::-1]
+    colors = ["#2ca02c" if lab == pred.true_label else "#4c78a8" for lab in labels]
+    labels = [plot_text(lab) for lab in labels]
+    if not pred.weights.trained:
+        title += " (untrained random weights: meaningless)"
+    fig = go.Figure(go.Bar(x=probs, y=labels, orientation="h", marker_color=colors,
+                           text=[f"{p:.2f}%" for p in probs], textposition="auto",
+                           hovertemplate="%{y}: %{x:.2f}%<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="probability (%)", xaxis_range=[0, 100],
+                      height=120 + 28 * len(labels), margin=dict(l=10, r=10, t=50, b=40))
+    fig.update_yaxes(type="category")  # labels are text, never parsed as numbers or dates
+    return fig
+
+
 def treemap(tree: list[tuple[str, str, str, int]], title: str = "Parameters") -> go.Figure:
-    """Plotly treemap of `introspect.parameter_tree` rows (id, label, parent, count)."""
+    """Plotly treemap of `architecture.parameter_tree` rows (id, label, parent, count)."""
     ids, labels, parents, values = zip(*tree)
     fig = go.Figure(go.Treemap(ids=ids, labels=labels, parents=parents, values=values, branchvalues="total",
                                maxdepth=3, hovertemplate="%{id}<br>%{value:,} parameters<br>"

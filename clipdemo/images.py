@@ -1,18 +1,23 @@
 """Opening untrusted images safely: an allow-list of formats, a pixel budget, any mode to RGB.
 
-Holds: `ImageError`, `open_image` (a path or bytes -> RGB PIL image) and the limits. Holds no model
-code. Decoding is done here, never by the web framework, so every input obeys the same rules.
+Holds: `ImageError`, `open_image` (a path or bytes -> RGB PIL image), `decode_data_url` (a base64
+`data:` URL -> bytes, size-checked first), `inside_folder` (a path only if it lies in an allowed folder)
+and the limits. Holds no model code. Decoding is done here, never by the web framework, so every input
+obeys the same rules.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import warnings
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageError", "open_image", "ALLOWED_FORMATS", "MAX_PIXELS", "MAX_BYTES"]
+__all__ = ["ImageError", "open_image", "decode_data_url", "inside_folder", "ALLOWED_FORMATS", "MAX_PIXELS",
+           "MAX_BYTES"]
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 MAX_PIXELS = 40_000_000  # ~ 6300 x 6300; checked from the header, before any pixel is decoded
@@ -76,3 +81,25 @@ def open_image(source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS, max_
         return _to_rgb(img)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageError(f"The image could not be decoded (truncated or corrupt): {exc}") from None
+
+
+def decode_data_url(url: str, max_bytes: int = MAX_BYTES) -> bytes:
+    """The bytes of a base64 `data:` URL, refusing one larger than `max_bytes` before decoding it."""
+    header, _, payload = url.partition(",")
+    if not header.endswith(";base64"):
+        raise ImageError("Inline images must be base64 data: URLs.")
+    if len(payload) > (max_bytes * 4) // 3 + 4:
+        raise ImageError(f"The image is over {max_bytes / 2**20:.0f} MB; the limit is {max_bytes / 2**20:.0f} MB.")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageError("The inline image is not valid base64.") from None
+
+
+def inside_folder(path: str, root: str | Path) -> Path | None:
+    """`path` resolved, if it lies inside `root` (links resolved too); None otherwise, whatever the reason."""
+    try:
+        resolved = Path(path).resolve()
+        return resolved if resolved.is_relative_to(Path(root).resolve()) else None
+    except (OSError, ValueError, TypeError):
+        return None

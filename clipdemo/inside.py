@@ -3,7 +3,8 @@
 Holds pure functions over a CLIP model and tensors: `vision_attention` (per-layer, per-head attention
 weights captured by re-running each block's attention with `need_weights=True`; the installed `clip`
 package is not modified), `rollout`, `cls_attention_map`, `patch_grid`, `prompt_tokens` and
-`label_similarity`. Rendering lives in `clipdemo.views`.
+`label_similarity`. Architecture facts (config, parameters, torchinfo) live in `clipdemo.architecture`;
+pictures in `clipdemo.figures`.
 """
 
 from __future__ import annotations

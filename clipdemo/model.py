@@ -20,7 +20,8 @@ import torch
 
 from ._clip import import_clip
 
-from .weights import WEIGHT_SOURCES, ProgressFn, WeightsError, fetch, sha256_file
+from .progress import ProgressFn
+from .weights import WEIGHT_SOURCES, WeightsError, fetch, sha256_file
 
 __all__ = ["ClipConfig", "PRESETS", "WeightsInfo", "LoadedModel", "WeightsError", "load_model",
            "build_random", "resolve_device", "load_checkpoint"]

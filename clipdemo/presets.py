@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["LabelPreset", "TemplateSet", "LABEL_PRESETS", "TEMPLATE_SETS", "label_preset", "template_set"]
+__all__ = ["LabelPreset", "TemplateSet", "LABEL_PRESETS", "TEMPLATE_SETS", "CLASS_NAME_SPELLINGS", "label_preset",
+           "template_set"]
 
 # torchvision's CIFAR100.classes, in its order (the order of the dataset's integer targets).
 CIFAR100_CLASSES: tuple[str, ...] = (
@@ -102,6 +103,9 @@ TEMPLATE_SETS: dict[str, TemplateSet] = {
         TemplateSet("cifar18", "CLIP's 18 CIFAR templates (ensemble)", CIFAR_TEMPLATES),
     )
 }
+
+# The presets that spell CIFAR-100's own 100 classes, in the dataset's order: evaluation's "class names" choice.
+CLASS_NAME_SPELLINGS: tuple[str, ...] = ("cifar100", "cifar100-paper")
 
 
 def label_preset(key: str) -> LabelPreset:

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from ._clip import import_clip
 
-__all__ = ["PromptError", "LabelSet", "parse_label_text", "clean_labels", "clean_templates", "fill",
+__all__ = ["PromptError", "LabelSet", "parse_label_text", "clean_labels", "clean_templates", "parse_editors", "fill",
            "build_prompts", "token_count", "MAX_LABELS", "MIN_LABELS", "MAX_LABEL_CHARS", "MAX_TEMPLATES",
            "CONTEXT_LENGTH"]
 
@@ -147,3 +147,14 @@ def build_prompts(labels: tuple[str, ...], templates: tuple[str, ...]) -> list[s
             raise PromptError(f"The prompt for {where} is {n} tokens long; CLIP reads at most {CONTEXT_LENGTH}. "
                               "Shorten the label or the template.")
     return prompts
+
+
+def parse_editors(label_text: str, template_text: str) -> tuple[LabelSet, tuple[str, ...]]:
+    """The label and template editors' text, validated (every prompt within 77 tokens); PromptError if not.
+
+    Labels: one per line, or comma-separated; templates: one per line (commas belong to a template).
+    """
+    labels = clean_labels(parse_label_text(label_text))
+    templates = clean_templates([ln for ln in (template_text or "").splitlines() if ln.strip()])
+    build_prompts(labels.labels, templates)
+    return labels, templates

@@ -1,24 +1,31 @@
-"""A loaded model plus its caches: what the CLI and the UI call to classify.
+"""The service layer: the one owner of model access, and of every cache of model-derived things.
 
-Holds: `ZeroShot`, which owns one `LoadedModel`, serialises model calls behind one lock, and keeps a
-bounded LRU of label text features keyed by (weights identity, labels, templates); and `Prediction`.
-The math lives in `clipdemo.engine`; this module only composes and caches it.
+Holds: `ZeroShot`, which owns one `LoadedModel` and runs every model call (classification, batch
+encoding, attention traces, torchinfo summaries, the ONNX export) through one gate, so two calls
+never overlap on the CPU; bounded LRUs keyed by the weights' identity (label text features, attention
+traces, tower summaries); the CIFAR-100 image feature store; and `Prediction`. Nothing outside this
+module (and the pure core it calls: `engine`, `inside`, `architecture`, `backends`) takes the gate or
+touches `.model`; a test reads the source to keep it so. The math lives in those core modules.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from PIL import Image
 
-from . import engine
+from . import architecture, backends, engine
 from .backends import ImageEncoder, eager_encoder
 from .features import ImageFeatureStore
-from .model import LoadedModel, WeightsInfo
+from .inside import VisionTrace, vision_attention
+from .model import ClipConfig, LoadedModel, WeightsInfo
+from .progress import ProgressFn
 
 __all__ = ["ZeroShot", "Prediction", "LRU"]
 
@@ -89,31 +96,74 @@ class Prediction:
 
 
 class ZeroShot:
-    """Classify images against label sets with one shared model; safe to call from many threads."""
+    """Classify and look inside images with one shared model; safe to call from many threads."""
 
-    def __init__(self, loaded: LoadedModel, *, text_cache_size: int = 32):
+    def __init__(self, loaded: LoadedModel, *, text_cache_size: int = 32, trace_cache_size: int = 32,
+                 summary_cache_size: int = 16):
         self.loaded = loaded
-        self.model_lock = threading.Lock()  # one model call at a time: overlapping calls only thrash 2 vCPUs
-        self._text = LRU(text_cache_size)
+        self._gate = threading.Lock()  # one model call at a time: overlapping calls only thrash 2 vCPUs
+        self._text = LRU(text_cache_size)  # (identity, labels, templates) -> [L, D]
+        self._traces = LRU(trace_cache_size)  # (identity, input key) -> VisionTrace
+        self._summaries = LRU(summary_cache_size)  # (identity, tower, depth) -> TowerSummary
+        self._store_lock = threading.Lock()
         self.encoder: ImageEncoder = eager_encoder(loaded.model)
         self.encoder_note = "eager PyTorch"
         self.cifar: ImageFeatureStore | None = None  # CIFAR-100 test features for these weights
 
-    def use_encoder(self, encoder: ImageEncoder, note: str) -> None:
-        """Switch the image backend (between model calls)."""
-        with self.model_lock:
-            self.encoder, self.encoder_note = encoder, note
+    @contextmanager
+    def _model_call(self) -> Iterator[None]:
+        """Hold the model for one call; every model call in the app passes through here."""
+        with self._gate:
+            yield
 
-    def cifar_store(self, size: int) -> ImageFeatureStore:
-        """The CIFAR-100 feature store for these weights (created empty on first use)."""
-        if self.cifar is None:
-            self.cifar = ImageFeatureStore(self.info.identity, size, self.loaded.config.embed_dim)
-        return self.cifar
-
+    # -- identity and configuration (no model call) ----------------------------------------------
     @property
     def info(self) -> WeightsInfo:
         return self.loaded.info
 
+    @property
+    def config(self) -> ClipConfig:
+        return self.loaded.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.loaded.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.loaded.dtype
+
+    # -- image backend ------------------------------------------------------------------------------
+    def use_encoder(self, encoder: ImageEncoder, note: str) -> None:
+        """Switch the image backend (between model calls)."""
+        with self._model_call():
+            self.encoder, self.encoder_note = encoder, note
+
+    def choose_backend(self, name: str, cache_dir: Path, exporter=None) -> str:
+        """Pick the image backend `name` (parity-checked, see `backends.select`), use it, and say which."""
+        encoder, note = backends.select(name, self.loaded.model, self.config.image_resolution, cache_dir,
+                                        self.info.identity, exporter)
+        self.use_encoder(encoder, note)
+        return note
+
+    def export_onnx(self, path: Path) -> Path:
+        """Export the vision tower to ONNX at `path` (what the backend's child process runs)."""
+        with self._model_call():
+            return backends.export_onnx(self.loaded.model, self.config.image_resolution, path)
+
+    # -- CIFAR-100 feature store ----------------------------------------------------------------------
+    def cifar_store(self, size: int) -> ImageFeatureStore:
+        """The CIFAR-100 feature store for these weights (created empty on first use, once)."""
+        with self._store_lock:
+            if self.cifar is None:
+                self.cifar = ImageFeatureStore(self.info.identity, size, self.config.embed_dim)
+            return self.cifar
+
+    def add_stored_features(self, stored: ImageFeatureStore) -> int:
+        """Merge features loaded from a file into the store; rows already computed are kept. Returns rows added."""
+        return self.cifar_store(stored.features.shape[0]).merge(stored)
+
+    # -- classification ---------------------------------------------------------------------------------
     def text_key(self, labels: tuple[str, ...], templates: tuple[str, ...]) -> tuple:
         return (self.info.identity, tuple(labels), tuple(templates))
 
@@ -121,16 +171,16 @@ class ZeroShot:
         return self.text_key(labels, templates) in self._text
 
     def text_features(self, labels: tuple[str, ...], templates: tuple[str, ...],
-                      progress: Callable[[int, int, str], None] | None = None) -> torch.Tensor:
+                      progress: ProgressFn | None = None) -> torch.Tensor:
         """Cached `engine.text_features`: `[n_labels, D]` normalised. Do not modify the result in place."""
         key = self.text_key(labels, templates)
         feats = self._text.get(key)
         if feats is None:
-            with self.model_lock:
+            with self._model_call():
                 feats = self._text.get(key)  # another thread may have computed it meanwhile
                 if feats is None:
                     feats = engine.text_features(self.loaded.model, tuple(labels), tuple(templates),
-                                                 device=self.loaded.device, progress=progress)
+                                                 device=self.device, progress=progress)
                     self._text.put(key, feats)
         return feats
 
@@ -140,7 +190,7 @@ class ZeroShot:
 
     def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """`[B, 3, R, R]` preprocessed pixels -> `[B, D]` normalised features, with the current backend."""
-        with self.model_lock:
+        with self._model_call():
             feats = self.encoder.encode(pixels)  # [B, D]
         return engine.normalise(feats)
 
@@ -170,3 +220,37 @@ class ZeroShot:
         """Classify one RGB image: the notebook's recipe, with text features cached."""
         self.text_features(labels, templates)  # validate prompts before spending an image forward pass
         return self.classify(self.image_features([image])[0], labels, templates, k, true_label)
+
+    # -- looking inside -------------------------------------------------------------------------------------
+    def vision_trace(self, image: Image.Image, key: Hashable) -> VisionTrace:
+        """Every attention map of the vision tower for `image`, cached under `key` (what the image is)."""
+        cache_key = (self.info.identity, key)
+        trace = self._traces.get(cache_key)
+        if trace is None:
+            pixels = self.pixels(image)  # [3, R, R]
+            with self._model_call():
+                trace = vision_attention(self.loaded.model, pixels[None])
+            self._traces.put(cache_key, trace)
+        return trace
+
+    def tower_summary(self, tower: str, depth: int) -> architecture.TowerSummary:
+        """torchinfo summary of one tower (runs a forward pass once per tower and depth; cached)."""
+        key = (self.info.identity, tower, int(depth))
+        summary = self._summaries.get(key)
+        if summary is None:
+            with self._model_call():
+                summary = architecture.tower_summary(self.loaded, tower, int(depth))
+            self._summaries.put(key, summary)
+        return summary
+
+    def config_card(self) -> dict[str, object]:
+        """The architecture derived from the weights (`architecture.config_card`)."""
+        return architecture.config_card(self.loaded)
+
+    def module_tree(self) -> str:
+        """`print(model)`."""
+        return architecture.module_tree(self.loaded)
+
+    def parameter_tree(self) -> list[tuple[str, str, str, int]]:
+        """Parameter counts as a hierarchy (`architecture.parameter_tree`)."""
+        return architecture.parameter_tree(self.loaded)

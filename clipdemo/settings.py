@@ -1,7 +1,8 @@
 """Configuration read from the environment, in one place.
 
-Holds: `Settings` (a frozen dataclass) and `from_env()`, which reads it. Nothing else in the package
-reads `os.environ` for clipdemo's own settings. Reading happens when `from_env()` is called, never at import.
+Holds: `Settings` (a frozen dataclass), `from_env()`, which reads it, and `to_env()`, its inverse (for
+child processes). Nothing else in the package reads or writes `os.environ` for clipdemo's own settings.
+Reading happens when `from_env()` is called, never at import.
 
 | variable            | default                 | meaning                                                        |
 |---------------------|-------------------------|----------------------------------------------------------------|
@@ -21,7 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Settings", "from_env"]
+__all__ = ["Settings", "from_env", "to_env"]
 
 
 @dataclass(frozen=True)
@@ -64,3 +65,17 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         backend=env.get("CLIPDEMO_BACKEND", "auto").strip().lower() or "auto",
         threads=threads,
     )
+
+
+def to_env(settings: Settings) -> dict[str, str]:
+    """The variables that make `from_env()` return `settings` again (for a child process's environment)."""
+    return {
+        "CLIPDEMO_WEIGHTS": settings.weights,
+        "CLIPDEMO_CACHE": str(settings.cache_dir),
+        "CLIPDEMO_DATA": str(settings.data_root),
+        "CLIPDEMO_DEVICE": settings.device,
+        "CLIPDEMO_DOWNLOAD": "1" if settings.allow_download else "0",
+        "CLIPDEMO_SEED": str(settings.seed),
+        "CLIPDEMO_BACKEND": settings.backend,
+        "CLIPDEMO_THREADS": str(settings.threads),
+    }

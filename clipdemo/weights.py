@@ -13,16 +13,14 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from .progress import ProgressFn
 
 __all__ = ["Mirror", "WeightSource", "WEIGHT_SOURCES", "WeightsError", "fetch", "sha256_file"]
 
 log = logging.getLogger(__name__)
-
-# (bytes done, bytes total or 0 when unknown, what) -> None
-ProgressFn = Callable[[int, int, str], None]
 
 _VIT_B_32_SHA = "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af"
 

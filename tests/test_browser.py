@@ -57,6 +57,13 @@ def test_walk_through_every_tab(page, tmp_path):
     page.get_by_role("option", name="2", exact=True).click()
     expect(page.locator("#attention-caption")).to_contain_text("layer 2, mean over heads")
     _shot(page, "1-predict-index")
+    # "next" steps the slider in the browser; the change classifies image 16, and the attention follows it
+    from clipdemo.fakes import fake_target
+    from clipdemo.presets import CIFAR100_CLASSES
+
+    page.get_by_role("button", name="next ▶").click()
+    expect(page.get_by_text(f"True class: {CIFAR100_CLASSES[fake_target(16)]}")).to_be_visible()
+    expect(page.locator("#attention-caption")).to_contain_text("CIFAR-100 #16")
 
     # Upload an image
     _tab(page, "Upload")
@@ -70,6 +77,10 @@ def test_walk_through_every_tab(page, tmp_path):
     # Edit the labels, apply, and see them in a new result
     _tab(page, "Labels")
     box = page.locator("#label-editor textarea")
+    page.get_by_label("Label preset").click()  # a preset fills its editor and is applied at once
+    page.get_by_role("option", name="CIFAR-10 (10 classes)").click()
+    expect(page.locator("#label-summary")).to_contain_text("10 labels × 1 template(s) = 10 prompts")
+    expect(box).to_have_value(re.compile(r"^airplane\nautomobile\n"))
     box.fill("zebra crossing\nyellow submarine\nzebra crossing\n<img src=x onerror=alert(1)> it's")
     expect(page.locator("#label-check")).to_contain_text("3 labels × 1 template(s)")
     page.get_by_role("button", name="Apply").click()

@@ -77,7 +77,7 @@ def _run(args, env_vars):
     (["--index", "3", "--labels", "cat," + " ".join(["x"] * 80)], "error: The prompt for label 2 is 86 tokens long"),
     (["--index", "3", "--template", "a photo"], "error: Template 1 ('a photo') must contain exactly one {}"),
     (["--index", "3", "--labels", "cat,dog,cat"], "error: Label 3 ('cat') repeats label 1"),
-    (["--index", "3", "--top-k", "0"], "error: --top-k must be between 1 and 100, not 0."),
+    (["--index", "3", "--top-k", "0"], "error: Top-k must be between 1 and 20, not 0."),
 ])
 def test_bad_input_exits_nonzero_without_traceback(args, message, tmp_path):
     notimage = tmp_path / "notes.png"
@@ -121,6 +121,7 @@ def test_gpu_check_says_when_there_is_no_gpu():
         pytest.skip("a GPU is present: bench/gpu_check.py is run by hand there")
     from pathlib import Path
 
-    script = Path(__file__).resolve().parent.parent / "bench" / "gpu_check.py"
-    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    root = Path(__file__).resolve().parent.parent
+    res = subprocess.run([sys.executable, "-m", "bench.gpu_check"], cwd=root, capture_output=True, text=True,
+                         timeout=120)
     assert res.returncode == 2 and "no CUDA device here" in res.stderr and "Traceback" not in res.stderr

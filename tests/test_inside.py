@@ -5,7 +5,7 @@ import torch
 
 from clipdemo import engine
 from clipdemo.inside import cls_attention_map, label_similarity, patch_grid, prompt_tokens, rollout, vision_attention
-from clipdemo.introspect import config_card, parameter_split, parameter_tree, tower_summary
+from clipdemo.architecture import config_card, parameter_split, parameter_tree, tower_summary
 
 
 def _pixels(loaded, seed=0):
@@ -51,7 +51,7 @@ def test_torchinfo_shapes_and_totals(vitb32):
 
 
 def test_text_tower_module_equals_encode_text(tiny_loaded):
-    from clipdemo.introspect import TextTower
+    from clipdemo.architecture import TextTower
 
     tokens = engine.tokenize(["a photo of a cat", "a dog"])
     with torch.inference_mode():

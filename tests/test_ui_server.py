@@ -76,7 +76,7 @@ def test_architecture_and_status_endpoints(app):
     assert treemap["type"] == "plotly"
     assert card["text"]["context_length"] == 77 and vis["headers"][0] == "layer"
     assert "VisionTransformer" in vis_text and tree.startswith("CLIP(")
-    status, _ = c.predict(api_name="/status")
+    status, *_ = c.predict(api_name="/status")
     assert "tiny-state.pt" in status.replace("\\", "")
 
 
@@ -118,7 +118,7 @@ def test_no_weights_and_no_dataset_app_still_starts(tmp_path):
         c = _client(url)
         with pytest.raises(ModelUnavailable, match="could not be loaded"):
             rt.service(timeout=30)
-        status, _ = c.predict(api_name="/status")
+        status, *_ = c.predict(api_name="/status")
         status = status.replace("\\", "")  # Markdown escapes, as rendered
         assert "Model unavailable" in status and "CLIPDEMO_WEIGHTS=random" in status
         assert "CIFAR-100 unavailable" in status

@@ -1,10 +1,11 @@
 """The Gradio Space: the only part of clipdemo that imports gradio.
 
-`app` builds and launches the Blocks app; `handlers` and `evaluation` hold the event handlers as
-plain methods (tests call them directly); `texts` holds the About text and CSS.
+`app` assembles the page and launches it; `status` is the status line; `tabs/` holds one module per
+tab, each with its layout, wiring and handlers (plain methods that tests call directly); `common`
+holds what the tabs share (the visitor's `LabelState`, named results to outputs, error sentences).
 """
 
 from .app import build_app, launch_kwargs, main
-from .handlers import Handlers, LabelState
+from .common import LabelState
 
-__all__ = ["build_app", "launch_kwargs", "main", "Handlers", "LabelState"]
+__all__ = ["build_app", "launch_kwargs", "main", "LabelState"]

@@ -1,7 +1,11 @@
-"""Static text and styles of the Space (About tab, CSS)."""
+"""The About tab: what CLIP and this Space are, the weights, the data, the published figures, the limits."""
 
-from ..images import MAX_BYTES
-from ..prompts import MAX_LABELS
+import gradio as gr
+
+from ...images import MAX_BYTES
+from ...prompts import MAX_LABELS
+
+__all__ = ["ABOUT", "build"]
 
 ABOUT = f"""
 ## What this is
@@ -35,10 +39,8 @@ Up to {MAX_LABELS} labels per set; images up to {MAX_BYTES // 2**20} MB (JPEG, P
 Your label set is yours alone: other visitors never see it.
 """
 
-CSS = """
-.pixelated img { image-rendering: pixelated; }
-#status { min-height: 2.2em; }
-#notebook-lines textarea { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; white-space: pre; }
-"""
 
-
+def build() -> None:
+    """Lay out the tab (inside the app's `gr.Tabs`); it has no events."""
+    with gr.Tab("About", id="about"):
+        gr.Markdown(ABOUT)

@@ -1,8 +1,9 @@
-"""Looking inside a CLIP model: configuration card, parameter counts, torchinfo summaries, module tree.
+"""Architecture facts of a CLIP model: configuration card, parameter counts, torchinfo summaries, module tree.
 
 Holds: `TextTower` (the text encoder as one module, sharing the model's parameters), `config_card`,
-`parameter_split`, `tower_summary` (torchinfo's data as table rows, plus its text) and `module_tree`.
-Everything takes a `LoadedModel` and returns plain values; nothing here renders (see `clipdemo.ui`).
+`parameter_split`, `parameter_tree`, `tower_summary` (torchinfo's data as table rows, plus its text)
+and `module_tree`. Everything takes a `LoadedModel` and returns plain values; what happens inside one
+forward pass (attention, tokens) is `clipdemo.inside`; nothing here renders (see `clipdemo.figures`).
 """
 
 from __future__ import annotations

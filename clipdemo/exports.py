@@ -1,0 +1,68 @@
+"""Results as files to download: a prediction or an evaluation as CSV and JSON, in a self-cleaning folder.
+
+Holds `results_dir` (a temp folder whose files older than an hour are removed), `prediction_files` and
+`evaluation_files`. Text cells that a spreadsheet would run as formulas are defused. No gradio here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from .evaluate import EvalResult
+from .service import Prediction
+
+__all__ = ["results_dir", "prediction_files", "evaluation_files"]
+
+RESULTS_DIR_NAME = "clipdemo-results"
+RESULTS_MAX_AGE_S = 3600
+
+
+def _cell(text: str) -> str:
+    """Defuse spreadsheet formulas in exported text cells."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def results_dir() -> Path:
+    """The folder for files offered as downloads; files older than an hour are removed on each call."""
+    folder = Path(tempfile.gettempdir()) / RESULTS_DIR_NAME
+    folder.mkdir(exist_ok=True)
+    cutoff = time.time() - RESULTS_MAX_AGE_S
+    for old in folder.iterdir():  # bounded: files older than an hour are removed
+        if old.stat().st_mtime < cutoff:
+            old.unlink(missing_ok=True)
+    return folder
+
+
+def _stem(kind: str) -> Path:
+    return results_dir() / f"{kind}-{uuid.uuid4().hex[:12]}"
+
+
+def prediction_files(pred: Prediction, what: str) -> list[str]:
+    """Write the prediction as CSV (rank, label, probability) and JSON; returns the two paths."""
+    stem = _stem("prediction")
+    csv_path, json_path = stem.with_suffix(".csv"), stem.with_suffix(".json")
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["rank", "label", "probability"])
+        for rank, (lab, p) in enumerate(pred.top, start=1):
+            w.writerow([rank, _cell(lab), f"{p:.6f}"])
+    json_path.write_text(json.dumps({**pred.as_dict(), "image": what}, indent=2, ensure_ascii=False), encoding="utf-8")
+    return [str(csv_path), str(json_path)]
+
+
+def evaluation_files(results: list[EvalResult]) -> list[str]:
+    """Write evaluation results: a CSV row per (setting, image) and a JSON with everything; returns the two paths."""
+    stem = _stem("evaluation")
+    with open(stem.with_suffix(".csv"), "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["setting", "index", "true", "predicted", "probability"])
+        for r in results:
+            for i, t, p, q in zip(r.indices.tolist(), r.targets.tolist(), r.predicted.tolist(), r.confidence.tolist()):
+                w.writerow([r.setting, i, _cell(r.classes[t]), _cell(r.classes[p]), f"{q:.6f}"])
+    stem.with_suffix(".json").write_text(json.dumps([r.as_dict() for r in results], indent=1), encoding="utf-8")
+    return [str(stem.with_suffix(".csv")), str(stem.with_suffix(".json"))]

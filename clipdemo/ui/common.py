@@ -1,0 +1,122 @@
+"""What every tab shares: the visitor's label state, named results turned into outputs, errors, progress.
+
+Holds `LabelState` (a visitor's labels and templates, kept in `gr.State`), `KEEP` and `event()` (a
+handler returns a frozen dataclass of named values; `event` maps those names onto components in one
+place, leaving out fields set to `KEEP`), `user_errors` (core errors become `gr.Error` sentences),
+`progress_fn` (gr.Progress as the core's `ProgressFn`), `wait_for_service` and `md_text`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import gradio as gr
+
+from ..data import DataError
+from ..presets import LABEL_PRESETS, TEMPLATE_SETS
+from ..progress import ProgressFn
+from ..runtime import ModelUnavailable, Runtime
+from ..service import ZeroShot
+
+__all__ = ["LabelState", "KEEP", "event", "user_errors", "progress_fn", "wait_for_service", "ensure_text", "md_text",
+           "CUSTOM"]
+
+MODEL_WAIT_S = 180.0  # a click during start-up waits this long for the model before saying it is not ready
+CUSTOM = "custom"  # the preset/template-set choice for a visitor's own list
+
+
+@dataclass(frozen=True)
+class LabelState:
+    """One visitor's active label set (deep-copyable plain data; never a model)."""
+
+    labels: tuple[str, ...] = LABEL_PRESETS["cifar100"].labels
+    templates: tuple[str, ...] = TEMPLATE_SETS["single"].templates
+    label_preset: str = "cifar100"
+    template_set: str = "single"
+
+
+class _Keep:
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP = _Keep()  # a result field with this value leaves its component as it is
+
+
+def _outputs(result, components: dict[str, gr.components.Component]) -> dict:
+    return {comp: value for name, comp in components.items() if (value := getattr(result, name)) is not KEEP}
+
+
+def event(fn: Callable, inputs, outputs: dict[str, gr.components.Component]) -> dict:
+    """Keyword arguments for a Gradio event: `fn` (returning, or yielding, a dataclass of named results)
+    wrapped to return `{component: value}` for the `outputs` names, and the input and output lists."""
+    result = typing.get_type_hints(fn).get("return")
+    if typing.get_args(result):  # Iterator[X] for generators
+        result = typing.get_args(result)[0]
+    missing = set(outputs) - {f.name for f in dataclasses.fields(result)}
+    if missing:
+        raise ValueError(f"{fn.__name__} has no result named {', '.join(sorted(missing))}.")
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def run_gen(*args, **kwargs):
+            for result in fn(*args, **kwargs):
+                yield _outputs(result, outputs)
+
+        return dict(fn=run_gen, inputs=inputs, outputs=list(outputs.values()))
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        return _outputs(fn(*args, **kwargs), outputs)
+
+    return dict(fn=run, inputs=inputs, outputs=list(outputs.values()))
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the core's expected errors (bad input, data or model unavailable) into `gr.Error` sentences."""
+    try:
+        yield
+    except gr.Error:
+        raise  # already a sentence for the visitor
+    except (ValueError, DataError, ModelUnavailable) as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def progress_fn(progress) -> ProgressFn:
+    """A `gr.Progress` as the core's `(done, total, what)` callback."""
+    def report(done: int, total: int, what: str) -> None:
+        progress(done / total if total else None, desc=f"{what} {done}/{total}" if total else what)
+
+    return report
+
+
+def wait_for_service(runtime: Runtime, progress) -> ZeroShot:
+    """The loaded model service, waiting (with a progress note) while it loads; gr.Error if it cannot."""
+    if not runtime.ready:
+        progress(0, desc="waiting for the model to load…")
+    with user_errors():
+        return runtime.service(timeout=MODEL_WAIT_S)
+
+
+def ensure_text(zs: ZeroShot, state: LabelState, progress) -> None:
+    """Encode the visitor's label set (once; then it is cached), with a progress bar."""
+    if not zs.has_text_features(state.labels, state.templates):
+        progress(0, desc=f"encoding {len(state.labels) * len(state.templates)} prompts…")
+        zs.text_features(state.labels, state.templates, progress=progress_fn(progress))
+
+
+_MD_SPECIAL = set("\\`*_{}[]()<>#+-.!|~&")
+
+
+def md_text(text: str) -> str:
+    """Text shown literally inside Markdown: every Markdown/HTML-significant character backslash-escaped.
+
+    `<img onerror=...>` then renders as those characters, never as a tag (and never as `&lt;`).
+    """
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)

@@ -1,0 +1,77 @@
+"""The status line above the tabs: which model is loaded (or why not), on what, and the dataset; and `/ping`.
+
+Holds `StatusLine` (`status()` returning a `StatusView`, polled each second until start-up work is
+done; `ping()`, a health check that never touches the model) and `build`. The status also brings the
+Predict tab's layer and head choices in line with the loaded architecture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from ..data import DataError
+from ..runtime import ModelState, Runtime
+from .common import event, md_text
+from .tabs.predict import PredictTab, head_choices, layer_choices
+
+__all__ = ["StatusLine", "StatusView"]
+
+
+@dataclass(frozen=True)
+class StatusView:
+    """The status line, whether to keep polling it, and the architecture's layer and head choices."""
+
+    line: str
+    timer: gr.Timer
+    layers: gr.Dropdown
+    heads: gr.Dropdown
+
+
+class StatusLine:
+    """Model and dataset status over the shared runtime; gradio calls these, and so do tests."""
+
+    def __init__(self, runtime: Runtime):
+        self.rt = runtime
+
+    def ping(self) -> str:
+        """Health check: answers without touching the model."""
+        return "pong"
+
+    def status(self) -> StatusView:
+        """The status line, whether to keep polling it, and the loaded architecture's layer and head choices."""
+        st = self.rt.status
+        if st.state is ModelState.READY:
+            zs = self.rt.service()
+            weights = md_text(zs.info.label)
+            if not zs.info.trained:
+                weights = f"⚠️ **{weights}**"
+            line = (f"**Model:** {weights} · device `{zs.device}` · `{str(zs.dtype).removeprefix('torch.')}` · "
+                    f"image encoder: {md_text(zs.encoder_note)}")
+        elif st.state is ModelState.FAILED:
+            line = f"❌ **Model unavailable:** {md_text(st.message)}"
+        else:
+            line = f"⏳ **Loading model:** {md_text(st.message)}"
+        try:
+            data = self.rt.dataset() if st.state is not ModelState.LOADING else None
+            line += f" · **CIFAR-100:** {len(data):,} test images" if data else ""
+        except DataError as exc:
+            line += f" · **CIFAR-100 unavailable:** {md_text(str(exc))}"
+        config = self.rt.config()
+        return StatusView(line, gr.Timer(active=not self.rt.settled),  # poll until the backend choice is shown too
+                          gr.Dropdown(choices=layer_choices(config)), gr.Dropdown(choices=head_choices(config)))
+
+    # -- layout and wiring -------------------------------------------------------------------------
+    def build(self) -> dict:
+        """Lay out the status line; returns its components for `wire` once the tabs exist."""
+        return dict(line=gr.Markdown("⏳ starting…", elem_id="status"), timer=gr.Timer(1.0))
+
+    def wire(self, demo: gr.Blocks, parts: dict, predict: PredictTab) -> None:
+        """Poll the status on page load and each second until start-up is over; `/ping` for health checks."""
+        gr.on([demo.load, parts["timer"].tick],
+              **event(self.status, None, dict(line=parts["line"], timer=parts["timer"], layers=predict.layer,
+                                               heads=predict.head)),
+              api_name="status", queue=False)
+        ping_btn, ping_out = gr.Button(visible=False), gr.Textbox(visible=False)
+        ping_btn.click(self.ping, None, ping_out, api_name="ping", show_progress="hidden")

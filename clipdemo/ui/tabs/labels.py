@@ -1,0 +1,182 @@
+"""The Labels tab: the visitor's own label set and prompt templates, their similarity, and CLIP's tokens.
+
+Holds `LabelsTab`: handlers as plain methods (`label_text`, `template_text`, `pick_preset`,
+`check_labels`, `set_labels`, `label_summary`, `tokens`, `similarity`) with named results
+(`LabelsApplied`, `PresetPicked`, `TokenView`), and `build`, which lays the tab out and wires it. The
+active set lives in the visitor's `gr.State` (a `LabelState`), never on the server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+import plotly.graph_objects as go
+
+from ... import figures
+from ...inside import label_similarity, prompt_tokens
+from ...presets import LABEL_PRESETS, TEMPLATE_SETS
+from ...prompts import CONTEXT_LENGTH, PromptError, parse_editors
+from ...runtime import Runtime
+from ..common import CUSTOM, KEEP, LabelState, ensure_text, event, md_text, user_errors, wait_for_service
+
+__all__ = ["LabelsTab", "LabelsApplied", "PresetPicked", "TokenView"]
+
+
+@dataclass(frozen=True)
+class LabelsApplied:
+    """A label set made active for this visitor, and the summary line that says so."""
+
+    state: LabelState
+    summary: str
+
+
+@dataclass(frozen=True)
+class PresetPicked:
+    """A preset picked: the editors' new text (KEEP for the one not picked) and the label set it made active."""
+
+    labels: str | object
+    templates: str | object
+    state: LabelState
+    summary: str
+
+
+@dataclass(frozen=True)
+class TokenView:
+    """A prompt's BPE tokens as a table, and where its feature is read."""
+
+    table: dict
+    note: str
+
+
+def _preset_of(labels: tuple[str, ...]) -> str:
+    return next((k for k, p in LABEL_PRESETS.items() if p.labels == labels), CUSTOM)
+
+
+def _template_set_of(templates: tuple[str, ...]) -> str:
+    return next((k for k, t in TEMPLATE_SETS.items() if t.templates == templates), CUSTOM)
+
+
+class LabelsTab:
+    """Label-set editing and the text-side views, over the shared runtime; gradio calls these, and so do tests."""
+
+    def __init__(self, runtime: Runtime):
+        self.rt = runtime
+        self._label_dropdown = self._template_dropdown = None  # set by build(); tell pick_preset which was picked
+
+    def label_text(self, preset: str) -> str | object:
+        """The editor text for a label preset (one label per line); KEEP for 'Custom'."""
+        return "\n".join(LABEL_PRESETS[preset].labels) if preset in LABEL_PRESETS else KEEP
+
+    def template_text(self, key: str) -> str | object:
+        """The editor text for a template set (one template per line); KEEP for 'Custom'."""
+        return "\n".join(TEMPLATE_SETS[key].templates) if key in TEMPLATE_SETS else KEEP
+
+    def pick_preset(self, preset: str, template_set: str, label_text: str, template_text: str, state: LabelState,
+                    progress=gr.Progress(), evt: gr.EventData = None) -> PresetPicked:
+        """Fill the editor of the preset just picked (both without an event) and make the result active."""
+        picked = getattr(evt, "target", None)
+        labels = self.label_text(preset) if picked is None or picked is self._label_dropdown else KEEP
+        templates = self.template_text(template_set) if picked is None or picked is self._template_dropdown else KEEP
+        applied = self.set_labels(label_text if labels is KEEP else labels,
+                                  template_text if templates is KEEP else templates, state, progress)
+        return PresetPicked(labels, templates, applied.state, applied.summary)
+
+    def check_labels(self, label_text: str, template_text: str) -> str:
+        """Inline validation of the editors' text, without touching the model."""
+        try:
+            labels, templates = parse_editors(label_text, template_text)
+        except PromptError as exc:
+            return f"⚠️ {md_text(str(exc))}"
+        note = f" ({len(labels.dropped_duplicates)} duplicate(s) will be dropped)" if labels.dropped_duplicates else ""
+        return (f"✓ {len(labels.labels)} labels × {len(templates)} template(s) = "
+                f"{len(labels.labels) * len(templates)} prompts{note}. Press **Apply** to use them.")
+
+    def set_labels(self, label_text: str, template_text: str, state: LabelState,
+                   progress=gr.Progress()) -> LabelsApplied:
+        """Validate and activate a label set for this session; encodes its text features once."""
+        with user_errors():
+            labels, templates = parse_editors(label_text, template_text)
+        new = LabelState(labels.labels, templates, _preset_of(labels.labels), _template_set_of(templates))
+        ready = self.rt.ready
+        if ready:
+            ensure_text(self.rt.service(), new, progress)
+        if labels.dropped_duplicates:
+            gr.Warning(f"Dropped {len(labels.dropped_duplicates)} duplicate label(s).")
+        return LabelsApplied(new, self.label_summary(new, ready, labels.dropped_duplicates))
+
+    def label_summary(self, state: LabelState, ready: bool | None = None, dropped: tuple[str, ...] = ()) -> str:
+        """Markdown: how many labels and prompts are active, and whether their features are ready."""
+        state = state or LabelState()
+        if ready is None:
+            ready = self.rt.ready and self.rt.service().has_text_features(state.labels, state.templates)
+        n = len(state.labels) * len(state.templates)
+        shown = ", ".join(md_text(lab) for lab in state.labels[:12]) + (" …" if len(state.labels) > 12 else "")
+        feats = "text features ready ✓" if ready else "text features are computed on first use"
+        drop = f" · dropped duplicates: {', '.join(md_text(d) for d in dropped)}" if dropped else ""
+        return (f"**Active for you:** {len(state.labels)} labels × {len(state.templates)} template(s) = {n} prompts · "
+                f"{feats}{drop}\n\n{shown}")
+
+    def tokens(self, prompt: str) -> TokenView:
+        """The BPE tokens of a prompt as CLIP sees them, and where its text feature is read."""
+        with user_errors():
+            toks = prompt_tokens(prompt or "")
+        rows = [[t.position, t.token_id, t.text, t.role + (" (the text feature is read here)" if t.role == "end" else "")]
+                for t in toks]
+        pad = CONTEXT_LENGTH - len(toks)
+        rows.append([f"{len(toks)}..{CONTEXT_LENGTH - 1}", 0, f"padding × {pad}", "padding (never seen: causal mask)"])
+        note = (f"{len(toks)} of {CONTEXT_LENGTH} positions used; the end-of-text token at position "
+                f"{len(toks) - 1} carries the prompt's embedding.")
+        return TokenView({"headers": ["position", "token id", "token", "role"], "data": rows}, note)
+
+    def similarity(self, state: LabelState, progress=gr.Progress()) -> go.Figure:
+        """Cosine similarity between the session's labels' text features (plotly heatmap)."""
+        state = state or LabelState()
+        zs = wait_for_service(self.rt, progress)
+        ensure_text(zs, state, progress)
+        sim = label_similarity(zs.text_features(state.labels, state.templates))  # [L, L]
+        fig = figures.similarity_figure(state.labels, sim)
+        if not zs.info.trained:
+            fig.update_layout(title=fig.layout.title.text + " (untrained random weights: meaningless)")
+        return fig
+
+    # -- layout and wiring -------------------------------------------------------------------------
+    def build(self, labels_state: gr.State) -> None:
+        """Lay out the tab (inside the app's `gr.Tabs`) and wire its events."""
+        preset_choices = [(p.title, p.key) for p in LABEL_PRESETS.values()] + [("Custom", CUSTOM)]
+        template_choices = [(t.title, t.key) for t in TEMPLATE_SETS.values()] + [("Custom", CUSTOM)]
+        with gr.Tab("Labels", id="labels"):
+            summary = gr.Markdown(self.label_summary(LabelState(), ready=False), elem_id="label-summary")
+            with gr.Row():
+                with gr.Column():
+                    preset = gr.Dropdown(preset_choices, value="cifar100", label="Label preset")
+                    label_box = gr.Textbox(self.label_text("cifar100"), lines=12, max_lines=20,
+                                           label="Labels (one per line, or comma-separated)", elem_id="label-editor")
+                with gr.Column():
+                    tpl_preset = gr.Dropdown(template_choices, value="single", label="Template set")
+                    tpl_box = gr.Textbox(self.template_text("single"), lines=6, max_lines=20,
+                                         label="Prompt templates (one per line, {} marks the label)")
+            check = gr.Markdown(elem_id="label-check")
+            apply_btn = gr.Button("Apply", variant="primary")
+            self._label_dropdown, self._template_dropdown = preset, tpl_preset
+            with gr.Accordion("Which labels does CLIP confuse? (text features only)", open=False):
+                sim_btn = gr.Button("Show label similarity")
+                sim_plot = gr.Plot(label="Label similarity")
+            with gr.Accordion("Tokens: a prompt as CLIP reads it", open=False):
+                first = self.tokens("a photo of a lion")  # the tokenizer only: no model, shown at once
+                prompt_box = gr.Textbox("a photo of a lion", label="Prompt")
+                token_table = gr.Dataframe(first.table, label="BPE tokens", elem_id="token-table")
+                token_note = gr.Markdown(first.note)
+
+        apply_btn.click(**event(self.set_labels, [label_box, tpl_box, labels_state],
+                                dict(state=labels_state, summary=summary)), api_name="set_labels")
+        # Picking either preset fills its editor and applies the result, in one private event.
+        gr.on([preset.input, tpl_preset.input],
+              **event(self.pick_preset, [preset, tpl_preset, label_box, tpl_box, labels_state],
+                      dict(labels=label_box, templates=tpl_box, state=labels_state, summary=summary)),
+              api_visibility="private")
+        gr.on([label_box.change, tpl_box.change], self.check_labels, [label_box, tpl_box], check, queue=False,
+              trigger_mode="always_last", api_visibility="private")
+        sim_btn.click(self.similarity, labels_state, sim_plot, api_name="label_similarity")
+        prompt_box.change(**event(self.tokens, prompt_box, dict(table=token_table, note=token_note)),
+              api_name="tokens", queue=False, trigger_mode="always_last")

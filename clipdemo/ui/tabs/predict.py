@@ -1,0 +1,253 @@
+"""The Predict tab: a CIFAR-100 test image by index, or an upload, classified against the visitor's labels,
+with the patches and the class token's attention for the classified image beside it.
+
+Holds `PredictTab`: its handlers as plain methods (`predict_index`, `predict_image`, `attention`,
+`random_index`) returning named results (`PredictView`, `AttentionView`), and `build`, which lays the
+tab out and wires it. Model work goes through the `ZeroShot` service; pictures come from
+`clipdemo.figures`, files from `clipdemo.exports`.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+
+import gradio as gr
+import plotly.graph_objects as go
+from PIL import Image
+
+from ... import exports, figures
+from ...data import TEST_SIZE
+from ...engine import MAX_TOP_K, check_top_k
+from ...images import decode_data_url, inside_folder, open_image
+from ...inside import cls_attention_map
+from ...model import ClipConfig
+from ...runtime import Runtime
+from ...service import Prediction, ZeroShot
+from ..common import LabelState, ensure_text, event, md_text, user_errors, wait_for_service
+
+__all__ = ["PredictTab", "PredictView", "AttentionView", "layer_choices", "head_choices", "DEFAULT_INDEX"]
+
+DEFAULT_INDEX = 15  # the notebook's lion
+EXAMPLES = (15, 0, 42, 2024, 9999)
+ROLLOUT = "rollout"
+MEAN_HEADS = "mean"
+NOT_AN_UPLOAD = "Only images uploaded to this page can be classified."
+
+
+def layer_choices(config: ClipConfig) -> list[str]:
+    """The layer dropdown: the rollout, then 1..layers of this architecture."""
+    return [ROLLOUT, *map(str, range(1, config.vision_layers + 1))]
+
+
+def head_choices(config: ClipConfig) -> list[str]:
+    """The head dropdown: the mean over heads, then 1..heads of this architecture."""
+    return [MEAN_HEADS, *map(str, range(1, config.vision_heads + 1))]
+
+
+@dataclass(frozen=True)
+class PredictView:
+    """One classified image, as the tab shows it."""
+
+    model_input: Image.Image  # what the model sees, 224x224 (or enlarged)
+    label: dict[str, float]  # top-k, for gr.Label
+    chart: go.Figure
+    lines: str  # the notebook's printed lines
+    truth: str  # Markdown: the true class and its rank (index images only)
+    files: list[str]  # CSV and JSON
+    last_input: dict  # what was classified, for the attention view: {"kind": "index"|"upload", ...}
+    original: Image.Image | None = None  # the 32x32 CIFAR image, enlarged (index images only)
+
+
+@dataclass(frozen=True)
+class AttentionView:
+    """The patch grid over the model input, and a class-token attention overlay with its caption."""
+
+    patches: go.Figure
+    overlay: Image.Image
+    caption: str
+
+
+def truth_markdown(pred: Prediction) -> str:
+    """True class, whether top-1 is right, and the true class's rank and probability."""
+    if pred.true_label is None:
+        return ""
+    true = md_text(pred.true_label)
+    if pred.true_rank is None:
+        return f"True class: **{true}** (not in the current label set)"
+    verdict = "✅ top-1 is right" if pred.true_rank == 1 else "❌ top-1 is wrong"
+    return (f"True class: **{true}** · {verdict} · rank {pred.true_rank} of {len(pred.labels)}, "
+            f"{100 * pred.true_prob:.2f}%")
+
+
+def _pick(value: str | None, whole: str, what: str) -> int | None:
+    """A dropdown's '1'..'n' as a 0-based index, or None for `whole` (the rollout, the mean over heads)."""
+    if value in (None, "", whole):
+        return None
+    try:
+        return int(value) - 1
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number or {whole!r}, not {value!r}.") from None
+
+
+class PredictTab:
+    """Predictions and the attention view, over the shared runtime; gradio calls these, and so do tests."""
+
+    def __init__(self, runtime: Runtime):
+        self.rt = runtime
+
+    def _view(self, zs: ZeroShot, pred: Prediction, image: Image.Image, what: str, last: dict,
+              original: Image.Image | None = None) -> PredictView:
+        return PredictView(model_input=figures.input_view(zs.pixels(image)), label=dict(pred.top),
+                           chart=figures.bar_chart(pred), lines="\n".join(pred.lines()), truth=truth_markdown(pred),
+                           files=exports.prediction_files(pred, what), last_input=last, original=original)
+
+    def predict_index(self, index: float, top_k: float, state: LabelState, progress=gr.Progress()) -> PredictView:
+        """Classify CIFAR-100 test image `index` against the session's labels."""
+        state = state or LabelState()
+        with user_errors():
+            data = self.rt.dataset()
+            image = data.image(index)
+            true_label = data.classes[data.target(int(index))]
+            k = check_top_k(top_k)
+        zs = wait_for_service(self.rt, progress)
+        ensure_text(zs, state, progress)
+        feat = zs.cifar_feature(int(index), image, len(data))  # [D]: stored, or encoded once and stored
+        pred = zs.classify(feat, state.labels, state.templates, k, true_label)
+        return self._view(zs, pred, image, f"CIFAR-100 test image #{int(index)}", {"kind": "index", "index": int(index)},
+                          original=figures.enlarge(image))
+
+    def predict_image(self, upload: dict | str | None, top_k: float, state: LabelState,
+                      progress=gr.Progress()) -> PredictView:
+        """Classify an uploaded image (a file Gradio received) against the session's labels.
+
+        The event runs with `preprocess=False`: `upload` is Gradio's raw file record, and the bytes are
+        decoded here by `open_image` (allow-listed formats, pixel budget), never by the framework.
+        """
+        state = state or LabelState()
+        record = upload if isinstance(upload, dict) else {"path": upload}
+        with user_errors():
+            k = check_top_k(top_k)
+            image, path = self._decode(record)
+        zs = wait_for_service(self.rt, progress)
+        ensure_text(zs, state, progress)
+        pred = zs.predict(image, state.labels, state.templates, k=k)
+        return self._view(zs, pred, image, "uploaded image", {"kind": "upload", "path": path})
+
+    @staticmethod
+    def _decode(record: dict) -> tuple[Image.Image, str]:
+        """The image of an upload record and a path to find it again; ImageError/gr.Error if refused."""
+        if record.get("path"):
+            path = inside_folder(record["path"], gr.utils.get_upload_folder())
+            if path is None:
+                raise gr.Error(NOT_AN_UPLOAD)
+            return open_image(path), str(path)
+        if str(record.get("url") or "").startswith("data:"):
+            image = open_image(decode_data_url(record["url"]))
+            path = exports.results_dir() / f"inline-{uuid.uuid4().hex[:12]}.png"
+            image.save(path)  # kept (an hour at most) for this session's attention view
+            return image, str(path)
+        if record.get("url"):
+            raise gr.Error(NOT_AN_UPLOAD)
+        raise gr.Error("Upload an image first (file, webcam or clipboard).")
+
+    def random_index(self) -> int:
+        """A random CIFAR-100 test index."""
+        return random.randrange(TEST_SIZE)
+
+    def _image_for(self, last: dict | None) -> tuple[Image.Image, str]:
+        if not last:
+            raise gr.Error("Classify an image first; its patches and attention are shown here.")
+        try:
+            if last.get("kind") == "index":
+                return self.rt.dataset().image(last["index"]), f"CIFAR-100 #{last['index']}"
+            return open_image(last["path"]), "your image"
+        except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+            raise gr.Error(f"The last image is no longer available: {exc}") from None
+
+    def attention(self, layer: str, head: str, last: dict | None, progress=gr.Progress()) -> AttentionView:
+        """Patch grid over the model input, and the class token's attention (a layer and head, or rollout)."""
+        zs = wait_for_service(self.rt, progress)
+        image, what = self._image_for(last)
+        trace = zs.vision_trace(image, tuple(sorted(last.items())))
+        with user_errors():
+            li = _pick(layer, ROLLOUT, "Layer")
+            hi = None if li is None else _pick(head, MEAN_HEADS, "Head")
+            amap = cls_attention_map(trace, li, hi)  # [grid, grid]
+        shown = figures.input_view(zs.pixels(image), min_size=0)  # at the model's own resolution
+        which = ("attention rollout across all layers" if li is None else
+                 f"layer {li + 1}, " + ("mean over heads" if hi is None else f"head {hi + 1}"))
+        note = "" if zs.info.trained else " (untrained random weights: the pattern means nothing)"
+        caption = f"Class-token attention over the {amap.numel()} patches of {what}: {which}{note}."
+        size = max(224, shown.size[0])
+        return AttentionView(figures.patch_figure(shown, zs.config.vision_patch_size),
+                             figures.attention_overlay(shown.resize((size, size), Image.Resampling.BICUBIC), amap),
+                             caption)
+
+    # -- layout and wiring -------------------------------------------------------------------------
+    def build(self, labels_state: gr.State) -> None:
+        """Lay out the tab (inside the app's `gr.Tabs`) and wire its events."""
+        config = self.rt.config()
+        with gr.Tab("Predict", id="predict"):
+            top_k = gr.Slider(1, MAX_TOP_K, value=5, step=1, label="Top-k")
+            with gr.Tabs():
+                with gr.Tab("CIFAR-100 index", id="index"):
+                    with gr.Row():
+                        index = gr.Slider(0, TEST_SIZE - 1, value=DEFAULT_INDEX, step=1,
+                                          label="CIFAR-100 test image index", scale=4)
+                        prev_btn = gr.Button("◀ prev", scale=0, min_width=80)
+                        next_btn = gr.Button("next ▶", scale=0, min_width=80)
+                        rand_btn = gr.Button("🎲 random", scale=0, min_width=100)
+                    run_index = gr.Button("Classify", variant="primary")
+                    with gr.Row():
+                        original = gr.Image(label="Original 32×32 (enlarged, no blur)", type="pil",
+                                            elem_classes="pixelated", height=224, interactive=False)
+                        model_input = gr.Image(label="Model input 224×224", type="pil", height=224, interactive=False)
+                    truth = gr.Markdown()
+                    gr.Examples([[i] for i in EXAMPLES], inputs=[index], label="Examples (15 is the notebook's lion)",
+                                cache_examples=False)
+                with gr.Tab("Upload", id="upload"):
+                    with gr.Row():
+                        upload = gr.Image(label="Your image", type="filepath",
+                                          sources=["upload", "webcam", "clipboard"], height=280)
+                        upload_input = gr.Image(label="Model input 224×224", type="pil", height=280,
+                                                interactive=False)
+                    run_upload = gr.Button("Classify upload", variant="primary")
+            with gr.Row():
+                result = gr.Label(label="Top-k", num_top_classes=MAX_TOP_K)
+                chart = gr.Plot(label="Probabilities")
+            with gr.Row():
+                lines = gr.Textbox(label="Notebook format (copy)", lines=5, buttons=["copy"], interactive=False,
+                                   elem_id="notebook-lines")
+                files = gr.File(label="Download (CSV, JSON)", file_count="multiple", interactive=False)
+            with gr.Accordion("Inside the model: patches and attention for this image", open=True):
+                with gr.Row():
+                    self.layer = gr.Dropdown(layer_choices(config), value=ROLLOUT,
+                                             label="Layer (or rollout across all layers)")
+                    self.head = gr.Dropdown(head_choices(config), value=MEAN_HEADS,
+                                            label="Head (or mean over heads)")
+                with gr.Row():
+                    patches = gr.Plot(label="Patch embedding: the input cut into patches")
+                    overlay = gr.Image(label="Class-token attention", type="pil", height=420, interactive=False,
+                                       elem_id="attention-image")
+                caption = gr.Markdown(elem_id="attention-caption")
+            last_input = gr.State(None)  # this session's last classified image, for the attention view
+
+        shown = dict(label=result, chart=chart, lines=lines, truth=truth, files=files, last_input=last_input)
+        gr.on([run_index.click, index.change],
+              **event(self.predict_index, [index, top_k, labels_state],
+                      dict(original=original, model_input=model_input, **shown)),
+              api_name="predict_index", trigger_mode="always_last")
+        gr.on([run_upload.click, upload.upload],
+              **event(self.predict_image, [upload, top_k, labels_state], dict(model_input=upload_input, **shown)),
+              api_name="predict_image", preprocess=False)  # the handler decodes uploads itself (clipdemo.images)
+        # The attention view follows whatever was classified last (a State change), or a new layer or head.
+        gr.on([self.layer.input, self.head.input, last_input.change],
+              **event(self.attention, [self.layer, self.head, last_input],
+                      dict(patches=patches, overlay=overlay, caption=caption)),
+              api_name="attention", trigger_mode="always_last")
+        rand_btn.click(self.random_index, None, index, api_name="random_index", queue=False)
+        # Stepping is arithmetic on the slider: done in the browser, no server round trip.
+        prev_btn.click(None, index, index, js=f"(i) => (Math.round(i) + {TEST_SIZE - 1}) % {TEST_SIZE}")
+        next_btn.click(None, index, index, js=f"(i) => (Math.round(i) + 1) % {TEST_SIZE}")
