@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from .cpus import cpu_threads
 from .engine import normalise
 
 __all__ = ["BACKENDS", "ImageEncoder", "eager_encoder", "onnx_encoder", "bf16_encoder", "parity", "choose",
@@ -33,14 +34,6 @@ BACKENDS: dict[str, tuple[bool, str]] = {
     "onnxruntime": (True, "ONNX Runtime fp32 (exported from the same weights, parity-checked)"),
     "bf16": (False, "PyTorch bfloat16 autocast on CPU (approximate; opt-in only)"),
 }
-
-
-def cpu_threads() -> int:
-    """vCPUs this process may use (the container's share, not the host's core count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

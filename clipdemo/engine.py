@@ -13,7 +13,7 @@ from ._clip import import_clip
 from .progress import ProgressFn
 from .prompts import build_prompts
 
-__all__ = ["tokenize", "encode_text", "text_features", "image_features", "probabilities", "top_k", "normalise",
+__all__ = ["tokenize", "encode_text", "prompt_features", "ensemble", "text_features", "image_features", "probabilities", "top_k", "normalise",
            "LOGIT_SCALE", "MAX_TOP_K", "check_top_k"]
 
 LOGIT_SCALE = 100.0  # the notebook's fixed temperature (CLIP's learned scale is ~100 as well)
@@ -59,27 +59,37 @@ def normalise(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
+def prompt_features(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """L2-normalised features of tokenised prompts: `[b, 77]` int -> `[b, embed_dim]` float32 on CPU."""
+    device = next(model.parameters()).device
+    return normalise(encode_text(model, tokens.to(device)).float()).cpu()
+
+
+def ensemble(prompt_feats: torch.Tensor, n_labels: int, n_templates: int) -> torch.Tensor:
+    """One feature per label from its prompts' normalised features (label-major `[L * T, D]` -> `[L, D]`).
+
+    With several templates, the label's prompts are averaged and the mean normalised again (CLIP's
+    prompt-ensembling notebook); with one, the prompt's feature is the label's.
+    """
+    feats = prompt_feats.reshape(n_labels, n_templates, -1)  # [L, T, D]
+    if n_templates == 1:
+        return feats[:, 0]  # [L, D], already normalised
+    return normalise(feats.mean(dim=1))  # [L, D]
+
+
+@torch.inference_mode()
 def text_features(model: torch.nn.Module, labels: tuple[str, ...], templates: tuple[str, ...], *,
                   device: torch.device | str = "cpu", batch_size: int = 256,
                   progress: ProgressFn | None = None) -> torch.Tensor:
-    """One L2-normalised feature per label: `[n_labels, embed_dim]` float32 on CPU.
-
-    With several templates, each prompt's feature is normalised, the label's prompts are averaged,
-    and the mean is normalised again (CLIP's prompt-ensembling notebook).
-    """
+    """One L2-normalised feature per label: `[n_labels, embed_dim]` float32 on CPU (see `ensemble`)."""
     prompts = build_prompts(labels, templates)  # validates; [n_labels * n_templates]
     tokens = tokenize(prompts)  # [P, 77]
     chunks = []
     for start in range(0, len(prompts), batch_size):
-        batch = tokens[start:start + batch_size].to(device)
-        chunks.append(normalise(encode_text(model, batch).float()).cpu())  # [b, D]
+        chunks.append(prompt_features(model, tokens[start:start + batch_size]))  # [b, D]
         if progress:
             progress(min(start + batch_size, len(prompts)), len(prompts), "encoding prompts")
-    feats = torch.cat(chunks)  # [n_labels * n_templates, D]
-    feats = feats.reshape(len(labels), len(templates), -1)  # [n_labels, n_templates, D]
-    if len(templates) == 1:
-        return feats[:, 0]  # [n_labels, D], already normalised
-    return normalise(feats.mean(dim=1))  # [n_labels, D]
+    return ensemble(torch.cat(chunks), len(labels), len(templates))  # [n_labels, D]
 
 
 @torch.inference_mode()

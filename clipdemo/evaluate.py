@@ -19,6 +19,7 @@ from . import engine
 from .data import Cifar100
 from .presets import CLASS_NAME_SPELLINGS, LABEL_PRESETS, TEMPLATE_SETS
 from .progress import Cancelled, ProgressFn
+from .scheduler import Priority
 from .service import ZeroShot
 
 __all__ = ["encode_split", "Cancelled", "select_indices", "score", "evaluate", "EvalResult", "PUBLISHED", "SUBSETS",
@@ -40,11 +41,13 @@ class _Preprocessed(Dataset):
 
 
 def encode_split(zs: ZeroShot, data: Cifar100, indices: list[int], *, batch_size: int = 64, workers: int = 0,
-                 progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None) -> int:
+                 progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
+                 priority: Priority = Priority.INTERACTIVE) -> int:
     """Encode the images of `indices` not yet in the store; returns how many were encoded.
 
-    Batches of `batch_size` go through the current image backend; `workers` processes (0: none)
-    decode and preprocess the next batches meanwhile. Raises Cancelled when `should_stop()` says so.
+    Batches of `batch_size` go through the current image backend, each one model call at `priority`
+    (the app's evaluation passes BULK with small batches); `workers` processes (0: none) decode and
+    preprocess the next batches meanwhile. Raises Cancelled when `should_stop()` says so.
     """
     store = zs.cifar_store(len(data))
     todo = store.missing(list(indices))
@@ -56,7 +59,7 @@ def encode_split(zs: ZeroShot, data: Cifar100, indices: list[int], *, batch_size
     for pixels, idx in loader:  # pixels: [b, 3, R, R]
         if should_stop and should_stop():
             raise Cancelled(f"stopped after {done} of {len(todo)} images")
-        store.put(idx, zs.encode_pixels(pixels))  # [b, D]
+        store.put(idx, zs.encode_pixels(pixels, priority))  # [b, D]
         done += len(idx)
         if progress:
             rate = done / max(time.perf_counter() - start, 1e-9)

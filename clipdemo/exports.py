@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 from .evaluate import EvalResult
-from .service import Prediction
+from .prediction import Prediction
 
 __all__ = ["results_dir", "prediction_files", "evaluation_files"]
 

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from .inside import patch_grid
-from .service import Prediction
+from .prediction import Prediction
 
 __all__ = ["plot_text", "treemap", "patch_figure", "attention_overlay", "similarity_figure", "colormap", "per_class_chart",
            "confusion_figure", "enlarge", "input_view", "bar_chart", "CLIP_MEAN", "CLIP_STD"]

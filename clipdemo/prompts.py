@@ -15,14 +15,18 @@ from functools import lru_cache
 from ._clip import import_clip
 
 __all__ = ["PromptError", "LabelSet", "parse_label_text", "clean_labels", "clean_templates", "parse_editors", "fill",
-           "build_prompts", "token_count", "MAX_LABELS", "MIN_LABELS", "MAX_LABEL_CHARS", "MAX_TEMPLATES",
+           "build_prompts", "token_count", "prompt_cost", "check_budget", "PROMPT_BUDGET", "MAX_LABELS", "MIN_LABELS", "MAX_LABEL_CHARS", "MAX_TEMPLATES",
            "CONTEXT_LENGTH"]
 
 CONTEXT_LENGTH = 77  # CLIP's text context, start and end-of-text tokens included
 MIN_LABELS = 2  # a softmax over one label is always 100%
-MAX_LABELS = 500  # keeps one label-set change under a few seconds of text encoding on 2 vCPUs
+MAX_LABELS = 500  # a cap on the list itself; what encoding costs is bounded by PROMPT_BUDGET
 MAX_LABEL_CHARS = 200
 MAX_TEMPLATES = 32
+# The text-encoding cost one label set may have, in prompt tokens (start and end-of-text included). The
+# largest preset pair, CIFAR-100 with CLIP's 18 templates, costs 17,304; on 2 vCPUs that is ~10 s.
+PROMPT_BUDGET = 20_000
+_MIN_PROMPT_TOKENS = 3  # start, one token, end: a floor that refuses huge sets before tokenising them
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
 
 
@@ -149,12 +153,34 @@ def build_prompts(labels: tuple[str, ...], templates: tuple[str, ...]) -> list[s
     return prompts
 
 
-def parse_editors(label_text: str, template_text: str) -> tuple[LabelSet, tuple[str, ...]]:
-    """The label and template editors' text, validated (every prompt within 77 tokens); PromptError if not.
+def prompt_cost(prompts: list[str]) -> int:
+    """What encoding `prompts` costs, in tokens (start and end-of-text included)."""
+    return sum(token_count(p) for p in prompts)
+
+
+def check_budget(n_labels: int, n_templates: int, cost: int | None = None, budget: int = PROMPT_BUDGET) -> None:
+    """PromptError, saying how to shrink the set, if its cost (or, without one, its least cost) is over `budget`."""
+    n = n_labels * n_templates
+    floor = cost if cost is not None else n * _MIN_PROMPT_TOKENS
+    if floor <= budget:
+        return
+    per_prompt = floor / n
+    fits = int(budget // (per_prompt * n_templates))
+    what = f"about {floor:,}" if cost is not None else f"at least {floor:,}"
+    raise PromptError(f"{n_labels} labels × {n_templates} template(s) = {n:,} prompts, {what} tokens to encode; "
+                      f"the limit is {budget:,} (CIFAR-100 with the 18 templates is 17,304). Use fewer labels or "
+                      f"templates: with {n_templates} template(s), about {fits:,} labels fit.")
+
+
+def parse_editors(label_text: str, template_text: str) -> tuple[LabelSet, tuple[str, ...], int]:
+    """The label and template editors' text, validated: every prompt within 77 tokens and the whole set
+    within the prompt budget (PromptError if not). Returns (labels, templates, cost in tokens).
 
     Labels: one per line, or comma-separated; templates: one per line (commas belong to a template).
     """
     labels = clean_labels(parse_label_text(label_text))
     templates = clean_templates([ln for ln in (template_text or "").splitlines() if ln.strip()])
-    build_prompts(labels.labels, templates)
-    return labels, templates
+    check_budget(len(labels.labels), len(templates))  # before tokenising thousands of prompts
+    cost = prompt_cost(build_prompts(labels.labels, templates))
+    check_budget(len(labels.labels), len(templates), cost)
+    return labels, templates, cost

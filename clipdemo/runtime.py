@@ -19,7 +19,7 @@ from . import startup
 from .data import Cifar100, DataError, open_cifar100
 from .model import PRESETS, ClipConfig, LoadedModel, WeightsError, load_model
 from .presets import LABEL_PRESETS, TEMPLATE_SETS
-from .service import ZeroShot
+from .service import DEFAULT_TEXT_RATE, ZeroShot
 from .settings import Settings
 
 __all__ = ["Runtime", "ModelState", "ModelStatus", "ModelUnavailable"]
@@ -58,7 +58,7 @@ class Runtime:
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
-        self._zs: ZeroShot | None = ZeroShot(loaded) if loaded is not None else None
+        self._zs: ZeroShot | None = ZeroShot(loaded, max_waiting=settings.max_waiting) if loaded is not None else None
         self._status = (ModelStatus(ModelState.READY, loaded.info.label) if loaded is not None
                         else ModelStatus(ModelState.IDLE, "not started"))
         if loaded is not None:
@@ -132,6 +132,10 @@ class Runtime:
         if st.state is ModelState.FAILED:
             raise ModelUnavailable(f"The model could not be loaded: {st.message}")
         raise ModelUnavailable(f"The model is still loading ({st.message}); try again in a few seconds.")
+
+    def text_seconds(self, cost: int) -> float:
+        """About how long encoding prompts of `cost` tokens takes (measured once the model has encoded some)."""
+        return self._zs.text_seconds(cost) if self._zs is not None else cost / DEFAULT_TEXT_RATE
 
     def architecture_service(self) -> ZeroShot:
         """The loaded service, or, while there is none, ViT-B/32 with random weights (same architecture)."""

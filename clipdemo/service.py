@@ -11,10 +11,9 @@ touches `.model`; a test reads the source to keep it so. The math lives in those
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+import time
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,83 +24,30 @@ from .backends import ImageEncoder, eager_encoder
 from .features import ImageFeatureStore
 from .inside import VisionTrace, vision_attention
 from .model import ClipConfig, LoadedModel, WeightsInfo
+from .lru import LRU
+from .prediction import Prediction
 from .progress import ProgressFn
+from .prompts import build_prompts, prompt_cost
+from .scheduler import GateStats, ModelGate, Priority
 
-__all__ = ["ZeroShot", "Prediction", "LRU"]
+__all__ = ["ZeroShot", "Prediction", "TEXT_CHUNK", "BULK_IMAGES", "BULK_AFTER_S"]
 
-
-class LRU:
-    """A small thread-safe least-recently-used map with a fixed bound."""
-
-    def __init__(self, maxsize: int):
-        self.maxsize = maxsize
-        self._data: OrderedDict[Hashable, object] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable):
-        with self._lock:
-            if key in self._data:
-                self._data.move_to_end(key)
-                return self._data[key]
-            return None
-
-    def put(self, key: Hashable, value: object) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
-
-    def __contains__(self, key: Hashable) -> bool:
-        with self._lock:
-            return key in self._data
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._data)
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One image's result: probabilities over `labels`, and the top-k."""
-
-    labels: tuple[str, ...]
-    probs: tuple[float, ...]  # [n_labels], sums to 1
-    top: tuple[tuple[str, float], ...]  # best first
-    weights: WeightsInfo
-    true_label: str | None = None
-
-    @property
-    def true_rank(self) -> int | None:
-        """1-based rank of the true label among all labels, or None when unknown or not a label."""
-        if self.true_label not in self.labels:
-            return None
-        p = self.probs[self.labels.index(self.true_label)]
-        return 1 + sum(q > p for q in self.probs)
-
-    @property
-    def true_prob(self) -> float | None:
-        return self.probs[self.labels.index(self.true_label)] if self.true_label in self.labels else None
-
-    def lines(self) -> list[str]:
-        """The notebook's text lines: `'            lion: 96.34%'`."""
-        return [f"{label:>16s}: {100 * p:.2f}%" for label, p in self.top]
-
-    def as_dict(self) -> dict:
-        out = {"weights": {"name": self.weights.name, "sha256": self.weights.sha256, "trained": self.weights.trained},
-               "top": [{"label": lab, "prob": p} for lab, p in self.top]}
-        if self.true_label is not None:
-            out.update(true_label=self.true_label, true_rank=self.true_rank, true_prob=self.true_prob)
-        return out
+TEXT_CHUNK = 64  # prompts per model call when encoding labels (~0.3 s on 2 vCPUs)
+BULK_IMAGES = 8  # images per model call in bulk work (~0.4 s for ViT-B/32 on 2 vCPUs)
+BULK_AFTER_S = 2.0  # label sets whose encoding should take longer than this run as bulk work
+DEFAULT_TEXT_RATE = 1500.0  # prompt tokens/s before anything was measured (ViT-B/32 text tower, 2 vCPUs)
 
 
 class ZeroShot:
     """Classify and look inside images with one shared model; safe to call from many threads."""
 
     def __init__(self, loaded: LoadedModel, *, text_cache_size: int = 32, trace_cache_size: int = 32,
-                 summary_cache_size: int = 16):
+                 summary_cache_size: int = 16, max_waiting: int = 32):
         self.loaded = loaded
-        self._gate = threading.Lock()  # one model call at a time: overlapping calls only thrash 2 vCPUs
+        self._gate = ModelGate(max_waiting)  # one model call at a time, interactive first (clipdemo.scheduler)
+        self._inflight: dict[tuple, threading.Lock] = {}  # label sets being encoded now
+        self._inflight_lock = threading.Lock()
+        self._text_rate = DEFAULT_TEXT_RATE  # prompt tokens encoded per second, measured at each encoding
         self._text = LRU(text_cache_size)  # (identity, labels, templates) -> [L, D]
         self._traces = LRU(trace_cache_size)  # (identity, input key) -> VisionTrace
         self._summaries = LRU(summary_cache_size)  # (identity, tower, depth) -> TowerSummary
@@ -111,10 +57,20 @@ class ZeroShot:
         self.cifar: ImageFeatureStore | None = None  # CIFAR-100 test features for these weights
 
     @contextmanager
-    def _model_call(self) -> Iterator[None]:
-        """Hold the model for one call; every model call in the app passes through here."""
-        with self._gate:
+    def _model_call(self, priority: Priority = Priority.INTERACTIVE) -> Iterator[None]:
+        """Hold the model for one call; every model call in the app passes through here (Busy when full)."""
+        with self._gate.hold(priority):
             yield
+
+    @property
+    def gate_stats(self) -> GateStats:
+        """The gate's counters (grants by priority, refusals, bulk chunks an interactive call waited through)."""
+        return self._gate.stats
+
+    @property
+    def waiting(self) -> int:
+        """Model calls waiting now."""
+        return self._gate.waiting
 
     # -- identity and configuration (no model call) ----------------------------------------------
     @property
@@ -132,6 +88,11 @@ class ZeroShot:
     @property
     def dtype(self) -> torch.dtype:
         return self.loaded.dtype
+
+    @property
+    def threads(self) -> int:
+        """CPU threads the model runs on (set at start-up from the CPU quota, see `clipdemo.cpus`)."""
+        return torch.get_num_threads()
 
     # -- image backend ------------------------------------------------------------------------------
     def use_encoder(self, encoder: ImageEncoder, note: str) -> None:
@@ -172,25 +133,61 @@ class ZeroShot:
 
     def text_features(self, labels: tuple[str, ...], templates: tuple[str, ...],
                       progress: ProgressFn | None = None) -> torch.Tensor:
-        """Cached `engine.text_features`: `[n_labels, D]` normalised. Do not modify the result in place."""
+        """Cached label text features: `[n_labels, D]` normalised. Do not modify the result in place.
+
+        Encoded in chunks of TEXT_CHUNK prompts, each one model call; a set that takes longer than
+        BULK_AFTER_S to encode runs as bulk work, so visitors' predictions go in between its chunks.
+        """
         key = self.text_key(labels, templates)
         feats = self._text.get(key)
-        if feats is None:
-            with self._model_call():
-                feats = self._text.get(key)  # another thread may have computed it meanwhile
-                if feats is None:
-                    feats = engine.text_features(self.loaded.model, tuple(labels), tuple(templates),
-                                                 device=self.device, progress=progress)
-                    self._text.put(key, feats)
+        if feats is not None:
+            return feats
+        with self._encoding(key):  # one thread encodes a set; others asking for it wait and share the result
+            feats = self._text.get(key)
+            if feats is None:
+                feats = self._encode_labels(tuple(labels), tuple(templates), progress)
+                self._text.put(key, feats)
         return feats
+
+    @contextmanager
+    def _encoding(self, key: tuple) -> Iterator[None]:
+        with self._inflight_lock:
+            lock = self._inflight.setdefault(key, threading.Lock())
+        with lock:
+            yield
+        with self._inflight_lock:
+            if not lock.locked():
+                self._inflight.pop(key, None)
+
+    def _encode_labels(self, labels: tuple[str, ...], templates: tuple[str, ...],
+                       progress: ProgressFn | None) -> torch.Tensor:
+        prompts = build_prompts(labels, templates)  # validates; [L * T]
+        cost = prompt_cost(prompts)
+        priority = Priority.BULK if self.text_seconds(cost) > BULK_AFTER_S else Priority.INTERACTIVE
+        tokens = engine.tokenize(prompts)  # [P, 77]
+        chunks, start = [], time.perf_counter()
+        for first in range(0, len(prompts), TEXT_CHUNK):
+            with self._model_call(priority):
+                chunks.append(engine.prompt_features(self.loaded.model, tokens[first:first + TEXT_CHUNK]))  # [b, D]
+            if progress:
+                progress(min(first + TEXT_CHUNK, len(prompts)), len(prompts), "encoding prompts")
+        self._text_rate = cost / max(time.perf_counter() - start, 1e-6)
+        return engine.ensemble(torch.cat(chunks), len(labels), len(templates))  # [L, D]
+
+    def text_seconds(self, cost: int) -> float:
+        """About how long encoding prompts of `cost` tokens takes here (from the last encoding measured)."""
+        return cost / self._text_rate
 
     def pixels(self, image: Image.Image) -> torch.Tensor:
         """The model's input for one RGB image: `[3, R, R]`."""
         return self.loaded.preprocess(image)
 
-    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
-        """`[B, 3, R, R]` preprocessed pixels -> `[B, D]` normalised features, with the current backend."""
-        with self._model_call():
+    def encode_pixels(self, pixels: torch.Tensor, priority: Priority = Priority.INTERACTIVE) -> torch.Tensor:
+        """`[B, 3, R, R]` preprocessed pixels -> `[B, D]` normalised features, with the current backend.
+
+        Bulk callers pass `Priority.BULK` and batches small enough to be one chunk (see BULK_IMAGES).
+        """
+        with self._model_call(priority):
             feats = self.encoder.encode(pixels)  # [B, D]
         return engine.normalise(feats)
 

@@ -14,6 +14,7 @@ Reading happens when `from_env()` is called, never at import.
 | CLIPDEMO_SEED       | 0                       | seed of the `random` weights                                    |
 | CLIPDEMO_BACKEND    | auto                    | image encoder: auto, eager, onnxruntime, bf16 (approximate)     |
 | CLIPDEMO_THREADS    | the process's vCPUs     | torch / ONNX Runtime threads for the one model                  |
+| CLIPDEMO_MAX_WAITING| 32                      | model calls that may wait; one more gets "the Space is busy"    |
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Settings:
     seed: int = 0
     backend: str = "auto"
     threads: int = 0  # 0: as many as the process's vCPUs
+    max_waiting: int = 32  # model calls that may wait for the model at once
 
 
 def _flag(value: str) -> bool:
@@ -55,6 +57,9 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     cache = Path(env.get("CLIPDEMO_CACHE", "~/.cache/clipdemo")).expanduser()
     seed, threads = _int(env, "CLIPDEMO_SEED"), _int(env, "CLIPDEMO_THREADS")
+    max_waiting = _int(env, "CLIPDEMO_MAX_WAITING") or 32
+    if max_waiting < 1:
+        raise ValueError(f"CLIPDEMO_MAX_WAITING must be at least 1, not {max_waiting}.")
     return Settings(
         weights=env.get("CLIPDEMO_WEIGHTS", "").strip() or "ViT-B/32",
         cache_dir=cache,
@@ -64,6 +69,7 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         seed=seed,
         backend=env.get("CLIPDEMO_BACKEND", "auto").strip().lower() or "auto",
         threads=threads,
+        max_waiting=max_waiting,
     )
 
 
@@ -78,4 +84,5 @@ def to_env(settings: Settings) -> dict[str, str]:
         "CLIPDEMO_SEED": str(settings.seed),
         "CLIPDEMO_BACKEND": settings.backend,
         "CLIPDEMO_THREADS": str(settings.threads),
+        "CLIPDEMO_MAX_WAITING": str(settings.max_waiting),
     }

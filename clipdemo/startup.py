@@ -46,7 +46,7 @@ def open_service(settings: Settings, progress: ProgressFn | None = None) -> Zero
     loaded = load_model(settings.weights, device=settings.device, cache_dir=settings.cache_dir,
                         allow_download=settings.allow_download, seed=settings.seed, progress=progress)
     release_freed_memory()
-    return ZeroShot(loaded)
+    return ZeroShot(loaded, max_waiting=settings.max_waiting)
 
 
 def export_in_child(settings: Settings, path: Path) -> None:

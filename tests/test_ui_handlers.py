@@ -162,7 +162,11 @@ def test_evaluation_handler(handlers):
 
     ev = handlers.evaluate
     outs = list(ev.run("per-class", 0, 2, 0, "both", "cifar100", _no_progress))
-    assert re.match(r"⏳ encoded (\d+) of \1 new images", outs[0].summary)  # images earlier tests stored are reused
+    assert re.match(r"⏳ encoded (\d+) of \1 new images", outs[-2].summary)  # images earlier tests stored are reused
+    from clipdemo.ui.tabs.evaluate import CHUNK
+
+    counts = [int(re.match(r"⏳ encoded (\d+) of", o.summary).group(1)) for o in outs[:-1]]
+    assert all(b - a == CHUNK for a, b in zip(counts, counts[1:-1])) and CHUNK <= 16  # a yield (a chance to stop) per chunk
     assert outs[0].chart is KEEP and outs[0].files is KEEP  # while encoding, only the summary changes
     last = outs[-1]
     summary, chart, confusion, pairs, worst, files = (last.summary, last.chart, last.confusion, last.pairs,

@@ -18,10 +18,10 @@ def free_port() -> int:
 @contextmanager
 def running_app(runtime: Runtime):
     """Serve `build_app(runtime)` with the production launch settings; yields the base URL."""
-    from clipdemo.ui import build_app, launch_kwargs
+    from clipdemo.ui import build_app, launch_kwargs, queue_kwargs
 
     demo = build_app(runtime)
-    demo.queue(max_size=64, default_concurrency_limit=1)
+    demo.queue(**queue_kwargs())
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
                 **launch_kwargs())
     try:

@@ -5,7 +5,7 @@ tab, each with its layout, wiring and handlers (plain methods that tests call di
 holds what the tabs share (the visitor's `LabelState`, named results to outputs, error sentences).
 """
 
-from .app import build_app, launch_kwargs, main
+from .app import build_app, launch_kwargs, main, queue_kwargs
 from .common import LabelState
 
-__all__ = ["build_app", "launch_kwargs", "main", "LabelState"]
+__all__ = ["build_app", "launch_kwargs", "queue_kwargs", "main", "LabelState"]

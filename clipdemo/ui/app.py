@@ -21,7 +21,9 @@ from .tabs.evaluate import EvaluateTab
 from .tabs.labels import LabelsTab
 from .tabs.predict import PredictTab
 
-__all__ = ["build_app", "launch_kwargs", "main"]
+__all__ = ["build_app", "queue_kwargs", "launch_kwargs", "main"]
+
+QUEUE_SIZE = 64  # events waiting in Gradio's queue (evaluations in line); one more gets Gradio's "queue is full"
 
 CSS = """
 .pixelated img { image-rendering: pixelated; }
@@ -48,6 +50,12 @@ def build_app(runtime: Runtime) -> gr.Blocks:
     return demo
 
 
+def queue_kwargs() -> dict:
+    """Queue settings: events start at once and the model gate decides who runs (interactive first, at most
+    CLIPDEMO_MAX_WAITING waiting); only evaluations wait in Gradio's queue, one running at a time."""
+    return dict(max_size=QUEUE_SIZE, default_concurrency_limit=None)
+
+
 def launch_kwargs() -> dict:
     """Server settings for `demo.launch()` (host and port come from GRADIO_SERVER_NAME/PORT)."""
     return dict(theme=gr.themes.Soft(), css=CSS, max_file_size=MAX_BYTES, show_error=False,
@@ -60,5 +68,5 @@ def main() -> None:
     runtime = Runtime(from_env())
     runtime.start()
     demo = build_app(runtime)
-    demo.queue(max_size=64, default_concurrency_limit=1)
+    demo.queue(**queue_kwargs())
     demo.launch(**launch_kwargs())

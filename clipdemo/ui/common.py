@@ -20,11 +20,12 @@ import gradio as gr
 
 from ..data import DataError
 from ..presets import LABEL_PRESETS, TEMPLATE_SETS
-from ..progress import ProgressFn
+from ..progress import Cancelled, ProgressFn
+from ..scheduler import Busy
 from ..runtime import ModelUnavailable, Runtime
 from ..service import ZeroShot
 
-__all__ = ["LabelState", "KEEP", "event", "user_errors", "progress_fn", "wait_for_service", "ensure_text", "md_text",
+__all__ = ["LabelState", "KEEP", "event", "user_errors", "busy_errors", "progress_fn", "wait_for_service", "ensure_text", "md_text",
            "CUSTOM"]
 
 MODEL_WAIT_S = 180.0  # a click during start-up waits this long for the model before saying it is not ready
@@ -65,14 +66,16 @@ def event(fn: Callable, inputs, outputs: dict[str, gr.components.Component]) -> 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def run_gen(*args, **kwargs):
-            for result in fn(*args, **kwargs):
-                yield _outputs(result, outputs)
+            with busy_errors():
+                for result in fn(*args, **kwargs):
+                    yield _outputs(result, outputs)
 
         return dict(fn=run_gen, inputs=inputs, outputs=list(outputs.values()))
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
-        return _outputs(fn(*args, **kwargs), outputs)
+        with busy_errors():
+            return _outputs(fn(*args, **kwargs), outputs)
 
     return dict(fn=run, inputs=inputs, outputs=list(outputs.values()))
 
@@ -84,7 +87,17 @@ def user_errors() -> Iterator[None]:
         yield
     except gr.Error:
         raise  # already a sentence for the visitor
-    except (ValueError, DataError, ModelUnavailable) as exc:
+    except (ValueError, DataError, ModelUnavailable, Busy, Cancelled) as exc:
+        raise gr.Error(str(exc)) from None
+
+
+@contextmanager
+def busy_errors() -> Iterator[None]:
+    """Turn what a shared, busy model can answer anywhere in a handler (the gate is full, a time limit was
+    reached, the model is not loaded) into `gr.Error` sentences."""
+    try:
+        yield
+    except (Busy, Cancelled, ModelUnavailable) as exc:
         raise gr.Error(str(exc)) from None
 
 

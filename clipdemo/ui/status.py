@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from .. import cpus
 from ..data import DataError
 from ..runtime import ModelState, Runtime
 from .common import event, md_text
@@ -48,7 +49,7 @@ class StatusLine:
             if not zs.info.trained:
                 weights = f"⚠️ **{weights}**"
             line = (f"**Model:** {weights} · device `{zs.device}` · `{str(zs.dtype).removeprefix('torch.')}` · "
-                    f"image encoder: {md_text(zs.encoder_note)}")
+                    f"{md_text(cpus.describe(zs.threads))} · image encoder: {md_text(zs.encoder_note)}")
         elif st.state is ModelState.FAILED:
             line = f"❌ **Model unavailable:** {md_text(st.message)}"
         else:

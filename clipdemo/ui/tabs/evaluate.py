@@ -23,15 +23,18 @@ from ...evaluate import PUBLISHED, TEMPLATE_CHOICES, EvalResult, class_names, en
     select_indices, template_settings
 from ...presets import CLASS_NAME_SPELLINGS, LABEL_PRESETS
 from ...runtime import Runtime
+from ...scheduler import Priority
+from ...service import BULK_IMAGES
 from ..common import KEEP, event, user_errors, wait_for_service
 
-__all__ = ["EvaluateTab", "EvaluationView", "SUBSET_CHOICES", "TEMPLATE_TITLES", "CHUNK"]
+__all__ = ["EvaluateTab", "EvaluationView", "SUBSET_CHOICES", "TEMPLATE_TITLES", "CHUNK", "TIME_LIMIT_S"]
 
 SUBSET_CHOICES = [("First N images", "first"), ("K per class (stratified, seeded)", "per-class"),
                   ("All 10,000", "all")]
 TEMPLATE_TITLES = {"single": 'Single prompt "a photo of a {}"', "cifar18": "CLIP's 18 templates",
                    "both": "Both, side by side"}
-CHUNK = 256  # images encoded between two chances to stop
+CHUNK = 2 * BULK_IMAGES  # images encoded between two yields: Stop, a closed tab or a lost client ends the run here
+TIME_LIMIT_S = 20 * 60  # a run stops here (all 10,000 images take ~9 min alone on 2 vCPUs); what it stored is kept
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,9 @@ class EvaluationView:
 class EvaluateTab:
     """Runs evaluations for the Evaluate tab over the shared model service and feature store."""
 
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, time_limit_s: float = TIME_LIMIT_S):
         self.rt = runtime
+        self.time_limit_s = time_limit_s
 
     def run(self, subset: str, first_n: float, per_class: float, seed: float, templates: str, spelling: str,
             progress=gr.Progress()) -> Iterator[EvaluationView]:
@@ -67,6 +71,10 @@ class EvaluateTab:
         start, done = time.perf_counter(), 0
         for chunk_start in range(0, len(todo), CHUNK):
             chunk = todo[chunk_start:chunk_start + CHUNK]
+            if time.perf_counter() - start > self.time_limit_s:
+                yield EvaluationView(f"⏹ Stopped at the time limit ({self.time_limit_s / 60:.0f} min) after encoding "
+                                     f"{done} of {len(todo)} new images. They are kept: run again to go on.")
+                return
 
             def report(k: int, _total: int, _what: str, base=done) -> None:
                 rate = (base + k) / max(time.perf_counter() - start, 1e-9)
@@ -74,12 +82,14 @@ class EvaluateTab:
                 progress((base + k) / len(todo), desc=f"encoding images: {base + k}/{len(todo)}, "
                                                       f"{rate:.0f} images/s, {left:.0f} s left")
 
-            done += encode_split(zs, data, chunk, batch_size=64, workers=0, progress=report)
+            # Bulk work: one model call per BULK_IMAGES images, visitors' predictions go in between.
+            done += encode_split(zs, data, chunk, batch_size=BULK_IMAGES, workers=0, progress=report,
+                                 priority=Priority.BULK)
             yield EvaluationView(f"⏳ encoded {done} of {len(todo)} new images "
                                  f"({done / (time.perf_counter() - start):.0f} images/s)…")
         rate = done / (time.perf_counter() - start) if done else None
         progress(1.0, desc="scoring…")
-        results = evaluate(zs, data, indices, settings, classes=classes, workers=0)
+        results = evaluate(zs, data, indices, settings, classes=classes, workers=0)  # all stored: text side only
         results = [dataclasses.replace(r, images_per_s=rate or 0.0) for r in results]
         yield self._view(results, subset, len(indices), rate, zs.info.trained, data)
 
@@ -133,7 +143,8 @@ class EvaluateTab:
         running = run_btn.click(**event(self.run, [subset, first_n, per_class, seed, templates, spelling],
                                         dict(summary=summary, chart=chart, confusion=confusion, pairs=pairs,
                                              worst=worst, files=files)),
-                                api_name="evaluate")
+                                api_name="evaluate", concurrency_id="evaluation", concurrency_limit=1)
+        # One evaluation at a time across the Space: others wait in Gradio's queue, which shows their place.
         stop_btn.click(None, None, None, cancels=[running], api_visibility="private", queue=False)
 
 

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from ... import figures
 from ...inside import label_similarity, prompt_tokens
 from ...presets import LABEL_PRESETS, TEMPLATE_SETS
-from ...prompts import CONTEXT_LENGTH, PromptError, parse_editors
+from ...prompts import CONTEXT_LENGTH, PROMPT_BUDGET, PromptError, parse_editors
 from ...runtime import Runtime
 from ..common import CUSTOM, KEEP, LabelState, ensure_text, event, md_text, user_errors, wait_for_service
 
@@ -85,18 +85,20 @@ class LabelsTab:
     def check_labels(self, label_text: str, template_text: str) -> str:
         """Inline validation of the editors' text, without touching the model."""
         try:
-            labels, templates = parse_editors(label_text, template_text)
+            labels, templates, cost = parse_editors(label_text, template_text)
         except PromptError as exc:
             return f"⚠️ {md_text(str(exc))}"
         note = f" ({len(labels.dropped_duplicates)} duplicate(s) will be dropped)" if labels.dropped_duplicates else ""
         return (f"✓ {len(labels.labels)} labels × {len(templates)} template(s) = "
-                f"{len(labels.labels) * len(templates)} prompts{note}. Press **Apply** to use them.")
+                f"{len(labels.labels) * len(templates)} prompts{note}: {cost:,} tokens, "
+                f"{100 * cost / PROMPT_BUDGET:.0f}% of the budget, ~{self.rt.text_seconds(cost):.0f} s to encode. "
+                "Press **Apply** to use them.")
 
     def set_labels(self, label_text: str, template_text: str, state: LabelState,
                    progress=gr.Progress()) -> LabelsApplied:
         """Validate and activate a label set for this session; encodes its text features once."""
         with user_errors():
-            labels, templates = parse_editors(label_text, template_text)
+            labels, templates, _ = parse_editors(label_text, template_text)
         new = LabelState(labels.labels, templates, _preset_of(labels.labels), _template_set_of(templates))
         ready = self.rt.ready
         if ready:
@@ -133,7 +135,8 @@ class LabelsTab:
         """Cosine similarity between the session's labels' text features (plotly heatmap)."""
         state = state or LabelState()
         zs = wait_for_service(self.rt, progress)
-        ensure_text(zs, state, progress)
+        with user_errors():
+            ensure_text(zs, state, progress)
         sim = label_similarity(zs.text_features(state.labels, state.templates))  # [L, L]
         fig = figures.similarity_figure(state.labels, sim)
         if not zs.info.trained:

@@ -24,7 +24,8 @@ from ...images import decode_data_url, inside_folder, open_image
 from ...inside import cls_attention_map
 from ...model import ClipConfig
 from ...runtime import Runtime
-from ...service import Prediction, ZeroShot
+from ...prediction import Prediction
+from ...service import ZeroShot
 from ..common import LabelState, ensure_text, event, md_text, user_errors, wait_for_service
 
 __all__ = ["PredictTab", "PredictView", "AttentionView", "layer_choices", "head_choices", "DEFAULT_INDEX"]

@@ -1,0 +1,190 @@
+"""Fair sharing through the real server: one visitor's bulk work never locks the others out.
+
+Full-size ViT-B/32 (seeded random weights) so that evaluating all 10,000 images takes minutes: the
+tests assert order and completion (B's answer arrives while A's evaluation is still running), never
+seconds.
+"""
+
+import json
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.utils import Status
+from PIL import Image
+
+from clipdemo.presets import CIFAR100_CLASSES, CIFAR_TEMPLATES, LABEL_PRESETS
+from clipdemo.scheduler import Priority
+from clipdemo.service import BULK_IMAGES, ZeroShot
+from clipdemo.ui.tabs.evaluate import CHUNK
+from uiserver import running_app, runtime_for
+
+pytestmark = pytest.mark.slow
+EVAL_ALL = ("all", 1000, 10, 0, "single", "cifar100")
+
+
+def _client(url):
+    return Client(url, verbose=False, download_files=False)
+
+
+def _wait(condition, what, timeout=300):
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+def _bulk_grants(zs):
+    return zs.gate_stats.grants[Priority.BULK]
+
+
+def _settles(zs):
+    """Bulk grants once they stop growing (two reads a second apart agree)."""
+    last = -1
+    while (now := _bulk_grants(zs)) != last:
+        last = now
+        time.sleep(1.0)
+    return now
+
+
+@pytest.fixture(scope="module")
+def app(vitb32, cifar_root, tmp_path_factory):
+    rt = runtime_for(vitb32, cifar_root, tmp=tmp_path_factory.mktemp("c"))
+    with running_app(rt) as (url, demo):
+        yield url, demo, rt.service()
+
+
+@pytest.fixture(scope="module")
+def reference(vitb32, cifar_root):
+    from clipdemo.data import open_cifar100
+
+    ref, data = ZeroShot(vitb32), open_cifar100(cifar_root)
+    image = Image.new("RGB", (64, 48), (30, 160, 90))
+    return {"index": ref.predict(data.image(7777), CIFAR100_CLASSES, ("a photo of a {}",), 3),
+            "upload": ref.predict(image, ("a red thing", "a green thing", "a blue thing"), ("{}",), 3),
+            "image": image}
+
+
+def _labels_of(label):
+    return [(c["label"], c["confidence"]) for c in label["confidences"]]
+
+
+def _check_predictions(url, reference, tmp_path):
+    """Visitor B, with labels of their own: an index prediction and an upload, checked against the engine."""
+    b = _client(url)
+    got = _labels_of(b.predict(7777, 3, api_name="/predict_index")[2])
+    assert [g[0] for g in got] == [lab for lab, _ in reference["index"].top]
+    assert [g[1] for g in got] == pytest.approx([p for _, p in reference["index"].top], abs=1e-5)
+    b.predict("a red thing\na green thing\na blue thing", "{}", api_name="/set_labels")
+    path = tmp_path / f"b-{uuid.uuid4().hex[:6]}.png"
+    reference["image"].save(path)
+    got = _labels_of(b.predict(handle_file(str(path)), 3, api_name="/predict_image")[1])
+    assert [g[0] for g in got] == [lab for lab, _ in reference["upload"].top]
+    assert [g[1] for g in got] == pytest.approx([p for _, p in reference["upload"].top], abs=1e-5)
+
+
+def test_predictions_go_through_while_an_evaluation_of_everything_runs(app, reference, tmp_path):
+    url, _, zs = app
+    before = _bulk_grants(zs)
+    job = _client(url).submit(*EVAL_ALL, api_name="/evaluate")
+    _wait(lambda: _bulk_grants(zs) > before + 2, "the evaluation to start")
+    _check_predictions(url, reference, tmp_path)
+    assert not job.done()  # B's answers came back while A's evaluation was still running
+    assert zs.gate_stats.max_bulk_chunks_waited <= 1
+    job.cancel()  # Stop: the run ends within one chunk and the model is free
+    at_cancel = _bulk_grants(zs)
+    assert _settles(zs) - at_cancel <= CHUNK // BULK_IMAGES + 1
+    assert _labels_of(_client(url).predict(1, 3, api_name="/predict_index")[2])
+
+
+def test_a_second_evaluation_waits_in_line(app):
+    url, _, zs = app
+    before = _bulk_grants(zs)
+    first = _client(url).submit(*EVAL_ALL, api_name="/evaluate")
+    _wait(lambda: _bulk_grants(zs) > before, "the first evaluation to start")
+    second = _client(url).submit(*EVAL_ALL, api_name="/evaluate")
+    _wait(lambda: second.status().code is Status.IN_QUEUE and second.status().rank is not None, "the queue place")
+    assert second.status().rank == 0 and not second.done()  # first in line, not running
+    first.cancel()  # the first run ends within a chunk, and the second one's turn comes
+    _wait(lambda: second.status().code in (Status.PROCESSING, Status.PROGRESS, Status.ITERATING),
+          "the second evaluation to start")
+    second.cancel()
+    _settles(zs)
+
+
+def test_a_disconnected_evaluation_stops_within_one_chunk(app):
+    """Gradio 6 marks a client's jobs dead when its event stream closes, and closes the generator after
+    the current step: the evaluation's `finally` runs and no further chunk is encoded."""
+    url, demo, zs = app
+    fn_index = next(k for k, f in demo.fns.items() if f.api_name == "evaluate")
+    session = uuid.uuid4().hex
+    before = _bulk_grants(zs)
+    with httpx.Client(base_url=url, timeout=30) as http:
+        http.post("/gradio_api/queue/join", json={"data": list(EVAL_ALL), "fn_index": fn_index,
+                                                  "session_hash": session}).raise_for_status()
+        with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": session}) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data:") and json.loads(line[5:]).get("msg") == "process_generating":
+                    break  # a first chunk is done: now walk away
+    at_disconnect = _bulk_grants(zs)
+    assert at_disconnect > before
+    assert _settles(zs) - at_disconnect <= CHUNK // BULK_IMAGES + 1
+    assert zs.waiting == 0
+
+
+def test_predictions_go_through_while_a_label_set_at_the_budget_edge_encodes(app, reference, tmp_path):
+    url, _, zs = app
+    before = _bulk_grants(zs)
+    a = _client(url)
+    labels = "\n".join(LABEL_PRESETS["cifar100-paper"].labels)
+    job = a.submit(labels, "\n".join(CIFAR_TEMPLATES), api_name="/set_labels")  # 1,800 prompts, 17,142 tokens
+    _wait(lambda: _bulk_grants(zs) > before, "the label set to start encoding (as bulk work)")
+    _check_predictions(url, reference, tmp_path)
+    assert not job.done()  # B was served between A's chunks
+    assert "100 labels × 18 template(s) = 1800 prompts" in job.result(timeout=300)
+    assert zs.gate_stats.max_bulk_chunks_waited <= 1
+
+
+def test_a_label_set_over_the_budget_is_refused_before_any_model_work(app):
+    url, _, zs = app
+    grants = dict(zs.gate_stats.grants)
+    labels = "\n".join(f"thing number {i}" for i in range(500))
+    templates = "\n".join(f"a photo of a {{}}, style {i}" for i in range(32))
+    with pytest.raises(Exception, match=r"500 labels × 32 template\(s\) = 16,000 prompts, at least 48,000 tokens "
+                                        r"to encode; the limit is 20,000 .* about \d+ labels fit"):
+        _client(url).predict(labels, templates, api_name="/set_labels")
+    assert zs.gate_stats.grants == grants
+
+
+def test_a_full_gate_gets_the_busy_sentence_and_the_next_request_succeeds(tiny_loaded, cifar_root, tmp_path):
+    from clipdemo.backends import ImageEncoder
+    from clipdemo.settings import Settings
+    from clipdemo.runtime import Runtime
+
+    rt = Runtime(Settings(weights="random:tiny", cache_dir=tmp_path, data_root=cifar_root, allow_download=False,
+                          max_waiting=1), loaded=tiny_loaded)
+    zs = rt.service()
+    release = threading.Event()
+    real = zs.encoder
+
+    def slow(pixels):
+        release.wait(60)
+        return real.encode(pixels)
+
+    zs.use_encoder(ImageEncoder("slow", slow, True), "slow")
+    with running_app(rt) as (url, _):
+        jobs = [_client(url).submit(100 + i, 3, api_name="/predict_index") for i in range(3)]
+        _wait(lambda: sum(j.done() for j in jobs) >= 1, "a refusal")
+        release.set()
+        errors = []
+        for j in jobs:
+            try:
+                j.result(timeout=60)
+            except Exception as exc:  # noqa: BLE001 - collected and checked below
+                errors.append(str(exc))
+        assert errors == ["The Space is busy: 1 requests are waiting for the model; try again in a minute."]
+        assert _labels_of(_client(url).predict(200, 3, api_name="/predict_index")[2])
+    zs.use_encoder(real, "eager")
