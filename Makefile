@@ -31,7 +31,12 @@ clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache
 
 # Speed and memory figures, measured side by side (not part of `make test`). QUICK=1: fewer repetitions.
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(PY) -m pip install -q -r requirements-bench.txt
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(PY) -m bench.run $(if $(QUICK),--quick,)
 
 # pip-audit over the pinned requirements (CI runs it after the tests).

@@ -1,16 +1,17 @@
 """Side-by-side speed and memory figures for clipdemo on this machine (`make bench`, `make bench QUICK=1`).
 
-Every ratio is measured in one run, both sides on the same machine, as medians of repeated timings.
+Every ratio is measured in one run, both sides on the same machine and interleaved (baseline, ours,
+baseline, ours, ...), and printed with each side's min / median / max; the ratio is of the medians.
 The model is a full-size ViT-B/32 with seeded random weights (same shapes and cost as the real one)
 and CIFAR-100 is a synthetic split in the real on-disk format: the figures are about speed, never
-accuracy. Ends with one line: `ratios: R1=<x> R2=<x> R3=<x> R4=<x> R5=<x> R6=<x>`.
+accuracy. The run also measures this machine's fp32 matmul floor, so R3 reads as distance from it.
+Ends with one line: `ratios: R1=<x> R2=<x> R3=<x> R4=<x> R5=<x> R6=<x> R7=<x>`.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -21,7 +22,10 @@ import torch
 from PIL import Image
 
 from bench.common import rss_mb, stand_ins, start_app, wait_ready
+from bench.peers import HFZeroShot, floor_report
+from bench.timing import paired, report
 from clipdemo import backends, engine
+from clipdemo.cpus import cpu_threads, describe
 from clipdemo.data import open_cifar100
 from clipdemo.evaluate import encode_split
 from clipdemo.fakes import cifar_checksums
@@ -30,23 +34,6 @@ from clipdemo.notebook import notebook_top5
 from clipdemo.presets import CIFAR100_CLASSES, CIFAR_TEMPLATES, SINGLE_TEMPLATE
 from clipdemo.prompts import build_prompts
 from clipdemo.service import ZeroShot
-
-
-def median_ms(fn, reps: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times)
-
-
-def show(name: str, base_ms: float, ours_ms: float, what: str) -> float:
-    ratio = base_ms / ours_ms
-    print(f"{name}: {what}: {base_ms:,.1f} ms vs {ours_ms:,.2f} ms -> {ratio:.2f}x", flush=True)
-    return ratio
 
 
 def in_process(q: bool, work: Path) -> dict[str, float]:
@@ -61,60 +48,59 @@ def in_process(q: bool, work: Path) -> dict[str, float]:
     single = SINGLE_TEMPLATE
 
     zs.text_features(CIFAR100_CLASSES, single)  # warm: the app encodes the default labels at start-up
-    r["R1"] = show("R1", median_ms(lambda: notebook_top5(model, pre, upload, CIFAR100_CLASSES), 1 if q else 5,
-                                   0 if q else 1),
-                   median_ms(lambda: zs.predict(upload, CIFAR100_CLASSES, single, 5), 10 if q else 30),
-                   "notebook recipe per prediction vs our warm prediction (100 labels, uploaded image)")
+    r["R1"] = report("R1", "notebook recipe per prediction vs our warm prediction (100 labels, uploaded image)",
+                     paired(lambda: notebook_top5(model, pre, upload, CIFAR100_CLASSES),
+                            lambda: zs.predict(upload, CIFAR100_CLASSES, single, 5), 3 if q else 7, 1, 5))
+
+    hf = HFZeroShot(CIFAR100_CLASSES)
+    r["R7"] = report("R7", "transformers CLIPModel as its zero-shot pipeline runs (every prompt re-encoded, padded "
+                           "to the longest) vs our warm prediction (100 labels, uploaded image)",
+                     paired(lambda: hf(upload), lambda: zs.predict(upload, CIFAR100_CLASSES, single, 5),
+                            5 if q else 15, 1, 3))
 
     tokens = engine.tokenize(build_prompts(CIFAR100_CLASSES, single))  # [100, 77]
     with torch.inference_mode():
-        r["R2"] = show("R2", median_ms(lambda: model.encode_text(tokens), 1 if q else 5, 0 if q else 1),
-                       median_ms(lambda: engine.encode_text(model, tokens), 5 if q else 15),
-                       "encode_text, 100 CIFAR-100 prompts at 77 tokens vs short context")
+        r["R2"] = report("R2", "encode_text, 100 CIFAR-100 prompts at 77 tokens vs short context",
+                         paired(lambda: model.encode_text(tokens), lambda: engine.encode_text(model, tokens),
+                                3 if q else 7, 1, 3))
         diff = (model.encode_text(tokens) - engine.encode_text(model, tokens)).abs().max().item()
         print(f"    same output: max abs difference {diff:.1e}")
         if not q:
             t18 = engine.tokenize(build_prompts(CIFAR100_CLASSES, CIFAR_TEMPLATES))  # [1800, 77]
-            show("R2b", median_ms(lambda: torch.cat([model.encode_text(c) for c in t18.split(256)]), 1, 0),
-                 median_ms(lambda: torch.cat([engine.encode_text(model, c) for c in t18.split(256)]), 3),
-                 "encode_text, 1,800 prompts (18 templates) at 77 tokens vs short context")
+            report("R2b", "encode_text, 1,800 prompts (18 templates) at 77 tokens vs short context",
+                   paired(lambda: torch.cat([model.encode_text(c) for c in t18.split(256)]),
+                          lambda: torch.cat([engine.encode_text(model, c) for c in t18.split(256)]), 1, 0, 3))
         else:
             print("R2b: 1,800-prompt set skipped in QUICK mode")
 
     x = pre(upload)[None]  # [1, 3, 224, 224]
     eager = backends.eager_encoder(model)
-    r["R3"] = show("R3", median_ms(lambda: eager.encode(x), 10 if q else 40, 3),
-                   median_ms(lambda: zs.encoder.encode(x), 10 if q else 40, 3),
-                   f"batch-1 image encoding, eager PyTorch vs {zs.encoder.name}")
+    r3 = paired(lambda: eager.encode(x), lambda: zs.encoder.encode(x), 20 if q else 60, 3)
+    r["R3"] = report("R3", f"batch-1 image encoding, eager PyTorch vs {zs.encoder.name}", r3)
     print(f"    parity (normalised features): {backends.parity(zs.encoder, eager, x):.1e}")
+    floor_report(r3.base, r3.ours, zs.encoder.name, q)
 
     _, md5, root = stand_ins(work)
     with cifar_checksums(md5):
         data = open_cifar100(root)
-    n = 100 if q else 1000
     zs.cifar_feature(15, data.image(15), len(data))
+    r["R4"] = report("R4", "CIFAR index prediction without vs with stored features",
+                     paired(lambda: zs.classify(zs.image_features([data.image(15)])[0], CIFAR100_CLASSES, single, 5),
+                            lambda: zs.classify(zs.cifar_feature(15, data.image(15), len(data)), CIFAR100_CLASSES,
+                                                single, 5), 10 if q else 30, 1, 10))
 
-    def without_store():
-        return zs.classify(zs.image_features([data.image(15)])[0], CIFAR100_CLASSES, single, 5)
-
-    r["R4"] = show("R4", median_ms(without_store, 10 if q else 30),
-                   median_ms(lambda: zs.classify(zs.cifar_feature(15, data.image(15), len(data)), CIFAR100_CLASSES,
-                                                 single, 5), 50 if q else 200),
-                   "CIFAR index prediction without vs with stored features")
-
+    n = 100 if q else 1000
     pixels = torch.stack([pre(data.image(i)) for i in range(n)])  # [n, 3, 224, 224] made beforehand
-    bare_s = median_ms(lambda: [zs.encode_pixels(b) for b in pixels.split(100)], 1, 1) / 1000
-    full_s = {}
-    for workers in (0, 1):
-        def run(workers=workers):
-            zs.cifar = None  # an empty store each time: every image is preprocessed and encoded
-            encode_split(zs, data, list(range(n)), batch_size=100, workers=workers)
-        full_s[workers] = median_ms(run, 1, 0) / 1000
-    best = min(full_s, key=full_s.get)
-    r["R5"] = (n / full_s[best]) / (n / bare_s)
-    print(f"R5: evaluation with preprocessing ({n} CIFAR images, batch 100, DataLoader workers={best}): "
-          f"{n / full_s[best]:.1f} img/s vs bare encoder on pre-made tensors {n / bare_s:.1f} img/s -> "
-          f"{r['R5']:.2f} (workers=0: {n / full_s[0]:.1f} img/s, workers=1: {n / full_s[1]:.1f} img/s)")
+
+    def with_preprocessing():
+        zs.cifar = None  # an empty store each time: every image is preprocessed and encoded
+        encode_split(zs, data, list(range(n)), batch_size=100, workers=0)
+
+    r5 = paired(lambda: [zs.encode_pixels(b) for b in pixels.split(100)], with_preprocessing, 1 if q else 3, 0)
+    r["R5"] = r5.ratio
+    print(f"R5: evaluation with preprocessing ({n} CIFAR images, batch 100, in-process) vs bare encoder on "
+          f"pre-made tensors: {n / (min(r5.ours) / 1000):.1f} vs {n / (min(r5.base) / 1000):.1f} img/s (best runs) "
+          f"-> {r5.ratio:.2f}")
     return r
 
 
@@ -142,10 +128,9 @@ def served(q: bool, work: Path, backend: str = "auto") -> dict[str, float]:
         if backend == "auto":
             wait_ready(client)  # the background ONNX export would otherwise compete for the CPU
         client.predict(15, 5, api_name="/predict_index")  # stores index 15's feature
-        reps = 15 if q else 50
-        ratio = show("R6", median_ms(lambda: client.predict(15, 5, api_name="/predict_index"), reps, 2),
-                     median_ms(lambda: client.predict(api_name="/ping"), reps, 2),
-                     "gradio_client round trip, CIFAR index prediction vs no-op endpoint")
+        ratio = report("R6", "gradio_client round trip, CIFAR index prediction vs no-op endpoint",
+                       paired(lambda: client.predict(15, 5, api_name="/predict_index"),
+                              lambda: client.predict(api_name="/ping"), 15 if q else 50, 2))
         if backend == "auto":
             r["R6"] = ratio
         peak, now = rss_mb(proc.pid)
@@ -162,10 +147,10 @@ def served(q: bool, work: Path, backend: str = "auto") -> dict[str, float]:
 def main() -> int:
     warnings.filterwarnings("ignore")  # third-party deprecation noise would bury the figures
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer repetitions (under a minute)")
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions (about two minutes)")
     q = ap.parse_args().quick
-    torch.set_num_threads(backends.cpu_threads())
-    print(f"machine: {platform.processor() or platform.machine()}, {backends.cpu_threads()} vCPUs, "
+    torch.set_num_threads(cpu_threads())
+    print(f"machine: {platform.processor() or platform.machine()}, {describe(cpu_threads())}, "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}; {'QUICK' if q else 'full'} run")
     with tempfile.TemporaryDirectory(prefix="clipdemo-bench-") as tmp:
         work = Path(tmp)
@@ -173,7 +158,7 @@ def main() -> int:
         r.update(served(q, work))
         if not q:
             served(q, work, backend="eager")  # memory without the ONNX Runtime copy of the weights
-    print("ratios: " + " ".join(f"{k}={r[k]:.2f}" for k in ("R1", "R2", "R3", "R4", "R5", "R6")))
+    print("ratios: " + " ".join(f"{k}={r[k]:.2f}" for k in ("R1", "R2", "R3", "R4", "R5", "R6", "R7")))
     return 0
 
 

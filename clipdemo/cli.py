@@ -158,6 +158,8 @@ def cmd_predict(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
         print(f"\nTrue class {true_label!r}: rank {pred.true_rank} of {len(labels)}, {100 * pred.true_prob:.2f}%")
     if not pred.weights.trained:
         print("\nNote: untrained random weights - these predictions are meaningless.")
+    elif not pred.weights.verified:
+        print("\nNote: an unverified checkpoint (its SHA-256 is no known release).")
     return 0
 
 
@@ -241,8 +243,11 @@ def cmd_evaluate(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
               f"{r.images_per_s:9.1f}")
     if not zs.info.trained:
         print("Note: untrained random weights - expect chance level (1% top-1, 5% top-5 over 100 classes).")
+    elif not zs.info.verified:
+        print("Note: an unverified checkpoint (its SHA-256 is no known release): published figures may not apply.")
     if args.out:
-        doc = {"weights": {"name": zs.info.name, "sha256": zs.info.sha256, "trained": zs.info.trained},
+        doc = {"weights": {"name": zs.info.name, "sha256": zs.info.sha256, "trained": zs.info.trained,
+                           "verified": zs.info.verified},
                "results": [r.as_dict() for r in results]}
         args.out.write_text(json.dumps(doc, indent=1))
         print(f"Wrote {args.out}")

@@ -20,6 +20,7 @@ __all__ = ["results_dir", "prediction_files", "evaluation_files"]
 
 RESULTS_DIR_NAME = "clipdemo-results"
 RESULTS_MAX_AGE_S = 3600
+PRUNE_EVERY_S = 60
 
 
 def _cell(text: str) -> str:
@@ -27,14 +28,23 @@ def _cell(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
+_last_prune = [0.0]  # when results_dir last looked for old files (monotonic seconds)
+
+
 def results_dir() -> Path:
-    """The folder for files offered as downloads; files older than an hour are removed on each call."""
+    """The folder for files offered as downloads; files older than an hour are removed (looked for at
+    most once a minute, so a busy Space does not stat the whole folder on every prediction)."""
     folder = Path(tempfile.gettempdir()) / RESULTS_DIR_NAME
     folder.mkdir(exist_ok=True)
-    cutoff = time.time() - RESULTS_MAX_AGE_S
-    for old in folder.iterdir():  # bounded: files older than an hour are removed
-        if old.stat().st_mtime < cutoff:
-            old.unlink(missing_ok=True)
+    if time.monotonic() - _last_prune[0] >= PRUNE_EVERY_S:
+        _last_prune[0] = time.monotonic()
+        cutoff = time.time() - RESULTS_MAX_AGE_S
+        for old in folder.iterdir():  # bounded: files older than an hour are removed
+            try:
+                if old.stat().st_mtime < cutoff:
+                    old.unlink(missing_ok=True)
+            except FileNotFoundError:  # another thread removed it first
+                pass
     return folder
 
 

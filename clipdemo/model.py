@@ -21,7 +21,7 @@ import torch
 from ._clip import import_clip
 
 from .progress import ProgressFn
-from .weights import WEIGHT_SOURCES, WeightsError, fetch, sha256_file
+from .weights import WEIGHT_SOURCES, WeightsError, WeightsInfo, fetch, known_release, sha256_file
 
 __all__ = ["ClipConfig", "PRESETS", "WeightsInfo", "LoadedModel", "WeightsError", "load_model",
            "build_random", "resolve_device", "load_checkpoint"]
@@ -58,9 +58,19 @@ class ClipConfig:
 
     @classmethod
     def from_state_dict(cls, sd: dict[str, torch.Tensor]) -> ClipConfig:
-        """Derive the config from tensor shapes, as `clip.model.build_model` does (ViT only)."""
+        """Derive the config from tensor shapes, as `clip.model.build_model` does (ViT only).
+
+        Any checkpoint that lacks a tensor this reads, or has one of the wrong rank, is a WeightsError
+        naming it: a malformed file must never surface as a KeyError or IndexError.
+        """
         if "visual.proj" not in sd:
             raise WeightsError("Only CLIP ViT checkpoints are supported (no 'visual.proj' tensor found).")
+        missing = [k for k in CONFIG_TENSORS if k not in sd]
+        if missing:
+            raise WeightsError(f"Not a complete CLIP ViT checkpoint: it has no tensor {', '.join(missing)}.")
+        wrong = [f"{k} ({sd[k].dim()}-D, needs {rank}-D)" for k, rank in CONFIG_TENSORS.items() if sd[k].dim() != rank]
+        if wrong:
+            raise WeightsError(f"Not a CLIP ViT checkpoint: tensor {', '.join(wrong)}.")
         patch = sd["visual.conv1.weight"].shape[-1]
         grid = round((sd["visual.positional_embedding"].shape[0] - 1) ** 0.5)
         width = sd["ln_final.weight"].shape[0]
@@ -78,34 +88,19 @@ class ClipConfig:
         )
 
 
+# The tensors `ClipConfig.from_state_dict` reads, with the rank each must have.
+CONFIG_TENSORS: dict[str, int] = {
+    "visual.proj": 2, "visual.conv1.weight": 4, "visual.positional_embedding": 2, "ln_final.weight": 1,
+    "text_projection": 2, "positional_embedding": 2, "token_embedding.weight": 2,
+}
+
+
 PRESETS: dict[str, ClipConfig] = {
     "ViT-B/32": ClipConfig(),
     # A made-up miniature for fast tests: same tokenizer and context, 2 layers, 64 wide.
     "tiny": ClipConfig(embed_dim=32, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=16,
                        transformer_width=64, transformer_heads=1, transformer_layers=2),
 }
-
-
-@dataclass(frozen=True)
-class WeightsInfo:
-    """Where the loaded weights came from."""
-
-    name: str  # "ViT-B/32", "random", or the checkpoint file name
-    origin: str  # URL, path, or "seeded random init (seed=0)"
-    sha256: str | None  # of the checkpoint file; None for random weights
-    trained: bool
-
-    @property
-    def identity(self) -> str:
-        """A stable key for caches of anything computed from these weights."""
-        return f"sha256:{self.sha256}" if self.sha256 else f"{self.name}:{self.origin}"
-
-    @property
-    def label(self) -> str:
-        """One line for status bars and CLI headers."""
-        if not self.trained:
-            return f"{self.name}: untrained random weights - predictions are meaningless"
-        return f"{self.name} (sha256 {self.sha256[:12]}…)" if self.sha256 else self.name
 
 
 @dataclass(frozen=True)
@@ -196,9 +191,12 @@ def build_from_state_dict(sd: dict[str, torch.Tensor], device: torch.device) -> 
     clip = import_clip()
     config = ClipConfig.from_state_dict(sd)
     sd = {k: v for k, v in sd.items() if k not in ("input_resolution", "context_length", "vocab_size")}
-    with torch.device("meta"):
-        model = clip.model.CLIP(**dataclasses.asdict(config))
-        clip.model.convert_weights(model)  # on meta tensors: only to learn each tensor's dtype under clip.load
+    try:
+        with torch.device("meta"):
+            model = clip.model.CLIP(**dataclasses.asdict(config))
+            clip.model.convert_weights(model)  # on meta tensors: only to learn each tensor's dtype under clip.load
+    except Exception as exc:  # a config no CLIP can have (e.g. zero layers or heads): the file is malformed
+        raise WeightsError(f"The checkpoint's shapes do not make a CLIP model ({config}): {exc}") from exc
     expected = model.state_dict()
     missing, unexpected = expected.keys() - sd.keys(), sd.keys() - expected.keys()
     if missing or unexpected:
@@ -276,4 +274,5 @@ def load_model(weights: str = "ViT-B/32", *, device: str | torch.device = "auto"
     digest = sha256_file(path)
     model, config = load_checkpoint(path, dev)
     log.info("loaded %s from %s on %s", name, origin, dev)
-    return LoadedModel(model, _preprocess(config), dev, config, WeightsInfo(name, origin, digest, trained=True))
+    return LoadedModel(model, _preprocess(config), dev, config,
+                       WeightsInfo(name, origin, digest, trained=True, release=known_release(digest)))

@@ -41,7 +41,8 @@ class Prediction:
         return [f"{label:>16s}: {100 * p:.2f}%" for label, p in self.top]
 
     def as_dict(self) -> dict:
-        out = {"weights": {"name": self.weights.name, "sha256": self.weights.sha256, "trained": self.weights.trained},
+        out = {"weights": {"name": self.weights.name, "sha256": self.weights.sha256, "trained": self.weights.trained,
+                           "verified": self.weights.verified},
                "top": [{"label": lab, "prob": p} for lab, p in self.top]}
         if self.true_label is not None:
             out.update(true_label=self.true_label, true_rank=self.true_rank, true_prob=self.true_prob)

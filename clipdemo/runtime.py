@@ -88,9 +88,11 @@ class Runtime:
             self._status = ModelStatus(ModelState.LOADING, "encoding the default labels…", None)
             zs.text_features(LABEL_PRESETS["cifar100"].labels, TEMPLATE_SETS["single"].templates)
         except (WeightsError, ValueError, OSError, RuntimeError) as exc:
-            log.error("model not loaded: %s", exc)
-            self._status = ModelStatus(ModelState.FAILED, str(exc))
-            self._ready.set()
+            self._fail(str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - the load thread must always end in a final state
+            log.exception("unexpected error while loading the model")
+            self._fail(f"unexpected {type(exc).__name__} while loading the weights: {exc}")
             return
         self._zs = zs
         self._arch = None  # the stand-in random model, if one was built meanwhile, is no longer needed
@@ -102,6 +104,11 @@ class Runtime:
             self.dataset()  # open (or download) CIFAR-100 now rather than on a visitor's first click
         except DataError as exc:
             log.warning("%s", exc)
+
+    def _fail(self, message: str) -> None:
+        log.error("model not loaded: %s", message)
+        self._status = ModelStatus(ModelState.FAILED, message)
+        self._ready.set()
 
     @property
     def settled(self) -> bool:

@@ -41,7 +41,7 @@ class GateStats:
 
 
 class ModelGate:
-    """One model call at a time; interactive calls never wait behind more than one bulk chunk."""
+    """One model call at a time; bulk chunks and rounds of interactive calls take turns."""
 
     def __init__(self, max_waiting: int = 32):
         self.max_waiting = max_waiting
@@ -62,6 +62,11 @@ class ModelGate:
         # Interactive calls that saw a bulk chunk finish while they waited go first.
         return self._holder is None and all(seen >= self._bulk_done for seen in self._interactive)
 
+    def _interactive_may_start(self) -> bool:
+        # A bulk chunk whose turn has come (no interactive call waited through the last one) goes first:
+        # the calls it passes have waited through no chunk yet, and will wait through this one only.
+        return self._holder is None and not (self._bulk_waiting and self._bulk_may_start())
+
     @contextmanager
     def hold(self, priority: Priority = Priority.INTERACTIVE) -> Iterator[None]:
         """Wait for the model (Busy if too many already wait), hold it for one call, hand it on."""
@@ -75,7 +80,7 @@ class ModelGate:
                 arrival = self._bulk_done  # a chunk running now finishes later, so it counts as one waited through
                 self._interactive[arrival] += 1
                 try:
-                    while self._holder is not None:
+                    while not self._interactive_may_start():
                         self._cond.wait()
                 finally:
                     self._interactive[arrival] -= 1

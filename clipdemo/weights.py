@@ -1,7 +1,8 @@
 """Where CLIP weights come from, and how they are fetched: sources as data, verified atomic downloads.
 
-Holds: the `WEIGHT_SOURCES` registry (name -> ordered mirrors), `fetch()` which walks a source's mirrors
-until one yields a verified file in the cache, and `sha256_file()`. Holds no model code (see
+Holds: the `WEIGHT_SOURCES` registry (name -> ordered mirrors), `KNOWN_RELEASES` (files known by their
+SHA-256), `WeightsInfo` (where loaded weights came from, and what is known of them), `fetch()` which
+walks a source's mirrors until one yields a verified file in the cache, and `sha256_file()`. Holds no model code (see
 `clipdemo.model`), and nothing here touches the network at import.
 """
 
@@ -18,7 +19,8 @@ from pathlib import Path
 
 from .progress import ProgressFn
 
-__all__ = ["Mirror", "WeightSource", "WEIGHT_SOURCES", "WeightsError", "fetch", "sha256_file"]
+__all__ = ["Mirror", "WeightSource", "WEIGHT_SOURCES", "KNOWN_RELEASES", "known_release", "WeightsError",
+           "WeightsInfo", "fetch", "sha256_file"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,47 @@ WEIGHT_SOURCES: dict[str, WeightSource] = {
         ),
     ),
 }
+
+
+# Checkpoint files known by their SHA-256: only these are labelled as what they are (and verified).
+KNOWN_RELEASES: dict[str, str] = {
+    _VIT_B_32_SHA: "OpenAI ViT-B/32",  # the TorchScript archive `clip.load` downloads (its URL holds the hash)
+}
+
+
+def known_release(sha256: str | None) -> str | None:
+    """The release a file with this SHA-256 is, or None when it is not a known one."""
+    return KNOWN_RELEASES.get(sha256 or "")
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where the loaded weights came from."""
+
+    name: str  # "ViT-B/32", "random", or the checkpoint file name
+    origin: str  # URL, path, or "seeded random init (seed=0)"
+    sha256: str | None  # of the checkpoint file; None for random weights
+    trained: bool  # False only for random weights; a file's training is known only when it is `verified`
+    release: str | None = None  # the known release this file's SHA-256 is (weights.KNOWN_RELEASES), if any
+
+    @property
+    def verified(self) -> bool:
+        """True only for a file whose SHA-256 is a known release: only then do published figures apply."""
+        return self.release is not None
+
+    @property
+    def identity(self) -> str:
+        """A stable key for caches of anything computed from these weights."""
+        return f"sha256:{self.sha256}" if self.sha256 else f"{self.name}:{self.origin}"
+
+    @property
+    def label(self) -> str:
+        """One line for status bars and CLI headers: only what is known about the weights."""
+        if not self.trained:
+            return f"{self.name}: untrained random weights - predictions are meaningless"
+        if self.verified:
+            return f"{self.release} (SHA-256 verified)"
+        return f"unverified checkpoint {self.name}, SHA-256 {(self.sha256 or '?')[:12]}…"
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -39,7 +39,7 @@ def test_predict_image_text_format(env, capsys):
     Image.new("RGB", (64, 48), (220, 20, 20)).save(path)
     assert main(["predict", "--image", str(path), "--labels", "red square,blue circle,green car", "--top-k", "2"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("Weights: tiny-state.pt (sha256 ")
+    assert out[0].startswith("Weights: unverified checkpoint tiny-state.pt, SHA-256 ")
     i = out.index("Top predictions:")
     rows = out[i + 2:i + 4]
     assert len(rows) == 2 and all(len(r.split(": ")[0]) == 16 and r.endswith("%") for r in rows)

@@ -37,3 +37,26 @@ def test_corrupt_file_is_refused(cifar_root, tmp_path):
         f.write(b"\xff" * 16)
     with pytest.raises(DataError, match="corrupted"):
         open_cifar100(copy)
+
+
+# CIFAR-100's `fine_label_names`, in the order of the dataset's integer targets, as the `meta` file of the
+# official archive (https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz) lists them and torchvision's
+# `CIFAR100.classes` returns them. Typed here as data, independent of clipdemo's presets and fixtures.
+PUBLISHED_FINE_NAMES = """
+apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel can castle
+caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur dolphin elephant flatfish
+forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle
+mountain mouse mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine
+possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper snail snake spider squirrel streetcar
+sunflower sweet_pepper table tank telephone television tiger tractor train trout tulip turtle wardrobe whale
+willow_tree wolf woman worm
+""".split()
+
+
+def test_class_names_are_the_published_ones(cifar_root):
+    from clipdemo.data import open_cifar100
+    from clipdemo.presets import CIFAR100_CLASSES
+
+    assert len(PUBLISHED_FINE_NAMES) == 100 and PUBLISHED_FINE_NAMES.index("lion") == 43
+    assert list(CIFAR100_CLASSES) == PUBLISHED_FINE_NAMES
+    assert list(open_cifar100(cifar_root).classes) == PUBLISHED_FINE_NAMES  # the fixture's meta file, read by torchvision

@@ -6,7 +6,7 @@ import gradio as gr
 import pytest
 from PIL import Image
 
-from clipdemo.presets import CIFAR10_CLASSES, CIFAR100_CLASSES
+from clipdemo.presets import CIFAR10_CLASSES, CIFAR100_CLASSES, CIFAR_TEMPLATES
 from clipdemo.ui import LabelState
 from clipdemo.ui.status import StatusLine
 from clipdemo.ui.tabs.architecture import ArchitectureTab
@@ -89,6 +89,8 @@ def test_invalid_edit_raises_and_keeps_state(handlers, labels, templates, messag
 def test_check_labels_escapes_html(handlers):
     msg = handlers.labels.check_labels("<img src=x onerror=alert(1)>\n<b>x</b>", "{}")
     assert msg.startswith("✓ 2 labels")
+    msg = handlers.labels.check_labels("cat\ndog", "<img src=x onerror=alert(1)>")  # an error echoes the template
+    assert "\\<img src=x onerror=alert\\(1\\)\\>" in msg and "<img" not in msg.replace("\\<img", "")
     summary = handlers.labels.label_summary(LabelState(("<script>alert(1)</script>", "b")), ready=False)
     assert "\\<script\\>alert\\(1\\)\\</script\\>" in summary  # shown as text, never as a tag
 
@@ -171,7 +173,8 @@ def test_evaluation_handler(handlers):
     last = outs[-1]
     summary, chart, confusion, pairs, worst, files = (last.summary, last.chart, last.confusion, last.pairs,
                                                       last.worst, last.files)
-    assert "| single | 200 |" in summary and "| cifar18 | 200 |" in summary and "65.1% top-1" in summary
+    for setting, templates in (("single", ("a photo of a {}",)), ("cifar18", CIFAR_TEMPLATES)):
+        assert f"| {setting} | 200 | {_hand_top1(handlers.rt, 2, 0, templates):.2f}% |" in summary
     assert "subset" in summary or "whole test split" in summary
     assert chart.data[0].type == "bar" and confusion.data[0].z.shape == (100, 100)
     assert int(confusion.data[0].z.sum()) == 200
@@ -188,6 +191,20 @@ def test_evaluation_says_chance_level_for_random_weights(cifar_root, tmp_path):
     rt = runtime_for(load_model("random:tiny"), cifar_root, tmp=tmp_path)
     out = list(EvaluateTab(rt).run("first", 50, 1, 0, "single", "cifar100", _no_progress))[-1].summary
     assert "Untrained random weights: accuracy is chance level" in out and "1% top-1" in out
+    assert f"| single | 50 | {_hand_top1(rt, None, 50, ('a photo of a {}',)):.2f}% |" in out  # the computed figure
+
+
+def _hand_top1(rt, per_class, n_or_seed, templates) -> float:
+    """Top-1 in percent counted by hand: argmax of stored image features against the class text features."""
+    from clipdemo.evaluate import select_indices
+
+    data, zs = rt.dataset(), rt.service()
+    targets = list(data.dataset.targets)
+    indices = (select_indices(targets, "per-class", per_class, n_or_seed) if per_class
+               else select_indices(targets, "first", n_or_seed))
+    scores = zs.cifar.gather(indices) @ zs.text_features(CIFAR100_CLASSES, tuple(templates)).T  # [N, 100]
+    hits = sum(int(scores[i].argmax()) == targets[j] for i, j in enumerate(indices))
+    return 100 * hits / len(indices)
 
 
 def test_named_results_become_outputs_in_one_place(handlers):

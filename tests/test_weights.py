@@ -44,7 +44,7 @@ def test_sha_mismatch_is_rejected_and_leaves_no_file(tiny_ckpts, tmp_path):
         with pytest.raises(WeightsError) as err:
             fetch(source, tmp_path)
     msg = str(err.value)
-    assert "SHA-256 mismatch" in msg and "HTTP Error 404" in msg or "Not Found" in msg
+    assert "SHA-256 mismatch" in msg and ("HTTP Error 404" in msg or "Not Found" in msg)
     assert "CLIPDEMO_WEIGHTS=random" in msg
     assert list(tmp_path.iterdir()) == []
 

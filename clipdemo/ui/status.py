@@ -46,7 +46,7 @@ class StatusLine:
         if st.state is ModelState.READY:
             zs = self.rt.service()
             weights = md_text(zs.info.label)
-            if not zs.info.trained:
+            if not zs.info.verified:  # random weights, or a file that is not a known release
                 weights = f"⚠️ **{weights}**"
             line = (f"**Model:** {weights} · device `{zs.device}` · `{str(zs.dtype).removeprefix('torch.')}` · "
                     f"{md_text(cpus.describe(zs.threads))} · image encoder: {md_text(zs.encoder_note)}")

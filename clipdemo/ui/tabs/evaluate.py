@@ -22,6 +22,7 @@ from ...data import TEST_SIZE
 from ...evaluate import PUBLISHED, TEMPLATE_CHOICES, EvalResult, class_names, encode_split, evaluate, \
     select_indices, template_settings
 from ...presets import CLASS_NAME_SPELLINGS, LABEL_PRESETS
+from ...model import WeightsInfo
 from ...runtime import Runtime
 from ...scheduler import Priority
 from ...service import BULK_IMAGES
@@ -91,9 +92,9 @@ class EvaluateTab:
         progress(1.0, desc="scoring…")
         results = evaluate(zs, data, indices, settings, classes=classes, workers=0)  # all stored: text side only
         results = [dataclasses.replace(r, images_per_s=rate or 0.0) for r in results]
-        yield self._view(results, subset, len(indices), rate, zs.info.trained, data)
+        yield self._view(results, subset, len(indices), rate, zs.info, data)
 
-    def _view(self, results: list[EvalResult], subset: str, n: int, rate: float | None, trained: bool,
+    def _view(self, results: list[EvalResult], subset: str, n: int, rate: float | None, info: WeightsInfo,
               data) -> EvaluationView:
         best = results[-1]
         chart = figures.per_class_chart(best.classes, best.per_class,
@@ -108,7 +109,7 @@ class EvaluateTab:
                           f"{best.classes[t]} → {best.classes[p]} ({count}×)"))
         worst = [(figures.enlarge(data.image(i), 96), f"#{i}: {best.classes[t]} → {best.classes[p]} ({100 * q:.0f}%)")
                  for i, t, p, q in best.worst_mistakes(12)]
-        return EvaluationView(_summary(results, subset, n, rate, trained), chart, confusion, pairs, worst,
+        return EvaluationView(_summary(results, subset, n, rate, info), chart, confusion, pairs, worst,
                               exports.evaluation_files(results))
 
     # -- layout and wiring -------------------------------------------------------------------------
@@ -155,7 +156,7 @@ def _whole(value: float | None, what: str) -> int:
         raise ValueError(f"{what} must be a whole number.") from None
 
 
-def _summary(results: list[EvalResult], subset: str, n: int, rate: float | None, trained: bool) -> str:
+def _summary(results: list[EvalResult], subset: str, n: int, rate: float | None, info: WeightsInfo) -> str:
     rows = ["| setting | images | top-1 | top-5 | mean per class | published (all 10,000 images) |",
             "|---|---|---|---|---|---|"]
     for r in results:
@@ -166,7 +167,10 @@ def _summary(results: list[EvalResult], subset: str, n: int, rate: float | None,
     notes = [f"{speed}; changing labels or templates reuses them (only the text side is recomputed)."]
     if subset != "all":
         notes.append("The published figures are for the whole test split; a subset's numbers differ by chance.")
-    if not trained:
+    if info.trained and not info.verified:
+        notes.insert(0, "⚠️ **These weights are an unverified checkpoint** (their SHA-256 is no known release): the "
+                        "published figures are OpenAI ViT-B/32's, shown for reference only.")
+    if not info.trained:
         notes.insert(0, "⚠️ **Untrained random weights: accuracy is chance level** (about 1% top-1 and 5% top-5 "
                         "over 100 classes), because random image and text features carry no meaning. "
                         "Load the real ViT-B/32 weights to measure CLIP.")
