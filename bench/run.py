@@ -96,7 +96,7 @@ def in_process(q: bool, work: Path) -> dict[str, float]:
         zs.cifar = None  # an empty store each time: every image is preprocessed and encoded
         encode_split(zs, data, list(range(n)), batch_size=100, workers=0)
 
-    r5 = paired(lambda: [zs.encode_pixels(b) for b in pixels.split(100)], with_preprocessing, 1 if q else 3, 0)
+    r5 = paired(lambda: [zs.encode_pixels(b) for b in pixels.split(100)], with_preprocessing, 1 if q else 2, 0)
     r["R5"] = r5.ratio
     print(f"R5: evaluation with preprocessing ({n} CIFAR images, batch 100, in-process) vs bare encoder on "
           f"pre-made tensors: {n / (min(r5.ours) / 1000):.1f} vs {n / (min(r5.base) / 1000):.1f} img/s (best runs) "
@@ -130,7 +130,7 @@ def served(q: bool, work: Path, backend: str = "auto") -> dict[str, float]:
         client.predict(15, 5, api_name="/predict_index")  # stores index 15's feature
         ratio = report("R6", "gradio_client round trip, CIFAR index prediction vs no-op endpoint",
                        paired(lambda: client.predict(15, 5, api_name="/predict_index"),
-                              lambda: client.predict(api_name="/ping"), 15 if q else 50, 2))
+                              lambda: client.predict(api_name="/ping"), 25 if q else 50, 10))
         if backend == "auto":
             r["R6"] = ratio
         peak, now = rss_mb(proc.pid)

@@ -135,3 +135,22 @@ def test_shape_mismatch_is_a_clear_error(tiny_ckpts, tmp_path):
     torch.save(sd, bad)
     with pytest.raises(WeightsError, match=r"missing \['ln_final.bias'\]"):
         load_model(str(bad), device="cpu")
+
+
+@pytest.mark.parametrize("setuptools", ["pinned (has pkg_resources)", "82+ or none (no pkg_resources)"])
+def test_clip_imports_with_or_without_pkg_resources(setuptools):
+    """A Space build may bring a setuptools without pkg_resources: clip must still import and tokenise."""
+    import subprocess
+    import sys
+
+    hide = "import sys; sys.modules['pkg_resources'] = None\n" if "none" in setuptools else ""
+    code = hide + ("import importlib.util, sys\n"
+                   "from clipdemo._clip import import_clip\n"
+                   "clip = import_clip()\n"
+                   "print(clip.tokenize(['a photo of a lion'])[0, :7].tolist())\n"
+                   "print('pkg_resources' in sys.modules and sys.modules['pkg_resources'] is not None)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    tokens, has = res.stdout.splitlines()
+    assert tokens == "[49406, 320, 1125, 539, 320, 5567, 49407]"
+    assert has == ("False" if "none" in setuptools else "True")  # the stand-in is removed again
