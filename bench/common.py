@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from clipdemo.fakes import write_cifar100, write_full_size_checkpoint
@@ -42,13 +44,15 @@ def stand_ins(work: Path) -> tuple[Path, dict, Path]:
     return ckpt, json.loads(md5_file.read_text()), root
 
 
-def start_app(work: Path, backend: str = "auto") -> tuple[subprocess.Popen, str, float]:
+def start_app(work: Path, backend: str = "auto", extra_env: dict[str, str] | None = None
+              ) -> tuple[subprocess.Popen, str, float]:
     """Start `python app.py`'s main in a child process; returns (process, URL, seconds until the page is served)."""
     ckpt, md5, root = stand_ins(work)
     port = 7800 + (os.getpid() + hash(backend)) % 150
     env = {**os.environ, "CLIPDEMO_WEIGHTS": str(ckpt), "CLIPDEMO_CACHE": str(work / "cache"),
            "CLIPDEMO_DATA": str(root), "CLIPDEMO_DOWNLOAD": "0", "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False", "CLIPDEMO_BACKEND": backend}
+           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False", "CLIPDEMO_BACKEND": backend,
+           **(extra_env or {})}
     url = f"http://127.0.0.1:{port}/"
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", SERVE, json.dumps(md5)], cwd=ROOT, env=env,
@@ -62,6 +66,18 @@ def start_app(work: Path, backend: str = "auto") -> tuple[subprocess.Popen, str,
                 proc.kill()
                 raise RuntimeError("the app did not start") from None
             time.sleep(0.05)
+
+
+@contextmanager
+def served_app(work: Path, backend: str = "auto", extra_env: dict[str, str] | None = None
+               ) -> Iterator[tuple[subprocess.Popen, str, float]]:
+    """`start_app` for a `with` block: (process, URL, seconds until served); the app is stopped on the way out."""
+    proc, url, page_s = start_app(work, backend, extra_env)
+    try:
+        yield proc, url, page_s
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def wait_ready(client, timeout: float = 240) -> None:

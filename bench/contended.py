@@ -26,7 +26,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from bench.common import start_app, wait_ready
+from bench.common import served_app, wait_ready
 from clipdemo.presets import CIFAR100_CLASSES, CIFAR_TEMPLATES
 
 EVAL_ALL = ("all", 1000, 10, 0, "single", "cifar100")
@@ -111,8 +111,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="clipdemo-contended-") as tmp:
         image = Path(tmp) / "upload.png"
         Image.effect_mandelbrot((320, 240), (-2, -1.2, 1, 1.2), 40).convert("RGB").save(image)
-        proc, url, _ = start_app(Path(tmp))
-        try:
+        with served_app(Path(tmp)) as (proc, url, _):
             wait_ready(_client(url))
             alone, job = evaluation_rate(url, args.seconds)
             job.cancel()
@@ -146,9 +145,6 @@ def main() -> int:
                       f"{idle[2] + busy[2]} | {idle[3] + busy[3]} | {'none' if idle[4] + busy[4] == 0 else 'YES'} |",
                       flush=True)
                 time.sleep(2)
-        finally:
-            proc.terminate()
-            proc.wait(30)
     return 0
 
 

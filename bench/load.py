@@ -20,7 +20,7 @@ import time
 import warnings
 from pathlib import Path
 
-from bench.common import rss_mb, start_app, wait_ready
+from bench.common import rss_mb, served_app, wait_ready
 
 
 def session(url: str, k: int, seconds: float, out: dict) -> None:
@@ -61,8 +61,7 @@ def main() -> int:
     from gradio_client import Client
 
     with tempfile.TemporaryDirectory(prefix="clipdemo-load-") as tmp:
-        proc, url, _ = start_app(Path(tmp))
-        try:
+        with served_app(Path(tmp)) as (proc, url, _):
             wait_ready(Client(url, verbose=False, download_files=False))
             print(f"{'sessions':>8s} {'requests/s':>10s} {'p50 ms':>8s} {'p95 ms':>8s} {'rejected':>8s} "
                   f"{'errors':>6s} {'own labels only':>15s} {'peak RSS MB':>11s}")
@@ -82,9 +81,6 @@ def main() -> int:
                       f"{sum(r['rejected'] for r in out.values()):8d} {sum(r['errors'] for r in out.values()):6d} "
                       f"{'yes' if wrong == 0 and lat else f'NO ({wrong})':>15s} {rss_mb(proc.pid)[0]:11,.0f}",
                       flush=True)
-        finally:
-            proc.terminate()
-            proc.wait(30)
     return 0
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from bench.common import rss_mb, stand_ins, start_app, wait_ready
+from bench.common import rss_mb, served_app, stand_ins, wait_ready
 from bench.peers import HFZeroShot, floor_report
 from bench.timing import paired, report
 from clipdemo import backends, engine
@@ -110,9 +110,8 @@ def served(q: bool, work: Path, backend: str = "auto") -> dict[str, float]:
     img = work / "upload.png"
     Image.new("RGB", (320, 240), (200, 120, 40)).save(img)
     t0 = time.perf_counter()
-    proc, url, page_s = start_app(work, backend)
     r = {}
-    try:
+    with served_app(work, backend) as (proc, url, page_s):
         client = Client(url, verbose=False, download_files=False)
         while True:
             try:
@@ -138,9 +137,6 @@ def served(q: bool, work: Path, backend: str = "auto") -> dict[str, float]:
               f"peak RSS {peak:,.0f} MB, steady RSS {now:,.0f} MB")
         status = client.predict(api_name="/status")[0]
         print(f"    app status: {status.split('image encoder:')[-1].split('·')[0].strip()}")
-    finally:
-        proc.terminate()
-        proc.wait(30)
     return r
 
 
