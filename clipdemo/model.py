@@ -24,7 +24,7 @@ from .progress import ProgressFn
 from .weights import WEIGHT_SOURCES, WeightsError, WeightsInfo, fetch, known_release, sha256_file
 
 __all__ = ["ClipConfig", "PRESETS", "WeightsInfo", "LoadedModel", "WeightsError", "load_model",
-           "build_random", "resolve_device", "load_checkpoint"]
+           "build_random", "resolve_device", "load_checkpoint", "random_preset"]
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +234,13 @@ def load_checkpoint(path: Path, device: torch.device) -> tuple[torch.nn.Module, 
     return build_from_state_dict(sd, device)
 
 
+def random_preset(weights: str) -> str | None:
+    """The preset a `random` / `random:<preset>` weights name asks for (ViT-B/32 by default); None for others."""
+    if weights == "random" or weights.startswith("random:"):
+        return weights.partition(":")[2] or "ViT-B/32"
+    return None
+
+
 def load_model(weights: str = "ViT-B/32", *, device: str | torch.device = "auto", cache_dir: Path | None = None,
                allow_download: bool = True, seed: int = 0, progress: ProgressFn | None = None,
                sources: dict | None = None) -> LoadedModel:
@@ -251,8 +258,7 @@ def load_model(weights: str = "ViT-B/32", *, device: str | torch.device = "auto"
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     sources = WEIGHT_SOURCES if sources is None else sources
     cache_dir = cache_dir or Path("~/.cache/clipdemo").expanduser()
-    if weights == "random" or weights.startswith("random:"):
-        preset = weights.partition(":")[2] or "ViT-B/32"
+    if (preset := random_preset(weights)) is not None:
         if preset not in PRESETS:
             raise WeightsError(f"Unknown random preset {preset!r}; choose one of: {', '.join(PRESETS)}.")
         config = PRESETS[preset]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from . import startup
 from .data import Cifar100, DataError, open_cifar100
-from .model import PRESETS, ClipConfig, LoadedModel, WeightsError, load_model
+from .model import PRESETS, ClipConfig, LoadedModel, WeightsError, load_model, random_preset
 from .presets import LABEL_PRESETS, TEMPLATE_SETS
 from .service import DEFAULT_TEXT_RATE, ZeroShot
 from .settings import Settings
@@ -158,8 +158,7 @@ class Runtime:
         (a named source or a random preset); ViT-B/32's otherwise."""
         if self._zs is not None:
             return self._zs.config
-        preset = self.settings.weights.partition(":")[2] if self.settings.weights.startswith("random:") else ""
-        return PRESETS.get(preset, PRESETS["ViT-B/32"])
+        return PRESETS.get(random_preset(self.settings.weights) or "", PRESETS["ViT-B/32"])
 
     # -- dataset -------------------------------------------------------------------------------
     def dataset(self) -> Cifar100:

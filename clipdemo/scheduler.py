@@ -2,10 +2,11 @@
 
 Holds `Priority` (interactive or bulk), `ModelGate` and `Busy`. The gate runs one model call at a
 time (on 2 vCPUs overlapping calls only slow each other down). Long work is cut into bulk chunks of
-well under a second; an interactive call that waited through one bulk chunk goes before the next
-one, so no interactive call ever waits behind more than one chunk of bulk work, and bulk work still
-gets a chunk in after each round of interactive calls. At most `max_waiting` calls may wait; one more
-is refused with a sentence. No model code, no gradio: `clipdemo.service` holds the gate around every
+well under a second, and the two kinds take turns: when a chunk ends, every interactive call that
+waited through it goes first; then the next chunk goes before interactive calls that came later. So
+no interactive call ever waits behind more than one chunk of bulk work, and bulk work gets one chunk
+in after each round of interactive calls, however many visitors there are. At most `max_waiting`
+calls may wait; one more is refused with a sentence. No model code, no gradio: `clipdemo.service` holds the gate around every
 model call.
 """
 
@@ -56,7 +57,10 @@ class ModelGate:
     def waiting(self) -> int:
         """How many calls wait for the model now."""
         with self._cond:
-            return sum(self._interactive.values()) + self._bulk_waiting
+            return self._count_waiting()
+
+    def _count_waiting(self) -> int:  # with self._cond held
+        return sum(self._interactive.values()) + self._bulk_waiting
 
     def _bulk_may_start(self) -> bool:
         # Interactive calls that saw a bulk chunk finish while they waited go first.
@@ -71,7 +75,7 @@ class ModelGate:
     def hold(self, priority: Priority = Priority.INTERACTIVE) -> Iterator[None]:
         """Wait for the model (Busy if too many already wait), hold it for one call, hand it on."""
         with self._cond:
-            waiting = sum(self._interactive.values()) + self._bulk_waiting
+            waiting = self._count_waiting()
             if self._holder is not None and waiting >= self.max_waiting:
                 self.stats.refused += 1
                 raise Busy(f"The Space is busy: {waiting} requests are waiting for the model; "

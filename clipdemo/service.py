@@ -27,7 +27,7 @@ from .model import ClipConfig, LoadedModel, WeightsInfo
 from .lru import LRU
 from .prediction import Prediction
 from .progress import ProgressFn
-from .prompts import build_prompts, prompt_cost
+from .prompts import build_prompts
 from .scheduler import GateStats, ModelGate, Priority
 
 __all__ = ["ZeroShot", "Prediction", "TEXT_CHUNK", "BULK_IMAGES", "BULK_AFTER_S"]
@@ -161,16 +161,15 @@ class ZeroShot:
 
     def _encode_labels(self, labels: tuple[str, ...], templates: tuple[str, ...],
                        progress: ProgressFn | None) -> torch.Tensor:
-        prompts = build_prompts(labels, templates)  # validates; [L * T]
-        cost = prompt_cost(prompts)
+        tokens = engine.tokenize(build_prompts(labels, templates))  # validates; [P = L * T, 77]
+        cost = int((tokens.argmax(dim=-1) + 1).sum())  # prompt tokens up to end-of-text (= prompts.prompt_cost)
         priority = Priority.BULK if self.text_seconds(cost) > BULK_AFTER_S else Priority.INTERACTIVE
-        tokens = engine.tokenize(prompts)  # [P, 77]
         chunks, start = [], time.perf_counter()
-        for first in range(0, len(prompts), TEXT_CHUNK):
+        for first in range(0, len(tokens), TEXT_CHUNK):
             with self._model_call(priority):
                 chunks.append(engine.prompt_features(self.loaded.model, tokens[first:first + TEXT_CHUNK]))  # [b, D]
             if progress:
-                progress(min(first + TEXT_CHUNK, len(prompts)), len(prompts), "encoding prompts")
+                progress(min(first + TEXT_CHUNK, len(tokens)), len(tokens), "encoding prompts")
         self._text_rate = cost / max(time.perf_counter() - start, 1e-6)
         return engine.ensemble(torch.cat(chunks), len(labels), len(templates))  # [L, D]
 

@@ -80,6 +80,9 @@ def event(fn: Callable, inputs, outputs: dict[str, gr.components.Component]) -> 
     return dict(fn=run, inputs=inputs, outputs=list(outputs.values()))
 
 
+_BUSY = (Busy, Cancelled, ModelUnavailable)  # what a shared model can answer anywhere: full, timed out, not loaded
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the core's expected errors (bad input, data or model unavailable) into `gr.Error` sentences."""
@@ -87,7 +90,7 @@ def user_errors() -> Iterator[None]:
         yield
     except gr.Error:
         raise  # already a sentence for the visitor
-    except (ValueError, DataError, ModelUnavailable, Busy, Cancelled) as exc:
+    except (ValueError, DataError, *_BUSY) as exc:
         raise gr.Error(str(exc)) from None
 
 
@@ -97,7 +100,7 @@ def busy_errors() -> Iterator[None]:
     reached, the model is not loaded) into `gr.Error` sentences."""
     try:
         yield
-    except (Busy, Cancelled, ModelUnavailable) as exc:
+    except _BUSY as exc:
         raise gr.Error(str(exc)) from None
 
 
