@@ -5,9 +5,11 @@ CIFAR-100, its own Gradio upload folder). Four clients send a mix for `--minutes
 predictions, attention views, label-set changes (a new small set now and then), the architecture
 view, and a small evaluation now and then. Every `--every` seconds it samples the app's RSS, open file
 descriptors, threads, and the files in the upload folder and in the results folder, and prints a row;
-at the end it compares the second half with the first.
+at the end it compares the second half with the first. `--file-ttl` sets the app's CLIPDEMO_FILE_TTL
+(seconds a file stays in the upload folder; default the app's own, an hour), so that a run a few times
+longer than it shows the folder level off.
 
-    .venv/bin/python -m bench.soak [--minutes 20] [--every 60]
+    .venv/bin/python -m bench.soak [--minutes 20] [--every 60] [--file-ttl 300]
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--every", type=float, default=60.0)
+    ap.add_argument("--file-ttl", type=int, default=0, help="CLIPDEMO_FILE_TTL for the app (0: its default)")
     args = ap.parse_args()
     if not 1 <= args.minutes <= 120 or not 5 <= args.every <= 600:
         ap.error("minutes must be 1..120 and every 5..600 (the run is bounded)")
@@ -84,7 +87,8 @@ def main() -> int:
             images.append(work / f"img{i}.png")
             Image.effect_mandelbrot((200 + 40 * i, 150), (-2, -1.2, 1, 1.2), 20 + 10 * i).convert("RGB").save(images[-1])
         results = Path(tempfile.gettempdir()) / RESULTS_DIR_NAME
-        with served_app(work, extra_env={"GRADIO_TEMP_DIR": str(uploads)}) as (proc, url, _):
+        env = {"GRADIO_TEMP_DIR": str(uploads)} | ({"CLIPDEMO_FILE_TTL": str(args.file_ttl)} if args.file_ttl else {})
+        with served_app(work, extra_env=env) as (proc, url, _):
             wait_ready(_client(url))
             stop, counts = threading.Event(), {}
             clients = [threading.Thread(target=traffic, args=(url, k, stop, images, counts)) for k in range(4)]

@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 from .evaluate import EvalResult
+from .janitor import sweep
 from .prediction import Prediction
 
 __all__ = ["results_dir", "prediction_files", "evaluation_files"]
@@ -38,13 +39,7 @@ def results_dir() -> Path:
     folder.mkdir(exist_ok=True)
     if time.monotonic() - _last_prune[0] >= PRUNE_EVERY_S:
         _last_prune[0] = time.monotonic()
-        cutoff = time.time() - RESULTS_MAX_AGE_S
-        for old in folder.iterdir():  # bounded: files older than an hour are removed
-            try:
-                if old.stat().st_mtime < cutoff:
-                    old.unlink(missing_ok=True)
-            except FileNotFoundError:  # another thread removed it first
-                pass
+        sweep(folder, RESULTS_MAX_AGE_S)  # bounded: files older than an hour are removed
     return folder
 
 
