@@ -119,15 +119,21 @@ class LoadedModel:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """`auto` -> cuda when available, else cpu; `cuda` without a GPU raises ValueError."""
+    """`auto` -> cuda when available, else cpu; `cuda` without a GPU raises ValueError. `zerogpu` is cuda
+    (ZeroGPU emulates it outside its GPU tasks, once `spaces` is imported)."""
     name = (name or "auto").strip().lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "zerogpu":
+        if not torch.cuda.is_available():
+            raise ValueError("ZeroGPU was asked for (CLIPDEMO_DEVICE=zerogpu, or SPACES_ZERO_GPU=true), but torch "
+                             "sees no CUDA: this is not a ZeroGPU Space, or `spaces` was not imported first.")
+        return torch.device("cuda")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("Device 'cuda' was asked for, but no CUDA GPU is available; use --device cpu.")
     if name == "cpu" or name.startswith("cuda"):
         return torch.device(name)
-    raise ValueError(f"Unknown device {name!r}; choose auto, cpu or cuda.")
+    raise ValueError(f"Unknown device {name!r}; choose auto, cpu, cuda or zerogpu.")
 
 
 def _finish(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -215,6 +221,24 @@ def build_from_state_dict(sd: dict[str, torch.Tensor], device: torch.device) -> 
     return model.eval(), config
 
 
+def _is_safetensors(path: Path) -> bool:
+    """safetensors files start with an 8-byte little-endian header length and a JSON header."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= path.stat().st_size
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors: plain data, no pickle at all."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path.name} is not a readable safetensors file: {exc}") from exc
+
+
 def _read_torchscript(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a TorchScript archive (the official checkpoint format), as `clip.load` reads them."""
     try:
@@ -227,10 +251,14 @@ def _read_torchscript(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_checkpoint(path: Path, device: torch.device) -> tuple[torch.nn.Module, ClipConfig]:
-    """Build a CLIP model from a TorchScript archive (the official format) or a state dict file."""
+    """Build a CLIP model from a TorchScript archive (the official format), a safetensors file (open_clip's, on
+    the Hub) or a torch.save state dict, told apart by their bytes."""
     if not path.is_file():
         raise WeightsError(f"Checkpoint {path} does not exist.")
-    sd = _read_torchscript(path) if _is_torchscript(path) else _read_state_dict(path)
+    if _is_torchscript(path):
+        sd = _read_torchscript(path)
+    else:
+        sd = _read_safetensors(path) if _is_safetensors(path) else _read_state_dict(path)
     return build_from_state_dict(sd, device)
 
 
@@ -243,7 +271,7 @@ def random_preset(weights: str) -> str | None:
 
 def load_model(weights: str = "ViT-B/32", *, device: str | torch.device = "auto", cache_dir: Path | None = None,
                allow_download: bool = True, seed: int = 0, progress: ProgressFn | None = None,
-               sources: dict | None = None) -> LoadedModel:
+               sources: dict | None = None, hf_cache: Path | None = None) -> LoadedModel:
     """Load CLIP for inference.
 
     Args:
@@ -252,6 +280,7 @@ def load_model(weights: str = "ViT-B/32", *, device: str | torch.device = "auto"
         device: "auto", "cpu", "cuda" or a torch.device. fp32 on CPU, fp16 on CUDA.
         cache_dir: where downloads are kept (default ~/.cache/clipdemo).
         sources: the weight-source registry to use (default `WEIGHT_SOURCES`; tests pass their own).
+        hf_cache: the Hugging Face cache to look in first (default: HF_HUB_CACHE / HF_HOME, as huggingface_hub).
     Returns:
         LoadedModel. Raises WeightsError (what was tried, how to fix it) or ValueError (bad device).
     """
@@ -267,8 +296,9 @@ def load_model(weights: str = "ViT-B/32", *, device: str | torch.device = "auto"
                            f"seeded random init of {preset} (seed={seed})", None, trained=False)
         return LoadedModel(model, _preprocess(config), dev, config, info)
     if weights in sources:
-        path, mirror = fetch(sources[weights], cache_dir, allow_download=allow_download, progress=progress)
-        name, origin = weights, mirror.url
+        path, mirror = fetch(sources[weights], cache_dir, hf_cache=hf_cache, allow_download=allow_download,
+                             progress=progress)
+        name, origin = weights, mirror.where
     else:
         path = Path(weights).expanduser()
         if not path.is_file():

@@ -3,6 +3,7 @@ a loopback HTTP server standing in for weight hosts, and the notebook's referenc
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import threading
 from contextlib import contextmanager
@@ -34,16 +35,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     routes: dict[str, bytes | int] = {}
     hits: list[str] = []
 
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        self.hits.append(self.path)
+    def do_GET(self, head: bool = False):  # noqa: N802 (http.server's name)
+        self.hits.append(("HEAD " if head else "") + self.path)
         body = self.routes.get(self.path, 404)
         if isinstance(body, int):
             self.send_error(body)
             return
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
+        if "/resolve/" in self.path:  # what hf_hub_download reads from the Hub: the commit and the file's hash
+            self.send_header("X-Repo-Commit", self.path.split("/resolve/")[1].split("/")[0])
+            self.send_header("ETag", '"' + hashlib.sha256(body).hexdigest() + '"')
         self.end_headers()
-        self.wfile.write(body)
+        if not head:
+            self.wfile.write(body)
+
+    def do_HEAD(self):  # noqa: N802
+        self.do_GET(head=True)
 
     def log_message(self, *args):  # keep test output quiet
         pass

@@ -59,7 +59,7 @@ def test_weights_missing(tmp_path, caplog):
 def test_weights_unreachable(tmp_path, caplog, monkeypatch):
     with loopback_server({}) as (base, _):
         pass  # closed port
-    mirrors = tuple(weights_mod.Mirror(f"{base}/{i}/ViT-B-32.pt", "ViT-B-32.pt", "0" * 64, "jit") for i in range(2))
+    mirrors = tuple(weights_mod.Mirror("ViT-B-32.pt", "0" * 64, "jit", url=f"{base}/{i}/ViT-B-32.pt") for i in range(2))
     monkeypatch.setitem(weights_mod.WEIGHT_SOURCES, "ViT-B/32", weights_mod.WeightSource("ViT-B/32", mirrors))
     _check_weights_fault(tmp_path, _settings(tmp_path), "Connection refused", caplog)
 
@@ -67,7 +67,7 @@ def test_weights_unreachable(tmp_path, caplog, monkeypatch):
 def test_weights_wrong_sha(tmp_path, caplog, monkeypatch, tiny_ckpts):
     blob = tiny_ckpts["jit"].read_bytes()
     with loopback_server({"/w/ViT-B-32.pt": blob}) as (base, hits):
-        mirror = weights_mod.Mirror(f"{base}/w/ViT-B-32.pt", "ViT-B-32.pt", "f" * 64, "jit")
+        mirror = weights_mod.Mirror("ViT-B-32.pt", "f" * 64, "jit", url=f"{base}/w/ViT-B-32.pt")
         monkeypatch.setitem(weights_mod.WEIGHT_SOURCES, "ViT-B/32", weights_mod.WeightSource("ViT-B/32", (mirror,)))
         _check_weights_fault(tmp_path, _settings(tmp_path), "SHA-256 mismatch", caplog)
         assert hits == ["/w/ViT-B-32.pt"]
