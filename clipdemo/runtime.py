@@ -68,12 +68,19 @@ class Runtime:
         self._data_error: tuple[float, str] | None = None
 
     # -- model ---------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Begin loading the model on a background thread (idempotent)."""
+    def start(self, *, wait_for_model: bool = False) -> None:
+        """Begin loading the model (idempotent): on a background thread, so the page is served meanwhile, or,
+        with `wait_for_model` (ZeroGPU: the model must be on CUDA before the server starts), here, with only
+        the work after it (image backend, stored features, dataset) left to the thread."""
         with self._lock:
             if self._thread is not None or self._ready.is_set():
                 return
             self._status = ModelStatus(ModelState.LOADING, f"loading {self.settings.weights} weights…", 0.0)
+            if wait_for_model:
+                if self._load_model():
+                    self._thread = threading.Thread(target=self._after_load, name="clipdemo-start", daemon=True)
+                    self._thread.start()
+                return
             self._thread = threading.Thread(target=self._load, name="clipdemo-load", daemon=True)
             self._thread.start()
 
@@ -83,23 +90,33 @@ class Runtime:
         self._status = ModelStatus(ModelState.LOADING, f"{what}{pct}", frac)
 
     def _load(self) -> None:
+        if self._load_model():
+            self._after_load()
+
+    def _load_model(self) -> bool:
+        """Load the weights and make the service; always ends in READY or FAILED. True when READY."""
         try:
             zs = startup.open_service(self.settings, progress=self._progress)
-            self._status = ModelStatus(ModelState.LOADING, "encoding the default labels…", None)
-            zs.text_features(LABEL_PRESETS["cifar100"].labels, TEMPLATE_SETS["single"].templates)
+            if zs.path.warm_up:  # not on ZeroGPU: there a GPU exists only inside a visitor's request
+                self._status = ModelStatus(ModelState.LOADING, "encoding the default labels…", None)
+                zs.text_features(LABEL_PRESETS["cifar100"].labels, TEMPLATE_SETS["single"].templates)
         except (WeightsError, ValueError, OSError, RuntimeError) as exc:
             self._fail(str(exc))
-            return
-        except Exception as exc:  # noqa: BLE001 - the load thread must always end in a final state
+            return False
+        except Exception as exc:  # noqa: BLE001 - the load must always end in a final state
             log.exception("unexpected error while loading the model")
             self._fail(f"unexpected {type(exc).__name__} while loading the weights: {exc}")
-            return
+            return False
         self._zs = zs
         self._arch = None  # the stand-in random model, if one was built meanwhile, is no longer needed
         self._status = ModelStatus(ModelState.READY, zs.info.label)
-        log.info("model ready: %s", zs.info.label)
+        log.info("model ready: %s on %s", zs.info.label, zs.path.title)
         self._ready.set()
-        startup.speed_up(zs, self.settings)
+        return True
+
+    def _after_load(self) -> None:
+        """The start-up work after the model: the image backend, stored features, and the dataset."""
+        startup.speed_up(self._zs, self.settings)
         try:
             self.dataset()  # open (or download) CIFAR-100 now rather than on a visitor's first click
         except DataError as exc:

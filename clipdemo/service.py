@@ -2,9 +2,9 @@
 
 Holds: `ZeroShot`, which owns one `LoadedModel` and runs every model call (classification, batch
 encoding, attention traces, torchinfo summaries, the ONNX export) through one gate, so two calls
-never overlap on the CPU; bounded LRUs keyed by the weights' identity (label text features, attention
+never overlap on the CPU, each call being one of `clipdemo.accel`'s tasks (what ZeroGPU schedules); bounded LRUs keyed by the weights' identity (label text features, attention
 traces, tower summaries); the CIFAR-100 image feature store; and `Prediction`. Nothing outside this
-module (and the pure core it calls: `engine`, `inside`, `architecture`, `backends`) takes the gate or
+module (and the pure core it calls: `accel`, `engine`, `inside`, `architecture`, `backends`) takes the gate or
 touches `.model`; a test reads the source to keep it so. The math lives in those core modules.
 """
 
@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from . import architecture, backends, engine
+from . import accel, architecture, backends, engine
+from .accel import ComputePath
 from .backends import ImageEncoder, eager_encoder
 from .features import ImageFeatureStore
-from .inside import VisionTrace, vision_attention
+from .inside import VisionTrace
 from .model import ClipConfig, LoadedModel, WeightsInfo
 from .lru import LRU
 from .prediction import Prediction
@@ -32,8 +33,8 @@ from .scheduler import GateStats, ModelGate, Priority
 
 __all__ = ["ZeroShot", "Prediction", "TEXT_CHUNK", "BULK_IMAGES", "BULK_AFTER_S"]
 
-TEXT_CHUNK = 64  # prompts per model call when encoding labels (~0.3 s on 2 vCPUs)
-BULK_IMAGES = 8  # images per model call in bulk work (~0.4 s for ViT-B/32 on 2 vCPUs)
+TEXT_CHUNK = accel.PATHS["cpu"].text_chunk  # prompts per model call on CPU (~0.3 s on 2 vCPUs); see accel.PATHS
+BULK_IMAGES = accel.PATHS["cpu"].bulk_images  # images per model call in bulk work on CPU (~0.4 s on 2 vCPUs)
 BULK_AFTER_S = 2.0  # label sets whose encoding should take longer than this run as bulk work
 DEFAULT_TEXT_RATE = 1500.0  # prompt tokens/s before anything was measured (ViT-B/32 text tower, 2 vCPUs)
 
@@ -41,9 +42,12 @@ DEFAULT_TEXT_RATE = 1500.0  # prompt tokens/s before anything was measured (ViT-
 class ZeroShot:
     """Classify and look inside images with one shared model; safe to call from many threads."""
 
-    def __init__(self, loaded: LoadedModel, *, text_cache_size: int = 32, trace_cache_size: int = 32,
-                 summary_cache_size: int = 16, max_waiting: int = 32):
+    def __init__(self, loaded: LoadedModel, *, path: ComputePath | None = None, text_cache_size: int = 32,
+                 trace_cache_size: int = 32, summary_cache_size: int = 16, max_waiting: int = 32):
         self.loaded = loaded
+        self.path = path or accel.path_for(loaded.device.type)  # CPU, CUDA or ZeroGPU (accel.PATHS)
+        self._engine = accel.Engine(loaded, eager_encoder(loaded.model))  # what the tasks run
+        self._key = accel.register(self._engine)
         self._gate = ModelGate(max_waiting)  # one model call at a time, interactive first (clipdemo.scheduler)
         self._inflight: dict[tuple, threading.Lock] = {}  # label sets being encoded now
         self._inflight_lock = threading.Lock()
@@ -52,7 +56,6 @@ class ZeroShot:
         self._traces = LRU(trace_cache_size)  # (identity, input key) -> VisionTrace
         self._summaries = LRU(summary_cache_size)  # (identity, tower, depth) -> TowerSummary
         self._store_lock = threading.Lock()
-        self.encoder: ImageEncoder = eager_encoder(loaded.model)
         self.encoder_note = "eager PyTorch"
         self.cifar: ImageFeatureStore | None = None  # CIFAR-100 test features for these weights
 
@@ -94,14 +97,27 @@ class ZeroShot:
         """CPU threads the model runs on (set at start-up from the CPU quota, see `clipdemo.cpus`)."""
         return torch.get_num_threads()
 
+    @property
+    def bulk_images(self) -> int:
+        """Images per model call in bulk work on this path (small on CPU, so predictions go in between)."""
+        return self.path.bulk_images
+
     # -- image backend ------------------------------------------------------------------------------
+    @property
+    def encoder(self) -> ImageEncoder:
+        return self._engine.encoder
+
     def use_encoder(self, encoder: ImageEncoder, note: str) -> None:
         """Switch the image backend (between model calls)."""
         with self._model_call():
-            self.encoder, self.encoder_note = encoder, note
+            self._engine.encoder, self.encoder_note = encoder, note
 
     def choose_backend(self, name: str, cache_dir: Path, exporter=None) -> str:
-        """Pick the image backend `name` (parity-checked, see `backends.select`), use it, and say which."""
+        """Pick the image backend `name` (parity-checked, see `backends.select`), use it, and say which.
+        On a GPU path the backend stays eager PyTorch: ONNX Runtime is the CPU path's."""
+        if not self.path.onnx:
+            self.encoder_note = f"eager PyTorch ({str(self.dtype).removeprefix('torch.')})"
+            return self.encoder_note
         encoder, note = backends.select(name, self.loaded.model, self.config.image_resolution, cache_dir,
                                         self.info.identity, exporter)
         self.use_encoder(encoder, note)
@@ -164,12 +180,12 @@ class ZeroShot:
         tokens = engine.tokenize(build_prompts(labels, templates))  # validates; [P = L * T, 77]
         cost = int((tokens.argmax(dim=-1) + 1).sum())  # prompt tokens up to end-of-text (= prompts.prompt_cost)
         priority = Priority.BULK if self.text_seconds(cost) > BULK_AFTER_S else Priority.INTERACTIVE
-        chunks, start = [], time.perf_counter()
-        for first in range(0, len(tokens), TEXT_CHUNK):
+        chunks, start, step = [], time.perf_counter(), self.path.text_chunk
+        for first in range(0, len(tokens), step):
             with self._model_call(priority):
-                chunks.append(engine.prompt_features(self.loaded.model, tokens[first:first + TEXT_CHUNK]))  # [b, D]
+                chunks.append(accel.encode_prompts(self._key, tokens[first:first + step]))  # [b, D]
             if progress:
-                progress(min(first + TEXT_CHUNK, len(tokens)), len(tokens), "encoding prompts")
+                progress(min(first + step, len(tokens)), len(tokens), "encoding prompts")
         self._text_rate = cost / max(time.perf_counter() - start, 1e-6)
         return engine.ensemble(torch.cat(chunks), len(labels), len(templates))  # [L, D]
 
@@ -187,7 +203,7 @@ class ZeroShot:
         Bulk callers pass `Priority.BULK` and batches small enough to be one chunk (see BULK_IMAGES).
         """
         with self._model_call(priority):
-            feats = self.encoder.encode(pixels)  # [B, D]
+            feats = accel.encode_images(self._key, pixels.to(self.dtype))  # [B, D]; fp16 pixels on a GPU path
         return engine.normalise(feats)
 
     def image_features(self, images: list[Image.Image]) -> torch.Tensor:
@@ -225,7 +241,7 @@ class ZeroShot:
         if trace is None:
             pixels = self.pixels(image)  # [3, R, R]
             with self._model_call():
-                trace = vision_attention(self.loaded.model, pixels[None])
+                trace = accel.attention(self._key, pixels[None])
             self._traces.put(cache_key, trace)
         return trace
 
@@ -235,7 +251,7 @@ class ZeroShot:
         summary = self._summaries.get(key)
         if summary is None:
             with self._model_call():
-                summary = architecture.tower_summary(self.loaded, tower, int(depth))
+                summary = accel.tower_summary(self._key, tower, int(depth))
             self._summaries.put(key, summary)
         return summary
 

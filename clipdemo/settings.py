@@ -4,17 +4,22 @@ Holds: `Settings` (a frozen dataclass), `from_env()`, which reads it, and `to_en
 child processes). Nothing else in the package reads or writes `os.environ` for clipdemo's own settings.
 Reading happens when `from_env()` is called, never at import.
 
+The compute path (`clipdemo.accel.PATHS`) is this one setting: `auto` becomes `zerogpu` on a ZeroGPU
+Space (Hugging Face sets SPACES_ZERO_GPU=true there), and otherwise stays `auto`, which the model
+loader resolves to `cuda` when a GPU is visible and `cpu` when not.
+
 | variable            | default                 | meaning                                                        |
 |---------------------|-------------------------|----------------------------------------------------------------|
 | CLIPDEMO_WEIGHTS    | ViT-B/32                | a weight source name, `random`, or a path to a checkpoint file  |
 | CLIPDEMO_CACHE      | ~/.cache/clipdemo       | where downloaded weights and feature files are kept             |
 | CLIPDEMO_DATA       | ~/.cache/clipdemo/data  | root that holds (or receives) `cifar-100-python/`               |
-| CLIPDEMO_DEVICE     | auto                    | `auto` (cuda if available, else cpu), `cpu` or `cuda`           |
+| CLIPDEMO_DEVICE     | auto                    | the compute path: `auto`, `cpu`, `cuda` or `zerogpu` (below)    |
 | CLIPDEMO_DOWNLOAD   | 1                       | 0 forbids every download (weights and dataset)                  |
 | CLIPDEMO_SEED       | 0                       | seed of the `random` weights                                    |
 | CLIPDEMO_BACKEND    | auto                    | image encoder: auto, eager, onnxruntime, bf16 (approximate)     |
 | CLIPDEMO_THREADS    | the process's vCPUs     | torch / ONNX Runtime threads for the one model                  |
 | CLIPDEMO_MAX_WAITING| 32                      | model calls that may wait; one more gets "the Space is busy"    |
+| CLIPDEMO_FILE_TTL   | 3600                    | seconds an untouched upload or shown file is kept (janitor.py)  |
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class Settings:
     backend: str = "auto"
     threads: int = 0  # 0: as many as the process's vCPUs
     max_waiting: int = 32  # model calls that may wait for the model at once
+    file_ttl_s: int = 3600  # uploads and shown files untouched this long are removed (swept every quarter of it)
 
 
 def _flag(value: str) -> bool:
@@ -60,16 +66,25 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
     max_waiting = _int(env, "CLIPDEMO_MAX_WAITING") or 32
     if max_waiting < 1:
         raise ValueError(f"CLIPDEMO_MAX_WAITING must be at least 1, not {max_waiting}.")
+    file_ttl = _int(env, "CLIPDEMO_FILE_TTL") or 3600
+    if file_ttl < 60:
+        raise ValueError(f"CLIPDEMO_FILE_TTL must be at least 60 seconds, not {file_ttl}.")
+    device = env.get("CLIPDEMO_DEVICE", "auto").strip().lower() or "auto"
+    if device == "auto" and env.get("SPACES_ZERO_GPU", "").strip().lower() in {"1", "t", "true"}:
+        device = "zerogpu"  # the Space's hardware says ZeroGPU (the test `spaces` itself uses)
+    if device not in {"auto", "cpu", "zerogpu"} and not device.startswith("cuda"):
+        raise ValueError(f"CLIPDEMO_DEVICE must be auto, cpu, cuda or zerogpu, not {device!r}.")
     return Settings(
         weights=env.get("CLIPDEMO_WEIGHTS", "").strip() or "ViT-B/32",
         cache_dir=cache,
         data_root=Path(env.get("CLIPDEMO_DATA", str(cache / "data"))).expanduser(),
-        device=env.get("CLIPDEMO_DEVICE", "auto").strip() or "auto",
+        device=device,
         allow_download=_flag(env.get("CLIPDEMO_DOWNLOAD", "1")),
         seed=seed,
         backend=env.get("CLIPDEMO_BACKEND", "auto").strip().lower() or "auto",
         threads=threads,
         max_waiting=max_waiting,
+        file_ttl_s=file_ttl,
     )
 
 
@@ -85,4 +100,5 @@ def to_env(settings: Settings) -> dict[str, str]:
         "CLIPDEMO_BACKEND": settings.backend,
         "CLIPDEMO_THREADS": str(settings.threads),
         "CLIPDEMO_MAX_WAITING": str(settings.max_waiting),
+        "CLIPDEMO_FILE_TTL": str(settings.file_ttl_s),
     }

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from . import accel
 from .backends import cpu_threads
 from .features import FeatureFileError, ImageFeatureStore, default_path
 from .model import load_model
@@ -46,7 +47,8 @@ def open_service(settings: Settings, progress: ProgressFn | None = None) -> Zero
     loaded = load_model(settings.weights, device=settings.device, cache_dir=settings.cache_dir,
                         allow_download=settings.allow_download, seed=settings.seed, progress=progress)
     release_freed_memory()
-    return ZeroShot(loaded, max_waiting=settings.max_waiting)
+    path = accel.PATHS["zerogpu"] if settings.device == "zerogpu" else accel.path_for(loaded.device.type)
+    return ZeroShot(loaded, path=path, max_waiting=settings.max_waiting)
 
 
 def export_in_child(settings: Settings, path: Path) -> None:

@@ -10,7 +10,7 @@ import torch
 PACKAGE = Path(__file__).resolve().parent.parent / "clipdemo"
 # The service layer owns the gate and the model; the pure core below it takes a model as an argument.
 SERVICE = {"service.py"}
-CORE_TAKING_A_MODEL = {"engine.py", "inside.py", "architecture.py", "backends.py", "model.py", "notebook.py",
+CORE_TAKING_A_MODEL = {"accel.py", "engine.py", "inside.py", "architecture.py", "backends.py", "model.py", "notebook.py",
                        "fakes.py"}
 GATE_NAMES = {"_gate", "model_lock", "_model_call", "hold"}
 

@@ -1,18 +1,22 @@
 """The Space assembled: the header, the status line and one tab per module of `clipdemo.ui.tabs`.
 
-Holds `build_app(runtime)`, `launch_kwargs()` and `main()`. Each tab lays itself out and wires its own
+Holds `build_app(runtime)`, `launch_kwargs()`, `start_runtime(settings)`, `file_janitor` and `main()`. Each tab lays itself out and wires its own
 events; this module only orders them and shares the visitor's label set between Predict and Labels.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 import gradio as gr
 
+from .. import accel
 from ..images import MAX_BYTES
+from ..janitor import Janitor
 from ..runtime import Runtime
-from ..settings import from_env
+from ..settings import Settings, from_env
 from .common import LabelState
 from .status import StatusLine
 from .tabs import about
@@ -21,7 +25,7 @@ from .tabs.evaluate import EvaluateTab
 from .tabs.labels import LabelsTab
 from .tabs.predict import PredictTab
 
-__all__ = ["build_app", "queue_kwargs", "launch_kwargs", "main"]
+__all__ = ["build_app", "queue_kwargs", "launch_kwargs", "start_runtime", "file_janitor", "main"]
 
 QUEUE_SIZE = 64  # events waiting in Gradio's queue (evaluations in line); one more gets Gradio's "queue is full"
 
@@ -35,7 +39,8 @@ CSS = """
 def build_app(runtime: Runtime) -> gr.Blocks:
     """The whole Space as a `gr.Blocks` (not launched)."""
     status, predict = StatusLine(runtime), PredictTab(runtime)
-    with gr.Blocks(title="CLIP zero-shot classification", delete_cache=(3600, 3600)) as demo:
+    # Uploads and shown files are removed by `file_janitor` (Gradio 6.31's delete_cache stops under load).
+    with gr.Blocks(title="CLIP zero-shot classification") as demo:
         gr.Markdown("# CLIP zero-shot image classification\nOpenAI CLIP ViT-B/32 on CIFAR-100 or your own images, "
                     "with your own labels.")
         status_parts = status.build()
@@ -62,11 +67,33 @@ def launch_kwargs() -> dict:
                 enable_monitoring=False, share=False)
 
 
+def file_janitor(demo: gr.Blocks, ttl_s: float) -> Janitor:
+    """A janitor for Gradio's upload folder (uploads and every file shown): files untouched for `ttl_s` are
+    removed, swept every quarter of that, and Gradio's in-memory records of removed files are dropped
+    (they would otherwise grow by one path per file for the life of the process)."""
+    def forget_removed() -> None:
+        for paths in demo.temp_file_sets:
+            for path in list(paths):  # list() copies the set in one step: safe while requests add to it
+                if not os.path.exists(path):
+                    paths.discard(path)
+
+    return Janitor([Path(gr.utils.get_upload_folder())], ttl_s, every_s=ttl_s / 4, after=forget_removed)
+
+
+def start_runtime(settings: Settings) -> Runtime:
+    """Wrap every model call in `spaces.GPU` (a no-op off ZeroGPU) and start loading the model: in the
+    background, so the page is served at once, or, on ZeroGPU, here, onto CUDA before the server starts."""
+    accel.use_spaces()
+    runtime = Runtime(settings)
+    runtime.start(wait_for_model=accel.path_for(settings.device).load_before_launch)
+    return runtime
+
+
 def main() -> None:
-    """Start the Space: load the model in the background, serve the page at once."""
+    """Start the Space (`start_runtime`, then the page)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runtime = Runtime(from_env())
-    runtime.start()
+    runtime = start_runtime(from_env())
     demo = build_app(runtime)
+    file_janitor(demo, runtime.settings.file_ttl_s).start()
     demo.queue(**queue_kwargs())
     demo.launch(**launch_kwargs())

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import html
 import inspect
+import re
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,8 +27,8 @@ from ..scheduler import Busy
 from ..runtime import ModelUnavailable, Runtime
 from ..service import ZeroShot
 
-__all__ = ["LabelState", "KEEP", "event", "user_errors", "busy_errors", "progress_fn", "wait_for_service", "ensure_text", "md_text",
-           "CUSTOM"]
+__all__ = ["LabelState", "KEEP", "event", "user_errors", "busy_errors", "gpu_sentence", "GPU_REFUSALS", "progress_fn",
+           "wait_for_service", "ensure_text", "md_text", "CUSTOM"]
 
 MODEL_WAIT_S = 180.0  # a click during start-up waits this long for the model before saying it is not ready
 CUSTOM = "custom"  # the preset/template-set choice for a visitor's own list
@@ -82,26 +84,56 @@ def event(fn: Callable, inputs, outputs: dict[str, gr.components.Component]) -> 
 
 _BUSY = (Busy, Cancelled, ModelUnavailable)  # what a shared model can answer anywhere: full, timed out, not loaded
 
+# ZeroGPU's refusals (gr.Error titles raised by `spaces.GPU`, spaces 0.51) -> what the visitor is told first.
+GPU_REFUSALS: dict[str, str] = {
+    "ZeroGPU quota exceeded": "You have used up your free GPU time on this Space for now.",
+    "ZeroGPU pending credits exceeded": "You have used up your free GPU time on this Space for now.",
+    "ZeroGPU illegal duration": "This job needs the GPU for longer than one request may have it; choose fewer images.",
+    "ZeroGPU queue timeout": "Every shared GPU is busy right now; try again in a minute.",
+}
+GPU_REFUSED = "The shared GPU could not run this request; try again in a minute."  # any other ZeroGPU error
+
+
+def gpu_sentence(exc: gr.Error) -> str | None:
+    """The sentence for a ZeroGPU refusal (None for any other error): ours first, then ZeroGPU's own words
+    as plain text (their message may be HTML with links)."""
+    title = str(getattr(exc, "title", "") or "")
+    if not title.startswith("ZeroGPU"):
+        return None
+    said = html.unescape(re.sub(r"<[^>]+>", "", str(exc.message))).strip()
+    lead = GPU_REFUSALS.get(title, GPU_REFUSED)
+    return f"{lead} ZeroGPU said: {said}" if said else lead
+
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn the core's expected errors (bad input, data or model unavailable) into `gr.Error` sentences."""
+    """Turn the core's expected errors (bad input, data or model unavailable, ZeroGPU refused) into `gr.Error`
+    sentences."""
     try:
         yield
-    except gr.Error:
-        raise  # already a sentence for the visitor
+    except gr.Error as exc:
+        _retell(exc)  # already a sentence for the visitor, unless ZeroGPU's
     except (ValueError, DataError, *_BUSY) as exc:
         raise gr.Error(str(exc)) from None
+
+
+def _retell(exc: gr.Error):
+    """Raise `exc` again, or our sentence in its place when it is a ZeroGPU refusal."""
+    if (sentence := gpu_sentence(exc)) is None:
+        raise exc
+    raise gr.Error(sentence, title="GPU unavailable") from None
 
 
 @contextmanager
 def busy_errors() -> Iterator[None]:
     """Turn what a shared, busy model can answer anywhere in a handler (the gate is full, a time limit was
-    reached, the model is not loaded) into `gr.Error` sentences."""
+    reached, the model is not loaded, ZeroGPU refused: see `gpu_sentence`) into `gr.Error` sentences."""
     try:
         yield
     except _BUSY as exc:
         raise gr.Error(str(exc)) from None
+    except gr.Error as exc:
+        _retell(exc)
 
 
 def progress_fn(progress) -> ProgressFn:

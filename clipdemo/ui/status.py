@@ -48,8 +48,9 @@ class StatusLine:
             weights = md_text(zs.info.label)
             if not zs.info.verified:  # random weights, or a file that is not a known release
                 weights = f"⚠️ **{weights}**"
-            line = (f"**Model:** {weights} · device `{zs.device}` · `{str(zs.dtype).removeprefix('torch.')}` · "
-                    f"{md_text(cpus.describe(zs.threads))} · image encoder: {md_text(zs.encoder_note)}")
+            host = cpus.describe(zs.threads) if zs.path.name == "cpu" else f"device {zs.device}"
+            line = (f"**Model:** {weights} · runs on **{md_text(zs.path.title)}** · {md_text(host)} · "
+                    f"image encoder: {md_text(zs.encoder_note)}")
         elif st.state is ModelState.FAILED:
             line = f"❌ **Model unavailable:** {md_text(st.message)}"
         else:

@@ -34,7 +34,8 @@ SUBSET_CHOICES = [("First N images", "first"), ("K per class (stratified, seeded
                   ("All 10,000", "all")]
 TEMPLATE_TITLES = {"single": 'Single prompt "a photo of a {}"', "cifar18": "CLIP's 18 templates",
                    "both": "Both, side by side"}
-CHUNK = 2 * BULK_IMAGES  # images encoded between two yields: Stop, a closed tab or a lost client ends the run here
+CHUNK = 2 * BULK_IMAGES  # images encoded between two yields on CPU (2 * zs.bulk_images on a GPU path): Stop, a
+# closed tab or a lost client ends the run here
 TIME_LIMIT_S = 20 * 60  # a run stops here (all 10,000 images take ~9 min alone on 2 vCPUs); what it stored is kept
 
 
@@ -69,9 +70,9 @@ class EvaluateTab:
             settings = template_settings(templates)
         zs = wait_for_service(self.rt, progress)
         todo = zs.cifar_store(len(data)).missing(indices)
-        start, done = time.perf_counter(), 0
-        for chunk_start in range(0, len(todo), CHUNK):
-            chunk = todo[chunk_start:chunk_start + CHUNK]
+        start, done, step = time.perf_counter(), 0, 2 * zs.bulk_images
+        for chunk_start in range(0, len(todo), step):
+            chunk = todo[chunk_start:chunk_start + step]
             if time.perf_counter() - start > self.time_limit_s:
                 yield EvaluationView(f"⏹ Stopped at the time limit ({self.time_limit_s / 60:.0f} min) after encoding "
                                      f"{done} of {len(todo)} new images. They are kept: run again to go on.")
@@ -83,8 +84,8 @@ class EvaluateTab:
                 progress((base + k) / len(todo), desc=f"encoding images: {base + k}/{len(todo)}, "
                                                       f"{rate:.0f} images/s, {left:.0f} s left")
 
-            # Bulk work: one model call per BULK_IMAGES images, visitors' predictions go in between.
-            done += encode_split(zs, data, chunk, batch_size=BULK_IMAGES, workers=0, progress=report,
+            # Bulk work: one model call per zs.bulk_images images, visitors' predictions go in between.
+            done += encode_split(zs, data, chunk, batch_size=zs.bulk_images, workers=0, progress=report,
                                  priority=Priority.BULK)
             yield EvaluationView(f"⏳ encoded {done} of {len(todo)} new images "
                                  f"({done / (time.perf_counter() - start):.0f} images/s)…")

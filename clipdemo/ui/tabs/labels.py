@@ -137,7 +137,7 @@ class LabelsTab:
         zs = wait_for_service(self.rt, progress)
         with user_errors():
             ensure_text(zs, state, progress)
-        sim = label_similarity(zs.text_features(state.labels, state.templates))  # [L, L]
+            sim = label_similarity(zs.text_features(state.labels, state.templates))  # [L, L]
         fig = figures.similarity_figure(state.labels, sim)
         if not zs.info.trained:
             fig.update_layout(title=fig.layout.title.text + " (untrained random weights: meaningless)")

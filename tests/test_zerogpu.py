@@ -1,0 +1,153 @@
+"""ZeroGPU readiness, tested on CPU: the app starts through its own start-up steps with `spaces` installed
+and every model call wrapped in `spaces.GPU`; under a stand-in for ZeroGPU's decorator (which pickles
+arguments and results, as ZeroGPU's worker process does, and evaluates each task's duration) the
+predictions are unchanged; ZeroGPU's refusals reach the visitor as our sentence; the one setting picks
+the path."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from clipdemo import accel
+from clipdemo.data import open_cifar100
+from clipdemo.notebook import notebook_top5
+from clipdemo.presets import CIFAR100_CLASSES
+from clipdemo.settings import Settings, from_env
+from clipdemo.ui.app import start_runtime
+from clipdemo.ui.common import GPU_REFUSALS
+from uiserver import running_app
+
+
+@pytest.fixture
+def app(tiny_ckpts, cifar_root, tmp_path):
+    """The app as `main()` starts it (spaces.GPU wrapping, model load), with the tiny checkpoint."""
+    rt = start_runtime(Settings(weights=str(tiny_ckpts["state_dict"]), cache_dir=tmp_path, data_root=cifar_root,
+                                allow_download=False))
+    rt.settle(120)
+    with running_app(rt) as (url, _):
+        yield rt, Client(url, verbose=False, download_files=False)
+
+
+class FakeZeroGPU(accel.Contract):
+    """ZeroGPU's contract (accel.Contract: pickled arguments and results, CPU results, durations evaluated),
+    and its quota refusal when `refuse` holds a message."""
+
+    refuse: str | None = None
+
+    def before(self, name: str) -> None:
+        if self.refuse:
+            raise gr.Error(self.refuse, title="ZeroGPU quota exceeded")
+
+
+@pytest.fixture
+def fake_zerogpu():
+    """Every task wrapped in a FakeZeroGPU for the test; wrapped back in spaces.GPU afterwards."""
+    import spaces
+
+    fake = FakeZeroGPU()
+    for task in accel.TASKS.values():
+        task.wrap(fake)
+    yield fake
+    for task in accel.TASKS.values():
+        task.wrap(spaces.GPU)
+
+
+def _upload(tmp_path):
+    path = tmp_path / "upload.png"
+    Image.effect_mandelbrot((120, 90), (-2, -1.2, 1, 1.2), 40).convert("RGB").save(path)
+    return path
+
+
+def test_the_app_starts_and_predicts_with_spaces_wrapping_every_model_call(app, tmp_path, cifar_root):
+    import sys
+
+    rt, c = app
+    assert "spaces" in sys.modules and all(t.wrapped for t in accel.TASKS.values())
+    assert set(accel.TASKS) == {"encode_images", "encode_prompts", "attention", "tower_summary"}
+    status = c.predict(api_name="/status")[0]
+    assert "runs on **CPU, fp32**" in status
+    zs, data = rt.service(), open_cifar100(cifar_root)
+    for image, served in ((data.image(15), lambda: c.predict(15, 5, api_name="/predict_index")[2]),
+                          (Image.open(_upload(tmp_path)).convert("RGB"),
+                           lambda: c.predict(handle_file(str(_upload(tmp_path))), 5, api_name="/predict_image")[1])):
+        _, row = notebook_top5(zs.loaded.model, zs.loaded.preprocess, image, CIFAR100_CLASSES)  # [100]
+        every = dict(zip(CIFAR100_CLASSES, row.tolist()))
+        got = [(x["label"], x["confidence"]) for x in served()["confidences"]]
+        assert [lab for lab, _ in got] == sorted(every, key=every.get, reverse=True)[:5]
+        assert max(abs(p - every[lab]) for lab, p in got) <= 1e-5
+
+
+def test_under_zerogpus_contract_predictions_are_unchanged(app, fake_zerogpu, tmp_path):
+    rt, c = app
+    zs, upload = rt.service(), Image.open(_upload(tmp_path)).convert("RGB")
+    _, row = notebook_top5(zs.loaded.model, zs.loaded.preprocess, upload, CIFAR100_CLASSES)  # [100]
+    got = c.predict(handle_file(str(_upload(tmp_path))), 5, api_name="/predict_image")[1]["confidences"]
+    assert max(abs(x["confidence"] - row[CIFAR100_CLASSES.index(x["label"])].item()) for x in got) <= 1e-5
+    assert [name for name, _ in fake_zerogpu.calls] == ["encode_images"]  # the labels were encoded at start-up
+    c.predict("a b c\nd e f", "a photo of a {}", api_name="/set_labels")  # new labels: one prompt task
+    c.predict(3, 5, api_name="/predict_index")  # an image not yet encoded: one image task
+    c.predict("rollout", "mean", api_name="/attention")  # the attention view of that image
+    c.predict(1, api_name="/architecture")  # torchinfo summaries of both towers
+    names = [name for name, _ in fake_zerogpu.calls]
+    assert names[1:] == ["encode_prompts", "encode_images", "attention", "tower_summary", "tower_summary"], names
+    assert all(isinstance(s, int) and 10 <= s <= 60 for _, s in fake_zerogpu.calls)  # every duration evaluated
+
+
+def test_a_zerogpu_refusal_reaches_the_visitor_as_a_sentence(app, fake_zerogpu, tmp_path):
+    _, c = app
+    fake_zerogpu.refuse = "You have exceeded your free GPU quota (30s requested vs. 4s left). <a href='x'>Try again</a> in 0:12:00."
+    with pytest.raises(Exception) as err:
+        c.predict(handle_file(str(_upload(tmp_path))), 5, api_name="/predict_image")
+    message = str(err.value)
+    assert GPU_REFUSALS["ZeroGPU quota exceeded"] in message
+    assert "ZeroGPU said: You have exceeded your free GPU quota (30s requested vs. 4s left). Try again in 0:12:00." \
+        in message and "<a" not in message
+    fake_zerogpu.refuse = None
+    assert c.predict(api_name="/ping") == "pong"
+
+
+@pytest.mark.parametrize("env, device", [
+    ({}, "auto"),
+    ({"SPACES_ZERO_GPU": "true"}, "zerogpu"),  # what Hugging Face sets on ZeroGPU hardware
+    ({"SPACES_ZERO_GPU": "true", "CLIPDEMO_DEVICE": "cpu"}, "cpu"),  # the setting wins
+    ({"CLIPDEMO_DEVICE": "CUDA"}, "cuda"),
+])
+def test_one_setting_chooses_the_path(env, device):
+    assert from_env(env).device == device
+    path = accel.path_for(device)
+    assert path.name == {"auto": "cpu", "zerogpu": "zerogpu", "cpu": "cpu", "cuda": "cuda"}[device]
+    assert path.onnx == (path.name == "cpu") and path.load_before_launch == (path.name == "zerogpu")
+
+
+def test_a_wrong_device_setting_is_a_sentence():
+    with pytest.raises(ValueError, match="CLIPDEMO_DEVICE must be auto, cpu, cuda or zerogpu, not 'tpu'"):
+        from_env({"CLIPDEMO_DEVICE": "tpu"})
+
+
+def test_zerogpu_on_a_machine_without_cuda_says_why():
+    from clipdemo.model import resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="ZeroGPU was asked for"):
+        resolve_device("zerogpu")
+
+
+def test_loading_before_launch_ends_ready_or_failed(tiny_ckpts, tmp_path, cifar_root):
+    """ZeroGPU's start: the model is loaded before `start` returns (here on CPU), the rest in the background."""
+    from clipdemo.runtime import ModelState, Runtime
+
+    rt = Runtime(Settings(weights=str(tiny_ckpts["state_dict"]), cache_dir=tmp_path, data_root=cifar_root,
+                          allow_download=False))
+    rt.start(wait_for_model=True)
+    assert rt.status.state is ModelState.READY and rt.service() is not None
+    rt.settle(60)
+    broken = Runtime(Settings(weights=str(tmp_path / "missing.pt"), cache_dir=tmp_path, data_root=cifar_root,
+                              allow_download=False))
+    broken.start(wait_for_model=True)
+    assert broken.status.state is ModelState.FAILED and "missing.pt" in broken.status.message
+    assert broken.settled
