@@ -1,69 +1,114 @@
-"""CUDA check, prepared for a lent GPU: the fp16 path (as `clip.load` runs it on CUDA) against fp32.
+"""CUDA check, prepared for a lent GPU: the app's GPU tasks (what ZeroGPU schedules) on CUDA, fp16 vs fp32.
 
-Runs a full-size ViT-B/32 with seeded random weights (or CLIPDEMO_WEIGHTS when given) on the GPU in
-fp16 and in fp32 on the same inputs, and prints: feature cosine (image and text), top-5 agreement
-over 100 CIFAR-100 labels, and batch-256 image throughput for both. Exits 2 without a CUDA device.
+Builds two services on the GPU: fp16 (as `clip.load` runs CUDA, and as the ZeroGPU path does, with its
+batch sizes) and fp32, from the same full-size ViT-B/32 with seeded random weights (or CLIPDEMO_WEIGHTS).
+Every model call goes through `clipdemo.accel`'s tasks wrapped in `accel.Contract`, a stand-in for
+`spaces.GPU` that keeps ZeroGPU's contract (arguments and results pickled, no CUDA tensor returned,
+each duration evaluated). Prints: feature cosine fp16 vs fp32 (image, text), top-1/top-5 agreement
+over the 100 CIFAR-100 labels, the attention and torchinfo tasks, evaluation throughput over a
+synthetic CIFAR-100 test split (10,000 images, the real on-disk format; accuracy is meaningless on
+random weights), and each task's longest call against the duration it asked ZeroGPU for. Exits 2
+without CUDA. Needs no gradio (run where only torch is installed).
 
-    .venv/bin/python -m bench.gpu_check [--images 512]
+    .venv/bin/python -m bench.gpu_check [--images 512] [--eval 10000]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import sys
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import torch
-
-from clipdemo import engine
-from clipdemo.model import load_model
-from clipdemo.presets import CIFAR100_CLASSES, SINGLE_TEMPLATE
-
-
-def throughput(model, pixels: torch.Tensor, batch: int = 256, reps: int = 5) -> float:
-    with torch.inference_mode():
-        model.encode_image(pixels[:batch])
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        for _ in range(reps):
-            model.encode_image(pixels[:batch])
-        torch.cuda.synchronize()
-    return batch * reps / (time.perf_counter() - t)
 
 
 def main() -> int:
     warnings.filterwarnings("ignore")  # third-party deprecation noise would bury the figures
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=512)
+    ap.add_argument("--eval", type=int, default=10_000, help="CIFAR-100 test images to evaluate (1..10000)")
+    ap.add_argument("--device", default="cuda", help="cuda; cpu only to try the script itself (figures meaningless)")
     args = ap.parse_args()
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu_check: no CUDA device here; run it on a lent GPU machine.", file=sys.stderr)
         return 2
+    from clipdemo import accel
+    from clipdemo.data import open_cifar100
+    from clipdemo.evaluate import evaluate
+    from clipdemo.fakes import cifar_checksums, write_cifar100
+    from clipdemo.model import load_model
+    from clipdemo.presets import CIFAR100_CLASSES, SINGLE_TEMPLATE
+    from clipdemo.service import ZeroShot
+
+    contract = accel.Contract()
+    for task in accel.TASKS.values():
+        task.wrap(contract)
+    timed: dict[str, list[tuple[float, int]]] = collections.defaultdict(list)  # task -> [(seconds, asked)]
+    for name, task in accel.TASKS.items():
+        def timing(*a, _run=task.run, _name=name, **k):
+            t = time.perf_counter()
+            out = _run(*a, **k)
+            timed[_name].append((time.perf_counter() - t, contract.calls[-1][1]))
+            return out
+        task.run = timing
+
     weights = os.environ.get("CLIPDEMO_WEIGHTS", "random")
-    fp16 = load_model(weights, device="cuda")
-    fp32 = load_model(weights, device="cuda")
-    fp32.model.float()
-    print(f"device: {torch.cuda.get_device_name()}; weights: {fp16.info.label}; dtypes {fp16.dtype} vs {fp32.dtype}")
-    g = torch.Generator().manual_seed(0)
-    pixels = torch.randn(max(args.images, 256), 3, 224, 224, generator=g).cuda()  # normalised-range inputs
-    with torch.inference_mode():
-        img16 = engine.image_features(fp16.model, pixels[: args.images])
-        img32 = engine.image_features(fp32.model, pixels[: args.images])
-    txt16 = engine.text_features(fp16.model, CIFAR100_CLASSES, SINGLE_TEMPLATE, device="cuda")
-    txt32 = engine.text_features(fp32.model, CIFAR100_CLASSES, SINGLE_TEMPLATE, device="cuda")
-    cos_img = (img16 * img32).sum(-1)  # [N]
-    cos_txt = (txt16 * txt32).sum(-1)  # [100]
-    top16 = engine.probabilities(img16, txt16).topk(5).indices  # [N, 5]
-    top32 = engine.probabilities(img32, txt32).topk(5).indices
-    top1_agree = (top16[:, 0] == top32[:, 0]).float().mean().item()
-    top5_overlap = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(top16, top32)) / (5 * len(top16))
-    print(f"image feature cosine fp16 vs fp32: min {cos_img.min():.5f}, mean {cos_img.mean():.5f}")
-    print(f"text feature cosine fp16 vs fp32:  min {cos_txt.min():.5f}, mean {cos_txt.mean():.5f}")
-    print(f"top-1 agreement {100 * top1_agree:.1f}%, top-5 overlap {100 * top5_overlap:.1f}% ({len(top16)} images)")
-    t16, t32 = throughput(fp16.model, pixels), throughput(fp32.model, pixels)
-    print(f"batch-256 image throughput: fp16 {t16:,.0f} img/s, fp32 {t32:,.0f} img/s ({t16 / t32:.2f}x)")
+    fp16 = ZeroShot(load_model(weights, device=args.device), path=accel.PATHS["zerogpu"])
+    loaded32 = load_model(weights, device=args.device)
+    loaded32.model.float()
+    fp32 = ZeroShot(loaded32, path=accel.PATHS["cuda"])
+    gpu = torch.cuda.get_device_name() if args.device == "cuda" else "CPU (a trial of the script)"
+    print(f"device: {gpu}; torch {torch.__version__}; Python {sys.version.split()[0]}")
+    print(f"weights: {fp16.info.label}; dtypes {fp16.dtype} vs {fp32.dtype}; tasks wrapped: {', '.join(accel.TASKS)}")
+
+    pixels = torch.randn(args.images, 3, 224, 224, generator=torch.Generator().manual_seed(0))  # [N, 3, 224, 224]
+    img16 = torch.cat([fp16.encode_pixels(pixels[i:i + 256]) for i in range(0, len(pixels), 256)])  # [N, 512]
+    img32 = torch.cat([fp32.encode_pixels(pixels[i:i + 256]) for i in range(0, len(pixels), 256)])
+    labels = tuple(CIFAR100_CLASSES)
+    txt16 = fp16.text_features(labels, SINGLE_TEMPLATE)  # [100, 512]
+    txt32 = fp32.text_features(labels, SINGLE_TEMPLATE)
+    cos_img, cos_txt = (img16 * img32).sum(-1), (txt16 * txt32).sum(-1)
+    top16 = (100 * img16 @ txt16.T).topk(5).indices  # [N, 5]
+    top32 = (100 * img32 @ txt32.T).topk(5).indices
+    top1 = (top16[:, 0] == top32[:, 0]).float().mean().item()
+    top5 = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(top16, top32)) / (5 * len(top16))
+    same5 = (top16 == top32).all(-1).float().mean().item()
+    print(f"image feature cosine fp16 vs fp32: min {cos_img.min():.6f} (1 - cos at most {(1 - cos_img).max():.1e}), "
+          f"{len(img16)} images")
+    print(f"text feature cosine fp16 vs fp32:  min {cos_txt.min():.6f} (1 - cos at most {(1 - cos_txt).max():.1e}), "
+          "100 prompts")
+    print(f"top-1 agreement {100 * top1:.1f}%, top-5 set overlap {100 * top5:.1f}%, identical ranked top-5 "
+          f"{100 * same5:.1f}%")
+
+    from PIL import Image
+
+    picture = Image.effect_mandelbrot((320, 240), (-2, -1.2, 1, 1.2), 60).convert("RGB")
+    trace = fp16.vision_trace(picture, "mandelbrot")
+    summary = fp16.tower_summary("visual", 2)
+    print(f"attention task: {tuple(trace.attentions.shape)} on {trace.attentions.device}; torchinfo task: "
+          f"{summary.total_params:,} parameters in the vision tower")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        md5 = write_cifar100(Path(tmp))
+        with cifar_checksums(md5):
+            data = open_cifar100(Path(tmp))
+        indices = list(range(min(max(args.eval, 1), len(data))))
+        for name, zs in (("fp16", fp16), ("fp32", fp32)):
+            t = time.perf_counter()
+            (result,) = evaluate(zs, data, indices, ("single",), batch_size=zs.bulk_images, workers=4)
+            secs = time.perf_counter() - t
+            print(f"evaluation {name}: {len(indices):,} images in {secs:.1f} s = {len(indices) / secs:,.0f} images/s "
+                  f"end to end (decode, resize, {zs.bulk_images}-image GPU tasks, scoring); top-1 "
+                  f"{100 * result.top1:.1f}% on synthetic images and random weights (meaningless)")
+    for name, rows in timed.items():
+        worst = max(rows, key=lambda r: r[0] / r[1])
+        print(f"task {name}: {len(rows)} calls, longest {max(s for s, _ in rows):.2f} s; worst use of its asked "
+              f"duration {worst[0]:.2f} s of {worst[1]} s")
     return 0
 
 

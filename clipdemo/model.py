@@ -3,15 +3,14 @@
 Holds: `ClipConfig` (architecture hyper-parameters, derived from weights as `clip.model.build_model`
 does, with named presets), `WeightsInfo` (where the weights came from), `LoadedModel` (model +
 preprocess + device + dtype + info), `load_model`, `build_random` and `resolve_device`.
-Holds no inference math (see `clipdemo.engine`) and no download code (see `clipdemo.weights`).
+Holds no inference math (see `clipdemo.engine`), no download code (`clipdemo.download`) and no file
+parsing (`clipdemo.checkpoints`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import warnings
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,9 @@ import torch
 from ._clip import import_clip
 
 from .progress import ProgressFn
-from .weights import WEIGHT_SOURCES, WeightsError, WeightsInfo, fetch, known_release, sha256_file
+from .checkpoints import read_checkpoint
+from .download import fetch
+from .weights import WEIGHT_SOURCES, WeightsError, WeightsInfo, known_release, sha256_file
 
 __all__ = ["ClipConfig", "PRESETS", "WeightsInfo", "LoadedModel", "WeightsError", "load_model",
            "build_random", "resolve_device", "load_checkpoint", "random_preset"]
@@ -162,29 +163,6 @@ def build_random(config: ClipConfig = PRESETS["ViT-B/32"], seed: int = 0) -> tor
         return clip.model.CLIP(**fields).eval()
 
 
-def _is_torchscript(path: Path) -> bool:
-    """TorchScript archives are zip files with a `code/` folder; torch.save files have none."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as zf:
-        return any("/code/" in n or n.startswith("code/") for n in zf.namelist())
-
-
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Load a plain state dict with `weights_only=True` (never unpickles code)."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except Exception as exc:  # untrusted bytes: the weights_only unpickler raises many types (IndexError too)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path.name} is not a loadable checkpoint (corrupt, truncated, or refused as "
-                           f"unsafe by weights_only loading): {first}") from exc
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsError(f"{path.name} does not hold a state dict of tensors.")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
-
-
 def build_from_state_dict(sd: dict[str, torch.Tensor], device: torch.device) -> tuple[torch.nn.Module, ClipConfig]:
     """The model `clip.load` / `clip.model.build_model` make from `sd`, without their extra copies.
 
@@ -221,45 +199,10 @@ def build_from_state_dict(sd: dict[str, torch.Tensor], device: torch.device) -> 
     return model.eval(), config
 
 
-def _is_safetensors(path: Path) -> bool:
-    """safetensors files start with an 8-byte little-endian header length and a JSON header."""
-    with open(path, "rb") as f:
-        head = f.read(9)
-    return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= path.stat().st_size
-
-
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """A safetensors file's tensors: plain data, no pickle at all."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path.name} is not a readable safetensors file: {exc}") from exc
-
-
-def _read_torchscript(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a TorchScript archive (the official checkpoint format), as `clip.load` reads them."""
-    try:
-        with warnings.catch_warnings():  # torch 2.14 marks torch.jit.load as deprecated
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            archive = torch.jit.load(str(path), map_location="cpu")
-    except Exception as exc:  # torch.jit.load raises various types for a bad archive
-        raise WeightsError(f"{path.name} looks like a TorchScript archive but cannot be read: {exc}") from exc
-    return dict(archive.state_dict())
-
-
 def load_checkpoint(path: Path, device: torch.device) -> tuple[torch.nn.Module, ClipConfig]:
     """Build a CLIP model from a TorchScript archive (the official format), a safetensors file (open_clip's, on
     the Hub) or a torch.save state dict, told apart by their bytes."""
-    if not path.is_file():
-        raise WeightsError(f"Checkpoint {path} does not exist.")
-    if _is_torchscript(path):
-        sd = _read_torchscript(path)
-    else:
-        sd = _read_safetensors(path) if _is_safetensors(path) else _read_state_dict(path)
-    return build_from_state_dict(sd, device)
+    return build_from_state_dict(read_checkpoint(path), device)
 
 
 def random_preset(weights: str) -> str | None:

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from clipdemo.model import PRESETS, build_random, load_model
-from clipdemo.weights import WEIGHT_SOURCES, Mirror, WeightsError, WeightSource, fetch
+from clipdemo.weights import WEIGHT_SOURCES, Mirror, WeightsError, WeightSource
+from clipdemo.download import fetch
 from fixtures import loopback_server
 
 HUB = WEIGHT_SOURCES["ViT-B/32"].mirrors[0]  # the pinned safetensors file the Space preloads

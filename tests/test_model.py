@@ -93,7 +93,7 @@ def test_wrong_architecture_and_missing_file(tmp_path):
 
 def test_device_choice():
     assert resolve_device("cpu") == torch.device("cpu")
-    with pytest.raises(ValueError, match="Unknown device 'tpu'; choose auto, cpu or cuda"):
+    with pytest.raises(ValueError, match="Unknown device 'tpu'; choose auto, cpu, cuda or zerogpu"):
         resolve_device("tpu")
     if not torch.cuda.is_available():
         assert resolve_device("auto") == torch.device("cpu")

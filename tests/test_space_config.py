@@ -1,5 +1,6 @@
 """The Space settings: space.yaml, README front matter and the gradio pin agree."""
 
+import re
 from pathlib import Path
 
 import yaml
@@ -7,18 +8,48 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _front_matter() -> dict:
+    readme = (ROOT / "README.md").read_text()
+    assert readme.startswith("---\n")
+    return yaml.safe_load(readme.split("---\n")[1])
+
+
 def test_space_yaml_matches_readme_front_matter_and_pins():
     import gradio
 
     space = yaml.safe_load((ROOT / "space.yaml").read_text())
-    readme = (ROOT / "README.md").read_text()
-    assert readme.startswith("---\n")
-    front = yaml.safe_load(readme.split("---\n")[1])
-    assert front == space
-    assert space["sdk"] == "gradio" and space["app_file"] == "app.py" and space["python_version"] == "3.11"
+    assert _front_matter() == space
+    assert space["sdk"] == "gradio" and space["app_file"] == "app.py"
     pins = dict(line.split("==") for line in (ROOT / "requirements.txt").read_text().splitlines()
                 if "==" in line and not line.startswith("#"))
     assert space["sdk_version"] == pins["gradio"] == gradio.__version__
+
+
+# ZeroGPU's supported Pythons (hub docs, spaces-zerogpu.md, 2026): the CPU hardware takes any 3.x.
+ZEROGPU_PYTHONS = {"3.10.13", "3.12.12"}
+DURATION = re.compile(r"\d+(s|m|h)")  # "30m", "1h": the Hub's duration strings
+
+
+def test_front_matter_follows_the_hub_rules():
+    front = _front_matter()
+    assert len(front["short_description"]) <= 60  # the Hub refuses longer
+    assert str(front["python_version"]) in ZEROGPU_PYTHONS  # accepted by ZeroGPU and by the CPU hardware
+    assert DURATION.fullmatch(str(front["startup_duration_timeout"]))
+    assert {"clip", "zero-shot-image-classification"} <= set(front["tags"])
+    assert front["suggested_hardware"] in {"cpu-basic", "cpu-upgrade", "zero-a10g"}
+
+
+def test_preload_names_a_pinned_file_of_the_weights_registry():
+    from clipdemo.weights import WEIGHT_SOURCES
+
+    front = _front_matter()
+    (entry,) = front["preload_from_hub"]
+    repo, files, revision = entry.split(" ")
+    hub = [m for m in WEIGHT_SOURCES["ViT-B/32"].mirrors if m.repo_id is not None]
+    assert (repo, files, revision) == (hub[0].repo_id, hub[0].filename, hub[0].revision)
+    assert WEIGHT_SOURCES["ViT-B/32"].mirrors[0] == hub[0]  # the preloaded file is the chain's first, found offline
+    assert len(revision) == 40 and int(revision, 16) >= 0  # a commit, never a branch
+    assert front["models"] == [repo]
 
 
 def test_app_py_is_thin_and_has_no_import_side_effects():

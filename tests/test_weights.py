@@ -5,7 +5,8 @@ import hashlib
 import pytest
 
 from clipdemo.model import load_model
-from clipdemo.weights import KNOWN_RELEASES, WEIGHT_SOURCES, Mirror, WeightsError, WeightSource, fetch
+from clipdemo.weights import KNOWN_RELEASES, WEIGHT_SOURCES, Mirror, WeightsError, WeightSource
+from clipdemo.download import fetch
 from fixtures import loopback_server
 
 
