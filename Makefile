@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast bench audit venv clean
+.PHONY: run test test-fast test-real bench audit venv clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,10 @@ test: $(STAMP)
 # Everything but the slow end-to-end tests, for quick edit-test loops.
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Only the acceptance tests on the real weights and data (fetched where the network allows), with a table.
+test-real: $(STAMP)
+	CLIPDEMO_DOWNLOAD=1 $(PY) -m pytest -m real -rs $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache

@@ -4,8 +4,10 @@ Builds two services on the GPU: fp16 (as `clip.load` runs CUDA, and as the ZeroG
 batch sizes) and fp32, from the same full-size ViT-B/32 with seeded random weights (or CLIPDEMO_WEIGHTS).
 Every model call goes through `clipdemo.accel`'s tasks wrapped in `accel.Contract`, a stand-in for
 `spaces.GPU` that keeps ZeroGPU's contract (arguments and results pickled, no CUDA tensor returned,
-each duration evaluated). Prints: feature cosine fp16 vs fp32 (image, text), top-1/top-5 agreement
-over the 100 CIFAR-100 labels, the attention and torchinfo tasks, evaluation throughput over a
+each duration evaluated). Installs and downloads nothing. Prints: feature cosine fp16 vs fp32 (image,
+text), top-1/top-5 agreement over the 100 CIFAR-100 labels, the notebook's code against the app's
+service on CUDA, which self-checks (`clipdemo.selfcheck`) can run there and, when the real weights and
+data are present, their table; the attention and torchinfo tasks, evaluation throughput over a
 synthetic CIFAR-100 test split (10,000 images, the real on-disk format; accuracy is meaningless on
 random weights), and each task's longest call against the duration it asked ZeroGPU for. Exits 2
 without CUDA. Needs no gradio (run where only torch is installed).
@@ -87,7 +89,22 @@ def main() -> int:
 
     from PIL import Image
 
+    from clipdemo import selfcheck
+    from clipdemo.notebook import notebook_top5
+    from clipdemo.settings import from_env
+
     picture = Image.effect_mandelbrot((320, 240), (-2, -1.2, 1, 1.2), 60).convert("RGB")
+    _, row = notebook_top5(fp16.loaded.model, fp16.loaded.preprocess, picture, CIFAR100_CLASSES, device=args.device)
+    served = fp16.predict(picture, labels, SINGLE_TEMPLATE)
+    diff = max(abs(p - row[i].item()) for i, p in enumerate(served.probs))  # the same label order
+    print(f"parity on {args.device} ({fp16.dtype}): the notebook's code vs the app's service, 100 labels: max probability "
+          f"difference {diff:.1e}")
+    root = from_env().data_root
+    weights_why, data_why = selfcheck.not_real_weights(fp16.info), selfcheck.not_real_data(root)
+    print(f"real-file checks (index 15, accuracies): {'can run' if not (weights_why or data_why) else 'cannot run here'}"
+          f" - weights: {weights_why or 'the published ViT-B/32'}; data: {data_why or 'the real CIFAR-100'}")
+    if not (weights_why or data_why):
+        print(selfcheck.table(selfcheck.full_checks(fp16, open_cifar100(root), workers=8)))
     trace = fp16.vision_trace(picture, "mandelbrot")
     summary = fp16.tower_summary("visual", 2)
     print(f"attention task: {tuple(trace.attentions.shape)} on {trace.attentions.device}; torchinfo task: "

@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", type=Path, required=True)
     _model_args(x)
     x.set_defaults(func=cmd_export_onnx)
+
+    c = sub.add_parser("selfcheck", help="check the real ViT-B/32 on the real CIFAR-100 against the published figures")
+    c.add_argument("--cifar10", type=Path, help="a folder holding cifar-10-batches-py/ (optional check)")
+    _model_args(c)
+    c.set_defaults(func=cmd_selfcheck)
     return parser
 
 
@@ -259,6 +264,24 @@ def cmd_export_onnx(args: argparse.Namespace, cfg: settings_mod.Settings) -> int
     zs.export_onnx(args.out)
     print(f"Exported the vision tower of {zs.info.label} to {args.out}")
     return 0
+
+
+def cmd_selfcheck(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
+    from . import selfcheck
+    from .data import open_cifar10
+
+    zs = _load(args, cfg, batch_work=True)
+    if reason := selfcheck.not_real_weights(zs.info):
+        raise ValueError(reason)
+    data = open_cifar100(cfg.data_root, download=cfg.allow_download)  # downloaded where allowed, then checked
+    if reason := selfcheck.not_real_data(cfg.data_root):
+        raise ValueError(reason)
+    bar, update = _tqdm_progress("self-check")
+    checks = selfcheck.full_checks(zs, data, progress=update,
+                                   cifar10=open_cifar10(args.cifar10) if args.cifar10 else None)
+    bar.close()
+    print(selfcheck.table(checks))
+    return 0 if all(c.passed is not False for c in checks) else 1
 
 
 def main(argv: list[str] | None = None) -> int:

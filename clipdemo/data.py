@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-__all__ = ["DataError", "Cifar100", "open_cifar100", "TEST_SIZE"]
+__all__ = ["DataError", "Cifar100", "open_cifar100", "open_cifar10", "TEST_SIZE"]
 
 log = logging.getLogger(__name__)
 TEST_SIZE = 10_000
@@ -76,3 +76,14 @@ def open_cifar100(root: Path, *, download: bool = False) -> Cifar100:
         ) from exc
     log.info("opened CIFAR-100 test split under %s (%d images)", root, len(ds))
     return Cifar100(ds, root)
+
+
+def open_cifar10(root: Path) -> Cifar100 | None:
+    """The CIFAR-10 test split under `root` (same wrapper: `image`, `target`, `classes`), or None when absent or
+    corrupt; never downloaded (only the self-check uses it)."""
+    from torchvision.datasets import CIFAR10
+
+    try:
+        return Cifar100(CIFAR10(root=str(Path(root).expanduser()), train=False, download=False), Path(root))
+    except Exception:  # noqa: BLE001 - torchvision raises RuntimeError for missing or corrupt files
+        return None

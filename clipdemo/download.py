@@ -94,6 +94,8 @@ def _hub_download(mirror: Mirror, hf_cache: Path, timeout: float, progress: Prog
     """Fetch a Hub mirror into the Hugging Face cache (resumable; shared with `preload_from_hub`); verify."""
     from huggingface_hub import hf_hub_download
 
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+        raise WeightsError("HF_HUB_OFFLINE is set: the Hub is not asked")
     endpoint = mirror.endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
     if (why := _reachable(endpoint, min(timeout, PROBE_TIMEOUT_S), probed)) is not None:
         raise WeightsError(why)

@@ -204,7 +204,8 @@ def score(image_feats: torch.Tensor, targets: torch.Tensor, text_feats: torch.Te
 
 def evaluate(zs: ZeroShot, data: Cifar100, indices: list[int], settings: tuple[str, ...], *,
              classes: tuple[str, ...] | None = None, batch_size: int = 64, workers: int = 0,
-             progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None) -> list[EvalResult]:
+             progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
+             priority: Priority = Priority.INTERACTIVE) -> list[EvalResult]:
     """Zero-shot accuracy on `indices` for each template setting in `settings` ("single", "cifar18").
 
     Image features come from the store (encoded once, shared by every setting and later runs); only
@@ -215,7 +216,7 @@ def evaluate(zs: ZeroShot, data: Cifar100, indices: list[int], settings: tuple[s
         raise ValueError(f"Evaluation needs one label per CIFAR-100 class ({len(data.classes)}), got {len(classes)}.")
     start = time.perf_counter()
     encoded = encode_split(zs, data, indices, batch_size=batch_size, workers=workers, progress=progress,
-                           should_stop=should_stop)
+                           should_stop=should_stop, priority=priority)
     feats = zs.cifar.gather(indices)  # [N, D]
     targets = torch.tensor([data.target(i) for i in indices])  # [N]
     rate = (encoded or len(indices)) / max(time.perf_counter() - start, 1e-9)

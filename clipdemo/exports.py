@@ -1,6 +1,6 @@
 """Results as files to download: a prediction or an evaluation as CSV and JSON, in a self-cleaning folder.
 
-Holds `results_dir` (a temp folder whose files older than an hour are removed), `prediction_files` and
+Holds `results_dir` (a temp folder whose files older than ten minutes are removed), `prediction_files` and
 `evaluation_files`. Text cells that a spreadsheet would run as formulas are defused. No gradio here.
 """
 
@@ -20,7 +20,7 @@ from .prediction import Prediction
 __all__ = ["results_dir", "prediction_files", "evaluation_files"]
 
 RESULTS_DIR_NAME = "clipdemo-results"
-RESULTS_MAX_AGE_S = 3600
+RESULTS_MAX_AGE_S = 600  # Gradio copies each file into its own cache as the answer is sent; ten minutes is ample
 PRUNE_EVERY_S = 60
 
 
@@ -33,13 +33,13 @@ _last_prune = [0.0]  # when results_dir last looked for old files (monotonic sec
 
 
 def results_dir() -> Path:
-    """The folder for files offered as downloads; files older than an hour are removed (looked for at
+    """The folder for files offered as downloads; files older than ten minutes are removed (looked for at
     most once a minute, so a busy Space does not stat the whole folder on every prediction)."""
     folder = Path(tempfile.gettempdir()) / RESULTS_DIR_NAME
     folder.mkdir(exist_ok=True)
     if time.monotonic() - _last_prune[0] >= PRUNE_EVERY_S:
         _last_prune[0] = time.monotonic()
-        sweep(folder, RESULTS_MAX_AGE_S)  # bounded: files older than an hour are removed
+        sweep(folder, RESULTS_MAX_AGE_S)  # bounded: files older than ten minutes are removed
     return folder
 
 

@@ -2,7 +2,8 @@
 
 Holds: `Runtime`, which loads the model on a thread (so the page is served meanwhile) through
 `clipdemo.startup`, reports load progress and failures as a `ModelStatus` with a `ModelState`, opens
-CIFAR-100 on first use, and encodes the default label set once the model is ready. Shared by every
+CIFAR-100 on first use, encodes the default label set once the model is ready, and, on the real
+weights and data, runs the cheap self-check (`clipdemo.selfcheck`) in the background. Shared by every
 session; holds nothing per user (per-session label sets live in the UI's `gr.State`). No gradio here,
 and no model calls: those go through the `ZeroShot` service it hands out.
 """
@@ -15,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from . import startup
+from . import selfcheck, startup
 from .data import Cifar100, DataError, open_cifar100
 from .model import PRESETS, ClipConfig, LoadedModel, WeightsError, load_model, random_preset
 from .presets import LABEL_PRESETS, TEMPLATE_SETS
@@ -65,6 +66,7 @@ class Runtime:
             self._ready.set()
         self._arch: ZeroShot | None = None
         self._data: Cifar100 | None = None
+        self.checks: list[selfcheck.Check] | None = None  # the self-check's results, on the real files only
         self._data_error: tuple[float, str] | None = None
 
     # -- model ---------------------------------------------------------------------------------
@@ -115,12 +117,27 @@ class Runtime:
         return True
 
     def _after_load(self) -> None:
-        """The start-up work after the model: the image backend, stored features, and the dataset."""
+        """The start-up work after the model: the image backend, stored features, the dataset, the self-check."""
         startup.speed_up(self._zs, self.settings)
         try:
             self.dataset()  # open (or download) CIFAR-100 now rather than on a visitor's first click
         except DataError as exc:
             log.warning("%s", exc)
+            return
+        self._self_check()
+
+    def _self_check(self) -> None:
+        """On the real weights and data only, and where start-up may run the model: the cheap self-check
+        (`selfcheck.cheap_checks`), as bulk work. A failure to run is logged and shown, never raised."""
+        zs = self._zs
+        if not zs.path.warm_up or selfcheck.not_real_weights(zs.info) or selfcheck.not_real_data(self.settings.data_root):
+            return
+        try:
+            self.checks = selfcheck.cheap_checks(zs, self._data)
+            log.info("self-check:\n%s", selfcheck.table(self.checks))
+        except Exception as exc:  # noqa: BLE001 - a self-check must never take the Space down
+            log.exception("the self-check could not run")
+            self.checks = [selfcheck.Check("self-check", "-", f"could not run: {exc}", "-", False)]
 
     def _fail(self, message: str) -> None:
         log.error("model not loaded: %s", message)

@@ -40,3 +40,15 @@ def cifar_root(tmp_path_factory) -> Path:
     md5 = write_cifar100(root)
     with cifar_checksums(md5):
         yield root
+
+
+def pytest_terminal_summary(terminalreporter):
+    """After a run of the `real` tests, their results as one table (reference, measured, difference, pass)."""
+    import sys
+
+    real = sys.modules.get("test_real")
+    if real is not None and real.CHECKS:
+        from clipdemo.selfcheck import table
+
+        terminalreporter.section("real weights and data against the published figures")
+        terminalreporter.write_line(table(real.CHECKS))

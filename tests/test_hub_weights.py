@@ -80,6 +80,12 @@ def test_a_tampered_preloaded_file_is_refused_and_removed(tmp_path, monkeypatch,
     assert not link.exists() and not blob_path.exists()
 
 
+def test_hf_hub_offline_asks_no_host(tmp_path, monkeypatch, no_network):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsError, match="HF_HUB_OFFLINE is set: the Hub is not asked"):
+        fetch(WeightSource("hub", (HUB,)), tmp_path / "cache", hf_cache=tmp_path / "hf")
+
+
 def _hub_mirror(base: str, blob: bytes, name="w.safetensors") -> Mirror:
     return Mirror(name, hashlib.sha256(blob).hexdigest(), "safetensors", repo_id="org/tiny-clip",
                   revision="0123456789abcdef0123456789abcdef01234567", endpoint=base)

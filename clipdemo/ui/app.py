@@ -50,8 +50,8 @@ def build_app(runtime: Runtime) -> gr.Blocks:
             LabelsTab(runtime).build(labels_state)
             EvaluateTab(runtime).build()
             ArchitectureTab(runtime).build()
-            about.build()
-        status.wire(demo, status_parts, predict)
+            checks = about.build()
+        status.wire(demo, status_parts, predict, checks)
     return demo
 
 

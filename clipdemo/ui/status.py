@@ -2,16 +2,18 @@
 
 Holds `StatusLine` (`status()` returning a `StatusView`, polled each second until start-up work is
 done; `ping()`, a health check that never touches the model) and `build`. The status also brings the
-Predict tab's layer and head choices in line with the loaded architecture.
+Predict tab's layer and head choices in line with the loaded architecture, and shows the self-check
+(a badge with a tooltip here, a section in the About tab) once it ran on the real weights.
 """
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 import gradio as gr
 
-from .. import cpus
+from .. import cpus, selfcheck
 from ..data import DataError
 from ..runtime import ModelState, Runtime
 from .common import event, md_text
@@ -28,6 +30,7 @@ class StatusView:
     timer: gr.Timer
     layers: gr.Dropdown
     heads: gr.Dropdown
+    checks: str  # the About tab's self-check section (empty unless the real weights and data were checked)
 
 
 class StatusLine:
@@ -60,20 +63,33 @@ class StatusLine:
             line += f" · **CIFAR-100:** {len(data):,} test images" if data else ""
         except DataError as exc:
             line += f" · **CIFAR-100 unavailable:** {md_text(str(exc))}"
+        badge, about = self._checks()
         config = self.rt.config()
-        return StatusView(line, gr.Timer(active=not self.rt.settled),  # poll until the backend choice is shown too
-                          gr.Dropdown(choices=layer_choices(config)), gr.Dropdown(choices=head_choices(config)))
+        return StatusView(line + badge, gr.Timer(active=not self.rt.settled),  # poll until start-up work is done
+                          gr.Dropdown(choices=layer_choices(config)), gr.Dropdown(choices=head_choices(config)), about)
+
+    def _checks(self) -> tuple[str, str]:
+        """The self-check as a badge with a tooltip for the status line, and a section for the About tab."""
+        checks = self.rt.checks
+        if not checks:
+            return "", ""
+        lines = selfcheck.summary(checks)
+        ok = all(c.passed is not False for c in checks)
+        badge = "✓ reproduces the notebook" if ok else "⚠️ the self-check differs from the published figures"
+        tip = html.escape(" · ".join(lines), quote=True)
+        about = "### Self-check on the real weights\n" + "\n".join(f"- {md_text(x)}" for x in lines)
+        return f' · <span title="{tip}">{badge}</span>', about
 
     # -- layout and wiring -------------------------------------------------------------------------
     def build(self) -> dict:
         """Lay out the status line; returns its components for `wire` once the tabs exist."""
         return dict(line=gr.Markdown("⏳ starting…", elem_id="status"), timer=gr.Timer(1.0))
 
-    def wire(self, demo: gr.Blocks, parts: dict, predict: PredictTab) -> None:
+    def wire(self, demo: gr.Blocks, parts: dict, predict: PredictTab, checks: gr.Markdown) -> None:
         """Poll the status on page load and each second until start-up is over; `/ping` for health checks."""
         gr.on([demo.load, parts["timer"].tick],
               **event(self.status, None, dict(line=parts["line"], timer=parts["timer"], layers=predict.layer,
-                                               heads=predict.head)),
+                                               heads=predict.head, checks=checks)),
               api_name="status", queue=False)
         ping_btn, ping_out = gr.Button(visible=False), gr.Textbox(visible=False)
         ping_btn.click(self.ping, None, ping_out, api_name="ping", show_progress="hidden")

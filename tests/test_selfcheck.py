@@ -1,0 +1,174 @@
+"""The self-check's comparison logic on synthetic numbers (passing and failing), its refusals, and the
+reference data against its sources (torchvision's md5 sums)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from clipdemo import references as ref
+from clipdemo.selfcheck import (Check, accuracy_check, interval_check, not_real_data, not_real_weights,
+                                rollout_check, table, top5_check, wilson)
+from clipdemo.weights import WeightsInfo
+
+NB = ref.NOTEBOOK_TOP5  # lion 96.34, tiger 1.04, camel 0.28, lawn_mower 0.26, leopard 0.26
+
+
+def test_top5_passes_within_tolerance_and_fails_outside():
+    near = [(lab, p + 0.08) for lab, p in NB]
+    assert top5_check(near, NB, 0.1).passed
+    assert not top5_check([(lab, p + 0.12) for lab, p in NB], NB, 0.1).passed
+    assert top5_check([(lab, p + 0.4) for lab, p in NB], NB, 0.5).passed  # the CPU tolerance
+
+
+def test_top5_order_matters_except_between_neighbours_closer_than_the_tolerance():
+    swapped_far = [NB[1], NB[0], *NB[2:]]  # tiger first: never within tolerance
+    assert not top5_check(swapped_far, NB, 0.5).passed
+    assert "order differ" in top5_check(swapped_far, NB, 0.5).difference
+    swapped_close = [*NB[:3], NB[4], NB[3]]  # lawn_mower 0.26 and leopard 0.26: 0.004 points apart
+    assert top5_check(swapped_close, NB, 0.1).passed
+    other = [*NB[:4], ("cheetah", 0.26)]
+    assert not top5_check(other, NB, 0.5).passed
+
+
+def test_accuracy_and_interval_checks():
+    assert accuracy_check("x", 64.7, ref.CIFAR100_TOP1_18).passed  # 65.1 - 0.4
+    c = accuracy_check("x", 64.5, ref.CIFAR100_TOP1_18)
+    assert not c.passed and c.difference == "-0.60 pts"
+    assert accuracy_check("x", 10.0, ref.CIFAR100_BENCHMARK, None).passed is None  # information only
+    lo, hi = wilson(620, 1000)
+    assert (round(lo, 4), round(hi, 4)) == (0.5895, 0.6496)  # Wilson 95%: 62.0% of 1,000
+    assert interval_check("s", 620, 1000, ref.CIFAR100_TOP1_SINGLE).passed
+    assert not interval_check("s", 560, 1000, ref.CIFAR100_TOP1_SINGLE).passed  # 52.9%-59.0%: 62 outside
+
+
+def test_rollout_check_is_weak_but_can_fail():
+    centred = torch.zeros(7, 7)
+    centred[2:5, 2:5] = 1.0
+    assert rollout_check(centred / centred.sum()).passed
+    cornered = torch.zeros(7, 7)
+    cornered[[0, 0, 6, 6], [0, 6, 0, 6]] = 1.0
+    assert not rollout_check(cornered / cornered.sum()).passed
+
+
+def test_table_has_every_row_and_the_verdicts():
+    rows = [Check("a", "1%", "1%", "+0.00 pts", True), Check("b", "2%", "3%", "+1.00 pts", False),
+            Check("c", "4%", "4%", "+0.00 pts", None)]
+    lines = table(rows).splitlines()
+    assert lines[0].split() == ["check", "reference", "measured", "difference", "pass"]
+    assert [line.split()[-1] for line in lines[1:]] == ["yes", "NO", "info"]
+
+
+def test_refusals_name_what_is_missing(tmp_path, cifar_root):
+    random = WeightsInfo("random", "seeded", None, trained=False)
+    assert not_real_weights(random) == "these are random weights; the self-check needs the real ViT-B/32"
+    unverified = WeightsInfo("x.pt", "/x.pt", "ab" * 32, trained=True)
+    assert "not a known release" in not_real_weights(unverified)
+    assert not_real_weights(WeightsInfo("ViT-B/32", "u", ref_sha(), trained=True, release="OpenAI ViT-B/32")) is None
+    assert "cifar-100-python/test is missing" in not_real_data(tmp_path)
+    assert "not torchvision's f0ef6b0a" in not_real_data(cifar_root)  # the synthetic fixture is not the real data
+
+
+def ref_sha() -> str:
+    from clipdemo.weights import WEIGHT_SOURCES
+
+    return WEIGHT_SOURCES["ViT-B/32"].mirrors[0].sha256
+
+
+def test_md5_references_are_torchvisions():
+    """Read from torchvision's source text: the fixtures repoint the class attributes during the session."""
+    import inspect
+    import re
+
+    import torchvision.datasets.cifar as tv
+
+    source = inspect.getsource(tv)
+    for rel, md5 in {**ref.CIFAR100_MD5, **ref.CIFAR10_MD5}.items():
+        name = rel.split("/")[1]
+        assert re.search(rf'"{re.escape(name)}".{{0,80}}"{md5}"', source, re.S), (rel, md5)
+    assert 'base_folder = "cifar-100-python"' in source and 'base_folder = "cifar-10-batches-py"' in source
+
+
+def test_notebook_reference_is_the_published_one():
+    assert [lab for lab, _ in NB] == ["lion", "tiger", "camel", "lawn_mower", "leopard"]
+    assert [f"{p:.2f}" for _, p in NB] == ["96.34", "1.04", "0.28", "0.26", "0.26"]
+
+
+@pytest.mark.slow
+def test_cli_selfcheck_refuses_random_weights_in_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "clipdemo", "selfcheck", "--weights", "random", "--device", "cpu"],
+                         capture_output=True, text=True, timeout=300,
+                         env={"PATH": "/usr/bin:/bin", "CLIPDEMO_DATA": str(tmp_path), "CLIPDEMO_DOWNLOAD": "0",
+                              "HOME": str(tmp_path)})
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == \
+        "error: these are random weights; the self-check needs the real ViT-B/32"
+
+
+class _TenImages:
+    """A stand-in CIFAR-10 split: 20 images, targets 0..9 twice (the wrapper's interface)."""
+
+    def __init__(self, data):
+        self._data = data
+        self.dataset = type("D", (), {"targets": [i % 10 for i in range(20)]})()
+
+    def __len__(self) -> int:
+        return 20
+
+    def image(self, i: int):
+        return self._data.image(i)
+
+
+@pytest.mark.slow
+def test_full_checks_run_end_to_end_and_fail_loudly_on_the_wrong_model(tiny_loaded, cifar_root):
+    from clipdemo.data import open_cifar100
+    from clipdemo.selfcheck import full_checks
+    from clipdemo.service import ZeroShot
+
+    data = open_cifar100(cifar_root)
+    checks = full_checks(ZeroShot(tiny_loaded), data, cifar10=_TenImages(data))
+    assert [c.name for c in checks] == ["notebook, index 15", "attention rollout, index 15", "CIFAR-100, single prompt",
+                                        "CIFAR-100, 18 templates", "CIFAR-100, 18 templates (other recipe)",
+                                        "CIFAR-10, 18 templates"]
+    by = {c.name: c for c in checks}
+    assert by["notebook, index 15"].passed is False  # a tiny random model is not the notebook's
+    assert all(by[n].passed is False for n in ("CIFAR-100, single prompt", "CIFAR-100, 18 templates",
+                                               "CIFAR-10, 18 templates"))
+    assert by["CIFAR-100, 18 templates (other recipe)"].passed is None
+    assert "NO" in table(checks)
+
+
+@pytest.mark.slow
+def test_the_space_shows_its_self_check_only_on_real_files_and_a_failure_as_a_warning(
+        tiny_ckpts, cifar_root, tmp_path, monkeypatch):
+    from gradio_client import Client
+
+    from clipdemo import selfcheck
+    from clipdemo.runtime import Runtime
+    from clipdemo.settings import Settings
+    from clipdemo.ui.status import StatusLine
+    from uiserver import running_app
+
+    settings = Settings(weights=str(tiny_ckpts["state_dict"]), cache_dir=tmp_path, data_root=cifar_root,
+                        allow_download=False)
+    plain = Runtime(settings)
+    plain.start()
+    plain.settle(120)
+    view = StatusLine(plain).status()
+    assert plain.checks is None and view.checks == "" and "self-check" not in view.line  # not the real files
+    monkeypatch.setattr(selfcheck, "not_real_weights", lambda info: None)  # pretend: the published weights ...
+    monkeypatch.setattr(selfcheck, "not_real_data", lambda root, md5s=None: None)  # ... and the real CIFAR-100
+    rt = Runtime(settings)
+    rt.start()
+    rt.settle(300)
+    assert [c.name for c in rt.checks] == ["notebook, index 15", "attention rollout, index 15",
+                                           "CIFAR-100 sample, single prompt"]
+    with running_app(rt) as (url, _):
+        line, _timer, _layers, _heads, about = Client(url, verbose=False).predict(api_name="/status")
+    assert '<span title="Reproduces the notebook: lion 96.34% (ours ' in line
+    assert "⚠️ the self-check differs from the published figures</span>" in line  # a tiny random model fails
+    assert about.startswith("### Self-check on the real weights")
+    assert "n=1,000" in about and "does not match" in about
