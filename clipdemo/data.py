@@ -36,7 +36,7 @@ class Cifar100:
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def _check(self, index: int) -> int:
+    def check_index(self, index: int) -> int:
         try:
             value = float(index)
         except (TypeError, ValueError):
@@ -50,11 +50,11 @@ class Cifar100:
 
     def image(self, index: int) -> Image.Image:
         """The 32x32 RGB test image at `index`."""
-        return Image.fromarray(self.dataset.data[self._check(index)])  # data: [N, 32, 32, 3] uint8
+        return Image.fromarray(self.dataset.data[self.check_index(index)])  # data: [N, 32, 32, 3] uint8
 
     def target(self, index: int) -> int:
         """The true fine class index of image `index`."""
-        return int(self.dataset.targets[self._check(index)])
+        return int(self.dataset.targets[self.check_index(index)])
 
 
 def open_cifar100(root: Path, *, download: bool = False) -> Cifar100:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageError", "open_image", "decode_data_url", "inside_folder", "ALLOWED_FORMATS", "MAX_PIXELS",
+__all__ = ["image_from_reference", "NOT_FETCHED", "ImageError", "open_image", "decode_data_url", "inside_folder", "ALLOWED_FORMATS", "MAX_PIXELS",
            "MAX_BYTES"]
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
@@ -103,3 +103,26 @@ def inside_folder(path: str, root: str | Path) -> Path | None:
         return resolved if resolved.is_relative_to(Path(root).resolve()) else None
     except (OSError, ValueError, TypeError):
         return None
+
+
+NOT_FETCHED = ("Images given as web addresses are not fetched: send the image itself, as a base64 data: URL "
+               "or as a file uploaded to this Space.")
+
+
+def image_from_reference(ref: object, upload_root: str | Path) -> Image.Image:
+    """The image an API caller sent: a base64 `data:` URL, or a file uploaded to this server (its path, or
+    Gradio's file record) that lies inside `upload_root`. Web addresses are refused without any request
+    (nothing is ever fetched on a caller's behalf); so is every other path. ImageError says why."""
+    if isinstance(ref, dict):
+        ref = ref.get("path") or ref.get("url") or ""
+    if not isinstance(ref, str) or not ref.strip():
+        raise ImageError("Give an image: a base64 data: URL, or a file uploaded to this Space.")
+    ref = ref.strip()
+    if ref.startswith("data:"):
+        return open_image(decode_data_url(ref))
+    if "://" in ref[:16]:
+        raise ImageError(NOT_FETCHED)
+    path = inside_folder(ref, upload_root)
+    if path is None or not path.is_file():
+        raise ImageError("Only images uploaded to this Space (or sent as data: URLs) can be classified.")
+    return open_image(path)

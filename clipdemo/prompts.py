@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from ._clip import import_clip
 
-__all__ = ["PromptError", "LabelSet", "parse_label_text", "clean_labels", "clean_templates", "parse_editors", "fill",
+__all__ = ["PromptError", "LabelSet", "parse_label_text", "clean_labels", "clean_templates", "parse_editors", "validate_set", "fill",
            "build_prompts", "token_count", "prompt_cost", "check_budget", "PROMPT_BUDGET", "MAX_LABELS", "MIN_LABELS", "MAX_LABEL_CHARS", "MAX_TEMPLATES",
            "CONTEXT_LENGTH"]
 
@@ -178,8 +178,13 @@ def parse_editors(label_text: str, template_text: str) -> tuple[LabelSet, tuple[
 
     Labels: one per line, or comma-separated; templates: one per line (commas belong to a template).
     """
-    labels = clean_labels(parse_label_text(label_text))
-    templates = clean_templates([ln for ln in (template_text or "").splitlines() if ln.strip()])
+    return validate_set(parse_label_text(label_text), [ln for ln in (template_text or "").splitlines() if ln.strip()])
+
+
+def validate_set(label_list: list[str], template_list: list[str]) -> tuple[LabelSet, tuple[str, ...], int]:
+    """Labels and templates given as lists (the API's way), validated as `parse_editors` does."""
+    labels = clean_labels(list(label_list))
+    templates = clean_templates(list(template_list))
     check_budget(len(labels.labels), len(templates))  # before tokenising thousands of prompts
     cost = prompt_cost(build_prompts(labels.labels, templates))
     check_budget(len(labels.labels), len(templates), cost)

@@ -17,6 +17,7 @@ from ..images import MAX_BYTES
 from ..janitor import Janitor
 from ..runtime import Runtime
 from ..settings import Settings, from_env
+from .api import ApiEndpoints
 from .common import LabelState
 from .status import StatusLine
 from .tabs import about
@@ -52,6 +53,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
             ArchitectureTab(runtime).build()
             checks = about.build()
         status.wire(demo, status_parts, predict, checks)
+        ApiEndpoints(runtime).register()
     return demo
 
 
@@ -62,9 +64,10 @@ def queue_kwargs() -> dict:
 
 
 def launch_kwargs() -> dict:
-    """Server settings for `demo.launch()` (host and port come from GRADIO_SERVER_NAME/PORT)."""
+    """Server settings for `demo.launch()` (host and port come from GRADIO_SERVER_NAME/PORT); the MCP server
+    (at /gradio_api/mcp/) offers the typed endpoints of `ui/api.py` as tools."""
     return dict(theme=gr.themes.Soft(), css=CSS, max_file_size=MAX_BYTES, show_error=False,
-                enable_monitoring=False, share=False)
+                enable_monitoring=False, share=False, mcp_server=True)
 
 
 def file_janitor(demo: gr.Blocks, ttl_s: float) -> Janitor:

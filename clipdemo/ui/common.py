@@ -27,9 +27,12 @@ from ..scheduler import Busy
 from ..runtime import ModelUnavailable, Runtime
 from ..service import ZeroShot
 
-__all__ = ["LabelState", "KEEP", "event", "user_errors", "busy_errors", "gpu_sentence", "GPU_REFUSALS", "progress_fn",
+__all__ = ["UI_API", "LabelState", "KEEP", "event", "user_errors", "busy_errors", "gpu_sentence", "GPU_REFUSALS", "progress_fn",
            "wait_for_service", "ensure_text", "md_text", "CUSTOM"]
 
+# The page's own events stay callable (the page and gradio_client use them) but out of the API docs and the
+# MCP tool list, which hold the typed endpoints of `ui/api.py` only.
+UI_API = "undocumented"
 MODEL_WAIT_S = 180.0  # a click during start-up waits this long for the model before saying it is not ready
 CUSTOM = "custom"  # the preset/template-set choice for a visitor's own list
 

@@ -16,7 +16,7 @@ import gradio as gr
 from .. import cpus, selfcheck
 from ..data import DataError
 from ..runtime import ModelState, Runtime
-from .common import event, md_text
+from .common import UI_API, event, md_text
 from .tabs.predict import PredictTab, head_choices, layer_choices
 
 __all__ = ["StatusLine", "StatusView"]
@@ -90,6 +90,6 @@ class StatusLine:
         gr.on([demo.load, parts["timer"].tick],
               **event(self.status, None, dict(line=parts["line"], timer=parts["timer"], layers=predict.layer,
                                                heads=predict.head, checks=checks)),
-              api_name="status", queue=False)
+              api_name="status", api_visibility=UI_API, queue=False)
         ping_btn, ping_out = gr.Button(visible=False), gr.Textbox(visible=False)
-        ping_btn.click(self.ping, None, ping_out, api_name="ping", show_progress="hidden")
+        ping_btn.click(self.ping, None, ping_out, api_name="ping", api_visibility=UI_API, show_progress="hidden")

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from ... import figures
 from ...architecture import TOWERS, TowerSummary
 from ...runtime import Runtime
-from ..common import event, user_errors
+from ..common import UI_API, event, user_errors
 
 __all__ = ["ArchitectureTab", "ArchitectureView"]
 
@@ -82,4 +82,4 @@ class ArchitectureTab:
               **event(self.architecture, depth, dict(card=card, vision_table=vision_table, vision_text=vision_text,
                                                      text_table=text_table, text_text=text_text, tree=tree,
                                                      treemap=treemap)),
-              api_name="architecture")
+              api_name="architecture", api_visibility=UI_API)

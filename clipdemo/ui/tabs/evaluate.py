@@ -26,7 +26,7 @@ from ...model import WeightsInfo
 from ...runtime import Runtime
 from ...scheduler import Priority
 from ...service import BULK_IMAGES
-from ..common import KEEP, event, user_errors, wait_for_service
+from ..common import UI_API, KEEP, event, user_errors, wait_for_service
 
 __all__ = ["EvaluateTab", "EvaluationView", "SUBSET_CHOICES", "TEMPLATE_TITLES", "CHUNK", "TIME_LIMIT_S"]
 
@@ -145,7 +145,7 @@ class EvaluateTab:
         running = run_btn.click(**event(self.run, [subset, first_n, per_class, seed, templates, spelling],
                                         dict(summary=summary, chart=chart, confusion=confusion, pairs=pairs,
                                              worst=worst, files=files)),
-                                api_name="evaluate", concurrency_id="evaluation", concurrency_limit=1)
+                                api_name="evaluate", api_visibility=UI_API, concurrency_id="evaluation", concurrency_limit=1)
         # One evaluation at a time across the Space: others wait in Gradio's queue, which shows their place.
         stop_btn.click(None, None, None, cancels=[running], api_visibility="private", queue=False)
 

@@ -18,7 +18,7 @@ from ...inside import label_similarity, prompt_tokens
 from ...presets import LABEL_PRESETS, TEMPLATE_SETS
 from ...prompts import CONTEXT_LENGTH, PROMPT_BUDGET, PromptError, parse_editors
 from ...runtime import Runtime
-from ..common import CUSTOM, KEEP, LabelState, ensure_text, event, md_text, user_errors, wait_for_service
+from ..common import UI_API, CUSTOM, KEEP, LabelState, ensure_text, event, md_text, user_errors, wait_for_service
 
 __all__ = ["LabelsTab", "LabelsApplied", "PresetPicked", "TokenView"]
 
@@ -172,7 +172,7 @@ class LabelsTab:
                 token_note = gr.Markdown(first.note)
 
         apply_btn.click(**event(self.set_labels, [label_box, tpl_box, labels_state],
-                                dict(state=labels_state, summary=summary)), api_name="set_labels")
+                                dict(state=labels_state, summary=summary)), api_name="set_labels", api_visibility=UI_API)
         # Picking either preset fills its editor and applies the result, in one private event.
         gr.on([preset.input, tpl_preset.input],
               **event(self.pick_preset, [preset, tpl_preset, label_box, tpl_box, labels_state],
@@ -180,6 +180,6 @@ class LabelsTab:
               api_visibility="private")
         gr.on([label_box.change, tpl_box.change], self.check_labels, [label_box, tpl_box], check, queue=False,
               trigger_mode="always_last", api_visibility="private")
-        sim_btn.click(self.similarity, labels_state, sim_plot, api_name="label_similarity")
+        sim_btn.click(self.similarity, labels_state, sim_plot, api_name="label_similarity", api_visibility=UI_API)
         prompt_box.change(**event(self.tokens, prompt_box, dict(table=token_table, note=token_note)),
-              api_name="tokens", queue=False, trigger_mode="always_last")
+              api_name="tokens", api_visibility=UI_API, queue=False, trigger_mode="always_last")

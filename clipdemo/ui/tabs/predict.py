@@ -26,7 +26,7 @@ from ...model import ClipConfig
 from ...runtime import Runtime
 from ...prediction import Prediction
 from ...service import ZeroShot
-from ..common import LabelState, ensure_text, event, md_text, user_errors, wait_for_service
+from ..common import UI_API, LabelState, ensure_text, event, md_text, user_errors, wait_for_service
 
 __all__ = ["PredictTab", "PredictView", "AttentionView", "layer_choices", "head_choices", "DEFAULT_INDEX"]
 
@@ -239,16 +239,16 @@ class PredictTab:
         gr.on([run_index.click, index.change],
               **event(self.predict_index, [index, top_k, labels_state],
                       dict(original=original, model_input=model_input, **shown)),
-              api_name="predict_index", trigger_mode="always_last")
+              api_name="predict_index", api_visibility=UI_API, trigger_mode="always_last")
         gr.on([run_upload.click, upload.upload],
               **event(self.predict_image, [upload, top_k, labels_state], dict(model_input=upload_input, **shown)),
-              api_name="predict_image", preprocess=False)  # the handler decodes uploads itself (clipdemo.images)
+              api_name="predict_image", api_visibility=UI_API, preprocess=False)  # the handler decodes uploads itself (clipdemo.images)
         # The attention view follows whatever was classified last (a State change), or a new layer or head.
         gr.on([self.layer.input, self.head.input, last_input.change],
               **event(self.attention, [self.layer, self.head, last_input],
                       dict(patches=patches, overlay=overlay, caption=caption)),
-              api_name="attention", trigger_mode="always_last")
-        rand_btn.click(self.random_index, None, index, api_name="random_index", queue=False)
+              api_name="attention", api_visibility=UI_API, trigger_mode="always_last")
+        rand_btn.click(self.random_index, None, index, api_name="random_index", api_visibility=UI_API, queue=False)
         # Stepping is arithmetic on the slider: done in the browser, no server round trip.
         prev_btn.click(None, index, index, js=f"(i) => (Math.round(i) + {TEST_SIZE - 1}) % {TEST_SIZE}")
         next_btn.click(None, index, index, js=f"(i) => (Math.round(i) + 1) % {TEST_SIZE}")

@@ -1,0 +1,88 @@
+"""The typed, stateless API: endpoints for scripts and agents, apart from the page's own events.
+
+Holds `ApiEndpoints` (`classify`, `classify_cifar`, `architecture_summary`), registered with `gr.api`:
+each is fully typed and documented, takes everything it needs in the call (no session state), and
+returns plain JSON. They share the page's validation, prompt budget, text cache, image decoding and
+model service (`clipdemo.classify`). Images come as base64 `data:` URLs or files uploaded to this
+server; web addresses are refused without any request (`clipdemo.images.image_from_reference`).
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ..classify import DEFAULT_TEMPLATE, classify, classify_index
+from ..images import image_from_reference
+from ..runtime import Runtime
+from .common import MODEL_WAIT_S, user_errors
+
+__all__ = ["ApiEndpoints"]
+
+
+class ApiEndpoints:
+    """The typed endpoints over the shared runtime; `register` adds them to the app being built."""
+
+    def __init__(self, runtime: Runtime):
+        self.rt = runtime
+
+    def classify(self, image: str, candidate_labels: list[str], hypothesis_template: str = DEFAULT_TEMPLATE,
+                 top_k: int = 5) -> list[dict]:
+        """Zero-shot classify one image against your own labels with OpenAI CLIP ViT-B/32.
+
+        Args:
+            image: The image, as a base64 data URL ("data:image/png;base64,...") or a file uploaded to this
+                Space. Web addresses are not fetched.
+            candidate_labels: The labels to choose from (2 to 500), e.g. ["cat", "dog", "car"].
+            hypothesis_template: The prompt each label is put into; it must hold "{}" exactly once.
+            top_k: How many labels to return, best first (1 to 20).
+
+        Returns:
+            A list of {"label", "score", "cosine"}, best first. "score" is the probability over the candidate
+            labels (softmax of 100 x cosine; all labels together sum to 1); "cosine" is the raw cosine
+            similarity of the image and the prompt (-1 to 1), comparable across label sets.
+        """
+        with user_errors():
+            picture = image_from_reference(image, gr.utils.get_upload_folder())
+            zs = self.rt.service(timeout=MODEL_WAIT_S)
+            return classify(zs, picture, candidate_labels, hypothesis_template, top_k)
+
+    def classify_cifar(self, index: int, candidate_labels: list[str] | None = None,
+                       hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5) -> dict:
+        """Zero-shot classify a CIFAR-100 test image (by index) with OpenAI CLIP ViT-B/32.
+
+        Args:
+            index: The test image, 0 to 9999 (index 15 is the classic notebook's lion).
+            candidate_labels: The labels to choose from; leave empty for CIFAR-100's 100 classes.
+            hypothesis_template: The prompt each label is put into; it must hold "{}" exactly once.
+            top_k: How many labels to return, best first (1 to 20).
+
+        Returns:
+            {"index", "true_label", "predictions"}: the image's true CIFAR-100 class, and the predictions as
+            `classify` returns them.
+        """
+        with user_errors():
+            data = self.rt.dataset()
+            zs = self.rt.service(timeout=MODEL_WAIT_S)
+            return classify_index(zs, data, index, candidate_labels or None, hypothesis_template, top_k)
+
+    def architecture_summary(self, depth: int = 2) -> dict:
+        """The architecture of the loaded CLIP model: its configuration and torchinfo summaries of both towers.
+
+        Args:
+            depth: How deep the layer tables go (1 to 4).
+
+        Returns:
+            {"config": the configuration derived from the weights, "towers": {"visual" and "text": their
+            total parameters, multiply-adds and torchinfo's table as text}}.
+        """
+        with user_errors():
+            zs = self.rt.architecture_service()
+            towers = {t: zs.tower_summary(t, depth) for t in ("visual", "text")}
+            return {"config": zs.config_card(),
+                    "towers": {t: {"parameters": s.total_params, "mult_adds": s.total_mult_adds, "table": s.text}
+                               for t, s in towers.items()}}
+
+    def register(self) -> None:
+        """Add the endpoints to the `gr.Blocks` being built (they are the MCP tools too)."""
+        for fn in (self.classify, self.classify_cifar, self.architecture_summary):
+            gr.api(fn, api_name=fn.__name__)

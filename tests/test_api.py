@@ -1,0 +1,157 @@
+"""The typed, stateless API and the MCP server, through a real server: `classify`, `classify_cifar` and
+`architecture_summary` with gradio_client and with the `mcp` package's streamable-HTTP client, and the
+hostile inputs an API opens (web addresses, paths, oversized images, label sets over the budget)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import socket
+
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from clipdemo.images import MAX_BYTES, NOT_FETCHED
+from clipdemo.presets import CIFAR100_CLASSES
+from fixtures import loopback_server
+from uiserver import running_app, runtime_for
+
+pytestmark = pytest.mark.slow
+TOOLS = {"classify", "classify_cifar", "architecture_summary"}
+
+
+def _data_url(image: Image.Image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_loaded, cifar_root, tmp_path_factory):
+    rt = runtime_for(tiny_loaded, cifar_root, tmp=tmp_path_factory.mktemp("api"))
+    with running_app(rt) as (url, _):
+        yield url, rt
+
+
+@pytest.fixture
+def picture(tmp_path):
+    image = Image.effect_mandelbrot((96, 64), (-2, -1.2, 1, 1.2), 40).convert("RGB")
+    image.save(tmp_path / "p.png")
+    return image, tmp_path / "p.png"
+
+
+def test_classify_is_stateless_typed_and_equals_the_page(server, picture):
+    url, _ = server
+    image, path = picture
+    labels = ["red thing", "green thing", "blue thing", "a {0.__class__} label"]  # format syntax stays plain text
+    api = Client(url, verbose=False)
+    out = api.predict(_data_url(image), labels, "a photo of a {}", 4, api_name="/classify")
+    assert [set(entry) for entry in out] == [{"label", "score", "cosine"}] * 4
+    assert sorted(e["label"] for e in out) == sorted(labels)
+    assert abs(sum(e["score"] for e in out) - 1) < 1e-6 and all(-1 <= e["cosine"] <= 1 for e in out)
+    assert [e["score"] for e in out] == sorted((e["score"] for e in out), reverse=True)
+    uploaded = api.predict(handle_file(str(path)), labels, api_name="/classify")  # a file uploaded to the Space
+    assert uploaded[0] == out[0] and len(uploaded) == 4  # top_k defaults to 5, capped by the labels
+    page = Client(url, verbose=False, download_files=False)  # the page's path: set labels, then classify
+    page.predict("\n".join(labels), "a photo of a {}", api_name="/set_labels")
+    shown = page.predict(handle_file(str(path)), 4, api_name="/predict_image")[1]["confidences"]
+    assert {c["label"]: round(c["confidence"], 6) for c in shown} == {e["label"]: round(e["score"], 6) for e in out}
+
+
+def test_classify_cifar_gives_the_true_label(server, cifar_root):
+    from clipdemo.data import open_cifar100
+
+    url, _ = server
+    out = Client(url, verbose=False).predict(15, None, "a photo of a {}", 3, api_name="/classify_cifar")
+    assert out["index"] == 15 and out["true_label"] == CIFAR100_CLASSES[open_cifar100(cifar_root).target(15)]
+    assert len(out["predictions"]) == 3 and all(p["label"] in CIFAR100_CLASSES for p in out["predictions"])
+    custom = Client(url, verbose=False).predict(15, ["cat", "dog"], api_name="/classify_cifar")
+    assert {p["label"] for p in custom["predictions"]} == {"cat", "dog"}
+
+
+def test_architecture_summary_is_plain_json(server):
+    url, _ = server
+    out = Client(url, verbose=False).predict(1, api_name="/architecture_summary")
+    assert out["config"]["vision"]["width"] == 64  # the tiny model the server runs
+    assert out["towers"]["visual"]["parameters"] > 0 and "Total params" in out["towers"]["text"]["table"]
+
+
+@pytest.mark.parametrize("image, labels, message", [
+    ("/etc/passwd", ["cat", "dog"], "Only images uploaded to this Space"),
+    ("data:image/png;base64," + "A" * (MAX_BYTES * 4 // 3 + 8), ["cat", "dog"], "the limit is 20 MB"),
+    ("data:image/png;base64,not-base64!", ["cat", "dog"], "not valid base64"),
+    ("PIXEL", [f"thing {i} " + "x " * 40 for i in range(500)], "about 24,890 tokens to encode; the limit is 20,000"),
+    ("PIXEL", ["cat"], "at least 2 different labels"),
+    ("PIXEL", ["cat", "dog"], None),  # the control: the same call with good inputs answers
+])
+def test_bad_api_inputs_are_sentences(server, image, labels, message):
+    url, _ = server
+    image = _data_url(Image.new("RGB", (8, 8), "red")) if image == "PIXEL" else image
+    c = Client(url, verbose=False)
+    if message is None:
+        assert len(c.predict(image, labels, api_name="/classify")) == 2
+        return
+    with pytest.raises(Exception, match=message):
+        c.predict(image, labels, api_name="/classify")
+
+
+# -- MCP ------------------------------------------------------------------------------------------------------
+def _mcp(url: str, calls):
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamablehttp_client
+
+    async def run():
+        async with streamablehttp_client(url + "/gradio_api/mcp/") as (read, write, _):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return await calls(session)
+
+    return asyncio.run(run())
+
+
+def test_mcp_lists_exactly_the_typed_tools_and_classifies_a_base64_image(server, picture):
+    url, _ = server
+    image, _ = picture
+
+    async def calls(session):
+        tools = (await session.list_tools()).tools
+        result = await session.call_tool("classify", {"image": _data_url(image), "candidate_labels": ["cat", "dog", "car"],
+                                                      "top_k": 2})
+        return tools, result
+
+    tools, result = _mcp(url, calls)
+    assert {t.name for t in tools} == TOOLS  # no status polling, attention figures, heatmaps or private events
+    described = {t.name: t.description for t in tools}
+    assert described["classify"].startswith("Zero-shot classify one image against your own labels")
+    schema = next(t for t in tools if t.name == "classify").inputSchema
+    assert set(schema["properties"]) == {"image", "candidate_labels", "hypothesis_template", "top_k"}
+    assert not result.isError
+    reference = Client(url, verbose=False).predict(_data_url(image), ["cat", "dog", "car"], "a photo of a {}", 2,
+                                                   api_name="/classify")
+    assert result.content[0].text == str(reference)
+
+
+@pytest.mark.parametrize("target", ["loopback", "private", "link-local", "metadata", "file"])
+def test_mcp_never_fetches_a_web_address_or_reads_a_path(server, target, monkeypatch):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    seen = []  # every address any socket of this process (client, server, a fetch) connects to
+    for name in ("connect", "connect_ex"):
+        real = getattr(socket.socket, name)
+
+        def watch(sock, address, _real=real):
+            seen.append(address)
+            return _real(sock, address)
+
+        monkeypatch.setattr(socket.socket, name, watch)
+    with loopback_server({"/cat.png": b"not fetched"}) as (base, hits):
+        image = {"loopback": f"{base}/cat.png", "private": "http://10.1.2.3/cat.png",
+                 "link-local": "http://169.254.10.10/cat.png", "metadata": "http://169.254.169.254/latest/meta-data/",
+                 "file": "file:///etc/passwd"}[target]
+        result = _mcp(url, lambda session: session.call_tool("classify", {"image": image,
+                                                                          "candidate_labels": ["cat", "dog"]}))
+        assert hits == []  # nothing arrived at the loopback host
+    assert result.isError and result.content[0].text == NOT_FETCHED
+    assert seen and all(isinstance(a, tuple) and a[1] == port for a in seen), seen  # only the MCP client's own
