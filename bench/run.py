@@ -5,13 +5,14 @@ baseline, ours, ...), and printed with each side's min / median / max; the ratio
 The model is a full-size ViT-B/32 with seeded random weights (same shapes and cost as the real one)
 and CIFAR-100 is a synthetic split in the real on-disk format: the figures are about speed, never
 accuracy. The run also measures this machine's fp32 matmul floor, so R3 reads as distance from it.
-Ends with one line: `ratios: R1=<x> R2=<x> R3=<x> R4=<x> R5=<x> R6=<x> R7=<x>`.
+Ends with one line: `ratios: R1=<x> R2=<x> R3=<x> R4=<x> R5=<x> R6=<x> R7=<x> R8=<x>`.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -104,6 +105,25 @@ def in_process(q: bool, work: Path) -> dict[str, float]:
     return r
 
 
+def batch_ratio(client, work: Path, q: bool) -> float:
+    """R8: 64 different uploads classified in one `classify_batch` call vs 64 `classify` calls (same labels)."""
+    import base64
+
+    urls = []
+    for i in range(64):
+        path = work / f"batch{i}.png"
+        Image.effect_mandelbrot((96, 72), (-2 + i / 100, -1.2, 1, 1.2), 20 + i).convert("RGB").save(path)
+        urls.append("data:image/png;base64," + base64.b64encode(path.read_bytes()).decode())
+    labels = ["cat", "dog", "car", "tree", "house", "lion", "boat", "plane"]
+    one_call = lambda: client.predict(urls, labels, "a photo of a {}", 3, api_name="/classify_batch")  # noqa: E731
+    singles = lambda: [client.predict(u, labels, "a photo of a {}", 3, api_name="/classify") for u in urls]  # noqa: E731
+    p = paired(singles, one_call, 3 if q else 5, 1)
+    ratio = report("R8", "64 uploads: 64 classify calls vs one classify_batch call", p)
+    print(f"    {64 / (statistics.median(p.base) / 1000):.1f} vs {64 / (statistics.median(p.ours) / 1000):.1f} "
+          "images/s (medians)")
+    return ratio
+
+
 def served(q: bool, work: Path, backend: str = "auto") -> dict[str, float]:
     from gradio_client import Client, handle_file
 
@@ -132,6 +152,7 @@ def served(q: bool, work: Path, backend: str = "auto") -> dict[str, float]:
                               lambda: client.predict(api_name="/ping"), 25 if q else 50, 10))
         if backend == "auto":
             r["R6"] = ratio
+            r["R8"] = batch_ratio(client, work, q)
         peak, now = rss_mb(proc.pid)
         print(f"memory of the served app (ViT-B/32 loaded, CLIPDEMO_BACKEND={backend}, after the runs above): "
               f"peak RSS {peak:,.0f} MB, steady RSS {now:,.0f} MB")
@@ -154,7 +175,7 @@ def main() -> int:
         r.update(served(q, work))
         if not q:
             served(q, work, backend="eager")  # memory without the ONNX Runtime copy of the weights
-    print("ratios: " + " ".join(f"{k}={r[k]:.2f}" for k in ("R1", "R2", "R3", "R4", "R5", "R6", "R7")))
+    print("ratios: " + " ".join(f"{k}={r[k]:.2f}" for k in ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8")))
     return 0
 
 

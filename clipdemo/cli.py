@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from . import cli_more
 from . import settings as settings_mod
 from .data import TEST_SIZE, DataError, open_cifar100
 from .engine import MAX_TOP_K, check_top_k
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--index", type=_index, help=f"CIFAR-100 test image index, 0..{TEST_SIZE - 1}")
     src.add_argument("--image", type=Path, help="path to an image file (JPEG, PNG, WebP, GIF, BMP)")
+    src.add_argument("--images", help="a folder of images (or zips of images), or a glob: up to 64 images")
     lab = p.add_mutually_exclusive_group()
     lab.add_argument("--labels", help='comma-separated labels, e.g. "cat,dog,car"')
     lab.add_argument("--labels-file", type=Path, help="a text file, one label per line")
@@ -103,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("selfcheck", help="check the real ViT-B/32 on the real CIFAR-100 against the published figures")
     c.add_argument("--cifar10", type=Path, help="a folder holding cifar-10-batches-py/ (optional check)")
     _model_args(c)
-    c.set_defaults(func=cmd_selfcheck)
+    c.set_defaults(func=lambda args, cfg: cli_more.cmd_selfcheck(args, cfg, _load(args, cfg, batch_work=True)))
     return parser
 
 
@@ -142,6 +144,8 @@ def cmd_predict(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     check_top_k(args.top_k)
     labels, templates = _labels(args), _templates(args)
     build_prompts(labels, templates)  # fail on a too-long prompt before loading anything
+    if args.images is not None:  # a batch (BatchError is a ValueError: one line, exit 2)
+        return cli_more.run_batch(args.images, _load(args, cfg), labels, templates, args.top_k, args.json)
     true_label = None
     if args.image is not None:
         image, what = open_image(args.image), str(args.image)
@@ -186,20 +190,6 @@ def cmd_architecture(args: argparse.Namespace, cfg: settings_mod.Settings) -> in
     return 0
 
 
-def _tqdm_progress(desc: str):
-    from tqdm import tqdm
-
-    bar = tqdm(total=0, desc=desc, unit="img", file=sys.stderr)
-
-    def update(done: int, total: int, what: str) -> None:
-        bar.total = total
-        bar.n = done
-        bar.set_postfix_str(what.split("(")[-1].rstrip(")"), refresh=False)
-        bar.refresh()
-
-    return bar, update
-
-
 def cmd_features(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     from .evaluate import encode_split
     from .features import default_path
@@ -214,7 +204,7 @@ def cmd_features(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     if out is None:
         raise ValueError("Random weights have no SHA-256 to key a features file by; pass --out PATH.")
     indices = list(range(args.limit or len(data)))
-    bar, update = _tqdm_progress("CIFAR-100 features")
+    bar, update = cli_more.tqdm_progress("CIFAR-100 features")
     with bar:
         encode_split(zs, data, indices, batch_size=args.batch_size, workers=max(0, args.workers), progress=update)
     zs.cifar.save(out)
@@ -237,7 +227,7 @@ def cmd_evaluate(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
         indices = select_indices(targets, "first", args.limit or min(1000, len(data)))
     settings = TEMPLATE_CHOICES[args.templates]
     zs = _load(args, cfg, batch_work=True)
-    bar, update = _tqdm_progress("CIFAR-100 images")
+    bar, update = cli_more.tqdm_progress("CIFAR-100 images")
     with bar:
         results = evaluate(zs, data, indices, settings, classes=class_names(args.spelling),
                            batch_size=args.batch_size, workers=max(0, args.workers), progress=update)
@@ -264,24 +254,6 @@ def cmd_export_onnx(args: argparse.Namespace, cfg: settings_mod.Settings) -> int
     zs.export_onnx(args.out)
     print(f"Exported the vision tower of {zs.info.label} to {args.out}")
     return 0
-
-
-def cmd_selfcheck(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
-    from . import selfcheck
-    from .data import open_cifar10
-
-    zs = _load(args, cfg, batch_work=True)
-    if reason := selfcheck.not_real_weights(zs.info):
-        raise ValueError(reason)
-    data = open_cifar100(cfg.data_root, download=cfg.allow_download)  # downloaded where allowed, then checked
-    if reason := selfcheck.not_real_data(cfg.data_root):
-        raise ValueError(reason)
-    bar, update = _tqdm_progress("self-check")
-    checks = selfcheck.full_checks(zs, data, progress=update,
-                                   cifar10=open_cifar10(args.cifar10) if args.cifar10 else None)
-    bar.close()
-    print(selfcheck.table(checks))
-    return 0 if all(c.passed is not False for c in checks) else 1
 
 
 def main(argv: list[str] | None = None) -> int:

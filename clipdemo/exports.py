@@ -17,7 +17,7 @@ from .evaluate import EvalResult
 from .janitor import sweep
 from .prediction import Prediction
 
-__all__ = ["results_dir", "prediction_files", "evaluation_files"]
+__all__ = ["results_dir", "prediction_files", "evaluation_files", "batch_files"]
 
 RESULTS_DIR_NAME = "clipdemo-results"
 RESULTS_MAX_AGE_S = 600  # Gradio copies each file into its own cache as the answer is sent; ten minutes is ample
@@ -70,4 +70,20 @@ def evaluation_files(results: list[EvalResult]) -> list[str]:
             for i, t, p, q in zip(r.indices.tolist(), r.targets.tolist(), r.predicted.tolist(), r.confidence.tolist()):
                 w.writerow([r.setting, i, _cell(r.classes[t]), _cell(r.classes[p]), f"{q:.6f}"])
     stem.with_suffix(".json").write_text(json.dumps([r.as_dict() for r in results], indent=1), encoding="utf-8")
+    return [str(stem.with_suffix(".csv")), str(stem.with_suffix(".json"))]
+
+
+def batch_files(items: list, labels_count: int) -> list[str]:
+    """Write a batch's results (`batch.BatchItem`s): a CSV row per (image, rank) and a JSON; returns the paths."""
+    stem = _stem("batch")
+    with open(stem.with_suffix(".csv"), "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "rank", "label", "probability", "cosine"])
+        for item in items:
+            for rank, (lab, p, c) in enumerate(item.top, start=1):
+                w.writerow([_cell(item.name), rank, _cell(lab), f"{p:.6f}", f"{c:.6f}"])
+    stem.with_suffix(".json").write_text(json.dumps(
+        {"labels": labels_count, "images": [{"image": item.name, "top": [
+            {"label": lab, "score": p, "cosine": c} for lab, p, c in item.top]} for item in items]},
+        indent=1, ensure_ascii=False), encoding="utf-8")
     return [str(stem.with_suffix(".csv")), str(stem.with_suffix(".json"))]

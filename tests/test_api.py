@@ -19,7 +19,7 @@ from fixtures import loopback_server
 from uiserver import running_app, runtime_for
 
 pytestmark = pytest.mark.slow
-TOOLS = {"classify", "classify_cifar", "architecture_summary"}
+TOOLS = {"classify", "classify_cifar", "classify_batch", "architecture_summary"}
 
 
 def _data_url(image: Image.Image) -> str:

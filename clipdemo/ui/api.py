@@ -1,6 +1,6 @@
 """The typed, stateless API: endpoints for scripts and agents, apart from the page's own events.
 
-Holds `ApiEndpoints` (`classify`, `classify_cifar`, `architecture_summary`), registered with `gr.api`:
+Holds `ApiEndpoints` (`classify`, `classify_cifar`, `classify_batch`, `architecture_summary`), registered with `gr.api`:
 each is fully typed and documented, takes everything it needs in the call (no session state), and
 returns plain JSON. They share the page's validation, prompt budget, text cache, image decoding and
 model service (`clipdemo.classify`). Images come as base64 `data:` URLs or files uploaded to this
@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import gradio as gr
 
+from ..batch import MAX_BATCH, BatchError, classify_batch
 from ..classify import DEFAULT_TEMPLATE, classify, classify_index
+from ..prompts import validate_set
 from ..images import image_from_reference
 from ..runtime import Runtime
 from .common import MODEL_WAIT_S, user_errors
@@ -65,6 +67,32 @@ class ApiEndpoints:
             zs = self.rt.service(timeout=MODEL_WAIT_S)
             return classify_index(zs, data, index, candidate_labels or None, hypothesis_template, top_k)
 
+    def classify_batch(self, images: list[str], candidate_labels: list[str],
+                       hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5) -> list[dict]:
+        """Zero-shot classify up to 64 images against your own labels with OpenAI CLIP ViT-B/32, in one call.
+
+        Args:
+            images: The images, each a base64 data URL ("data:image/png;base64,...") or a file uploaded to this
+                Space (1 to 64). Web addresses are not fetched.
+            candidate_labels: The labels to choose from (2 to 500), e.g. ["cat", "dog", "car"].
+            hypothesis_template: The prompt each label is put into; it must hold "{}" exactly once.
+            top_k: How many labels to return per image, best first (1 to 20).
+
+        Returns:
+            One {"image", "predictions"} per image, in the order given: "image" is its position (0-based) and
+            "predictions" a list of {"label", "score", "cosine"} as `classify` returns them.
+        """
+        with user_errors():
+            if not images or len(images) > MAX_BATCH:
+                raise BatchError(f"Give 1 to {MAX_BATCH} images, not {len(images or [])}.")
+            root = gr.utils.get_upload_folder()
+            items = [(str(i), image_from_reference(ref, root)) for i, ref in enumerate(images)]
+            label_set, templates, _ = validate_set(list(candidate_labels or []), [hypothesis_template])
+            zs = self.rt.service(timeout=MODEL_WAIT_S)
+            done = classify_batch(zs, items, label_set.labels, templates, top_k)
+            return [{"image": int(it.name), "predictions": [{"label": lab, "score": p, "cosine": c}
+                                                            for lab, p, c in it.top]} for it in done]
+
     def architecture_summary(self, depth: int = 2) -> dict:
         """The architecture of the loaded CLIP model: its configuration and torchinfo summaries of both towers.
 
@@ -84,5 +112,5 @@ class ApiEndpoints:
 
     def register(self) -> None:
         """Add the endpoints to the `gr.Blocks` being built (they are the MCP tools too)."""
-        for fn in (self.classify, self.classify_cifar, self.architecture_summary):
+        for fn in (self.classify, self.classify_cifar, self.classify_batch, self.architecture_summary):
             gr.api(fn, api_name=fn.__name__)

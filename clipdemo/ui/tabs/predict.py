@@ -26,6 +26,7 @@ from ...model import ClipConfig
 from ...runtime import Runtime
 from ...prediction import Prediction
 from ...service import ZeroShot
+from .batch import BatchTab
 from ..common import UI_API, LabelState, ensure_text, event, md_text, user_errors, wait_for_service
 
 __all__ = ["PredictTab", "PredictView", "AttentionView", "layer_choices", "head_choices", "DEFAULT_INDEX"]
@@ -215,6 +216,7 @@ class PredictTab:
                         upload_input = gr.Image(label="Model input 224×224", type="pil", height=280,
                                                 interactive=False)
                     run_upload = gr.Button("Classify upload", variant="primary")
+                BatchTab(self.rt).build(labels_state)
             with gr.Row():
                 result = gr.Label(label="Top-k", num_top_classes=MAX_TOP_K)
                 chart = gr.Plot(label="Probabilities")

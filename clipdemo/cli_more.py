@@ -1,0 +1,81 @@
+"""CLI commands beyond the single prediction: `predict --images DIR_OR_GLOB` and `selfcheck`.
+
+Holds `image_paths` (a folder's images, or a glob's matches, sorted; zips included), `run_batch` (the
+batch as a table, or `--json`; reading, limits and classification are `clipdemo.batch`'s),
+`cmd_selfcheck` (the real-weights self-check, `clipdemo.selfcheck`) and `tqdm_progress` (a progress
+bar on stderr as the core's `ProgressFn`).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import sys
+from pathlib import Path
+
+from .batch import BatchError, classify_batch, read_batch
+
+__all__ = ["image_paths", "run_batch", "cmd_selfcheck", "tqdm_progress"]
+
+SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".zip"}
+
+
+def image_paths(spec: str) -> list[Path]:
+    """The files `spec` names: a folder's image files (and zips), or a glob's matches; BatchError if none."""
+    folder = Path(spec).expanduser()
+    if folder.is_dir():
+        paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+    else:
+        paths = sorted(Path(p) for p in glob.glob(str(folder)) if Path(p).is_file())
+    if not paths:
+        raise BatchError(f"No images found at {spec!r}: give a folder of images or a glob such as 'photos/*.jpg'.")
+    return paths
+
+
+def run_batch(spec: str, zs, labels: tuple[str, ...], templates: tuple[str, ...], top_k: int, as_json: bool) -> int:
+    """Classify the batch and print it; returns the exit code."""
+    items = read_batch(image_paths(spec))
+    done = classify_batch(zs, items, labels, templates, top_k)
+    if as_json:
+        print(json.dumps({"weights": zs.info.label, "images": [
+            {"image": it.name, "top": [{"label": lab, "score": p, "cosine": c} for lab, p, c in it.top]}
+            for it in done]}, ensure_ascii=False))
+        return 0
+    print(f"Weights: {zs.info.label}; {len(done)} images, {len(labels)} labels")
+    width = max(len(it.name) for it in done)
+    for it in done:
+        print(f"{it.name:<{width}}  " + ", ".join(f"{lab} {100 * p:.2f}%" for lab, p, _ in it.top))
+    if not zs.info.trained:
+        print("\nNote: untrained random weights - these predictions are meaningless.")
+    return 0
+
+
+def cmd_selfcheck(args, cfg, zs) -> int:
+    """`python -m clipdemo selfcheck`: the table, exit 0 when all pass, 1 when one fails; ValueError (exit 2,
+    one line) when the weights or the data are not the real ones."""
+    from . import selfcheck
+    from .data import open_cifar10, open_cifar100
+
+    data = None if selfcheck.not_real_weights(zs.info) else open_cifar100(cfg.data_root, download=cfg.allow_download)
+    if reason := selfcheck.not_real_weights(zs.info) or selfcheck.not_real_data(cfg.data_root):
+        raise ValueError(reason)  # the weights first; the data once downloaded where allowed
+    bar, update = tqdm_progress("self-check")
+    checks = selfcheck.full_checks(zs, data, progress=update, cifar10=open_cifar10(args.cifar10) if args.cifar10 else None)
+    bar.close()
+    print(selfcheck.table(checks))
+    return 0 if all(c.passed is not False for c in checks) else 1
+
+
+def tqdm_progress(desc: str):
+    """A tqdm bar on stderr, and the `(done, total, what)` callback that drives it."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, desc=desc, unit="img", file=sys.stderr)
+
+    def update(done: int, total: int, what: str) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(what.split("(")[-1].rstrip(")"), refresh=False)
+        bar.refresh()
+
+    return bar, update
