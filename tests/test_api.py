@@ -155,3 +155,19 @@ def test_mcp_never_fetches_a_web_address_or_reads_a_path(server, target, monkeyp
         assert hits == []  # nothing arrived at the loopback host
     assert result.isError and result.content[0].text == NOT_FETCHED
     assert seen and all(isinstance(a, tuple) and a[1] == port for a in seen), seen  # only the MCP client's own
+
+
+def test_the_readme_curl_recipe(server):
+    """POST /gradio_api/call/classify, then GET its stream: what the README shows with curl."""
+    import json
+
+    import httpx
+
+    url, _ = server
+    body = {"data": [_data_url(Image.new("RGB", (8, 8), "red")), ["cat", "dog"], "a photo of a {}", 2]}
+    event_id = httpx.post(f"{url}/gradio_api/call/classify", json=body, timeout=60).json()["event_id"]
+    stream = httpx.get(f"{url}/gradio_api/call/classify/{event_id}", timeout=60).text
+    lines = stream.splitlines()
+    assert "event: complete" in lines
+    data = json.loads(lines[lines.index("event: complete") + 1].removeprefix("data: "))
+    assert [{"label", "score", "cosine"} == set(e) for e in data[0]] == [True, True]
