@@ -21,7 +21,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	tools/ensure-chromium
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not real" $(PYTEST_ARGS)
 
 # Everything but the slow end-to-end tests, for quick edit-test loops.
 test-fast: $(STAMP)
@@ -29,7 +29,7 @@ test-fast: $(STAMP)
 
 # Only the acceptance tests on the real weights and data (fetched where the network allows), with a table.
 test-real: $(STAMP)
-	CLIPDEMO_DOWNLOAD=1 $(PY) -m pytest -m real -rs $(PYTEST_ARGS)
+	CLIPDEMO_DOWNLOAD=1 $(PY) -m pytest -m real -rs -o timeout=0 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache

@@ -121,8 +121,10 @@ class Task:
         self.wrapped = False  # True once wrapped (off ZeroGPU, spaces.GPU returns `fn` itself)
         self.__name__, self.__doc__ = fn.__name__, fn.__doc__
 
-    def __call__(self, *args, **kwargs):
-        return self.run(*args, **kwargs)
+    def __call__(self, key: str, *args, **kwargs):
+        if _ZEROGPU[0] and key in _ENGINES and _ENGINES[key].loaded.device.type == "cpu":
+            return self.fn(key, *args, **kwargs)  # a CPU model (the architecture stand-in) needs no GPU worker
+        return self.run(key, *args, **kwargs)
 
     def wrap(self, gpu) -> None:
         """Run `fn` wrapped in the decorator `gpu` (`spaces.GPU`, or a test's stand-in) from now on."""
@@ -130,6 +132,7 @@ class Task:
 
 
 TASKS: dict[str, Task] = {}
+_ZEROGPU = [False]  # set by use_spaces: running on ZeroGPU, where wrapped tasks run in a forked GPU worker
 
 
 def _task(duration):
@@ -173,8 +176,10 @@ def use_spaces() -> bool:
     """Wrap every task in `spaces.GPU` (once); False when the `spaces` package is not installed."""
     try:
         import spaces
+        from spaces.config import Config
     except ImportError:
         return False
+    _ZEROGPU[0] = bool(Config.zero_gpu)
     for task in TASKS.values():
         if not task.wrapped:
             task.wrap(spaces.GPU)

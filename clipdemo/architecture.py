@@ -15,7 +15,7 @@ from torch import nn
 
 from .model import LoadedModel
 
-__all__ = ["TextTower", "config_card", "parameter_split", "tower_summary", "TowerSummary", "module_tree", "TOWERS",
+__all__ = ["TextTower", "check_summary_args", "config_card", "parameter_split", "tower_summary", "TowerSummary", "module_tree", "TOWERS",
            "parameter_tree"]
 
 TOWERS = ("visual", "text")
@@ -91,14 +91,19 @@ class TowerSummary:
     text: str
 
 
-def tower_summary(loaded: LoadedModel, tower: str, depth: int = 2) -> TowerSummary:
-    """torchinfo summary of the `visual` tower (input 1x3xRxR) or the `text` tower (input 1x77 tokens)."""
-    import torchinfo
-
+def check_summary_args(tower: str, depth: int) -> None:
+    """ValueError, as a sentence, for a tower or depth `tower_summary` does not take."""
     if tower not in TOWERS:
         raise ValueError(f"Unknown tower {tower!r}; choose one of: {', '.join(TOWERS)}.")
     if not 1 <= int(depth) <= 4:
         raise ValueError(f"Depth must be between 1 and 4, not {depth}.")
+
+
+def tower_summary(loaded: LoadedModel, tower: str, depth: int = 2) -> TowerSummary:
+    """torchinfo summary of the `visual` tower (input 1x3xRxR) or the `text` tower (input 1x77 tokens)."""
+    import torchinfo
+
+    check_summary_args(tower, depth)
     c, m, dev = loaded.config, loaded.model, loaded.device
     if tower == "visual":
         module = m.visual

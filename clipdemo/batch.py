@@ -1,7 +1,7 @@
 """Batches of images: reading many files, or a zip of images, safely; and classifying them together.
 
-Holds `read_batch(paths)` (image files and zips of images, at most MAX_BATCH images; every zip member
-is checked before any is read: no unsafe names, no member or total over its size limit, no
+Holds `read_batch(paths)` (image files and zips of images, at most MAX_BATCH images, each reduced to
+MAX_SIDE pixels a side on arrival; every member of a zip is checked before any of that zip is read: no unsafe names, no member or total over its size limit, no
 compression ratio a zip bomb would need; members are read in memory and never written anywhere;
 BatchError says what was refused), `BatchItem` and `classify_batch` (the visitor's labels encoded
 once, the images encoded in chunks as bulk work, so other visitors' predictions go in between). No
@@ -11,6 +11,7 @@ gradio.
 from __future__ import annotations
 
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -28,6 +29,8 @@ __all__ = ["BatchError", "BatchItem", "read_batch", "classify_batch", "MAX_BATCH
 MAX_BATCH = 64  # images in one batch
 MAX_ZIP_BYTES = 256 * 2**20  # all members of a zip together, uncompressed
 MAX_RATIO = 100  # uncompressed / compressed size of one member; images hardly compress, bombs do by ~1000x
+MAX_SIDE = 896  # a batch image is reduced to this many pixels a side on arrival (the model sees 224): 64 of them
+# then hold at most ~150 MB, whatever their files decode to
 _JUNK = ("__MACOSX/", ".DS_Store", "Thumbs.db")  # what zip tools add on their own: skipped, not refused
 
 
@@ -71,15 +74,25 @@ def _zip_members(path: Path) -> list[tuple[str, Image.Image]]:
                 raise BatchError(f"The zip unpacks to over {MAX_ZIP_BYTES // 2**20} MB; that is the limit.")
         items = []
         for info in infos:
-            with zf.open(info) as member:
-                data = member.read(MAX_BYTES + 1)  # the header's sizes may lie: never read past the limit
+            try:
+                with zf.open(info) as member:
+                    data = member.read(MAX_BYTES + 1)  # the header's sizes may lie: never read past the limit
+            except (RuntimeError, NotImplementedError, zlib.error, EOFError, OSError, zipfile.BadZipFile) as exc:
+                raise BatchError(f"{info.filename} in the zip cannot be read (encrypted, an unsupported "
+                                 f"compression, or damaged): {exc}") from None
             if len(data) > MAX_BYTES:
                 raise BatchError(f"{info.filename} in the zip is over {MAX_BYTES // 2**20} MB.")
             try:
-                items.append((info.filename, open_image(data)))
+                items.append((info.filename, _reduced(open_image(data))))
             except ImageError as exc:
                 raise BatchError(f"{info.filename} in the zip is not an image this app reads: {exc}") from None
         return items
+
+
+def _reduced(image: Image.Image) -> Image.Image:
+    """`image` at most MAX_SIDE pixels a side (in place; aspect kept)."""
+    image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BICUBIC)
+    return image
 
 
 def read_batch(paths: list[str | Path], names: list[str] | None = None) -> list[tuple[str, Image.Image]]:
@@ -96,7 +109,7 @@ def read_batch(paths: list[str | Path], names: list[str] | None = None) -> list[
                 raise BatchError(f"{name} is not a readable zip: {exc}") from None
         else:
             try:
-                items.append((name, open_image(path)))
+                items.append((name, _reduced(open_image(path))))
             except ImageError as exc:
                 raise BatchError(f"{name} is not an image this app reads: {exc}") from None
         if len(items) > MAX_BATCH:

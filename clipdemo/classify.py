@@ -9,15 +9,14 @@ label). Validation, the prompt budget, the text cache and the model calls are th
 
 from __future__ import annotations
 
-import torch
 from PIL import Image
 
-from . import engine
+from .batch import BatchItem, classify_batch
 from .presets import CIFAR100_CLASSES
 from .prompts import validate_set
 from .service import ZeroShot
 
-__all__ = ["classify", "classify_index", "DEFAULT_TEMPLATE"]
+__all__ = ["classify", "classify_index", "entries", "DEFAULT_TEMPLATE"]
 
 DEFAULT_TEMPLATE = "a photo of a {}"
 
@@ -36,15 +35,14 @@ def classify(zs: ZeroShot, image: Image.Image, candidate_labels: list[str] | str
              hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5) -> list[dict]:
     """`[{label, score, cosine}]`, best first, `top_k` long: `score` is `softmax(100 * cos)` over the
     candidate labels (all of them sum to 1), `cosine` the image-prompt cosine similarity in [-1, 1]."""
-    k = engine.check_top_k(top_k)
     label_set, templates, _ = validate_set(_labels(candidate_labels), [hypothesis_template])
-    labels = label_set.labels
-    text = zs.text_features(labels, templates)  # [L, D], validated and cached as the UI's are
-    feat = zs.image_features([image])[0]  # [D]
-    cosines = text @ feat  # [L]
-    probs = engine.probabilities(feat[None], text)[0]  # [L]
-    order = torch.argsort(probs, descending=True)[:k].tolist()
-    return [{"label": labels[i], "score": float(probs[i]), "cosine": float(cosines[i])} for i in order]
+    (item,) = classify_batch(zs, [("image", image)], label_set.labels, templates, top_k)  # one image, one call
+    return entries(item)
+
+
+def entries(item: BatchItem) -> list[dict]:
+    """A classified image's results as the API and the files give them: `[{label, score, cosine}]`."""
+    return [{"label": lab, "score": p, "cosine": c} for lab, p, c in item.top]
 
 
 def classify_index(zs: ZeroShot, data, index: int, candidate_labels: list[str] | str | None = None,

@@ -14,10 +14,12 @@ import sys
 from pathlib import Path
 
 from .batch import BatchError, classify_batch, read_batch
+from .classify import entries
+from .images import ALLOWED_FORMATS
 
 __all__ = ["image_paths", "run_batch", "cmd_selfcheck", "tqdm_progress"]
 
-SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".zip"}
+SUFFIXES = {".zip", ".jpg", *(f".{fmt.lower()}" for fmt in ALLOWED_FORMATS)}  # JPEG's files are .jpg or .jpeg
 
 
 def image_paths(spec: str) -> list[Path]:
@@ -37,9 +39,8 @@ def run_batch(spec: str, zs, labels: tuple[str, ...], templates: tuple[str, ...]
     items = read_batch(image_paths(spec))
     done = classify_batch(zs, items, labels, templates, top_k)
     if as_json:
-        print(json.dumps({"weights": zs.info.label, "images": [
-            {"image": it.name, "top": [{"label": lab, "score": p, "cosine": c} for lab, p, c in it.top]}
-            for it in done]}, ensure_ascii=False))
+        print(json.dumps({"weights": zs.info.label, "images": [{"image": it.name, "predictions": entries(it)}
+                                                              for it in done]}, ensure_ascii=False))
         return 0
     print(f"Weights: {zs.info.label}; {len(done)} images, {len(labels)} labels")
     width = max(len(it.name) for it in done)
@@ -56,9 +57,13 @@ def cmd_selfcheck(args, cfg, zs) -> int:
     from . import selfcheck
     from .data import open_cifar10, open_cifar100
 
+    from .references import CIFAR10_MD5
+
     data = None if selfcheck.not_real_weights(zs.info) else open_cifar100(cfg.data_root, download=cfg.allow_download)
     if reason := selfcheck.not_real_weights(zs.info) or selfcheck.not_real_data(cfg.data_root):
         raise ValueError(reason)  # the weights first; the data once downloaded where allowed
+    if args.cifar10 and (reason := selfcheck.not_real_data(args.cifar10, CIFAR10_MD5)):
+        raise ValueError(reason)
     bar, update = tqdm_progress("self-check")
     checks = selfcheck.full_checks(zs, data, progress=update, cifar10=open_cifar10(args.cifar10) if args.cifar10 else None)
     bar.close()

@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from .progress import ProgressFn
+from .settings import hf_endpoint, hf_hub_cache, hf_offline
 from .weights import Mirror, WeightsError, WeightSource, sha256_file
 
 __all__ = ["fetch", "default_hf_cache", "PROBE_TIMEOUT_S"]
@@ -64,6 +65,8 @@ def _reachable(url: str, timeout: float, probed: dict[tuple, str | None]) -> str
     host and fetch (`probed` remembers), so that a machine without network fails in seconds: hf_hub_download
     alone retries for ~25 s."""
     parts = urllib.parse.urlsplit(url)
+    if parts.scheme in urllib.request.getproxies():
+        return None  # behind a proxy only the proxy is reached directly: let the download itself try
     host = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
     if host not in probed:
         try:
@@ -94,9 +97,9 @@ def _hub_download(mirror: Mirror, hf_cache: Path, timeout: float, progress: Prog
     """Fetch a Hub mirror into the Hugging Face cache (resumable; shared with `preload_from_hub`); verify."""
     from huggingface_hub import hf_hub_download
 
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+    if hf_offline():
         raise WeightsError("HF_HUB_OFFLINE is set: the Hub is not asked")
-    endpoint = mirror.endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    endpoint = mirror.endpoint or hf_endpoint()
     if (why := _reachable(endpoint, min(timeout, PROBE_TIMEOUT_S), probed)) is not None:
         raise WeightsError(why)
     try:
@@ -177,8 +180,6 @@ def fetch(source: WeightSource, cache_dir: Path, *, hf_cache: Path | None = None
 
 
 def default_hf_cache() -> Path:
-    """The Hugging Face hub cache, read when called (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub):
-    where `preload_from_hub` puts files and `hf_hub_download` looks."""
-    if cache := os.environ.get("HF_HUB_CACHE"):
-        return Path(cache).expanduser()
-    return Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser() / "hub"
+    """The Hugging Face hub cache, read when called (`settings.hf_hub_cache`): where `preload_from_hub` puts
+    files and `hf_hub_download` looks."""
+    return hf_hub_cache()

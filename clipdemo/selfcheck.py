@@ -33,7 +33,8 @@ __all__ = ["Check", "top5_check", "accuracy_check", "interval_check", "rollout_c
 # a logit (100 * cos) by ~0.05; a probability p then moves by at most about p * (1 - p) * 2 * 0.05, which is
 # 0.35 points at p = 0.9634 and less for the rest: 0.5 points covers it.
 TOP5_TOL_PP = {"cuda": 0.1, "cpu": 0.5}
-ACCURACY_TOL_PP = 0.5  # top-1 over the whole split, as issue #14 sets it
+ACCURACY_TOL_PP = 0.5  # top-1 over the whole split against a published table, as issue #14 sets it
+SINGLE_TOL_PP = 3.0  # against "about 62%", the only citable single-prompt figure (an approximate report)
 SAMPLE_PER_CLASS = 10  # the Space's cheap check: 10 images of each class, 1,000 in all
 
 
@@ -93,7 +94,8 @@ def rollout_check(cls_map: torch.Tensor) -> Check:
     (where index 15's lion is) than on its four corner patches, on average per patch."""
     g = cls_map.shape[0]
     lo, hi = g // 3, g - g // 3
-    middle, corners = cls_map[lo:hi, lo:hi].mean().item(), cls_map[[0, 0, -1, -1], [0, -1, 0, -1]].mean().item()
+    corner_cells = cls_map[[0, 0, -1, -1], [0, -1, 0, -1]]  # [4]: top-left, top-right, bottom-left, bottom-right
+    middle, corners = cls_map[lo:hi, lo:hi].mean().item(), corner_cells.mean().item()
     return Check("attention rollout, index 15", "middle > corners", f"middle {middle:.4f}, corners {corners:.4f}",
                  f"ratio {middle / max(corners, 1e-12):.2f}", middle > corners, "weak sanity check (see the docstring)")
 
@@ -175,7 +177,9 @@ def full_checks(zs, data, *, cifar10=None, progress: ProgressFn | None = None, w
     single, = evaluate(zs, data, indices, ("single",), batch_size=zs.bulk_images * 8, workers=workers,
                        progress=progress)
     ens, = evaluate(zs, data, indices, ("cifar18",), classes=class_names("cifar100-paper"), workers=workers)
-    checks += [accuracy_check("CIFAR-100, single prompt", 100 * single.top1, ref.CIFAR100_TOP1_SINGLE),
+    # The single-prompt figure is a user's approximate report ("about 62%"), so its tolerance is loose: 3 points.
+    checks += [accuracy_check("CIFAR-100, single prompt", 100 * single.top1, ref.CIFAR100_TOP1_SINGLE,
+                              SINGLE_TOL_PP),
                accuracy_check("CIFAR-100, 18 templates", 100 * ens.top1, ref.CIFAR100_TOP1_18),
                accuracy_check("CIFAR-100, 18 templates (other recipe)", 100 * ens.top1, ref.CIFAR100_BENCHMARK, None)]
     return checks + ([cifar10_check(zs, cifar10)] if cifar10 is not None else [])
@@ -186,7 +190,8 @@ def cifar10_check(zs, cifar10) -> Check:
     features are not stored: the feature store belongs to CIFAR-100."""
     feats = []
     for first in range(0, len(cifar10), 256):
-        pixels = torch.stack([zs.pixels(cifar10.image(i)) for i in range(first, min(first + 256, len(cifar10)))])
+        pixels = torch.stack([zs.pixels(cifar10.image(i))
+                              for i in range(first, min(first + 256, len(cifar10)))])  # [b, 3, R, R]
         feats.append(zs.encode_pixels(pixels))  # [b, D]
     text = zs.text_features(CIFAR10_CLASSES, TEMPLATE_SETS["cifar18"].templates)  # [10, D]
     res = score(torch.cat(feats), torch.tensor(cifar10.dataset.targets), text, setting="cifar18",

@@ -247,6 +247,7 @@ class ZeroShot:
 
     def tower_summary(self, tower: str, depth: int) -> architecture.TowerSummary:
         """torchinfo summary of one tower (runs a forward pass once per tower and depth; cached)."""
+        architecture.check_summary_args(tower, depth)  # here, not in the GPU task: a bad input is the caller's
         key = (self.info.identity, tower, int(depth))
         summary = self._summaries.get(key)
         if summary is None:

@@ -1,7 +1,8 @@
 """Configuration read from the environment, in one place.
 
 Holds: `Settings` (a frozen dataclass), `from_env()`, which reads it, and `to_env()`, its inverse (for
-child processes). Nothing else in the package reads or writes `os.environ` for clipdemo's own settings.
+child processes); and `hf_hub_cache`, `hf_offline`, `hf_endpoint`, which read Hugging Face's own
+variables when called. Nothing else in the package reads or writes `os.environ` for clipdemo's own settings.
 Reading happens when `from_env()` is called, never at import.
 
 The compute path (`clipdemo.accel.PATHS`) is this one setting: `auto` becomes `zerogpu` on a ZeroGPU
@@ -28,7 +29,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Settings", "from_env", "to_env"]
+__all__ = ["Settings", "from_env", "to_env", "hf_hub_cache", "hf_offline", "hf_endpoint"]
 
 
 @dataclass(frozen=True)
@@ -102,3 +103,26 @@ def to_env(settings: Settings) -> dict[str, str]:
         "CLIPDEMO_MAX_WAITING": str(settings.max_waiting),
         "CLIPDEMO_FILE_TTL": str(settings.file_ttl_s),
     }
+
+
+# -- Hugging Face's own variables, read when asked (huggingface_hub reads them once, at its import) -------------
+def hf_hub_cache(environ: dict[str, str] | None = None) -> Path:
+    """The Hub cache `preload_from_hub` fills and `hf_hub_download` uses: HF_HUB_CACHE, else HF_HOME/hub, else
+    $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub."""
+    env = os.environ if environ is None else environ
+    if cache := env.get("HF_HUB_CACHE"):
+        return Path(cache).expanduser()
+    home = env.get("HF_HOME") or str(Path(env.get("XDG_CACHE_HOME", "~/.cache")) / "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def hf_offline(environ: dict[str, str] | None = None) -> bool:
+    """HF_HUB_OFFLINE: the Hub must not be asked."""
+    env = os.environ if environ is None else environ
+    return env.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def hf_endpoint(environ: dict[str, str] | None = None) -> str:
+    """The Hub's address (HF_ENDPOINT, else huggingface.co)."""
+    env = os.environ if environ is None else environ
+    return (env.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")

@@ -116,7 +116,7 @@ def test_cli_predict_images(tiny_ckpts, tmp_path, capsys, monkeypatch):
     assert main(["predict", "--images", str(tmp_path), "--labels", "cat,dog,car", "--top-k", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [i["image"] for i in out["images"]] == ["green.png", "red.png", "blue.png"]
-    assert all(len(i["top"]) == 2 and set(i["top"][0]) == {"label", "score", "cosine"} for i in out["images"])
+    assert all(len(i["predictions"]) == 2 and set(i["predictions"][0]) == {"label", "score", "cosine"} for i in out["images"])
     assert main(["predict", "--images", str(tmp_path / "*.png"), "--labels", "cat,dog"]) == 0
     text = capsys.readouterr().out
     assert "green.png" in text and "red.png" in text and "blue.png" not in text

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ..batch import MAX_BATCH, BatchError, classify_batch
-from ..classify import DEFAULT_TEMPLATE, classify, classify_index
+from ..classify import DEFAULT_TEMPLATE, classify, classify_index, entries
 from ..prompts import validate_set
 from ..images import image_from_reference
 from ..runtime import Runtime
@@ -90,8 +90,7 @@ class ApiEndpoints:
             label_set, templates, _ = validate_set(list(candidate_labels or []), [hypothesis_template])
             zs = self.rt.service(timeout=MODEL_WAIT_S)
             done = classify_batch(zs, items, label_set.labels, templates, top_k)
-            return [{"image": int(it.name), "predictions": [{"label": lab, "score": p, "cosine": c}
-                                                            for lab, p, c in it.top]} for it in done]
+            return [{"image": int(it.name), "predictions": entries(it)} for it in done]
 
     def architecture_summary(self, depth: int = 2) -> dict:
         """The architecture of the loaded CLIP model: its configuration and torchinfo summaries of both towers.
@@ -113,4 +112,6 @@ class ApiEndpoints:
     def register(self) -> None:
         """Add the endpoints to the `gr.Blocks` being built (they are the MCP tools too)."""
         for fn in (self.classify, self.classify_cifar, self.classify_batch, self.architecture_summary):
-            gr.api(fn, api_name=fn.__name__)
+            batch = fn == self.classify_batch  # many images at once: one batch decodes at a time (memory)
+            gr.api(fn, api_name=fn.__name__, concurrency_id="batch" if batch else None,
+                   concurrency_limit=1 if batch else "default")

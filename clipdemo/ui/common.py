@@ -93,6 +93,7 @@ GPU_REFUSALS: dict[str, str] = {
     "ZeroGPU pending credits exceeded": "You have used up your free GPU time on this Space for now.",
     "ZeroGPU illegal duration": "This job needs the GPU for longer than one request may have it; choose fewer images.",
     "ZeroGPU queue timeout": "Every shared GPU is busy right now; try again in a minute.",
+    "ZeroGPU worker error": "The GPU worker failed on this request; try again in a minute.",
 }
 GPU_REFUSED = "The shared GPU could not run this request; try again in a minute."  # any other ZeroGPU error
 
@@ -103,7 +104,7 @@ def gpu_sentence(exc: gr.Error) -> str | None:
     title = str(getattr(exc, "title", "") or "")
     if not title.startswith("ZeroGPU"):
         return None
-    said = html.unescape(re.sub(r"<[^>]+>", "", str(exc.message))).strip()
+    said = re.sub(r"<[^>]+>", "", html.unescape(str(exc.message))).strip()  # unescape first: no tag survives
     lead = GPU_REFUSALS.get(title, GPU_REFUSED)
     return f"{lead} ZeroGPU said: {said}" if said else lead
 

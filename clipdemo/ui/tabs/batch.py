@@ -80,4 +80,5 @@ class BatchTab:
                                 elem_id="batch-downloads")
         run.click(**event(self.classify_all, [files, top_k, labels_state],
                           dict(summary=summary, table=table, gallery=gallery, files=downloads)),
-                  api_name="classify_batch_ui", api_visibility=UI_API)
+                  api_name="classify_batch_ui", api_visibility=UI_API,
+                  concurrency_id="batch", concurrency_limit=1)  # one batch decodes at a time (memory)
