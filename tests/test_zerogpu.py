@@ -151,3 +151,23 @@ def test_loading_before_launch_ends_ready_or_failed(tiny_ckpts, tmp_path, cifar_
     broken.start(wait_for_model=True)
     assert broken.status.state is ModelState.FAILED and "missing.pt" in broken.status.message
     assert broken.settled
+
+
+def test_on_zerogpu_a_cpu_model_never_goes_to_a_gpu_worker_and_bad_inputs_never_reach_one(tiny_loaded, fake_zerogpu,
+                                                                                           monkeypatch):
+    """ZeroGPU forks its worker once and reuses it: a model made later (the architecture stand-in, on CPU) is
+    not in it, so CPU models run in process; and an input error is the caller's, before any GPU task."""
+    from clipdemo.service import ZeroShot
+
+    zs = ZeroShot(tiny_loaded)  # a CPU model
+    monkeypatch.setattr(accel, "_ZEROGPU", [True])  # as use_spaces() sets it on a ZeroGPU Space
+    zs.tower_summary("visual", 1)
+    assert fake_zerogpu.calls == []  # ran in process, not through the (stand-in) GPU wrapper
+    monkeypatch.setattr(accel, "_ZEROGPU", [False])
+    with pytest.raises(ValueError, match="Depth must be between 1 and 4, not 7"):
+        zs.tower_summary("visual", 7)
+    with pytest.raises(ValueError, match="Unknown tower 'audio'"):
+        zs.tower_summary("audio", 2)
+    assert fake_zerogpu.calls == []  # refused before any task
+    zs.tower_summary("text", 1)
+    assert [name for name, _ in fake_zerogpu.calls] == ["tower_summary"]  # off ZeroGPU: through the wrapper
