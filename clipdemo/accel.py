@@ -40,7 +40,6 @@ class ComputePath:
     """One way of running the model: where, in what precision, and with which image backends."""
 
     name: str  # "cpu", "cuda" or "zerogpu" (the CLIPDEMO_DEVICE values besides "auto")
-    device: str  # the torch device the model is built on
     title: str  # what the status line says
     onnx: bool  # may the parity-checked ONNX Runtime image backend be chosen?
     load_before_launch: bool  # ZeroGPU: build the model and move it to CUDA before the server starts
@@ -51,15 +50,15 @@ class ComputePath:
 
 PATHS: dict[str, ComputePath] = {
     # 64 prompts ~0.3 s and 8 images ~0.4 s on 2 vCPUs: visitors' predictions go in between bulk chunks.
-    "cpu": ComputePath("cpu", "cpu", "CPU, fp32", onnx=True, load_before_launch=False, warm_up=True,
+    "cpu": ComputePath("cpu", "CPU, fp32", onnx=True, load_before_launch=False, warm_up=True,
                        text_chunk=64, bulk_images=8),
-    "cuda": ComputePath("cuda", "cuda", "CUDA GPU, fp16 (as clip.load runs it)", onnx=False,
+    "cuda": ComputePath("cuda", "CUDA GPU, fp16 (as clip.load runs it)", onnx=False,
                         load_before_launch=False, warm_up=True, text_chunk=1024, bulk_images=256),
     # ZeroGPU: no ONNX Runtime and no torch.compile there (a GPU exists only inside the tasks); the model is
     # placed on CUDA at start-up, before launch (ZeroGPU emulates CUDA outside the tasks), fp16 as clip.load.
     # Each task is a GPU request with its own start-up, so calls are few and large (fp16 pixels: 256 images
     # are ~77 MB pickled to the worker).
-    "zerogpu": ComputePath("zerogpu", "cuda", "ZeroGPU (a shared GPU attached per request), fp16", onnx=False,
+    "zerogpu": ComputePath("zerogpu", "ZeroGPU (a shared GPU attached per request), fp16", onnx=False,
                            load_before_launch=True, warm_up=False, text_chunk=4096, bulk_images=256),
 }
 

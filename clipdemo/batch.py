@@ -46,6 +46,10 @@ class BatchItem:
     image: Image.Image
     top: tuple[tuple[str, float, float], ...]  # (label, probability, cosine), best first
 
+    def predictions(self) -> list[dict]:
+        """The results as the API, the CLI and the files give them: `[{label, score, cosine}]`, best first."""
+        return [{"label": lab, "score": p, "cosine": c} for lab, p, c in self.top]
+
 
 def _too_many(n: int) -> BatchError:
     return BatchError(f"Too many images: {n}; a batch holds at most {MAX_BATCH}.")

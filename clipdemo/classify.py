@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from PIL import Image
 
-from .batch import BatchItem, classify_batch
+from .batch import classify_batch
 from .presets import CIFAR100_CLASSES
 from .prompts import validate_set
 from .service import ZeroShot
 
-__all__ = ["classify", "classify_index", "entries", "DEFAULT_TEMPLATE"]
+__all__ = ["classify", "classify_index", "DEFAULT_TEMPLATE"]
 
 DEFAULT_TEMPLATE = "a photo of a {}"
 
@@ -37,12 +37,7 @@ def classify(zs: ZeroShot, image: Image.Image, candidate_labels: list[str] | str
     candidate labels (all of them sum to 1), `cosine` the image-prompt cosine similarity in [-1, 1]."""
     label_set, templates, _ = validate_set(_labels(candidate_labels), [hypothesis_template])
     (item,) = classify_batch(zs, [("image", image)], label_set.labels, templates, top_k)  # one image, one call
-    return entries(item)
-
-
-def entries(item: BatchItem) -> list[dict]:
-    """A classified image's results as the API and the files give them: `[{label, score, cosine}]`."""
-    return [{"label": lab, "score": p, "cosine": c} for lab, p, c in item.top]
+    return item.predictions()
 
 
 def classify_index(zs: ZeroShot, data, index: int, candidate_labels: list[str] | str | None = None,

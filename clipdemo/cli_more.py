@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 from .batch import BatchError, classify_batch, read_batch
-from .classify import entries
 from .images import ALLOWED_FORMATS
 
 __all__ = ["image_paths", "run_batch", "cmd_selfcheck", "tqdm_progress"]
@@ -39,7 +38,7 @@ def run_batch(spec: str, zs, labels: tuple[str, ...], templates: tuple[str, ...]
     items = read_batch(image_paths(spec))
     done = classify_batch(zs, items, labels, templates, top_k)
     if as_json:
-        print(json.dumps({"weights": zs.info.label, "images": [{"image": it.name, "predictions": entries(it)}
+        print(json.dumps({"weights": zs.info.label, "images": [{"image": it.name, "predictions": it.predictions()}
                                                               for it in done]}, ensure_ascii=False))
         return 0
     print(f"Weights: {zs.info.label}; {len(done)} images, {len(labels)} labels")
@@ -59,9 +58,11 @@ def cmd_selfcheck(args, cfg, zs) -> int:
 
     from .references import CIFAR10_MD5
 
-    data = None if selfcheck.not_real_weights(zs.info) else open_cifar100(cfg.data_root, download=cfg.allow_download)
-    if reason := selfcheck.not_real_weights(zs.info) or selfcheck.not_real_data(cfg.data_root):
-        raise ValueError(reason)  # the weights first; the data once downloaded where allowed
+    if reason := selfcheck.not_real_weights(zs.info):
+        raise ValueError(reason)
+    data = open_cifar100(cfg.data_root, download=cfg.allow_download)  # downloaded where allowed, then checked
+    if reason := selfcheck.not_real_data(cfg.data_root):
+        raise ValueError(reason)
     if args.cifar10 and (reason := selfcheck.not_real_data(args.cifar10, CIFAR10_MD5)):
         raise ValueError(reason)
     bar, update = tqdm_progress("self-check")

@@ -2,9 +2,9 @@
 
 Holds `fetch()` (a verified cached file first, in clipdemo's cache or in the Hugging Face cache that the
 Space's `preload_from_hub` fills at build time; then each mirror in order: Hub mirrors through
-`huggingface_hub.hf_hub_download`, URLs streamed to a temp file and renamed into place once verified),
-`default_hf_cache()` and `PROBE_TIMEOUT_S`. A file that does not hash to its mirror's pin is removed.
-Nothing here runs at import.
+`huggingface_hub.hf_hub_download`, URLs streamed to a temp file and renamed into place once verified)
+and `PROBE_TIMEOUT_S`; where the Hugging Face cache is comes from `settings.hf_hub_cache`. A file that
+does not hash to its mirror's pin is removed. Nothing here runs at import.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .progress import ProgressFn
 from .settings import hf_endpoint, hf_hub_cache, hf_offline
 from .weights import Mirror, WeightsError, WeightSource, sha256_file
 
-__all__ = ["fetch", "default_hf_cache", "PROBE_TIMEOUT_S"]
+__all__ = ["fetch", "PROBE_TIMEOUT_S"]
 
 log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 3.0  # one TCP connect per host before a download: no network fails in seconds, not minutes
@@ -151,7 +151,7 @@ def fetch(source: WeightSource, cache_dir: Path, *, hf_cache: Path | None = None
     used without any network access; otherwise each mirror is tried in order, each host first probed
     once (PROBE_TIMEOUT_S). Raises WeightsError listing every attempt when none yields a verified file.
     """
-    hf_cache = hf_cache or default_hf_cache()
+    hf_cache = hf_cache or hf_hub_cache()
     for mirror in source.mirrors:
         if (path := _cached(mirror, cache_dir, hf_cache)) is not None:
             log.info("using cached weights %s", path)
@@ -177,9 +177,3 @@ def fetch(source: WeightSource, cache_dir: Path, *, hf_cache: Path | None = None
         + f". Fix: put the checkpoint at {cache_dir / source.mirrors[-1].filename}, or set "
         "CLIPDEMO_WEIGHTS=/path/to/checkpoint, or CLIPDEMO_WEIGHTS=random for untrained weights."
     )
-
-
-def default_hf_cache() -> Path:
-    """The Hugging Face hub cache, read when called (`settings.hf_hub_cache`): where `preload_from_hub` puts
-    files and `hf_hub_download` looks."""
-    return hf_hub_cache()

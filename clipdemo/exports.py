@@ -83,7 +83,7 @@ def batch_files(items: list, labels_count: int) -> list[str]:
             for rank, (lab, p, c) in enumerate(item.top, start=1):
                 w.writerow([_cell(item.name), rank, _cell(lab), f"{p:.6f}", f"{c:.6f}"])
     stem.with_suffix(".json").write_text(json.dumps(
-        {"labels": labels_count, "images": [{"image": item.name, "predictions": [
-            {"label": lab, "score": p, "cosine": c} for lab, p, c in item.top]} for item in items]},
+        {"labels": labels_count, "images": [{"image": item.name, "predictions": item.predictions()}
+                                            for item in items]},
         indent=1, ensure_ascii=False), encoding="utf-8")
     return [str(stem.with_suffix(".csv")), str(stem.with_suffix(".json"))]

@@ -241,16 +241,15 @@ def load_model(weights: str = "ViT-B/32", *, device: str | torch.device = "auto"
     if weights in sources:
         path, mirror = fetch(sources[weights], cache_dir, hf_cache=hf_cache, allow_download=allow_download,
                              progress=progress)
-        name, origin = weights, mirror.where
+        name, origin, digest = weights, mirror.where, mirror.sha256  # fetch hashed the bytes against this pin
     else:
         path = Path(weights).expanduser()
         if not path.is_file():
             raise WeightsError(f"Unknown weights {weights!r}: not a file and not one of "
                                f"{', '.join([*sources, 'random'])}.")
-        name, origin = path.name, str(path)
+        name, origin, digest = path.name, str(path), sha256_file(path)
     if progress:
         progress(0, 0, f"loading {path.name}")
-    digest = sha256_file(path)
     model, config = load_checkpoint(path, dev)
     log.info("loaded %s from %s on %s", name, origin, dev)
     return LoadedModel(model, _preprocess(config), dev, config,

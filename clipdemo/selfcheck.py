@@ -10,7 +10,6 @@ notebook's index 15 and a stratified 1,000-image sample, what the Space runs aft
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from .inside import cls_attention_map
 from .presets import CIFAR10_CLASSES, CIFAR100_CLASSES, TEMPLATE_SETS
 from .progress import ProgressFn
 from .scheduler import Priority
-from .weights import WeightsInfo
+from .weights import WeightsInfo, file_digest
 
 __all__ = ["Check", "top5_check", "accuracy_check", "interval_check", "rollout_check", "wilson", "table",
            "not_real_weights", "not_real_data", "full_checks", "cheap_checks", "cifar10_check", "summary", "TOP5_TOL_PP", "ACCURACY_TOL_PP"]
@@ -133,13 +132,8 @@ def not_real_weights(info: WeightsInfo) -> str | None:
 
 
 def _md5(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    h = hashlib.md5()  # noqa: S324 - torchvision publishes md5 sums; this is a file check, not security
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+    # torchvision publishes md5 sums: a file identity check, not security
+    return file_digest(path, "md5") if path.is_file() else None
 
 
 def not_real_data(root: Path, md5s: dict[str, str] = ref.CIFAR100_MD5) -> str | None:

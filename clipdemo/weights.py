@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["Mirror", "WeightSource", "WEIGHT_SOURCES", "KNOWN_RELEASES", "known_release", "WeightsError",
-           "WeightsInfo", "sha256_file"]
+           "WeightsInfo", "sha256_file", "file_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +140,15 @@ class WeightsInfo:
         return f"unverified checkpoint {self.name}, SHA-256 {(self.sha256 or '?')[:12]}…"
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of the file at `path`, read in chunks."""
-    h = hashlib.sha256()
+def file_digest(path: Path, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """Hex digest (`hashlib` algorithm name) of the file at `path`, read in chunks."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of the file at `path`."""
+    return file_digest(path, "sha256")

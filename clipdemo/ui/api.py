@@ -12,7 +12,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ..batch import MAX_BATCH, BatchError, classify_batch
-from ..classify import DEFAULT_TEMPLATE, classify, classify_index, entries
+from ..classify import DEFAULT_TEMPLATE, classify, classify_index
 from ..prompts import validate_set
 from ..images import image_from_reference
 from ..runtime import Runtime
@@ -90,7 +90,7 @@ class ApiEndpoints:
             label_set, templates, _ = validate_set(list(candidate_labels or []), [hypothesis_template])
             zs = self.rt.service(timeout=MODEL_WAIT_S)
             done = classify_batch(zs, items, label_set.labels, templates, top_k)
-            return [{"image": int(it.name), "predictions": entries(it)} for it in done]
+            return [{"image": int(it.name), "predictions": it.predictions()} for it in done]
 
     def architecture_summary(self, depth: int = 2) -> dict:
         """The architecture of the loaded CLIP model: its configuration and torchinfo summaries of both towers.
