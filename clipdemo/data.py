@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-__all__ = ["DataError", "Cifar100", "open_cifar100", "open_cifar10", "TEST_SIZE"]
+__all__ = ["DataError", "DataUnavailable", "Cifar100", "open_cifar100", "open_cifar10", "TEST_SIZE"]
 
 log = logging.getLogger(__name__)
 TEST_SIZE = 10_000
@@ -20,6 +20,10 @@ TEST_SIZE = 10_000
 
 class DataError(RuntimeError):
     """The dataset is missing, corrupt, or an index is out of range; the message says what to do."""
+
+
+class DataUnavailable(DataError):
+    """The dataset could not be opened or fetched (the message holds server paths and URLs: for the log)."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ def open_cifar100(root: Path, *, download: bool = False) -> Cifar100:
         ds = CIFAR100(root=str(root), train=False, download=download)
     except Exception as exc:  # torchvision raises RuntimeError (missing/corrupt) or URLError/OSError (download)
         reason = str(exc).split(" You can use download=True")[0].rstrip(".")  # torchvision's own hint misleads here
-        raise DataError(
+        raise DataUnavailable(
             f"CIFAR-100 is not available under {root}: {reason}. Put the extracted 'cifar-100-python/' folder "
             f"(files 'train', 'test', 'meta' from cifar-100-python.tar.gz) in {root}, or set CLIPDEMO_DATA "
             "to the folder that holds it, or allow downloads (CLIPDEMO_DOWNLOAD=1) on a machine with internet."

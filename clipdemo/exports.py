@@ -17,7 +17,7 @@ from .evaluate import EvalResult
 from .janitor import sweep
 from .prediction import Prediction
 
-__all__ = ["results_dir", "prediction_files", "evaluation_files", "batch_files"]
+__all__ = ["results_dir", "label_file", "prediction_files", "evaluation_files", "batch_files"]
 
 RESULTS_DIR_NAME = "clipdemo-results"
 RESULTS_MAX_AGE_S = 600  # Gradio copies each file into its own cache as the answer is sent; ten minutes is ample
@@ -45,6 +45,15 @@ def results_dir() -> Path:
 
 def _stem(kind: str) -> Path:
     return results_dir() / f"{kind}-{uuid.uuid4().hex[:12]}"
+
+
+def label_file(text: str) -> str:
+    """A label set's text as `labels.txt` (in a folder of its own, so the download keeps that name)."""
+    folder = _stem("labels")
+    folder.mkdir()
+    path = folder / "labels.txt"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
 
 
 def prediction_files(pred: Prediction, what: str) -> list[str]:

@@ -14,13 +14,13 @@ import html
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from .inside import patch_grid
 from .prediction import Prediction
 
 __all__ = ["plot_text", "treemap", "patch_figure", "attention_overlay", "similarity_figure", "colormap", "per_class_chart",
-           "confusion_figure", "enlarge", "input_view", "bar_chart", "CLIP_MEAN", "CLIP_STD"]
+           "confusion_figure", "with_colour_bar", "themed", "enlarge", "input_view", "bar_chart", "CLIP_MEAN", "CLIP_STD"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # clip's Normalize(), to undo it for display
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -28,6 +28,17 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # A perceptually ordered dark-to-bright ramp (inferno's anchor colours), for attention heat.
 _RAMP = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21],
                   [250, 193, 39], [252, 255, 164]], dtype=np.float32)
+
+
+# Okabe & Ito's colour-blind-safe palette: blue for bars, orange for the true class.
+BLUE, ORANGE = "#0072B2", "#E69F00"
+
+
+def themed(fig: go.Figure) -> go.Figure:
+    """Transparent backgrounds, so a chart sits on the page's own colour in light and dark themes alike
+    (the page's CSS colours its text and grid lines from the theme: see `clipdemo.ui.app.CSS`)."""
+    fig.update_layout(paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)")
+    return fig
 
 
 def plot_text(text: str) -> str:
@@ -60,21 +71,22 @@ def input_view(pixels: torch.Tensor, min_size: int = 224) -> Image.Image:
     return enlarge(image, min_size) if image.size[0] < min_size else image
 
 
-def bar_chart(pred: Prediction, title: str = "Top predictions") -> go.Figure:
-    """Horizontal bars of the top-k probabilities, best on top; the true class, if shown, in green."""
+def bar_chart(pred: Prediction, title: str = "Top predictions", axis: str = "probability (%)") -> go.Figure:
+    """Horizontal bars of the top-k probabilities, best on top, each with its cosine similarity; the true
+    class, if shown, in orange."""
     labels = [lab for lab, _ in pred.top][::-1]
     probs = [100 * p for _, p in pred.top][::-1]
-    colors = ["#2ca02c" if lab == pred.true_label else "#4c78a8" for lab in labels]
+    cosines = [pred.cosine(lab) for lab in labels]
+    colors = [ORANGE if lab == pred.true_label else BLUE for lab in labels]
     labels = [plot_text(lab) for lab in labels]
-    if not pred.weights.trained:
-        title += " (untrained random weights: meaningless)"
-    fig = go.Figure(go.Bar(x=probs, y=labels, orientation="h", marker_color=colors,
-                           text=[f"{p:.2f}%" for p in probs], textposition="auto",
-                           hovertemplate="%{y}: %{x:.2f}%<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title="probability (%)", xaxis_range=[0, 100],
+    fig = go.Figure(go.Bar(x=probs, y=labels, orientation="h", marker_color=colors, customdata=cosines,
+                           text=[f"{p:.2f}% · cos {c:.3f}" for p, c in zip(probs, cosines)], textposition="outside",
+                           cliponaxis=False, hovertemplate="%{y}: %{x:.2f}% · cos %{customdata:.3f}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title=axis, xaxis_range=[0, 135],
                       height=120 + 28 * len(labels), margin=dict(l=10, r=10, t=50, b=40))
+    fig.update_xaxes(tickvals=[0, 25, 50, 75, 100])
     fig.update_yaxes(type="category")  # labels are text, never parsed as numbers or dates
-    return fig
+    return themed(fig)
 
 
 def treemap(tree: list[tuple[str, str, str, int]], title: str = "Parameters") -> go.Figure:
@@ -85,10 +97,11 @@ def treemap(tree: list[tuple[str, str, str, int]], title: str = "Parameters") ->
                                                          "%{percentRoot:.2%} of the model<extra></extra>",
                                texttemplate="%{label}<br>%{value:,}"))
     fig.update_layout(title=title, height=520, margin=dict(l=5, r=5, t=40, b=5))
+    themed(fig)
     return fig
 
 
-def patch_figure(image: Image.Image, patch: int) -> go.Figure:
+def patch_figure(image: Image.Image, patch: int, title: str | None = None) -> go.Figure:
     """The model input with the conv embedding's patch grid drawn over it; hover names each patch."""
     arr = np.asarray(image.convert("RGB"))  # [R, R, 3]
     res = arr.shape[0]
@@ -106,8 +119,10 @@ def patch_figure(image: Image.Image, patch: int) -> go.Figure:
         customdata=[[i, r, c] for i, r, c, _, _ in grid],
         hovertemplate="patch %{customdata[0]} (row %{customdata[1]}, col %{customdata[2]})<br>"
                       "token %{customdata[0]}+1 after the class token<extra></extra>"))
-    fig.update_layout(title=f"{g}×{g} patches of {patch}×{patch} px = {g * g} tokens + 1 class token",
+    title = title or f"{g}×{g} patches of {patch}×{patch} px = {g * g} tokens + 1 class token"
+    fig.update_layout(title=title,
                       height=420, margin=dict(l=5, r=5, t=40, b=5), showlegend=False)
+    themed(fig)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x")
     return fig
@@ -121,38 +136,59 @@ def attention_overlay(image: Image.Image, amap: torch.Tensor, alpha: float = 0.6
     up = torch.nn.functional.interpolate(a[None, None], size=img.shape[:2], mode="bilinear",
                                          align_corners=False)[0, 0]  # [R, R]
     heat = colormap(up.numpy()).astype(np.float32)  # [R, R, 3]
-    return Image.fromarray((img * (1 - alpha) + heat * alpha).round().clip(0, 255).astype(np.uint8))
+    blended = Image.fromarray((img * (1 - alpha) + heat * alpha).round().clip(0, 255).astype(np.uint8))
+    return with_colour_bar(blended)
 
 
-def similarity_figure(labels: tuple[str, ...], sim: torch.Tensor) -> go.Figure:
+def with_colour_bar(image: Image.Image, width: int = 18, pad: int = 40) -> Image.Image:
+    """`image` with the colour ramp beside it, 0 (lowest, bottom) to 1 (highest, top): the overlay's key."""
+    h = image.size[1]
+    ramp = colormap(np.linspace(1, 0, h)[:, None].repeat(width, 1))  # [h, width, 3]: high at the top
+    out = Image.new("RGB", (image.size[0] + 6 + width + pad, h), (255, 255, 255))
+    out.paste(image, (0, 0))
+    out.paste(Image.fromarray(ramp), (image.size[0] + 6, 0))
+    draw = ImageDraw.Draw(out)
+    x = image.size[0] + 6 + width + 3
+    draw.text((x, 0), "1.0", fill=(0, 0, 0))
+    draw.text((x, h // 2 - 5), "0.5", fill=(0, 0, 0))
+    draw.text((x, h - 12), "0.0", fill=(0, 0, 0))
+    return out
+
+
+def similarity_figure(labels: tuple[str, ...], sim: torch.Tensor,
+                      title: str = "Cosine similarity of the labels' text features (before any image)") -> go.Figure:
     """Plotly heatmap of label-to-label cosine similarity `[L, L]`."""
     shown = [plot_text(lab) for lab in labels]
     fig = go.Figure(go.Heatmap(z=sim.numpy(), x=shown, y=shown, colorscale="Viridis",
                                hovertemplate="%{y} vs %{x}: cos %{z:.3f}<extra></extra>"))
     size = min(900, 260 + 9 * len(labels))
-    fig.update_layout(title="Cosine similarity of the labels' text features (before any image)", height=size,
-                      margin=dict(l=5, r=5, t=40, b=5))
+    fig.update_layout(title=title, height=size, margin=dict(l=5, r=5, t=40, b=5))
+    themed(fig)
     fig.update_xaxes(type="category", showticklabels=len(labels) <= 40)
     fig.update_yaxes(type="category", autorange="reversed", showticklabels=len(labels) <= 40)
     return fig
 
 
-def per_class_chart(classes: tuple[str, ...], accuracy: list[float | None], title: str) -> go.Figure:
+def per_class_chart(classes: tuple[str, ...], accuracy: list[float | None], title: str,
+                    axis: str = "top-1 accuracy (%)") -> go.Figure:
     """Per-class top-1 accuracy, sorted from worst to best; classes without images are left out."""
     pairs = sorted(((a, c) for c, a in zip(classes, accuracy) if a is not None), key=lambda p: p[0])
-    fig = go.Figure(go.Bar(x=[c for _, c in pairs], y=[100 * a for a, _ in pairs], marker_color="#4c78a8",
+    fig = go.Figure(go.Bar(x=[c for _, c in pairs], y=[100 * a for a, _ in pairs], marker_color=BLUE,
                            hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
-    fig.update_layout(title=title, yaxis_title="top-1 accuracy (%)", yaxis_range=[0, 100], height=380,
+    fig.update_layout(title=title, yaxis_title=axis, yaxis_range=[0, 100], height=380,
                       margin=dict(l=5, r=5, t=40, b=5))
+    themed(fig)
     fig.update_xaxes(type="category", showticklabels=len(pairs) <= 40)
     return fig
 
 
-def confusion_figure(classes: tuple[str, ...], confusion: torch.Tensor, title: str) -> go.Figure:
+def confusion_figure(classes: tuple[str, ...], confusion: torch.Tensor, title: str,
+                     axes: tuple[str, str] = ("predicted", "true")) -> go.Figure:
     """Heatmap of a `[C, C]` confusion matrix: rows are true classes, columns predicted ones."""
-    fig = go.Figure(go.Heatmap(z=confusion.numpy(), x=list(classes), y=list(classes), colorscale="Blues",
+    fig = go.Figure(go.Heatmap(z=confusion.numpy(), x=list(classes), y=list(classes), colorscale="Cividis",
                                hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
     fig.update_layout(title=title, height=700, margin=dict(l=5, r=5, t=40, b=5))
-    fig.update_xaxes(type="category", title="predicted", showticklabels=False)
-    fig.update_yaxes(type="category", title="true", autorange="reversed", showticklabels=False)
+    fig.update_xaxes(type="category", title=axes[0], showticklabels=False)
+    fig.update_yaxes(type="category", title=axes[1], autorange="reversed", showticklabels=False)
+    themed(fig)
     return fig

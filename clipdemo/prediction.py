@@ -23,6 +23,11 @@ class Prediction:
     top: tuple[tuple[str, float], ...]  # best first
     weights: WeightsInfo
     true_label: str | None = None
+    cosines: tuple[float, ...] = ()  # [n_labels]: the raw image-prompt cosine similarity of each label
+
+    def cosine(self, label: str) -> float:
+        """The cosine similarity of the image and `label`'s prompt(s), in [-1, 1] (NaN when not kept)."""
+        return self.cosines[self.labels.index(label)] if self.cosines else float("nan")
 
     @property
     def true_rank(self) -> int | None:
@@ -43,7 +48,8 @@ class Prediction:
     def as_dict(self) -> dict:
         out = {"weights": {"name": self.weights.name, "sha256": self.weights.sha256, "trained": self.weights.trained,
                            "verified": self.weights.verified},
-               "top": [{"label": lab, "prob": p} for lab, p in self.top]}
+               "top": [{"label": lab, "prob": p, **({"cosine": self.cosine(lab)} if self.cosines else {})}
+                       for lab, p in self.top]}
         if self.true_label is not None:
             out.update(true_label=self.true_label, true_rank=self.true_rank, true_prob=self.true_prob)
         return out

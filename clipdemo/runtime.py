@@ -17,13 +17,13 @@ import time
 from dataclasses import dataclass
 
 from . import selfcheck, startup
-from .data import Cifar100, DataError, open_cifar100
+from .data import Cifar100, DataError, DataUnavailable, open_cifar100
 from .model import PRESETS, ClipConfig, LoadedModel, WeightsError, load_model, random_preset
 from .presets import LABEL_PRESETS, TEMPLATE_SETS
 from .service import DEFAULT_TEXT_RATE, ZeroShot
 from .settings import Settings
 
-__all__ = ["Runtime", "ModelState", "ModelStatus", "ModelUnavailable"]
+__all__ = ["Runtime", "ModelState", "ModelStatus", "ModelUnavailable", "ModelFailed"]
 
 log = logging.getLogger(__name__)
 DATA_RETRY_S = 60.0  # after a failed dataset open, wait this long before trying (and maybe downloading) again
@@ -31,6 +31,10 @@ DATA_RETRY_S = 60.0  # after a failed dataset open, wait this long before trying
 
 class ModelUnavailable(RuntimeError):
     """The model is still loading or failed to load; the message says which and what to do."""
+
+
+class ModelFailed(ModelUnavailable):
+    """The model failed to load (the message holds server paths and URLs: for the log)."""
 
 
 class ModelState(enum.Enum):
@@ -171,7 +175,7 @@ class Runtime:
             return self._zs
         st = self._status
         if st.state is ModelState.FAILED:
-            raise ModelUnavailable(f"The model could not be loaded: {st.message}")
+            raise ModelFailed(f"The model could not be loaded: {st.message}")
         raise ModelUnavailable(f"The model is still loading ({st.message}); try again in a few seconds.")
 
     def text_seconds(self, cost: int) -> float:
@@ -201,7 +205,7 @@ class Runtime:
             if self._data is not None:
                 return self._data
             if self._data_error and time.monotonic() - self._data_error[0] < DATA_RETRY_S:
-                raise DataError(self._data_error[1])
+                raise DataUnavailable(self._data_error[1])
             try:
                 self._data = open_cifar100(self.settings.data_root, download=self.settings.allow_download)
             except DataError as exc:

@@ -224,8 +224,9 @@ class ZeroShot:
         """Score one image feature `[D]` against the labels' text features."""
         text = self.text_features(labels, templates)  # [L, D]
         probs = engine.probabilities(image_feat[None], text)[0]  # [L]
+        cosines = (image_feat[None].float() @ text.float().T)[0]  # [L]
         return Prediction(tuple(labels), tuple(probs.tolist()), tuple(engine.top_k(probs, tuple(labels), k)),
-                          self.info, true_label)
+                          self.info, true_label, tuple(cosines.tolist()))
 
     def predict(self, image: Image.Image, labels: tuple[str, ...], templates: tuple[str, ...], k: int = 5,
                 true_label: str | None = None) -> Prediction:

@@ -21,6 +21,8 @@ loader resolves to `cuda` when a GPU is visible and `cpu` when not.
 | CLIPDEMO_THREADS    | the process's vCPUs     | torch / ONNX Runtime threads for the one model                  |
 | CLIPDEMO_MAX_WAITING| 32                      | model calls that may wait; one more gets "the Space is busy"    |
 | CLIPDEMO_FILE_TTL   | 3600                    | seconds an untouched upload or shown file is kept (janitor.py)  |
+| CLIPDEMO_BROWSER_KEY| clipdemo-labels-v1      | localStorage key of a visitor's saved label sets (BrowserState) |
+| CLIPDEMO_BROWSER_SECRET | from SPACE_ID       | key that encrypts them; set it as a Space secret to keep it private |
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ class Settings:
     threads: int = 0  # 0: as many as the process's vCPUs
     max_waiting: int = 32  # model calls that may wait for the model at once
     file_ttl_s: int = 3600  # uploads and shown files untouched this long are removed (swept every quarter of it)
+    # A visitor's saved label sets live in their browser (gr.BrowserState) under this key, encrypted with this
+    # secret; both must stay the same across restarts, or every visitor's sets are lost at each restart.
+    browser_key: str = "clipdemo-labels-v1"
+    browser_secret: str = "clipdemo:local"
+    space_id: str = ""  # "owner/name" on Hugging Face (SPACE_ID): shared links then point at the Space's page
 
 
 def _flag(value: str) -> bool:
@@ -70,6 +77,7 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
     file_ttl = _int(env, "CLIPDEMO_FILE_TTL") or 3600
     if file_ttl < 60:
         raise ValueError(f"CLIPDEMO_FILE_TTL must be at least 60 seconds, not {file_ttl}.")
+    space_id = env.get("SPACE_ID", "").strip()
     device = env.get("CLIPDEMO_DEVICE", "auto").strip().lower() or "auto"
     if device == "auto" and env.get("SPACES_ZERO_GPU", "").strip().lower() in {"1", "t", "true"}:
         device = "zerogpu"  # the Space's hardware says ZeroGPU (the test `spaces` itself uses)
@@ -86,6 +94,9 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         threads=threads,
         max_waiting=max_waiting,
         file_ttl_s=file_ttl,
+        browser_key=env.get("CLIPDEMO_BROWSER_KEY", "").strip() or "clipdemo-labels-v1",
+        browser_secret=env.get("CLIPDEMO_BROWSER_SECRET", "").strip() or f"clipdemo:{space_id or 'local'}",
+        space_id=space_id,
     )
 
 
@@ -102,6 +113,9 @@ def to_env(settings: Settings) -> dict[str, str]:
         "CLIPDEMO_THREADS": str(settings.threads),
         "CLIPDEMO_MAX_WAITING": str(settings.max_waiting),
         "CLIPDEMO_FILE_TTL": str(settings.file_ttl_s),
+        "CLIPDEMO_BROWSER_KEY": settings.browser_key,
+        "CLIPDEMO_BROWSER_SECRET": settings.browser_secret,
+        "SPACE_ID": settings.space_id,
     }
 
 

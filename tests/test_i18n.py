@@ -1,0 +1,49 @@
+"""The two UI languages: the same keys and places, the language a browser asks for, and safe filling."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from clipdemo.i18n import STRINGS, Refusal, language, places, text
+
+PACKAGE = Path(__file__).resolve().parent.parent / "clipdemo"
+
+
+def test_both_languages_have_the_same_keys_and_places():
+    en, tr = STRINGS["en"], STRINGS["tr"]
+    assert set(en) == set(tr) and len(en) > 150
+    assert {k: (places(en[k]), places(tr[k])) for k in en if places(en[k]) != places(tr[k])} == {}
+    # a translation, not a copy (the short ones may be names such as "Top-k" or "CIFAR-100 index")
+    assert sum(en[k] == tr[k] for k in en if len(en[k]) > 20) == 0
+
+
+def test_every_key_the_code_uses_exists():
+    used = set()
+    for f in PACKAGE.rglob("*.py"):
+        src = f.read_text(encoding="utf-8")
+        used |= set(re.findall(r'\b(?:L|t|Refusal)\("([a-z0-9_]+)"', src))
+        used |= set(re.findall(r'\("(link_[a-z_]+)"', src))
+    assert len(used) > 120
+    assert sorted(used - set(STRINGS["en"])) == []
+
+
+@pytest.mark.parametrize("tag, lang", [("tr-TR", "tr"), ("tr", "tr"), ("en-US", "en"), ("de-DE", "en"), ("", "en"),
+                                       (None, "en"), ("de-DE,tr;q=0.9,en;q=0.8", "tr"), ("TR_tr", "tr")])
+def test_the_browser_language_picks_the_ui_language(tag, lang):
+    assert language(tag) == lang
+
+
+def test_values_fill_places_in_order_and_stay_literal():
+    assert text("which_layer_head", "en", 3, 7) == "layer 3, head 7"
+    # a value holding braces is never formatted again
+    assert text("sets_unknown", "en", "{0.__class__} {}") == "There is no saved set named '{0.__class__} {}'."
+    with pytest.raises(ValueError, match="has 2 places, given 1"):
+        text("which_layer_head", "en", 3)
+
+
+def test_a_refusal_is_english_for_the_cli_and_turkish_for_a_turkish_page():
+    exc = Refusal("sets_full", 20)
+    assert str(exc) == "This browser already keeps 20 sets; delete one first."
+    assert exc.say("tr") == text("sets_full", "tr", 20) and exc.say("tr") != str(exc) and "20" in exc.say("tr")
+    assert isinstance(exc, ValueError)

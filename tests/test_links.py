@@ -1,0 +1,68 @@
+"""Shareable links: what a query string may set, what is ignored with a note, and the way back."""
+
+import pytest
+
+from clipdemo.links import MAX_LINK_LABELS, MAX_QUERY, Link, link_query, read_link, set_fields
+from clipdemo.presets import LABEL_PRESETS, TEMPLATE_SETS
+
+
+def keys(notes):
+    return [n[0] for n in notes]
+
+
+def test_the_notebook_link():
+    assert read_link("?index=15&k=5") == (Link(index=15, k=5), ())
+
+
+def test_labels_template_preset_and_tab():
+    link, notes = read_link("?labels=cat, dog ,lion&template=a sketch of a {}&tab=labels")
+    assert notes == () and link.labels == ("cat", "dog", "lion") and link.template == "a sketch of a {}"
+    assert link.tab == "labels"
+    link, notes = read_link({"preset": "cifar10", "template": "cifar18"})
+    assert notes == () and (link.preset, link.template) == ("cifar10", "cifar18")
+
+
+@pytest.mark.parametrize("query, key", [
+    ("?index=99999", "link_bad_index"), ("?index=-1", "link_bad_index"), ("?index=lion", "link_bad_index"),
+    ("?k=0", "link_bad_k"), ("?k=21", "link_bad_k"), ("?preset=imagenet", "link_bad_preset"),
+    ("?template=a photo", "link_bad_template"), ("?labels=cat", "link_bad_labels"), ("?tab=admin", "link_bad_tab"),
+    ("?colour=red", "link_unknown"), ("?labels=" + ",".join(f"l{i}" for i in range(MAX_LINK_LABELS + 1)),
+                                      "link_many_labels")])
+def test_a_bad_value_is_ignored_with_a_note(query, key):
+    link, notes = read_link(query)
+    assert keys(notes) == [key]
+    assert link == Link()  # the bad value is dropped; the page keeps its default
+
+
+def test_bad_values_do_not_spoil_good_ones_and_gradio_keeps_its_theme_parameter():
+    link, notes = read_link("?index=42&k=99&tab=nowhere&__theme=dark")
+    assert link == Link(index=42) and keys(notes) == ["link_bad_k", "link_bad_tab"]
+
+
+def test_an_oversized_query_is_ignored_whole():
+    link, notes = read_link("?labels=" + "x" * MAX_QUERY)
+    assert link == Link() and keys(notes) == ["link_too_long"]
+
+
+def test_labels_with_a_template_too_long_for_clip_are_refused_as_typed_ones_are():
+    link, notes = read_link("?labels=cat,dog&template=" + "very " * 80 + "{}")
+    assert link == Link() and keys(notes) == ["link_bad_labels"] and "77" in notes[0][1]
+
+
+def test_a_result_link_reads_back_to_the_same_values():
+    cases = [Link(index=15, k=5, tab="predict"),
+             Link(index=3, k=3, labels=("red car", "blue bike", "lion"), template="a sketch of a {}"),
+             Link(k=2, preset="cifar10", template="cifar18")]
+    for link in cases:
+        query = link_query(link)
+        assert query.startswith("?") and read_link(query) == (link, ())
+
+
+def test_set_fields_name_presets_and_carry_custom_sets():
+    cifar, single = LABEL_PRESETS["cifar100"].labels, TEMPLATE_SETS["single"].templates
+    assert set_fields(cifar, single) == {}
+    assert set_fields(LABEL_PRESETS["cifar10"].labels, TEMPLATE_SETS["cifar18"].templates) == dict(
+        preset="cifar10", template="cifar18")
+    assert set_fields(("cat", "dog"), ("art of a {}",)) == dict(labels=("cat", "dog"), template="art of a {}")
+    assert set_fields(("cat", "dog"), ("a {}", "an {}")) == dict(labels=("cat", "dog"))  # two custom templates
+    assert "labels" not in link_query(Link(labels=("a, b", "c")))  # a comma can't travel in the list

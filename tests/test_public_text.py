@@ -1,0 +1,23 @@
+"""What visitors see of errors: no server paths, URLs whole, and Markdown or toast text shown as written."""
+
+from clipdemo.redact import hide_paths
+
+URL = "https://openaipublic.azureedge.net/clip/models/40d3_a/ViT-B-32.pt"
+
+
+def test_server_paths_are_cut_to_their_last_part_and_urls_stay_whole():
+    text = (f"CIFAR-100 is not available under /home/user/.cache/clipdemo/data: Could not fetch {URL}: "
+            "<urlopen error [Errno -3] Temporary failure>. Put it in '/srv/data/cifar-100-python/', or ~/.cache/x.")
+    shown = hide_paths(text)
+    assert "/home/user" not in shown and "/srv/data" not in shown and "~/.cache" not in shown
+    assert "…/data:" in shown and "'…/cifar-100-python/'" not in shown and "…/cifar-100-python'" in shown
+    assert URL in shown and "<urlopen error [Errno -3] Temporary failure>" in shown
+
+
+def test_markdown_text_keeps_urls_whole_and_escapes_the_rest():
+    from clipdemo.ui.common import md_text, toast_text
+
+    shown = md_text(f"Could not fetch {URL}: <urlopen error x> *a* _b_ `c`.")
+    assert f"<{URL}>" in shown  # an autolink, with no backslash inside
+    assert "\\<urlopen error x\\>" in shown and "\\*a\\*" in shown and "\\_b\\_" in shown and "\\`c\\`" in shown
+    assert toast_text("dataset: <urlopen error x> & more") == "dataset: &lt;urlopen error x&gt; &amp; more"
