@@ -19,6 +19,8 @@ from ..runtime import Runtime
 from ..settings import Settings, from_env
 from .api import ApiEndpoints
 from .common import LabelState
+from .deeplink import PageOpen
+from .lang import HEAD, I18N, L
 from .status import StatusLine
 from .tabs import about
 from .tabs.architecture import ArchitectureTab
@@ -34,25 +36,70 @@ CSS = """
 .pixelated img { image-rendering: pixelated; }
 #status { min-height: 2.2em; }
 #notebook-lines textarea { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; white-space: pre; }
+/* Charts have transparent backgrounds (figures.themed); their text and grid follow the theme, light or dark. */
+.js-plotly-plot .main-svg .gtitle, .js-plotly-plot .main-svg .xtitle, .js-plotly-plot .main-svg .ytitle,
+.js-plotly-plot .main-svg .xtick text, .js-plotly-plot .main-svg .ytick text, .js-plotly-plot .main-svg .bartext,
+.js-plotly-plot .main-svg .cbaxis text, .js-plotly-plot .main-svg .legendtext { fill: var(--body-text-color) !important; }
+.js-plotly-plot .main-svg .gridlayer path, .js-plotly-plot .main-svg .zerolinelayer path {
+  stroke: var(--border-color-primary) !important; }
+/* Phones: nothing wider than the screen; rows wrap, images and charts shrink to fit. */
+html, body { overflow-x: hidden; }
+.gradio-container { max-width: 100% !important; }
+.gradio-container img, .js-plotly-plot, .js-plotly-plot .plot-container { max-width: 100%; }
+@media (max-width: 640px) {
+  .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
+  .gradio-container .row, .gradio-container .form { flex-wrap: wrap !important; }
+  .gradio-container .row > * { min-width: min(100%, 160px) !important; }
+  .index-row > * { flex: 1 1 30% !important; }
+  .index-row > .block:first-child { flex-basis: 100% !important; }
+  #attention-image img { width: 100%; height: auto; }
+}
 """
+
+
+# Gradio 6.31 leaves some controls without an accessible name: a text box that has buttons (copy), and the
+# button around a shown image. Each is named by its block's label.
+A11Y = """<script>
+(() => {
+  const label = (el) => {
+    const block = el.closest(".block");
+    const info = block && block.querySelector("[data-testid=block-info], [data-testid=block-label], .block-title, label span");
+    return info ? info.textContent.trim() : "";
+  };
+  const name = () => document.querySelectorAll(
+      "textarea:not([aria-label]), input[type=text]:not([aria-label]), button:not([aria-label]):not([title])")
+    .forEach((el) => {
+      if (el.tagName === "BUTTON" ? el.innerText.trim() : (el.labels && el.labels.length)) return;
+      const text = label(el);
+      if (text) el.setAttribute("aria-label", text);
+    });
+  new MutationObserver(name).observe(document.documentElement, {childList: true, subtree: true});
+})();
+</script>"""
 
 
 def build_app(runtime: Runtime) -> gr.Blocks:
     """The whole Space as a `gr.Blocks` (not launched)."""
-    status, predict = StatusLine(runtime), PredictTab(runtime)
+    status, predict, labels = StatusLine(runtime), PredictTab(runtime), LabelsTab(runtime)
+    settings = runtime.settings
+    share_base = f"https://huggingface.co/spaces/{settings.space_id}" if settings.space_id else ""
     # Uploads and shown files are removed by `file_janitor` (Gradio 6.31's delete_cache stops under load).
     with gr.Blocks(title="CLIP zero-shot classification") as demo:
-        gr.Markdown("# CLIP zero-shot image classification\nOpenAI CLIP ViT-B/32 on CIFAR-100 or your own images, "
-                    "with your own labels.")
+        gr.Markdown(L("page_title"))
         status_parts = status.build()
+        link_note = gr.Markdown(elem_id="link-note")
         labels_state = gr.State(LabelState())  # the visitor's active label set, shared by Predict and Labels
-        with gr.Tabs():
-            predict.build(labels_state)
-            LabelsTab(runtime).build(labels_state)
+        # The visitor's saved label sets, in their browser only (encrypted; key and secret from settings).
+        store = gr.BrowserState({"active": None, "sets": {}}, storage_key=settings.browser_key,
+                                secret=settings.browser_secret)
+        with gr.Tabs() as tabs:
+            predict.build(labels_state, share_base)
+            labels.build(labels_state, store)
             EvaluateTab(runtime).build()
             ArchitectureTab(runtime).build()
-            checks = about.build()
+            checks = about.build(labels, labels_state)
         status.wire(demo, status_parts, predict, checks)
+        PageOpen(predict, labels).wire(demo, tabs, labels_state, store, link_note)
         ApiEndpoints(runtime).register()
     return demo
 
@@ -66,7 +113,7 @@ def queue_kwargs() -> dict:
 def launch_kwargs() -> dict:
     """Server settings for `demo.launch()` (host and port come from GRADIO_SERVER_NAME/PORT); the MCP server
     (at /gradio_api/mcp/) offers the typed endpoints of `ui/api.py` as tools."""
-    return dict(theme=gr.themes.Soft(), css=CSS, max_file_size=MAX_BYTES, show_error=False,
+    return dict(theme=gr.themes.Soft(), css=CSS, head=HEAD + A11Y, i18n=I18N, max_file_size=MAX_BYTES, show_error=False,
                 enable_monitoring=False, share=False, mcp_server=True)
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import html
 import inspect
+import logging
 import re
 import typing
 from collections.abc import Callable, Iterator
@@ -20,15 +21,19 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from ..data import DataError
+from ..data import DataError, DataUnavailable
+from ..redact import hide_paths
 from ..presets import LABEL_PRESETS, TEMPLATE_SETS
 from ..progress import Cancelled, ProgressFn
 from ..scheduler import Busy
-from ..runtime import ModelUnavailable, Runtime
+from ..runtime import ModelFailed, ModelUnavailable, Runtime
 from ..service import ZeroShot
+from .lang import say, t
 
 __all__ = ["UI_API", "LabelState", "KEEP", "event", "user_errors", "busy_errors", "gpu_sentence", "GPU_REFUSALS", "progress_fn",
-           "wait_for_service", "ensure_text", "md_text", "CUSTOM"]
+           "wait_for_service", "ensure_text", "md_text", "toast_text", "unavailable", "details_block", "CUSTOM"]
+
+log = logging.getLogger(__name__)
 
 # The page's own events stay callable (the page and gradio_client use them) but out of the API docs and the
 # MCP tool list, which hold the typed endpoints of `ui/api.py` only.
@@ -56,7 +61,8 @@ KEEP = _Keep()  # a result field with this value leaves its component as it is
 
 
 def _outputs(result, components: dict[str, gr.components.Component]) -> dict:
-    return {comp: value for name, comp in components.items() if (value := getattr(result, name)) is not KEEP}
+    out = {comp: value for name, comp in components.items() if (value := getattr(result, name)) is not KEEP}
+    return out or {comp: gr.skip() for comp in components.values()}  # Gradio reads an empty dict as one value
 
 
 def event(fn: Callable, inputs, outputs: dict[str, gr.components.Component]) -> dict:
@@ -89,13 +95,13 @@ _BUSY = (Busy, Cancelled, ModelUnavailable)  # what a shared model can answer an
 
 # ZeroGPU's refusals (gr.Error titles raised by `spaces.GPU`, spaces 0.51) -> what the visitor is told first.
 GPU_REFUSALS: dict[str, str] = {
-    "ZeroGPU quota exceeded": "You have used up your free GPU time on this Space for now.",
-    "ZeroGPU pending credits exceeded": "You have used up your free GPU time on this Space for now.",
-    "ZeroGPU illegal duration": "This job needs the GPU for longer than one request may have it; choose fewer images.",
-    "ZeroGPU queue timeout": "Every shared GPU is busy right now; try again in a minute.",
-    "ZeroGPU worker error": "The GPU worker failed on this request; try again in a minute.",
+    "ZeroGPU quota exceeded": "gpu_quota",
+    "ZeroGPU pending credits exceeded": "gpu_quota",
+    "ZeroGPU illegal duration": "gpu_duration",
+    "ZeroGPU queue timeout": "gpu_queue",
+    "ZeroGPU worker error": "gpu_worker",
 }
-GPU_REFUSED = "The shared GPU could not run this request; try again in a minute."  # any other ZeroGPU error
+GPU_REFUSED = "gpu_other"  # any other ZeroGPU error
 
 
 def gpu_sentence(exc: gr.Error) -> str | None:
@@ -105,8 +111,8 @@ def gpu_sentence(exc: gr.Error) -> str | None:
     if not title.startswith("ZeroGPU"):
         return None
     said = re.sub(r"<[^>]+>", "", html.unescape(str(exc.message))).strip()  # unescape first: no tag survives
-    lead = GPU_REFUSALS.get(title, GPU_REFUSED)
-    return f"{lead} ZeroGPU said: {said}" if said else lead
+    lead = t(GPU_REFUSALS.get(title, GPU_REFUSED))
+    return t("gpu_said", lead, said) if said else lead
 
 
 @contextmanager
@@ -117,15 +123,33 @@ def user_errors() -> Iterator[None]:
         yield
     except gr.Error as exc:
         _retell(exc)  # already a sentence for the visitor, unless ZeroGPU's
+    except _UNAVAILABLE as exc:
+        raise gr.Error(toast_text(unavailable(exc))) from None
     except (ValueError, DataError, *_BUSY) as exc:
-        raise gr.Error(str(exc)) from None
+        raise gr.Error(toast_text(say(exc))) from None
+
+
+_UNAVAILABLE = (DataUnavailable, ModelFailed)  # their messages hold server paths and URLs: the log has them whole
+
+
+def unavailable(exc: Exception) -> str:
+    """What a visitor is told when the dataset or the model is unavailable: one sentence (what is
+    unavailable, what still works, that the logs have the details), then the details without server paths."""
+    log.warning("told a visitor: %s", exc)
+    lead = t("data_unavailable") if isinstance(exc, DataUnavailable) else t("model_unavailable")
+    return f"{lead} {t('details')}: {hide_paths(str(exc))}"
+
+
+def details_block(text: str) -> str:
+    """Markdown: `text` (server paths taken out) in a collapsed section."""
+    return f"\n\n<details><summary>{t('details')}</summary>\n\n{md_text(hide_paths(text))}\n\n</details>"
 
 
 def _retell(exc: gr.Error):
     """Raise `exc` again, or our sentence in its place when it is a ZeroGPU refusal."""
     if (sentence := gpu_sentence(exc)) is None:
         raise exc
-    raise gr.Error(sentence, title="GPU unavailable") from None
+    raise gr.Error(toast_text(sentence), title=t("gpu_title")) from None
 
 
 @contextmanager
@@ -134,8 +158,10 @@ def busy_errors() -> Iterator[None]:
     reached, the model is not loaded, ZeroGPU refused: see `gpu_sentence`) into `gr.Error` sentences."""
     try:
         yield
+    except _UNAVAILABLE as exc:
+        raise gr.Error(toast_text(unavailable(exc))) from None
     except _BUSY as exc:
-        raise gr.Error(str(exc)) from None
+        raise gr.Error(toast_text(say(exc))) from None
     except gr.Error as exc:
         _retell(exc)
 
@@ -151,7 +177,7 @@ def progress_fn(progress) -> ProgressFn:
 def wait_for_service(runtime: Runtime, progress) -> ZeroShot:
     """The loaded model service, waiting (with a progress note) while it loads; gr.Error if it cannot."""
     if not runtime.ready:
-        progress(0, desc="waiting for the model to load…")
+        progress(0, desc=t("waiting_model"))
     with user_errors():
         return runtime.service(timeout=MODEL_WAIT_S)
 
@@ -159,16 +185,33 @@ def wait_for_service(runtime: Runtime, progress) -> ZeroShot:
 def ensure_text(zs: ZeroShot, state: LabelState, progress) -> None:
     """Encode the visitor's label set (once; then it is cached), with a progress bar."""
     if not zs.has_text_features(state.labels, state.templates):
-        progress(0, desc=f"encoding {len(state.labels) * len(state.templates)} prompts…")
+        progress(0, desc=t("encoding_prompts", len(state.labels) * len(state.templates)))
         zs.text_features(state.labels, state.templates, progress=progress_fn(progress))
 
 
 _MD_SPECIAL = set("\\`*_{}[]()<>#+-.!|~&")
+_URL = re.compile(r"https?://[^\s<>'\"`]+[^\s<>'\"`.,;:!?)\]]")
 
 
 def md_text(text: str) -> str:
-    """Text shown literally inside Markdown: every Markdown/HTML-significant character backslash-escaped.
+    """Text shown literally inside Markdown: URLs as links, whole; every other Markdown/HTML-significant
+    character backslash-escaped, so `<img onerror=...>` renders as those characters, never as a tag.
 
-    `<img onerror=...>` then renders as those characters, never as a tag (and never as `&lt;`).
+    (Escaping inside a URL would show: the auto-linker takes `openaipublic\\.azureedge` as it stands.)
     """
+    out, at = [], 0
+    for m in _URL.finditer(text):
+        out += [_md_escape(text[at:m.start()]), f"<{m.group(0)}>"]  # a CommonMark autolink: no escapes inside
+        at = m.end()
+    out.append(_md_escape(text[at:]))
+    return "".join(out)
+
+
+def _md_escape(text: str) -> str:
     return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
+
+
+def toast_text(text: str) -> str:
+    """Text shown literally in a toast (gr.Error/Warning/Info), which reads HTML: `<urlopen error x>` stays
+    visible instead of becoming a tag."""
+    return html.escape(text, quote=False)

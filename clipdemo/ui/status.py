@@ -16,7 +16,8 @@ import gradio as gr
 from .. import cpus, selfcheck
 from ..data import DataError
 from ..runtime import ModelState, Runtime
-from .common import UI_API, event, md_text
+from .common import UI_API, details_block, event, md_text
+from .lang import L, t
 from .tabs.predict import PredictTab, head_choices, layer_choices
 
 __all__ = ["StatusLine", "StatusView"]
@@ -46,24 +47,27 @@ class StatusLine:
     def status(self) -> StatusView:
         """The status line, whether to keep polling it, and the loaded architecture's layer and head choices."""
         st = self.rt.status
+        details = []  # what went wrong, for a collapsed section (the log has it whole)
         if st.state is ModelState.READY:
             zs = self.rt.service()
             weights = md_text(zs.info.label)
             if not zs.info.verified:  # random weights, or a file that is not a known release
                 weights = f"⚠️ **{weights}**"
             host = cpus.describe(zs.threads) if zs.path.name == "cpu" else f"device {zs.device}"
-            line = (f"**Model:** {weights} · runs on **{md_text(zs.path.title)}** · {md_text(host)} · "
-                    f"image encoder: {md_text(zs.encoder_note)}")
+            line = t("status_ready", weights, md_text(zs.path.title), md_text(host), md_text(zs.encoder_note))
         elif st.state is ModelState.FAILED:
-            line = f"❌ **Model unavailable:** {md_text(st.message)}"
+            line, details = "❌ " + t("status_model_failed"), [st.message]
         else:
-            line = f"⏳ **Loading model:** {md_text(st.message)}"
+            line = t("status_loading", md_text(st.message))
         try:
             data = self.rt.dataset() if st.state is not ModelState.LOADING else None
-            line += f" · **CIFAR-100:** {len(data):,} test images" if data else ""
+            line += t("status_cifar", f"{len(data):,}") if data else ""
         except DataError as exc:
-            line += f" · **CIFAR-100 unavailable:** {md_text(str(exc))}"
+            line += " · " + t("status_data_failed")
+            details.append(str(exc))
         badge, about = self._checks()
+        if details:
+            line += " " + t("status_see_logs") + details_block("\n\n".join(details))
         config = self.rt.config()
         return StatusView(line + badge, gr.Timer(active=not self.rt.settled),  # poll until start-up work is done
                           gr.Dropdown(choices=layer_choices(config)), gr.Dropdown(choices=head_choices(config)), about)
@@ -75,15 +79,15 @@ class StatusLine:
             return "", ""
         lines = selfcheck.summary(checks)
         ok = all(c.passed is not False for c in checks)
-        badge = "✓ reproduces the notebook" if ok else "⚠️ the self-check differs from the published figures"
+        badge = t("badge_ok") if ok else t("badge_differs")
         tip = html.escape(" · ".join(lines), quote=True)
-        about = "### Self-check on the real weights\n" + "\n".join(f"- {md_text(x)}" for x in lines)
+        about = t("selfcheck_heading") + "\n" + "\n".join(f"- {md_text(x)}" for x in lines)
         return f' · <span title="{tip}">{badge}</span>', about
 
     # -- layout and wiring -------------------------------------------------------------------------
     def build(self) -> dict:
         """Lay out the status line; returns its components for `wire` once the tabs exist."""
-        return dict(line=gr.Markdown("⏳ starting…", elem_id="status"), timer=gr.Timer(1.0))
+        return dict(line=gr.Markdown(L("starting"), elem_id="status"), timer=gr.Timer(1.0))
 
     def wire(self, demo: gr.Blocks, parts: dict, predict: PredictTab, checks: gr.Markdown) -> None:
         """Poll the status on page load and each second until start-up is over; `/ping` for health checks."""

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from ... import figures
 from ...architecture import TOWERS, TowerSummary
 from ...runtime import Runtime
+from ..lang import L, t
 from ..common import UI_API, event, user_errors
 
 __all__ = ["ArchitectureTab", "ArchitectureView"]
@@ -51,32 +52,30 @@ class ArchitectureTab:
             vision, text = (zs.tower_summary(tower, int(depth)) for tower in TOWERS)
         card = zs.config_card()
         if not zs.info.trained:
-            card["note"] = "random weights: the architecture is exact, the weights are untrained"
-        treemap = figures.treemap(zs.parameter_tree(), f"Parameters: {card['parameters']['total']:,}")
+            card["note"] = t("arch_random_note")
+        treemap = figures.treemap(zs.parameter_tree(), t("treemap_title", f"{card['parameters']['total']:,}"))
         return ArchitectureView(card, _table(vision), vision.text, _table(text), text.text, zs.module_tree(), treemap)
 
     # -- layout and wiring -------------------------------------------------------------------------
     def build(self) -> None:
         """Lay out the tab (inside the app's `gr.Tabs`) and wire its events."""
-        with gr.Tab("Architecture", id="architecture") as tab:
-            depth = gr.Slider(1, 4, value=2, step=1, label="Summary depth")
-            card = gr.JSON(label="Configuration (derived from the loaded weights)")
+        with gr.Tab(L("tab_architecture"), id="architecture") as tab:
+            depth = gr.Slider(1, 4, value=2, step=1, label=L("summary_depth"))
+            card = gr.JSON(label=L("config_card"))
             with gr.Row():
                 with gr.Column():
-                    vision_table = gr.Dataframe(label="Vision tower (input 1×3×224×224)", wrap=True,
+                    vision_table = gr.Dataframe(label=L("vision_table"), wrap=True,
                                                 elem_id="vision-summary")
                 with gr.Column():
-                    text_table = gr.Dataframe(label="Text tower (input 1×77 tokens)", wrap=True, elem_id="text-summary")
-            gr.Markdown("Mult-adds are torchinfo's count of the Conv/Linear/Embedding modules it sees run; the "
-                        "attention projections inside `nn.MultiheadAttention` run as one fused function, so "
-                        "torchinfo leaves them out.")
-            with gr.Accordion("torchinfo text", open=False):
+                    text_table = gr.Dataframe(label=L("text_table"), wrap=True, elem_id="text-summary")
+            gr.Markdown(L("multadds_note"))
+            with gr.Accordion(L("torchinfo_text"), open=False):
                 with gr.Row():
-                    vision_text = gr.Textbox(label="Vision tower", lines=20, buttons=["copy"])
-                    text_text = gr.Textbox(label="Text tower", lines=20, buttons=["copy"])
-            with gr.Accordion("print(model): the module tree", open=False):
-                tree = gr.Textbox(label="Module tree", lines=30, buttons=["copy"])
-            treemap = gr.Plot(label="Where the parameters are (click to zoom)")
+                    vision_text = gr.Textbox(label=L("vision_tower"), lines=20, buttons=["copy"])
+                    text_text = gr.Textbox(label=L("text_tower"), lines=20, buttons=["copy"])
+            with gr.Accordion(L("module_tree_accordion"), open=False):
+                tree = gr.Textbox(label=L("module_tree"), lines=30, buttons=["copy"])
+            treemap = gr.Plot(label=L("treemap_plot"))
 
         gr.on([depth.release, tab.select],
               **event(self.architecture, depth, dict(card=card, vision_table=vision_table, vision_text=vision_text,

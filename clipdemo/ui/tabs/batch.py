@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import gradio as gr
 
 from ... import exports, figures
-from ...batch import MAX_BATCH, classify_batch, read_batch
+from ...batch import classify_batch, read_batch
 from ...engine import MAX_TOP_K, check_top_k
 from ...runtime import Runtime
+from ..lang import L, t
 from ..common import UI_API, LabelState, ensure_text, event, progress_fn, user_errors, wait_for_service
 
 __all__ = ["BatchTab", "BatchView", "COLUMNS"]
@@ -61,22 +62,22 @@ class BatchTab:
         table = [[it.name, it.top[0][0], round(it.top[0][1], 4), ", ".join(f"{lab} {100 * p:.1f}%" for lab, p, _ in it.top)]
                  for it in done]
         gallery = [(_thumb(it.image), f"{it.name}: {it.top[0][0]} {100 * it.top[0][1]:.1f}%") for it in done]
-        note = "" if zs.info.trained else " (untrained random weights: meaningless)"
-        summary = f"Classified {len(done)} image(s) against {len(state.labels)} labels{note}."
+        note = "" if zs.info.trained else t("untrained_suffix")
+        summary = t("batch_summary", len(done), len(state.labels), note)
         return BatchView(summary, table, gallery, exports.batch_files(done, len(state.labels)))
 
     def build(self, labels_state: gr.State) -> None:
         """Lay out the sub-tab (inside Predict's tabs) and wire its event."""
-        with gr.Tab("Batch", id="batch"):
-            files = gr.File(label=f"Images, or a zip of images (up to {MAX_BATCH})", file_count="multiple",
+        with gr.Tab(L("tab_batch"), id="batch"):
+            files = gr.File(label=L("batch_files"), file_count="multiple",
                             file_types=["image", ".zip"], elem_id="batch-files")
             with gr.Row():
-                top_k = gr.Slider(1, MAX_TOP_K, value=3, step=1, label="Top-k per image")
-                run = gr.Button("Classify all", variant="primary", elem_id="batch-run")
+                top_k = gr.Slider(1, MAX_TOP_K, value=3, step=1, label=L("batch_top_k"))
+                run = gr.Button(L("batch_run"), variant="primary", elem_id="batch-run")
             summary = gr.Markdown(elem_id="batch-summary")
-            table = gr.Dataframe(headers=COLUMNS, label="Results", interactive=False, elem_id="batch-table")
-            gallery = gr.Gallery(label="Images and their top-1", columns=8, height=260)
-            downloads = gr.File(label="Download (CSV, JSON)", file_count="multiple", interactive=False,
+            table = gr.Dataframe(headers=COLUMNS, label=L("batch_table"), interactive=False, elem_id="batch-table")
+            gallery = gr.Gallery(label=L("batch_gallery"), columns=8, height=260)
+            downloads = gr.File(label=L("downloads"), file_count="multiple", interactive=False,
                                 elem_id="batch-downloads")
         run.click(**event(self.classify_all, [files, top_k, labels_state],
                           dict(summary=summary, table=table, gallery=gallery, files=downloads)),

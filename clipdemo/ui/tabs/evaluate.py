@@ -26,6 +26,7 @@ from ...model import WeightsInfo
 from ...runtime import Runtime
 from ...scheduler import Priority
 from ...service import BULK_IMAGES
+from ..lang import L, t
 from ..common import UI_API, KEEP, event, user_errors, wait_for_service
 
 __all__ = ["EvaluateTab", "EvaluationView", "SUBSET_CHOICES", "TEMPLATE_TITLES", "CHUNK", "TIME_LIMIT_S"]
@@ -74,23 +75,20 @@ class EvaluateTab:
         for chunk_start in range(0, len(todo), step):
             chunk = todo[chunk_start:chunk_start + step]
             if time.perf_counter() - start > self.time_limit_s:
-                yield EvaluationView(f"⏹ Stopped at the time limit ({self.time_limit_s / 60:.0f} min) after encoding "
-                                     f"{done} of {len(todo)} new images. They are kept: run again to go on.")
+                yield EvaluationView(t("eval_stopped", f"{self.time_limit_s / 60:.0f}", done, len(todo)))
                 return
 
             def report(k: int, _total: int, _what: str, base=done) -> None:
                 rate = (base + k) / max(time.perf_counter() - start, 1e-9)
                 left = (len(todo) - base - k) / rate
-                progress((base + k) / len(todo), desc=f"encoding images: {base + k}/{len(todo)}, "
-                                                      f"{rate:.0f} images/s, {left:.0f} s left")
+                progress((base + k) / len(todo), desc=t("eval_encoding", base + k, len(todo), f"{rate:.0f}", f"{left:.0f}"))
 
             # Bulk work: one model call per zs.bulk_images images, visitors' predictions go in between.
             done += encode_split(zs, data, chunk, batch_size=zs.bulk_images, workers=0, progress=report,
                                  priority=Priority.BULK)
-            yield EvaluationView(f"⏳ encoded {done} of {len(todo)} new images "
-                                 f"({done / (time.perf_counter() - start):.0f} images/s)…")
+            yield EvaluationView(t("eval_encoded", done, len(todo), f"{done / (time.perf_counter() - start):.0f}"))
         rate = done / (time.perf_counter() - start) if done else None
-        progress(1.0, desc="scoring…")
+        progress(1.0, desc=t("eval_scoring"))
         results = evaluate(zs, data, indices, settings, classes=classes, workers=0)  # all stored: text side only
         results = [dataclasses.replace(r, images_per_s=rate or 0.0) for r in results]
         yield self._view(results, subset, len(indices), rate, zs.info, data)
@@ -99,47 +97,45 @@ class EvaluateTab:
               data) -> EvaluationView:
         best = results[-1]
         chart = figures.per_class_chart(best.classes, best.per_class,
-                                        f"Per-class top-1 accuracy ({best.setting}), worst first")
+                                        t("per_class_title", best.setting), t("per_class_axis"))
         confusion = figures.confusion_figure(best.classes, best.confusion,
-                                             f"Confusion matrix ({best.setting}): rows true, columns predicted")
+                                             t("confusion_title", best.setting), (t("predicted"), t("true")))
         pairs = []
-        for t, p, count in best.confused_pairs(8):
+        for tr, p, count in best.confused_pairs(8):
             example = next(int(i) for i, tt, pp in zip(best.indices, best.targets, best.predicted)
-                           if tt == t and pp == p)
+                           if tt == tr and pp == p)
             pairs.append((figures.enlarge(data.image(example), 96),
-                          f"{best.classes[t]} → {best.classes[p]} ({count}×)"))
-        worst = [(figures.enlarge(data.image(i), 96), f"#{i}: {best.classes[t]} → {best.classes[p]} ({100 * q:.0f}%)")
-                 for i, t, p, q in best.worst_mistakes(12)]
+                          f"{best.classes[tr]} → {best.classes[p]} ({count}×)"))
+        worst = [(figures.enlarge(data.image(i), 96), f"#{i}: {best.classes[tr]} → {best.classes[p]} ({100 * q:.0f}%)")
+                 for i, tr, p, q in best.worst_mistakes(12)]
         return EvaluationView(_summary(results, subset, n, rate, info), chart, confusion, pairs, worst,
                               exports.evaluation_files(results))
 
     # -- layout and wiring -------------------------------------------------------------------------
     def build(self) -> None:
         """Lay out the tab (inside the app's `gr.Tabs`) and wire its events."""
-        with gr.Tab("Evaluate", id="evaluate"):
-            gr.Markdown("Zero-shot accuracy on the CIFAR-100 test split, scored against all 100 classes. "
-                        "Image features are computed once and kept, so a second run (or other templates) "
-                        "is almost instant.")
+        with gr.Tab(L("tab_evaluate"), id="evaluate"):
+            gr.Markdown(L("eval_intro"))
             with gr.Row():
-                subset = gr.Radio(SUBSET_CHOICES, value="first", label="Images")
-                first_n = gr.Number(1000, precision=0, minimum=1, maximum=TEST_SIZE, label="N (first N)")
-                per_class = gr.Number(10, precision=0, minimum=1, maximum=100, label="K per class")
-                seed = gr.Number(0, precision=0, label="Seed (stratified sample)")
+                subset = gr.Radio(SUBSET_CHOICES, value="first", label=L("eval_images"))
+                first_n = gr.Number(1000, precision=0, minimum=1, maximum=TEST_SIZE, label=L("eval_n"))
+                per_class = gr.Number(10, precision=0, minimum=1, maximum=100, label=L("eval_k"))
+                seed = gr.Number(0, precision=0, label=L("eval_seed"))
             with gr.Row():
                 templates = gr.Radio([(TEMPLATE_TITLES[k], k) for k in TEMPLATE_CHOICES], value="both",
-                                     label="Prompt templates")
+                                     label=L("eval_templates"))
                 spelling = gr.Dropdown([(LABEL_PRESETS[k].title, k) for k in CLASS_NAME_SPELLINGS],
-                                       value=CLASS_NAME_SPELLINGS[0], label="Class names")
+                                       value=CLASS_NAME_SPELLINGS[0], label=L("eval_class_names"))
             with gr.Row():
-                run_btn = gr.Button("Run evaluation", variant="primary")
-                stop_btn = gr.Button("Stop", variant="stop")
+                run_btn = gr.Button(L("eval_run"), variant="primary")
+                stop_btn = gr.Button(L("eval_stop"), variant="stop")
             summary = gr.Markdown(elem_id="eval-summary")
-            chart = gr.Plot(label="Per-class accuracy")
-            confusion = gr.Plot(label="Confusion matrix")
+            chart = gr.Plot(label=L("eval_chart"))
+            confusion = gr.Plot(label=L("eval_confusion"))
             with gr.Row():
-                pairs = gr.Gallery(label="Most confused pairs (an example of each)", columns=4, height=300)
-                worst = gr.Gallery(label="Most confident mistakes", columns=4, height=300)
-            files = gr.File(label="Download (CSV per image, JSON with everything)", file_count="multiple",
+                pairs = gr.Gallery(label=L("eval_pairs"), columns=4, height=300)
+                worst = gr.Gallery(label=L("eval_worst"), columns=4, height=300)
+            files = gr.File(label=L("eval_files"), file_count="multiple",
                             interactive=False)
 
         running = run_btn.click(**event(self.run, [subset, first_n, per_class, seed, templates, spelling],

@@ -19,6 +19,8 @@ from ...presets import LABEL_PRESETS, TEMPLATE_SETS
 from ...prompts import CONTEXT_LENGTH, PROMPT_BUDGET, PromptError, parse_editors
 from ...runtime import Runtime
 from ..common import UI_API, CUSTOM, KEEP, LabelState, ensure_text, event, md_text, user_errors, wait_for_service
+from ..lang import L, t
+from .labelsets import LabelSetsBox
 
 __all__ = ["LabelsTab", "LabelsApplied", "PresetPicked", "TokenView"]
 
@@ -88,11 +90,9 @@ class LabelsTab:
             labels, templates, cost = parse_editors(label_text, template_text)
         except PromptError as exc:
             return f"⚠️ {md_text(str(exc))}"
-        note = f" ({len(labels.dropped_duplicates)} duplicate(s) will be dropped)" if labels.dropped_duplicates else ""
-        return (f"✓ {len(labels.labels)} labels × {len(templates)} template(s) = "
-                f"{len(labels.labels) * len(templates)} prompts{note}: {cost:,} tokens, "
-                f"{100 * cost / PROMPT_BUDGET:.0f}% of the budget, ~{self.rt.text_seconds(cost):.0f} s to encode. "
-                "Press **Apply** to use them.")
+        note = t("dropped_note", len(labels.dropped_duplicates)) if labels.dropped_duplicates else ""
+        return t("check_line", len(labels.labels), len(templates), len(labels.labels) * len(templates), note,
+                 f"{cost:,}", f"{100 * cost / PROMPT_BUDGET:.0f}", f"{self.rt.text_seconds(cost):.0f}")
 
     def set_labels(self, label_text: str, template_text: str, state: LabelState,
                    progress=gr.Progress()) -> LabelsApplied:
@@ -104,7 +104,7 @@ class LabelsTab:
         if ready:
             ensure_text(self.rt.service(), new, progress)
         if labels.dropped_duplicates:
-            gr.Warning(f"Dropped {len(labels.dropped_duplicates)} duplicate label(s).")
+            gr.Warning(t("dropped_warning", len(labels.dropped_duplicates)))
         return LabelsApplied(new, self.label_summary(new, ready, labels.dropped_duplicates))
 
     def label_summary(self, state: LabelState, ready: bool | None = None, dropped: tuple[str, ...] = ()) -> str:
@@ -114,22 +114,21 @@ class LabelsTab:
             ready = self.rt.ready and self.rt.service().has_text_features(state.labels, state.templates)
         n = len(state.labels) * len(state.templates)
         shown = ", ".join(md_text(lab) for lab in state.labels[:12]) + (" …" if len(state.labels) > 12 else "")
-        feats = "text features ready ✓" if ready else "text features are computed on first use"
-        drop = f" · dropped duplicates: {', '.join(md_text(d) for d in dropped)}" if dropped else ""
-        return (f"**Active for you:** {len(state.labels)} labels × {len(state.templates)} template(s) = {n} prompts · "
-                f"{feats}{drop}\n\n{shown}")
+        feats = t("features_ready") if ready else t("features_later")
+        drop = t("dropped_list", ", ".join(md_text(d) for d in dropped)) if dropped else ""
+        return t("active_summary", len(state.labels), len(state.templates), n, feats, drop, shown)
 
     def tokens(self, prompt: str) -> TokenView:
         """The BPE tokens of a prompt as CLIP sees them, and where its text feature is read."""
         with user_errors():
             toks = prompt_tokens(prompt or "")
-        rows = [[t.position, t.token_id, t.text, t.role + (" (the text feature is read here)" if t.role == "end" else "")]
-                for t in toks]
+        rows = [[tok.position, tok.token_id, tok.text, tok.role + (t("token_read_here") if tok.role == "end" else "")]
+                for tok in toks]
         pad = CONTEXT_LENGTH - len(toks)
-        rows.append([f"{len(toks)}..{CONTEXT_LENGTH - 1}", 0, f"padding × {pad}", "padding (never seen: causal mask)"])
-        note = (f"{len(toks)} of {CONTEXT_LENGTH} positions used; the end-of-text token at position "
-                f"{len(toks) - 1} carries the prompt's embedding.")
-        return TokenView({"headers": ["position", "token id", "token", "role"], "data": rows}, note)
+        rows.append([f"{len(toks)}..{CONTEXT_LENGTH - 1}", 0, t("token_padding", pad), t("token_padding_role")])
+        note = t("token_note", len(toks), CONTEXT_LENGTH, len(toks) - 1)
+        return TokenView({"headers": [t("col_position"), t("col_token_id"), t("col_token"), t("col_role")],
+                          "data": rows}, note)
 
     def similarity(self, state: LabelState, progress=gr.Progress()) -> go.Figure:
         """Cosine similarity between the session's labels' text features (plotly heatmap)."""
@@ -138,37 +137,38 @@ class LabelsTab:
         with user_errors():
             ensure_text(zs, state, progress)
             sim = label_similarity(zs.text_features(state.labels, state.templates))  # [L, L]
-        fig = figures.similarity_figure(state.labels, sim)
-        if not zs.info.trained:
-            fig.update_layout(title=fig.layout.title.text + " (untrained random weights: meaningless)")
-        return fig
+        return figures.similarity_figure(state.labels, sim,
+                                         t("similarity_title") + ("" if zs.info.trained else t("untrained_suffix")))
 
     # -- layout and wiring -------------------------------------------------------------------------
-    def build(self, labels_state: gr.State) -> None:
-        """Lay out the tab (inside the app's `gr.Tabs`) and wire its events."""
+    def build(self, labels_state: gr.State, store: gr.BrowserState) -> None:
+        """Lay out the tab (inside the app's `gr.Tabs`) and wire its events; `store` is the visitor's saved
+        label sets, in their browser."""
         preset_choices = [(p.title, p.key) for p in LABEL_PRESETS.values()] + [("Custom", CUSTOM)]
-        template_choices = [(t.title, t.key) for t in TEMPLATE_SETS.values()] + [("Custom", CUSTOM)]
-        with gr.Tab("Labels", id="labels"):
-            summary = gr.Markdown(self.label_summary(LabelState(), ready=False), elem_id="label-summary")
+        template_choices = [(ts.title, ts.key) for ts in TEMPLATE_SETS.values()] + [("Custom", CUSTOM)]
+        with gr.Tab(L("tab_labels"), id="labels"):
+            self.summary = summary = gr.Markdown(self.label_summary(LabelState(), ready=False), elem_id="label-summary")
             with gr.Row():
-                with gr.Column():
-                    preset = gr.Dropdown(preset_choices, value="cifar100", label="Label preset")
-                    label_box = gr.Textbox(self.label_text("cifar100"), lines=12, max_lines=20,
-                                           label="Labels (one per line, or comma-separated)", elem_id="label-editor")
-                with gr.Column():
-                    tpl_preset = gr.Dropdown(template_choices, value="single", label="Template set")
-                    tpl_box = gr.Textbox(self.template_text("single"), lines=6, max_lines=20,
-                                         label="Prompt templates (one per line, {} marks the label)")
+                with gr.Column(min_width=260):
+                    self.preset = preset = gr.Dropdown(preset_choices, value="cifar100", label=L("label_preset"))
+                    self.label_box = label_box = gr.Textbox(self.label_text("cifar100"), lines=12, max_lines=20,
+                                                            label=L("labels_editor"), elem_id="label-editor")
+                with gr.Column(min_width=260):
+                    self.tpl_preset = tpl_preset = gr.Dropdown(template_choices, value="single", label=L("template_set"))
+                    self.tpl_box = tpl_box = gr.Textbox(self.template_text("single"), lines=6, max_lines=20,
+                                                        label=L("templates_editor"), elem_id="template-editor")
             check = gr.Markdown(elem_id="label-check")
-            apply_btn = gr.Button("Apply", variant="primary")
+            apply_btn = gr.Button(L("apply"), variant="primary", elem_id="apply-labels")
             self._label_dropdown, self._template_dropdown = preset, tpl_preset
-            with gr.Accordion("Which labels does CLIP confuse? (text features only)", open=False):
-                sim_btn = gr.Button("Show label similarity")
-                sim_plot = gr.Plot(label="Label similarity")
-            with gr.Accordion("Tokens: a prompt as CLIP reads it", open=False):
+            self.sets = LabelSetsBox(self)
+            self.sets.build(labels_state, store)
+            with gr.Accordion(L("similarity_accordion"), open=False):
+                sim_btn = gr.Button(L("similarity_button"))
+                sim_plot = gr.Plot(label=L("similarity_plot"))
+            with gr.Accordion(L("tokens_accordion"), open=False):
                 first = self.tokens("a photo of a lion")  # the tokenizer only: no model, shown at once
-                prompt_box = gr.Textbox("a photo of a lion", label="Prompt")
-                token_table = gr.Dataframe(first.table, label="BPE tokens", elem_id="token-table")
+                prompt_box = gr.Textbox("a photo of a lion", label=L("prompt"))
+                token_table = gr.Dataframe(first.table, label=L("tokens_table"), elem_id="token-table")
                 token_note = gr.Markdown(first.note)
 
         apply_btn.click(**event(self.set_labels, [label_box, tpl_box, labels_state],

@@ -9,6 +9,7 @@ tab out and wires it. Model work goes through the `ZeroShot` service; pictures c
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from dataclasses import dataclass
@@ -22,12 +23,14 @@ from ...data import TEST_SIZE
 from ...engine import MAX_TOP_K, check_top_k
 from ...images import decode_data_url, inside_folder, open_image
 from ...inside import cls_attention_map
+from ...links import Link, link_query, set_fields
 from ...model import ClipConfig
 from ...runtime import Runtime
 from ...prediction import Prediction
 from ...service import ZeroShot
 from .batch import BatchTab
-from ..common import UI_API, LabelState, ensure_text, event, md_text, user_errors, wait_for_service
+from ..common import UI_API, LabelState, ensure_text, event, md_text, toast_text, user_errors, wait_for_service
+from ..lang import L, t
 
 __all__ = ["PredictTab", "PredictView", "AttentionView", "layer_choices", "head_choices", "DEFAULT_INDEX"]
 
@@ -35,7 +38,6 @@ DEFAULT_INDEX = 15  # the notebook's lion
 EXAMPLES = (15, 0, 42, 2024, 9999)
 ROLLOUT = "rollout"
 MEAN_HEADS = "mean"
-NOT_AN_UPLOAD = "Only images uploaded to this page can be classified."
 
 
 def layer_choices(config: ClipConfig) -> list[str]:
@@ -59,6 +61,7 @@ class PredictView:
     truth: str  # Markdown: the true class and its rank (index images only)
     files: list[str]  # CSV and JSON
     last_input: dict  # what was classified, for the attention view: {"kind": "index"|"upload", ...}
+    share: str  # the query string of a link to this result (`?index=15&k=5`; never an uploaded image)
     original: Image.Image | None = None  # the 32x32 CIFAR image, enlarged (index images only)
 
 
@@ -77,10 +80,9 @@ def truth_markdown(pred: Prediction) -> str:
         return ""
     true = md_text(pred.true_label)
     if pred.true_rank is None:
-        return f"True class: **{true}** (not in the current label set)"
-    verdict = "✅ top-1 is right" if pred.true_rank == 1 else "❌ top-1 is wrong"
-    return (f"True class: **{true}** · {verdict} · rank {pred.true_rank} of {len(pred.labels)}, "
-            f"{100 * pred.true_prob:.2f}%")
+        return t("truth_absent", true)
+    verdict = t("truth_right") if pred.true_rank == 1 else t("truth_wrong")
+    return t("truth_line", true, verdict, pred.true_rank, len(pred.labels), f"{100 * pred.true_prob:.2f}")
 
 
 def _pick(value: str | None, whole: str, what: str) -> int | None:
@@ -90,7 +92,7 @@ def _pick(value: str | None, whole: str, what: str) -> int | None:
     try:
         return int(value) - 1
     except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number or {whole!r}, not {value!r}.") from None
+        raise ValueError(t("pick_number", what, whole, value)) from None
 
 
 class PredictTab:
@@ -99,11 +101,14 @@ class PredictTab:
     def __init__(self, runtime: Runtime):
         self.rt = runtime
 
-    def _view(self, zs: ZeroShot, pred: Prediction, image: Image.Image, what: str, last: dict,
+    def _view(self, zs: ZeroShot, pred: Prediction, image: Image.Image, what: str, last: dict, state: LabelState,
               original: Image.Image | None = None) -> PredictView:
+        title = t("chart_top") + ("" if zs.info.trained else t("untrained_suffix"))
+        share = Link(index=last.get("index"), k=len(pred.top), tab="predict", **set_fields(state.labels, state.templates))
         return PredictView(model_input=figures.input_view(zs.pixels(image)), label=dict(pred.top),
-                           chart=figures.bar_chart(pred), lines="\n".join(pred.lines()), truth=truth_markdown(pred),
-                           files=exports.prediction_files(pred, what), last_input=last, original=original)
+                           chart=figures.bar_chart(pred, title, t("chart_probability")), lines="\n".join(pred.lines()),
+                           truth=truth_markdown(pred), files=exports.prediction_files(pred, what), last_input=last,
+                           share=link_query(share), original=original)
 
     def predict_index(self, index: float, top_k: float, state: LabelState, progress=gr.Progress()) -> PredictView:
         """Classify CIFAR-100 test image `index` against the session's labels."""
@@ -118,7 +123,7 @@ class PredictTab:
         feat = zs.cifar_feature(int(index), image, len(data))  # [D]: stored, or encoded once and stored
         pred = zs.classify(feat, state.labels, state.templates, k, true_label)
         return self._view(zs, pred, image, f"CIFAR-100 test image #{int(index)}", {"kind": "index", "index": int(index)},
-                          original=figures.enlarge(image))
+                          state, original=figures.enlarge(image))
 
     def predict_image(self, upload: dict | str | None, top_k: float, state: LabelState,
                       progress=gr.Progress()) -> PredictView:
@@ -135,7 +140,7 @@ class PredictTab:
         zs = wait_for_service(self.rt, progress)
         ensure_text(zs, state, progress)
         pred = zs.predict(image, state.labels, state.templates, k=k)
-        return self._view(zs, pred, image, "uploaded image", {"kind": "upload", "path": path})
+        return self._view(zs, pred, image, "uploaded image", {"kind": "upload", "path": path}, state)
 
     @staticmethod
     def _decode(record: dict) -> tuple[Image.Image, str]:
@@ -143,7 +148,7 @@ class PredictTab:
         if record.get("path"):
             path = inside_folder(record["path"], gr.utils.get_upload_folder())
             if path is None:
-                raise gr.Error(NOT_AN_UPLOAD)
+                raise gr.Error(t("not_an_upload"))
             return open_image(path), str(path)
         if str(record.get("url") or "").startswith("data:"):
             image = open_image(decode_data_url(record["url"]))
@@ -151,8 +156,8 @@ class PredictTab:
             image.save(path)  # kept (an hour at most) for this session's attention view
             return image, str(path)
         if record.get("url"):
-            raise gr.Error(NOT_AN_UPLOAD)
-        raise gr.Error("Upload an image first (file, webcam or clipboard).")
+            raise gr.Error(t("not_an_upload"))
+        raise gr.Error(t("upload_first"))
 
     def random_index(self) -> int:
         """A random CIFAR-100 test index."""
@@ -160,13 +165,13 @@ class PredictTab:
 
     def _image_for(self, last: dict | None) -> tuple[Image.Image, str]:
         if not last:
-            raise gr.Error("Classify an image first; its patches and attention are shown here.")
+            raise gr.Error(t("classify_first"))
         try:
             if last.get("kind") == "index":
                 return self.rt.dataset().image(last["index"]), f"CIFAR-100 #{last['index']}"
-            return open_image(last["path"]), "your image"
+            return open_image(last["path"]), t("your_image")
         except (ValueError, RuntimeError, KeyError, TypeError) as exc:
-            raise gr.Error(f"The last image is no longer available: {exc}") from None
+            raise gr.Error(toast_text(t("last_image_gone", exc))) from None
 
     def attention(self, layer: str, head: str, last: dict | None, progress=gr.Progress()) -> AttentionView:
         """Patch grid over the model input, and the class token's attention (a layer and head, or rollout)."""
@@ -174,73 +179,78 @@ class PredictTab:
         image, what = self._image_for(last)
         trace = zs.vision_trace(image, tuple(sorted(last.items())))
         with user_errors():
-            li = _pick(layer, ROLLOUT, "Layer")
-            hi = None if li is None else _pick(head, MEAN_HEADS, "Head")
+            li = _pick(layer, ROLLOUT, t("layer"))
+            hi = None if li is None else _pick(head, MEAN_HEADS, t("head"))
             amap = cls_attention_map(trace, li, hi)  # [grid, grid]
         shown = figures.input_view(zs.pixels(image), min_size=0)  # at the model's own resolution
-        which = ("attention rollout across all layers" if li is None else
-                 f"layer {li + 1}, " + ("mean over heads" if hi is None else f"head {hi + 1}"))
-        note = "" if zs.info.trained else " (untrained random weights: the pattern means nothing)"
-        caption = f"Class-token attention over the {amap.numel()} patches of {what}: {which}{note}."
-        size = max(224, shown.size[0])
-        return AttentionView(figures.patch_figure(shown, zs.config.vision_patch_size),
+        which = (t("which_rollout") if li is None else
+                 t("which_layer_mean", li + 1) if hi is None else t("which_layer_head", li + 1, hi + 1))
+        note = "" if zs.info.trained else t("untrained_pattern")
+        caption = t("attention_caption", amap.numel(), what, which, note)
+        size, patch = max(224, shown.size[0]), zs.config.vision_patch_size
+        g = shown.size[0] // patch
+        return AttentionView(figures.patch_figure(shown, patch, t("patch_title", g, g, patch, patch, g * g)),
                              figures.attention_overlay(shown.resize((size, size), Image.Resampling.BICUBIC), amap),
                              caption)
 
     # -- layout and wiring -------------------------------------------------------------------------
-    def build(self, labels_state: gr.State) -> None:
-        """Lay out the tab (inside the app's `gr.Tabs`) and wire its events."""
+    def build(self, labels_state: gr.State, share_base: str = "") -> None:
+        """Lay out the tab (inside the app's `gr.Tabs`) and wire its events. `share_base` is the page that
+        shared links open (the Space's page on Hugging Face; empty: this page's own address)."""
         config = self.rt.config()
-        with gr.Tab("Predict", id="predict"):
-            top_k = gr.Slider(1, MAX_TOP_K, value=5, step=1, label="Top-k")
+        with gr.Tab(L("tab_predict"), id="predict"):
+            self.top_k = top_k = gr.Slider(1, MAX_TOP_K, value=5, step=1, label=L("top_k"))
             with gr.Tabs():
-                with gr.Tab("CIFAR-100 index", id="index"):
+                with gr.Tab(L("tab_index"), id="index"):
+                    with gr.Row(elem_classes="index-row"):
+                        self.index = index = gr.Slider(0, TEST_SIZE - 1, value=DEFAULT_INDEX, step=1,
+                                                       label=L("index_label"), scale=4, min_width=200)
+                        prev_btn = gr.Button(L("prev"), scale=0, min_width=80)
+                        next_btn = gr.Button(L("next"), scale=0, min_width=80)
+                        rand_btn = gr.Button(L("random"), scale=0, min_width=100)
+                    run_index = gr.Button(L("classify"), variant="primary")
                     with gr.Row():
-                        index = gr.Slider(0, TEST_SIZE - 1, value=DEFAULT_INDEX, step=1,
-                                          label="CIFAR-100 test image index", scale=4)
-                        prev_btn = gr.Button("◀ prev", scale=0, min_width=80)
-                        next_btn = gr.Button("next ▶", scale=0, min_width=80)
-                        rand_btn = gr.Button("🎲 random", scale=0, min_width=100)
-                    run_index = gr.Button("Classify", variant="primary")
-                    with gr.Row():
-                        original = gr.Image(label="Original 32×32 (enlarged, no blur)", type="pil",
+                        original = gr.Image(label=L("original_image"), type="pil",
                                             elem_classes="pixelated", height=224, interactive=False)
-                        model_input = gr.Image(label="Model input 224×224", type="pil", height=224, interactive=False)
-                    truth = gr.Markdown()
-                    gr.Examples([[i] for i in EXAMPLES], inputs=[index], label="Examples (15 is the notebook's lion)",
-                                cache_examples=False)
-                with gr.Tab("Upload", id="upload"):
+                        model_input = gr.Image(label=L("model_input"), type="pil", height=224, interactive=False)
+                    truth = gr.Markdown(elem_id="truth")
+                    gr.Examples([[i] for i in EXAMPLES], inputs=[index], label=L("examples"), cache_examples=False)
+                with gr.Tab(L("tab_upload"), id="upload"):
                     with gr.Row():
-                        upload = gr.Image(label="Your image", type="filepath",
+                        upload = gr.Image(label=L("your_image_label"), type="filepath",
                                           sources=["upload", "webcam", "clipboard"], height=280)
-                        upload_input = gr.Image(label="Model input 224×224", type="pil", height=280,
-                                                interactive=False)
-                    run_upload = gr.Button("Classify upload", variant="primary")
+                        upload_input = gr.Image(label=L("model_input"), type="pil", height=280, interactive=False)
+                    run_upload = gr.Button(L("classify_upload"), variant="primary")
                 BatchTab(self.rt).build(labels_state)
             with gr.Row():
-                result = gr.Label(label="Top-k", num_top_classes=MAX_TOP_K)
-                chart = gr.Plot(label="Probabilities")
+                result = gr.Label(label=L("top_k"), num_top_classes=MAX_TOP_K, elem_id="result-label")
+                chart = gr.Plot(label=L("probabilities"), elem_id="result-chart")
+            gr.Markdown(L("score_note"), elem_id="score-note")
+            with gr.Row(equal_height=True):
+                share = gr.Textbox(visible=False)  # the result's query string; the button makes the full link
+                link = gr.Textbox(label=L("share_link"), interactive=False, buttons=["copy"], elem_id="share-link",
+                                  scale=4)
+                copy_link = gr.Button(L("copy_link"), scale=1, min_width=120, elem_id="copy-link")
             with gr.Row():
-                lines = gr.Textbox(label="Notebook format (copy)", lines=5, buttons=["copy"], interactive=False,
+                lines = gr.Textbox(label=L("notebook_lines"), lines=5, buttons=["copy"], interactive=False,
                                    elem_id="notebook-lines")
-                files = gr.File(label="Download (CSV, JSON)", file_count="multiple", interactive=False)
-            with gr.Accordion("Inside the model: patches and attention for this image", open=True):
+                files = gr.File(label=L("downloads"), file_count="multiple", interactive=False)
+            with gr.Accordion(L("inside_accordion"), open=True):
                 with gr.Row():
-                    self.layer = gr.Dropdown(layer_choices(config), value=ROLLOUT,
-                                             label="Layer (or rollout across all layers)")
-                    self.head = gr.Dropdown(head_choices(config), value=MEAN_HEADS,
-                                            label="Head (or mean over heads)")
+                    self.layer = gr.Dropdown(layer_choices(config), value=ROLLOUT, label=L("layer_choice"))
+                    self.head = gr.Dropdown(head_choices(config), value=MEAN_HEADS, label=L("head_choice"))
                 with gr.Row():
-                    patches = gr.Plot(label="Patch embedding: the input cut into patches")
-                    overlay = gr.Image(label="Class-token attention", type="pil", height=420, interactive=False,
+                    patches = gr.Plot(label=L("patch_plot"))
+                    overlay = gr.Image(label=L("attention_image"), type="pil", height=420, interactive=False,
                                        elem_id="attention-image")
                 caption = gr.Markdown(elem_id="attention-caption")
             last_input = gr.State(None)  # this session's last classified image, for the attention view
 
-        shown = dict(label=result, chart=chart, lines=lines, truth=truth, files=files, last_input=last_input)
+        shown = dict(label=result, chart=chart, lines=lines, truth=truth, files=files, last_input=last_input,
+                     share=share)
+        self.shown = dict(original=original, model_input=model_input, **shown)  # a shared link's prediction fills these
         gr.on([run_index.click, index.change],
-              **event(self.predict_index, [index, top_k, labels_state],
-                      dict(original=original, model_input=model_input, **shown)),
+              **event(self.predict_index, [index, top_k, labels_state], self.shown),
               api_name="predict_index", api_visibility=UI_API, trigger_mode="always_last")
         gr.on([run_upload.click, upload.upload],
               **event(self.predict_image, [upload, top_k, labels_state], dict(model_input=upload_input, **shown)),
@@ -254,3 +264,9 @@ class PredictTab:
         # Stepping is arithmetic on the slider: done in the browser, no server round trip.
         prev_btn.click(None, index, index, js=f"(i) => (Math.round(i) + {TEST_SIZE - 1}) % {TEST_SIZE}")
         next_btn.click(None, index, index, js=f"(i) => (Math.round(i) + 1) % {TEST_SIZE}")
+        # The link is made in the browser (this page's address, or the Space's page, and the result's query)
+        # whenever a result arrives; the button copies it.
+        base = json.dumps(share_base)
+        share.change(None, share, link, js=f"(q) => q ? ({base} || (window.location.origin + window.location.pathname)) + q : ''")
+        copy_link.click(None, link, None, js="(url) => { if (url && navigator.clipboard) "
+                                             "navigator.clipboard.writeText(url).catch(() => {}); }")

@@ -1,0 +1,217 @@
+"""The visitor's experience in a real browser: shared links, remembered label sets, English and Turkish,
+dark mode, a phone's width, accessible names, and failure states that read well."""
+
+import os
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clipdemo.fakes import fake_target
+from clipdemo.i18n import STRINGS
+from clipdemo.presets import CIFAR100_CLASSES
+from test_browser import ARGS, ARTIFACTS, CHROMIUM
+from uiserver import running_app, runtime_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI") == "true":
+            pytest.fail("Debian's chromium is not installed in CI (tools/ensure-chromium installs it)")
+        pytest.skip("Debian's chromium is not installed (tools/ensure-chromium installs it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=30_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_loaded, cifar_root, tmp_path_factory):
+    with running_app(runtime_for(tiny_loaded, cifar_root, tmp=tmp_path_factory.mktemp("v"))) as (url, _):
+        yield url
+
+
+def _open(browser, url, locale="en-US", width=1280, height=1000):
+    ctx = browser.new_context(locale=locale, viewport={"width": width, "height": height})
+    page = ctx.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    return ctx, page
+
+
+def _shot(page, name):
+    page.screenshot(path=str(ARTIFACTS / f"visitor-{name}.png"), full_page=True)
+
+
+def test_a_link_opens_an_image_classified_with_k_results(browser, app_url):
+    from playwright.sync_api import expect
+
+    ctx, page = _open(browser, app_url + "/?index=42&k=3")
+    expect(page.locator("#truth")).to_contain_text(f"True class: {CIFAR100_CLASSES[fake_target(42)]}")
+    expect(page.locator("#notebook-lines textarea")).to_have_value(re.compile(r"^([^\n]+: \d+\.\d\d%\n){2}[^\n]+%$"))
+    expect(page.locator("#share-link textarea, #share-link input").first).to_have_value(
+        re.compile(re.escape(app_url) + r"/\?index=42&k=3&tab=predict$"))
+    _shot(page, "link-index-42")
+    # the notebook's own link: image 15 is the slider's default, so the page classifies it itself
+    page.goto(app_url + "/?index=15&k=5")
+    expect(page.locator("#truth")).to_contain_text("True class: lion")
+    ctx.close()
+
+
+def test_a_link_sets_the_labels_and_a_bad_index_gets_a_note(browser, app_url):
+    from playwright.sync_api import expect
+
+    ctx, page = _open(browser, app_url + "/?labels=cat,dog,lion&tab=labels")
+    expect(page.locator("#label-summary")).to_contain_text("3 labels × 1 template(s)")
+    expect(page.locator("#label-editor textarea")).to_have_value("cat\ndog\nlion")
+    _shot(page, "link-labels")
+    page.goto(app_url + "/?index=99999")
+    expect(page.locator("#link-note")).to_contain_text("index 99999 is not a CIFAR-100 test image")
+    assert page.get_by_role("slider", name="CIFAR-100 test image index").input_value() == "15"  # the default
+    page.get_by_role("button", name="Classify", exact=True).click()
+    expect(page.locator("#truth")).to_contain_text("True class: lion")
+    _shot(page, "link-bad-index")
+    ctx.close()
+
+
+def test_saved_labels_survive_a_reload_and_stay_in_their_browser(browser, app_url, tmp_path):
+    from playwright.sync_api import expect
+
+    ctx, page = _open(browser, app_url + "/?tab=labels")
+    page.locator("#label-editor textarea").fill("red car\nblue bike\ngreen tram")
+    page.locator("#apply-labels").click()
+    expect(page.locator("#label-summary")).to_contain_text("3 labels × 1 template(s)")
+    page.get_by_text("My label sets").click()
+    page.locator("#set-name input, #set-name textarea").first.fill("vehicles")
+    page.locator("#set-save").click()
+    expect(page.locator("#set-note")).to_contain_text("Saved vehicles (3 labels)")
+    # Enter in the label box adds a line: nothing typed is lost
+    box = page.locator("#label-editor textarea")
+    box.press("End")
+    box.press("Enter")
+    expect(box).to_have_value("red car\nblue bike\ngreen tram\n")
+    page.reload()
+    expect(page.locator("#label-summary")).to_contain_text("3 labels × 1 template(s)")  # the active set is back
+    expect(page.locator("#label-editor textarea")).to_have_value("red car\nblue bike\ngreen tram")
+    page.get_by_text("My label sets").click()
+    page.locator("#set-choice input").click()
+    expect(page.get_by_role("option", name="vehicles")).to_be_visible()
+    _shot(page, "saved-sets-after-reload")
+    # a label file loads and applies
+    (tmp_path / "pets.csv").write_text("label\ncat\ndog\nhamster\nparrot\n", encoding="utf-8")
+    page.locator("#set-file input[type=file]").set_input_files(str(tmp_path / "pets.csv"))
+    expect(page.locator("#label-summary")).to_contain_text("4 labels × 1 template(s)")
+    other_ctx, other = _open(browser, app_url + "/?tab=labels")
+    expect(other.locator("#label-summary")).to_contain_text("100 labels")
+    other.get_by_text("My label sets").click()
+    other.locator("#set-choice input").click()
+    expect(other.get_by_role("option", name="vehicles")).to_have_count(0)
+    other_ctx.close()
+    ctx.close()
+
+
+def test_turkish_and_english_follow_the_browser(browser, app_url):
+    from playwright.sync_api import expect
+
+    for locale, lang in (("tr-TR", "tr"), ("en-US", "en")):
+        ctx, page = _open(browser, app_url, locale=locale)
+        for key in ("tab_predict", "tab_labels", "tab_evaluate", "tab_about"):
+            expect(page.get_by_role("tab", name=STRINGS[lang][key], exact=True)).to_be_visible()
+        page.get_by_role("button", name=STRINGS[lang]["classify"], exact=True).click()
+        expect(page.locator("#truth")).to_contain_text(STRINGS[lang]["truth_line"].split("**")[0])  # server-side text
+        _shot(page, f"locale-{lang}")
+        ctx.close()
+
+
+def test_dark_mode_charts_sit_on_the_dark_page(browser, app_url):
+    from playwright.sync_api import expect
+
+    ctx, page = _open(browser, app_url + "/?index=15&k=5&__theme=dark")
+    chart = page.locator("#result-chart .js-plotly-plot")
+    expect(chart).to_be_visible()
+    expect(page.locator("#result-chart .bartext").first).to_be_attached()
+    shot = ARTIFACTS / "visitor-dark-chart.png"
+    chart.screenshot(path=str(shot))
+    _shot(page, "dark")
+    pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.float32)
+    near_white = (pixels.min(axis=2) > 235).mean()
+    assert near_white < 0.05, f"{near_white:.0%} of the chart is white on a dark page"
+    assert pixels.mean() < 100  # mostly the dark page behind a transparent chart
+    ctx.close()
+
+
+def test_a_phone_width_page_fits_and_classifies(browser, app_url, tmp_path):
+    from playwright.sync_api import expect
+
+    ctx, page = _open(browser, app_url, width=390, height=844)
+    page.get_by_role("button", name="Classify", exact=True).click()
+    expect(page.locator("#truth")).to_contain_text("True class: lion")
+    widths = page.evaluate("[document.documentElement.scrollWidth, document.body.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[2] and widths[1] <= widths[2], widths
+    _shot(page, "phone-390")
+    page.get_by_role("tab", name="Upload", exact=True).click()
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(tmp_path / "red.png")
+    page.locator("input[type=file]").first.set_input_files(str(tmp_path / "red.png"))
+    page.get_by_role("button", name="Classify upload").click()
+    expect(page.locator("#notebook-lines textarea")).to_have_value(re.compile("%"))
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    _shot(page, "phone-390-upload")
+    ctx.close()
+
+
+def test_every_control_has_an_accessible_name(browser, app_url):
+    from playwright.sync_api import expect
+
+    ctx, page = _open(browser, app_url)
+    expect(page.locator("#status")).to_contain_text("tiny-state.pt")  # loaded and settled
+    page.get_by_role("button", name="Classify", exact=True).click()  # a result's controls too
+    expect(page.locator("#truth")).to_contain_text("True class: lion")
+    lines = page.locator("body").aria_snapshot().splitlines()
+    unnamed = [" / ".join(x.strip() for x in lines[max(0, i - 2):i + 1]) for i, line in enumerate(lines)
+               if re.match(r"^\s*- (button|textbox|slider|combobox|spinbutton|checkbox|radio|tab)\s*(\[[^\]]*\])?:?$",
+                           line)]
+    assert unnamed == [], unnamed
+    ctx.close()
+
+
+def test_a_server_with_no_weights_and_no_data_says_one_sentence(browser, tmp_path, monkeypatch):
+    from playwright.sync_api import expect
+
+    empty = tmp_path / "nothing_here-at.all"
+    empty.mkdir()
+    runtime = runtime_for(None, empty, weights=str(empty / "ViT-B-32.pt"), tmp=empty)
+    runtime.start()
+    with running_app(runtime) as (url, _):
+        ctx, page = _open(browser, url)
+        status = page.locator("#status")
+        expect(status).to_contain_text("The model could not be loaded")
+        expect(status).to_contain_text("The CIFAR-100 test images are unavailable")
+        expect(status.locator("details")).to_have_count(1)
+        assert status.locator("details").get_attribute("open") is None  # collapsed
+        shown = page.locator("body").inner_text()
+        assert str(tmp_path) not in shown and str(empty) not in shown
+        assert not re.search(r"\\[.\-_]", shown), re.findall(r".{20}\\[.\-_].{20}", shown)
+        _shot(page, "failure-status")
+        # a dataset error holding angle brackets and a URL reaches the toast whole
+        from clipdemo.data import DataUnavailable
+
+        def unavailable():
+            raise DataUnavailable(f"Could not fetch https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz into "
+                                  f"{empty}: <urlopen error x>")
+
+        monkeypatch.setattr(runtime, "dataset", unavailable)
+        page.get_by_role("button", name="Classify", exact=True).click()
+        toast = page.locator(".toast-body").first
+        expect(toast).to_contain_text("<urlopen error x>")
+        expect(toast).to_contain_text("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz")
+        assert str(empty) not in toast.inner_text()
+        _shot(page, "failure-toast")
+        ctx.close()
