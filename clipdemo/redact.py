@@ -13,7 +13,7 @@ __all__ = ["hide_paths"]
 
 # A path starts after a space, quote, bracket or the start of the text (never inside a URL, where a host or
 # `:` comes first), with /, ~/ or a drive letter, and runs to the next space, quote or bracket.
-_PATH = re.compile(r"""(?<![\w:/.~\\-])(?:~?/|[A-Za-z]:\\)[^\s'"<>()\[\]]*""")
+_PATH = re.compile(r"""(?<![\w:/.~\\=-])(?:~?/|[A-Za-z]:\\)[^\s'"<>()\[\]]*""")
 
 
 def _last(match: re.Match) -> str:

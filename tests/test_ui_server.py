@@ -41,7 +41,7 @@ def test_predict_index_matches_the_engine(app, tiny_loaded, cifar_root):
 
     url, _ = app
     out = _client(url).predict(15, 5, api_name="/predict_index")
-    original, model_input, label, plot, lines, truth, files = out
+    original, model_input, label, plot, lines, truth, files, share = out
     ref = ZeroShot(tiny_loaded).predict(open_cifar100(cifar_root).image(15), CIFAR100_CLASSES, ("a photo of a {}",), 5)
     got = [(c["label"], c["confidence"]) for c in label["confidences"]]
     assert [lab for lab, _ in got] == [lab for lab, _ in ref.top]
@@ -127,8 +127,8 @@ def test_no_weights_and_no_dataset_app_still_starts(tmp_path):
             rt.service(timeout=30)
         status, *_ = c.predict(api_name="/status")
         status = status.replace("\\", "")  # Markdown escapes, as rendered
-        assert "Model unavailable" in status and "CLIPDEMO_WEIGHTS=random" in status
-        assert "CIFAR-100 unavailable" in status
+        assert "The model could not be loaded" in status and "CLIPDEMO_WEIGHTS=random" in status
+        assert "CIFAR-100 test images are unavailable" in status
         card, *_ = c.predict(1, api_name="/architecture")
         assert card["vision"]["width"] == 768 and card["parameters"]["total"] == 151_277_313
         assert "random weights" in card["note"]

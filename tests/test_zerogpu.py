@@ -18,6 +18,7 @@ from clipdemo.notebook import notebook_top5
 from clipdemo.presets import CIFAR100_CLASSES
 from clipdemo.settings import Settings, from_env
 from clipdemo.ui.app import start_runtime
+from clipdemo.i18n import text
 from clipdemo.ui.common import GPU_REFUSALS
 from uiserver import running_app
 
@@ -103,7 +104,7 @@ def test_a_zerogpu_refusal_reaches_the_visitor_as_a_sentence(app, fake_zerogpu, 
     with pytest.raises(Exception) as err:
         c.predict(handle_file(str(_upload(tmp_path))), 5, api_name="/predict_image")
     message = str(err.value)
-    assert GPU_REFUSALS["ZeroGPU quota exceeded"] in message
+    assert text(GPU_REFUSALS["ZeroGPU quota exceeded"]) in message
     assert "ZeroGPU said: You have exceeded your free GPU quota (30s requested vs. 4s left). Try again in 0:12:00." \
         in message and "<a" not in message
     fake_zerogpu.refuse = None

@@ -24,6 +24,8 @@ from .labelsets import LabelSetsBox
 
 __all__ = ["LabelsTab", "LabelsApplied", "PresetPicked", "TokenView"]
 
+PRESET_ID, TEMPLATE_SET_ID = "label-preset", "template-set"  # the two preset dropdowns, told apart in pick_preset
+
 
 @dataclass(frozen=True)
 class LabelsApplied:
@@ -64,7 +66,6 @@ class LabelsTab:
 
     def __init__(self, runtime: Runtime):
         self.rt = runtime
-        self._label_dropdown = self._template_dropdown = None  # set by build(); tell pick_preset which was picked
 
     def label_text(self, preset: str) -> str | object:
         """The editor text for a label preset (one label per line); KEEP for 'Custom'."""
@@ -77,9 +78,10 @@ class LabelsTab:
     def pick_preset(self, preset: str, template_set: str, label_text: str, template_text: str, state: LabelState,
                     progress=gr.Progress(), evt: gr.EventData = None) -> PresetPicked:
         """Fill the editor of the preset just picked (both without an event) and make the result active."""
-        picked = getattr(evt, "target", None)
-        labels = self.label_text(preset) if picked is None or picked is self._label_dropdown else KEEP
-        templates = self.template_text(template_set) if picked is None or picked is self._template_dropdown else KEEP
+        # Told apart by elem_id: Gradio 6.31 handed this handler another instance of the block (another _id).
+        picked = getattr(getattr(evt, "target", None), "elem_id", None)
+        labels = self.label_text(preset) if picked in (None, PRESET_ID) else KEEP
+        templates = self.template_text(template_set) if picked in (None, TEMPLATE_SET_ID) else KEEP
         applied = self.set_labels(label_text if labels is KEEP else labels,
                                   template_text if templates is KEEP else templates, state, progress)
         return PresetPicked(labels, templates, applied.state, applied.summary)
@@ -150,16 +152,17 @@ class LabelsTab:
             self.summary = summary = gr.Markdown(self.label_summary(LabelState(), ready=False), elem_id="label-summary")
             with gr.Row():
                 with gr.Column(min_width=260):
-                    self.preset = preset = gr.Dropdown(preset_choices, value="cifar100", label=L("label_preset"))
+                    self.preset = preset = gr.Dropdown(preset_choices, value="cifar100", label=L("label_preset"),
+                                                       elem_id=PRESET_ID)
                     self.label_box = label_box = gr.Textbox(self.label_text("cifar100"), lines=12, max_lines=20,
                                                             label=L("labels_editor"), elem_id="label-editor")
                 with gr.Column(min_width=260):
-                    self.tpl_preset = tpl_preset = gr.Dropdown(template_choices, value="single", label=L("template_set"))
+                    self.tpl_preset = tpl_preset = gr.Dropdown(template_choices, value="single", label=L("template_set"),
+                                                               elem_id=TEMPLATE_SET_ID)
                     self.tpl_box = tpl_box = gr.Textbox(self.template_text("single"), lines=6, max_lines=20,
                                                         label=L("templates_editor"), elem_id="template-editor")
             check = gr.Markdown(elem_id="label-check")
             apply_btn = gr.Button(L("apply"), variant="primary", elem_id="apply-labels")
-            self._label_dropdown, self._template_dropdown = preset, tpl_preset
             self.sets = LabelSetsBox(self)
             self.sets.build(labels_state, store)
             with gr.Accordion(L("similarity_accordion"), open=False):
