@@ -5,7 +5,7 @@ baseline, ours, ...), and printed with each side's min / median / max; the ratio
 The model is a full-size ViT-B/32 with seeded random weights (same shapes and cost as the real one)
 and CIFAR-100 is a synthetic split in the real on-disk format: the figures are about speed, never
 accuracy. The run also measures this machine's fp32 matmul floor, so R3 reads as distance from it.
-Ends with one line: `ratios: R1=<x> R2=<x> R3=<x> R4=<x> R5=<x> R6=<x> R7=<x> R8=<x>`.
+Ends with one line: `ratios: R1=<x> R2=<x> R3=<x> R4=<x> R5=<x> R6=<x> R7=<x> R8=<x> R9=<x>`.
 """
 
 from __future__ import annotations
@@ -58,6 +58,12 @@ def in_process(q: bool, work: Path) -> dict[str, float]:
                            "to the longest) vs our warm prediction (100 labels, uploaded image)",
                      paired(lambda: hf(upload), lambda: zs.predict(upload, CIFAR100_CLASSES, single, 5),
                             5 if q else 15, 1, 3))
+
+    fresh = iter(range(10**6))  # a new cache key each call: the relevancy is computed, never looked up
+    r["R9"] = report("R9", "relevancy map (\"Why this label?\": a backward pass through each tower, fp32) vs a warm "
+                           "prediction (100 labels, uploaded image): how many predictions one map costs",
+                     paired(lambda: zs.explain(upload, ("bench", next(fresh)), "lion", CIFAR100_CLASSES, single),
+                            lambda: zs.predict(upload, CIFAR100_CLASSES, single, 5), 3 if q else 7, 1, 3))
 
     tokens = engine.tokenize(build_prompts(CIFAR100_CLASSES, single))  # [100, 77]
     with torch.inference_mode():
@@ -175,7 +181,7 @@ def main() -> int:
         r.update(served(q, work))
         if not q:
             served(q, work, backend="eager")  # memory without the ONNX Runtime copy of the weights
-    print("ratios: " + " ".join(f"{k}={r[k]:.2f}" for k in ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8")))
+    print("ratios: " + " ".join(f"{k}={r[k]:.2f}" for k in ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9")))
     return 0
 
 

@@ -10,7 +10,7 @@ plain CUDA GPU the same tasks run in process at no cost: the CPU path is today's
 
 Holds: `PATHS` (the compute paths as data), `path_for(device setting)`, `Engine` and `register`
 (what the tasks run, by key), the tasks `encode_images`, `encode_prompts`, `attention`,
-`tower_summary`, their ZeroGPU durations, and `use_spaces()`, which wraps every task in
+`tower_summary`, `relevancy`, their ZeroGPU durations, and `use_spaces()`, which wraps every task in
 `spaces.GPU`. The app calls it before the model is loaded and the server starts (ZeroGPU counts the
 decorated functions at launch); the CLI never does, so it does not pay for importing `spaces` (and
 gradio with it). Nothing happens at import.
@@ -28,7 +28,7 @@ import torch
 
 from . import architecture, engine
 from .backends import ImageEncoder
-from .inside import VisionTrace, vision_attention
+from .inside import Explanation, VisionTrace, explain, vision_attention
 from .model import LoadedModel
 
 __all__ = ["ComputePath", "PATHS", "path_for", "Engine", "register", "Task", "TASKS", "use_spaces", "Contract",
@@ -204,6 +204,14 @@ def attention(key: str, pixels: torch.Tensor) -> VisionTrace:
     trace = vision_attention(_engine(key).loaded.model, pixels)
     return VisionTrace(trace.attentions.float().cpu(), tuple(b.float().cpu() for b in trace.block_outputs),
                        trace.features.float().cpu())
+
+
+@_task(duration=TASK_START_S + 10)
+def relevancy(key: str, pixels: torch.Tensor, text_feature: torch.Tensor, tokens: torch.Tensor) -> Explanation:
+    """Why one image `[1, 3, R, R]` matched one label (`inside.explain`): one backward pass per tower, in the
+    model's dtype (fp32 on CPU); float32 CPU tensors out."""
+    out = explain(_engine(key).loaded.model, pixels, text_feature, tokens)
+    return Explanation(out.image.float().cpu(), out.words.float().cpu(), out.logit)
 
 
 @_task(duration=TASK_START_S + 20)

@@ -45,16 +45,11 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="auto, cpu or cuda (default: $CLIPDEMO_DEVICE or auto)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m clipdemo", description="OpenAI CLIP zero-shot classification.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("predict", help="classify a CIFAR-100 test image or an image file")
+def _image_args(p: argparse.ArgumentParser):
+    """The image, label and template options `predict` and `explain` share; returns the image group."""
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--index", type=_index, help=f"CIFAR-100 test image index, 0..{TEST_SIZE - 1}")
     src.add_argument("--image", type=Path, help="path to an image file (JPEG, PNG, WebP, GIF, BMP)")
-    src.add_argument("--images", help="a folder of images (or zips of images), or a glob: up to 64 images")
     lab = p.add_mutually_exclusive_group()
     lab.add_argument("--labels", help='comma-separated labels, e.g. "cat,dog,car"')
     lab.add_argument("--labels-file", type=Path, help="a text file, one label per line")
@@ -62,10 +57,29 @@ def build_parser() -> argparse.ArgumentParser:
     tpl = p.add_mutually_exclusive_group()
     tpl.add_argument("--template", help='one prompt template with {} for the label, e.g. "a photo of a {}"')
     tpl.add_argument("--templates", choices=list(TEMPLATE_SETS), default="single", help="template set (default single)")
+    _model_args(p)
+    return src
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m clipdemo", description="OpenAI CLIP zero-shot classification.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="classify a CIFAR-100 test image or an image file")
+    src = _image_args(p)
+    src.add_argument("--images", help="a folder of images (or zips of images), or a glob: up to 64 images")
     p.add_argument("--top-k", type=int, default=5, help=f"how many labels to show, 1..{MAX_TOP_K} (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    _model_args(p)
     p.set_defaults(func=cmd_predict)
+
+    r = sub.add_parser("explain", help="why an image matched a label: relevancy over its patches and words")
+    _image_args(r)
+    r.add_argument("--label", help="the label to explain (default: the top-1 label)")
+    r.add_argument("--versus", help="a second label: the map shows where the first one's relevancy exceeds it")
+    r.add_argument("--out", type=Path, help="write the relevancy overlay here (PNG)")
+    r.set_defaults(func=lambda args, cfg: cli_more.cmd_explain(args, *_subject(args, cfg), _labels(args),
+                                                               _templates(args), _load(args, cfg)))
 
     a = sub.add_parser("architecture", help="print the configuration and torchinfo summaries of both towers")
     a.add_argument("--depth", type=int, default=2, help="summary depth, 1..4 (default 2)")
@@ -140,19 +154,21 @@ def _load(args: argparse.Namespace, cfg: settings_mod.Settings, *, batch_work: b
     return zs
 
 
+def _subject(args: argparse.Namespace, cfg: settings_mod.Settings):
+    """(image, what it is, its true class or None) for `--image` or `--index`."""
+    if args.image is not None:
+        return open_image(args.image), str(args.image), None
+    data = open_cifar100(cfg.data_root, download=cfg.allow_download)
+    return data.image(args.index), f"CIFAR-100 test image #{args.index}", data.classes[data.target(args.index)]
+
+
 def cmd_predict(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     check_top_k(args.top_k)
     labels, templates = _labels(args), _templates(args)
     build_prompts(labels, templates)  # fail on a too-long prompt before loading anything
     if args.images is not None:  # a batch (BatchError is a ValueError: one line, exit 2)
         return cli_more.run_batch(args.images, _load(args, cfg), labels, templates, args.top_k, args.json)
-    true_label = None
-    if args.image is not None:
-        image, what = open_image(args.image), str(args.image)
-    else:
-        data = open_cifar100(cfg.data_root, download=cfg.allow_download)
-        image, what = data.image(args.index), f"CIFAR-100 test image #{args.index}"
-        true_label = data.classes[data.target(args.index)]
+    image, what, true_label = _subject(args, cfg)
     zs = _load(args, cfg)
     pred = zs.predict(image, labels, templates, k=args.top_k, true_label=true_label)
     if args.json:

@@ -1,4 +1,4 @@
-"""CLI commands beyond the single prediction: `predict --images DIR_OR_GLOB` and `selfcheck`.
+"""CLI commands beyond the single prediction: `predict --images DIR_OR_GLOB`, `selfcheck` and `explain`.
 
 Holds `image_paths` (a folder's images, or a glob's matches, sorted; zips included), `run_batch` (the
 batch as a table, or `--json`; reading, limits and classification are `clipdemo.batch`'s),
@@ -15,8 +15,10 @@ from pathlib import Path
 
 from .batch import BatchError, classify_batch, read_batch
 from .images import ALLOWED_FORMATS
+from .inside import prompt_tokens
+from .prompts import fill
 
-__all__ = ["image_paths", "run_batch", "cmd_selfcheck", "tqdm_progress"]
+__all__ = ["image_paths", "run_batch", "cmd_selfcheck", "tqdm_progress", "cmd_explain"]
 
 SUFFIXES = {".zip", ".jpg", *(f".{fmt.lower()}" for fmt in ALLOWED_FORMATS)}  # JPEG's files are .jpg or .jpeg
 
@@ -85,3 +87,35 @@ def tqdm_progress(desc: str):
         bar.refresh()
 
     return bar, update
+
+
+def cmd_explain(args, image, what: str, true_label: str | None, labels: tuple[str, ...], templates: tuple[str, ...],
+                zs) -> int:
+    """Print why `image` matched a label (its relevancy over the patches as a grid, and over the prompt's
+    words) and write the overlay to `--out`; returns the exit code."""
+    from . import figures
+
+    label = args.label or zs.predict(image, labels, templates, k=1).top[0][0]
+    key = ("cli", what)
+    ex = zs.explain(image, key, label, labels, templates)
+    amap = ex.image
+    if args.versus:
+        amap = (amap - zs.explain(image, key, args.versus, labels, templates).image).clamp(min=0)
+    words = [t.text for t in prompt_tokens(fill(templates[0], label))][1:-1]
+    print(f"Weights: {zs.info.label}")
+    print(f"Image: {what}" + (f" (true class: {true_label})" if true_label else ""))
+    versus = f", where its relevancy exceeds {args.versus!r}'s" if args.versus else ""
+    print(f"Label: {label!r}{versus} (logit {ex.logit:.2f} = 100 x cos {ex.logit / 100:.4f})")
+    print(f"\nRelevancy over the {amap.shape[0]}x{amap.shape[1]} patches (row by row, top left first):")
+    for row in amap.tolist():
+        print("  " + " ".join(f"{v:6.3f}" for v in row))
+    print(f"\nRelevancy of the words of {fill(templates[0], label)!r}:")
+    print("  " + "  ".join(f"{w} {v:.3f}" for w, v in zip(words, ex.words.tolist())))
+    if args.out:
+        shown = figures.input_view(zs.pixels(image), min_size=0)
+        size = max(224, shown.size[0])
+        figures.attention_overlay(shown.resize((size, size)), amap).save(args.out)
+        print(f"\nOverlay written to {args.out}")
+    if not zs.info.trained:
+        print("\nNote: untrained random weights - this map is meaningless.")
+    return 0

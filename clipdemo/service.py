@@ -23,12 +23,12 @@ from . import accel, architecture, backends, engine
 from .accel import ComputePath
 from .backends import ImageEncoder, eager_encoder
 from .features import ImageFeatureStore
-from .inside import VisionTrace
+from .inside import Explanation, VisionTrace
 from .model import ClipConfig, LoadedModel, WeightsInfo
 from .lru import LRU
 from .prediction import Prediction
 from .progress import ProgressFn
-from .prompts import build_prompts
+from .prompts import build_prompts, fill
 from .scheduler import GateStats, ModelGate, Priority
 
 __all__ = ["ZeroShot", "Prediction", "TEXT_CHUNK", "BULK_IMAGES", "BULK_AFTER_S"]
@@ -55,6 +55,7 @@ class ZeroShot:
         self._text = LRU(text_cache_size)  # (identity, labels, templates) -> [L, D]
         self._traces = LRU(trace_cache_size)  # (identity, input key) -> VisionTrace
         self._summaries = LRU(summary_cache_size)  # (identity, tower, depth) -> TowerSummary
+        self._explained = LRU(trace_cache_size)  # (identity, input key, label, labels, templates) -> Explanation
         self._store_lock = threading.Lock()
         self.encoder_note = "eager PyTorch"
         self.cifar: ImageFeatureStore | None = None  # CIFAR-100 test features for these weights
@@ -245,6 +246,22 @@ class ZeroShot:
                 trace = accel.attention(self._key, pixels[None])
             self._traces.put(cache_key, trace)
         return trace
+
+    def explain(self, image: Image.Image, key: Hashable, label: str, labels: tuple[str, ...],
+                templates: tuple[str, ...]) -> Explanation:
+        """Why `image` (cached under `key`) matched `label` of the set: relevancy over its patches for the label's
+        (ensemble) feature, and over the words of its first prompt (`inside.explain`); cached, bounded."""
+        if label not in labels:
+            raise ValueError(f"{label!r} is not one of the active labels; choose one of them.")
+        cache_key = (self.info.identity, key, label, tuple(labels), tuple(templates))
+        found = self._explained.get(cache_key)
+        if found is None:
+            text = self.text_features(tuple(labels), tuple(templates))[labels.index(label)]  # [D], normalised
+            tokens = engine.tokenize([fill(templates[0], label)])  # [1, 77]
+            with self._model_call():
+                found = accel.relevancy(self._key, self.pixels(image)[None], text, tokens)
+            self._explained.put(cache_key, found)
+        return found
 
     def tower_summary(self, tower: str, depth: int) -> architecture.TowerSummary:
         """torchinfo summary of one tower (runs a forward pass once per tower and depth; cached)."""

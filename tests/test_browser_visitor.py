@@ -215,3 +215,25 @@ def test_a_server_with_no_weights_and_no_data_says_one_sentence(browser, tmp_pat
         assert str(empty) not in toast.inner_text()
         _shot(page, "failure-toast")
         ctx.close()
+
+
+def test_why_this_label_shows_the_relevancy_map(browser, app_url):
+    from playwright.sync_api import expect
+
+    ctx, page = _open(browser, app_url + "/?index=15&k=5")
+    expect(page.locator("#truth")).to_contain_text("True class: lion")
+    page.get_by_text("Why this label?").click()
+    top1 = page.locator("#notebook-lines textarea").input_value().splitlines()[0].split(":")[0].strip()
+    expect(page.locator("#explain-label input")).to_have_value(top1)  # the top-1 label by default
+    page.locator("#explain-run").click()
+    caption = page.locator("#explain-caption")
+    expect(caption).to_contain_text(f"Relevancy for {top1}")
+    expect(page.locator("#explain-map img")).to_be_visible()
+    expect(page.locator("#explain-words")).to_contain_text("photo")
+    _shot(page, "why-this-label")
+    page.locator("#explain-versus input").click()
+    page.get_by_role("option", name="lion", exact=True).click()
+    page.locator("#explain-run").click()
+    expect(caption).to_contain_text(f"where {top1} has more relevancy than lion" if top1 != "lion" else "Relevancy for")
+    page.locator("#explain").screenshot(path=str(ARTIFACTS / "visitor-why-this-label-versus.png"))
+    ctx.close()

@@ -1,6 +1,7 @@
 """`python -m clipdemo predict`: output formats, and bad input -> one-line error, non-zero exit."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -125,3 +126,27 @@ def test_gpu_check_says_when_there_is_no_gpu():
     res = subprocess.run([sys.executable, "-m", "bench.gpu_check"], cwd=root, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 2 and "no CUDA device here" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_explain_prints_the_grid_and_writes_the_overlay(env, capsys, tiny_loaded, cifar_root):
+    import torch
+
+    from clipdemo.data import open_cifar100
+    from clipdemo.inside import image_relevancy
+    from clipdemo.presets import CIFAR100_CLASSES
+    from clipdemo.service import ZeroShot
+
+    out_png = env / "map.png"
+    assert main(["explain", "--index", "15", "--label", "lion", "--out", str(out_png)]) == 0
+    out = capsys.readouterr().out
+    assert "Label: 'lion'" in out and "Image: CIFAR-100 test image #15 (true class: lion)" in out
+    grid = [[float(v) for v in line.split()] for line in out.split("top left first):\n")[1].split("\n\n")[0].splitlines()]
+    zs = ZeroShot(tiny_loaded)
+    image = open_cifar100(cifar_root).image(15)
+    text = zs.text_features(CIFAR100_CLASSES, ("a photo of a {}",))[CIFAR100_CLASSES.index("lion")]
+    ref, _, _ = image_relevancy(tiny_loaded.model, zs.pixels(image)[None], text)
+    assert torch.allclose(torch.tensor(grid), ref, atol=1e-3)  # the printed 2x2 grid is the map
+    assert re.search(r"^  a [\d.]+  photo [\d.]+  of [\d.]+  a [\d.]+  lion [\d.]+$", out, re.M)  # words, relevancy
+    assert Image.open(out_png).size[1] == 224
+    assert main(["explain", "--index", "15", "--label", "unicorn"]) == 2
+    assert "'unicorn' is not one of the active labels" in capsys.readouterr().err

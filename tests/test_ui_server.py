@@ -10,7 +10,7 @@ from uiserver import running_app, runtime_for
 
 pytestmark = pytest.mark.slow
 PUBLIC = {"/status", "/predict_index", "/random_index", "/predict_image", "/set_labels", "/architecture", "/attention",
-          "/tokens", "/label_similarity", "/ping", "/evaluate", "/classify_batch_ui"}  # the page's events: callable, not documented
+          "/tokens", "/label_similarity", "/ping", "/evaluate", "/classify_batch_ui", "/relevancy"}  # the page's events: callable, not documented
 TYPED = {"/classify", "/classify_cifar", "/classify_batch", "/architecture_summary"}  # the documented API (and the MCP tools)
 
 
@@ -101,6 +101,33 @@ def test_inside_views_through_the_server(app):
     fresh = _client(url)  # a new session has no last image
     with pytest.raises(Exception, match="Classify an image first"):
         fresh.predict("rollout", "mean", api_name="/attention")
+    with pytest.raises(Exception, match="Classify an image first"):
+        fresh.predict("cat", "", api_name="/relevancy")
+
+
+def test_relevancy_endpoint_explains_the_sessions_last_image(app, tiny_loaded, cifar_root):
+    import torch
+
+    from clipdemo.data import open_cifar100
+    from clipdemo.inside import image_relevancy
+    from clipdemo.service import ZeroShot
+
+    url, _ = app
+    c = _client(url)
+    c.predict("cat\ndog\nlion", "a photo of a {}", api_name="/set_labels")
+    c.predict(15, 3, api_name="/predict_index")
+    relevancy, rollout, words, caption = c.predict("lion", "", api_name="/relevancy")
+    assert relevancy and rollout and "Relevancy for **lion**" in caption and "a photo of a lion" in caption
+    assert [w["token"].strip() for w in words] == ["a", "photo", "of", "a", "lion"]
+    assert all(0 <= w["class_or_confidence"] <= 1 for w in words) and max(w["class_or_confidence"] for w in words) == 1
+    _, _, diff_caption = c.predict("lion", "cat", api_name="/relevancy")[1:]
+    assert "where **lion** has more relevancy than **cat**" in diff_caption
+    with pytest.raises(Exception, match="'tiger' is not one of the active labels"):
+        c.predict("tiger", "", api_name="/relevancy")
+    zs = ZeroShot(tiny_loaded)  # the same numbers as the core computes
+    text = zs.text_features(("cat", "dog", "lion"), ("a photo of a {}",))[2]
+    ref, _, _ = image_relevancy(tiny_loaded.model, zs.pixels(open_cifar100(cifar_root).image(15))[None], text)
+    assert torch.isfinite(ref).all() and (ref >= 0).all()
 
 
 def test_evaluate_endpoint(app):

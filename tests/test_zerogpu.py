@@ -68,7 +68,7 @@ def test_the_app_starts_and_predicts_with_spaces_wrapping_every_model_call(app, 
 
     rt, c = app
     assert "spaces" in sys.modules and all(t.wrapped for t in accel.TASKS.values())
-    assert set(accel.TASKS) == {"encode_images", "encode_prompts", "attention", "tower_summary"}
+    assert set(accel.TASKS) == {"encode_images", "encode_prompts", "attention", "tower_summary", "relevancy"}
     status = c.predict(api_name="/status")[0]
     assert "runs on **CPU, fp32**" in status
     zs, data = rt.service(), open_cifar100(cifar_root)
@@ -93,8 +93,10 @@ def test_under_zerogpus_contract_predictions_are_unchanged(app, fake_zerogpu, tm
     c.predict(3, 5, api_name="/predict_index")  # an image not yet encoded: one image task
     c.predict("rollout", "mean", api_name="/attention")  # the attention view of that image
     c.predict(1, api_name="/architecture")  # torchinfo summaries of both towers
+    c.predict("a b c", "", api_name="/relevancy")  # why that image matched "a b c"
     names = [name for name, _ in fake_zerogpu.calls]
-    assert names[1:] == ["encode_prompts", "encode_images", "attention", "tower_summary", "tower_summary"], names
+    assert names[1:] == ["encode_prompts", "encode_images", "attention", "tower_summary", "tower_summary",
+                         "relevancy"], names  # the rollout beside the map reuses the attention task's trace
     assert all(isinstance(s, int) and 10 <= s <= 60 for _, s in fake_zerogpu.calls)  # every duration evaluated
 
 

@@ -29,6 +29,7 @@ from ...runtime import Runtime
 from ...prediction import Prediction
 from ...service import ZeroShot
 from .batch import BatchTab
+from .explain import ExplainBox
 from ..common import UI_API, LabelState, ensure_text, event, md_text, toast_text, user_errors, wait_for_service
 from ..lang import L, t
 
@@ -245,6 +246,7 @@ class PredictTab:
                                        elem_id="attention-image")
                 caption = gr.Markdown(elem_id="attention-caption")
             last_input = gr.State(None)  # this session's last classified image, for the attention view
+            ExplainBox(self).build(labels_state, last_input, result)  # "Why this label?"
 
         shown = dict(label=result, chart=chart, lines=lines, truth=truth, files=files, last_input=last_input,
                      share=share)
