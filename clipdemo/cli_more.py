@@ -2,8 +2,9 @@
 
 Holds `image_paths` (a folder's images, or a glob's matches, sorted; zips included), `run_batch` (the
 batch as a table, or `--json`; reading, limits and classification are `clipdemo.batch`'s),
-`cmd_selfcheck` (the real-weights self-check, `clipdemo.selfcheck`) and `tqdm_progress` (a progress
-bar on stderr as the core's `ProgressFn`).
+`cmd_selfcheck` (the real-weights self-check, `clipdemo.selfcheck`), `cmd_explain` (a relevancy map as a
+grid, the prompt's words, and an overlay file) and `tqdm_progress` (a progress bar on stderr as the
+core's `ProgressFn`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from .batch import BatchError, classify_batch, read_batch
 from .images import ALLOWED_FORMATS
+from .engine import LOGIT_SCALE
 from .inside import prompt_tokens
 from .prompts import fill
 
@@ -105,7 +107,7 @@ def cmd_explain(args, image, what: str, true_label: str | None, labels: tuple[st
     print(f"Weights: {zs.info.label}")
     print(f"Image: {what}" + (f" (true class: {true_label})" if true_label else ""))
     versus = f", where its relevancy exceeds {args.versus!r}'s" if args.versus else ""
-    print(f"Label: {label!r}{versus} (logit {ex.logit:.2f} = 100 x cos {ex.logit / 100:.4f})")
+    print(f"Label: {label!r}{versus} (logit {ex.logit:.2f} = {LOGIT_SCALE:.0f} x cos {ex.logit / LOGIT_SCALE:.4f})")
     print(f"\nRelevancy over the {amap.shape[0]}x{amap.shape[1]} patches (row by row, top left first):")
     for row in amap.tolist():
         print("  " + " ".join(f"{v:6.3f}" for v in row))

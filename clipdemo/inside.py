@@ -16,12 +16,11 @@ from dataclasses import dataclass
 import torch
 
 from ._clip import import_clip
+from .engine import LOGIT_SCALE
 
 __all__ = ["VisionTrace", "vision_attention", "rollout", "cls_attention_map", "patch_grid", "Token",
            "prompt_tokens", "label_similarity", "vision_forward", "text_forward", "relevance", "image_relevancy",
-           "text_relevancy", "Explanation", "explain", "LOGIT_SCALE"]
-
-LOGIT_SCALE = 100.0  # CLIP's learned temperature as released (exp(4.6052)), as the notebook uses it
+           "text_relevancy", "Explanation", "explain"]
 
 
 @dataclass(frozen=True)
@@ -148,7 +147,7 @@ def _attend(attn: torch.nn.MultiheadAttention, x: torch.Tensor, mask: torch.Tens
     q, k, v = (z.reshape(t, b * heads, w // heads).transpose(0, 1) for z in (q, k, v))  # [B*heads, T, d]
     scores = (q * (w // heads) ** -0.5) @ k.transpose(1, 2)  # [B*heads, T, T]
     if mask is not None:
-        scores = scores + mask.to(scores.dtype)
+        scores = scores + mask.to(device=scores.device, dtype=scores.dtype)  # clip keeps it a plain attribute
     p = scores.softmax(dim=-1).reshape(b, heads, t, t) if probs is None else probs
     out = (p.reshape(b * heads, t, t) @ v).transpose(0, 1).reshape(t, b, w)  # [T, B, W]
     return attn.out_proj(out), p
@@ -194,8 +193,8 @@ def relevance(maps: list[torch.Tensor], grads: list[torch.Tensor]) -> torch.Tens
     t = maps[0].shape[-1]
     r = torch.eye(t, dtype=torch.float32, device=maps[0].device)
     for a, g in zip(maps, grads):
-        cam = (g.detach().float() * a.detach().float()).clamp(min=0).mean(dim=1)[0]  # [T, T], over heads
-        r = r + cam @ r
+        cam = (g.detach().float() * a.detach().float()).clamp(min=0).mean(dim=1)[0]  # [1, H, T, T] -> [T, T]
+        r = r + cam @ r  # [T, T]
     return r
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from .i18n import Refusal
 from .prompts import MAX_LABELS, MAX_TEMPLATES
 
-__all__ = ["MAX_SETS", "MAX_NAME", "MAX_FILE_BYTES", "empty", "clean", "save", "delete", "remember", "names",
-           "label_file_text", "as_txt"]
+__all__ = ["MAX_SETS", "MAX_NAME", "MAX_FILE_BYTES", "LABEL_FILE_TYPES", "empty", "clean", "clean_name", "save",
+           "delete", "remember", "names", "label_file_text", "as_txt"]
 
 MAX_SETS = 20  # saved sets per browser
 MAX_NAME = 60  # characters of a set's name
@@ -53,7 +53,8 @@ def names(store) -> list[str]:
     return sorted(clean(store)["sets"], key=str.casefold)
 
 
-def _name(name: str | None) -> str:
+def clean_name(name: str | None) -> str:
+    """A set's name as it is kept (spaces collapsed); a Refusal when empty or too long."""
     name = " ".join((name or "").split())
     if not name:
         raise Refusal("sets_no_name")
@@ -64,7 +65,7 @@ def _name(name: str | None) -> str:
 
 def save(store, name: str | None, labels: tuple[str, ...], templates: tuple[str, ...]) -> dict:
     """The store with `labels`/`templates` saved as `name` (replacing a set of that name)."""
-    store, name = clean(store), _name(name)
+    store, name = clean(store), clean_name(name)
     if name not in store["sets"] and len(store["sets"]) >= MAX_SETS:
         raise Refusal("sets_full", MAX_SETS)
     store["sets"][name] = {"labels": list(labels), "templates": list(templates)}

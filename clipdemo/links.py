@@ -14,17 +14,17 @@ from urllib.parse import parse_qsl, urlencode
 
 from .data import TEST_SIZE
 from .engine import MAX_TOP_K
-from .presets import LABEL_PRESETS, TEMPLATE_SETS
+from .presets import LABEL_PRESETS, TEMPLATE_SETS, preset_key, template_set_key
 from .prompts import PromptError, validate_set
 
-__all__ = ["Link", "Note", "read_link", "link_query", "set_fields", "templates_of", "TABS", "MAX_QUERY", "MAX_LINK_LABELS"]
+__all__ = ["Link", "Note", "read_link", "link_query", "set_fields", "labels_of", "templates_of", "TABS", "MAX_QUERY", "MAX_LINK_LABELS"]
 
 TABS = ("predict", "labels", "evaluate", "architecture", "about")  # the app's tab ids
 MAX_QUERY = 4000  # characters of query string read at all; a longer one is ignored whole
 MAX_LINK_LABELS = 100  # labels a link may carry (a longer list belongs in a saved set or a file)
 PARAMS = ("index", "k", "labels", "template", "preset", "tab")
 
-Note = tuple  # (i18n key, *values): what was ignored and why, said in the visitor's language by the UI
+Note = tuple[str, ...]  # (i18n key, *values): what was ignored and why, said in the visitor's language by the UI
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,6 @@ class Link:
     template: str | None = None  # a template-set key, or one template with {}
     preset: str | None = None  # a label preset key
     tab: str | None = None
-
-    @property
-    def empty(self) -> bool:
-        return self == Link()
 
 
 def _int(value: str, lo: int, hi: int) -> int | None:
@@ -86,8 +82,10 @@ def read_link(query: str | Mapping[str, str]) -> tuple[Link, tuple[Note, ...]]:
             link = replace(link, labels=labels)
     if link.labels is not None or link.template is not None:
         try:  # the set the link makes, checked as the editors check it
-            checked, templates, _ = validate_set(list(_labels_of(link)), list(templates_of(link)))
-            link = replace(link, labels=checked.labels if link.labels is not None else None)
+            checked, templates, _ = validate_set(list(labels_of(link)), list(templates_of(link)))
+            link = replace(link, labels=checked.labels if link.labels is not None else None,
+                           template=link.template if link.template in TEMPLATE_SETS or link.template is None
+                           else templates[0])  # normalised as typing normalises it
         except PromptError as exc:
             notes.append(("link_bad_labels", str(exc)))
             link = replace(link, labels=None, template=None)
@@ -102,7 +100,8 @@ def read_link(query: str | Mapping[str, str]) -> tuple[Link, tuple[Note, ...]]:
     return link, tuple(notes)
 
 
-def _labels_of(link: Link) -> tuple[str, ...]:
+def labels_of(link: Link) -> tuple[str, ...]:
+    """The labels a link's `labels` or `preset` name (CIFAR-100's when it names neither)."""
     if link.labels is not None:
         return link.labels
     return LABEL_PRESETS[link.preset or "cifar100"].labels
@@ -120,22 +119,30 @@ def set_fields(labels: tuple[str, ...], templates: tuple[str, ...]) -> dict:
     template set's key (none for the default single template), else the one template (several custom
     templates can't be carried)."""
     out = {}
-    preset = next((k for k, p in LABEL_PRESETS.items() if p.labels == tuple(labels)), None)
-    if preset != "cifar100":
-        out.update(preset=preset) if preset else out.update(labels=tuple(labels))
-    tset = next((k for k, ts in TEMPLATE_SETS.items() if ts.templates == tuple(templates)), None)
-    if tset != "single":
-        if tset or len(templates) == 1:
-            out.update(template=tset or templates[0])
+    preset, tset = preset_key(labels), template_set_key(templates)
+    if preset is None:
+        out["labels"] = tuple(labels)
+    elif preset != "cifar100":
+        out["preset"] = preset
+    if tset is None and len(templates) == 1:
+        out["template"] = templates[0]
+    elif tset not in (None, "single"):
+        out["template"] = tset
     return out
 
 
 def link_query(link: Link) -> str:
     """`?index=15&k=5…` for a link (the values `read_link` reads back); labels holding a comma can't be
     carried and are left out."""
-    pairs = [("index", link.index), ("k", link.k), ("preset", link.preset), ("template", link.template)]
-    if link.labels is not None and not any("," in lab for lab in link.labels) and len(link.labels) <= MAX_LINK_LABELS:
-        pairs.append(("labels", ",".join(link.labels)))
-    pairs.append(("tab", link.tab))
-    query = urlencode([(k, v) for k, v in pairs if v is not None], safe=",{}")
-    return f"?{query}" if query else ""
+    def encoded(with_labels: bool) -> str:
+        pairs = [("index", link.index), ("k", link.k), ("preset", link.preset), ("template", link.template)]
+        if with_labels:
+            pairs.append(("labels", ",".join(link.labels)))
+        pairs.append(("tab", link.tab))
+        query = urlencode([(k, v) for k, v in pairs if v is not None], safe=",{}")
+        return f"?{query}" if query else ""
+
+    carry = (link.labels is not None and not any("," in lab for lab in link.labels)
+             and len(link.labels) <= MAX_LINK_LABELS)
+    query = encoded(carry)
+    return query if len(query) <= MAX_QUERY else encoded(False)  # never longer than read_link reads

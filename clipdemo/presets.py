@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["LabelPreset", "TemplateSet", "LABEL_PRESETS", "TEMPLATE_SETS", "CLASS_NAME_SPELLINGS", "label_preset",
-           "template_set"]
+           "template_set", "preset_key", "template_set_key"]
 
 # torchvision's CIFAR100.classes, in its order (the order of the dataset's integer targets).
 CIFAR100_CLASSES: tuple[str, ...] = (
@@ -106,6 +106,16 @@ TEMPLATE_SETS: dict[str, TemplateSet] = {
 
 # The presets that spell CIFAR-100's own 100 classes, in the dataset's order: evaluation's "class names" choice.
 CLASS_NAME_SPELLINGS: tuple[str, ...] = ("cifar100", "cifar100-paper")
+
+
+def preset_key(labels) -> str | None:
+    """The key of the label preset whose labels these are, or None."""
+    return next((k for k, p in LABEL_PRESETS.items() if p.labels == tuple(labels)), None)
+
+
+def template_set_key(templates) -> str | None:
+    """The key of the template set whose templates these are, or None."""
+    return next((k for k, ts in TEMPLATE_SETS.items() if ts.templates == tuple(templates)), None)
 
 
 def label_preset(key: str) -> LabelPreset:

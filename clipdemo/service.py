@@ -1,9 +1,9 @@
 """The service layer: the one owner of model access, and of every cache of model-derived things.
 
 Holds: `ZeroShot`, which owns one `LoadedModel` and runs every model call (classification, batch
-encoding, attention traces, torchinfo summaries, the ONNX export) through one gate, so two calls
+encoding, attention traces, relevancy maps, torchinfo summaries, the ONNX export) through one gate, so two calls
 never overlap on the CPU, each call being one of `clipdemo.accel`'s tasks (what ZeroGPU schedules); bounded LRUs keyed by the weights' identity (label text features, attention
-traces, tower summaries); the CIFAR-100 image feature store; and `Prediction`. Nothing outside this
+traces, relevancy maps, tower summaries); the CIFAR-100 image feature store; and `Prediction`. Nothing outside this
 module (and the pure core it calls: `accel`, `engine`, `inside`, `architecture`, `backends`) takes the gate or
 touches `.model`; a test reads the source to keep it so. The math lives in those core modules.
 """
@@ -23,6 +23,7 @@ from . import accel, architecture, backends, engine
 from .accel import ComputePath
 from .backends import ImageEncoder, eager_encoder
 from .features import ImageFeatureStore
+from .i18n import Refusal
 from .inside import Explanation, VisionTrace
 from .model import ClipConfig, LoadedModel, WeightsInfo
 from .lru import LRU
@@ -252,7 +253,7 @@ class ZeroShot:
         """Why `image` (cached under `key`) matched `label` of the set: relevancy over its patches for the label's
         (ensemble) feature, and over the words of its first prompt (`inside.explain`); cached, bounded."""
         if label not in labels:
-            raise ValueError(f"{label!r} is not one of the active labels; choose one of them.")
+            raise Refusal("explain_not_active", label)
         cache_key = (self.info.identity, key, label, tuple(labels), tuple(templates))
         found = self._explained.get(cache_key)
         if found is None:

@@ -73,6 +73,10 @@ def test_a_link_sets_the_labels_and_a_bad_index_gets_a_note(browser, app_url):
     expect(page.locator("#label-summary")).to_contain_text("3 labels × 1 template(s)")
     expect(page.locator("#label-editor textarea")).to_have_value("cat\ndog\nlion")
     _shot(page, "link-labels")
+    # a label that looks like a URL stays text on the page: a shared link can't plant a live link
+    page.goto(app_url + "/?labels=https://evil.example/login,www.evil.example,cat&tab=labels")
+    expect(page.locator("#label-summary")).to_contain_text("https://evil.example/login, www.evil.example, cat")
+    assert page.locator("#label-summary a").count() == 0
     page.goto(app_url + "/?index=99999")
     expect(page.locator("#link-note")).to_contain_text("index 99999 is not a CIFAR-100 test image")
     assert page.get_by_role("slider", name="CIFAR-100 test image index").input_value() == "15"  # the default
@@ -93,6 +97,10 @@ def test_saved_labels_survive_a_reload_and_stay_in_their_browser(browser, app_ur
     page.locator("#set-name input, #set-name textarea").first.fill("vehicles")
     page.locator("#set-save").click()
     expect(page.locator("#set-note")).to_contain_text("Saved vehicles (3 labels)")
+    with page.expect_download() as info:  # the active labels as a file, at the first click
+        page.locator("#set-download").click()
+    assert info.value.suggested_filename == "labels.txt"
+    assert open(info.value.path(), encoding="utf-8").read() == "red car\nblue bike\ngreen tram\n"
     # Enter in the label box adds a line: nothing typed is lost
     box = page.locator("#label-editor textarea")
     box.press("End")

@@ -58,6 +58,14 @@ def test_a_result_link_reads_back_to_the_same_values():
         assert query.startswith("?") and read_link(query) == (link, ())
 
 
+def test_a_written_link_is_never_too_long_to_read_back_and_its_template_is_normalised():
+    labels = tuple(f"a rather long label with ünïcödé number {i}" for i in range(MAX_LINK_LABELS))
+    query = link_query(Link(index=7, k=3, labels=labels))
+    assert len(query) <= MAX_QUERY and read_link(query) == (Link(index=7, k=3), ())  # labels left out, index kept
+    link, notes = read_link("?labels=cat,dog&template=a   photo of  a {}")
+    assert notes == () and link.template == "a photo of a {}"
+
+
 def test_set_fields_name_presets_and_carry_custom_sets():
     cifar, single = LABEL_PRESETS["cifar100"].labels, TEMPLATE_SETS["single"].templates
     assert set_fields(cifar, single) == {}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import accel
+from .. import accel, labelsets
 from ..images import MAX_BYTES
 from ..janitor import Janitor
 from ..runtime import Runtime
@@ -73,7 +73,9 @@ A11Y = """<script>
       const text = label(el);
       if (text) el.setAttribute("aria-label", text);
     });
-  new MutationObserver(name).observe(document.documentElement, {childList: true, subtree: true});
+  let queued = false;  // one pass per frame, however many nodes Gradio adds
+  new MutationObserver(() => { if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; name(); }); } })
+    .observe(document.documentElement, {childList: true, subtree: true});
 })();
 </script>"""
 
@@ -90,7 +92,7 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         link_note = gr.Markdown(elem_id="link-note")
         labels_state = gr.State(LabelState())  # the visitor's active label set, shared by Predict and Labels
         # The visitor's saved label sets, in their browser only (encrypted; key and secret from settings).
-        store = gr.BrowserState({"active": None, "sets": {}}, storage_key=settings.browser_key,
+        store = gr.BrowserState(labelsets.empty(), storage_key=settings.browser_key,
                                 secret=settings.browser_secret)
         with gr.Tabs() as tabs:
             predict.build(labels_state, share_base)

@@ -2,8 +2,11 @@
 
 Holds `LabelState` (a visitor's labels and templates, kept in `gr.State`), `KEEP` and `event()` (a
 handler returns a frozen dataclass of named values; `event` maps those names onto components in one
-place, leaving out fields set to `KEEP`), `user_errors` (core errors become `gr.Error` sentences),
-`progress_fn` (gr.Progress as the core's `ProgressFn`), `wait_for_service` and `md_text`.
+place, leaving out fields set to `KEEP`), `user_errors` (core errors become `gr.Error` sentences, in the
+visitor's language where the core gave a `Refusal`), `unavailable` and `details_block` (an unavailable
+dataset or model: one sentence, details without server paths), `progress_fn` (gr.Progress as the core's
+`ProgressFn`), `wait_for_service`, and the escapers `md_text` (visitor text), `md_message` (the server's
+own, with links) and `toast_text`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from ..service import ZeroShot
 from .lang import say, t
 
 __all__ = ["UI_API", "LabelState", "KEEP", "event", "user_errors", "busy_errors", "gpu_sentence", "GPU_REFUSALS", "progress_fn",
-           "wait_for_service", "ensure_text", "md_text", "toast_text", "unavailable", "details_block", "CUSTOM"]
+           "wait_for_service", "ensure_text", "md_text", "md_message", "toast_text", "unavailable", "details_block", "CUSTOM"]
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +145,7 @@ def unavailable(exc: Exception) -> str:
 
 def details_block(text: str) -> str:
     """Markdown: `text` (server paths taken out) in a collapsed section."""
-    return f"\n\n<details><summary>{t('details')}</summary>\n\n{md_text(hide_paths(text))}\n\n</details>"
+    return f"\n\n<details><summary>{t('details')}</summary>\n\n{md_message(hide_paths(text))}\n\n</details>"
 
 
 def _retell(exc: gr.Error):
@@ -190,25 +193,27 @@ def ensure_text(zs: ZeroShot, state: LabelState, progress) -> None:
 
 
 _MD_SPECIAL = set("\\`*_{}[]()<>#+-.!|~&")
+_LITERAL = {".": "&#46;", ":": "&#58;"}
 _URL = re.compile(r"https?://[^\s<>'\"`]+[^\s<>'\"`.,;:!?)\]]")
 
 
 def md_text(text: str) -> str:
-    """Text shown literally inside Markdown: URLs as links, whole; every other Markdown/HTML-significant
-    character backslash-escaped, so `<img onerror=...>` renders as those characters, never as a tag.
+    """Visitor text shown literally inside Markdown: every Markdown/HTML-significant character escaped, so
+    `<img onerror=...>` renders as those characters, never as a tag; `.` and `:` become entities, so a
+    URL-like label is never auto-linked (a shared link can't put a live link on the page) and no
+    backslash shows (the auto-linker would take `example\\.com` as it stands)."""
+    return "".join(_LITERAL.get(ch) or ("\\" + ch if ch in _MD_SPECIAL else ch) for ch in text)
 
-    (Escaping inside a URL would show: the auto-linker takes `openaipublic\\.azureedge` as it stands.)
-    """
+
+def md_message(text: str) -> str:
+    """The server's own text (errors, with the URLs they name) inside Markdown: URLs as links, whole; the
+    rest as `md_text` shows it. Never for visitor text: see `md_text`."""
     out, at = [], 0
     for m in _URL.finditer(text):
-        out += [_md_escape(text[at:m.start()]), f"<{m.group(0)}>"]  # a CommonMark autolink: no escapes inside
+        out += [md_text(text[at:m.start()]), f"<{m.group(0)}>"]  # a CommonMark autolink: no escapes inside
         at = m.end()
-    out.append(_md_escape(text[at:]))
+    out.append(md_text(text[at:]))
     return "".join(out)
-
-
-def _md_escape(text: str) -> str:
-    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
 
 
 def toast_text(text: str) -> str:

@@ -15,12 +15,11 @@ import gradio as gr
 
 from .. import labelsets
 from ..i18n import text
-from ..links import Link, read_link, templates_of
-from ..presets import LABEL_PRESETS, TEMPLATE_SETS
+from ..links import Link, labels_of, read_link, templates_of
 from ..prompts import validate_set
-from .common import CUSTOM, KEEP, LabelState, event, md_text
+from .common import KEEP, LabelState, event, md_text
 from .lang import lang, t
-from .tabs.labels import LabelsTab
+from .tabs.labels import FIRST_PROMPT, LabelsTab, state_for
 from .tabs.predict import DEFAULT_INDEX, PredictTab, PredictView
 
 __all__ = ["PageOpen", "PageView"]
@@ -37,15 +36,14 @@ class PageView:
     templates: str | object
     preset: str | object
     template_set: str | object
-    summary: str | object
+    summary: str  # in the visitor's language (the page was built with no visitor)
+    tokens: dict
+    token_note: str
+    download: str  # the active labels as a file, for the download button
     tabs: gr.Tabs | object
     names: gr.Dropdown
     note: str
     classify: bool  # classify the linked index here: it is the slider's default, so no change event will
-
-
-def _key(table: dict, values: tuple[str, ...]) -> str:
-    return next((k for k, v in table.items() if v == values), CUSTOM)
 
 
 class PageOpen:
@@ -58,19 +56,14 @@ class PageOpen:
         """The label set the page opens with: the link's, else the visitor's last one (checked again: a
         browser's storage is untrusted), else None (the default)."""
         if link.labels is not None or link.preset is not None or link.template is not None:
-            labels = link.labels if link.labels is not None else LABEL_PRESETS[link.preset or "cifar100"].labels
-            templates = templates_of(link)
-        elif (active := labelsets.clean(store)["active"]) is not None:
-            try:
-                checked, templates, _ = validate_set(active["labels"], active["templates"])
-            except ValueError:
-                return None
-            labels = checked.labels
-        else:
+            return state_for(labels_of(link), templates_of(link))  # checked by read_link
+        if (active := labelsets.clean(store)["active"]) is None:
             return None
-        labels_key = _key({k: p.labels for k, p in LABEL_PRESETS.items()}, tuple(labels))
-        return LabelState(tuple(labels), tuple(templates), labels_key,
-                          _key({k: s.templates for k, s in TEMPLATE_SETS.items()}, tuple(templates)))
+        try:
+            checked, templates, _ = validate_set(active["labels"], active["templates"])
+        except ValueError:
+            return None
+        return state_for(checked.labels, templates)
 
     def open_page(self, query: str | None, store: dict | None) -> PageView:
         """Apply the page's query string and the visitor's stored label set."""
@@ -80,12 +73,15 @@ class PageOpen:
         note = "" if not said else "ℹ️ " + t("link_ignored") + " " + " ".join(said)
         names = gr.Dropdown(choices=labelsets.names(store))
         if state is None:
-            edit = dict(state=KEEP, labels=KEEP, templates=KEEP, preset=KEEP, template_set=KEEP, summary=KEEP)
+            edit = dict(state=KEEP, labels=KEEP, templates=KEEP, preset=KEEP, template_set=KEEP)
         else:
             edit = dict(state=state, labels="\n".join(state.labels), templates="\n".join(state.templates),
-                        preset=state.label_preset, template_set=state.template_set,
-                        summary=self.labels.label_summary(state))
+                        preset=state.label_preset, template_set=state.template_set)
+        shown = state or LabelState()
+        tokens = self.labels.tokens(FIRST_PROMPT)
         return PageView(index=KEEP if link.index is None else link.index, k=KEEP if link.k is None else link.k,
+                        summary=self.labels.label_summary(shown), tokens=tokens.table, token_note=tokens.note,
+                        download=self.labels.sets.download_set(shown),
                         tabs=KEEP if link.tab is None else gr.Tabs(selected=link.tab), names=names, note=note,
                         classify=link.index == DEFAULT_INDEX, **edit)
 
@@ -104,7 +100,8 @@ class PageOpen:
         p, lab = self.predict, self.labels
         demo.load(**event(self.open_page, [query, store], dict(
                       index=p.index, k=p.top_k, state=labels_state, labels=lab.label_box, templates=lab.tpl_box,
-                      preset=lab.preset, template_set=lab.tpl_preset, summary=lab.summary, tabs=tabs,
+                      preset=lab.preset, template_set=lab.tpl_preset, summary=lab.summary, tokens=lab.token_table,
+                      token_note=lab.token_note, download=lab.sets.download, tabs=tabs,
                       names=lab.sets.choice, note=note, classify=classify)),
                   js="(query, store) => [window.location.search, store]", api_visibility="private").then(
             **event(self.classify_link, [classify, p.index, p.top_k, labels_state], p.shown), api_visibility="private")

@@ -27,7 +27,9 @@ COOKIE = "clipdemo_lang"
 # Gradio sets <html lang> to the UI language (the browser's, or the one picked in its settings panel).
 HEAD = f"""<script>
 (() => {{
-  const keep = () => {{ document.cookie = "{COOKIE}=" + (document.documentElement.lang || "") + ";path=/;SameSite=Lax"; }};
+  // In the Space's frame the page is a third party: there the cookie must be SameSite=None (and Partitioned).
+  const attrs = location.protocol === "https:" ? ";path=/;SameSite=None;Secure;Partitioned" : ";path=/;SameSite=Lax";
+  const keep = () => {{ document.cookie = "{COOKIE}=" + (document.documentElement.lang || "") + attrs; }};
   keep();
   new MutationObserver(keep).observe(document.documentElement, {{attributes: true, attributeFilter: ["lang"]}});
 }})();

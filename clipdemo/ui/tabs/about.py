@@ -1,7 +1,8 @@
 """The About tab: what CLIP and this Space are, the weights, the data, the published figures, the limits,
 and, since CLIP ViT-B/32 learnt from English text, a way back to English labels.
 
-Holds `build(labels_tab)` and `english_labels`; the text itself is `about_md` in `clipdemo/locales/`.
+Holds `build(labels_tab, labels_state)` and `english_labels`; the text itself is `about_md` in
+`clipdemo/locales/`.
 """
 
 from __future__ import annotations

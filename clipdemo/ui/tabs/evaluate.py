@@ -154,21 +154,17 @@ def _whole(value: float | None, what: str) -> int:
 
 
 def _summary(results: list[EvalResult], subset: str, n: int, rate: float | None, info: WeightsInfo) -> str:
-    rows = ["| setting | images | top-1 | top-5 | mean per class | published (all 10,000 images) |",
-            "|---|---|---|---|---|---|"]
+    rows = [t("eval_table_head"), "|---|---|---|---|---|---|"]
     for r in results:
         published = "; ".join(PUBLISHED.get(r.setting, ())) or "–"
         rows.append(f"| {r.setting} | {r.n:,} | {100 * r.top1:.2f}% | {100 * r.top5:.2f}% | "
                     f"{100 * r.mean_per_class:.2f}% | {published} |")  # our own text, not user input
-    speed = f"{rate:.0f} images/s encoded this run" if rate else "all image features were already stored"
-    notes = [f"{speed}; changing labels or templates reuses them (only the text side is recomputed)."]
+    speed = t("eval_rate", f"{rate:.0f}") if rate else t("eval_stored")
+    notes = [t("eval_reuse", speed)]
     if subset != "all":
-        notes.append("The published figures are for the whole test split; a subset's numbers differ by chance.")
+        notes.append(t("eval_subset"))
     if info.trained and not info.verified:
-        notes.insert(0, "⚠️ **These weights are an unverified checkpoint** (their SHA-256 is no known release): the "
-                        "published figures are OpenAI ViT-B/32's, shown for reference only.")
+        notes.insert(0, t("eval_unverified"))
     if not info.trained:
-        notes.insert(0, "⚠️ **Untrained random weights: accuracy is chance level** (about 1% top-1 and 5% top-5 "
-                        "over 100 classes), because random image and text features carry no meaning. "
-                        "Load the real ViT-B/32 weights to measure CLIP.")
+        notes.insert(0, t("eval_untrained"))
     return "\n".join(rows) + "\n\n" + "\n\n".join(notes)

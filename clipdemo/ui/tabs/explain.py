@@ -1,7 +1,8 @@
 """The Predict tab's "Why this label?": label-conditioned relevancy for the last classified image.
 
 Holds `ExplainBox` (`label_choices`, which follows each new result, and `explain`, the handler tests and
-the `/relevancy` endpoint call; named results `LabelChoices` and `ExplainView`) and `build`. The maps
+the `/relevancy` endpoint call; named results `LabelChoices` and `ExplainView`) and `build`; the image comes
+back through `PredictTab.image_for`. The maps
 come from `ZeroShot.explain` (Chefer, Gur & Wolf, ICCV 2021: gradient-weighted attention, accumulated
 over layers); the attention rollout is shown beside it for contrast, and the prompt's words are shaded.
 """
@@ -14,6 +15,7 @@ import gradio as gr
 from PIL import Image
 
 from ... import figures
+from ...engine import LOGIT_SCALE
 from ...inside import cls_attention_map, prompt_tokens
 from ...prompts import fill
 from ..common import UI_API, LabelState, event, md_text, user_errors, wait_for_service
@@ -41,7 +43,7 @@ class ExplainView:
 
 
 class ExplainBox:
-    """Relevancy maps over the Predict tab (whose `_image_for` finds the last image again)."""
+    """Relevancy maps over the Predict tab (whose `image_for` finds the last image again)."""
 
     def __init__(self, predict):
         self.predict, self.rt = predict, predict.rt
@@ -63,7 +65,7 @@ class ExplainBox:
         if not label:
             raise gr.Error(t("explain_pick"))
         zs = wait_for_service(self.rt, progress)
-        image, what = self.predict._image_for(last)
+        image, what = self.predict.image_for(last)
         key = tuple(sorted(last.items()))
         progress(0, desc=t("explain_working"))
         with user_errors():
@@ -82,7 +84,7 @@ class ExplainBox:
         what_map = t("explain_versus", md_text(label), md_text(versus)) if versus and versus != label else \
             t("explain_for", md_text(label))
         note = "" if zs.info.trained else " " + t("explain_random")
-        caption = t("explain_caption", what_map, md_text(what), f"{ex.logit / 100:.3f}", md_text(prompt)) + note
+        caption = t("explain_caption", what_map, md_text(what), f"{ex.logit / LOGIT_SCALE:.3f}", md_text(prompt)) + note
         return ExplainView(figures.attention_overlay(big, amap), figures.attention_overlay(big, cls_attention_map(trace)),
                            shaded, caption)
 

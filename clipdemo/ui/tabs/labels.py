@@ -15,16 +15,17 @@ import plotly.graph_objects as go
 
 from ... import figures
 from ...inside import label_similarity, prompt_tokens
-from ...presets import LABEL_PRESETS, TEMPLATE_SETS
+from ...presets import LABEL_PRESETS, TEMPLATE_SETS, preset_key, template_set_key
 from ...prompts import CONTEXT_LENGTH, PROMPT_BUDGET, PromptError, parse_editors
 from ...runtime import Runtime
 from ..common import UI_API, CUSTOM, KEEP, LabelState, ensure_text, event, md_text, user_errors, wait_for_service
 from ..lang import L, t
 from .labelsets import LabelSetsBox
 
-__all__ = ["LabelsTab", "LabelsApplied", "PresetPicked", "TokenView"]
+__all__ = ["LabelsTab", "LabelsApplied", "PresetPicked", "TokenView", "state_for", "FIRST_PROMPT"]
 
 PRESET_ID, TEMPLATE_SET_ID = "label-preset", "template-set"  # the two preset dropdowns, told apart in pick_preset
+FIRST_PROMPT = "a photo of a lion"  # the token view's first prompt
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,9 @@ class TokenView:
     note: str
 
 
-def _preset_of(labels: tuple[str, ...]) -> str:
-    return next((k for k, p in LABEL_PRESETS.items() if p.labels == labels), CUSTOM)
-
-
-def _template_set_of(templates: tuple[str, ...]) -> str:
-    return next((k for k, t in TEMPLATE_SETS.items() if t.templates == templates), CUSTOM)
+def state_for(labels: tuple[str, ...], templates: tuple[str, ...]) -> LabelState:
+    """A visitor's label state for checked labels and templates, naming the presets they are (or Custom)."""
+    return LabelState(tuple(labels), tuple(templates), preset_key(labels) or CUSTOM, template_set_key(templates) or CUSTOM)
 
 
 class LabelsTab:
@@ -101,7 +99,7 @@ class LabelsTab:
         """Validate and activate a label set for this session; encodes its text features once."""
         with user_errors():
             labels, templates, _ = parse_editors(label_text, template_text)
-        new = LabelState(labels.labels, templates, _preset_of(labels.labels), _template_set_of(templates))
+        new = state_for(labels.labels, templates)
         ready = self.rt.ready
         if ready:
             ensure_text(self.rt.service(), new, progress)
@@ -169,10 +167,10 @@ class LabelsTab:
                 sim_btn = gr.Button(L("similarity_button"))
                 sim_plot = gr.Plot(label=L("similarity_plot"))
             with gr.Accordion(L("tokens_accordion"), open=False):
-                first = self.tokens("a photo of a lion")  # the tokenizer only: no model, shown at once
-                prompt_box = gr.Textbox("a photo of a lion", label=L("prompt"))
-                token_table = gr.Dataframe(first.table, label=L("tokens_table"), elem_id="token-table")
-                token_note = gr.Markdown(first.note)
+                first = self.tokens(FIRST_PROMPT)  # the tokenizer only: no model, shown at once (again on load,
+                prompt_box = gr.Textbox(FIRST_PROMPT, label=L("prompt"))  # in the visitor's language)
+                self.token_table = token_table = gr.Dataframe(first.table, label=L("tokens_table"), elem_id="token-table")
+                self.token_note = token_note = gr.Markdown(first.note)
 
         apply_btn.click(**event(self.set_labels, [label_box, tpl_box, labels_state],
                                 dict(state=labels_state, summary=summary)), api_name="set_labels", api_visibility=UI_API)

@@ -58,7 +58,7 @@ class LabelSetsBox:
             store = labelsets.save(store, name, state.labels, state.templates)
         except Refusal as exc:
             return self._sets(labelsets.clean(store), f"⚠️ {md_text(say(exc))}")
-        name = " ".join(name.split())
+        name = labelsets.clean_name(name)
         return self._sets(store, t("sets_saved", md_text(name), len(state.labels)), name)
 
     def delete_set(self, name: str | None, store: dict | None) -> SetsView:
@@ -103,10 +103,6 @@ class LabelSetsBox:
         state = state or LabelState()
         return labelsets.remember(store, state.labels, state.templates)
 
-    def names(self, store: dict | None) -> gr.Dropdown:
-        """The saved sets' names (on page load)."""
-        return gr.Dropdown(choices=labelsets.names(store))
-
     def build(self, labels_state: gr.State, store: gr.BrowserState) -> None:
         """Lay out the box (inside the Labels tab) and wire its events."""
         tab = self.tab
@@ -124,7 +120,8 @@ class LabelSetsBox:
             with gr.Row():
                 upload = gr.File(label=L("sets_file"), file_types=list(labelsets.LABEL_FILE_TYPES), type="filepath",
                                  elem_id="set-file")
-                download = gr.DownloadButton(L("sets_download"), elem_id="set-download")
+                # Its file is made whenever the active set changes (and on page load): a click downloads at once.
+                self.download = download = gr.DownloadButton(L("sets_download"), elem_id="set-download")
             note = gr.Markdown(elem_id="set-note")
 
         sets_out = dict(store=store, names=choice, note=note)
@@ -134,6 +131,6 @@ class LabelSetsBox:
         editors = dict(labels=tab.label_box, templates=tab.tpl_box, state=labels_state, summary=tab.summary, note=note)
         load.click(**event(self.load_set, [choice, store, labels_state], editors), api_visibility="private")
         upload.upload(**event(self.load_file, [upload, labels_state], editors), api_visibility="private")
-        download.click(self.download_set, labels_state, download, api_visibility="private")
+        labels_state.change(self.download_set, labels_state, download, api_visibility="private")
         # Whatever makes a set active (Apply, a preset, a saved set, a file, a link) is remembered in the browser.
         labels_state.change(self.remember_active, [labels_state, store], store, api_visibility="private")

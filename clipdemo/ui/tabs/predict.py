@@ -30,7 +30,11 @@ from ...prediction import Prediction
 from ...service import ZeroShot
 from .batch import BatchTab
 from .explain import ExplainBox
-from ..common import UI_API, LabelState, ensure_text, event, md_text, toast_text, user_errors, wait_for_service
+from ...data import DataUnavailable
+from ...redact import hide_paths
+from ...runtime import ModelFailed
+from ..common import (UI_API, LabelState, ensure_text, event, md_text, toast_text, unavailable, user_errors,
+                      wait_for_service)
 from ..lang import L, t
 
 __all__ = ["PredictTab", "PredictView", "AttentionView", "layer_choices", "head_choices", "DEFAULT_INDEX"]
@@ -164,20 +168,23 @@ class PredictTab:
         """A random CIFAR-100 test index."""
         return random.randrange(TEST_SIZE)
 
-    def _image_for(self, last: dict | None) -> tuple[Image.Image, str]:
+    def image_for(self, last: dict | None) -> tuple[Image.Image, str]:
+        """The last classified image again (a dataset index, or an upload kept for this session), and what it is."""
         if not last:
             raise gr.Error(t("classify_first"))
         try:
             if last.get("kind") == "index":
                 return self.rt.dataset().image(last["index"]), f"CIFAR-100 #{last['index']}"
             return open_image(last["path"]), t("your_image")
+        except (DataUnavailable, ModelFailed) as exc:
+            raise gr.Error(toast_text(unavailable(exc))) from None
         except (ValueError, RuntimeError, KeyError, TypeError) as exc:
-            raise gr.Error(toast_text(t("last_image_gone", exc))) from None
+            raise gr.Error(toast_text(t("last_image_gone", hide_paths(str(exc))))) from None
 
     def attention(self, layer: str, head: str, last: dict | None, progress=gr.Progress()) -> AttentionView:
         """Patch grid over the model input, and the class token's attention (a layer and head, or rollout)."""
         zs = wait_for_service(self.rt, progress)
-        image, what = self._image_for(last)
+        image, what = self.image_for(last)
         trace = zs.vision_trace(image, tuple(sorted(last.items())))
         with user_errors():
             li = _pick(layer, ROLLOUT, t("layer"))
