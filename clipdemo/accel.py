@@ -32,7 +32,8 @@ from .inside import Explanation, VisionTrace, explain, vision_attention
 from .model import LoadedModel
 
 __all__ = ["ComputePath", "PATHS", "path_for", "Engine", "register", "Task", "TASKS", "use_spaces", "Contract",
-           "encode_images", "encode_prompts", "attention", "tower_summary", "image_seconds", "prompt_seconds"]
+           "encode_images", "encode_prompts", "attention", "tower_summary", "relevancy", "image_seconds",
+           "prompt_seconds"]
 
 
 @dataclass(frozen=True)

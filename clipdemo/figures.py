@@ -141,17 +141,18 @@ def attention_overlay(image: Image.Image, amap: torch.Tensor, alpha: float = 0.6
 
 
 def with_colour_bar(image: Image.Image, width: int = 18, pad: int = 40) -> Image.Image:
-    """`image` with the colour ramp beside it, 0 (lowest, bottom) to 1 (highest, top): the overlay's key."""
+    """`image` with the colour ramp beside it, 0 (lowest, bottom) to 1 (highest, top): the overlay's key. Around
+    it the picture is transparent (it sits on the page's own colour, light or dark), its numbers on white."""
     h = image.size[1]
     ramp = colormap(np.linspace(1, 0, h)[:, None].repeat(width, 1))  # [h, width, 3]: high at the top
-    out = Image.new("RGB", (image.size[0] + 6 + width + pad, h), (255, 255, 255))
-    out.paste(image, (0, 0))
-    out.paste(Image.fromarray(ramp), (image.size[0] + 6, 0))
+    out = Image.new("RGBA", (image.size[0] + 6 + width + pad, h), (0, 0, 0, 0))
+    out.paste(image.convert("RGBA"), (0, 0))
+    out.paste(Image.fromarray(ramp).convert("RGBA"), (image.size[0] + 6, 0))
     draw = ImageDraw.Draw(out)
     x = image.size[0] + 6 + width + 3
-    draw.text((x, 0), "1.0", fill=(0, 0, 0))
-    draw.text((x, h // 2 - 5), "0.5", fill=(0, 0, 0))
-    draw.text((x, h - 12), "0.0", fill=(0, 0, 0))
+    for y, text in ((0, "1.0"), (h // 2 - 5, "0.5"), (h - 12, "0.0")):
+        draw.rectangle((x - 1, y, x + 19, y + 11), fill=(255, 255, 255, 255))
+        draw.text((x, y), text, fill=(0, 0, 0, 255))
     return out
 
 

@@ -123,6 +123,8 @@ STRINGS = {
     'predicted': 'predicted',
     'prev': '◀ prev',
     'probabilities': 'Probabilities',
+    'progress_classifying': 'classifying images',
+    'progress_encoding_prompts': 'encoding prompts',
     'prompt': 'Prompt',
     'random': '🎲 random',
     'score_note': "**Percent** is relative to the labels you chose: a softmax over them, so the shares sum to 100% and change when you add or remove labels. **cos** is the cosine similarity between the image and the label's prompt, on its own: it does not depend on the other labels.",

@@ -123,6 +123,8 @@ STRINGS = {
     'predicted': 'tahmin edilen',
     'prev': '◀ önceki',
     'probabilities': 'Olasılıklar',
+    'progress_classifying': 'görüntüler sınıflandırılıyor',
+    'progress_encoding_prompts': 'istemler kodlanıyor',
     'prompt': 'İstem',
     'random': '🎲 rastgele',
     'score_note': "**Yüzde**, seçtiğiniz etiketlere görelidir: bu etiketler üzerinde bir softmax'tır, bu yüzden payların toplamı %100'dür ve etiket ekleyip çıkardığınızda değişir. **cos**, görüntü ile etiketin istemi arasındaki kosinüs benzerliğidir ve tek başına hesaplanır: diğer etiketlere bağlı değildir.",

@@ -169,9 +169,14 @@ def busy_errors() -> Iterator[None]:
         _retell(exc)
 
 
+# The core's progress words the page shows, said in the visitor's language (any other passes as it is).
+PROGRESS_WORDS = {"encoding prompts": "progress_encoding_prompts", "classifying images": "progress_classifying"}
+
+
 def progress_fn(progress) -> ProgressFn:
     """A `gr.Progress` as the core's `(done, total, what)` callback."""
     def report(done: int, total: int, what: str) -> None:
+        what = t(PROGRESS_WORDS[what]) if what in PROGRESS_WORDS else what
         progress(done / total if total else None, desc=f"{what} {done}/{total}" if total else what)
 
     return report
