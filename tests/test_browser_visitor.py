@@ -182,10 +182,16 @@ def test_every_control_has_an_accessible_name(browser, app_url):
     expect(page.locator("#status")).to_contain_text("tiny-state.pt")  # loaded and settled
     page.get_by_role("button", name="Classify", exact=True).click()  # a result's controls too
     expect(page.locator("#truth")).to_contain_text("True class: lion")
-    lines = page.locator("body").aria_snapshot().splitlines()
-    unnamed = [" / ".join(x.strip() for x in lines[max(0, i - 2):i + 1]) for i, line in enumerate(lines)
-               if re.match(r"^\s*- (button|textbox|slider|combobox|spinbutton|checkbox|radio|tab)\s*(\[[^\]]*\])?:?$",
-                           line)]
+    page.get_by_text("Why this label?").click()
+    unnamed = []
+    for tab in ("Predict", "Labels", "Evaluate", "Architecture", "About"):  # every tab's controls, as shown
+        page.get_by_role("tab", name=tab, exact=True).click()
+        if tab == "Labels":
+            page.get_by_text("My label sets").click()
+        lines = page.locator("body").aria_snapshot().splitlines()
+        unnamed += [f"{tab}: " + " / ".join(x.strip() for x in lines[max(0, i - 2):i + 1]) for i, line in enumerate(lines)
+                    if re.match(r"^\s*- (button|textbox|slider|combobox|spinbutton|checkbox|radio|tab)\s*(\[[^\]]*\])?:?$",
+                                line)]
     assert unnamed == [], unnamed
     ctx.close()
 

@@ -211,14 +211,18 @@ def md_text(text: str) -> str:
 
 
 def md_message(text: str) -> str:
-    """The server's own text (errors, with the URLs they name) inside Markdown: URLs as links, whole; the
-    rest as `md_text` shows it. Never for visitor text: see `md_text`."""
+    """The server's own text (status, errors with the URLs they name) inside Markdown: URLs as links, whole;
+    every other special character backslash-escaped. Never for visitor text: see `md_text`."""
     out, at = [], 0
     for m in _URL.finditer(text):
-        out += [md_text(text[at:m.start()]), f"<{m.group(0)}>"]  # a CommonMark autolink: no escapes inside
+        out += [_md_escape(text[at:m.start()]), f"<{m.group(0)}>"]  # a CommonMark autolink: no escapes inside
         at = m.end()
-    out.append(md_text(text[at:]))
+    out.append(_md_escape(text[at:]))
     return "".join(out)
+
+
+def _md_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
 
 
 def toast_text(text: str) -> str:

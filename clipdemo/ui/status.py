@@ -16,7 +16,7 @@ import gradio as gr
 from .. import cpus, selfcheck
 from ..data import DataError
 from ..runtime import ModelState, Runtime
-from .common import UI_API, details_block, event, md_text
+from .common import UI_API, details_block, event, md_message
 from .lang import L, t
 from .tabs.predict import PredictTab, head_choices, layer_choices
 
@@ -50,15 +50,15 @@ class StatusLine:
         details = []  # what went wrong, for a collapsed section (the log has it whole)
         if st.state is ModelState.READY:
             zs = self.rt.service()
-            weights = md_text(zs.info.label)
+            weights = md_message(zs.info.label)
             if not zs.info.verified:  # random weights, or a file that is not a known release
                 weights = f"⚠️ **{weights}**"
             host = cpus.describe(zs.threads) if zs.path.name == "cpu" else f"device {zs.device}"
-            line = t("status_ready", weights, md_text(zs.path.title), md_text(host), md_text(zs.encoder_note))
+            line = t("status_ready", weights, md_message(zs.path.title), md_message(host), md_message(zs.encoder_note))
         elif st.state is ModelState.FAILED:
             line, details = "❌ " + t("status_model_failed"), [st.message]
         else:
-            line = t("status_loading", md_text(st.message))
+            line = t("status_loading", md_message(st.message))
         try:
             data = self.rt.dataset() if st.state is not ModelState.LOADING else None
             line += t("status_cifar", f"{len(data):,}") if data else ""
@@ -81,7 +81,7 @@ class StatusLine:
         ok = all(c.passed is not False for c in checks)
         badge = t("badge_ok") if ok else t("badge_differs")
         tip = html.escape(" · ".join(lines), quote=True)
-        about = t("selfcheck_heading") + "\n" + "\n".join(f"- {md_text(x)}" for x in lines)
+        about = t("selfcheck_heading") + "\n" + "\n".join(f"- {md_message(x)}" for x in lines)
         return f' · <span title="{tip}">{badge}</span>', about
 
     # -- layout and wiring -------------------------------------------------------------------------
