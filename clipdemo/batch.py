@@ -135,8 +135,7 @@ def classify_batch(zs: ZeroShot, items: list[tuple[str, Image.Image]], labels: t
     for first in range(0, len(items), step):
         chunk = items[first:first + step]
         feats = zs.encode_pixels(torch.stack([zs.pixels(im) for _, im in chunk]), priority)  # [b, D]
-        probs = engine.probabilities(feats, text)  # [b, L]
-        cosines = feats @ text.T  # [b, L]
+        cosines, probs = engine.scores(feats, text)  # [b, L], [b, L]
         for (name, image), p, c in zip(chunk, probs, cosines):
             order = torch.argsort(p, descending=True)[:k].tolist()
             out.append(BatchItem(name, image, tuple((labels[j], float(p[j]), float(c[j])) for j in order)))

@@ -17,7 +17,7 @@ from pathlib import Path
 from .batch import BatchError, classify_batch, read_batch
 from .images import ALLOWED_FORMATS
 from .engine import LOGIT_SCALE
-from .inside import prompt_tokens
+from .inside import prompt_words
 from .prompts import fill
 
 __all__ = ["image_paths", "run_batch", "cmd_selfcheck", "tqdm_progress", "cmd_explain"]
@@ -99,11 +99,9 @@ def cmd_explain(args, image, what: str, true_label: str | None, labels: tuple[st
 
     label = args.label or zs.predict(image, labels, templates, k=1).top[0][0]
     key = ("cli", what)
-    ex = zs.explain(image, key, label, labels, templates)
-    amap = ex.image
-    if args.versus:
-        amap = (amap - zs.explain(image, key, args.versus, labels, templates).image).clamp(min=0)
-    words = [t.text for t in prompt_tokens(fill(templates[0], label))][1:-1]
+    ex = zs.explain(image, key, label, labels, templates, args.versus)
+    amap = ex.image  # [grid, grid]
+    words = prompt_words(fill(templates[0], label))
     print(f"Weights: {zs.info.label}")
     print(f"Image: {what}" + (f" (true class: {true_label})" if true_label else ""))
     versus = f", where its relevancy exceeds {args.versus!r}'s" if args.versus else ""
@@ -114,9 +112,8 @@ def cmd_explain(args, image, what: str, true_label: str | None, labels: tuple[st
     print(f"\nRelevancy of the words of {fill(templates[0], label)!r}:")
     print("  " + "  ".join(f"{w} {v:.3f}" for w, v in zip(words, ex.words.tolist())))
     if args.out:
-        shown = figures.input_view(zs.pixels(image), min_size=0)
-        size = max(224, shown.size[0])
-        figures.attention_overlay(shown.resize((size, size)), amap).save(args.out)
+        figures.attention_overlay(figures.overlay_base(figures.input_view(zs.pixels(image), min_size=0)),
+                                  amap).save(args.out)
         print(f"\nOverlay written to {args.out}")
     if not zs.info.trained:
         print("\nNote: untrained random weights - this map is meaningless.")

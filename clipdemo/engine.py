@@ -13,7 +13,7 @@ from ._clip import import_clip
 from .progress import ProgressFn
 from .prompts import build_prompts
 
-__all__ = ["tokenize", "encode_text", "prompt_features", "ensemble", "text_features", "image_features", "probabilities", "top_k", "normalise",
+__all__ = ["tokenize", "encode_text", "prompt_features", "ensemble", "text_features", "image_features", "probabilities", "scores", "top_k", "normalise",
            "LOGIT_SCALE", "MAX_TOP_K", "check_top_k"]
 
 LOGIT_SCALE = 100.0  # the notebook's fixed temperature (CLIP's learned scale is ~100 as well)
@@ -102,7 +102,15 @@ def image_features(model: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor
 
 def probabilities(image_feats: torch.Tensor, text_feats: torch.Tensor, scale: float = LOGIT_SCALE) -> torch.Tensor:
     """`softmax(scale * image @ text.T)`: `[B, D]`, `[L, D]` (both normalised) -> `[B, L]`."""
-    return (scale * image_feats @ text_feats.T).softmax(dim=-1)  # [B, L]
+    return scores(image_feats, text_feats, scale)[1]
+
+
+def scores(image_feats: torch.Tensor, text_feats: torch.Tensor,
+           scale: float = LOGIT_SCALE) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cosines `image @ text.T` and the probabilities `softmax(scale * cosines)`: `[B, D]`, `[L, D]` (both
+    normalised) -> (`[B, L]`, `[B, L]`)."""
+    cosines = image_feats @ text_feats.T  # [B, L]
+    return cosines, (scale * cosines).softmax(dim=-1)
 
 
 def top_k(probs: torch.Tensor, labels: tuple[str, ...], k: int) -> list[tuple[str, float]]:

@@ -20,7 +20,7 @@ from .inside import patch_grid
 from .prediction import Prediction
 
 __all__ = ["plot_text", "treemap", "patch_figure", "attention_overlay", "similarity_figure", "colormap", "per_class_chart",
-           "confusion_figure", "with_colour_bar", "themed", "enlarge", "input_view", "bar_chart", "CLIP_MEAN", "CLIP_STD"]
+           "confusion_figure", "overlay_base", "with_colour_bar", "themed", "enlarge", "input_view", "bar_chart", "CLIP_MEAN", "CLIP_STD"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # clip's Normalize(), to undo it for display
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -126,6 +126,13 @@ def patch_figure(image: Image.Image, patch: int, title: str | None = None) -> go
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x")
     return fig
+
+
+def overlay_base(shown: Image.Image, min_size: int = 224) -> Image.Image:
+    """The model input (`input_view(..., min_size=0)`), enlarged smoothly to at least `min_size`: what the
+    attention and relevancy overlays are drawn on."""
+    size = max(min_size, shown.size[0])
+    return shown.resize((size, size), Image.Resampling.BICUBIC)
 
 
 def attention_overlay(image: Image.Image, amap: torch.Tensor, alpha: float = 0.6) -> Image.Image:

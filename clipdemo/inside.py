@@ -20,7 +20,7 @@ from .engine import LOGIT_SCALE
 
 __all__ = ["VisionTrace", "vision_attention", "rollout", "cls_attention_map", "patch_grid", "Token",
            "prompt_tokens", "label_similarity", "vision_forward", "text_forward", "relevance", "image_relevancy",
-           "text_relevancy", "Explanation", "explain"]
+           "text_relevancy", "Explanation", "explain", "prompt_words"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,17 @@ class VisionTrace:
         return round((self.attentions.shape[-1] - 1) ** 0.5)
 
 
+def _vision_tokens(model: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    """`model.visual` up to its blocks: `[1, 3, R, R]` -> `[tokens, 1, width]` (patches, class token first,
+    positions added, `ln_pre`), sequence-first, as CLIP's blocks expect."""
+    v = model.visual
+    x = v.conv1(pixels.to(dtype=model.dtype, device=v.conv1.weight.device))  # [1, width, grid, grid]
+    x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)  # [1, grid*grid, width]
+    cls = v.class_embedding.to(x.dtype) + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype, device=x.device)
+    x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)  # [1, tokens, width]
+    return v.ln_pre(x).permute(1, 0, 2)  # [tokens, 1, width]
+
+
 @torch.inference_mode()
 def vision_attention(model: torch.nn.Module, pixels: torch.Tensor) -> VisionTrace:
     """Run `model.visual` on one preprocessed image `[1, 3, R, R]`, keeping every attention map.
@@ -45,11 +56,7 @@ def vision_attention(model: torch.nn.Module, pixels: torch.Tensor) -> VisionTrac
     outputs and the final feature equal the model's own.
     """
     v = model.visual
-    x = v.conv1(pixels.to(dtype=model.dtype, device=v.conv1.weight.device))  # [1, width, grid, grid]
-    x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)  # [1, grid*grid, width]
-    cls = v.class_embedding.to(x.dtype) + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype, device=x.device)
-    x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)  # [1, tokens, width]
-    x = v.ln_pre(x).permute(1, 0, 2)  # [tokens, 1, width]: sequence-first, as CLIP's blocks expect
+    x = _vision_tokens(model, pixels)  # [tokens, 1, width]
     maps, outs = [], []
     for block in v.transformer.resblocks:
         h = block.ln_1(x)
@@ -131,6 +138,11 @@ def prompt_tokens(prompt: str, context_length: int = 77) -> list[Token]:
     return out
 
 
+def prompt_words(prompt: str) -> list[str]:
+    """The prompt's BPE tokens between start and end-of-text: the positions `text_relevancy` scores."""
+    return [tok.text for tok in prompt_tokens(prompt)][1:-1]
+
+
 def label_similarity(text_features: torch.Tensor) -> torch.Tensor:
     """Cosine similarity between labels: `[L, D]` normalised -> `[L, L]`."""
     return text_features @ text_features.T  # [L, L]
@@ -167,11 +179,7 @@ def vision_forward(model, pixels: torch.Tensor, probe: dict[int, torch.Tensor] |
     """`model.encode_image` for `[1, 3, R, R]`, also returning each block's attention probabilities
     `[1, heads, T, T]` as graph tensors; `probe` {layer: probabilities} replaces some (for gradient checks)."""
     v = model.visual
-    x = v.conv1(pixels.to(dtype=model.dtype, device=v.conv1.weight.device))  # [1, width, grid, grid]
-    x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)  # [1, grid*grid, width]
-    cls = v.class_embedding.to(x.dtype) + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype, device=x.device)
-    x = v.ln_pre(torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)).permute(1, 0, 2)  # [T, 1, width]
-    x, maps = _blocks(v.transformer.resblocks, x, probe or {})
+    x, maps = _blocks(v.transformer.resblocks, _vision_tokens(model, pixels), probe or {})  # [T, 1, width]
     return v.ln_post(x.permute(1, 0, 2)[:, 0, :]) @ v.proj, maps  # [1, embed_dim]
 
 

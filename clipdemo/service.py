@@ -10,6 +10,7 @@ touches `.model`; a test reads the source to keep it so. The math lives in those
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Hashable, Iterator
@@ -225,8 +226,7 @@ class ZeroShot:
                  true_label: str | None = None) -> Prediction:
         """Score one image feature `[D]` against the labels' text features."""
         text = self.text_features(labels, templates)  # [L, D]
-        probs = engine.probabilities(image_feat[None], text)[0]  # [L]
-        cosines = (image_feat[None].float() @ text.float().T)[0]  # [L]
+        cosines, probs = (s[0] for s in engine.scores(image_feat[None], text))  # [L], [L]
         return Prediction(tuple(labels), tuple(probs.tolist()), tuple(engine.top_k(probs, tuple(labels), k)),
                           self.info, true_label, tuple(cosines.tolist()))
 
@@ -249,9 +249,18 @@ class ZeroShot:
         return trace
 
     def explain(self, image: Image.Image, key: Hashable, label: str, labels: tuple[str, ...],
-                templates: tuple[str, ...]) -> Explanation:
+                templates: tuple[str, ...], versus: str | None = None) -> Explanation:
         """Why `image` (cached under `key`) matched `label` of the set: relevancy over its patches for the label's
-        (ensemble) feature, and over the words of its first prompt (`inside.explain`); cached, bounded."""
+        (ensemble) feature, and over the words of its first prompt (`inside.explain`); cached, bounded. With
+        `versus`, the image map is where `label`'s relevancy exceeds `versus`'s: `relu(map - map_versus)`."""
+        found = self._explain(image, key, label, labels, templates)
+        if versus and versus != label:
+            other = self._explain(image, key, versus, labels, templates).image
+            found = dataclasses.replace(found, image=(found.image - other).clamp(min=0))  # [grid, grid]
+        return found
+
+    def _explain(self, image: Image.Image, key: Hashable, label: str, labels: tuple[str, ...],
+                 templates: tuple[str, ...]) -> Explanation:
         if label not in labels:
             raise Refusal("explain_not_active", label)
         cache_key = (self.info.identity, key, label, tuple(labels), tuple(templates))

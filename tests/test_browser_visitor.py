@@ -117,6 +117,11 @@ def test_saved_labels_survive_a_reload_and_stay_in_their_browser(browser, app_ur
     (tmp_path / "pets.csv").write_text("label\ncat\ndog\nhamster\nparrot\n", encoding="utf-8")
     page.locator("#set-file input[type=file]").set_input_files(str(tmp_path / "pets.csv"))
     expect(page.locator("#label-summary")).to_contain_text("4 labels × 1 template(s)")
+    page.get_by_role("tab", name="About", exact=True).click()  # About's way back to the English labels
+    page.locator("#use-english").click()
+    page.get_by_role("tab", name="Labels", exact=True).click()
+    expect(page.locator("#label-summary")).to_contain_text("100 labels × 1 template(s)")
+    expect(page.locator("#label-editor textarea")).to_have_value(re.compile(r"^apple\naquarium_fish\n"))
     other_ctx, other = _open(browser, app_url + "/?tab=labels")
     expect(other.locator("#label-summary")).to_contain_text("100 labels")
     other.get_by_text("My label sets").click()

@@ -80,3 +80,21 @@ def test_text_feature_cache_key_includes_weights_labels_and_templates(tiny_loade
     assert torch.allclose(a.text_features(("dog", "cat"), ("a photo of a {}",))[0], f1[1])
     assert not torch.allclose(a.text_features(("cat", "dog"), ("a {}",)), f1)
     assert a.text_key(("cat", "dog"), ("{}",)) != b.text_key(("cat", "dog"), ("{}",))
+
+
+def test_scores_are_the_cosines_and_their_softmax_and_predictions_carry_the_cosines(tiny_loaded):
+    from PIL import Image
+
+    from clipdemo.service import ZeroShot
+
+    img = torch.tensor([[1.0, 0.0]])
+    txt = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    cosines, probs = engine.scores(img, txt)
+    assert torch.equal(cosines, torch.tensor([[1.0, 0.0, 0.6]])) and torch.equal(probs, engine.probabilities(img, txt))
+    zs, labels = ZeroShot(tiny_loaded), ("red square", "blue circle", "lion")
+    image = Image.new("RGB", (40, 40), (200, 30, 30))
+    pred = zs.predict(image, labels, ("a photo of a {}",), k=3)
+    feat = zs.image_features([image])[0]
+    feat = feat / feat.norm()
+    ref = feat @ zs.text_features(labels, ("a photo of a {}",)).T  # [3]
+    assert [pred.cosine(lab) for lab in labels] == pytest.approx(ref.tolist(), abs=1e-6)

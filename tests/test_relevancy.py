@@ -5,10 +5,11 @@ import types
 
 import pytest
 import torch
+from PIL import Image
 
 from clipdemo import engine
-from clipdemo.inside import (Explanation, _logit, explain, image_relevancy, relevance, text_forward, text_relevancy,
-                             vision_forward)
+from clipdemo.inside import (Explanation, _logit, explain, image_relevancy, prompt_words, relevance, text_forward,
+                             text_relevancy, vision_forward)
 from clipdemo.model import ClipConfig, build_random
 from clipdemo.prompts import fill
 
@@ -143,5 +144,24 @@ def test_explain_brings_both_towers_together(tiny_loaded):
         text = _unit(m.encode_text(engine.tokenize([fill("a photo of a {}", "lion")]))[0].float())
     ex = explain(m, px, text, engine.tokenize(["a photo of a lion"]))
     assert isinstance(ex, Explanation) and ex.image.shape == (2, 2) and ex.words.shape == (5,)
+    assert prompt_words("a photo of a lion") == ["a", "photo", "of", "a", "lion"]  # the words ex.words scores
     with torch.no_grad():
         assert ex.logit == pytest.approx(float(100 * _unit(m.encode_image(px)[0].float()) @ text), abs=1e-4)
+
+
+def test_the_service_caches_maps_and_makes_the_versus_map(tiny_loaded):
+    from clipdemo.i18n import Refusal
+    from clipdemo.service import ZeroShot
+
+    zs = ZeroShot(tiny_loaded)
+    image = Image.effect_mandelbrot((64, 64), (-2, -1.2, 1, 1.2), 40).convert("RGB")
+    labels, templates = ("cat", "dog", "lion"), ("a photo of a {}",)
+    lion = zs.explain(image, "img", "lion", labels, templates)
+    assert zs.explain(image, "img", "lion", labels, templates) is lion  # cached
+    cat = zs.explain(image, "img", "cat", labels, templates)
+    versus = zs.explain(image, "img", "lion", labels, templates, versus="cat")
+    assert torch.equal(versus.image, (lion.image - cat.image).clamp(min=0)) and not torch.equal(versus.image, lion.image)
+    assert versus.words is lion.words and versus.logit == lion.logit  # only the image map is a difference
+    assert zs.explain(image, "img", "lion", labels, templates, versus="lion") is lion
+    with pytest.raises(Refusal, match="'tiger' is not one of the active labels"):
+        zs.explain(image, "img", "tiger", labels, templates)

@@ -118,17 +118,29 @@ def gpu_sentence(exc: gr.Error) -> str | None:
     return t("gpu_said", lead, said) if said else lead
 
 
-@contextmanager
-def user_errors() -> Iterator[None]:
+def user_errors():
     """Turn the core's expected errors (bad input, data or model unavailable, ZeroGPU refused) into `gr.Error`
     sentences."""
+    return _told((ValueError, DataError, *_BUSY))
+
+
+def busy_errors():
+    """Turn what a shared, busy model can answer anywhere in a handler (the gate is full, a time limit was
+    reached, the model is not loaded, ZeroGPU refused: see `gpu_sentence`) into `gr.Error` sentences."""
+    return _told(_BUSY)
+
+
+@contextmanager
+def _told(kinds: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """Errors of `kinds` become `gr.Error` sentences in the visitor's language; an unavailable dataset or model
+    its short sentence (`unavailable`); a `gr.Error` stays, unless it is ZeroGPU's refusal (`_retell`)."""
     try:
         yield
     except gr.Error as exc:
         _retell(exc)  # already a sentence for the visitor, unless ZeroGPU's
     except _UNAVAILABLE as exc:
         raise gr.Error(toast_text(unavailable(exc))) from None
-    except (ValueError, DataError, *_BUSY) as exc:
+    except kinds as exc:
         raise gr.Error(toast_text(say(exc))) from None
 
 
@@ -153,20 +165,6 @@ def _retell(exc: gr.Error):
     if (sentence := gpu_sentence(exc)) is None:
         raise exc
     raise gr.Error(toast_text(sentence), title=t("gpu_title")) from None
-
-
-@contextmanager
-def busy_errors() -> Iterator[None]:
-    """Turn what a shared, busy model can answer anywhere in a handler (the gate is full, a time limit was
-    reached, the model is not loaded, ZeroGPU refused: see `gpu_sentence`) into `gr.Error` sentences."""
-    try:
-        yield
-    except _UNAVAILABLE as exc:
-        raise gr.Error(toast_text(unavailable(exc))) from None
-    except _BUSY as exc:
-        raise gr.Error(toast_text(say(exc))) from None
-    except gr.Error as exc:
-        _retell(exc)
 
 
 # The core's progress words the page shows, said in the visitor's language (any other passes as it is).

@@ -16,7 +16,7 @@ from PIL import Image
 
 from ... import figures
 from ...engine import LOGIT_SCALE
-from ...inside import cls_attention_map, prompt_tokens
+from ...inside import cls_attention_map, prompt_words
 from ...prompts import fill
 from ..common import UI_API, LabelState, event, md_text, user_errors, wait_for_service
 from ..lang import L, t
@@ -69,23 +69,18 @@ class ExplainBox:
         key = tuple(sorted(last.items()))
         progress(0, desc=t("explain_working"))
         with user_errors():
-            ex = zs.explain(image, key, label, state.labels, state.templates)
-            amap = ex.image  # [grid, grid]
-            if versus and versus != label:
-                amap = (amap - zs.explain(image, key, versus, state.labels, state.templates).image).clamp(min=0)
+            ex = zs.explain(image, key, label, state.labels, state.templates, versus)  # ex.image: [grid, grid]
             trace = zs.vision_trace(image, key)
-        shown = figures.input_view(zs.pixels(image), min_size=0)
-        size = max(224, shown.size[0])
-        big = shown.resize((size, size), Image.Resampling.BICUBIC)
+        big = figures.overlay_base(figures.input_view(zs.pixels(image), min_size=0))
         prompt = fill(state.templates[0], label)
-        words = [tok.text for tok in prompt_tokens(prompt)][1:-1]
+        words = prompt_words(prompt)
         top = float(ex.words.max()) if ex.words.numel() and float(ex.words.max()) > 0 else 1.0
         shaded = [(w + " ", round(float(v) / top, 3)) for w, v in zip(words, ex.words.tolist())]
         what_map = t("explain_versus", md_text(label), md_text(versus)) if versus and versus != label else \
             t("explain_for", md_text(label))
         note = "" if zs.info.trained else " " + t("explain_random")
         caption = t("explain_caption", what_map, md_text(what), f"{ex.logit / LOGIT_SCALE:.3f}", md_text(prompt)) + note
-        return ExplainView(figures.attention_overlay(big, amap), figures.attention_overlay(big, cls_attention_map(trace)),
+        return ExplainView(figures.attention_overlay(big, ex.image), figures.attention_overlay(big, cls_attention_map(trace)),
                            shaded, caption)
 
     def build(self, labels_state: gr.State, last_input: gr.State, result: gr.Label) -> None:

@@ -38,10 +38,13 @@ class LabelsApplied:
 
 @dataclass(frozen=True)
 class PresetPicked:
-    """A preset picked: the editors' new text (KEEP for the one not picked) and the label set it made active."""
+    """A preset picked: the editors' new text (KEEP for the one not picked), the two presets, and the label set
+    it made active."""
 
     labels: str | object
     templates: str | object
+    preset: str
+    template_set: str
     state: LabelState
     summary: str
 
@@ -82,7 +85,7 @@ class LabelsTab:
         templates = self.template_text(template_set) if picked in (None, TEMPLATE_SET_ID) else KEEP
         applied = self.set_labels(label_text if labels is KEEP else labels,
                                   template_text if templates is KEEP else templates, state, progress)
-        return PresetPicked(labels, templates, applied.state, applied.summary)
+        return PresetPicked(labels, templates, preset, template_set, applied.state, applied.summary)
 
     def check_labels(self, label_text: str, template_text: str) -> str:
         """Inline validation of the editors' text, without touching the model."""

@@ -195,10 +195,10 @@ class PredictTab:
                  t("which_layer_mean", li + 1) if hi is None else t("which_layer_head", li + 1, hi + 1))
         note = "" if zs.info.trained else t("untrained_pattern")
         caption = t("attention_caption", amap.numel(), what, which, note)
-        size, patch = max(224, shown.size[0]), zs.config.vision_patch_size
+        patch = zs.config.vision_patch_size
         g = shown.size[0] // patch
         return AttentionView(figures.patch_figure(shown, patch, t("patch_title", g, g, patch, patch, g * g)),
-                             figures.attention_overlay(shown.resize((size, size), Image.Resampling.BICUBIC), amap),
+                             figures.attention_overlay(figures.overlay_base(shown), amap),
                              caption)
 
     # -- layout and wiring -------------------------------------------------------------------------
