@@ -4,18 +4,25 @@ openai-clip 1.0.1 does `from pkg_resources import packaging` only to compare tor
 removed `pkg_resources` in version 82, and a Space build may bring a newer setuptools than the pin (or
 none), so when `pkg_resources` cannot be imported, a stand-in module offering the same `packaging` (the
 `packaging` distribution itself) is put in its place while clip imports.
+
+Thread safety: the first call imports under a lock and returns only once `clip` and its submodules are
+complete; later calls return the finished module. (An earlier version returned `sys.modules["clip"]` as soon
+as `clip.clip` appeared there, which is the moment another thread *began* importing it: a half-made module.)
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
+import threading
 import types
 import warnings
 from types import ModuleType
 
 
 _ABSENT = object()
+_LOCK = threading.Lock()  # the pkg_resources stand-in is in sys.modules while clip imports: one import at a time
 
 
 def _pkg_resources_missing() -> bool:
@@ -28,10 +35,14 @@ def _pkg_resources_missing() -> bool:
         return True
 
 
+@functools.cache
 def import_clip() -> ModuleType:
-    """`import clip` (with `clip.clip`, `clip.model` and `clip.simple_tokenizer` loaded)."""
-    if "clip.clip" in sys.modules:
-        return sys.modules["clip"]
+    """`import clip` (with `clip.clip`, `clip.model` and `clip.simple_tokenizer` loaded), complete."""
+    with _LOCK:
+        return _import()
+
+
+def _import() -> ModuleType:
     shim = None
     if _pkg_resources_missing():
         import packaging.version

@@ -11,12 +11,14 @@ and no model calls: those go through the `ZeroShot` service it hands out.
 from __future__ import annotations
 
 import enum
+import importlib
 import logging
 import threading
 import time
 from dataclasses import dataclass
 
 from . import selfcheck, startup
+from ._clip import import_clip
 from .data import Cifar100, DataError, DataUnavailable, open_cifar100
 from .model import PRESETS, ClipConfig, LoadedModel, WeightsError, load_model, random_preset
 from .presets import LABEL_PRESETS, TEMPLATE_SETS
@@ -27,6 +29,18 @@ __all__ = ["Runtime", "ModelState", "ModelStatus", "ModelUnavailable", "ModelFai
 
 log = logging.getLogger(__name__)
 DATA_RETRY_S = 60.0  # after a failed dataset open, wait this long before trying (and maybe downloading) again
+# What the start-up thread imports on its way (weights formats, the Hub client, the image backend, the dataset,
+# torchinfo for the Architecture tab), imported by `start` before the thread begins: two threads importing one
+# module at once can each see it half made (clip; torch's ONNX registry, which torchvision fills).
+BACKGROUND_IMPORTS = ("torchvision.datasets", "huggingface_hub", "huggingface_hub.errors", "safetensors.torch",
+                      "onnxruntime", "torchinfo", "tqdm.auto")
+
+
+def preload_imports() -> None:
+    """Import, in this thread, everything the start-up thread would import lazily (see BACKGROUND_IMPORTS)."""
+    import_clip()
+    for name in BACKGROUND_IMPORTS:
+        importlib.import_module(name)
 
 
 class ModelUnavailable(RuntimeError):
@@ -82,6 +96,7 @@ class Runtime:
             if self._thread is not None or self._ready.is_set():
                 return
             self._status = ModelStatus(ModelState.LOADING, f"loading {self.settings.weights} weights…", 0.0)
+            preload_imports()  # before any second thread exists
             if wait_for_model:
                 if self._load_model():
                     self._thread = threading.Thread(target=self._after_load, name="clipdemo-start", daemon=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from contextlib import contextmanager
+from pathlib import Path
 
 from clipdemo.runtime import Runtime
 from clipdemo.settings import Settings
@@ -33,3 +34,42 @@ def running_app(runtime: Runtime):
 def runtime_for(loaded=None, data_root=None, weights="random:tiny", tmp=None) -> Runtime:
     settings = Settings(weights=weights, cache_dir=(tmp or data_root), data_root=data_root, allow_download=False)
     return Runtime(settings, loaded=loaded)
+
+
+@contextmanager
+def app_process(env: dict[str, str], log: Path, timeout: float = 180.0):
+    """`python app.py` in a child process with `env` added; yields its URL once the page is served. Gradio
+    picks the port itself (binding until one is free) and prints it: nothing is reserved and then released."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    out = open(log, "w+", encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=root, stdout=out, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False",
+                                 "PYTHONUNBUFFERED": "1", **env})
+    try:
+        start = time.monotonic()
+        while (url := _printed_url(log)) is None:
+            if proc.poll() is not None:
+                raise AssertionError(f"the app exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+            if time.monotonic() - start > timeout:
+                raise AssertionError(f"the app served no page within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        out.close()
+
+
+def _printed_url(log: Path) -> str | None:
+    for line in log.read_text(encoding="utf-8").splitlines():
+        if "Running on local URL:" in line:
+            return line.split("Running on local URL:", 1)[1].strip().rstrip("/")
+    return None
