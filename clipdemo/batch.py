@@ -1,7 +1,7 @@
 """Batches of images: reading many files, or a zip of images, safely; and classifying them together.
 
-Holds `read_batch(paths)` (image files and zips of images, at most MAX_BATCH images, each reduced to
-MAX_SIDE pixels a side on arrival; every member of a zip is checked before any of that zip is read: no unsafe names, no member or total over its size limit, no
+Holds `read_batch(paths, fit=R)` (image files and zips of images, at most MAX_BATCH images, each decoded one at
+a time and reduced at once to what the model keeps of it, R x R: see `images.open_image`; every member of a zip is checked before any of that zip is read: no unsafe names, no member or total over its size limit, no
 compression ratio a zip bomb would need; members are read in memory and never written anywhere;
 BatchError says what was refused), `BatchItem` and `classify_batch` (the visitor's labels encoded
 once, the images encoded in chunks as bulk work, so other visitors' predictions go in between). No
@@ -29,8 +29,6 @@ __all__ = ["BatchError", "BatchItem", "read_batch", "classify_batch", "MAX_BATCH
 MAX_BATCH = 64  # images in one batch
 MAX_ZIP_BYTES = 256 * 2**20  # all members of a zip together, uncompressed
 MAX_RATIO = 100  # uncompressed / compressed size of one member; images hardly compress, bombs do by ~1000x
-MAX_SIDE = 896  # a batch image is reduced to this many pixels a side on arrival (the model sees 224): 64 of them
-# then hold at most ~150 MB, whatever their files decode to
 _JUNK = ("__MACOSX/", ".DS_Store", "Thumbs.db")  # what zip tools add on their own: skipped, not refused
 
 
@@ -55,7 +53,7 @@ def _too_many(n: int) -> BatchError:
     return BatchError(f"Too many images: {n}; a batch holds at most {MAX_BATCH}.")
 
 
-def _zip_members(path: Path) -> list[tuple[str, Image.Image]]:
+def _zip_members(path: Path, fit: int) -> list[tuple[str, Image.Image]]:
     with zipfile.ZipFile(path) as zf:
         infos = [i for i in zf.infolist() if not i.is_dir() and not any(j in i.filename for j in _JUNK)
                  and not PurePosixPath(i.filename).name.startswith("._")]
@@ -87,33 +85,28 @@ def _zip_members(path: Path) -> list[tuple[str, Image.Image]]:
             if len(data) > MAX_BYTES:
                 raise BatchError(f"{info.filename} in the zip is over {MAX_BYTES // 2**20} MB.")
             try:
-                items.append((info.filename, _reduced(open_image(data))))
+                items.append((info.filename, open_image(data, fit=fit)))
             except ImageError as exc:
                 raise BatchError(f"{info.filename} in the zip is not an image this app reads: {exc}") from None
         return items
 
 
-def _reduced(image: Image.Image) -> Image.Image:
-    """`image` at most MAX_SIDE pixels a side (in place; aspect kept)."""
-    image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BICUBIC)
-    return image
-
-
-def read_batch(paths: list[str | Path], names: list[str] | None = None) -> list[tuple[str, Image.Image]]:
-    """`(name, RGB image)` for every image among `paths` (image files, or zips of images); BatchError or
-    ImageError, naming the file, for anything else. `names` are what to call the files (default: theirs)."""
+def read_batch(paths: list[str | Path], names: list[str] | None = None, *, fit: int) -> list[tuple[str, Image.Image]]:
+    """`(name, RGB image)` for every image among `paths` (image files, or zips of images), each reduced to what a
+    model of input resolution `fit` keeps of it; BatchError or ImageError, naming the file, for anything else.
+    `names` are what to call the files (default: theirs)."""
     items: list[tuple[str, Image.Image]] = []
     for i, raw in enumerate(paths):
         path = Path(raw)
         name = names[i] if names else path.name
         if zipfile.is_zipfile(path):
             try:
-                items += _zip_members(path)
+                items += _zip_members(path, fit)
             except zipfile.BadZipFile as exc:
                 raise BatchError(f"{name} is not a readable zip: {exc}") from None
         else:
             try:
-                items.append((name, _reduced(open_image(path))))
+                items.append((name, open_image(path, fit=fit)))
             except ImageError as exc:
                 raise BatchError(f"{name} is not an image this app reads: {exc}") from None
         if len(items) > MAX_BATCH:

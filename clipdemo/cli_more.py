@@ -39,7 +39,7 @@ def image_paths(spec: str) -> list[Path]:
 
 def run_batch(spec: str, zs, labels: tuple[str, ...], templates: tuple[str, ...], top_k: int, as_json: bool) -> int:
     """Classify the batch and print it; returns the exit code."""
-    items = read_batch(image_paths(spec))
+    items = read_batch(image_paths(spec), fit=zs.loaded.config.image_resolution)
     done = classify_batch(zs, items, labels, templates, top_k)
     if as_json:
         print(json.dumps({"weights": zs.info.label, "images": [{"image": it.name, "predictions": it.predictions()}

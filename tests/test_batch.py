@@ -40,7 +40,7 @@ def test_files_and_a_zip_are_read_in_order(tmp_path):
     files = [_png(tmp_path / f"{c}.png", c) for c in ("red", "green", "blue")]
     z = _zip(tmp_path / "more.zip", {"a/one.png": _png_bytes(), "two.png": _png_bytes("white"),
                                      "__MACOSX/a/._one.png": b"resource fork"})  # tool junk is skipped
-    items = read_batch([*files, z])
+    items = read_batch([*files, z], fit=224)
     assert [name for name, _ in items] == ["red.png", "green.png", "blue.png", "a/one.png", "two.png"]
     assert all(im.mode == "RGB" for _, im in items)
 
@@ -58,19 +58,19 @@ def test_bad_zips_are_refused_with_a_sentence_and_nothing_is_written(tmp_path, m
     z = _zip(folder / "upload.zip", members)
     before = sorted(p for p in tmp_path.rglob("*"))
     with pytest.raises(BatchError, match=message):
-        read_batch([z])
+        read_batch([z], fit=224)
     assert sorted(p for p in tmp_path.rglob("*")) == before  # no member extracted anywhere
 
 
 def test_too_many_files_and_a_non_image_file(tmp_path):
     many = [_png(tmp_path / f"{i}.png") for i in range(MAX_BATCH + 1)]
     with pytest.raises(BatchError, match="Too many images: 65"):
-        read_batch(many)
+        read_batch(many, fit=224)
     (tmp_path / "x.txt").write_text("not an image")
     with pytest.raises(BatchError, match="x.txt is not an image this app reads"):
-        read_batch([tmp_path / "x.txt"])
+        read_batch([tmp_path / "x.txt"], fit=224)
     with pytest.raises(BatchError, match="Give at least one image"):
-        read_batch([])
+        read_batch([], fit=224)
 
 
 def test_a_batch_gives_each_image_its_single_prediction(tiny_loaded, tmp_path):

@@ -32,7 +32,7 @@ def test_the_app_starts_three_times_while_both_cpus_are_busy(busy_cpus, tmp_path
     env = {"CLIPDEMO_WEIGHTS": "random:tiny", "CLIPDEMO_CACHE": str(tmp_path / "cache"),
            "CLIPDEMO_DATA": str(tmp_path / "no-data"), "CLIPDEMO_DOWNLOAD": "0", "CLIPDEMO_BACKEND": "eager"}
     for run in range(3):
-        with app_process(env, tmp_path / f"run{run}.log") as url:
+        with app_process(env, tmp_path / f"run{run}.log") as (url, _):
             status = Client(url, verbose=False, download_files=False).predict(api_name="/status")[0]
             for _ in range(240):  # the model loads in the background: up to two minutes
                 if "Model:" in status or "❌" in status:

@@ -38,7 +38,7 @@ def runtime_for(loaded=None, data_root=None, weights="random:tiny", tmp=None) ->
 
 @contextmanager
 def app_process(env: dict[str, str], log: Path, timeout: float = 180.0):
-    """`python app.py` in a child process with `env` added; yields its URL once the page is served. Gradio
+    """`python app.py` in a child process with `env` added; yields (its URL, the process) once the page is served. Gradio
     picks the port itself (binding until one is free) and prints it: nothing is reserved and then released."""
     import os
     import subprocess
@@ -58,7 +58,7 @@ def app_process(env: dict[str, str], log: Path, timeout: float = 180.0):
             if time.monotonic() - start > timeout:
                 raise AssertionError(f"the app served no page within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
             time.sleep(0.2)
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         try:

@@ -44,7 +44,7 @@ class ApiEndpoints:
             similarity of the image and the prompt (-1 to 1), comparable across label sets.
         """
         with user_errors():
-            picture = image_from_reference(image, gr.utils.get_upload_folder())
+            picture = image_from_reference(image, gr.utils.get_upload_folder(), self.rt.config().image_resolution)
             zs = self.rt.service(timeout=MODEL_WAIT_S)
             return classify(zs, picture, candidate_labels, hypothesis_template, top_k)
 
@@ -85,8 +85,9 @@ class ApiEndpoints:
         with user_errors():
             if not images or len(images) > MAX_BATCH:
                 raise BatchError(f"Give 1 to {MAX_BATCH} images, not {len(images or [])}.")
-            root = gr.utils.get_upload_folder()
-            items = [(str(i), image_from_reference(ref, root)) for i, ref in enumerate(images)]
+            root, fit = gr.utils.get_upload_folder(), self.rt.config().image_resolution
+            # One at a time, each reduced to the model's R x R as it is decoded: 64 of them hold ~10 MB.
+            items = [(str(i), image_from_reference(ref, root, fit)) for i, ref in enumerate(images)]
             label_set, templates, _ = validate_set(list(candidate_labels or []), [hypothesis_template])
             zs = self.rt.service(timeout=MODEL_WAIT_S)
             done = classify_batch(zs, items, label_set.labels, templates, top_k)

@@ -54,7 +54,7 @@ class BatchTab:
         paths = [f if isinstance(f, str) else f.get("path") for f in (files or [])]
         with user_errors():
             k = check_top_k(top_k)
-            items = read_batch([p for p in paths if p])
+            items = read_batch([p for p in paths if p], fit=self.rt.config().image_resolution)
         zs = wait_for_service(self.rt, progress)
         ensure_text(zs, state, progress)
         with user_errors():

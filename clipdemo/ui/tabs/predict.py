@@ -141,22 +141,22 @@ class PredictTab:
         record = upload if isinstance(upload, dict) else {"path": upload}
         with user_errors():
             k = check_top_k(top_k)
-            image, path = self._decode(record)
+            image, path = self._decode(record, self.rt.config().image_resolution)
         zs = wait_for_service(self.rt, progress)
         ensure_text(zs, state, progress)
         pred = zs.predict(image, state.labels, state.templates, k=k)
         return self._view(zs, pred, image, "uploaded image", {"kind": "upload", "path": path}, state)
 
     @staticmethod
-    def _decode(record: dict) -> tuple[Image.Image, str]:
+    def _decode(record: dict, fit: int) -> tuple[Image.Image, str]:
         """The image of an upload record and a path to find it again; ImageError/gr.Error if refused."""
         if record.get("path"):
             path = inside_folder(record["path"], gr.utils.get_upload_folder())
             if path is None:
                 raise gr.Error(t("not_an_upload"))
-            return open_image(path), str(path)
+            return open_image(path, fit=fit), str(path)
         if str(record.get("url") or "").startswith("data:"):
-            image = open_image(decode_data_url(record["url"]))
+            image = open_image(decode_data_url(record["url"]), fit=fit)
             path = exports.results_dir() / f"inline-{uuid.uuid4().hex[:12]}.png"
             image.save(path)  # kept (an hour at most) for this session's attention view
             return image, str(path)
@@ -175,7 +175,7 @@ class PredictTab:
         try:
             if last.get("kind") == "index":
                 return self.rt.dataset().image(last["index"]), f"CIFAR-100 #{last['index']}"
-            return open_image(last["path"]), t("your_image")
+            return open_image(last["path"], fit=self.rt.config().image_resolution), t("your_image")
         except (DataUnavailable, ModelFailed) as exc:
             raise gr.Error(toast_text(unavailable(exc))) from None
         except (ValueError, RuntimeError, KeyError, TypeError) as exc:
