@@ -77,7 +77,8 @@ class Runtime:
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
-        self._zs: ZeroShot | None = ZeroShot(loaded, max_waiting=settings.max_waiting) if loaded is not None else None
+        self._zs: ZeroShot | None = (ZeroShot(loaded, max_waiting=settings.max_waiting, max_wait_s=settings.max_wait_s)
+                                     if loaded is not None else None)
         self._status = (ModelStatus(ModelState.READY, loaded.info.label) if loaded is not None
                         else ModelStatus(ModelState.IDLE, "not started"))
         if loaded is not None:

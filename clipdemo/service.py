@@ -31,7 +31,7 @@ from .lru import LRU
 from .prediction import Prediction
 from .progress import ProgressFn
 from .prompts import build_prompts, fill
-from .scheduler import GateStats, ModelGate, Priority
+from .scheduler import MAX_WAIT_S, MAX_WAITING, GateStats, ModelGate, Priority
 
 __all__ = ["ZeroShot", "Prediction", "TEXT_CHUNK", "BULK_IMAGES", "BULK_AFTER_S"]
 
@@ -45,12 +45,13 @@ class ZeroShot:
     """Classify and look inside images with one shared model; safe to call from many threads."""
 
     def __init__(self, loaded: LoadedModel, *, path: ComputePath | None = None, text_cache_size: int = 32,
-                 trace_cache_size: int = 32, summary_cache_size: int = 16, max_waiting: int = 32):
+                 trace_cache_size: int = 32, summary_cache_size: int = 16, max_waiting: int = MAX_WAITING,
+                 max_wait_s: float = MAX_WAIT_S):
         self.loaded = loaded
         self.path = path or accel.path_for(loaded.device.type)  # CPU, CUDA or ZeroGPU (accel.PATHS)
         self._engine = accel.Engine(loaded, eager_encoder(loaded.model))  # what the tasks run
         self._key = accel.register(self._engine)
-        self._gate = ModelGate(max_waiting)  # one model call at a time, interactive first (clipdemo.scheduler)
+        self._gate = ModelGate(max_waiting, max_wait_s)  # one model call at a time, interactive first (clipdemo.scheduler)
         self._inflight: dict[tuple, threading.Lock] = {}  # label sets being encoded now
         self._inflight_lock = threading.Lock()
         self._text_rate = DEFAULT_TEXT_RATE  # prompt tokens encoded per second, measured at each encoding

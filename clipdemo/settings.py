@@ -19,7 +19,8 @@ loader resolves to `cuda` when a GPU is visible and `cpu` when not.
 | CLIPDEMO_SEED       | 0                       | seed of the `random` weights                                    |
 | CLIPDEMO_BACKEND    | auto                    | image encoder: auto, eager, onnxruntime, bf16 (approximate)     |
 | CLIPDEMO_THREADS    | the process's vCPUs     | torch / ONNX Runtime threads for the one model                  |
-| CLIPDEMO_MAX_WAITING| 32                      | model calls that may wait; one more gets "the Space is busy"    |
+| CLIPDEMO_MAX_WAIT_S | 30                      | a visitor's call expected to wait longer gets "the Space is busy"|
+| CLIPDEMO_MAX_WAITING| 256                     | model calls that may wait at once (a bound for memory)          |
 | CLIPDEMO_FILE_TTL   | 3600                    | seconds an untouched upload or shown file is kept (janitor.py)  |
 | CLIPDEMO_BROWSER_KEY| clipdemo-labels-v1      | localStorage key of a visitor's saved label sets (BrowserState) |
 | CLIPDEMO_BROWSER_SECRET | from SPACE_ID       | key that encrypts them; set it as a Space secret to keep it private |
@@ -46,7 +47,8 @@ class Settings:
     seed: int = 0
     backend: str = "auto"
     threads: int = 0  # 0: as many as the process's vCPUs
-    max_waiting: int = 32  # model calls that may wait for the model at once
+    max_wait_s: float = 30.0  # an interactive model call expected to wait longer is refused (scheduler.py)
+    max_waiting: int = 256  # model calls that may wait for the model at once
     file_ttl_s: int = 3600  # uploads and shown files untouched this long are removed (swept every quarter of it)
     # A visitor's saved label sets live in their browser (gr.BrowserState) under this key, encrypted with this
     # secret; both must stay the same across restarts, or every visitor's sets are lost at each restart.
@@ -71,9 +73,15 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     cache = Path(env.get("CLIPDEMO_CACHE", "~/.cache/clipdemo")).expanduser()
     seed, threads = _int(env, "CLIPDEMO_SEED"), _int(env, "CLIPDEMO_THREADS")
-    max_waiting = _int(env, "CLIPDEMO_MAX_WAITING") or 32
+    max_waiting = _int(env, "CLIPDEMO_MAX_WAITING") or 256
     if max_waiting < 1:
         raise ValueError(f"CLIPDEMO_MAX_WAITING must be at least 1, not {max_waiting}.")
+    try:
+        max_wait_s = float(env.get("CLIPDEMO_MAX_WAIT_S", "") or 30)
+    except ValueError:
+        raise ValueError(f"CLIPDEMO_MAX_WAIT_S must be a number of seconds, not {env['CLIPDEMO_MAX_WAIT_S']!r}.") from None
+    if not max_wait_s > 0:
+        raise ValueError(f"CLIPDEMO_MAX_WAIT_S must be more than 0, not {max_wait_s:g}.")
     file_ttl = _int(env, "CLIPDEMO_FILE_TTL") or 3600
     if file_ttl < 60:
         raise ValueError(f"CLIPDEMO_FILE_TTL must be at least 60 seconds, not {file_ttl}.")
@@ -92,6 +100,7 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         seed=seed,
         backend=env.get("CLIPDEMO_BACKEND", "auto").strip().lower() or "auto",
         threads=threads,
+        max_wait_s=max_wait_s,
         max_waiting=max_waiting,
         file_ttl_s=file_ttl,
         browser_key=env.get("CLIPDEMO_BROWSER_KEY", "").strip() or "clipdemo-labels-v1",
@@ -111,6 +120,7 @@ def to_env(settings: Settings) -> dict[str, str]:
         "CLIPDEMO_SEED": str(settings.seed),
         "CLIPDEMO_BACKEND": settings.backend,
         "CLIPDEMO_THREADS": str(settings.threads),
+        "CLIPDEMO_MAX_WAIT_S": f"{settings.max_wait_s:g}",
         "CLIPDEMO_MAX_WAITING": str(settings.max_waiting),
         "CLIPDEMO_FILE_TTL": str(settings.file_ttl_s),
         "CLIPDEMO_BROWSER_KEY": settings.browser_key,

@@ -48,7 +48,8 @@ def open_service(settings: Settings, progress: ProgressFn | None = None) -> Zero
                         allow_download=settings.allow_download, seed=settings.seed, progress=progress)
     release_freed_memory()
     path = accel.PATHS["zerogpu"] if settings.device == "zerogpu" else accel.path_for(loaded.device.type)
-    return ZeroShot(loaded, path=path, max_waiting=settings.max_waiting)
+    return ZeroShot(loaded, path=path, max_waiting=settings.max_waiting,
+                   max_wait_s=settings.max_wait_s)
 
 
 def export_in_child(settings: Settings, path: Path) -> None:

@@ -120,7 +120,8 @@ def test_a_full_gate_refuses_with_a_sentence_and_recovers():
         threads[-1].start()
     while gate.waiting < 2:
         time.sleep(0.001)
-    with pytest.raises(Busy, match=r"^The Space is busy: 2 requests are waiting for the model; try again in a minute\.$"):
+    with pytest.raises(Busy, match=r"^The Space is busy: about \d+ s of work is waiting for the model \(2 in line\); "
+                                   r"try again in a minute\.$"):
         with gate.hold(Priority.INTERACTIVE):
             pass
     release.set()
@@ -129,3 +130,77 @@ def test_a_full_gate_refuses_with_a_sentence_and_recovers():
     with gate.hold(Priority.INTERACTIVE):  # the next request succeeds
         pass
     assert gate.stats.refused == 1 and gate.waiting == 0
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _waiters(gate, priorities):
+    """Threads waiting at the gate with these priorities (the gate must be held); returns them once all wait."""
+    threads = [threading.Thread(target=lambda p=p: _hold_and_log(gate, p, [], "x")) for p in priorities]
+    for t in threads:
+        t.start()
+    while gate.waiting < len(priorities):
+        time.sleep(0.001)
+    return threads
+
+
+def test_the_expected_wait_counts_the_holders_rest_the_interactive_calls_ahead_and_one_bulk_chunk():
+    clock = FakeClock()
+    gate = ModelGate(clock=clock)  # before any measurement: 0.1 s an interactive call, 0.4 s a bulk chunk
+    assert gate.expected_wait() == 0.0
+    release, held = threading.Event(), threading.Event()
+
+    def holder():
+        with gate.hold(Priority.INTERACTIVE):
+            held.set()
+            release.wait(10)
+            clock.now += 0.6  # this call took 0.6 s by the gate's clock
+
+    first = threading.Thread(target=holder)
+    first.start()
+    assert held.wait(10)
+    clock.now += 0.04  # the holder has 0.06 s left of the usual 0.1
+    threads = _waiters(gate, [Priority.INTERACTIVE] * 3 + [Priority.BULK] * 2)
+    assert gate.expected_wait(Priority.INTERACTIVE) == pytest.approx(0.06 + 3 * 0.1 + 0.4)  # one chunk goes first
+    assert gate.expected_wait(Priority.BULK) == pytest.approx(0.06 + 3 * 0.1 + 2 * 0.4)  # behind every chunk waiting
+    release.set()
+    for t in [first, *threads]:
+        t.join(10)
+    # Each measured call moves its kind's average a fifth of the way: the first call held the model for 0.64 s by
+    # the gate's clock, which made it 0.1 + 0.54 / 5; the later calls took no time, and it decays towards that.
+    assert gate.call_seconds(Priority.INTERACTIVE) == pytest.approx((0.1 + 0.54 / 5) * 0.8**3)
+    assert gate.call_seconds(Priority.BULK) == pytest.approx(0.4 * 0.8**2)
+
+
+def test_a_call_expected_to_wait_too_long_is_refused_with_its_wait_but_a_bulk_chunk_is_not():
+    clock = FakeClock()
+    gate = ModelGate(max_wait_s=0.65, clock=clock)
+    release, held = threading.Event(), threading.Event()
+
+    def holder():
+        with gate.hold(Priority.BULK):
+            held.set()
+            release.wait(10)
+
+    first = threading.Thread(target=holder)
+    first.start()
+    assert held.wait(10)
+    threads = _waiters(gate, [Priority.INTERACTIVE] * 3)  # the third expects 0.4 (the chunk) + 0.2 s: admitted
+    with pytest.raises(Busy) as refused:  # a fourth would wait 0.4 + 0.3 = 0.7 s
+        with gate.hold(Priority.INTERACTIVE):
+            pass
+    assert str(refused.value) == ("The Space is busy: about 1 s of work is waiting for the model (3 in line); "
+                                  "try again in a minute.")
+    assert refused.value.say("tr").startswith("Space meşgul: modeli yaklaşık 1 saniyelik iş bekliyor (sırada 3)")
+    assert (refused.value.waiting, refused.value.seconds) == (3, pytest.approx(0.7))
+    threads += _waiters(gate, [Priority.BULK])  # bulk work already under way is never refused for its wait
+    release.set()
+    for t in [first, *threads]:
+        t.join(10)
+    assert gate.stats.refused == 1 and gate.stats.grants[Priority.BULK] == 2

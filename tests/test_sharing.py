@@ -6,6 +6,7 @@ seconds.
 """
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -185,6 +186,47 @@ def test_a_full_gate_gets_the_busy_sentence_and_the_next_request_succeeds(tiny_l
                 j.result(timeout=60)
             except Exception as exc:  # noqa: BLE001 - collected and checked below
                 errors.append(str(exc))
-        assert errors == ["The Space is busy: 1 requests are waiting for the model; try again in a minute."]
+        assert len(errors) == 1 and re.fullmatch(r"The Space is busy: about \d+ s of work is waiting for the model "
+                                                 r"\(1 in line\); try again in a minute\.", errors[0]), errors
         assert _labels_of(_client(url).predict(200, 3, api_name="/predict_index")[2])
     zs.use_encoder(real, "eager")
+
+
+def _burst(url: str, n: int) -> tuple[int, list[str]]:
+    """N index predictions of unstored images sent together; (how many got results, the refusals' sentences)."""
+    client = Client(url, verbose=False, download_files=False, max_workers=n)
+    jobs = [client.submit(300 + i, 3, api_name="/predict_index") for i in range(n)]
+    served, refused = 0, []
+    for job in jobs:
+        try:
+            job.result(timeout=300)
+            served += 1
+        except Exception as exc:  # noqa: BLE001 - collected and checked by the caller
+            refused.append(str(exc))
+    return served, refused
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("max_wait_s", [30.0, 1.0])
+def test_a_burst_of_100_is_admitted_by_its_expected_wait(tiny_loaded, cifar_root, tmp_path, max_wait_s):
+    """100 visitors at once, each image a model call of ~50 ms (as ViT-B/32 on 2 vCPUs): under the default bound
+    (30 s) every one is served; under a 1 s bound those expected to wait over a second are told so."""
+    from clipdemo.backends import ImageEncoder
+    from clipdemo.runtime import Runtime
+    from clipdemo.settings import Settings
+
+    rt = Runtime(Settings(weights="random:tiny", cache_dir=tmp_path, data_root=cifar_root, allow_download=False,
+                          max_wait_s=max_wait_s), loaded=tiny_loaded)
+    zs = rt.service()
+    real = zs.encoder
+    zs.use_encoder(ImageEncoder("slow", lambda pixels: (time.sleep(0.05), real.encode(pixels))[1], True), "slow")
+    with running_app(rt) as (url, _):
+        served, refused = _burst(url, 100)
+    assert served + len(refused) == 100
+    sentence = r"The Space is busy: about (\d+) s of work is waiting for the model \((\d+) in line\); try again in a minute\."
+    assert all(re.fullmatch(sentence, r) for r in refused), refused[:3]
+    if max_wait_s == 30.0:
+        assert served == 100
+    else:  # each refused call was expected to wait over the bound, and about a second's calls were served
+        assert refused and all(float(re.fullmatch(sentence, r).group(1)) >= 1 for r in refused)
+        assert 10 <= served < 100

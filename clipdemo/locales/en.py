@@ -15,6 +15,7 @@ STRINGS = {
     'batch_summary': 'Classified {} image(s) against {} labels{}.',
     'batch_table': 'Results',
     'batch_top_k': 'Top-k per image',
+    'busy': 'The Space is busy: about {} s of work is waiting for the model ({} in line); try again in a minute.',
     'chart_probability': 'probability (%)',
     'chart_top': 'Top predictions',
     'check_line': '✓ {} labels × {} template(s) = {} prompts{}: {} tokens, {}% of the budget, ~{} s to encode. Press **Apply** to use them.',

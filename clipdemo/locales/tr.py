@@ -15,6 +15,7 @@ STRINGS = {
     'batch_summary': '{} görüntü {} etikete göre sınıflandırıldı{}.',
     'batch_table': 'Sonuçlar',
     'batch_top_k': 'Görüntü başına Top-k',
+    'busy': 'Space meşgul: modeli yaklaşık {} saniyelik iş bekliyor (sırada {}); bir dakika sonra yeniden deneyin.',
     'chart_probability': 'olasılık (%)',
     'chart_top': 'En olası tahminler',
     'check_line': "✓ {} etiket × {} şablon = {} istem{}: {} token, bütçenin %{} kadarı, kodlama ~{} sn. Kullanmak için **Uygula**'ya basın.",
