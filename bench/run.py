@@ -4,7 +4,8 @@ Every ratio is measured in one run, both sides on the same machine and interleav
 baseline, ours, ...), and printed with each side's min / median / max; the ratio is of the medians.
 The model is a full-size ViT-B/32 with seeded random weights (same shapes and cost as the real one)
 and CIFAR-100 is a synthetic split in the real on-disk format: the figures are about speed, never
-accuracy. The run also measures this machine's fp32 matmul floor, so R3 reads as distance from it.
+accuracy. The run also measures this machine's fp32 matmul floor, so R3 reads as distance from it, and
+prints the cost table of `bench.cost` (each typed endpoint's server CPU beside its model work).
 Ends with one line: `ratios: R1=<x> R2=<x> R3=<x> R4=<x> R5=<x> R6=<x> R7=<x> R8=<x> R9=<x>`.
 """
 
@@ -23,6 +24,7 @@ import torch
 from PIL import Image
 
 from bench.common import rss_mb, served_app, stand_ins, wait_ready
+from bench.cost import cost_table
 from bench.peers import HFZeroShot, floor_report
 from bench.timing import paired, report
 from clipdemo import backends, engine
@@ -159,6 +161,7 @@ def served(q: bool, work: Path, backend: str = "auto") -> dict[str, float]:
         if backend == "auto":
             r["R6"] = ratio
             r["R8"] = batch_ratio(client, work, q)
+            cost_table(client, proc.pid, work)
         peak, now = rss_mb(proc.pid)
         print(f"memory of the served app (ViT-B/32 loaded, CLIPDEMO_BACKEND={backend}, after the runs above): "
               f"peak RSS {peak:,.0f} MB, steady RSS {now:,.0f} MB")

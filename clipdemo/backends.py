@@ -102,6 +102,9 @@ def onnx_encoder(model: torch.nn.Module, resolution: int, path: Path, threads: i
     opts.intra_op_num_threads = threads or cpu_threads()
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # No busy-waiting between runs: ONNX Runtime's threads otherwise spin after each call, taking the CPU from the
+    # server's own threads (Gradio's handlers, the next request) on a machine of two vCPUs.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
     def encode(pixels: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from PIL import Image
 
 from .batch import classify_batch
+from .engine import check_top_k
 from .presets import CIFAR100_CLASSES
 from .prompts import validate_set
 from .service import ZeroShot
@@ -43,7 +44,11 @@ def classify(zs: ZeroShot, image: Image.Image, candidate_labels: list[str] | str
 def classify_index(zs: ZeroShot, data, index: int, candidate_labels: list[str] | str | None = None,
                    hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5) -> dict:
     """A CIFAR-100 test image (by index) against the candidate labels (default: the 100 classes):
-    `{"index", "true_label", "predictions": classify(...)}`."""
+    `{"index", "true_label", "predictions": classify(...)}`. The image's feature comes from the feature store
+    (encoded once, then shared with the page), as the page's own index predictions take it."""
     i = data.check_index(index)
+    label_set, templates, _ = validate_set(_labels(candidate_labels), [hypothesis_template])
+    k = check_top_k(top_k)
+    pred = zs.classify(zs.cifar_feature(i, data.image(i), len(data)), label_set.labels, templates, k)
     return {"index": i, "true_label": data.classes[data.target(i)],
-            "predictions": classify(zs, data.image(i), candidate_labels, hypothesis_template, top_k)}
+            "predictions": [{"label": lab, "score": p, "cosine": pred.cosine(lab)} for lab, p in pred.top]}

@@ -182,7 +182,16 @@ def parse_editors(label_text: str, template_text: str) -> tuple[LabelSet, tuple[
 
 
 def validate_set(label_list: list[str], template_list: list[str]) -> tuple[LabelSet, tuple[str, ...], int]:
-    """Labels and templates given as lists (the API's way), validated as `parse_editors` does."""
+    """Labels and templates given as lists (the API's way), validated as `parse_editors` does. Remembered for
+    the last 256 sets (a script sends the same set with every call: it is tokenised once, not each time)."""
+    for kind, items in (("Label", label_list), ("Template", template_list)):
+        if (bad := next((i for i, x in enumerate(items, start=1) if not isinstance(x, str)), None)) is not None:
+            raise PromptError(f"{kind} {bad} is not text.")
+    return _validated(tuple(label_list), tuple(template_list))
+
+
+@lru_cache(maxsize=256)
+def _validated(label_list: tuple[str, ...], template_list: tuple[str, ...]) -> tuple[LabelSet, tuple[str, ...], int]:
     labels = clean_labels(list(label_list))
     templates = clean_templates(list(template_list))
     check_budget(len(labels.labels), len(templates))  # before tokenising thousands of prompts
