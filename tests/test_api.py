@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import socket
 
 import pytest
@@ -100,10 +101,10 @@ def test_bad_api_inputs_are_sentences(server, image, labels, message):
 # -- MCP ------------------------------------------------------------------------------------------------------
 def _mcp(url: str, calls):
     from mcp import ClientSession
-    from mcp.client.streamable_http import streamablehttp_client
+    from mcp.client.streamable_http import streamable_http_client
 
     async def run():
-        async with streamablehttp_client(url + "/gradio_api/mcp/") as (read, write, _):
+        async with streamable_http_client(url + "/gradio_api/mcp/") as (read, write, _):
             async with ClientSession(read, write) as session:
                 await session.initialize()
                 return await calls(session)
@@ -127,10 +128,43 @@ def test_mcp_lists_exactly_the_typed_tools_and_classifies_a_base64_image(server,
     assert described["classify"].startswith("Zero-shot classify one image against your own labels")
     schema = next(t for t in tools if t.name == "classify").inputSchema
     assert set(schema["properties"]) == {"image", "candidate_labels", "hypothesis_template", "top_k"}
+    assert schema["properties"]["top_k"] == {"type": "integer", "default": 5,
+                                             "description": "How many labels to return, best first (1 to 20)."}
     assert not result.isError
     reference = Client(url, verbose=False).predict(_data_url(image), ["cat", "dog", "car"], "a photo of a {}", 2,
                                                    api_name="/classify")
-    assert result.content[0].text == str(reference)
+    assert [c.type for c in result.content] == ["text"] and json.loads(result.content[0].text) == reference
+    assert result.structuredContent == {"result": reference}
+
+
+def test_every_mcp_tool_answers_json_with_structured_content_that_fits_its_schema(server):
+    """Gradio 6.31's MCP server answered with a Python repr; ours answers with JSON text, and the same data as
+    `structuredContent`, valid against the tool's output schema; gradio_client callers get the same values."""
+    import jsonschema
+
+    url, _ = server
+    pixel = _data_url(Image.new("RGB", (8, 8), "red"))
+    args = {"classify": {"image": pixel, "candidate_labels": ["cat", "dog"]},
+            "classify_cifar": {"index": 15, "top_k": 3},
+            "classify_batch": {"images": [pixel, pixel], "candidate_labels": ["cat", "dog"], "top_k": 1},
+            "architecture_summary": {"depth": 1}}
+
+    async def calls(session):
+        tools = {t.name: t for t in (await session.list_tools()).tools}
+        return tools, {name: await session.call_tool(name, a) for name, a in args.items()}
+
+    tools, results = _mcp(url, calls)
+    assert set(results) == TOOLS
+    for name, result in results.items():
+        assert not result.isError, (name, result.content)
+        data = json.loads(result.content[0].text)
+        assert result.structuredContent == (data if isinstance(data, dict) else {"result": data})
+        jsonschema.validate(result.structuredContent, tools[name].outputSchema)
+    client = Client(url, verbose=False)
+    assert json.loads(results["classify_cifar"].content[0].text) == client.predict(15, None, "a photo of a {}", 3,
+                                                                                    api_name="/classify_cifar")
+    assert json.loads(results["classify_batch"].content[0].text) == client.predict(
+        [pixel, pixel], ["cat", "dog"], "a photo of a {}", 1, api_name="/classify_batch")
 
 
 @pytest.mark.parametrize("target", ["loopback", "private", "link-local", "metadata", "file"])

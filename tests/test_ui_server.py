@@ -36,6 +36,18 @@ def test_every_named_endpoint_exists_and_only_the_typed_ones_are_documented(app)
     assert PUBLIC <= {name for name, v in visibility.items() if v == "undocumented"}  # callable, not documented
 
 
+def test_run_history_is_off_and_the_browser_keeps_no_runs(app):
+    """Gradio 6 would keep each visitor's runs (inputs and outputs, uploaded images among them) in their browser
+    and list them at /gradio_api/runs: on a shared computer the next person would find them. It is off."""
+    import httpx
+
+    url, _ = app
+    config = httpx.get(f"{url}/config", timeout=30).json()
+    assert config["run_history"] is False and "runs" not in str(config.get("footer_links"))
+    assert httpx.get(f"{url}/gradio_api/runs", timeout=30).status_code == 404
+    assert config["mcp_server"] is False  # Gradio's own MCP server is off: clipdemo.ui.mcp serves the tools
+
+
 def test_predict_index_matches_the_engine(app, tiny_loaded, cifar_root):
     from clipdemo.data import open_cifar100
 

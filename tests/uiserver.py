@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -10,21 +9,17 @@ from clipdemo.runtime import Runtime
 from clipdemo.settings import Settings
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def running_app(runtime: Runtime):
-    """Serve `build_app(runtime)` with the production launch settings; yields the base URL."""
+    """Serve `build_app(runtime)` with the production launch settings; yields the base URL. The port is Gradio's
+    choice: it binds the first free one of its range, and tries the next if another process took it meanwhile
+    (nothing here reserves a port and releases it for Gradio to take, which another process could take first)."""
     from clipdemo.ui import build_app, launch_kwargs, queue_kwargs
 
     demo = build_app(runtime)
     demo.queue(**queue_kwargs())
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
-                **launch_kwargs())
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
+                **launch_kwargs(runtime))
     try:
         yield demo.local_url.rstrip("/"), demo
     finally:

@@ -110,9 +110,13 @@ class ApiEndpoints:
                     "towers": {t: {"parameters": s.total_params, "mult_adds": s.total_mult_adds, "table": s.text}
                                for t, s in towers.items()}}
 
+    def functions(self) -> list:
+        """The endpoints: the API's, and the MCP server's tools (`clipdemo.ui.mcp`)."""
+        return [self.classify, self.classify_cifar, self.classify_batch, self.architecture_summary]
+
     def register(self) -> None:
-        """Add the endpoints to the `gr.Blocks` being built (they are the MCP tools too)."""
-        for fn in (self.classify, self.classify_cifar, self.classify_batch, self.architecture_summary):
+        """Add the endpoints to the `gr.Blocks` being built."""
+        for fn in self.functions():
             batch = fn == self.classify_batch  # many images at once: one batch decodes at a time (memory)
             gr.api(fn, api_name=fn.__name__, concurrency_id="batch" if batch else None,
                    concurrency_limit=1 if batch else "default")

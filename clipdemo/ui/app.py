@@ -1,6 +1,6 @@
 """The Space assembled: the header, the status line and one tab per module of `clipdemo.ui.tabs`.
 
-Holds `build_app(runtime)`, `launch_kwargs()`, `start_runtime(settings)`, `file_janitor` and `main()`. Each tab lays itself out and wires its own
+Holds `build_app(runtime)`, `launch_kwargs(runtime)`, `start_runtime(settings)`, `file_janitor` and `main()`. Each tab lays itself out and wires its own
 events; this module only orders them and shares the visitor's label set between Predict and Labels.
 """
 
@@ -21,6 +21,7 @@ from .api import ApiEndpoints
 from .common import LabelState
 from .deeplink import PageOpen
 from .lang import HEAD, I18N, L
+from .mcp import McpServer
 from .status import StatusLine
 from .tabs import about
 from .tabs.architecture import ArchitectureTab
@@ -112,11 +113,18 @@ def queue_kwargs() -> dict:
     return dict(max_size=QUEUE_SIZE, default_concurrency_limit=None)
 
 
-def launch_kwargs() -> dict:
-    """Server settings for `demo.launch()` (host and port come from GRADIO_SERVER_NAME/PORT); the MCP server
-    (at /gradio_api/mcp/) offers the typed endpoints of `ui/api.py` as tools."""
+def launch_kwargs(runtime: Runtime) -> dict:
+    """Server settings for `demo.launch()` (host and port come from GRADIO_SERVER_NAME/PORT).
+
+    The MCP server (at /gradio_api/mcp/) is `clipdemo.ui.mcp`'s, offering the typed endpoints of `ui/api.py` as
+    tools that answer in JSON; Gradio's own is off. Run history is off: Gradio 6 would keep every visitor's
+    runs (inputs and outputs, uploaded images among them) in their browser and list them at /gradio_api/runs,
+    where the next person at a shared computer would find them.
+    """
+    tools = McpServer(ApiEndpoints(runtime).functions())
     return dict(theme=gr.themes.Soft(), css=CSS, head=HEAD + A11Y, i18n=I18N, max_file_size=MAX_BYTES, show_error=False,
-                enable_monitoring=False, share=False, mcp_server=True)
+                enable_monitoring=False, share=False, mcp_server=False, run_history=False,
+                app_kwargs={"lifespan": tools.lifespan})
 
 
 def file_janitor(demo: gr.Blocks, ttl_s: float) -> Janitor:
@@ -148,4 +156,4 @@ def main() -> None:
     demo = build_app(runtime)
     file_janitor(demo, runtime.settings.file_ttl_s).start()
     demo.queue(**queue_kwargs())
-    demo.launch(**launch_kwargs())
+    demo.launch(**launch_kwargs(runtime))

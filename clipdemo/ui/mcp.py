@@ -1,0 +1,156 @@
+"""The MCP server: the typed endpoints as MCP tools that answer in JSON, at /gradio_api/mcp/ (streamable HTTP).
+
+Why not Gradio's own (`launch(mcp_server=True)`): in Gradio 6.31 a tool's answer is `str(output)`, a Python
+repr (`[{'label': 'sun', ...}]`, single quotes) that JSON parsers reject, with no output schema; its one
+option, `gr.tool(structured_output=True)`, wraps that same text. So this module serves the same functions
+with the `mcp` SDK's own low-level server: each tool publishes an input schema (from the function's type
+hints and its docstring's `Args:`) and an output schema, and answers with JSON text plus `structuredContent`
+(a dict as it is; a list as `{"result": [...]}`, the SDK's convention). Errors are the same sentences the API
+gives. Holds `McpServer` (`tools`, `call`, and `lifespan`, which mounts it on Gradio's app as the server
+starts: Starlette does not run a mounted app's lifespan, and a session manager runs once, so each start
+makes its own). `gradio_client` never uses MCP: its callers get exactly what they got before.
+"""
+
+from __future__ import annotations
+
+import html
+import inspect
+import json
+import logging
+import re
+import typing
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+import gradio as gr
+from mcp import types
+from mcp.server.lowlevel import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from pydantic import TypeAdapter
+from starlette.routing import Route
+
+__all__ = ["McpServer", "PATHS"]
+
+log = logging.getLogger(__name__)
+PATHS = ("/gradio_api/mcp", "/gradio_api/mcp/")  # where Gradio's own server was, so client configs stay valid
+
+
+def _arg_docs(doc: str) -> dict[str, str]:
+    """The `Args:` section of a Google-style docstring: {name: its description, lines joined}."""
+    lines = inspect.cleandoc(doc or "").splitlines()
+    out: dict[str, str] = {}
+    inside, name = False, None
+    for line in lines:
+        if line.strip() in ("Args:", "Arguments:"):
+            inside = True
+            continue
+        if inside and line and not line.startswith(" "):  # the next section
+            break
+        if inside and (m := re.match(r"^\s{2,}(\w+):\s*(.*)$", line)) and len(line) - len(line.lstrip()) <= 4:
+            name = m.group(1)
+            out[name] = m.group(2).strip()
+        elif inside and name and line.strip():
+            out[name] += " " + line.strip()
+    return out
+
+
+def _description(doc: str) -> str:
+    """The docstring without its `Args:` section (the parameters are described in the input schema)."""
+    text = inspect.cleandoc(doc or "")
+    return re.sub(r"\nArgs:\n(?:[ \t]+.*\n?|\n)*", "\n", text).strip()
+
+
+def _schemas(fn: Callable) -> tuple[dict, dict]:
+    """(input schema, output schema) of a typed function."""
+    hints = typing.get_type_hints(fn)
+    docs = _arg_docs(fn.__doc__ or "")
+    properties, required = {}, []
+    for name, param in inspect.signature(fn).parameters.items():
+        schema = TypeAdapter(hints[name]).json_schema()
+        if name in docs:
+            schema["description"] = docs[name]
+        if param.default is inspect.Parameter.empty:
+            required.append(name)
+        else:
+            schema["default"] = param.default
+        properties[name] = schema
+    out = TypeAdapter(hints["return"]).json_schema()
+    if out.get("type") != "object":  # structured content is an object: anything else goes under "result"
+        out = {"type": "object", "properties": {"result": out}, "required": ["result"]}
+    return {"type": "object", "properties": properties, "required": required}, out
+
+
+class McpServer:
+    """Typed functions (the API's endpoints) served as MCP tools with JSON answers."""
+
+    def __init__(self, functions: list[Callable]):
+        self.functions = {fn.__name__: fn for fn in functions}
+
+    def tools(self) -> list[types.Tool]:
+        """Each function as a tool: its name, its docstring, and the schemas of its arguments and answer."""
+        out = []
+        for name, fn in self.functions.items():
+            inputs, outputs = _schemas(fn)
+            out.append(types.Tool(name=name, description=_description(fn.__doc__ or ""), inputSchema=inputs,
+                                  outputSchema=outputs))
+        return out
+
+    async def call(self, name: str, arguments: dict) -> types.CallToolResult | tuple[list, dict]:
+        """Run one tool in a worker thread (its model calls block); JSON text and structured content, or an
+        error result with the API's sentence."""
+        fn = self.functions.get(name)
+        if fn is None:
+            return _error(f"Unknown tool {name!r}; the tools are: {', '.join(self.functions)}.")
+        try:
+            result = await anyio.to_thread.run_sync(lambda: fn(**arguments))
+        except gr.Error as exc:  # the API's own sentence (escaped for a toast there: plain text here)
+            return _error(html.unescape(str(exc.message)))
+        except Exception:  # noqa: BLE001 - never a traceback to a caller
+            log.exception("MCP tool %s failed", name)
+            return _error("The tool failed unexpectedly; the details are in the Space's logs.")
+        structured = result if isinstance(result, dict) else {"result": result}
+        return [types.TextContent(type="text", text=json.dumps(result, ensure_ascii=False))], structured
+
+    def _server(self) -> Server:
+        server = Server("clipdemo")
+        tools = self.tools()
+
+        @server.list_tools()
+        async def list_tools() -> list[types.Tool]:
+            return tools
+
+        @server.call_tool()
+        async def call_tool(name: str, arguments: dict):
+            return await self.call(name, arguments)
+
+        return server
+
+    def lifespan(self, app) -> typing.AsyncContextManager:
+        """For `launch(app_kwargs={"lifespan": ...})`: mount the tools on Gradio's app and run their sessions."""
+        return self._mounted(app)
+
+    @asynccontextmanager
+    async def _mounted(self, app) -> AsyncIterator[None]:
+        manager = StreamableHTTPSessionManager(app=self._server(), json_response=False, stateless=True)
+
+        async def endpoint(scope, receive, send) -> None:
+            await manager.handle_request(scope, receive, send)
+
+        app.router.routes[0:0] = [Route(path, endpoint=_Asgi(endpoint)) for path in PATHS]
+        async with manager.run():
+            yield
+
+
+class _Asgi:
+    """An ASGI callable Starlette's `Route` serves as an app (every method), not as a request handler."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self.fn(scope, receive, send)
+
+
+def _error(text: str) -> types.CallToolResult:
+    return types.CallToolResult(isError=True, content=[types.TextContent(type="text", text=text)])
