@@ -21,10 +21,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	tools/ensure-chromium
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m "not real" $(PYTEST_ARGS)
 
 # Everything but the slow end-to-end tests, for quick edit-test loops.
 test-fast: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # Only the acceptance tests on the real weights and data (fetched where the network allows), with a table.

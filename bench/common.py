@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from clipdemo.fakes import write_cifar100, write_full_size_checkpoint
-
 ROOT = Path(__file__).resolve().parent.parent
 
 # The app's own main(), with torchvision's md5 check pointed at the synthetic CIFAR-100 files.

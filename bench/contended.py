@@ -27,8 +27,7 @@ from pathlib import Path
 from PIL import Image
 
 from bench.common import served_app, wait_ready
-from clipdemo.presets import CIFAR100_CLASSES, CIFAR_TEMPLATES
-
+from clipdemo.core.labels import CIFAR100_CLASSES, CIFAR_TEMPLATES
 EVAL_ALL = ("all", 1000, 10, 0, "single", "cifar100")
 
 

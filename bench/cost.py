@@ -64,10 +64,9 @@ def cost_table(client, pid: int, work: Path) -> bool:
 
     from bench.common import stand_ins
     from clipdemo.fakes import cifar_checksums
-    from clipdemo.runtime import Runtime
-    from clipdemo.settings import Settings
+    from clipdemo.serving.runtime import Runtime
+    from clipdemo.serving.settings import Settings
     from clipdemo.ui.api import ApiEndpoints
-
     ckpt, md5, root = stand_ins(work)
     upload = Image.effect_mandelbrot((320, 240), (-2, -1.2, 1, 1.2), 60).convert("RGB")
     url = _data_url(upload)

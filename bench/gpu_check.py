@@ -39,14 +39,13 @@ def main() -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu_check: no CUDA device here; run it on a lent GPU machine.", file=sys.stderr)
         return 2
-    from clipdemo import accel
-    from clipdemo.data import open_cifar100
-    from clipdemo.evaluate import evaluate
+    from clipdemo.serving import accel
+    from clipdemo.io.cifar import open_cifar100
+    from clipdemo.tasks.evaluate import evaluate
     from clipdemo.fakes import cifar_checksums, write_cifar100
-    from clipdemo.model import load_model
-    from clipdemo.presets import CIFAR100_CLASSES, SINGLE_TEMPLATE
-    from clipdemo.service import ZeroShot
-
+    from clipdemo.weights.load import load_model
+    from clipdemo.core.labels import CIFAR100_CLASSES, SINGLE_TEMPLATE
+    from clipdemo.serving.service import ZeroShot
     contract = accel.Contract()
     for task in accel.TASKS.values():
         task.wrap(contract)
@@ -89,10 +88,9 @@ def main() -> int:
 
     from PIL import Image
 
-    from clipdemo import selfcheck
-    from clipdemo.notebook import notebook_top5
-    from clipdemo.settings import from_env
-
+    from clipdemo.tasks import selfcheck
+    from clipdemo.fakes import notebook_top5
+    from clipdemo.serving.settings import from_env
     picture = Image.effect_mandelbrot((320, 240), (-2, -1.2, 1, 1.2), 60).convert("RGB")
     _, row = notebook_top5(fp16.loaded.model, fp16.loaded.preprocess, picture, CIFAR100_CLASSES, device=args.device)
     served = fp16.predict(picture, labels, SINGLE_TEMPLATE)

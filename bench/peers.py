@@ -45,8 +45,7 @@ class HFZeroShot:
     def __init__(self, labels: tuple[str, ...], template: str = "a photo of a {}", seed: int = 0):
         from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
-        from clipdemo._clip import import_clip
-
+        from clipdemo.core.clip_package import import_clip
         bpe = import_clip().simple_tokenizer.SimpleTokenizer()
         merges = [pair for pair, _ in sorted(bpe.bpe_ranks.items(), key=lambda kv: kv[1])]
         self.tokenizer = CLIPTokenizer(vocab=dict(bpe.encoder), merges=merges)

@@ -23,9 +23,8 @@ from pathlib import Path
 def child(reps: int) -> int:
     import torch
 
-    from clipdemo.cpus import affinity, cgroup_quota, cpu_threads
-    from clipdemo.model import load_model
-
+    from clipdemo.serving.cpus import affinity, cgroup_quota, cpu_threads
+    from clipdemo.weights.load import load_model
     picked = cpu_threads()
     print(f"inside: affinity {affinity()} CPUs, quota {cgroup_quota()} CPUs -> the app picks {picked} thread(s)")
     model = load_model("random", device="cpu").model

@@ -27,18 +27,16 @@ from bench.common import rss_mb, served_app, stand_ins, wait_ready
 from bench.cost import cost_table
 from bench.peers import HFZeroShot, floor_report
 from bench.timing import paired, report
-from clipdemo import backends, engine
-from clipdemo.cpus import cpu_threads, describe
-from clipdemo.data import open_cifar100
-from clipdemo.evaluate import encode_split
+from clipdemo.serving import backends, engine
+from clipdemo.serving.cpus import cpu_threads, describe
+from clipdemo.io.cifar import open_cifar100
+from clipdemo.tasks.evaluate import encode_split
 from clipdemo.fakes import cifar_checksums
-from clipdemo.model import load_model
-from clipdemo.notebook import notebook_top5
-from clipdemo.presets import CIFAR100_CLASSES, CIFAR_TEMPLATES, SINGLE_TEMPLATE
-from clipdemo.prompts import build_prompts
-from clipdemo.service import ZeroShot
-
-
+from clipdemo.weights.load import load_model
+from clipdemo.fakes import notebook_top5
+from clipdemo.core.labels import CIFAR100_CLASSES, CIFAR_TEMPLATES, SINGLE_TEMPLATE
+from clipdemo.core.labels import build_prompts
+from clipdemo.serving.service import ZeroShot
 def in_process(q: bool, work: Path) -> dict[str, float]:
     r = {}
     loaded = load_model("random", device="cpu")

@@ -28,9 +28,7 @@ from pathlib import Path
 from PIL import Image
 
 from bench.common import rss_mb, served_app, wait_ready
-from clipdemo.exports import RESULTS_DIR_NAME
-
-
+from clipdemo.ui.files import RESULTS_DIR_NAME
 def _client(url: str):
     from gradio_client import Client
 

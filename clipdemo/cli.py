@@ -1,42 +1,49 @@
-"""Command line: `python -m clipdemo predict ...` and friends.
+"""Command line: `python -m clipdemo predict ...` and the other sub-commands.
 
-Holds: the argparse parser, one function per sub-command, and `main(argv) -> exit code`. Every
-expected mistake prints one line `error: ...` on stderr and exits non-zero, never a traceback.
+Holds the argparse parser, one function per sub-command (predict, with `--images` for a batch; explain;
+architecture; features; evaluate; export-onnx; selfcheck), and `main(argv) -> exit code`. Every value is
+checked by the checker the page and the API use (`clipdemo.core.checks`, `LabelSet`); every refusal prints
+one line `error: ...` in English on stderr and exits 2, never a traceback. Progress is a tqdm bar on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import glob
 import json
 import logging
 import sys
 from pathlib import Path
 
-from . import cli_more
-from . import settings as settings_mod
-from .data import TEST_SIZE, DataError, open_cifar100
-from .engine import MAX_TOP_K, check_top_k
-from .images import ImageError, open_image
-from .model import WeightsError
-from .presets import CLASS_NAME_SPELLINGS, LABEL_PRESETS, TEMPLATE_SETS
-from .evaluate import TEMPLATE_CHOICES
-from .prompts import PromptError, build_prompts, clean_labels, clean_templates, parse_label_text
+from .core import checks
+from .core.architecture import config_card
+from .core.labels import CLASS_NAME_SPELLINGS, LABEL_PRESETS, TEMPLATE_SETS, LabelSet, fill, read_label_file
+from .core.inside import prompt_words
+from .core.words import Refusal
+from .core.zeroshot import LOGIT_SCALE
+from .io.cifar import open_cifar10, open_cifar100
+from .io.images import ALLOWED_FORMATS, open_image
+from .serving import settings as settings_mod
+from .tasks.classify import BatchError, classify_batch, read_batch
+from .tasks.evaluate import TEMPLATE_CHOICES, Evaluation, Report, Step, run
 
 __all__ = ["main", "build_parser"]
 
 log = logging.getLogger("clipdemo")
-EXPECTED = (PromptError, WeightsError, DataError, ImageError, ValueError, OSError)
+SUFFIXES = {".zip", ".jpg", *(f".{fmt.lower()}" for fmt in ALLOWED_FORMATS)}  # JPEG's files are .jpg or .jpeg
 
 
-def _index(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= value < TEST_SIZE:
-        raise argparse.ArgumentTypeError(f"{value} is out of range; CIFAR-100 test indices are 0..{TEST_SIZE - 1}")
-    return value
+def _argument(check):
+    """An argparse type from one of the checkers: a refusal becomes argparse's own one-line error."""
+    def convert(text: str):
+        try:
+            return check(text)
+        except Refusal as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = check.__name__
+    return convert
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -48,11 +55,12 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 def _image_args(p: argparse.ArgumentParser):
     """The image, label and template options `predict` and `explain` share; returns the image group."""
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--index", type=_index, help=f"CIFAR-100 test image index, 0..{TEST_SIZE - 1}")
+    src.add_argument("--index", type=_argument(checks.cifar_index),
+                     help=f"CIFAR-100 test image index, 0..{checks.TEST_SIZE - 1}")
     src.add_argument("--image", type=Path, help="path to an image file (JPEG, PNG, WebP, GIF, BMP)")
     lab = p.add_mutually_exclusive_group()
     lab.add_argument("--labels", help='comma-separated labels, e.g. "cat,dog,car"')
-    lab.add_argument("--labels-file", type=Path, help="a text file, one label per line")
+    lab.add_argument("--labels-file", type=Path, help="a text file, one label per line (or a .csv: first column)")
     lab.add_argument("--preset", choices=list(LABEL_PRESETS), default="cifar100", help="label preset (default cifar100)")
     tpl = p.add_mutually_exclusive_group()
     tpl.add_argument("--template", help='one prompt template with {} for the label, e.g. "a photo of a {}"')
@@ -66,10 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("predict", help="classify a CIFAR-100 test image or an image file")
+    p = sub.add_parser("predict", help="classify a CIFAR-100 test image, an image file, or a batch")
     src = _image_args(p)
     src.add_argument("--images", help="a folder of images (or zips of images), or a glob: up to 64 images")
-    p.add_argument("--top-k", type=int, default=5, help=f"how many labels to show, 1..{MAX_TOP_K} (default 5)")
+    p.add_argument("--top-k", type=_argument(checks.top_k), default=5,
+                   help=f"how many labels to show, 1..{checks.MAX_TOP_K} (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=cmd_predict)
 
@@ -78,20 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--label", help="the label to explain (default: the top-1 label)")
     r.add_argument("--versus", help="a second label: the map shows where the first one's relevancy exceeds it")
     r.add_argument("--out", type=Path, help="write the relevancy overlay here (PNG)")
-    r.set_defaults(func=lambda args, cfg: cli_more.cmd_explain(args, *_subject(args, cfg), _labels(args),
-                                                               _templates(args), _load(args, cfg)))
+    r.set_defaults(func=cmd_explain)
 
     a = sub.add_parser("architecture", help="print the configuration and torchinfo summaries of both towers")
-    a.add_argument("--depth", type=int, default=2, help="summary depth, 1..4 (default 2)")
+    a.add_argument("--depth", type=_argument(checks.summary_depth), default=2, help="summary depth, 1..4 (default 2)")
     _model_args(a)
     a.set_defaults(func=cmd_architecture)
 
     f = sub.add_parser("features", help="encode the CIFAR-100 test split into a features file the app loads")
     f.add_argument("--out", type=Path, help="output file (default: the cache path the app looks in)")
-    f.add_argument("--limit", type=int, help="only the first N test images (default: all 10,000)")
-    f.add_argument("--batch-size", type=int, default=64)
-    f.add_argument("--workers", type=int, default=0,
-                   help="preprocessing worker processes (default 0: on 2 vCPUs the model already uses both)")
+    f.add_argument("--limit", type=_argument(lambda v: checks.count(v, 1, checks.TEST_SIZE, "name_limit")),
+                   help="only the first N test images (default: all 10,000)")
+    _batch_args(f)
     _model_args(f)
     f.set_defaults(func=cmd_features)
 
@@ -104,9 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--templates", choices=list(TEMPLATE_CHOICES), default="both")
     e.add_argument("--spelling", choices=list(CLASS_NAME_SPELLINGS), default="cifar100",
                    help="class names: torchvision's (default) or the CLIP paper's")
-    e.add_argument("--batch-size", type=int, default=64)
-    e.add_argument("--workers", type=int, default=0,
-                   help="preprocessing worker processes (default 0: on 2 vCPUs the model already uses both)")
+    _batch_args(e)
     e.add_argument("--out", type=Path, help="write the full results (per class, per image) as JSON")
     _model_args(e)
     e.set_defaults(func=cmd_evaluate)
@@ -119,38 +124,39 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("selfcheck", help="check the real ViT-B/32 on the real CIFAR-100 against the published figures")
     c.add_argument("--cifar10", type=Path, help="a folder holding cifar-10-batches-py/ (optional check)")
     _model_args(c)
-    c.set_defaults(func=lambda args, cfg: cli_more.cmd_selfcheck(args, cfg, _load(args, cfg, batch_work=True)))
+    c.set_defaults(func=cmd_selfcheck)
     return parser
 
 
-def _labels(args: argparse.Namespace) -> tuple[str, ...]:
+def _batch_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=_argument(lambda v: checks.count(v, 1, 1024, "name_batch_size")), default=64)
+    p.add_argument("--workers", type=int, default=0,
+                   help="preprocessing worker processes (default 0: on 2 vCPUs the model already uses both)")
+
+
+def _label_set(args: argparse.Namespace) -> LabelSet:
+    """The options' label set: typed labels (a repeat is an error, not dropped), a file, or a preset; one
+    template or a template set. Checked before any model is loaded."""
+    templates = [args.template] if args.template is not None else TEMPLATE_SETS[args.templates].items
     if args.labels is not None:
-        items = parse_label_text(args.labels)
-    elif args.labels_file is not None:
+        return LabelSet.from_text(args.labels, "\n".join(templates), duplicates="error")
+    if args.labels_file is not None:
         try:
-            text = args.labels_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PromptError(f"Cannot read labels file {args.labels_file}: {exc}") from None
-        items = parse_label_text(text)
-    else:
-        return LABEL_PRESETS[args.preset].labels
-    return clean_labels(items, duplicates="error").labels
-
-
-def _templates(args: argparse.Namespace) -> tuple[str, ...]:
-    if args.template is not None:
-        return clean_templates([args.template])
-    return TEMPLATE_SETS[args.templates].templates
+            text = read_label_file(args.labels_file)
+        except OSError as exc:
+            raise Refusal("labels_file_unreadable", args.labels_file, exc.strerror or exc) from None
+        return LabelSet.from_text(text, "\n".join(templates), duplicates="error")
+    return LabelSet.of(LABEL_PRESETS[args.preset].items, templates)
 
 
 def _load(args: argparse.Namespace, cfg: settings_mod.Settings, *, batch_work: bool = False):
     """The model service for `--weights`/`--device`; for batch work also the (parity-checked) image backend."""
-    from . import startup
+    from .serving.runtime import open_service, speed_up
 
     cfg = dataclasses.replace(cfg, weights=args.weights or cfg.weights, device=args.device or cfg.device)
-    zs = startup.open_service(cfg)
+    zs = open_service(cfg)
     if batch_work:
-        startup.speed_up(zs, cfg, stored_features=False)
+        speed_up(zs, cfg, stored_features=False)
     return zs
 
 
@@ -159,40 +165,105 @@ def _subject(args: argparse.Namespace, cfg: settings_mod.Settings):
     if args.image is not None:
         return open_image(args.image), str(args.image), None
     data = open_cifar100(cfg.data_root, download=cfg.allow_download)
-    return data.image(args.index), f"CIFAR-100 test image #{args.index}", data.classes[data.target(args.index)]
+    return data.image(args.index), f"CIFAR-100 test image #{args.index}", data.true_label(args.index)
+
+
+def _weights_note(info) -> str:
+    if not info.trained:
+        return "Note: untrained random weights - these results are meaningless."
+    return "" if info.verified else "Note: an unverified checkpoint (its SHA-256 is no known release)."
+
+
+def _dtype(zs) -> str:
+    return str(zs.loaded.dtype).removeprefix("torch.")
 
 
 def cmd_predict(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
-    check_top_k(args.top_k)
-    labels, templates = _labels(args), _templates(args)
-    build_prompts(labels, templates)  # fail on a too-long prompt before loading anything
-    if args.images is not None:  # a batch (BatchError is a ValueError: one line, exit 2)
-        return cli_more.run_batch(args.images, _load(args, cfg), labels, templates, args.top_k, args.json)
+    label_set = _label_set(args)
+    if args.images is not None:  # a batch
+        return _predict_batch(args, cfg, label_set)
     image, what, true_label = _subject(args, cfg)
     zs = _load(args, cfg)
-    pred = zs.predict(image, labels, templates, k=args.top_k, true_label=true_label)
+    pred = zs.predict(image, label_set, k=args.top_k, true_label=true_label)
     if args.json:
-        print(json.dumps({**pred.as_dict(), "image": what, "device": str(zs.device),
-                          "dtype": str(zs.dtype).removeprefix("torch.")}))
+        print(json.dumps({**pred.as_dict(), "image": what, "device": str(zs.loaded.device), "dtype": _dtype(zs)}))
         return 0
-    print(f"Weights: {pred.weights.label}; device {zs.device}, {str(zs.dtype).removeprefix('torch.')}")
+    print(f"Weights: {pred.weights.label}; device {zs.loaded.device}, {_dtype(zs)}")
     print(f"Image: {what}" + (f" (true class: {true_label})" if true_label else ""))
     print("\nTop predictions:\n")
     print("\n".join(pred.lines()))
     if true_label is not None and pred.true_rank is not None:
-        print(f"\nTrue class {true_label!r}: rank {pred.true_rank} of {len(labels)}, {100 * pred.true_prob:.2f}%")
-    if not pred.weights.trained:
-        print("\nNote: untrained random weights - these predictions are meaningless.")
-    elif not pred.weights.verified:
-        print("\nNote: an unverified checkpoint (its SHA-256 is no known release).")
+        print(f"\nTrue class {true_label!r}: rank {pred.true_rank} of {len(label_set.labels)}, "
+              f"{100 * pred.true_prob:.2f}%")
+    if note := _weights_note(pred.weights):
+        print(f"\n{note}")
+    return 0
+
+
+def image_paths(spec: str) -> list[Path]:
+    """The files `spec` names: a folder's image files (and zips), or a glob's matches; BatchError if none."""
+    folder = Path(spec).expanduser()
+    if folder.is_dir():
+        paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+    else:
+        paths = sorted(Path(p) for p in glob.glob(str(folder)) if Path(p).is_file())
+    if not paths:
+        raise BatchError("batch_none_found", repr(spec))
+    return paths
+
+
+def _predict_batch(args: argparse.Namespace, cfg: settings_mod.Settings, label_set: LabelSet) -> int:
+    paths = image_paths(args.images)
+    zs = _load(args, cfg)
+    items = read_batch(paths, fit=zs.loaded.config.image_resolution)
+    preds = classify_batch(zs, [image for _, image in items], label_set, args.top_k)
+    if args.json:
+        print(json.dumps({"weights": zs.loaded.info.label,
+                          "images": [{"image": name, "predictions": p.rows()} for (name, _), p in zip(items, preds)]},
+                         ensure_ascii=False))
+        return 0
+    print(f"Weights: {zs.loaded.info.label}; {len(items)} images, {len(label_set.labels)} labels")
+    width = max(len(name) for name, _ in items)
+    for (name, _), pred in zip(items, preds):
+        print(f"{name:<{width}}  " + ", ".join(f"{lab} {100 * p:.2f}%" for lab, p in pred.top))
+    if note := _weights_note(zs.loaded.info):
+        print(f"\n{note}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
+    """Print why the image matched a label (its relevancy over the patches as a grid, and over the prompt's
+    words) and write the overlay to `--out`."""
+    from .io import figures
+
+    label_set = _label_set(args)
+    image, what, true_label = _subject(args, cfg)
+    zs = _load(args, cfg)
+    label = args.label or zs.predict(image, label_set, k=1).top[0][0]
+    ex = zs.explain(image, ("cli", what), label, label_set, args.versus)
+    amap = ex.image  # [grid, grid]
+    prompt = fill(label_set.templates[0], label)
+    print(f"Weights: {zs.loaded.info.label}")
+    print(f"Image: {what}" + (f" (true class: {true_label})" if true_label else ""))
+    versus = f", where its relevancy exceeds {args.versus!r}'s" if args.versus else ""
+    print(f"Label: {label!r}{versus} (logit {ex.logit:.2f} = {LOGIT_SCALE:.0f} x cos {ex.logit / LOGIT_SCALE:.4f})")
+    print(f"\nRelevancy over the {amap.shape[0]}x{amap.shape[1]} patches (row by row, top left first):")
+    for row in amap.tolist():
+        print("  " + " ".join(f"{v:6.3f}" for v in row))
+    print(f"\nRelevancy of the words of {prompt!r}:")
+    print("  " + "  ".join(f"{w} {v:.3f}" for w, v in zip(prompt_words(prompt), ex.words.tolist())))
+    if args.out:
+        figures.attention_overlay(figures.overlay_base(figures.input_view(zs.pixels(image), min_size=0)),
+                                  amap).save(args.out)
+        print(f"\nOverlay written to {args.out}")
+    if not zs.loaded.info.trained:
+        print("\nNote: untrained random weights - this map is meaningless.")
     return 0
 
 
 def cmd_architecture(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
-    if not 1 <= args.depth <= 4:
-        raise ValueError(f"--depth must be between 1 and 4, not {args.depth}.")
     zs = _load(args, cfg)
-    card = zs.config_card()
+    card = config_card(zs.loaded)
     v, t, p = card["vision"], card["text"], card["parameters"]
     print(f"Weights: {card['weights']}; device {card['device']}, {card['dtype']}")
     print(f"Embedding dim {card['embed_dim']}")
@@ -201,65 +272,81 @@ def cmd_architecture(args: argparse.Namespace, cfg: settings_mod.Settings) -> in
     print(f"Text:   width {t['width']}, {t['layers']} layers, {t['heads']} heads, context {t['context_length']}, "
           f"vocabulary {t['vocab_size']}")
     print(f"Parameters: {p['total']:,} (vision {p['vision']:,}, text {p['text']:,}, logit scale {p['logit_scale']})")
-    for tower in ("visual", "text"):
+    for tower in checks.TOWERS:
         print(f"\n{tower} tower:\n{zs.tower_summary(tower, args.depth).text}")
     return 0
 
 
-def cmd_features(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
-    from .evaluate import encode_split
-    from .features import default_path
+def _progress_bar(desc: str):
+    """A tqdm bar on stderr, and the function that moves it along a run's steps."""
+    from tqdm import tqdm
 
-    if args.limit is not None and not 1 <= args.limit <= TEST_SIZE:
-        raise ValueError(f"--limit must be between 1 and {TEST_SIZE}, not {args.limit}.")
-    if not 1 <= args.batch_size <= 1024:
-        raise ValueError(f"--batch-size must be between 1 and 1024, not {args.batch_size}.")
+    bar = tqdm(total=0, desc=desc, unit="img", file=sys.stderr)
+
+    def update(step: Step) -> None:
+        bar.total, bar.n = step.total, step.done
+        bar.set_postfix_str(str(step.text), refresh=False)
+        bar.refresh()
+
+    return bar, update
+
+
+def _run_with_bar(steps, desc: str) -> Report:
+    """Render a run's steps as a progress bar; its Report (a Refusal when it stopped)."""
+    bar, update = _progress_bar(desc)
+    with bar:
+        for step in steps:
+            if isinstance(step, Step):
+                update(step)
+            elif step.stopped is not None:
+                raise Refusal("cli_stopped", step.stopped)
+            else:
+                return step
+    raise RuntimeError("the run ended without a report")
+
+
+def cmd_features(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
+    from .serving.features import default_path
+
     data = open_cifar100(cfg.data_root, download=cfg.allow_download)
     zs = _load(args, cfg, batch_work=True)
-    out = args.out or default_path(cfg.cache_dir, zs.info.sha256)
+    out = args.out or default_path(cfg.cache_dir, zs.loaded.info.sha256)
     if out is None:
-        raise ValueError("Random weights have no SHA-256 to key a features file by; pass --out PATH.")
-    indices = list(range(args.limit or len(data)))
-    bar, update = cli_more.tqdm_progress("CIFAR-100 features")
-    with bar:
-        encode_split(zs, data, indices, batch_size=args.batch_size, workers=max(0, args.workers), progress=update)
+        raise Refusal("features_random_out")
+    ev = Evaluation("first", args.limit or len(data), templates="single")
+    _run_with_bar(run(zs, data, ev, batch_size=args.batch_size, workers=max(0, args.workers)), "CIFAR-100 features")
     zs.cifar.save(out)
-    print(f"Saved {len(zs.cifar)} image features ({zs.info.label}) to {out}")
+    print(f"Saved {len(zs.cifar)} image features ({zs.loaded.info.label}) to {out}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
-    from .evaluate import class_names, evaluate, select_indices
-
-    if not 1 <= args.batch_size <= 1024:
-        raise ValueError(f"--batch-size must be between 1 and 1024, not {args.batch_size}.")
     data = open_cifar100(cfg.data_root, download=cfg.allow_download)
-    targets = list(data.dataset.targets)
     if args.all:
-        indices = select_indices(targets, "all")
+        ev = Evaluation("all", templates=args.templates, spelling=args.spelling)
     elif args.per_class is not None:
-        indices = select_indices(targets, "per-class", args.per_class, args.seed)
+        ev = Evaluation("per-class", args.per_class, args.seed, args.templates, args.spelling)
     else:
-        indices = select_indices(targets, "first", args.limit or min(1000, len(data)))
-    settings = TEMPLATE_CHOICES[args.templates]
+        ev = Evaluation("first", args.limit or min(1000, len(data)), templates=args.templates, spelling=args.spelling)
+    ev.indices(data.targets)  # check the values before loading anything
     zs = _load(args, cfg, batch_work=True)
-    bar, update = cli_more.tqdm_progress("CIFAR-100 images")
-    with bar:
-        results = evaluate(zs, data, indices, settings, classes=class_names(args.spelling),
-                           batch_size=args.batch_size, workers=max(0, args.workers), progress=update)
-    print(f"Weights: {zs.info.label}; {len(indices)} CIFAR-100 test images; image encoder: {zs.encoder_note}")
+    report = _run_with_bar(run(zs, data, ev, batch_size=args.batch_size, workers=max(0, args.workers)),
+                           "CIFAR-100 images")
+    print(f"Weights: {zs.loaded.info.label}; {report.results[0].n} CIFAR-100 test images; "
+          f"image encoder: {zs.encoder_note}")
     print(f"{'setting':>10s} {'top-1':>8s} {'top-5':>8s} {'mean/class':>11s} {'images/s':>9s}")
-    for r in results:
+    for r in report.results:
         print(f"{r.setting:>10s} {100 * r.top1:7.2f}% {100 * r.top5:7.2f}% {100 * r.mean_per_class:10.2f}% "
               f"{r.images_per_s:9.1f}")
-    if not zs.info.trained:
+    if not zs.loaded.info.trained:
         print("Note: untrained random weights - expect chance level (1% top-1, 5% top-5 over 100 classes).")
-    elif not zs.info.verified:
+    elif not zs.loaded.info.verified:
         print("Note: an unverified checkpoint (its SHA-256 is no known release): published figures may not apply.")
     if args.out:
-        doc = {"weights": {"name": zs.info.name, "sha256": zs.info.sha256, "trained": zs.info.trained,
-                           "verified": zs.info.verified},
-               "results": [r.as_dict() for r in results]}
+        info = zs.loaded.info
+        doc = {"weights": {"name": info.name, "sha256": info.sha256, "trained": info.trained,
+                           "verified": info.verified},
+               "results": [r.as_dict() for r in report.results]}
         args.out.write_text(json.dumps(doc, indent=1))
         print(f"Wrote {args.out}")
     return 0
@@ -268,8 +355,29 @@ def cmd_evaluate(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
 def cmd_export_onnx(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     zs = _load(args, cfg)
     zs.export_onnx(args.out)
-    print(f"Exported the vision tower of {zs.info.label} to {args.out}")
+    print(f"Exported the vision tower of {zs.loaded.info.label} to {args.out}")
     return 0
+
+
+def cmd_selfcheck(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
+    """The real-weights self-check: the table; exit 0 when all pass, 1 when one fails, 2 (one line) when the
+    weights or the data are not the real ones."""
+    from .tasks import selfcheck
+
+    zs = _load(args, cfg, batch_work=True)
+    if reason := selfcheck.not_real_weights(zs.loaded.info):
+        raise Refusal("cli_reason", reason)
+    data = open_cifar100(cfg.data_root, download=cfg.allow_download)  # downloaded where allowed, then checked
+    if reason := selfcheck.not_real_data(cfg.data_root):
+        raise Refusal("cli_reason", reason)
+    if args.cifar10 and (reason := selfcheck.not_real_data(args.cifar10, selfcheck.CIFAR10_MD5)):
+        raise Refusal("cli_reason", reason)
+    bar, update = _progress_bar("self-check")
+    with bar:
+        found = selfcheck.full_checks(zs, data, progress=update,
+                                      cifar10=open_cifar10(args.cifar10) if args.cifar10 else None)
+    print(selfcheck.table(found))
+    return 0 if all(c.passed is not False for c in found) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,9 +388,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = settings_mod.from_env()
         return args.func(args, cfg)
-    except EXPECTED as exc:
+    except (Refusal, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+

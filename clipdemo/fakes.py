@@ -1,9 +1,12 @@
-"""Stand-ins made locally for offline use (tests and benchmarks): nothing here is real data.
+"""What clipdemo is checked with, never used by the app: stand-ins made locally, and the notebook's recipe.
 
 Holds: `write_cifar100` (a CIFAR-100 split in torchvision's exact on-disk format, filled with seeded
-synthetic images), `cifar_checksums` (points torchvision's md5 check at such files), and
+synthetic images), `cifar_checksums` (points torchvision's md5 check at such files),
 `write_full_size_checkpoint` (a ViT-B/32 with seeded random weights saved as a TorchScript archive in
-fp16, the official file's format and size). Used by tests/ and bench/, never by the app.
+fp16, the official file's format and size), and `notebook_top5` (the classic CLIP notebook's prediction
+code, as written there: the reference the app's results and speed are measured against). Nothing here is
+real data. It lives in the package, not in tests/, because the tests, the benchmarks (bench/) and checks
+run outside the suite all import it from `clipdemo.fakes`.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .model import PRESETS, build_random
-from .presets import CIFAR100_CLASSES, CIFAR100_SUPERCLASSES
+from .core.clip_package import import_clip
+from .core.labels import CIFAR100_CLASSES, CIFAR100_SUPERCLASSES
+from .core.model import DEFAULT_MODEL, PRESETS, build_random
 
-__all__ = ["write_cifar100", "cifar_checksums", "write_full_size_checkpoint", "fake_target"]
+__all__ = ["write_cifar100", "cifar_checksums", "write_full_size_checkpoint", "fake_target", "notebook_top5"]
 
 
 def fake_target(i: int) -> int:
@@ -77,10 +81,8 @@ def write_full_size_checkpoint(path: Path, seed: int = 0) -> Path:
     """ViT-B/32 with seeded random weights, fp16, saved as a TorchScript archive like OpenAI's file."""
     import warnings
 
-    from ._clip import import_clip
-
     clip = import_clip()
-    model = build_random(PRESETS["ViT-B/32"], seed)
+    model = build_random(PRESETS[DEFAULT_MODEL], seed)
     image = torch.zeros(1, 3, 224, 224)
     text = clip.tokenize(["a photo of a cat"])
     with warnings.catch_warnings():
@@ -89,3 +91,18 @@ def write_full_size_checkpoint(path: Path, seed: int = 0) -> Path:
             traced = torch.jit.trace(model, (image, text), check_trace=False)
         torch.jit.save(traced.half(), str(path))  # fp16 tensors, as the official checkpoint stores them
     return Path(path)
+
+
+def notebook_top5(model, preprocess, image, classes, device="cpu") -> tuple[list[tuple[str, float]], torch.Tensor]:
+    """The notebook's top-5 `[(label, probability)]` and its full `[n_classes]` probability row."""
+    clip = import_clip()
+    image_input = preprocess(image).unsqueeze(0).to(device)
+    text_inputs = torch.cat([clip.tokenize(f"a photo of a {c}") for c in classes]).to(device)
+    with torch.no_grad():
+        image_features = model.encode_image(image_input)
+        text_features = model.encode_text(text_inputs)
+    image_features /= image_features.norm(dim=-1, keepdim=True)
+    text_features /= text_features.norm(dim=-1, keepdim=True)
+    similarity = (100.0 * image_features @ text_features.T).softmax(dim=-1)
+    values, indices = similarity[0].topk(5)
+    return [(classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())], similarity[0]

@@ -20,16 +20,14 @@ def tiny_ckpts(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_loaded(tiny_ckpts):
-    from clipdemo.model import load_model
-
+    from clipdemo.weights.load import load_model
     return load_model(str(tiny_ckpts["state_dict"]), device="cpu")
 
 
 @pytest.fixture(scope="session")
 def vitb32():
     """Full-size ViT-B/32 with seeded random weights (same shapes and cost as the real one)."""
-    from clipdemo.model import load_model
-
+    from clipdemo.weights.load import load_model
     return load_model("random", device="cpu", seed=0)
 
 
@@ -48,7 +46,6 @@ def pytest_terminal_summary(terminalreporter):
 
     real = sys.modules.get("test_real")
     if real is not None and real.CHECKS:
-        from clipdemo.selfcheck import table
-
+        from clipdemo.tasks.selfcheck import table
         terminalreporter.section("real weights and data against the published figures")
         terminalreporter.write_line(table(real.CHECKS))

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import torch
 
-from clipdemo.model import PRESETS, build_random
-
+from clipdemo.core.model import PRESETS, build_random
 TINY_SEED = 1
 
 

@@ -14,8 +14,9 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from clipdemo.images import MAX_BYTES, NOT_FETCHED
-from clipdemo.presets import CIFAR100_CLASSES
+from clipdemo.core.words import text
+from clipdemo.io.images import MAX_BYTES
+from clipdemo.core.labels import CIFAR100_CLASSES
 from fixtures import loopback_server
 from uiserver import running_app, runtime_for
 
@@ -62,8 +63,7 @@ def test_classify_is_stateless_typed_and_equals_the_page(server, picture):
 
 
 def test_classify_cifar_gives_the_true_label(server, cifar_root):
-    from clipdemo.data import open_cifar100
-
+    from clipdemo.io.cifar import open_cifar100
     url, _ = server
     out = Client(url, verbose=False).predict(15, None, "a photo of a {}", 3, api_name="/classify_cifar")
     assert out["index"] == 15 and out["true_label"] == CIFAR100_CLASSES[open_cifar100(cifar_root).target(15)]
@@ -187,7 +187,7 @@ def test_mcp_never_fetches_a_web_address_or_reads_a_path(server, target, monkeyp
         result = _mcp(url, lambda session: session.call_tool("classify", {"image": image,
                                                                           "candidate_labels": ["cat", "dog"]}))
         assert hits == []  # nothing arrived at the loopback host
-    assert result.isError and result.content[0].text == NOT_FETCHED
+    assert result.isError and result.content[0].text == text("not_fetched")
     assert seen and all(isinstance(a, tuple) and a[1] == port for a in seen), seen  # only the MCP client's own
 
 

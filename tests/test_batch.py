@@ -12,12 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from clipdemo.batch import MAX_BATCH, BatchError, classify_batch, read_batch
-from clipdemo.presets import CIFAR100_CLASSES
-from clipdemo.scheduler import Priority
-from clipdemo.service import ZeroShot
-
-
+from clipdemo.tasks.classify import MAX_BATCH, BatchError, classify_batch, read_batch
+from clipdemo.core.labels import CIFAR100_CLASSES, LabelSet
+from clipdemo.serving.scheduler import Priority
+from clipdemo.serving.service import ZeroShot
 def _png(path, colour="teal", size=(40, 30)):
     Image.new("RGB", size, colour).save(path)
     return path
@@ -77,13 +75,13 @@ def test_a_batch_gives_each_image_its_single_prediction(tiny_loaded, tmp_path):
     zs = ZeroShot(tiny_loaded)
     items = [(f"{i}", Image.effect_mandelbrot((50 + 7 * i, 40), (-2, -1.2, 1, 1.2), 20 + i).convert("RGB"))
              for i in range(11)]  # more than one bulk chunk (8 on CPU)
-    labels, templates = tuple(CIFAR100_CLASSES[:20]), ("a photo of a {}",)
-    done = classify_batch(zs, items, labels, templates, k=3)
-    assert [d.name for d in done] == [name for name, _ in items]
+    label_set = LabelSet.of(CIFAR100_CLASSES[:20], ("a photo of a {}",))
+    done = classify_batch(zs, [image for _, image in items], label_set, k=3)
+    assert len(done) == len(items)
     for (_, image), d in zip(items, done):
-        single = zs.predict(image, labels, templates, k=3)
-        assert [lab for lab, _, _ in d.top] == [lab for lab, _ in single.top]
-        assert max(abs(p - q) for (_, p, _), (_, q) in zip(d.top, single.top)) < 1e-6
+        single = zs.predict(image, label_set, k=3)  # one image alone: a batch of one, another model call
+        assert [lab for lab, _ in d.top] == [lab for lab, _ in single.top]
+        assert max(abs(p - q) for (_, p), (_, q) in zip(d.top, single.top)) < 1e-6
     assert zs.gate_stats.grants[Priority.BULK] >= 2  # 11 images: two bulk chunks
 
 
@@ -108,7 +106,6 @@ def test_classify_batch_api(tiny_loaded, cifar_root, tmp_path):
 @pytest.mark.slow
 def test_cli_predict_images(tiny_ckpts, tmp_path, capsys, monkeypatch):
     from clipdemo.cli import main
-
     for c in ("red", "green"):
         _png(tmp_path / f"{c}.png", c)
     _zip(tmp_path / "z.zip", {"blue.png": _png_bytes("blue")})

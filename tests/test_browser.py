@@ -61,8 +61,7 @@ def test_walk_through_every_tab(page, tmp_path):
     _shot(page, "1-predict-index")
     # "next" steps the slider in the browser; the change classifies image 16, and the attention follows it
     from clipdemo.fakes import fake_target
-    from clipdemo.presets import CIFAR100_CLASSES
-
+    from clipdemo.core.labels import CIFAR100_CLASSES
     page.get_by_role("button", name="next ▶").click()
     expect(page.get_by_text(f"True class: {CIFAR100_CLASSES[fake_target(16)]}")).to_be_visible()
     expect(page.locator("#attention-caption")).to_contain_text("CIFAR-100 #16")

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from clipdemo.fakes import fake_target
-from clipdemo.i18n import STRINGS
-from clipdemo.presets import CIFAR100_CLASSES
+from clipdemo.core.words import STRINGS
+from clipdemo.core.labels import CIFAR100_CLASSES
 from test_browser import ARGS, ARTIFACTS, CHROMIUM
 from uiserver import running_app, runtime_for
 
@@ -220,11 +220,11 @@ def test_a_server_with_no_weights_and_no_data_says_one_sentence(browser, tmp_pat
         assert not re.search(r"\\[.\-_]", shown), re.findall(r".{20}\\[.\-_].{20}", shown)
         _shot(page, "failure-status")
         # a dataset error holding angle brackets and a URL reaches the toast whole
-        from clipdemo.data import DataUnavailable
+        from clipdemo.io.cifar import DataUnavailable
 
         def unavailable():
-            raise DataUnavailable(f"Could not fetch https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz into "
-                                  f"{empty}: <urlopen error x>")
+            raise DataUnavailable("cifar_missing", empty, "Could not fetch https://www.cs.toronto.edu/~kriz/"
+                                  "cifar-100-python.tar.gz: <urlopen error x>", empty)
 
         monkeypatch.setattr(runtime, "dataset", unavailable)
         page.get_by_role("button", name="Classify", exact=True).click()

@@ -2,9 +2,7 @@
 
 import pytest
 
-from clipdemo.cpus import cgroup_quota, cpu_threads
-
-
+from clipdemo.serving.cpus import cgroup_quota, cpu_threads
 def _tree(tmp_path, proc: str, files: dict[str, str]):
     (tmp_path / "proc").write_text(proc)
     for rel, text in files.items():

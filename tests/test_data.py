@@ -2,9 +2,8 @@
 
 import pytest
 
-from clipdemo.data import DataError, open_cifar100
-
-
+from clipdemo.core.words import Refusal
+from clipdemo.io.cifar import DataError, open_cifar100
 def test_fixture_reads_through_torchvision(cifar_root):
     data = open_cifar100(cifar_root)
     assert len(data) == 10_000
@@ -17,7 +16,7 @@ def test_fixture_reads_through_torchvision(cifar_root):
 @pytest.mark.parametrize("index", [10_000, -1, 1.5, "x", True])
 def test_bad_index_is_clear(cifar_root, index):
     data = open_cifar100(cifar_root)
-    with pytest.raises(DataError, match="out of range|whole number"):
+    with pytest.raises(Refusal, match="out of range|whole number"):
         data.image(index)
 
 
@@ -54,9 +53,8 @@ willow_tree wolf woman worm
 
 
 def test_class_names_are_the_published_ones(cifar_root):
-    from clipdemo.data import open_cifar100
-    from clipdemo.presets import CIFAR100_CLASSES
-
+    from clipdemo.io.cifar import open_cifar100
+    from clipdemo.core.labels import CIFAR100_CLASSES
     assert len(PUBLISHED_FINE_NAMES) == 100 and PUBLISHED_FINE_NAMES.index("lion") == 43
     assert list(CIFAR100_CLASSES) == PUBLISHED_FINE_NAMES
     assert list(open_cifar100(cifar_root).classes) == PUBLISHED_FINE_NAMES  # the fixture's meta file, read by torchvision

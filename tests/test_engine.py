@@ -1,14 +1,14 @@
-"""The zero-shot math against reference computations: `model.encode_text` and the notebook's code."""
+"""The zero-shot math and the text path the app runs, against independent references: `model.encode_text`
+and `model.encode_image` called directly, hand-written softmax, and the notebook's own code."""
 
 import pytest
 import torch
 from PIL import Image
 
-from clipdemo import engine
-from clipdemo.presets import CIFAR100_CLASSES, CIFAR_TEMPLATES
-from clipdemo.prompts import build_prompts
-from clipdemo.service import ZeroShot
-from clipdemo.notebook import notebook_top5
+from clipdemo.core import zeroshot
+from clipdemo.core.labels import CIFAR100_CLASSES, CIFAR_TEMPLATES, LabelSet
+from clipdemo.fakes import notebook_top5
+from clipdemo.serving.service import ZeroShot
 
 MIXED = ["a", "a photo of a lion", "a photo of " + " ".join(["very"] * 30) + " big lion",
          " ".join(["x"] * 75)]  # the last one is exactly 77 tokens with start and end
@@ -19,54 +19,70 @@ def _image(seed: int, size: int = 64) -> Image.Image:
     return Image.fromarray(torch.randint(0, 256, (size, size, 3), generator=g, dtype=torch.uint8).numpy())
 
 
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True)
+
+
 @pytest.mark.parametrize("which", ["tiny_loaded", "vitb32"])
 def test_short_context_text_encoding_equals_encode_text(which, request):
     loaded = request.getfixturevalue(which)
-    tokens = engine.tokenize(MIXED)
+    tokens = zeroshot.tokenize(MIXED)
     assert int((tokens[-1] != 0).sum()) == 77
     with torch.inference_mode():
         ref = loaded.model.encode_text(tokens)  # [4, D] over the full 77-token context
-        ours = engine.encode_text(loaded.model, tokens)
-        short = engine.encode_text(loaded.model, tokens[:2])  # L = 7 here, not 77
+        ours = zeroshot.encode_text(loaded.model, tokens)
+        short = zeroshot.encode_text(loaded.model, tokens[:2])  # L = 7 here, not 77
     assert ours.shape == ref.shape
     assert (ours - ref).abs().max().item() <= 1e-5
     assert (short - ref[:2]).abs().max().item() <= 1e-5
 
 
-def test_ensemble_is_normalised_mean_of_normalised_prompt_features(tiny_loaded):
+def test_the_apps_text_path_is_the_normalised_mean_of_encode_text(tiny_loaded):
+    """`ZeroShot.text_features` (chunked model calls, then the ensemble) against `model.encode_text` by hand."""
     labels, templates = ("cat", "dog", "lawn_mower"), CIFAR_TEMPLATES[:4]
-    model = tiny_loaded.model
+    prompts = [t.replace("{}", lab) for lab in labels for t in templates]  # label-major, as documented
     with torch.inference_mode():
-        per = model.encode_text(engine.tokenize(build_prompts(labels, templates))).float()  # [12, D]
-    per = per / per.norm(dim=-1, keepdim=True)
-    mean = per.reshape(3, 4, -1).mean(dim=1)  # [3, D]
-    expected = mean / mean.norm(dim=-1, keepdim=True)
-    got = engine.text_features(model, labels, templates)
+        per = _unit(tiny_loaded.model.encode_text(zeroshot.tokenize(prompts)).float())  # [12, D]
+    expected = _unit(per.reshape(3, 4, -1).mean(dim=1))  # [3, D]
+    zs = ZeroShot(tiny_loaded)
+    got = zs.text_features(LabelSet.of(labels, templates))
     assert torch.allclose(got, expected, atol=1e-6)
-    single = engine.text_features(model, labels, templates[:1])
-    assert not torch.allclose(got, single, atol=1e-3)
+    single = zs.text_features(LabelSet.of(labels, templates[:1]))
+    assert torch.allclose(single, per.reshape(3, 4, -1)[:, 0], atol=1e-6)  # one template: the prompt's own feature
     assert torch.allclose(got.norm(dim=-1), torch.ones(3), atol=1e-6)
 
 
-def test_top_k_and_probabilities():
+def test_the_text_path_is_chunked_the_same_whatever_the_chunk(tiny_loaded):
+    """Prompts are encoded in model calls of `text_chunk` prompts: 7 prompts in chunks of 3 give the same."""
+    import dataclasses
+
+    from clipdemo.serving.accel import PATHS
+
+    label_set = LabelSet.of([f"thing {i}" for i in range(7)], ["a photo of a {}"])
+    whole = ZeroShot(tiny_loaded).text_features(label_set)
+    small = ZeroShot(tiny_loaded, path=dataclasses.replace(PATHS["cpu"], text_chunk=3))
+    assert torch.allclose(small.text_features(label_set), whole, atol=1e-6)
+    assert small.gate_stats.grants[next(iter(small.gate_stats.grants))] == 3  # ceil(7 / 3) model calls
+
+
+def test_scores_top_k_and_probabilities_against_a_hand_softmax():
     img = torch.tensor([[1.0, 0.0]])
     txt = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
-    probs = engine.probabilities(img, txt)[0]
-    z = torch.tensor([100.0, 0.0, 60.0])
-    assert torch.allclose(probs, z.softmax(-1))
-    assert engine.top_k(probs, ("a", "b", "c"), 2) == [("a", pytest.approx(float(probs[0]))),
-                                                       ("c", pytest.approx(float(probs[2])))]
-    assert len(engine.top_k(probs, ("a", "b", "c"), 50)) == 3
+    cosines, probs = zeroshot.scores(img, txt)
+    assert torch.equal(cosines, torch.tensor([[1.0, 0.0, 0.6]]))
+    e = (torch.tensor([100.0, 0.0, 60.0]) - 100).exp()  # softmax(100 * cos), written out (shifted: no overflow)
+    assert torch.allclose(probs[0], e / e.sum())
+    assert zeroshot.top_k(probs[0], ("a", "b", "c"), 2) == [("a", pytest.approx(float(e[0] / e.sum()))),
+                                                             ("c", pytest.approx(float(e[2] / e.sum())))]
+    assert len(zeroshot.top_k(probs[0], ("a", "b", "c"), 50)) == 3
 
 
-@pytest.mark.parametrize("which", ["tiny_loaded", "vitb32"])
-def test_notebook_parity(which, request):
-    loaded = request.getfixturevalue(which)
-    zs = ZeroShot(loaded)
+def test_notebook_parity(tiny_loaded):
+    zs = ZeroShot(tiny_loaded)
     for seed in (0, 1):
         image = _image(seed)
-        ref_top, ref_probs = notebook_top5(loaded.model, loaded.preprocess, image, CIFAR100_CLASSES)
-        pred = zs.predict(image, CIFAR100_CLASSES, ("a photo of a {}",), k=5)
+        ref_top, ref_probs = notebook_top5(tiny_loaded.model, tiny_loaded.preprocess, image, CIFAR100_CLASSES)
+        pred = zs.predict(image, LabelSet.preset("cifar100", "single"), k=5)
         assert torch.allclose(torch.tensor(pred.probs), ref_probs.float(), atol=1e-5)
         assert [p for _, p in pred.top] == pytest.approx([p for _, p in ref_top], abs=1e-5)
         assert [lab for lab, _ in pred.top] == [lab for lab, _ in ref_top]
@@ -74,27 +90,21 @@ def test_notebook_parity(which, request):
 
 def test_text_feature_cache_key_includes_weights_labels_and_templates(tiny_loaded, vitb32):
     a, b = ZeroShot(tiny_loaded), ZeroShot(vitb32)
-    f1 = a.text_features(("cat", "dog"), ("a photo of a {}",))
-    assert a.text_features(("cat", "dog"), ("a photo of a {}",)) is f1  # cached
-    assert a.text_features(("dog", "cat"), ("a photo of a {}",)) is not f1
-    assert torch.allclose(a.text_features(("dog", "cat"), ("a photo of a {}",))[0], f1[1])
-    assert not torch.allclose(a.text_features(("cat", "dog"), ("a {}",)), f1)
-    assert a.text_key(("cat", "dog"), ("{}",)) != b.text_key(("cat", "dog"), ("{}",))
+    cat_dog = LabelSet.of(("cat", "dog"), ("a photo of a {}",))
+    f1 = a.text_features(cat_dog)
+    assert a.text_features(LabelSet.of(("cat", "dog"), ("a photo of a {}",))) is f1  # cached: an equal set
+    dog_cat = LabelSet.of(("dog", "cat"), ("a photo of a {}",))
+    assert a.text_features(dog_cat) is not f1 and torch.allclose(a.text_features(dog_cat)[0], f1[1])
+    assert not torch.allclose(a.text_features(LabelSet.of(("cat", "dog"), ("a {}",))), f1)
+    assert a.has_text_features(cat_dog) and not b.has_text_features(cat_dog)  # keyed by the weights too
 
 
-def test_scores_are_the_cosines_and_their_softmax_and_predictions_carry_the_cosines(tiny_loaded):
-    from PIL import Image
-
-    from clipdemo.service import ZeroShot
-
-    img = torch.tensor([[1.0, 0.0]])
-    txt = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
-    cosines, probs = engine.scores(img, txt)
-    assert torch.equal(cosines, torch.tensor([[1.0, 0.0, 0.6]])) and torch.equal(probs, engine.probabilities(img, txt))
+def test_predictions_carry_the_cosines_of_encode_image_and_encode_text(tiny_loaded):
     zs, labels = ZeroShot(tiny_loaded), ("red square", "blue circle", "lion")
     image = Image.new("RGB", (40, 40), (200, 30, 30))
-    pred = zs.predict(image, labels, ("a photo of a {}",), k=3)
-    feat = zs.image_features([image])[0]
-    feat = feat / feat.norm()
-    ref = feat @ zs.text_features(labels, ("a photo of a {}",)).T  # [3]
-    assert [pred.cosine(lab) for lab in labels] == pytest.approx(ref.tolist(), abs=1e-6)
+    pred = zs.predict(image, LabelSet.of(labels, ("a photo of a {}",)), k=3)
+    with torch.inference_mode():
+        img = _unit(tiny_loaded.model.encode_image(tiny_loaded.preprocess(image)[None]).float())[0]  # [D]
+        txt = _unit(tiny_loaded.model.encode_text(zeroshot.tokenize([f"a photo of a {lab}" for lab in labels])).float())
+    assert [pred.cosine(lab) for lab in labels] == pytest.approx((txt @ img).tolist(), abs=1e-5)
+    assert pred.rows() == [{"label": lab, "score": p, "cosine": pred.cosine(lab)} for lab, p in pred.top]

@@ -3,11 +3,12 @@
 import pytest
 import torch
 
-from clipdemo import backends
-from clipdemo.data import open_cifar100
-from clipdemo.evaluate import evaluate, score, select_indices
-from clipdemo.presets import CIFAR100_CLASSES, CIFAR100_CLASSES_PAPER, CIFAR_TEMPLATES
-from clipdemo.service import ZeroShot
+from clipdemo.core.labels import CIFAR100_CLASSES, CIFAR100_CLASSES_PAPER, CIFAR_TEMPLATES, LabelSet
+from clipdemo.core.words import Refusal
+from clipdemo.io.cifar import open_cifar100
+from clipdemo.serving import backends
+from clipdemo.serving.service import ZeroShot
+from clipdemo.tasks.evaluate import Evaluation, Report, Step, evaluate, run, score
 
 CLASSES = tuple("abcdefg")  # 7 classes, so top-5 is a real test
 
@@ -47,17 +48,22 @@ def test_metrics_equal_a_hand_computation():
                                                                    "probability": pytest.approx(probs[1, 0].item())}
 
 
-def test_select_indices():
+def test_which_images_an_evaluation_takes():
     targets = [i % 10 for i in range(100)]
-    assert select_indices(targets, "first", 7) == list(range(7))
-    assert select_indices(targets, "all") == list(range(100))
-    strat = select_indices(targets, "per-class", 3, seed=1)
+    assert Evaluation("first", 7).indices(targets) == list(range(7))
+    assert Evaluation("all").indices(targets) == list(range(100))
+    strat = Evaluation("per-class", 3, seed=1).indices(targets)
     assert len(strat) == 30 and all(sum(targets[i] == c for i in strat) == 3 for c in range(10))
-    assert strat == select_indices(targets, "per-class", 3, seed=1) != select_indices(targets, "per-class", 3, seed=2)
-    with pytest.raises(ValueError, match="between 1 and 10 images per class, not 11"):
-        select_indices(targets, "per-class", 11)
-    with pytest.raises(ValueError, match="Unknown subset 'some'"):
-        select_indices(targets, "some")
+    assert strat == Evaluation("per-class", 3, 1).indices(targets) != Evaluation("per-class", 3, 2).indices(targets)
+    with pytest.raises(Refusal, match="K must be between 1 and 10, not 11"):
+        Evaluation("per-class", 11).indices(targets)
+    with pytest.raises(Refusal, match="N must be a whole number, not 2.5"):
+        Evaluation("first", 2.5).indices(targets)
+    with pytest.raises(Refusal, match="Unknown subset 'some'"):
+        Evaluation("some").indices(targets)
+    with pytest.raises(Refusal, match="Unknown templates 'x'; choose one of: single, cifar18, both"):
+        Evaluation(templates="x").settings
+    assert Evaluation(spelling="cifar100-paper").classes == CIFAR100_CLASSES_PAPER
 
 
 class _Counting:
@@ -74,14 +80,15 @@ def test_evaluate_reuses_image_features_and_matches_score(tiny_loaded, cifar_roo
     zs = ZeroShot(tiny_loaded)
     counter = _Counting(zs.encoder)
     zs.use_encoder(backends.ImageEncoder("counting", counter, True), "counting")
-    idx = select_indices(list(data.dataset.targets), "per-class", 1)
-    single, ens = evaluate(zs, data, idx, ("single", "cifar18"), batch_size=32, workers=0)
+    ev = Evaluation("per-class", 1, templates="both")
+    idx = ev.indices(data.targets)
+    single, ens = evaluate(zs, data, ev, batch_size=32).results
     assert counter.images == 100 and single.n == ens.n == 100
     # the two heads differ; the ensemble head is the normalised mean of normalised per-template features
-    head1 = zs.text_features(CIFAR100_CLASSES, ("a photo of a {}",))
-    head18 = zs.text_features(CIFAR100_CLASSES, CIFAR_TEMPLATES)
+    head1 = zs.text_features(LabelSet.of(CIFAR100_CLASSES, ("a photo of a {}",)))
+    head18 = zs.text_features(LabelSet.of(CIFAR100_CLASSES, CIFAR_TEMPLATES))
     assert not torch.allclose(head1, head18, atol=1e-3)
-    per = torch.stack([zs.text_features(CIFAR100_CLASSES, (t,)) for t in CIFAR_TEMPLATES], dim=1)  # [C, 18, D]
+    per = torch.stack([zs.text_features(LabelSet.of(CIFAR100_CLASSES, (t,))) for t in CIFAR_TEMPLATES], dim=1)
     mean = per.mean(dim=1)
     assert torch.allclose(head18, mean / mean.norm(dim=-1, keepdim=True), atol=1e-5)
     # metrics equal a plain loop over the same features
@@ -89,17 +96,49 @@ def test_evaluate_reuses_image_features_and_matches_score(tiny_loaded, cifar_roo
     hand = [int((100 * f @ head1.T).argmax()) == data.target(i) for f, i in zip(feats, idx)]
     assert single.top1 == pytest.approx(sum(hand) / len(hand))
     # new labels: only the text side is recomputed, no image forward pass
-    again = evaluate(zs, data, idx, ("single",), classes=CIFAR100_CLASSES_PAPER, workers=0)[0]
-    assert counter.images == 100 and again.classes == CIFAR100_CLASSES_PAPER
-    with pytest.raises(ValueError, match="one label per CIFAR-100 class"):
-        evaluate(zs, data, idx, ("single",), classes=("cat", "dog"), workers=0)
+    again = evaluate(zs, data, Evaluation("per-class", 1, templates="single", spelling="cifar100-paper"))
+    assert counter.images == 100 and again.encoded == 0 and again.rate is None
+    assert again.results[0].classes == CIFAR100_CLASSES_PAPER
+
+
+class FakeClock:
+    def __init__(self, step: float):
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step  # every reading is `step` seconds after the last
+        return self.now
+
+
+def test_the_run_yields_a_step_per_chunk_then_the_report(tiny_loaded, cifar_root):
+    """One generator for the tab and the CLI: its chunking is the caller's, and so is the rate's clock."""
+    data = open_cifar100(cifar_root)
+    zs = ZeroShot(tiny_loaded)
+    steps = list(run(zs, data, Evaluation("first", 40, templates="single"), chunk=16, batch_size=8,
+                     clock=FakeClock(0.5)))
+    *progress, report = steps
+    assert all(isinstance(s, Step) for s in progress) and isinstance(report, Report)
+    assert [s.done for s in progress] == [16, 32, 40] and {s.total for s in progress} == {40}  # every 16, and the end
+    assert progress[0].text.key == "eval_encoding" and str(progress[0].text).startswith("encoding images: 16/40")
+    assert report.encoded == 40 and report.stopped is None and report.results[0].n == 40
+    assert report.rate == pytest.approx(report.results[0].images_per_s) and report.rate > 0
+
+
+def test_the_run_stops_at_its_time_limit_keeping_what_it_encoded(tiny_loaded, cifar_root):
+    data = open_cifar100(cifar_root)
+    zs = ZeroShot(tiny_loaded)
+    # Each clock reading is a minute later: the limit of 150 s passes after the second batch of 8.
+    *progress, report = run(zs, data, Evaluation("first", 40), batch_size=8, time_limit_s=150, clock=FakeClock(60))
+    assert report.results == [] and report.stopped.key == "eval_stopped" and report.encoded == 8
+    assert str(report.stopped) == ("⏹ Stopped at the time limit (2 min) after encoding 8 of 40 new images. They are "
+                                   "kept: run again to go on.")
+    assert len(zs.cifar) == 8  # what it encoded is kept
 
 
 def test_evaluate_cli(tiny_ckpts, cifar_root, tmp_path, monkeypatch, capsys):
     import json
 
     from clipdemo.cli import main
-
     monkeypatch.setenv("CLIPDEMO_CACHE", str(tmp_path))
     monkeypatch.setenv("CLIPDEMO_DATA", str(cifar_root))
     out = tmp_path / "results.json"
@@ -114,4 +153,4 @@ def test_evaluate_cli(tiny_ckpts, cifar_root, tmp_path, monkeypatch, capsys):
         main(["evaluate", "--limit", "5", "--per-class", "2"])
     assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
     assert main(["evaluate", "--weights", "random:tiny", "--per-class", "500"]) == 2
-    assert "images per class" in capsys.readouterr().err
+    assert "error: K must be between 1 and 100, not 500." in capsys.readouterr().err

@@ -9,9 +9,9 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from clipdemo import weights as weights_mod
-from clipdemo.runtime import ModelUnavailable, Runtime
-from clipdemo.settings import Settings
+from clipdemo.weights import sources as weights_mod
+from clipdemo.serving.runtime import ModelUnavailable, Runtime
+from clipdemo.serving.settings import Settings
 from fixtures import loopback_server
 from uiserver import running_app
 
@@ -30,7 +30,7 @@ def _image(tmp_path):
 
 def _check_weights_fault(tmp_path, settings, expect, caplog):
     rt = Runtime(settings)
-    caplog.set_level(logging.ERROR, logger="clipdemo.runtime")
+    caplog.set_level(logging.ERROR, logger="clipdemo.serving.runtime")
     rt.start()
     with running_app(rt) as (url, _):
         with pytest.raises(ModelUnavailable, match="could not be loaded"):
@@ -60,7 +60,7 @@ def test_weights_missing(tmp_path, caplog):
 def test_weights_unreachable(tmp_path, caplog, monkeypatch):
     with loopback_server({}) as (base, _):
         pass  # closed port
-    mirrors = tuple(weights_mod.Mirror("ViT-B-32.pt", "0" * 64, "jit", url=f"{base}/{i}/ViT-B-32.pt") for i in range(2))
+    mirrors = tuple(weights_mod.Mirror("ViT-B-32.pt", "0" * 64, url=f"{base}/{i}/ViT-B-32.pt") for i in range(2))
     monkeypatch.setitem(weights_mod.WEIGHT_SOURCES, "ViT-B/32", weights_mod.WeightSource("ViT-B/32", mirrors))
     _check_weights_fault(tmp_path, _settings(tmp_path), "Connection refused", caplog)
 
@@ -68,7 +68,7 @@ def test_weights_unreachable(tmp_path, caplog, monkeypatch):
 def test_weights_wrong_sha(tmp_path, caplog, monkeypatch, tiny_ckpts):
     blob = tiny_ckpts["jit"].read_bytes()
     with loopback_server({"/w/ViT-B-32.pt": blob}) as (base, hits):
-        mirror = weights_mod.Mirror("ViT-B-32.pt", "f" * 64, "jit", url=f"{base}/w/ViT-B-32.pt")
+        mirror = weights_mod.Mirror("ViT-B-32.pt", "f" * 64, url=f"{base}/w/ViT-B-32.pt")
         monkeypatch.setitem(weights_mod.WEIGHT_SOURCES, "ViT-B/32", weights_mod.WeightSource("ViT-B/32", (mirror,)))
         _check_weights_fault(tmp_path, _settings(tmp_path), "SHA-256 mismatch", caplog)
         assert hits == ["/w/ViT-B-32.pt"]
@@ -122,7 +122,7 @@ def test_a_crashing_handler_does_not_kill_the_server(tmp_path, tiny_loaded, cifa
     with running_app(rt) as (url, _):
         c = _client(url)
         zs = rt.service()
-        real = zs.classify
+        real = zs.predict_feature
         calls = []
 
         def flaky(*args, **kwargs):
@@ -131,7 +131,7 @@ def test_a_crashing_handler_does_not_kill_the_server(tmp_path, tiny_loaded, cifa
                 raise RuntimeError("simulated bug")
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(zs, "classify", flaky)
+        monkeypatch.setattr(zs, "predict_feature", flaky)
         from gradio_client.exceptions import AppError
 
         with pytest.raises(AppError) as err:

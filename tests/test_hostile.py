@@ -54,16 +54,16 @@ def test_bad_images_through_gradio_client(app, tmp_path):
 
 def test_good_images_through_gradio_client(app, tmp_path, tiny_loaded):
     """Each accepted image gives the engine's answer for the image as `open_image` decodes it."""
-    from clipdemo.images import open_image
-    from clipdemo.presets import CIFAR100_CLASSES
-    from clipdemo.service import ZeroShot
+    from clipdemo.core.labels import LabelSet
+    from clipdemo.io.images import open_image
+    from clipdemo.serving.service import ZeroShot
 
     c, ref = _client(app), ZeroShot(tiny_loaded)
     for key, (name, data, _) in good_files().items():
         path = tmp_path / name
         path.write_bytes(data)
         model_input, label, *_ = c.predict(handle_file(str(path)), 3, api_name="/predict_image")
-        want = ref.predict(open_image(data), CIFAR100_CLASSES, ("a photo of a {}",), 3)
+        want = ref.predict(open_image(data, fit=tiny_loaded.config.image_resolution), LabelSet.preset(), 3)
         got = [(x["label"], x["confidence"]) for x in label["confidences"]]
         assert [g[0] for g in got] == [lab for lab, _ in want.top], key
         assert [g[1] for g in got] == pytest.approx([p for _, p in want.top], abs=1e-6), key
@@ -204,8 +204,7 @@ def test_a_label_named_like_a_server_file_is_only_a_label(app):
 def test_labels_edited_while_a_prediction_runs_never_mix(app):
     """A prediction uses one label set, the one in force when it started; the next uses the new one."""
     from clipdemo.fakes import fake_target
-    from clipdemo.presets import CIFAR100_CLASSES
-
+    from clipdemo.core.labels import CIFAR100_CLASSES
     c = _client(app)
     old, new = {"old a", "old b"}, {"new a", "new b", "new c"}
     c.predict("\n".join(old), "{}", api_name="/set_labels")

@@ -12,9 +12,13 @@ import warnings
 import pytest
 import torch
 
-from clipdemo.model import PRESETS, build_random, load_model
-from clipdemo.weights import WEIGHT_SOURCES, Mirror, WeightsError, WeightSource
-from clipdemo.download import fetch
+from clipdemo.core.model import PRESETS, build_random
+
+from clipdemo.weights.load import load_model
+from clipdemo.weights.sources import WEIGHT_SOURCES, Mirror, WeightSource
+from clipdemo.core.model import WeightsError
+from clipdemo.serving.settings import from_env
+from clipdemo.weights.download import Hub, fetch
 from fixtures import loopback_server
 
 HUB = WEIGHT_SOURCES["ViT-B/32"].mirrors[0]  # the pinned safetensors file the Space preloads
@@ -52,13 +56,13 @@ def no_network(monkeypatch):
 
 def test_preloaded_file_is_used_with_no_network_call(tmp_path, monkeypatch, no_network):
     blob = _tiny_safetensors(tmp_path / "w.safetensors")
-    pinned = Mirror(HUB.filename, hashlib.sha256(blob).hexdigest(), "safetensors", repo_id=HUB.repo_id,
+    pinned = Mirror(HUB.filename, hashlib.sha256(blob).hexdigest(), repo_id=HUB.repo_id,
                     revision=HUB.revision)  # the registry's repo, file and revision; the tiny file's hash
     monkeypatch.setitem(WEIGHT_SOURCES, "ViT-B/32", WeightSource("ViT-B/32", (pinned, *WEIGHT_SOURCES["ViT-B/32"].mirrors[1:])))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # read when called, as huggingface_hub reads it
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # the settings read it, as huggingface_hub reads it
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     link, _ = _preload(tmp_path / "hf", pinned, blob)
-    loaded = load_model("ViT-B/32", device="cpu", cache_dir=tmp_path / "cache")
+    loaded = load_model("ViT-B/32", device="cpu", cache_dir=tmp_path / "cache", hub=from_env().hub)
     assert loaded.info.sha256 == pinned.sha256 and loaded.info.origin == pinned.where
     torch.save(build_random(PRESETS["tiny"], 3).state_dict(), tmp_path / "same.pt")
     reference = load_model(str(tmp_path / "same.pt"), device="cpu").model.state_dict()  # the same tensors, pickled
@@ -70,23 +74,26 @@ def test_preloaded_file_is_used_with_no_network_call(tmp_path, monkeypatch, no_n
 
 def test_a_tampered_preloaded_file_is_refused_and_removed(tmp_path, monkeypatch, no_network):
     blob = _tiny_safetensors(tmp_path / "w.safetensors")
-    pinned = Mirror(HUB.filename, hashlib.sha256(blob).hexdigest(), "safetensors", repo_id=HUB.repo_id,
+    pinned = Mirror(HUB.filename, hashlib.sha256(blob).hexdigest(), repo_id=HUB.repo_id,
                     revision=HUB.revision)
     link, blob_path = _preload(tmp_path / "hf", pinned, blob[:-1] + b"\0")  # one byte changed
     with pytest.raises(WeightsError, match="downloads are disabled"):
-        fetch(WeightSource("hub", (pinned,)), tmp_path / "cache", hf_cache=tmp_path / "hf" / "hub",
+        fetch(WeightSource("hub", (pinned,)), tmp_path / "cache", hub=Hub(tmp_path / "hf" / "hub"),
               allow_download=False)
     assert not link.exists() and not blob_path.exists()
 
 
 def test_hf_hub_offline_asks_no_host(tmp_path, monkeypatch, no_network):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    hub = from_env().hub
+    assert hub == Hub(tmp_path / "hf", "https://huggingface.co", offline=True)
     with pytest.raises(WeightsError, match="HF_HUB_OFFLINE is set: the Hub is not asked"):
-        fetch(WeightSource("hub", (HUB,)), tmp_path / "cache", hf_cache=tmp_path / "hf")
+        fetch(WeightSource("hub", (HUB,)), tmp_path / "cache", hub=hub)
 
 
 def _hub_mirror(base: str, blob: bytes, name="w.safetensors") -> Mirror:
-    return Mirror(name, hashlib.sha256(blob).hexdigest(), "safetensors", repo_id="org/tiny-clip",
+    return Mirror(name, hashlib.sha256(blob).hexdigest(), repo_id="org/tiny-clip",
                   revision="0123456789abcdef0123456789abcdef01234567", endpoint=base)
 
 
@@ -96,11 +103,11 @@ def test_hub_download_through_a_loopback_hub_then_cached(tmp_path):
     hf = tmp_path / "hf"
     with loopback_server({route: blob}) as (base, hits):
         mirror = _hub_mirror(base, blob)
-        path, used = fetch(WeightSource("hub", (mirror,)), tmp_path / "cache", hf_cache=hf)
+        path, used = fetch(WeightSource("hub", (mirror,)), tmp_path / "cache", hub=Hub(hf))
         assert used == mirror and path.read_bytes() == blob and hf in path.parents
         assert route in hits  # fetched with GET (after hf_hub_download's HEAD)
         n = len(hits)
-        again, _ = fetch(WeightSource("hub", (mirror,)), tmp_path / "cache", hf_cache=hf)
+        again, _ = fetch(WeightSource("hub", (mirror,)), tmp_path / "cache", hub=Hub(hf))
         assert again == path and len(hits) == n  # the second time from the HF cache, no request
 
 
@@ -110,7 +117,7 @@ def test_hub_download_with_the_wrong_bytes_is_refused_and_removed(tmp_path):
     with loopback_server({route: blob + b"extra"}) as (base, _):
         mirror = _hub_mirror(base, blob)
         with pytest.raises(WeightsError, match=r"SHA-256 mismatch"):
-            fetch(WeightSource("hub", (mirror,)), tmp_path / "cache", hf_cache=tmp_path / "hf")
+            fetch(WeightSource("hub", (mirror,)), tmp_path / "cache", hub=Hub(tmp_path / "hf"))
     repo = tmp_path / "hf" / "models--org--tiny-clip"
     assert [p.name for p in (repo / "blobs").iterdir()] == [] and not (repo / "snapshots" / mirror.revision / "w.safetensors").is_symlink()
 
@@ -135,10 +142,10 @@ def test_every_host_down_fails_at_the_probe_naming_each_attempt(tmp_path, monkey
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", counted)
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: downloads.append(a))
     hub = [_hub_mirror(base, b"a", name=f"w{i}.safetensors") for i in range(2)]
-    urls = [Mirror("w.pt", "0" * 64, "jit", url=f"{base.replace('127.0.0.1', 'localhost')}/{i}/w.pt") for i in range(2)]
+    urls = [Mirror("w.pt", "0" * 64, url=f"{base.replace('127.0.0.1', 'localhost')}/{i}/w.pt") for i in range(2)]
     try:
         with pytest.raises(WeightsError) as err:
-            fetch(WeightSource("all-down", (*hub, *urls)), tmp_path / "cache", hf_cache=tmp_path / "hf")
+            fetch(WeightSource("all-down", (*hub, *urls)), tmp_path / "cache", hub=Hub(tmp_path / "hf"))
     finally:
         closed.close()
     message = str(err.value)
@@ -167,9 +174,8 @@ def test_open_clip_files_load_to_open_clips_own_features(open_clip_model, fmt, t
     real files hold) that changes nothing, so the features must equal open_clip's in fp32."""
     import clip
 
-    from clipdemo import engine
-    from clipdemo.presets import CIFAR100_CLASSES
-
+    from clipdemo.core import zeroshot as engine
+    from clipdemo.core.labels import CIFAR100_CLASSES
     sd = {k: v.contiguous() for k, v in open_clip_model.state_dict().items()}
     path = tmp_path / f"open_clip_model.{fmt}"
     if fmt == "safetensors":

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from clipdemo.i18n import STRINGS, Refusal, language, places, text
+from clipdemo.core.words import STRINGS, Refusal, Text, language, places, text
 
 PACKAGE = Path(__file__).resolve().parent.parent / "clipdemo"
 
@@ -18,14 +18,22 @@ def test_both_languages_have_the_same_keys_and_places():
     assert sum(en[k] == tr[k] for k in en if len(en[k]) > 20) == 0
 
 
-def test_every_key_the_code_uses_exists():
-    used = set()
+SAID = re.compile(r'\b(?:L|text|Text|Refusal|[A-Z]\w*(?:Error|Unavailable|Failed)|Busy|Cancelled)\(\s*"([a-z0-9_]+)"')
+
+
+def test_every_key_the_code_says_exists_and_every_key_is_said():
+    """The core raises and reports keys (`Refusal("label_blank", 2)`, `Text("eval_encoding", ...)`), the shells say
+    them: a key the code uses must be in the tables, and a key in the tables must be used somewhere."""
+    used, literals = set(), set()
     for f in PACKAGE.rglob("*.py"):
+        if "locales" in f.parts:
+            continue
         src = f.read_text(encoding="utf-8")
-        used |= set(re.findall(r'\b(?:L|t|Refusal)\("([a-z0-9_]+)"', src))
-        used |= set(re.findall(r'\("(link_[a-z_]+)"', src))
-    assert len(used) > 120
+        used |= set(SAID.findall(src))
+        literals |= set(re.findall(r'["\']([a-z][a-z0-9_]+)["\']', src))  # keys passed on (`"name_top_k"`, GPU refusals)
+    assert len(used) > 200
     assert sorted(used - set(STRINGS["en"])) == []
+    assert sorted(set(STRINGS["en"]) - used - literals) == []
 
 
 @pytest.mark.parametrize("tag, lang", [("tr-TR", "tr"), ("tr", "tr"), ("en-US", "en"), ("de-DE", "en"), ("", "en"),
@@ -47,3 +55,10 @@ def test_a_refusal_is_english_for_the_cli_and_turkish_for_a_turkish_page():
     assert str(exc) == "This browser already keeps 20 sets; delete one first."
     assert exc.say("tr") == text("sets_full", "tr", 20) and exc.say("tr") != str(exc) and "20" in exc.say("tr")
     assert isinstance(exc, ValueError)
+
+
+def test_a_sentence_inside_a_sentence_is_said_in_the_same_language():
+    """A core refusal nests what it names (`Text("prompt_label", 2)` inside `prompt_long`): both in one language."""
+    exc = Refusal("prompt_long", Text("prompt_label", 2), 86, 77)
+    assert str(exc) == "The prompt for label 2 is 86 tokens long; CLIP reads at most 77. Shorten the label or the template."
+    assert text("prompt_label", "tr", 2) in exc.say("tr") and "label 2" not in exc.say("tr")

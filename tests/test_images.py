@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from clipdemo.images import ImageError, open_image
+from clipdemo.io.images import ImageError, open_image
 from corpus import bad_files, good_files
 
 
@@ -53,9 +53,8 @@ def _encoded(img: Image.Image, fmt: str, **kw) -> bytes:
 @pytest.mark.parametrize("mode", ["RGB", "P"])
 def test_a_png_reduced_on_decoding_gives_the_model_exactly_the_same_input(size, mode):
     """`fit` keeps of an image what CLIP's preprocessing keeps: the model's input is the same, bit for bit."""
-    from clipdemo.model import PRESETS, _preprocess
-
-    pre = _preprocess(PRESETS["ViT-B/32"])  # clip's own transform
+    from clipdemo.core.model import PRESETS, preprocess_for
+    pre = preprocess_for(PRESETS["ViT-B/32"])  # clip's own transform
     img = Image.effect_mandelbrot(size, (-2, -1.2, 1, 1.2), 80).convert("RGB")
     data = _encoded(img if mode == "RGB" else img.convert("P", palette=Image.Palette.ADAPTIVE), "PNG")
     small = open_image(data, fit=224)
@@ -68,9 +67,8 @@ def test_a_jpeg_or_a_transparent_image_reduced_on_decoding_is_within_a_level_on_
     """A JPEG is decoded at a reduced scale (`draft`) and a transparent image reduced before its white background
     goes in: the model's input differs from the full decode's by under a hundredth on average (about 0.7 of
     one 8-bit level), a few levels at most."""
-    from clipdemo.model import PRESETS, _preprocess
-
-    pre = _preprocess(PRESETS["ViT-B/32"])
+    from clipdemo.core.model import PRESETS, preprocess_for
+    pre = preprocess_for(PRESETS["ViT-B/32"])
     img = Image.effect_mandelbrot((3000, 2000), (-2, -1.2, 1, 1.2), 80).convert("RGB")
     if kind == "jpeg":
         data = _encoded(img, "JPEG", quality=95)

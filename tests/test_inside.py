@@ -3,9 +3,12 @@
 import pytest
 import torch
 
-from clipdemo import engine
-from clipdemo.inside import cls_attention_map, label_similarity, patch_grid, prompt_tokens, rollout, vision_attention
-from clipdemo.architecture import config_card, parameter_split, parameter_tree, tower_summary
+from clipdemo.core import zeroshot as engine
+from clipdemo.core.architecture import config_card, parameter_split, parameter_tree, tower_summary
+from clipdemo.core.inside import cls_attention_map, label_similarity, patch_grid, prompt_tokens, rollout, vision_attention
+from clipdemo.core.labels import LabelSet
+from clipdemo.core.words import Refusal
+from clipdemo.serving.service import ZeroShot
 
 
 def _pixels(loaded, seed=0):
@@ -51,8 +54,7 @@ def test_torchinfo_shapes_and_totals(vitb32):
 
 
 def test_text_tower_module_equals_encode_text(tiny_loaded):
-    from clipdemo.architecture import TextTower
-
+    from clipdemo.core.architecture import TextTower
     tokens = engine.tokenize(["a photo of a cat", "a dog"])
     with torch.inference_mode():
         assert torch.allclose(TextTower(tiny_loaded.model)(tokens), tiny_loaded.model.encode_text(tokens), atol=1e-6)
@@ -140,12 +142,12 @@ def test_prompt_tokens_match_clip_tokenize():
     assert [t.token_id for t in toks] == ids[: len(toks)].tolist() and (ids[len(toks):] == 0).all()
     assert [t.text for t in toks] == ["<|startoftext|>", "a", "photo", "of", "a", "lion", "<|endoftext|>"]
     assert toks[-1].role == "end" and toks[-1].position == int(ids.argmax())
-    with pytest.raises(ValueError, match="CLIP reads at most 77"):
+    with pytest.raises(Refusal, match="CLIP reads at most 77"):
         prompt_tokens(" ".join(["x"] * 80))
 
 
 def test_label_similarity(tiny_loaded):
-    feats = engine.text_features(tiny_loaded.model, ("cat", "dog", "car"), ("a photo of a {}",))
+    feats = ZeroShot(tiny_loaded).text_features(LabelSet.of(("cat", "dog", "car"), ("a photo of a {}",)))
     sim = label_similarity(feats)
     assert sim.shape == (3, 3) and torch.allclose(sim.diagonal(), torch.ones(3), atol=1e-5)
     assert torch.allclose(sim, sim.T)

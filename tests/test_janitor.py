@@ -11,7 +11,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from clipdemo.janitor import Janitor, sweep
+from clipdemo.serving.janitor import Janitor, sweep
 from uiserver import running_app, runtime_for
 
 
@@ -56,7 +56,7 @@ def test_the_janitor_keeps_sweeping_after_an_error(tmp_path):
         if len(calls) == 1:
             raise RuntimeError("Set changed size during iteration")
 
-    janitor = Janitor([tmp_path], AGE, every_s=0.02, after=flaky).start()
+    janitor = Janitor({tmp_path: AGE}, every_s=0.02, after=flaky).start()
     try:
         deadline = time.monotonic() + 30
         while janitor.sweeps < 3 and time.monotonic() < deadline:
@@ -92,7 +92,7 @@ def test_gradios_own_sweep_dies_when_a_request_adds_a_file_meanwhile(tmp_path, m
 def test_the_app_janitor_removes_old_uploads_and_gradios_records_of_them(tmp_path, cifar_root, tiny_loaded,
                                                                      monkeypatch):
     from clipdemo.ui.app import file_janitor
-
+    from clipdemo.ui.files import RESULTS_MAX_AGE_S, results_dir
     uploads = tmp_path / "gradio"
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
     rt = runtime_for(tiny_loaded, cifar_root, tmp=tmp_path)
@@ -106,8 +106,8 @@ def test_the_app_janitor_removes_old_uploads_and_gradios_records_of_them(tmp_pat
         assert files and recorded
         time.sleep(AGE + 0.2)
         janitor = file_janitor(demo, AGE)
-        assert janitor.folders == [uploads]
-        assert janitor.sweep_now() == len(files)
+        assert janitor.ages[uploads] == AGE and janitor.ages[results_dir()] == RESULTS_MAX_AGE_S
+        assert janitor.sweep_now() >= len(files)  # and whatever old downloads the results folder held
         assert [p for p in uploads.rglob("*") if p.is_file()] == []
         assert not any(os.path.exists(p) for paths in demo.temp_file_sets for p in paths)
         assert sum(len(paths) for paths in demo.temp_file_sets) < len(recorded)  # the removed ones forgotten

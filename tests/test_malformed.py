@@ -7,8 +7,9 @@ import sys
 import pytest
 import torch
 
-from clipdemo.model import CONFIG_TENSORS, WeightsError, load_model
+from clipdemo.core.model import CONFIG_TENSORS, WeightsError
 
+from clipdemo.weights.load import load_model
 # visual.proj is how a non-ViT (ResNet) CLIP is told apart; it has its own sentence.
 READ_BY_CONFIG = [k for k in CONFIG_TENSORS if k != "visual.proj"]
 
@@ -54,7 +55,6 @@ def test_the_cli_names_the_missing_tensor(broken, key, tmp_path, capsys):
     from PIL import Image
 
     from clipdemo.cli import main
-
     image = tmp_path / "x.png"
     Image.new("RGB", (8, 8)).save(image)
     assert main(["predict", "--image", str(image), "--labels", "a,b", "--weights", str(broken[key])]) == 2
@@ -66,8 +66,8 @@ def test_the_cli_names_the_missing_tensor(broken, key, tmp_path, capsys):
 def test_a_server_start_reaches_a_final_unavailable_status(broken, key, tmp_path):
     from gradio_client import Client
 
-    from clipdemo.runtime import ModelState, Runtime
-    from clipdemo.settings import Settings
+    from clipdemo.serving.runtime import ModelState, Runtime
+    from clipdemo.serving.settings import Settings
     from uiserver import running_app
 
     rt = Runtime(Settings(weights=str(broken[key]), cache_dir=tmp_path, data_root=tmp_path, allow_download=False))

@@ -6,9 +6,9 @@ import pickle
 import pytest
 import torch
 
-from clipdemo.model import PRESETS, ClipConfig, WeightsError, build_random, load_model, resolve_device
+from clipdemo.core.model import PRESETS, ClipConfig, WeightsError, build_random, resolve_device
 
-
+from clipdemo.weights.load import load_model
 @pytest.mark.parametrize("kind", ["jit", "state_dict"])
 def test_tiny_checkpoint_loads_both_formats(tiny_ckpts, kind):
     loaded = load_model(str(tiny_ckpts[kind]), device="cpu")
@@ -104,9 +104,8 @@ def test_device_choice():
 @pytest.mark.parametrize("kind", ["jit", "state_dict"])
 def test_lean_loader_equals_clip_load(tiny_ckpts, kind):
     """Our loader builds exactly the model the real clip.load (or build_model) builds, on CPU."""
-    from clipdemo._clip import import_clip
-    from clipdemo.engine import tokenize
-
+    from clipdemo.core.clip_package import import_clip
+    from clipdemo.core.zeroshot import tokenize
     clip = import_clip()
     if kind == "jit":
         ref, _ = clip.load(str(tiny_ckpts["jit"]), device="cpu", jit=False)
@@ -145,7 +144,7 @@ def test_clip_imports_with_or_without_pkg_resources(setuptools):
 
     hide = "import sys; sys.modules['pkg_resources'] = None\n" if "none" in setuptools else ""
     code = hide + ("import importlib.util, sys\n"
-                   "from clipdemo._clip import import_clip\n"
+                   "from clipdemo.core.clip_package import import_clip\n"
                    "clip = import_clip()\n"
                    "print(clip.tokenize(['a photo of a lion'])[0, :7].tolist())\n"
                    "print('pkg_resources' in sys.modules and sys.modules['pkg_resources'] is not None)\n")

@@ -1,10 +1,11 @@
-"""Label/template parsing and validation: each bad input is a PromptError naming the item."""
+"""Label sets: parsing and checking, each bad input a PromptError naming the item; the one type's forms."""
 
 import pytest
 
-from clipdemo.presets import CIFAR100_CLASSES, CIFAR_TEMPLATES, LABEL_PRESETS, TEMPLATE_SETS, label_preset
-from clipdemo.prompts import (MAX_LABELS, PromptError, build_prompts, clean_labels, clean_templates, fill,
-                              parse_label_text, token_count)
+from clipdemo.core.labels import (CIFAR100_CLASSES, CIFAR_TEMPLATES, LABEL_PRESETS, MAX_LABELS, TEMPLATE_SETS,
+                                  LabelSet, PromptError, fill, parse_label_text, token_count)
+
+A_PHOTO = ["a photo of a {}"]
 
 
 def test_presets_are_data_with_expected_sizes():
@@ -12,13 +13,15 @@ def test_presets_are_data_with_expected_sizes():
     assert [c for c in CIFAR100_CLASSES if "_" in c] == [
         "aquarium_fish", "lawn_mower", "maple_tree", "oak_tree", "palm_tree", "pickup_truck", "pine_tree",
         "sweet_pepper", "willow_tree"]
-    assert "lawn mower" in LABEL_PRESETS["cifar100-paper"].labels
-    assert len(LABEL_PRESETS["cifar10"].labels) == 10
-    assert len(LABEL_PRESETS["cifar100-coarse"].labels) == 20
-    assert TEMPLATE_SETS["single"].templates == ("a photo of a {}",)
+    assert "lawn mower" in LABEL_PRESETS["cifar100-paper"].items
+    assert len(LABEL_PRESETS["cifar10"].items) == 10
+    assert len(LABEL_PRESETS["cifar100-coarse"].items) == 20
+    assert TEMPLATE_SETS["single"].items == ("a photo of a {}",)
     assert len(CIFAR_TEMPLATES) == 18 and all(t.count("{}") == 1 for t in CIFAR_TEMPLATES)
-    with pytest.raises(ValueError, match="choose one of: cifar100, cifar100-paper"):
-        label_preset("imagenet")
+    with pytest.raises(PromptError, match="choose one of: cifar100, cifar100-paper"):
+        LabelSet.preset("imagenet")
+    with pytest.raises(PromptError, match="Unknown template set 'x'; choose one of: single, cifar18"):
+        LabelSet.preset("cifar10", "x")
 
 
 def test_parse_label_text_lines_and_commas():
@@ -27,10 +30,11 @@ def test_parse_label_text_lines_and_commas():
     assert parse_label_text("a,,b") == ["a", "", "b"]
 
 
-def test_clean_labels_normalises_and_drops_duplicates():
-    out = clean_labels(["  Red   fox ", "dog", "red fox", "DOG", "e\u0301clair"])
+def test_labels_are_normalised_and_duplicates_dropped_and_recorded():
+    out = LabelSet.of(["  Red   fox ", "dog", "red fox", "DOG", "e\u0301clair"], A_PHOTO)
     assert out.labels == ("Red fox", "dog", "\u00e9clair")  # NFC: e + combining acute -> é
-    assert out.dropped_duplicates == ("red fox", "DOG")
+    assert out.dropped == ("red fox", "DOG")
+    assert out == LabelSet.of(["Red fox", "dog", "éclair"], A_PHOTO) and out.dropped != ()  # equal by content
 
 
 @pytest.mark.parametrize("labels, message", [
@@ -39,17 +43,18 @@ def test_clean_labels_normalises_and_drops_duplicates():
     (["cat", "  ", "dog"], "Label 2 is blank"),
     (["cat", "dog\x00"], "Label 2 contains control"),
     (["cat", "x" * 201], "Label 2 is 201 characters long"),
+    (["cat", 7], "Label 2 is not text"),
     ([f"l{i}" for i in range(MAX_LABELS + 1)], f"Too many labels: {MAX_LABELS + 1}"),
 ])
-def test_clean_labels_errors(labels, message):
+def test_label_errors(labels, message):
     with pytest.raises(PromptError) as err:
-        clean_labels(labels)
+        LabelSet.of(labels, A_PHOTO)
     assert message in str(err.value)
 
 
 def test_duplicates_can_be_an_error():
     with pytest.raises(PromptError, match=r"Label 3 \('Cat'\) repeats label 1"):
-        clean_labels(["cat", "dog", "Cat"], duplicates="error")
+        LabelSet.of(["cat", "dog", "Cat"], A_PHOTO, duplicates="error")
 
 
 @pytest.mark.parametrize("templates, message", [
@@ -58,27 +63,46 @@ def test_duplicates_can_be_an_error():
     (["ok {}", " "], "Template 2 is blank"),
     ([], "at least one template"),
 ])
-def test_clean_templates_errors(templates, message):
+def test_template_errors(templates, message):
     with pytest.raises(PromptError) as err:
-        clean_templates(templates)
+        LabelSet.of(["cat", "dog"], templates)
     assert message in str(err.value)
 
 
 def test_fill_is_plain_substitution_not_format():
     assert fill("a photo of a {}", "{0.__class__} {x}") == "a photo of a {0.__class__} {x}"
-    assert clean_templates(["{x} photo of a {}"]) == ("{x} photo of a {}",)
+    assert LabelSet.of(["cat", "dog"], ["{x} photo of a {}"]).templates == ("{x} photo of a {}",)
 
 
 def test_prompt_over_77_tokens_is_named_by_position():
-    long_label = " ".join(["word"] * 80)
+    long_label = " ".join(["x"] * 80)  # 159 characters (within the limit), 86 tokens in its prompt
     with pytest.raises(PromptError, match="label 2 is 86 tokens long; CLIP reads at most 77"):
-        build_prompts(("cat", long_label), ("a photo of a {}",))
-    with pytest.raises(PromptError, match="label 1 with template 2"):
-        build_prompts((" ".join(["w"] * 70),), ("{}", "a very very very very long photo of a {}"))
+        LabelSet.of(("cat", long_label), ("a photo of a {}",))
+    with pytest.raises(PromptError, match="label 2 with template 2"):
+        LabelSet.of(("a", " ".join(["w"] * 70)), ("{}", "a very very very very long photo of a {}"))
 
 
-def test_token_count_matches_clip_tokenize():
+def test_token_count_and_the_sets_cost_match_clip_tokenize():
     import clip
 
     text = "a photo of a lawn mower"
     assert token_count(text) == int((clip.tokenize(text)[0] != 0).sum())
+    s = LabelSet.of(["cat", "lawn mower"], ["a photo of a {}", "{}"])
+    by_hand = sum(int((clip.tokenize(p)[0] != 0).sum()) for p in ("a photo of a cat", "cat", "a photo of a lawn mower",
+                                                                   "lawn mower"))
+    assert s.cost == by_hand and s.prompts() == ["a photo of a cat", "cat", "a photo of a lawn mower", "lawn mower"]
+
+
+def test_the_forms_of_a_set_read_back():
+    """Editors' text, JSON (a browser's storage) and link fields: each form reads back to the same set."""
+    s = LabelSet.of(["cat", "dog"], ["a sketch of a {}"])
+    assert LabelSet.from_text(s.label_text(), s.template_text()) == s
+    assert LabelSet.from_json(s.json()) == s and s.json() == {"labels": ["cat", "dog"], "templates": ["a sketch of a {}"]}
+    assert s.query() == {"labels": "cat,dog", "template": "a sketch of a {}"}
+    assert LabelSet.from_query(s.query(), 100) == s
+    cifar = LabelSet.preset("cifar10", "cifar18")
+    assert (cifar.label_preset, cifar.template_set) == ("cifar10", "cifar18") and cifar.query() == {
+        "preset": "cifar10", "template": "cifar18"}
+    assert LabelSet.preset().query() == {} and LabelSet.from_query({}, 100) == LabelSet.preset()
+    assert LabelSet.from_json({"labels": ["only one"], "templates": ["{}"]}) is None  # invalid: not a set
+    assert LabelSet.from_json({"labels": "cat", "templates": []}) is None and LabelSet.from_json(None) is None

@@ -1,6 +1,6 @@
 """What visitors see of errors: no server paths, URLs whole, and Markdown or toast text shown as written."""
 
-from clipdemo.redact import hide_paths
+from clipdemo.ui.common import hide_paths
 
 URL = "https://openaipublic.azureedge.net/clip/models/40d3_a/ViT-B-32.pt"
 
@@ -16,7 +16,6 @@ def test_server_paths_are_cut_to_their_last_part_and_urls_stay_whole():
 
 def test_server_messages_keep_urls_whole_and_escape_the_rest():
     from clipdemo.ui.common import md_message, toast_text
-
     shown = md_message(f"Could not fetch {URL}: <urlopen error x> *a* _b_ `c`.")
     assert f"<{URL}>" in shown  # an autolink, with no backslash inside
     assert "\\<urlopen error x\\>" in shown and "\\*a\\*" in shown and "\\_b\\_" in shown and "\\`c\\`" in shown
@@ -27,7 +26,6 @@ def test_visitor_text_never_becomes_a_link():
     """A label (or a link's value) that looks like a URL stays text: the auto-linker finds no `://` or `www.` in
     it (the browser test checks the page has no link), and every special character is escaped."""
     from clipdemo.ui.common import md_text
-
     for text in ("https://evil.example/login", "www.evil.example", "see evil.example/x_y now"):
         shown = md_text(text)
         assert "://" not in shown and "www." not in shown and ".example" not in shown, shown

@@ -1,5 +1,5 @@
 """Acceptance on the real files (marked `real`): the published ViT-B/32 weights (by SHA-256) and the real
-CIFAR-100 (by torchvision's md5 sums) against the published figures (`clipdemo.references`).
+CIFAR-100 (by torchvision's md5 sums) against the published figures (`clipdemo.tasks.selfcheck`).
 
 Each test is skipped, with a reason naming what to provide and where, when the real files are not
 present; `make test` therefore never fails for their lack. `make test-real` runs only these (fetching
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from clipdemo import references as ref
-from clipdemo import selfcheck
-from clipdemo.data import open_cifar10, open_cifar100
-from clipdemo.weights import WEIGHT_SOURCES
+from clipdemo.io.cifar import open_cifar10, open_cifar100
+from clipdemo.tasks import selfcheck
+from clipdemo.tasks import selfcheck as ref
+from clipdemo.weights.sources import WEIGHT_SOURCES
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 CHECKS: list[selfcheck.Check] = []  # printed as a table at the end of the run (conftest.py)
@@ -26,9 +26,9 @@ DATA = Path(os.environ.get("CLIPDEMO_DATA", "~/.cache/clipdemo/data")).expanduse
 @pytest.fixture(scope="module")
 def real():
     """The service on the real weights and the real CIFAR-100 test split, or a skip saying what is missing."""
-    from clipdemo import startup
-    from clipdemo.settings import from_env
-    from clipdemo.weights import WeightsError
+    from clipdemo.core.model import WeightsError
+    from clipdemo.serving import runtime as startup
+    from clipdemo.serving.settings import from_env
 
     settings = from_env()
     hub = WEIGHT_SOURCES["ViT-B/32"].mirrors[0]
@@ -38,15 +38,15 @@ def real():
         pytest.skip(f"the real ViT-B/32 weights are not here: provide {hub.filename} (SHA-256 {hub.sha256[:12]}…) "
                     f"of {hub.repo_id} at revision {hub.revision[:7]} in the Hugging Face cache, or run "
                     f"`make test-real` on a machine with internet. ({exc})")
-    if reason := selfcheck.not_real_weights(zs.info):
-        pytest.skip(reason)
+    if reason := selfcheck.not_real_weights(zs.loaded.info):
+        pytest.skip(str(reason))
     try:
         data = open_cifar100(settings.data_root, download=settings.allow_download)
     except Exception as exc:  # noqa: BLE001 - any failure means: not here
         pytest.skip(f"the real CIFAR-100 is not under {settings.data_root}: put cifar-100-python/ there (from "
                     f"cifar-100-python.tar.gz, md5 eb9058c3…) or set CLIPDEMO_DATA. ({exc})")
     if reason := selfcheck.not_real_data(settings.data_root):
-        pytest.skip(reason)
+        pytest.skip(str(reason))
     startup.speed_up(zs, settings)
     return zs, data
 
@@ -58,13 +58,13 @@ def _record(check: selfcheck.Check) -> selfcheck.Check:
 
 def test_notebook_index_15(real):
     zs, data = real
-    checks = selfcheck._index15(zs, data, zs.device.type)
+    checks = selfcheck._index15(zs, data)
     assert _record(checks[0]).passed, checks[0]
 
 
 def test_attention_rollout_of_index_15_is_on_the_lion(real):
     zs, data = real
-    assert _record(selfcheck._index15(zs, data, zs.device.type)[1]).passed
+    assert _record(selfcheck._index15(zs, data)[1]).passed
 
 
 @pytest.fixture(scope="module")

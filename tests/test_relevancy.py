@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from clipdemo import engine
-from clipdemo.inside import (Explanation, _logit, explain, image_relevancy, prompt_words, relevance, text_forward,
-                             text_relevancy, vision_forward)
-from clipdemo.model import ClipConfig, build_random
-from clipdemo.prompts import fill
+from clipdemo.core import zeroshot as engine
+from clipdemo.core.inside import (Explanation, _logit, explain, image_relevancy, prompt_words, relevance, text_forward,
+                                  text_relevancy, vision_forward)
+from clipdemo.core.labels import LabelSet, fill
+from clipdemo.core.model import ClipConfig, build_random
 
 PROMPTS = ["a photo of a lion", "a photo of a tiger", "a photo of a bridge", "a blurry photo of a red car"]
 
@@ -150,18 +150,18 @@ def test_explain_brings_both_towers_together(tiny_loaded):
 
 
 def test_the_service_caches_maps_and_makes_the_versus_map(tiny_loaded):
-    from clipdemo.i18n import Refusal
-    from clipdemo.service import ZeroShot
+    from clipdemo.core.words import Refusal
+    from clipdemo.serving.service import ZeroShot
 
     zs = ZeroShot(tiny_loaded)
     image = Image.effect_mandelbrot((64, 64), (-2, -1.2, 1, 1.2), 40).convert("RGB")
-    labels, templates = ("cat", "dog", "lion"), ("a photo of a {}",)
-    lion = zs.explain(image, "img", "lion", labels, templates)
-    assert zs.explain(image, "img", "lion", labels, templates) is lion  # cached
-    cat = zs.explain(image, "img", "cat", labels, templates)
-    versus = zs.explain(image, "img", "lion", labels, templates, versus="cat")
+    label_set = LabelSet.of(("cat", "dog", "lion"), ("a photo of a {}",))
+    lion = zs.explain(image, "img", "lion", label_set)
+    assert zs.explain(image, "img", "lion", label_set) is lion  # cached
+    cat = zs.explain(image, "img", "cat", label_set)
+    versus = zs.explain(image, "img", "lion", label_set, versus="cat")
     assert torch.equal(versus.image, (lion.image - cat.image).clamp(min=0)) and not torch.equal(versus.image, lion.image)
     assert versus.words is lion.words and versus.logit == lion.logit  # only the image map is a difference
-    assert zs.explain(image, "img", "lion", labels, templates, versus="lion") is lion
+    assert zs.explain(image, "img", "lion", label_set, versus="lion") is lion
     with pytest.raises(Refusal, match="'tiger' is not one of the active labels"):
-        zs.explain(image, "img", "tiger", labels, templates)
+        zs.explain(image, "img", "tiger", label_set)

@@ -5,9 +5,7 @@ import time
 
 import pytest
 
-from clipdemo.scheduler import Busy, ModelGate, Priority
-
-
+from clipdemo.serving.scheduler import Busy, ModelGate, Priority
 def _bulk_job(gate, chunks, log, name="bulk", stop=None):
     for i in range(chunks):
         if stop is not None and stop.is_set():

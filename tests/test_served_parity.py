@@ -6,12 +6,12 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from clipdemo import startup
-from clipdemo.data import open_cifar100
-from clipdemo.notebook import notebook_top5
-from clipdemo.presets import CIFAR100_CLASSES
-from clipdemo.runtime import Runtime
-from clipdemo.settings import Settings
+from clipdemo.serving import runtime as startup
+from clipdemo.io.cifar import open_cifar100
+from clipdemo.fakes import notebook_top5
+from clipdemo.core.labels import CIFAR100_CLASSES
+from clipdemo.serving.runtime import Runtime
+from clipdemo.serving.settings import Settings
 from uiserver import running_app
 
 pytestmark = pytest.mark.slow

@@ -17,11 +17,14 @@ from gradio_client import Client, handle_file
 from gradio_client.utils import Status
 from PIL import Image
 
-from clipdemo.presets import CIFAR100_CLASSES, CIFAR_TEMPLATES, LABEL_PRESETS
-from clipdemo.scheduler import Priority
-from clipdemo.service import BULK_IMAGES, ZeroShot
-from clipdemo.ui.tabs.evaluate import CHUNK
+from clipdemo.core.labels import CIFAR100_CLASSES, CIFAR_TEMPLATES, LABEL_PRESETS, LabelSet
+from clipdemo.serving.accel import PATHS
+from clipdemo.serving.scheduler import Priority
+from clipdemo.serving.service import ZeroShot
 from uiserver import running_app, runtime_for
+
+BULK_IMAGES = PATHS["cpu"].bulk_images
+CHUNK = 2 * BULK_IMAGES  # images the Evaluate tab encodes between two yields (a chance to stop)
 
 pytestmark = pytest.mark.slow
 EVAL_ALL = ("all", 1000, 10, 0, "single", "cifar100")
@@ -60,12 +63,11 @@ def app(vitb32, cifar_root, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(vitb32, cifar_root):
-    from clipdemo.data import open_cifar100
-
+    from clipdemo.io.cifar import open_cifar100
     ref, data = ZeroShot(vitb32), open_cifar100(cifar_root)
     image = Image.new("RGB", (64, 48), (30, 160, 90))
-    return {"index": ref.predict(data.image(7777), CIFAR100_CLASSES, ("a photo of a {}",), 3),
-            "upload": ref.predict(image, ("a red thing", "a green thing", "a blue thing"), ("{}",), 3),
+    return {"index": ref.predict(data.image(7777), LabelSet.preset(), 3),
+            "upload": ref.predict(image, LabelSet.of(("a red thing", "a green thing", "a blue thing"), ("{}",)), 3),
             "image": image}
 
 
@@ -140,7 +142,7 @@ def test_predictions_go_through_while_a_label_set_at_the_budget_edge_encodes(app
     url, _, zs = app
     before = _bulk_grants(zs)
     a = _client(url)
-    labels = "\n".join(LABEL_PRESETS["cifar100-paper"].labels)
+    labels = "\n".join(LABEL_PRESETS["cifar100-paper"].items)
     job = a.submit(labels, "\n".join(CIFAR_TEMPLATES), api_name="/set_labels")  # 1,800 prompts, 17,142 tokens
     _wait(lambda: _bulk_grants(zs) > before, "the label set to start encoding (as bulk work)")
     _check_predictions(url, reference, tmp_path)
@@ -161,10 +163,9 @@ def test_a_label_set_over_the_budget_is_refused_before_any_model_work(app):
 
 
 def test_a_full_gate_gets_the_busy_sentence_and_the_next_request_succeeds(tiny_loaded, cifar_root, tmp_path):
-    from clipdemo.backends import ImageEncoder
-    from clipdemo.settings import Settings
-    from clipdemo.runtime import Runtime
-
+    from clipdemo.serving.backends import ImageEncoder
+    from clipdemo.serving.settings import Settings
+    from clipdemo.serving.runtime import Runtime
     rt = Runtime(Settings(weights="random:tiny", cache_dir=tmp_path, data_root=cifar_root, allow_download=False,
                           max_waiting=1), loaded=tiny_loaded)
     zs = rt.service()
@@ -211,10 +212,9 @@ def _burst(url: str, n: int) -> tuple[int, list[str]]:
 def test_a_burst_of_100_is_admitted_by_its_expected_wait(tiny_loaded, cifar_root, tmp_path, max_wait_s):
     """100 visitors at once, each image a model call of ~50 ms (as ViT-B/32 on 2 vCPUs): under the default bound
     (30 s) every one is served; under a 1 s bound those expected to wait over a second are told so."""
-    from clipdemo.backends import ImageEncoder
-    from clipdemo.runtime import Runtime
-    from clipdemo.settings import Settings
-
+    from clipdemo.serving.backends import ImageEncoder
+    from clipdemo.serving.runtime import Runtime
+    from clipdemo.serving.settings import Settings
     rt = Runtime(Settings(weights="random:tiny", cache_dir=tmp_path, data_root=cifar_root, allow_download=False,
                           max_wait_s=max_wait_s), loaded=tiny_loaded)
     zs = rt.service()

@@ -40,8 +40,7 @@ def test_front_matter_follows_the_hub_rules():
 
 
 def test_preload_names_a_pinned_file_of_the_weights_registry():
-    from clipdemo.weights import WEIGHT_SOURCES
-
+    from clipdemo.weights.sources import WEIGHT_SOURCES
     front = _front_matter()
     (entry,) = front["preload_from_hub"]
     repo, files, revision = entry.split(" ")

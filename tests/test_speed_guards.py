@@ -3,14 +3,12 @@
 import pytest
 import torch
 
-from clipdemo import backends
-from clipdemo.backends import PARITY_TOL, choose, eager_encoder, onnx_encoder, parity
-from clipdemo.evaluate import encode_split
-from clipdemo.features import FeatureFileError, ImageFeatureStore, default_path
-from clipdemo.model import PRESETS, build_random
-from clipdemo.service import ZeroShot
-
-
+from clipdemo.serving import backends
+from clipdemo.serving.backends import PARITY_TOL, choose, eager_encoder, onnx_encoder, parity
+from clipdemo.tasks.evaluate import Evaluation, evaluate
+from clipdemo.serving.features import FeatureFileError, ImageFeatureStore, default_path
+from clipdemo.core.model import PRESETS, build_random
+from clipdemo.serving.service import ZeroShot
 def _probe(res, seed=0):
     return torch.randn(3, 3, res, res, generator=torch.Generator().manual_seed(seed))
 
@@ -45,7 +43,7 @@ def test_auto_falls_back_to_eager_when_parity_fails(tiny_loaded, tmp_path):
 def test_bf16_is_opt_in_and_labelled_approximate(tiny_loaded):
     encoder, note = choose("bf16", tiny_loaded.model, 32, None, _probe(32))
     assert encoder.name == "bf16" and not encoder.exact and "approximate" in note
-    assert not backends.BACKENDS["bf16"][0] and backends.BACKENDS["onnxruntime"][0]
+    assert set(backends.BACKENDS) == {"eager", "onnxruntime", "bf16"} and "approximate" in backends.BACKENDS["bf16"]
 
 
 def test_selected_backend_is_used_and_cached_per_weights(tiny_loaded, tmp_path):
@@ -68,15 +66,16 @@ class _Counting:
 
 
 def test_feature_store_fill_save_load(tiny_loaded, cifar_root, tmp_path):
-    from clipdemo.data import open_cifar100
-
+    from clipdemo.io.cifar import open_cifar100
     data = open_cifar100(cifar_root)
     zs = ZeroShot(tiny_loaded)
     counter = _Counting(zs.encoder)
     zs.use_encoder(backends.ImageEncoder("counting", counter, True), "counting")
-    assert encode_split(zs, data, list(range(50)), batch_size=16, workers=0) == 50
+    first = Evaluation("first", 50, templates="single")
+    assert evaluate(zs, data, first, batch_size=16).encoded == 50
     assert counter.calls == 4 and counter.images == 50
-    assert encode_split(zs, data, list(range(60)), batch_size=16, workers=1) == 10  # only the missing ones
+    more = Evaluation("first", 60, templates="single")
+    assert evaluate(zs, data, more, batch_size=16, workers=1).encoded == 10  # only the missing ones
     assert counter.images == 60
     direct = zs.image_features([data.image(7)])[0]
     assert torch.allclose(zs.cifar.get(7), direct, atol=1e-6)
@@ -101,23 +100,23 @@ def test_feature_store_fill_save_load(tiny_loaded, cifar_root, tmp_path):
 
 
 def test_prediction_from_store_equals_fresh_encoding(tiny_loaded, cifar_root):
-    from clipdemo.data import open_cifar100
-    from clipdemo.presets import CIFAR100_CLASSES
+    from clipdemo.io.cifar import open_cifar100
+    from clipdemo.core.labels import CIFAR100_CLASSES, LabelSet
 
     data = open_cifar100(cifar_root)
     zs = ZeroShot(tiny_loaded)
-    fresh = zs.predict(data.image(15), CIFAR100_CLASSES, ("a photo of a {}",), 5)
+    label_set = LabelSet.of(CIFAR100_CLASSES, ("a photo of a {}",))
+    fresh = zs.predict(data.image(15), label_set, 5)
     zs.cifar_feature(15, data.image(15), len(data))
-    stored = zs.classify(zs.cifar.get(15), CIFAR100_CLASSES, ("a photo of a {}",), 5)
+    stored = zs.predict_feature(zs.cifar.get(15), label_set, 5)
     assert [lab for lab, _ in stored.top] == [lab for lab, _ in fresh.top]
     assert [p for _, p in stored.top] == pytest.approx([p for _, p in fresh.top], abs=1e-6)
 
 
 def test_features_cli_then_runtime_loads_them(tiny_ckpts, cifar_root, tmp_path, monkeypatch, capsys):
     from clipdemo.cli import main
-    from clipdemo.runtime import Runtime
-    from clipdemo.settings import Settings
-
+    from clipdemo.serving.runtime import Runtime
+    from clipdemo.serving.settings import Settings
     monkeypatch.setenv("CLIPDEMO_CACHE", str(tmp_path))
     monkeypatch.setenv("CLIPDEMO_DATA", str(cifar_root))
     assert main(["features", "--weights", str(tiny_ckpts["state_dict"]), "--limit", "40", "--workers", "0"]) == 0

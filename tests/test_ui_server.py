@@ -4,8 +4,8 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from clipdemo.presets import CIFAR100_CLASSES
-from clipdemo.service import ZeroShot
+from clipdemo.core.labels import CIFAR100_CLASSES, LabelSet
+from clipdemo.serving.service import ZeroShot
 from uiserver import running_app, runtime_for
 
 pytestmark = pytest.mark.slow
@@ -49,12 +49,11 @@ def test_run_history_is_off_and_the_browser_keeps_no_runs(app):
 
 
 def test_predict_index_matches_the_engine(app, tiny_loaded, cifar_root):
-    from clipdemo.data import open_cifar100
-
+    from clipdemo.io.cifar import open_cifar100
     url, _ = app
     out = _client(url).predict(15, 5, api_name="/predict_index")
     original, model_input, label, plot, lines, truth, files, share = out
-    ref = ZeroShot(tiny_loaded).predict(open_cifar100(cifar_root).image(15), CIFAR100_CLASSES, ("a photo of a {}",), 5)
+    ref = ZeroShot(tiny_loaded).predict(open_cifar100(cifar_root).image(15), LabelSet.preset(), 5)
     got = [(c["label"], c["confidence"]) for c in label["confidences"]]
     assert [lab for lab, _ in got] == [lab for lab, _ in ref.top]
     assert [p for _, p in got] == pytest.approx([p for _, p in ref.top], abs=1e-6)
@@ -120,10 +119,9 @@ def test_inside_views_through_the_server(app):
 def test_relevancy_endpoint_explains_the_sessions_last_image(app, tiny_loaded, cifar_root):
     import torch
 
-    from clipdemo.data import open_cifar100
-    from clipdemo.inside import image_relevancy
-    from clipdemo.service import ZeroShot
-
+    from clipdemo.io.cifar import open_cifar100
+    from clipdemo.core.inside import image_relevancy
+    from clipdemo.serving.service import ZeroShot
     url, _ = app
     c = _client(url)
     c.predict("cat\ndog\nlion", "a photo of a {}", api_name="/set_labels")
@@ -137,7 +135,7 @@ def test_relevancy_endpoint_explains_the_sessions_last_image(app, tiny_loaded, c
     with pytest.raises(Exception, match="'tiger' is not one of the active labels"):
         c.predict("tiger", "", api_name="/relevancy")
     zs = ZeroShot(tiny_loaded)  # the same numbers as the core computes
-    text = zs.text_features(("cat", "dog", "lion"), ("a photo of a {}",))[2]
+    text = zs.text_features(LabelSet.of(("cat", "dog", "lion"), ("a photo of a {}",)))[2]
     ref, _, _ = image_relevancy(tiny_loaded.model, zs.pixels(open_cifar100(cifar_root).image(15))[None], text)
     assert torch.isfinite(ref).all() and (ref >= 0).all()
 
@@ -154,9 +152,8 @@ def test_evaluate_endpoint(app):
 
 def test_no_weights_and_no_dataset_app_still_starts(tmp_path):
     """The Space with nothing available: page served, status explains, architecture works."""
-    from clipdemo.runtime import ModelUnavailable, Runtime
-    from clipdemo.settings import Settings
-
+    from clipdemo.serving.runtime import ModelUnavailable, Runtime
+    from clipdemo.serving.settings import Settings
     rt = Runtime(Settings(weights="ViT-B/32", cache_dir=tmp_path / "cache", data_root=tmp_path / "data",
                           allow_download=False))
     rt.start()

@@ -2,10 +2,8 @@
 
 import pytest
 
-from clipdemo import weights
-from clipdemo.model import load_model
-
-
+from clipdemo.weights import sources as weights
+from clipdemo.weights.load import load_model
 def test_a_file_of_no_known_release_is_an_unverified_checkpoint(tiny_ckpts):
     info = load_model(str(tiny_ckpts["state_dict"])).info
     assert not info.verified and info.trained
@@ -14,7 +12,6 @@ def test_a_file_of_no_known_release_is_an_unverified_checkpoint(tiny_ckpts):
 
 def test_random_weights_saved_to_a_file_are_not_called_trained_or_verified(tmp_path):
     from clipdemo.fakes import write_full_size_checkpoint
-
     path = write_full_size_checkpoint(tmp_path / "ViT-B-32.pt")  # random weights, in the official file format
     info = load_model(str(path)).info
     assert not info.verified and info.label.startswith("unverified checkpoint ViT-B-32.pt, SHA-256 ")
@@ -32,18 +29,18 @@ def test_only_a_known_hash_is_labelled_as_the_release(tiny_ckpts, monkeypatch):
 @pytest.mark.parametrize("verified", [False, True])
 def test_the_app_and_cli_say_unverified(tiny_ckpts, cifar_root, tmp_path, monkeypatch, capsys, verified):
     from clipdemo.cli import main
-    from clipdemo.runtime import Runtime
-    from clipdemo.settings import Settings
-    from clipdemo.ui.status import StatusLine
-    from clipdemo.ui.tabs.evaluate import EvaluateTab
-
+    from clipdemo.serving.runtime import Runtime
+    from clipdemo.serving.settings import Settings
+    from uiserver import built_page
     if verified:
         monkeypatch.setitem(weights.KNOWN_RELEASES, weights.sha256_file(tiny_ckpts["state_dict"]), "Test release")
     loaded = load_model(str(tiny_ckpts["state_dict"]))
     rt = Runtime(Settings(weights=str(tiny_ckpts["state_dict"]), cache_dir=tmp_path, data_root=cifar_root,
                           allow_download=False), loaded=loaded)
-    line = StatusLine(rt).status().line.replace("\\", "")
-    summary = list(EvaluateTab(rt).run("first", 20, 1, 0, "single", "cifar100", lambda *a, **k: None))[-1].summary
+    page = built_page(rt)
+    line = page.status.status()[page.status.line].replace("\\", "")
+    ran = list(page.evaluate.run("first", 20, 1, 0, "single", "cifar100", None, lambda *a, **k: None))
+    summary = ran[-1][page.evaluate.summary]
     monkeypatch.setenv("CLIPDEMO_DATA", str(cifar_root))
     assert main(["predict", "--index", "3", "--weights", str(tiny_ckpts["state_dict"])]) == 0
     out = capsys.readouterr().out

@@ -12,22 +12,29 @@ import torch
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from clipdemo import accel
-from clipdemo.data import open_cifar100
-from clipdemo.notebook import notebook_top5
-from clipdemo.presets import CIFAR100_CLASSES
-from clipdemo.settings import Settings, from_env
+from clipdemo.core.labels import CIFAR100_CLASSES
+from clipdemo.core.words import text
+from clipdemo.fakes import notebook_top5
+from clipdemo.io.cifar import open_cifar100
+from clipdemo.serving import accel
+from clipdemo.serving.runtime import Runtime
+from clipdemo.serving.settings import Settings, from_env
 from clipdemo.ui.app import start_runtime
-from clipdemo.i18n import text
 from clipdemo.ui.common import GPU_REFUSALS
 from uiserver import running_app
+
+TASKS = ("encode_images", "encode_prompts", "attention", "relevancy", "tower_summary")
+
+
+def _settings(tiny_ckpts, cifar_root, tmp_path) -> Settings:
+    return Settings(weights=str(tiny_ckpts["state_dict"]), cache_dir=tmp_path, data_root=cifar_root,
+                    allow_download=False, backend="eager")
 
 
 @pytest.fixture
 def app(tiny_ckpts, cifar_root, tmp_path):
-    """The app as `main()` starts it (spaces.GPU wrapping, model load), with the tiny checkpoint."""
-    rt = start_runtime(Settings(weights=str(tiny_ckpts["state_dict"]), cache_dir=tmp_path, data_root=cifar_root,
-                                allow_download=False))
+    """The app as `main()` starts it (every task wrapped in spaces.GPU, model load), with the tiny checkpoint."""
+    rt = start_runtime(_settings(tiny_ckpts, cifar_root, tmp_path))
     rt.settle(120)
     with running_app(rt) as (url, _):
         yield rt, Client(url, verbose=False, download_files=False)
@@ -45,16 +52,17 @@ class FakeZeroGPU(accel.Contract):
 
 
 @pytest.fixture
-def fake_zerogpu():
-    """Every task wrapped in a FakeZeroGPU for the test; wrapped back in spaces.GPU afterwards."""
-    import spaces
-
+def contract_app(tiny_ckpts, cifar_root, tmp_path):
+    """The app with every model task wrapped in a FakeZeroGPU (passed to its runtime, as the app passes
+    spaces.GPU's): the runtime, a client, and the fake with its record of calls."""
     fake = FakeZeroGPU()
-    for task in accel.TASKS.values():
-        task.wrap(fake)
-    yield fake
-    for task in accel.TASKS.values():
-        task.wrap(spaces.GPU)
+    rt = Runtime(_settings(tiny_ckpts, cifar_root, tmp_path), tasks=accel.Tasks(gpu=fake))
+    rt.start()
+    rt.settle(120)
+    assert {name for name, _ in fake.calls} == {"encode_prompts"}  # start-up encoded the default labels through it
+    fake.calls.clear()
+    with running_app(rt) as (url, _):
+        yield rt, Client(url, verbose=False, download_files=False), fake
 
 
 def _upload(tmp_path):
@@ -67,8 +75,7 @@ def test_the_app_starts_and_predicts_with_spaces_wrapping_every_model_call(app, 
     import sys
 
     rt, c = app
-    assert "spaces" in sys.modules and all(t.wrapped for t in accel.TASKS.values())
-    assert set(accel.TASKS) == {"encode_images", "encode_prompts", "attention", "tower_summary", "relevancy"}
+    assert "spaces" in sys.modules and rt.tasks.wrapped and not rt.tasks.zerogpu  # spaces.GPU, off ZeroGPU
     status = c.predict(api_name="/status")[0]
     assert "runs on **CPU, fp32**" in status
     zs, data = rt.service(), open_cifar100(cifar_root)
@@ -82,8 +89,8 @@ def test_the_app_starts_and_predicts_with_spaces_wrapping_every_model_call(app, 
         assert max(abs(p - every[lab]) for lab, p in got) <= 1e-5
 
 
-def test_under_zerogpus_contract_predictions_are_unchanged(app, fake_zerogpu, tmp_path):
-    rt, c = app
+def test_under_zerogpus_contract_predictions_are_unchanged(contract_app, tmp_path):
+    rt, c, fake_zerogpu = contract_app
     zs, upload = rt.service(), Image.open(_upload(tmp_path)).convert("RGB")
     _, row = notebook_top5(zs.loaded.model, zs.loaded.preprocess, upload, CIFAR100_CLASSES)  # [100]
     got = c.predict(handle_file(str(_upload(tmp_path))), 5, api_name="/predict_image")[1]["confidences"]
@@ -100,8 +107,8 @@ def test_under_zerogpus_contract_predictions_are_unchanged(app, fake_zerogpu, tm
     assert all(isinstance(s, int) and 10 <= s <= 60 for _, s in fake_zerogpu.calls)  # every duration evaluated
 
 
-def test_a_zerogpu_refusal_reaches_the_visitor_as_a_sentence(app, fake_zerogpu, tmp_path):
-    _, c = app
+def test_a_zerogpu_refusal_reaches_the_visitor_as_a_sentence(contract_app, tmp_path):
+    _, c, fake_zerogpu = contract_app
     fake_zerogpu.refuse = "You have exceeded your free GPU quota (30s requested vs. 4s left). <a href='x'>Try again</a> in 0:12:00."
     with pytest.raises(Exception) as err:
         c.predict(handle_file(str(_upload(tmp_path))), 5, api_name="/predict_image")
@@ -132,17 +139,16 @@ def test_a_wrong_device_setting_is_a_sentence():
 
 
 def test_zerogpu_on_a_machine_without_cuda_says_why():
-    from clipdemo.model import resolve_device
-
+    from clipdemo.core.model import resolve_device
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    with pytest.raises(ValueError, match="ZeroGPU was asked for"):
+    with pytest.raises(ValueError, match="ZeroGPU was asked for"):  # a Refusal is a ValueError
         resolve_device("zerogpu")
 
 
 def test_loading_before_launch_ends_ready_or_failed(tiny_ckpts, tmp_path, cifar_root):
     """ZeroGPU's start: the model is loaded before `start` returns (here on CPU), the rest in the background."""
-    from clipdemo.runtime import ModelState, Runtime
+    from clipdemo.serving.runtime import ModelState
 
     rt = Runtime(Settings(weights=str(tiny_ckpts["state_dict"]), cache_dir=tmp_path, data_root=cifar_root,
                           allow_download=False))
@@ -152,25 +158,24 @@ def test_loading_before_launch_ends_ready_or_failed(tiny_ckpts, tmp_path, cifar_
     broken = Runtime(Settings(weights=str(tmp_path / "missing.pt"), cache_dir=tmp_path, data_root=cifar_root,
                               allow_download=False))
     broken.start(wait_for_model=True)
-    assert broken.status.state is ModelState.FAILED and "missing.pt" in broken.status.message
+    assert broken.status.state is ModelState.FAILED and "missing.pt" in str(broken.status.message)
     assert broken.settled
 
 
-def test_on_zerogpu_a_cpu_model_never_goes_to_a_gpu_worker_and_bad_inputs_never_reach_one(tiny_loaded, fake_zerogpu,
-                                                                                           monkeypatch):
+def test_on_zerogpu_a_cpu_model_never_goes_to_a_gpu_worker_and_bad_inputs_never_reach_one(tiny_loaded):
     """ZeroGPU forks its worker once and reuses it: a model made later (the architecture stand-in, on CPU) is
-    not in it, so CPU models run in process; and an input error is the caller's, before any GPU task."""
-    from clipdemo.service import ZeroShot
+    not in it, so CPU models run in process there; and an input error is the caller's, before any GPU task."""
+    from clipdemo.serving.service import ZeroShot
 
-    zs = ZeroShot(tiny_loaded)  # a CPU model
-    monkeypatch.setattr(accel, "_ZEROGPU", [True])  # as use_spaces() sets it on a ZeroGPU Space
-    zs.tower_summary("visual", 1)
-    assert fake_zerogpu.calls == []  # ran in process, not through the (stand-in) GPU wrapper
-    monkeypatch.setattr(accel, "_ZEROGPU", [False])
+    on_zerogpu = FakeZeroGPU()
+    ZeroShot(tiny_loaded, tasks=accel.Tasks(gpu=on_zerogpu, zerogpu=True)).tower_summary("visual", 1)  # a CPU model
+    assert on_zerogpu.calls == []  # ran in process, not through the (stand-in) GPU wrapper
+    elsewhere = FakeZeroGPU()
+    zs = ZeroShot(tiny_loaded, tasks=accel.Tasks(gpu=elsewhere))
     with pytest.raises(ValueError, match="Depth must be between 1 and 4, not 7"):
         zs.tower_summary("visual", 7)
     with pytest.raises(ValueError, match="Unknown tower 'audio'"):
         zs.tower_summary("audio", 2)
-    assert fake_zerogpu.calls == []  # refused before any task
+    assert elsewhere.calls == []  # refused before any task
     zs.tower_summary("text", 1)
-    assert [name for name, _ in fake_zerogpu.calls] == ["tower_summary"]  # off ZeroGPU: through the wrapper
+    assert [name for name, _ in elsewhere.calls] == ["tower_summary"]  # off ZeroGPU: through the wrapper

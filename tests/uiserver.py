@@ -5,17 +5,14 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
-from clipdemo.runtime import Runtime
-from clipdemo.settings import Settings
-
-
+from clipdemo.serving.runtime import Runtime
+from clipdemo.serving.settings import Settings
 @contextmanager
 def running_app(runtime: Runtime):
     """Serve `build_app(runtime)` with the production launch settings; yields the base URL. The port is Gradio's
     choice: it binds the first free one of its range, and tries the next if another process took it meanwhile
     (nothing here reserves a port and releases it for Gradio to take, which another process could take first)."""
     from clipdemo.ui import build_app, launch_kwargs, queue_kwargs
-
     demo = build_app(runtime)
     demo.queue(**queue_kwargs())
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
@@ -68,3 +65,13 @@ def _printed_url(log: Path) -> str | None:
         if "Running on local URL:" in line:
             return line.split("Running on local URL:", 1)[1].strip().rstrip("/")
     return None
+
+
+def built_page(runtime: Runtime):
+    """The app's page laid out (not served): its tabs' handlers can be called as plain methods, and their
+    results read by component (`out[page.predict.result]`), as Gradio's own tests do."""
+    from clipdemo.ui.app import Page
+
+    page = Page(runtime)
+    page.build()
+    return page

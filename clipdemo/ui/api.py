@@ -1,22 +1,24 @@
 """The typed, stateless API: endpoints for scripts and agents, apart from the page's own events.
 
-Holds `ApiEndpoints` (`classify`, `classify_cifar`, `classify_batch`, `architecture_summary`), registered with `gr.api`:
-each is fully typed and documented, takes everything it needs in the call (no session state), and
-returns plain JSON. They share the page's validation, prompt budget, text cache, image decoding and
-model service (`clipdemo.classify`). Images come as base64 `data:` URLs or files uploaded to this
-server; web addresses are refused without any request (`clipdemo.images.image_from_reference`).
+Holds `ApiEndpoints` (`classify`, `classify_cifar`, `classify_batch`, `architecture_summary`), registered with
+`gr.api` and served as MCP tools (`clipdemo.ui.mcp`): each is fully typed and documented, takes everything it
+needs in the call (no session state), and returns plain JSON. They are the tasks of `clipdemo.tasks.classify`
+over the page's model service, caches and checks. Images come as base64 `data:` URLs or files uploaded to
+this server; web addresses are refused without any request (`clipdemo.io.images.image_from_reference`).
+The API speaks English (a script has no page language).
 """
 
 from __future__ import annotations
 
 import gradio as gr
 
-from ..batch import MAX_BATCH, BatchError, classify_batch
-from ..classify import DEFAULT_TEMPLATE, classify, classify_index
-from ..prompts import validate_set
-from ..images import image_from_reference
-from ..runtime import Runtime
-from .common import MODEL_WAIT_S, user_errors
+from ..core import checks
+from ..core.architecture import config_card
+from ..io.images import image_from_reference
+from ..serving.runtime import Runtime
+from ..tasks.classify import DEFAULT_TEMPLATE, MAX_BATCH, BatchError, candidates, classify, classify_batch, \
+    classify_index
+from .common import MODEL_WAIT_S, told
 
 __all__ = ["ApiEndpoints"]
 
@@ -43,7 +45,7 @@ class ApiEndpoints:
             labels (softmax of 100 x cosine; all labels together sum to 1); "cosine" is the raw cosine
             similarity of the image and the prompt (-1 to 1), comparable across label sets.
         """
-        with user_errors():
+        with told("en"):
             picture = image_from_reference(image, gr.utils.get_upload_folder(), self.rt.config().image_resolution)
             zs = self.rt.service(timeout=MODEL_WAIT_S)
             return classify(zs, picture, candidate_labels, hypothesis_template, top_k)
@@ -62,7 +64,7 @@ class ApiEndpoints:
             {"index", "true_label", "predictions"}: the image's true CIFAR-100 class, and the predictions as
             `classify` returns them.
         """
-        with user_errors():
+        with told("en"):
             data = self.rt.dataset()
             zs = self.rt.service(timeout=MODEL_WAIT_S)
             return classify_index(zs, data, index, candidate_labels or None, hypothesis_template, top_k)
@@ -82,16 +84,16 @@ class ApiEndpoints:
             One {"image", "predictions"} per image, in the order given: "image" is its position (0-based) and
             "predictions" a list of {"label", "score", "cosine"} as `classify` returns them.
         """
-        with user_errors():
+        with told("en"):
             if not images or len(images) > MAX_BATCH:
-                raise BatchError(f"Give 1 to {MAX_BATCH} images, not {len(images or [])}.")
+                raise BatchError("batch_count", MAX_BATCH, len(images or []))
+            label_set, k = candidates(list(candidate_labels or []), hypothesis_template), checks.top_k(top_k)
             root, fit = gr.utils.get_upload_folder(), self.rt.config().image_resolution
             # One at a time, each reduced to the model's R x R as it is decoded: 64 of them hold ~10 MB.
-            items = [(str(i), image_from_reference(ref, root, fit)) for i, ref in enumerate(images)]
-            label_set, templates, _ = validate_set(list(candidate_labels or []), [hypothesis_template])
+            pictures = [image_from_reference(ref, root, fit) for ref in images]
             zs = self.rt.service(timeout=MODEL_WAIT_S)
-            done = classify_batch(zs, items, label_set.labels, templates, top_k)
-            return [{"image": int(it.name), "predictions": it.predictions()} for it in done]
+            return [{"image": i, "predictions": pred.rows()}
+                    for i, pred in enumerate(classify_batch(zs, pictures, label_set, k))]
 
     def architecture_summary(self, depth: int = 2) -> dict:
         """The architecture of the loaded CLIP model: its configuration and torchinfo summaries of both towers.
@@ -103,10 +105,11 @@ class ApiEndpoints:
             {"config": the configuration derived from the weights, "towers": {"visual" and "text": their
             total parameters, multiply-adds and torchinfo's table as text}}.
         """
-        with user_errors():
+        with told("en"):
+            depth = checks.summary_depth(depth)
             zs = self.rt.architecture_service()
-            towers = {t: zs.tower_summary(t, depth) for t in ("visual", "text")}
-            return {"config": zs.config_card(),
+            towers = {t: zs.tower_summary(t, depth) for t in checks.TOWERS}
+            return {"config": config_card(zs.loaded),
                     "towers": {t: {"parameters": s.total_params, "mult_adds": s.total_mult_adds, "table": s.text}
                                for t, s in towers.items()}}
 

@@ -1,7 +1,8 @@
 """The Space assembled: the header, the status line and one tab per module of `clipdemo.ui.tabs`.
 
-Holds `build_app(runtime)`, `launch_kwargs(runtime)`, `start_runtime(settings)`, `file_janitor` and `main()`. Each tab lays itself out and wires its own
-events; this module only orders them and shares the visitor's label set between Predict and Labels.
+Holds `build_app(runtime)`, `queue_kwargs()`, `launch_kwargs(runtime)`, `start_runtime(settings)`,
+`file_janitor` and `main()`. Each tab lays itself out and wires its own events; this module only orders them
+and shares the visitor's label set (a `LabelSet` in `gr.State`) between Predict and Labels.
 """
 
 from __future__ import annotations
@@ -12,24 +13,25 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import accel, labelsets
-from ..images import MAX_BYTES
-from ..janitor import Janitor
-from ..runtime import Runtime
-from ..settings import Settings, from_env
+from ..core.labels import LabelSet
+from ..io.images import MAX_BYTES
+from ..serving.janitor import Janitor
+from ..serving.runtime import Runtime
+from ..serving.settings import Settings, from_env
+from ..tasks import selfcheck
+from . import files
 from .api import ApiEndpoints
-from .common import LabelState
 from .deeplink import PageOpen
 from .lang import HEAD, I18N, L
 from .mcp import McpServer
 from .status import StatusLine
-from .tabs import about
+from .tabs import about, saved_sets
 from .tabs.architecture import ArchitectureTab
 from .tabs.evaluate import EvaluateTab
 from .tabs.labels import LabelsTab
 from .tabs.predict import PredictTab
 
-__all__ = ["build_app", "queue_kwargs", "launch_kwargs", "start_runtime", "file_janitor", "main"]
+__all__ = ["Page", "build_app", "queue_kwargs", "launch_kwargs", "start_runtime", "file_janitor", "main"]
 
 QUEUE_SIZE = 64  # events waiting in Gradio's queue (evaluations in line); one more gets Gradio's "queue is full"
 
@@ -81,30 +83,44 @@ A11Y = """<script>
 </script>"""
 
 
+class Page:
+    """The whole Space: its parts (each tab's object, with its components and handlers), and `build`."""
+
+    def __init__(self, runtime: Runtime):
+        self.rt = runtime
+        self.status, self.predict, self.labels = StatusLine(runtime), PredictTab(runtime), LabelsTab(runtime)
+        self.evaluate, self.architecture = EvaluateTab(runtime), ArchitectureTab(runtime)
+        self.opening, self.api = PageOpen(self.predict, self.labels), ApiEndpoints(runtime)
+
+    def build(self) -> gr.Blocks:
+        """Lay out and wire the page (not launched)."""
+        settings = self.rt.settings
+        share_base = f"https://huggingface.co/spaces/{settings.space_id}" if settings.space_id else ""
+        # Uploads and shown files are removed by `file_janitor` (Gradio 6.31's delete_cache stops under load).
+        with gr.Blocks(title="CLIP zero-shot classification") as demo:
+            gr.Markdown(L("page_title"))
+            self.status.build()
+            link_note = gr.Markdown(elem_id="link-note")
+            labels_state = gr.State(LabelSet.preset())  # the visitor's active label set, for Predict and Labels
+            # The visitor's saved label sets, in their browser only (encrypted; key and secret from settings).
+            store = gr.BrowserState(saved_sets.empty(), storage_key=settings.browser_key,
+                                    secret=settings.browser_secret)
+            with gr.Tabs() as tabs:
+                self.predict.build(labels_state, share_base)
+                self.labels.build(labels_state, store)
+                self.evaluate.build()
+                self.architecture.build()
+                checks = about.build(self.labels, labels_state)
+            self.status.wire(demo, self.predict, checks)
+            self.opening.wire(demo, tabs, labels_state, store, link_note)
+            self.api.register()
+        self.demo = demo
+        return demo
+
+
 def build_app(runtime: Runtime) -> gr.Blocks:
     """The whole Space as a `gr.Blocks` (not launched)."""
-    status, predict, labels = StatusLine(runtime), PredictTab(runtime), LabelsTab(runtime)
-    settings = runtime.settings
-    share_base = f"https://huggingface.co/spaces/{settings.space_id}" if settings.space_id else ""
-    # Uploads and shown files are removed by `file_janitor` (Gradio 6.31's delete_cache stops under load).
-    with gr.Blocks(title="CLIP zero-shot classification") as demo:
-        gr.Markdown(L("page_title"))
-        status_parts = status.build()
-        link_note = gr.Markdown(elem_id="link-note")
-        labels_state = gr.State(LabelState())  # the visitor's active label set, shared by Predict and Labels
-        # The visitor's saved label sets, in their browser only (encrypted; key and secret from settings).
-        store = gr.BrowserState(labelsets.empty(), storage_key=settings.browser_key,
-                                secret=settings.browser_secret)
-        with gr.Tabs() as tabs:
-            predict.build(labels_state, share_base)
-            labels.build(labels_state, store)
-            EvaluateTab(runtime).build()
-            ArchitectureTab(runtime).build()
-            checks = about.build(labels, labels_state)
-        status.wire(demo, status_parts, predict, checks)
-        PageOpen(predict, labels).wire(demo, tabs, labels_state, store, link_note)
-        ApiEndpoints(runtime).register()
-    return demo
+    return Page(runtime).build()
 
 
 def queue_kwargs() -> dict:
@@ -128,24 +144,25 @@ def launch_kwargs(runtime: Runtime) -> dict:
 
 
 def file_janitor(demo: gr.Blocks, ttl_s: float) -> Janitor:
-    """A janitor for Gradio's upload folder (uploads and every file shown): files untouched for `ttl_s` are
-    removed, swept every quarter of that, and Gradio's in-memory records of removed files are dropped
-    (they would otherwise grow by one path per file for the life of the process)."""
+    """A janitor for Gradio's upload folder (uploads and every file shown: files untouched for `ttl_s` are
+    removed) and the folder of downloads (ten minutes), swept every minute at most; Gradio's in-memory records
+    of removed files are dropped (they would otherwise grow by one path per file for the life of the process)."""
     def forget_removed() -> None:
         for paths in demo.temp_file_sets:
             for path in list(paths):  # list() copies the set in one step: safe while requests add to it
                 if not os.path.exists(path):
                     paths.discard(path)
 
-    return Janitor([Path(gr.utils.get_upload_folder())], ttl_s, every_s=ttl_s / 4, after=forget_removed)
+    ages = {Path(gr.utils.get_upload_folder()): ttl_s, files.results_dir(): files.RESULTS_MAX_AGE_S}
+    return Janitor(ages, every_s=min(ttl_s / 4, 60.0), after=forget_removed)
 
 
 def start_runtime(settings: Settings) -> Runtime:
     """Wrap every model call in `spaces.GPU` (a no-op off ZeroGPU) and start loading the model: in the
-    background, so the page is served at once, or, on ZeroGPU, here, onto CUDA before the server starts."""
-    accel.use_spaces()
-    runtime = Runtime(settings)
-    runtime.start(wait_for_model=accel.path_for(settings.device).load_before_launch)
+    background, so the page is served at once, or, on ZeroGPU, here, onto CUDA before the server starts. The
+    self-check runs after start-up on the real files only."""
+    runtime = Runtime.for_host(settings, self_check=selfcheck.background_checks)
+    runtime.start()
     return runtime
 
 

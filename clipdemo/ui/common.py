@@ -1,40 +1,32 @@
-"""What every tab shares: the visitor's label state, named results turned into outputs, errors, progress.
+"""What every tab shares: refusals told as sentences, progress bars, the model service, visitor-safe text.
 
-Holds `LabelState` (a visitor's labels and templates, kept in `gr.State`), `KEEP` and `event()` (a
-handler returns a frozen dataclass of named values; `event` maps those names onto components in one
-place, leaving out fields set to `KEEP`), `user_errors` (core errors become `gr.Error` sentences, in the
-visitor's language where the core gave a `Refusal`), `unavailable` and `details_block` (an unavailable
-dataset or model: one sentence, details without server paths), `progress_fn` (gr.Progress as the core's
-`ProgressFn`), `wait_for_service`, and the escapers `md_text` (visitor text), `md_message` (the server's
-own, with links) and `toast_text`.
+Holds `told(lang)` (the one way a handler turns the core's `Refusal`s, and ZeroGPU's refusals, into a
+`gr.Error` sentence in the visitor's language; an unavailable dataset or model is one sentence, with details
+that show no server path), `unavailable` and `details_block`, `progress_fn` (gr.Progress as the core's
+`ProgressFn`, its `Text`s said in the visitor's language), `wait_for_service`, `ensure_text`, and the
+escapers `md_text` (visitor text), `md_message` (the server's own, with links), `toast_text` and
+`hide_paths`. Handlers return Gradio's own `{component: value}` dicts; what they leave out stays as it is.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import html
-import inspect
 import logging
 import re
-import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import gradio as gr
 
-from ..data import DataError, DataUnavailable
-from ..redact import hide_paths
-from ..presets import LABEL_PRESETS, TEMPLATE_SETS
-from ..progress import Cancelled, ProgressFn
-from ..scheduler import Busy
-from ..runtime import ModelFailed, ModelUnavailable, Runtime
-from ..service import ZeroShot
-from .lang import say, t
+from ..core.labels import LabelSet
+from ..core.words import ProgressFn, Refusal, Text, text
+from ..io.cifar import DataUnavailable
+from ..serving.runtime import ModelFailed, Runtime
+from ..serving.service import ZeroShot
 
-__all__ = ["UI_API", "LabelState", "KEEP", "event", "user_errors", "busy_errors", "gpu_sentence", "GPU_REFUSALS", "progress_fn",
-           "wait_for_service", "ensure_text", "md_text", "md_message", "toast_text", "unavailable", "details_block", "CUSTOM"]
+__all__ = ["UI_API", "MODEL_WAIT_S", "CUSTOM", "told", "gpu_sentence", "GPU_REFUSALS", "unavailable",
+           "details_block", "progress_fn", "wait_for_service", "ensure_text", "md_text", "md_message", "toast_text",
+           "hide_paths"]
 
 log = logging.getLogger(__name__)
 
@@ -43,58 +35,6 @@ log = logging.getLogger(__name__)
 UI_API = "undocumented"
 MODEL_WAIT_S = 180.0  # a click during start-up waits this long for the model before saying it is not ready
 CUSTOM = "custom"  # the preset/template-set choice for a visitor's own list
-
-
-@dataclass(frozen=True)
-class LabelState:
-    """One visitor's active label set (deep-copyable plain data; never a model)."""
-
-    labels: tuple[str, ...] = LABEL_PRESETS["cifar100"].labels
-    templates: tuple[str, ...] = TEMPLATE_SETS["single"].templates
-    label_preset: str = "cifar100"
-    template_set: str = "single"
-
-
-class _Keep:
-    def __repr__(self) -> str:
-        return "KEEP"
-
-
-KEEP = _Keep()  # a result field with this value leaves its component as it is
-
-
-def _outputs(result, components: dict[str, gr.components.Component]) -> dict:
-    out = {comp: value for name, comp in components.items() if (value := getattr(result, name)) is not KEEP}
-    return out or {comp: gr.skip() for comp in components.values()}  # Gradio reads an empty dict as one value
-
-
-def event(fn: Callable, inputs, outputs: dict[str, gr.components.Component]) -> dict:
-    """Keyword arguments for a Gradio event: `fn` (returning, or yielding, a dataclass of named results)
-    wrapped to return `{component: value}` for the `outputs` names, and the input and output lists."""
-    result = typing.get_type_hints(fn).get("return")
-    if typing.get_args(result):  # Iterator[X] for generators
-        result = typing.get_args(result)[0]
-    missing = set(outputs) - {f.name for f in dataclasses.fields(result)}
-    if missing:
-        raise ValueError(f"{fn.__name__} has no result named {', '.join(sorted(missing))}.")
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def run_gen(*args, **kwargs):
-            with busy_errors():
-                for result in fn(*args, **kwargs):
-                    yield _outputs(result, outputs)
-
-        return dict(fn=run_gen, inputs=inputs, outputs=list(outputs.values()))
-
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        with busy_errors():
-            return _outputs(fn(*args, **kwargs), outputs)
-
-    return dict(fn=run, inputs=inputs, outputs=list(outputs.values()))
-
-
-_BUSY = (Busy, Cancelled, ModelUnavailable)  # what a shared model can answer anywhere: full, timed out, not loaded
 
 # ZeroGPU's refusals (gr.Error titles raised by `spaces.GPU`, spaces 0.51) -> what the visitor is told first.
 GPU_REFUSALS: dict[str, str] = {
@@ -105,125 +45,121 @@ GPU_REFUSALS: dict[str, str] = {
     "ZeroGPU worker error": "gpu_worker",
 }
 GPU_REFUSED = "gpu_other"  # any other ZeroGPU error
+_UNAVAILABLE = (DataUnavailable, ModelFailed)  # their sentences hold server paths and URLs: the log has them whole
 
 
-def gpu_sentence(exc: gr.Error) -> str | None:
+@contextmanager
+def told(lang: str) -> Iterator[None]:
+    """Refusals raised inside become `gr.Error` sentences in `lang`; an unavailable dataset or model its short
+    sentence (`unavailable`); a `gr.Error` stays, unless it is ZeroGPU's refusal (said in our words first)."""
+    try:
+        yield
+    except gr.Error as exc:
+        if (sentence := gpu_sentence(exc, lang)) is None:
+            raise
+        raise gr.Error(toast_text(sentence), title=text("gpu_title", lang)) from None
+    except _UNAVAILABLE as exc:
+        raise gr.Error(toast_text(unavailable(exc, lang))) from None
+    except Refusal as exc:
+        raise gr.Error(toast_text(exc.say(lang))) from None
+
+
+def gpu_sentence(exc: gr.Error, lang: str) -> str | None:
     """The sentence for a ZeroGPU refusal (None for any other error): ours first, then ZeroGPU's own words
     as plain text (their message may be HTML with links)."""
     title = str(getattr(exc, "title", "") or "")
     if not title.startswith("ZeroGPU"):
         return None
     said = re.sub(r"<[^>]+>", "", html.unescape(str(exc.message))).strip()  # unescape first: no tag survives
-    lead = t(GPU_REFUSALS.get(title, GPU_REFUSED))
-    return t("gpu_said", lead, said) if said else lead
+    lead = text(GPU_REFUSALS.get(title, GPU_REFUSED), lang)
+    return text("gpu_said", lang, lead, said) if said else lead
 
 
-def user_errors():
-    """Turn the core's expected errors (bad input, data or model unavailable, ZeroGPU refused) into `gr.Error`
-    sentences."""
-    return _told((ValueError, DataError, *_BUSY))
-
-
-def busy_errors():
-    """Turn what a shared, busy model can answer anywhere in a handler (the gate is full, a time limit was
-    reached, the model is not loaded, ZeroGPU refused: see `gpu_sentence`) into `gr.Error` sentences."""
-    return _told(_BUSY)
-
-
-@contextmanager
-def _told(kinds: tuple[type[BaseException], ...]) -> Iterator[None]:
-    """Errors of `kinds` become `gr.Error` sentences in the visitor's language; an unavailable dataset or model
-    its short sentence (`unavailable`); a `gr.Error` stays, unless it is ZeroGPU's refusal (`_retell`)."""
-    try:
-        yield
-    except gr.Error as exc:
-        _retell(exc)  # already a sentence for the visitor, unless ZeroGPU's
-    except _UNAVAILABLE as exc:
-        raise gr.Error(toast_text(unavailable(exc))) from None
-    except kinds as exc:
-        raise gr.Error(toast_text(say(exc))) from None
-
-
-_UNAVAILABLE = (DataUnavailable, ModelFailed)  # their messages hold server paths and URLs: the log has them whole
-
-
-def unavailable(exc: Exception) -> str:
+def unavailable(exc: Refusal, lang: str) -> str:
     """What a visitor is told when the dataset or the model is unavailable: one sentence (what is
     unavailable, what still works, that the logs have the details), then the details without server paths."""
     log.warning("told a visitor: %s", exc)
-    lead = t("data_unavailable") if isinstance(exc, DataUnavailable) else t("model_unavailable")
-    return f"{lead} {t('details')}: {hide_paths(str(exc))}"
+    lead = text("data_unavailable" if isinstance(exc, DataUnavailable) else "model_unavailable", lang)
+    return f"{lead} {text('details', lang)}: {hide_paths(exc.say(lang))}"
 
 
-def details_block(text: str) -> str:
-    """Markdown: `text` (server paths taken out) in a collapsed section."""
-    return f"\n\n<details><summary>{t('details')}</summary>\n\n{md_message(hide_paths(text))}\n\n</details>"
+def details_block(details: str, lang: str) -> str:
+    """Markdown: `details` (server paths taken out) in a collapsed section."""
+    return (f"\n\n<details><summary>{text('details', lang)}</summary>\n\n{md_message(hide_paths(details))}\n\n"
+            "</details>")
 
 
-def _retell(exc: gr.Error):
-    """Raise `exc` again, or our sentence in its place when it is a ZeroGPU refusal."""
-    if (sentence := gpu_sentence(exc)) is None:
-        raise exc
-    raise gr.Error(toast_text(sentence), title=t("gpu_title")) from None
-
-
-# The core's progress words the page shows, said in the visitor's language (any other passes as it is).
-PROGRESS_WORDS = {"encoding prompts": "progress_encoding_prompts", "classifying images": "progress_classifying"}
-
-
-def progress_fn(progress) -> ProgressFn:
-    """A `gr.Progress` as the core's `(done, total, what)` callback."""
-    def report(done: int, total: int, what: str) -> None:
-        what = t(PROGRESS_WORDS[what]) if what in PROGRESS_WORDS else what
-        progress(done / total if total else None, desc=f"{what} {done}/{total}" if total else what)
+def progress_fn(progress, lang: str) -> ProgressFn:
+    """A `gr.Progress` as the core's `(done, total, Text)` callback, said in `lang`."""
+    def report(done: int, total: int, what: Text) -> None:
+        words = what.say(lang)
+        progress(done / total if total else None, desc=f"{words} {done}/{total}" if total else words)
 
     return report
 
 
-def wait_for_service(runtime: Runtime, progress) -> ZeroShot:
+def wait_for_service(runtime: Runtime, progress, lang: str) -> ZeroShot:
     """The loaded model service, waiting (with a progress note) while it loads; gr.Error if it cannot."""
     if not runtime.ready:
-        progress(0, desc=t("waiting_model"))
-    with user_errors():
+        progress(0, desc=text("waiting_model", lang))
+    with told(lang):
         return runtime.service(timeout=MODEL_WAIT_S)
 
 
-def ensure_text(zs: ZeroShot, state: LabelState, progress) -> None:
+def ensure_text(zs: ZeroShot, label_set: LabelSet, progress, lang: str) -> None:
     """Encode the visitor's label set (once; then it is cached), with a progress bar."""
-    if not zs.has_text_features(state.labels, state.templates):
-        progress(0, desc=t("encoding_prompts", len(state.labels) * len(state.templates)))
-        zs.text_features(state.labels, state.templates, progress=progress_fn(progress))
+    if not zs.has_text_features(label_set):
+        progress(0, desc=text("encoding_prompts", lang, label_set.size))
+        with told(lang):
+            zs.text_features(label_set, progress=progress_fn(progress, lang))
 
 
+# -- text a visitor sees ---------------------------------------------------------------------------------------
 _MD_SPECIAL = set("\\`*_{}[]()<>#+-.!|~&")
 _LITERAL = {".": "&#46;", ":": "&#58;"}
 _URL = re.compile(r"https?://[^\s<>'\"`]+[^\s<>'\"`.,;:!?)\]]")
+# A path starts after a space, quote, bracket or the start of the text (never inside a URL, where a host or
+# `:` comes first), with /, ~/ or a drive letter, and runs to the next space, quote or bracket.
+_PATH = re.compile(r"""(?<![\w:/.~\\=-])(?:~?/|[A-Za-z]:\\)[^\s'"<>()\[\]]*""")
 
 
-def md_text(text: str) -> str:
+def md_text(value: str) -> str:
     """Visitor text shown literally inside Markdown: every Markdown/HTML-significant character escaped, so
     `<img onerror=...>` renders as those characters, never as a tag; `.` and `:` become entities, so a
     URL-like label is never auto-linked (a shared link can't put a live link on the page) and no
     backslash shows (the auto-linker would take `example\\.com` as it stands)."""
-    return "".join(_LITERAL.get(ch) or ("\\" + ch if ch in _MD_SPECIAL else ch) for ch in text)
+    return "".join(_LITERAL.get(ch) or ("\\" + ch if ch in _MD_SPECIAL else ch) for ch in value)
 
 
-def md_message(text: str) -> str:
+def md_message(value: str) -> str:
     """The server's own text (status, errors with the URLs they name) inside Markdown: URLs as links, whole;
     every other special character backslash-escaped. Never for visitor text: see `md_text`."""
     out, at = [], 0
-    for m in _URL.finditer(text):
-        out += [_md_escape(text[at:m.start()]), f"<{m.group(0)}>"]  # a CommonMark autolink: no escapes inside
+    for m in _URL.finditer(value):
+        out += [_md_escape(value[at:m.start()]), f"<{m.group(0)}>"]  # a CommonMark autolink: no escapes inside
         at = m.end()
-    out.append(_md_escape(text[at:]))
+    out.append(_md_escape(value[at:]))
     return "".join(out)
 
 
-def _md_escape(text: str) -> str:
-    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
+def _md_escape(value: str) -> str:
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in value)
 
 
-def toast_text(text: str) -> str:
+def toast_text(value: str) -> str:
     """Text shown literally in a toast (gr.Error/Warning/Info), which reads HTML: `<urlopen error x>` stays
     visible instead of becoming a tag."""
-    return html.escape(text, quote=False)
+    return html.escape(value, quote=False)
+
+
+def _last(match: re.Match) -> str:
+    path = match.group(0).rstrip(".,;:")
+    tail = match.group(0)[len(path):]
+    name = re.split(r"[/\\]", path.rstrip("/\\"))[-1]
+    return f"…/{name}{tail}" if name and name != "~" else f"…{tail}"
+
+
+def hide_paths(value: str) -> str:
+    """What a visitor may see of a server-side error: every absolute server path (`/home/user/.cache/x.pt`,
+    `C:\\data\\x`, `~/.cache/...`) cut to `…/last-part`, URLs whole. The full text goes to the log."""
+    return _PATH.sub(_last, value)

@@ -1,23 +1,23 @@
-"""The visitor's language in the UI: static text translated in the browser, handlers' words on the server.
+"""The visitor's language in the UI: static text translated in the browser, handlers' words per request.
 
-Holds `I18N` (the `gr.I18n` of `clipdemo.i18n.STRINGS`, given to `launch`), `L(key)` for static text
+Holds `I18N` (the `gr.I18n` of `clipdemo.core.words.STRINGS`, given to `launch`), `L(key)` for static text
 (labels, tab names, buttons, Markdown: the browser shows it in its language, and Gradio's settings panel
-switches it), `lang()` (the language of the request being handled), `t(key, *values)` for what a handler
-says, `say(exc)` for an error, and `HEAD`, a script that keeps a `clipdemo_lang` cookie equal to the page's
-language, so handlers follow the settings panel too (the browser's Accept-Language otherwise).
+switches it), `lang_of(request)` (the language of a request: the `clipdemo_lang` cookie, else the browser's
+Accept-Language, else English) and `HEAD`, a script that keeps that cookie equal to the page's language, so
+handlers follow the settings panel too. Handlers take the `gr.Request` Gradio passes them (never a visible
+input) and say every `Text` and `Refusal` in `lang_of(request)`.
 """
 
 from __future__ import annotations
 
 import gradio as gr
-from gradio.context import LocalContext
 
-from ..batch import MAX_BATCH
-from ..i18n import STRINGS, Refusal, language, text
-from ..images import MAX_BYTES
-from ..prompts import MAX_LABELS
+from ..core.labels import MAX_LABELS
+from ..core.words import STRINGS, language, text
+from ..io.images import MAX_BYTES
+from ..tasks.classify import MAX_BATCH
 
-__all__ = ["I18N", "L", "lang", "t", "say", "HEAD", "COOKIE", "FILLED"]
+__all__ = ["I18N", "L", "lang_of", "HEAD", "COOKIE", "FILLED"]
 
 # Static strings with places: filled here, once per language, with the limits the core defines.
 FILLED = {"about_md": (MAX_LABELS, MAX_BYTES // 2**20), "batch_files": (MAX_BATCH,)}
@@ -43,23 +43,13 @@ def L(key: str):
     return I18N(key)
 
 
-def lang() -> str:
-    """The language of the request being handled: the page's (cookie), else the browser's, else English."""
-    request = LocalContext.request.get(None)
+def lang_of(request: gr.Request | None) -> str:
+    """The language of a request: the page's (cookie), else the browser's, else English (also for a call
+    without a request: a test's, or an internal one)."""
     if request is None:
         return "en"
     try:
         chosen = request.cookies.get(COOKIE, "") or ""
         return language(chosen) if chosen else language(request.headers.get("accept-language", ""))
-    except AttributeError:  # a request without headers or cookies (an internal call)
+    except AttributeError:  # a request without headers or cookies
         return "en"
-
-
-def t(key: str, *values) -> str:
-    """A handler's words by key, in the visitor's language."""
-    return text(key, lang(), *values)
-
-
-def say(exc: BaseException) -> str:
-    """An error's sentence in the visitor's language (a `Refusal` is translated; other errors are English)."""
-    return exc.say(lang()) if isinstance(exc, Refusal) else str(exc)

@@ -1,17 +1,16 @@
 """The About tab: what CLIP and this Space are, the weights, the data, the published figures, the limits,
 and, since CLIP ViT-B/32 learnt from English text, a way back to English labels.
 
-Holds `build(labels_tab, labels_state)`; the text itself is `about_md` in `clipdemo/locales/`. The English
-labels are put back by the Labels tab's own `pick_preset`, as picking both presets there would.
+Holds `build(labels_tab, labels_state)`; the text itself is `about_md` in `clipdemo/core/locales/`. The
+English labels are put back by the Labels tab's own `pick_preset`, as picking both presets there would.
 """
 
 from __future__ import annotations
 
 import gradio as gr
 
-from ..common import LabelState, event
+from ...core.labels import DEFAULT_LABELS, DEFAULT_TEMPLATES, LabelSet
 from ..lang import L
-from .labels import PresetPicked
 
 __all__ = ["build"]
 
@@ -25,11 +24,12 @@ def build(labels_tab, labels_state: gr.State) -> gr.Markdown:
         english = gr.Button(L("use_english"), elem_id="use-english")
         gr.Markdown(L("about_md"))
 
-    def english_labels(state: LabelState, progress=gr.Progress()) -> PresetPicked:
+    def english_labels(label_set: LabelSet, request: gr.Request = None, progress=gr.Progress()) -> dict:
         """Make the English CIFAR-100 labels and the single English template active."""
-        return labels_tab.pick_preset("cifar100", "single", "", "", state, progress)
+        picked = labels_tab.pick_preset(DEFAULT_LABELS, DEFAULT_TEMPLATES, "", "", label_set, request, progress)
+        return {**picked, labels_tab.preset: DEFAULT_LABELS, labels_tab.tpl_preset: DEFAULT_TEMPLATES}
 
-    english.click(**event(english_labels, labels_state, dict(
-        labels=labels_tab.label_box, templates=labels_tab.tpl_box, preset=labels_tab.preset,
-        template_set=labels_tab.tpl_preset, state=labels_state, summary=labels_tab.summary)), api_visibility="private")
+    english.click(english_labels, labels_state,
+                  [labels_tab.label_box, labels_tab.tpl_box, labels_tab.preset, labels_tab.tpl_preset, labels_state,
+                   labels_tab.summary], api_visibility="private")
     return checks

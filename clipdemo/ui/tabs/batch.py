@@ -1,36 +1,28 @@
 """The Batch sub-tab of Predict: many images (files, or a zip of images) against the visitor's labels.
 
-Holds `BatchTab` (`classify_all`, a plain method tests call; `build`, its layout and wiring) and
-`BatchView`. Reading and limits are `clipdemo.batch`; the images are encoded as bulk work, so other
-visitors' predictions go in between; results come as a table, thumbnails and CSV/JSON downloads.
+Holds `BatchTab` (`classify_all`, a plain method tests call, returning Gradio's `{component: value}` dict;
+`build`, its layout and wiring). Reading and limits are `clipdemo.tasks.classify`'s; the images are encoded
+as bulk work, so other visitors' predictions go in between; results come as a table, thumbnails and CSV/JSON
+downloads.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import gradio as gr
 
-from ... import exports, figures
-from ...batch import classify_batch, read_batch
-from ...engine import MAX_TOP_K, check_top_k
-from ...runtime import Runtime
-from ..lang import L, t
-from ..common import UI_API, LabelState, ensure_text, event, progress_fn, user_errors, wait_for_service
+from ...core import checks
+from ...core.labels import LabelSet
+from ...core.words import text
+from ...io import figures
+from ...serving.runtime import Runtime
+from ...tasks.classify import classify_batch, read_batch
+from .. import files
+from ..common import UI_API, ensure_text, progress_fn, told, wait_for_service
+from ..lang import L, lang_of
 
-__all__ = ["BatchTab", "BatchView", "COLUMNS"]
+__all__ = ["BatchTab", "COLUMNS"]
 
 COLUMNS = ["image", "top-1", "probability", "top-k"]
-
-
-@dataclass(frozen=True)
-class BatchView:
-    """A batch's results: the summary, the table, thumbnails with their top-1, and the downloads."""
-
-    summary: str
-    table: list[list]
-    gallery: list
-    files: list[str]
 
 
 def _thumb(image):
@@ -48,38 +40,41 @@ class BatchTab:
     def __init__(self, runtime: Runtime):
         self.rt = runtime
 
-    def classify_all(self, files: list | None, top_k: float, state: LabelState, progress=gr.Progress()) -> BatchView:
-        """Classify every image of `files` (image files, or zips of images; at most 64 images)."""
-        state = state or LabelState()
-        paths = [f if isinstance(f, str) else f.get("path") for f in (files or [])]
-        with user_errors():
-            k = check_top_k(top_k)
+    def classify_all(self, uploads: list | None, top_k: float, label_set: LabelSet, request: gr.Request = None,
+                     progress=gr.Progress()) -> dict:
+        """Classify every image of `uploads` (image files, or zips of images; at most 64 images)."""
+        lang = lang_of(request)
+        paths = [f if isinstance(f, str) else f.get("path") for f in (uploads or [])]
+        with told(lang):
+            k = checks.top_k(top_k)
             items = read_batch([p for p in paths if p], fit=self.rt.config().image_resolution)
-        zs = wait_for_service(self.rt, progress)
-        ensure_text(zs, state, progress)
-        with user_errors():
-            done = classify_batch(zs, items, state.labels, state.templates, k, progress=progress_fn(progress))
-        table = [[it.name, it.top[0][0], round(it.top[0][1], 4), ", ".join(f"{lab} {100 * p:.1f}%" for lab, p, _ in it.top)]
-                 for it in done]
-        gallery = [(_thumb(it.image), f"{it.name}: {it.top[0][0]} {100 * it.top[0][1]:.1f}%") for it in done]
-        note = "" if zs.info.trained else t("untrained_suffix")
-        summary = t("batch_summary", len(done), len(state.labels), note)
-        return BatchView(summary, table, gallery, exports.batch_files(done, len(state.labels)))
+        zs = wait_for_service(self.rt, progress, lang)
+        ensure_text(zs, label_set, progress, lang)
+        with told(lang):
+            preds = classify_batch(zs, [image for _, image in items], label_set, k,
+                                   progress=progress_fn(progress, lang))
+        names = [name for name, _ in items]
+        table = [[name, p.top[0][0], round(p.top[0][1], 4), ", ".join(f"{lab} {100 * q:.1f}%" for lab, q in p.top)]
+                 for name, p in zip(names, preds)]
+        gallery = [(_thumb(image), f"{name}: {p.top[0][0]} {100 * p.top[0][1]:.1f}%")
+                   for (name, image), p in zip(items, preds)]
+        note = "" if zs.loaded.info.trained else text("untrained_suffix", lang)
+        return {self.summary: text("batch_summary", lang, len(preds), len(label_set.labels), note),
+                self.table: table, self.gallery: gallery, self.files: files.batch_files(names, preds)}
 
     def build(self, labels_state: gr.State) -> None:
         """Lay out the sub-tab (inside Predict's tabs) and wire its event."""
         with gr.Tab(L("tab_batch"), id="batch"):
-            files = gr.File(label=L("batch_files"), file_count="multiple",
-                            file_types=["image", ".zip"], elem_id="batch-files")
+            uploads = gr.File(label=L("batch_files"), file_count="multiple", file_types=["image", ".zip"],
+                              elem_id="batch-files")
             with gr.Row():
-                top_k = gr.Slider(1, MAX_TOP_K, value=3, step=1, label=L("batch_top_k"))
+                top_k = gr.Slider(1, checks.MAX_TOP_K, value=3, step=1, label=L("batch_top_k"))
                 run = gr.Button(L("batch_run"), variant="primary", elem_id="batch-run")
-            summary = gr.Markdown(elem_id="batch-summary")
-            table = gr.Dataframe(headers=COLUMNS, label=L("batch_table"), interactive=False, elem_id="batch-table")
-            gallery = gr.Gallery(label=L("batch_gallery"), columns=8, height=260)
-            downloads = gr.File(label=L("downloads"), file_count="multiple", interactive=False,
-                                elem_id="batch-downloads")
-        run.click(**event(self.classify_all, [files, top_k, labels_state],
-                          dict(summary=summary, table=table, gallery=gallery, files=downloads)),
+            self.summary = gr.Markdown(elem_id="batch-summary")
+            self.table = gr.Dataframe(headers=COLUMNS, label=L("batch_table"), interactive=False, elem_id="batch-table")
+            self.gallery = gr.Gallery(label=L("batch_gallery"), columns=8, height=260)
+            self.files = gr.File(label=L("downloads"), file_count="multiple", interactive=False,
+                                 elem_id="batch-downloads")
+        run.click(self.classify_all, [uploads, top_k, labels_state], [self.summary, self.table, self.gallery, self.files],
                   api_name="classify_batch_ui", api_visibility=UI_API,
-                  concurrency_id="batch", concurrency_limit=1)  # one batch decodes at a time (memory)
+                  concurrency_id="batch", concurrency_limit=1)  # one batch at a time: it is bulk work

@@ -1,0 +1,144 @@
+"""Architecture facts of a CLIP model: configuration card, parameter counts, torchinfo summaries, module tree.
+
+Holds: `TextTower` (the text encoder as one module, sharing the model's parameters), `config_card`,
+`parameter_split`, `parameter_tree`, `tower_summary` (torchinfo's data as table rows, plus its text)
+and `module_tree`. Everything takes a `LoadedModel` and returns plain values; what happens inside one
+forward pass (attention, tokens) is `clipdemo.core.inside`; nothing here renders (see `clipdemo.io.figures`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import checks
+from .model import LoadedModel
+
+__all__ = ["TextTower", "config_card", "parameter_split", "tower_summary", "TowerSummary", "module_tree",
+           "parameter_tree"]
+
+INDENT = "\u2003"  # an em space: HTML tables keep it where they collapse ordinary spaces
+
+
+class TextTower(nn.Module):
+    """`CLIP.encode_text` as a module, so torchinfo can walk it; shares (does not copy) the parameters."""
+
+    def __init__(self, clip_model: nn.Module):
+        super().__init__()
+        self.token_embedding = clip_model.token_embedding
+        self.positional_embedding = clip_model.positional_embedding
+        self.transformer = clip_model.transformer
+        self.ln_final = clip_model.ln_final
+        self.text_projection = clip_model.text_projection
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # [N, 77] int -> [N, embed_dim]
+        dtype = self.text_projection.dtype
+        x = self.token_embedding(tokens).type(dtype)  # [N, 77, width]
+        x = x + self.positional_embedding.type(dtype)
+        x = x.permute(1, 0, 2)  # [77, N, width]
+        x = self.transformer(x)
+        x = x.permute(1, 0, 2)  # [N, 77, width]
+        x = self.ln_final(x).type(dtype)
+        return x[torch.arange(x.shape[0]), tokens.argmax(dim=-1)] @ self.text_projection  # [N, embed_dim]
+
+
+def _count(module_or_params) -> int:
+    params = module_or_params.parameters() if isinstance(module_or_params, nn.Module) else module_or_params
+    return sum(p.numel() for p in params)
+
+
+def parameter_split(loaded: LoadedModel) -> dict[str, int]:
+    """Parameters per part: vision tower, text tower, logit scale, and the total."""
+    m = loaded.model
+    vision = _count(m.visual)
+    text = _count(TextTower(m))
+    total = _count(m)
+    return {"vision": vision, "text": text, "logit_scale": total - vision - text, "total": total}
+
+
+def config_card(loaded: LoadedModel) -> dict[str, object]:
+    """The architecture, derived from the loaded weights, as an ordered dict of plain values."""
+    c = loaded.config
+    split = parameter_split(loaded)
+    return {
+        "weights": loaded.info.label,
+        "embed_dim": c.embed_dim,
+        "vision": {"width": c.vision_width, "layers": c.vision_layers, "heads": c.vision_heads,
+                   "patch_size": c.vision_patch_size, "input_resolution": c.image_resolution,
+                   "grid": f"{c.grid}x{c.grid}", "tokens": c.vision_tokens,
+                   "patch_embedding": f"Conv2d(3, {c.vision_width}, kernel={c.vision_patch_size}, "
+                                      f"stride={c.vision_patch_size}, bias=False)"},
+        "text": {"width": c.transformer_width, "layers": c.transformer_layers, "heads": c.transformer_heads,
+                 "context_length": c.context_length, "vocab_size": c.vocab_size},
+        "parameters": split,
+        "device": str(loaded.device),
+        "dtype": str(loaded.dtype).removeprefix("torch."),
+    }
+
+
+@dataclass(frozen=True)
+class TowerSummary:
+    """torchinfo's result for one tower, as data: rows of the table, totals and the printed text."""
+
+    tower: str
+    depth: int
+    columns: tuple[str, ...]
+    rows: tuple[tuple, ...]  # (layer, depth, output shape, parameters, mult-adds)
+    total_params: int
+    total_mult_adds: int
+    text: str
+
+
+def tower_summary(loaded: LoadedModel, tower: str, depth: int = 2) -> TowerSummary:
+    """torchinfo summary of the `visual` tower (input 1x3xRxR) or the `text` tower (input 1x77 tokens)."""
+    import torchinfo
+
+    tower, depth = checks.tower(tower), checks.summary_depth(depth)
+    c, m, dev = loaded.config, loaded.model, loaded.device
+    if tower == "visual":
+        module = m.visual
+        data = torch.zeros(1, 3, c.image_resolution, c.image_resolution, dtype=loaded.dtype, device=dev)
+    else:
+        module = TextTower(m)
+        data = torch.zeros(1, c.context_length, dtype=torch.long, device=dev)
+        data[0, 0], data[0, 1] = 49406, 49407  # start-of-text, end-of-text
+    with torch.inference_mode():
+        stats = torchinfo.summary(module, input_data=[data], depth=int(depth), device=dev, verbose=0,
+                                  col_names=("output_size", "num_params", "mult_adds"), row_settings=("var_names",))
+    rows = tuple(
+        (f"{INDENT * max(li.depth - 1, 0)}{li.var_name or li.class_name} ({li.class_name})", li.depth,
+         "x".join(str(d) for d in li.output_size) if li.output_size else "",
+         int(stats.total_params) if li.depth == 0 else li.num_params,
+         int(stats.total_mult_adds) if li.depth == 0 else li.macs)
+        for li in stats.summary_list if li.depth <= depth
+    )
+    return TowerSummary(tower, int(depth), ("layer", "depth", "output shape", "parameters", "mult-adds"), rows,
+                        int(stats.total_params), int(stats.total_mult_adds), str(stats))
+
+
+def module_tree(loaded: LoadedModel) -> str:
+    """`print(model)`: the notebook's module tree."""
+    return str(loaded.model)
+
+
+def parameter_tree(loaded: LoadedModel) -> list[tuple[str, str, str, int]]:
+    """Parameter counts as a hierarchy CLIP -> tower -> block -> layer: [(id, label, parent id, count)].
+
+    A node's count is the total of everything under it (plotly's `branchvalues="total"`).
+    """
+    totals: dict[tuple[str, ...], int] = {}
+    for name, p in loaded.model.named_parameters():
+        parts = name.split(".")
+        if parts[0] == "logit_scale":
+            path = ("logit scale",)
+        else:
+            tower, rest = ("vision tower", parts[1:]) if parts[0] == "visual" else ("text tower", parts)
+            if rest[:2] == ["transformer", "resblocks"]:
+                path = (tower, f"block {int(rest[2]) + 1}", ".".join(rest[3:-1]))  # attn, mlp.c_fc, ln_1 ...
+            else:
+                path = (tower, rest[0])  # conv1, ln_pre, token_embedding, proj ...
+        for depth in range(len(path) + 1):
+            totals[("CLIP", *path[:depth])] = totals.get(("CLIP", *path[:depth]), 0) + p.numel()
+    return [(" / ".join(k), k[-1], " / ".join(k[:-1]), n) for k, n in totals.items()]

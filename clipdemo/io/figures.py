@@ -1,0 +1,202 @@
+"""Every picture the app shows: plotly charts and PIL images, built from plain values.
+
+Holds pure functions from predictions, tensors, PIL images and lists to figures and images: the
+top-k bars, what the model sees (`input_view`, `enlarge`), the parameter treemap, the patch grid,
+attention overlays, label similarity, per-class accuracy and the confusion matrix. The values come
+from the service, `clipdemo.core.architecture`, `clipdemo.core.inside` and `clipdemo.tasks.evaluate`;
+files are written by the UI (`clipdemo.ui.files`). No gradio here.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from PIL import Image, ImageDraw
+
+from ..core.inside import patch_grid
+from ..core.zeroshot import Prediction
+
+__all__ = ["plot_text", "treemap", "patch_figure", "attention_overlay", "similarity_figure", "colormap", "per_class_chart",
+           "confusion_figure", "overlay_base", "with_colour_bar", "themed", "enlarge", "input_view", "bar_chart", "CLIP_MEAN", "CLIP_STD"]
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # clip's Normalize(), to undo it for display
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# A perceptually ordered dark-to-bright ramp (inferno's anchor colours), for attention heat.
+_RAMP = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21],
+                  [250, 193, 39], [252, 255, 164]], dtype=np.float32)
+
+
+# Okabe & Ito's colour-blind-safe palette: blue for bars, orange for the true class.
+BLUE, ORANGE = "#0072B2", "#E69F00"
+
+
+def themed(fig: go.Figure) -> go.Figure:
+    """Transparent backgrounds, so a chart sits on the page's own colour in light and dark themes alike
+    (the page's CSS colours its text and grid lines from the theme: see `clipdemo.ui.app.CSS`)."""
+    fig.update_layout(paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)")
+    return fig
+
+
+def plot_text(text: str) -> str:
+    """User text for plotly, which reads a few HTML tags (`<b>`, `<a href>`) in labels: entities instead."""
+    return html.escape(text, quote=False)
+
+
+def colormap(values: np.ndarray) -> np.ndarray:
+    """Values in 0..1, any shape `[...]` -> RGB `[..., 3]` uint8 along the ramp."""
+    x = np.clip(values, 0, 1) * (len(_RAMP) - 1)
+    lo = np.floor(x).astype(int).clip(0, len(_RAMP) - 2)
+    t = (x - lo)[..., None]
+    return (_RAMP[lo] * (1 - t) + _RAMP[lo + 1] * t).round().astype(np.uint8)
+
+
+def enlarge(image: Image.Image, size: int = 224) -> Image.Image:
+    """Scale a small image up with nearest-neighbour (crisp pixels, no blur)."""
+    return image.resize((size, size), Image.Resampling.NEAREST)
+
+
+def input_view(pixels: torch.Tensor, min_size: int = 224) -> Image.Image:
+    """What the model sees: a preprocessed `[3, R, R]` tensor, un-normalised back to an RGB image.
+
+    Inputs smaller than `min_size` (tiny test models) are enlarged with nearest-neighbour for display.
+    """
+    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(3, 1, 1)
+    rgb = (pixels.float().cpu() * std + mean).clamp(0, 1)  # [3, R, R] in 0..1
+    image = Image.fromarray((rgb.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())  # [R, R, 3]
+    return enlarge(image, min_size) if image.size[0] < min_size else image
+
+
+def bar_chart(pred: Prediction, title: str = "Top predictions", axis: str = "probability (%)") -> go.Figure:
+    """Horizontal bars of the top-k probabilities, best on top, each with its cosine similarity; the true
+    class, if shown, in orange."""
+    labels = [lab for lab, _ in pred.top][::-1]
+    probs = [100 * p for _, p in pred.top][::-1]
+    cosines = [pred.cosine(lab) for lab in labels]
+    colors = [ORANGE if lab == pred.true_label else BLUE for lab in labels]
+    labels = [plot_text(lab) for lab in labels]
+    fig = go.Figure(go.Bar(x=probs, y=labels, orientation="h", marker_color=colors, customdata=cosines,
+                           text=[f"{p:.2f}% · cos {c:.3f}" for p, c in zip(probs, cosines)], textposition="outside",
+                           cliponaxis=False, hovertemplate="%{y}: %{x:.2f}% · cos %{customdata:.3f}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title=axis, xaxis_range=[0, 135],
+                      height=120 + 28 * len(labels), margin=dict(l=10, r=10, t=50, b=40))
+    fig.update_xaxes(tickvals=[0, 25, 50, 75, 100])
+    fig.update_yaxes(type="category")  # labels are text, never parsed as numbers or dates
+    return themed(fig)
+
+
+def treemap(tree: list[tuple[str, str, str, int]], title: str = "Parameters") -> go.Figure:
+    """Plotly treemap of `architecture.parameter_tree` rows (id, label, parent, count)."""
+    ids, labels, parents, values = zip(*tree)
+    fig = go.Figure(go.Treemap(ids=ids, labels=labels, parents=parents, values=values, branchvalues="total",
+                               maxdepth=3, hovertemplate="%{id}<br>%{value:,} parameters<br>"
+                                                         "%{percentRoot:.2%} of the model<extra></extra>",
+                               texttemplate="%{label}<br>%{value:,}"))
+    fig.update_layout(title=title, height=520, margin=dict(l=5, r=5, t=40, b=5))
+    themed(fig)
+    return fig
+
+
+def patch_figure(image: Image.Image, patch: int, title: str | None = None) -> go.Figure:
+    """The model input with the conv embedding's patch grid drawn over it; hover names each patch."""
+    arr = np.asarray(image.convert("RGB"))  # [R, R, 3]
+    res = arr.shape[0]
+    g = res // patch
+    fig = go.Figure(go.Image(z=arr, hoverinfo="skip"))
+    for k in range(g + 1):
+        fig.add_shape(type="line", x0=k * patch - 0.5, x1=k * patch - 0.5, y0=-0.5, y1=res - 0.5,
+                      line=dict(color="white", width=1))
+        fig.add_shape(type="line", y0=k * patch - 0.5, y1=k * patch - 0.5, x0=-0.5, x1=res - 0.5,
+                      line=dict(color="white", width=1))
+    grid = patch_grid(res, patch)  # (index, row, col, x0, y0), in token order
+    fig.add_trace(go.Scatter(
+        x=[x0 + patch / 2 for *_, x0, _ in grid], y=[y0 + patch / 2 for *_, y0 in grid], mode="text",
+        text=[str(i) for i, *_ in grid], textfont=dict(color="white", size=11),
+        customdata=[[i, r, c] for i, r, c, _, _ in grid],
+        hovertemplate="patch %{customdata[0]} (row %{customdata[1]}, col %{customdata[2]})<br>"
+                      "token %{customdata[0]}+1 after the class token<extra></extra>"))
+    title = title or f"{g}×{g} patches of {patch}×{patch} px = {g * g} tokens + 1 class token"
+    fig.update_layout(title=title,
+                      height=420, margin=dict(l=5, r=5, t=40, b=5), showlegend=False)
+    themed(fig)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    return fig
+
+
+def overlay_base(shown: Image.Image, min_size: int = 224) -> Image.Image:
+    """The model input (`input_view(..., min_size=0)`), enlarged smoothly to at least `min_size`: what the
+    attention and relevancy overlays are drawn on."""
+    size = max(min_size, shown.size[0])
+    return shown.resize((size, size), Image.Resampling.BICUBIC)
+
+
+def attention_overlay(image: Image.Image, amap: torch.Tensor, alpha: float = 0.6) -> Image.Image:
+    """A `[grid, grid]` attention map, stretched to 0..1, upsampled and blended over the image."""
+    img = np.asarray(image.convert("RGB"), dtype=np.float32)  # [R, R, 3]
+    a = amap.float()
+    a = (a - a.min()) / (a.max() - a.min() + 1e-12)
+    up = torch.nn.functional.interpolate(a[None, None], size=img.shape[:2], mode="bilinear",
+                                         align_corners=False)[0, 0]  # [R, R]
+    heat = colormap(up.numpy()).astype(np.float32)  # [R, R, 3]
+    blended = Image.fromarray((img * (1 - alpha) + heat * alpha).round().clip(0, 255).astype(np.uint8))
+    return with_colour_bar(blended)
+
+
+def with_colour_bar(image: Image.Image, width: int = 18, pad: int = 40) -> Image.Image:
+    """`image` with the colour ramp beside it, 0 (lowest, bottom) to 1 (highest, top): the overlay's key. Around
+    it the picture is transparent (it sits on the page's own colour, light or dark), its numbers on white."""
+    h = image.size[1]
+    ramp = colormap(np.linspace(1, 0, h)[:, None].repeat(width, 1))  # [h, width, 3]: high at the top
+    out = Image.new("RGBA", (image.size[0] + 6 + width + pad, h), (0, 0, 0, 0))
+    out.paste(image.convert("RGBA"), (0, 0))
+    out.paste(Image.fromarray(ramp).convert("RGBA"), (image.size[0] + 6, 0))
+    draw = ImageDraw.Draw(out)
+    x = image.size[0] + 6 + width + 3
+    for y, text in ((0, "1.0"), (h // 2 - 5, "0.5"), (h - 12, "0.0")):
+        draw.rectangle((x - 1, y, x + 19, y + 11), fill=(255, 255, 255, 255))
+        draw.text((x, y), text, fill=(0, 0, 0, 255))
+    return out
+
+
+def similarity_figure(labels: tuple[str, ...], sim: torch.Tensor,
+                      title: str = "Cosine similarity of the labels' text features (before any image)") -> go.Figure:
+    """Plotly heatmap of label-to-label cosine similarity `[L, L]`."""
+    shown = [plot_text(lab) for lab in labels]
+    fig = go.Figure(go.Heatmap(z=sim.numpy(), x=shown, y=shown, colorscale="Viridis",
+                               hovertemplate="%{y} vs %{x}: cos %{z:.3f}<extra></extra>"))
+    size = min(900, 260 + 9 * len(labels))
+    fig.update_layout(title=title, height=size, margin=dict(l=5, r=5, t=40, b=5))
+    themed(fig)
+    fig.update_xaxes(type="category", showticklabels=len(labels) <= 40)
+    fig.update_yaxes(type="category", autorange="reversed", showticklabels=len(labels) <= 40)
+    return fig
+
+
+def per_class_chart(classes: tuple[str, ...], accuracy: list[float | None], title: str,
+                    axis: str = "top-1 accuracy (%)") -> go.Figure:
+    """Per-class top-1 accuracy, sorted from worst to best; classes without images are left out."""
+    pairs = sorted(((a, c) for c, a in zip(classes, accuracy) if a is not None), key=lambda p: p[0])
+    fig = go.Figure(go.Bar(x=[c for _, c in pairs], y=[100 * a for a, _ in pairs], marker_color=BLUE,
+                           hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
+    fig.update_layout(title=title, yaxis_title=axis, yaxis_range=[0, 100], height=380,
+                      margin=dict(l=5, r=5, t=40, b=5))
+    themed(fig)
+    fig.update_xaxes(type="category", showticklabels=len(pairs) <= 40)
+    return fig
+
+
+def confusion_figure(classes: tuple[str, ...], confusion: torch.Tensor, title: str,
+                     axes: tuple[str, str] = ("predicted", "true")) -> go.Figure:
+    """Heatmap of a `[C, C]` confusion matrix: rows are true classes, columns predicted ones."""
+    fig = go.Figure(go.Heatmap(z=confusion.numpy(), x=list(classes), y=list(classes), colorscale="Cividis",
+                               hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
+    fig.update_layout(title=title, height=700, margin=dict(l=5, r=5, t=40, b=5))
+    fig.update_xaxes(type="category", title=axes[0], showticklabels=False)
+    fig.update_yaxes(type="category", title=axes[1], autorange="reversed", showticklabels=False)
+    themed(fig)
+    return fig

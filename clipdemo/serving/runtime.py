@@ -1,0 +1,305 @@
+"""The app's process-wide resources: the model service (loaded in the background) and the dataset.
+
+Holds the start-up steps the CLI and the app share (`open_service`: threads and model load; `speed_up`: the
+parity-checked image backend, its ONNX export run in a child process by `export_in_child`, and stored
+CIFAR-100 features merged into the store; `preload_imports`), and `Runtime`, which runs them on a thread (so
+the page is served meanwhile), reports load progress and failures as a `ModelStatus` (a `ModelState` and a
+`Text`), opens CIFAR-100 on first use, encodes the default label set once the model is ready, and runs the
+self-check it is given (the app gives `clipdemo.tasks.selfcheck`'s) in the background. Shared by every
+session; holds nothing per user. No gradio here, and no model calls: those go through the `ZeroShot`
+service it hands out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import importlib
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..core.clip_package import import_clip
+from ..core.labels import LabelSet
+from ..core.model import DEFAULT_MODEL, PRESETS, ClipConfig, LoadedModel, random_preset
+from ..core.words import ProgressFn, Refusal, Text
+from ..io.cifar import Cifar100, DataError, DataUnavailable, open_cifar100
+from ..weights.load import load_model
+from . import accel
+from .accel import Tasks
+from .cpus import cpu_threads
+from .features import FeatureFileError, ImageFeatureStore, default_path
+from .service import DEFAULT_TEXT_RATE, ZeroShot
+from .settings import Settings, to_env
+
+__all__ = ["Runtime", "ModelState", "ModelStatus", "ModelUnavailable", "ModelFailed", "open_service", "speed_up",
+           "export_in_child", "preload_imports", "BACKGROUND_IMPORTS"]
+
+log = logging.getLogger(__name__)
+DATA_RETRY_S = 60.0  # after a failed dataset open, wait this long before trying (and maybe downloading) again
+EXPORT_TIMEOUT_S = 600
+# What the start-up thread imports on its way (weights formats, the Hub client, the image backend, the dataset,
+# torchinfo for the Architecture tab), imported by `Runtime.start` before the thread begins: two threads
+# importing one module at once can each see it half made (clip; torch's ONNX registry, which torchvision fills).
+BACKGROUND_IMPORTS = ("torchvision.datasets", "huggingface_hub", "huggingface_hub.errors", "safetensors.torch",
+                      "onnxruntime", "torchinfo", "tqdm.auto")
+
+
+def preload_imports() -> None:
+    """Import, in this thread, everything the start-up thread would import lazily (see BACKGROUND_IMPORTS)."""
+    import_clip()
+    for name in BACKGROUND_IMPORTS:
+        importlib.import_module(name)
+
+
+# -- start-up steps, shared by the CLI and the app -------------------------------------------------------------
+def release_freed_memory() -> None:
+    """Hand memory freed by loading (temporary copies of the weights) back to the OS (glibc only)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
+def open_service(settings: Settings, progress: ProgressFn | None = None, tasks: Tasks | None = None) -> ZeroShot:
+    """Set the CPU threads and load the weights `settings` name; WeightsError (or another Refusal) says why not."""
+    torch.set_num_threads(settings.threads or cpu_threads())
+    loaded = load_model(settings.weights, device=settings.device, cache_dir=settings.cache_dir,
+                        allow_download=settings.allow_download, seed=settings.seed, progress=progress,
+                        hub=settings.hub)
+    release_freed_memory()
+    path = accel.PATHS["zerogpu"] if settings.device == "zerogpu" else accel.path_for(loaded.device.type)
+    return ZeroShot(loaded, tasks=tasks, path=path, max_waiting=settings.max_waiting, max_wait_s=settings.max_wait_s)
+
+
+def export_in_child(settings: Settings, path: Path) -> None:
+    """Run `python -m clipdemo export-onnx` in a child process: its temporary copies of the weights
+    never count against this process's memory. RuntimeError with the child's last line if it fails."""
+    child = dataclasses.replace(settings, allow_download=False, device="cpu")  # the parent fetched the weights
+    cmd = [sys.executable, "-m", "clipdemo", "export-onnx", "--out", str(path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S,
+                          env={**os.environ, **to_env(child)})
+    if done.returncode != 0:
+        raise RuntimeError(f"export failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+
+
+def speed_up(zs: ZeroShot, settings: Settings, *, stored_features: bool = True) -> str:
+    """Choose the image backend (exported in a child process, parity-checked) and, with `stored_features`,
+    merge the saved CIFAR-100 features into the service's store; returns the backend's note. Never raises
+    for a bad cache file."""
+    note = zs.choose_backend(settings.backend, settings.cache_dir, lambda p: export_in_child(settings, p))
+    release_freed_memory()  # the export's temporary buffers
+    log.info("image encoder: %s", note)
+    path = default_path(settings.cache_dir, zs.loaded.info.sha256)
+    if stored_features and path is not None and path.is_file():
+        try:
+            added = zs.add_stored_features(ImageFeatureStore.load(path, zs.loaded.info.identity))
+            log.info("loaded %d stored CIFAR-100 image features from %s", added, path)
+        except FeatureFileError as exc:
+            log.warning("ignoring %s", exc)
+    return note
+
+
+# -- the app's runtime ------------------------------------------------------------------------------------------
+class ModelUnavailable(Refusal):
+    """The model is still loading or failed to load; the sentence says which and what to do."""
+
+
+class ModelFailed(ModelUnavailable):
+    """The model failed to load (the sentence holds server paths and URLs: for the log)."""
+
+
+class ModelState(enum.Enum):
+    """Where the shared model is in its life."""
+
+    IDLE = "idle"  # not started
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """A snapshot of the model's state for status lines."""
+
+    state: ModelState
+    message: Text  # what is being done, or why it failed (said in the reader's language)
+    fraction: float | None = None  # load progress 0..1 when known
+
+
+class Runtime:
+    """Owns the shared model service and dataset; thread-safe; created once per process."""
+
+    def __init__(self, settings: Settings, *, loaded: LoadedModel | None = None, tasks: Tasks | None = None,
+                 self_check: Callable[[ZeroShot, Cifar100, Settings], list] | None = None):
+        """`loaded`: a model already loaded (tests); `tasks`: the model tasks (the app passes the spaces.GPU-wrapped
+        ones, `accel.tasks_for_host()`); `self_check`: run after start-up, its results kept in `checks`."""
+        self.settings = settings
+        self.tasks = tasks or Tasks()
+        self._self_check_fn = self_check
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._zs: ZeroShot | None = None
+        self._status = ModelStatus(ModelState.IDLE, Text("not_started"))
+        if loaded is not None:
+            self._zs = ZeroShot(loaded, tasks=self.tasks, max_waiting=settings.max_waiting,
+                                max_wait_s=settings.max_wait_s)
+            self._status = ModelStatus(ModelState.READY, Text("weights_label", loaded.info.label))
+            self._ready.set()
+        self._arch: ZeroShot | None = None
+        self._data: Cifar100 | None = None
+        self.checks: list | None = None  # the self-check's results (`self_check`'s), when it ran
+        self._data_error: tuple[float, DataError] | None = None
+
+    # -- model ---------------------------------------------------------------------------------
+    @classmethod
+    def for_host(cls, settings: Settings, self_check: Callable | None = None) -> Runtime:
+        """The app's runtime: its model tasks wrapped in `spaces.GPU` when that package is installed (a no-op off
+        ZeroGPU; made before the model loads and the server starts, as ZeroGPU requires)."""
+        return cls(settings, tasks=accel.tasks_for_host(), self_check=self_check)
+
+    def start(self, *, wait_for_model: bool | None = None) -> None:
+        """Begin loading the model (idempotent): on a background thread, so the page is served meanwhile, or,
+        with `wait_for_model` (by default where the compute path says so: on ZeroGPU the model must be on CUDA
+        before the server starts), here, with only the work after it (image backend, stored features, dataset)
+        left to the thread."""
+        if wait_for_model is None:
+            wait_for_model = accel.path_for(self.settings.device).load_before_launch
+        with self._lock:
+            if self._thread is not None or self._ready.is_set():
+                return
+            self._status = ModelStatus(ModelState.LOADING, Text("loading_weights", self.settings.weights), 0.0)
+            preload_imports()  # before any second thread exists
+            if wait_for_model:
+                if self._load_model():
+                    self._thread = threading.Thread(target=self._after_load, name="clipdemo-start", daemon=True)
+                    self._thread.start()
+                return
+            self._thread = threading.Thread(target=self._load, name="clipdemo-load", daemon=True)
+            self._thread.start()
+
+    def _progress(self, done: int, total: int, what: Text) -> None:
+        frac = done / total if total else None
+        self._status = ModelStatus(ModelState.LOADING, what if frac is None else Text("percent_done", what,
+                                                                                        f"{100 * frac:.0f}"), frac)
+
+    def _load(self) -> None:
+        if self._load_model():
+            self._after_load()
+
+    def _load_model(self) -> bool:
+        """Load the weights and make the service; always ends in READY or FAILED. True when READY."""
+        try:
+            zs = open_service(self.settings, progress=self._progress, tasks=self.tasks)
+            if zs.path.warm_up:  # not on ZeroGPU: there a GPU exists only inside a visitor's request
+                self._status = ModelStatus(ModelState.LOADING, Text("encoding_default_labels"), None)
+                zs.text_features(LabelSet.preset())
+        except Refusal as exc:
+            self._fail(exc.text)
+            return False
+        except (OSError, RuntimeError, ValueError) as exc:
+            self._fail(Text("load_error", exc))
+            return False
+        except Exception as exc:  # noqa: BLE001 - the load must always end in a final state
+            log.exception("unexpected error while loading the model")
+            self._fail(Text("load_unexpected", type(exc).__name__, exc))
+            return False
+        self._zs = zs
+        self._arch = None  # the stand-in random model, if one was built meanwhile, is no longer needed
+        self._status = ModelStatus(ModelState.READY, Text("weights_label", zs.loaded.info.label))
+        log.info("model ready: %s on %s", zs.loaded.info.label, zs.path.title)
+        self._ready.set()
+        return True
+
+    def _after_load(self) -> None:
+        """The start-up work after the model: the image backend, stored features, the dataset, the self-check."""
+        speed_up(self._zs, self.settings)
+        try:
+            self.dataset()  # open (or download) CIFAR-100 now rather than on a visitor's first click
+        except DataError as exc:
+            log.warning("%s", exc)
+            return
+        if self._self_check_fn is not None:  # it decides whether to run, and never raises (see its docstring)
+            self.checks = self._self_check_fn(self._zs, self._data, self.settings)
+
+    def _fail(self, message: Text) -> None:
+        log.error("model not loaded: %s", message)
+        self._status = ModelStatus(ModelState.FAILED, message)
+        self._ready.set()
+
+    @property
+    def settled(self) -> bool:
+        """True once start-up work (model, backend choice, stored features, dataset) is over, or never began."""
+        return self._thread is None or not self._thread.is_alive()
+
+    def settle(self, timeout: float | None = None) -> None:
+        """Wait for all start-up work (model, backend choice, stored features, dataset) to finish."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def status(self) -> ModelStatus:
+        return self._status
+
+    @property
+    def ready(self) -> bool:
+        return self._status.state is ModelState.READY
+
+    def service(self, timeout: float = 0.0) -> ZeroShot:
+        """The loaded service, waiting up to `timeout` s; ModelUnavailable says why when there is none."""
+        if self._zs is None and self._thread is None:
+            self.start()
+        self._ready.wait(timeout)
+        if self._zs is not None:
+            return self._zs
+        st = self._status
+        if st.state is ModelState.FAILED:
+            raise ModelFailed("model_failed", st.message)
+        raise ModelUnavailable("model_loading", st.message)
+
+    def text_seconds(self, cost: int) -> float:
+        """About how long encoding prompts of `cost` tokens takes (measured once the model has encoded some)."""
+        return self._zs.text_seconds(cost) if self._zs is not None else cost / DEFAULT_TEXT_RATE
+
+    def architecture_service(self) -> ZeroShot:
+        """The loaded service, or, while there is none, ViT-B/32 with random weights (same architecture)."""
+        if self._zs is not None:
+            return self._zs
+        with self._lock:
+            if self._arch is None:
+                self._arch = ZeroShot(load_model("random", device="cpu", seed=self.settings.seed), tasks=self.tasks)
+            return self._arch
+
+    def config(self) -> ClipConfig:
+        """The architecture of the loaded model, or of the weights being loaded when it is known before
+        (a named source or a random preset); ViT-B/32's otherwise."""
+        if self._zs is not None:
+            return self._zs.loaded.config
+        return PRESETS.get(random_preset(self.settings.weights) or "", PRESETS[DEFAULT_MODEL])
+
+    # -- dataset -------------------------------------------------------------------------------
+    def dataset(self) -> Cifar100:
+        """The CIFAR-100 test split, opened on first use; DataError explains when it is unavailable."""
+        with self._lock:
+            if self._data is not None:
+                return self._data
+            if self._data_error and time.monotonic() - self._data_error[0] < DATA_RETRY_S:
+                failed = self._data_error[1]
+                raise DataUnavailable(failed.key, *failed.text.values)
+            try:
+                self._data = open_cifar100(self.settings.data_root, download=self.settings.allow_download)
+            except DataError as exc:
+                self._data_error = (time.monotonic(), exc)
+                raise
+            return self._data

@@ -1,0 +1,156 @@
+"""Fair sharing of the one model: who runs next, and how many may wait.
+
+Holds `Priority` (interactive or bulk), `ModelGate` and `Busy`. The gate runs one model call at a
+time (on 2 vCPUs overlapping calls only slow each other down). Long work is cut into bulk chunks of
+well under a second, and the two kinds take turns: when a chunk ends, every interactive call that
+waited through it goes first; then the next chunk goes before interactive calls that came later. So
+no interactive call ever waits behind more than one chunk of bulk work, and bulk work gets one chunk
+in after each round of interactive calls, however many visitors there are.
+
+Admission is by expected wait: the gate measures how long each kind of call holds the model (a moving
+average), so it knows what a call arriving now would wait for: the rest of the call holding the model,
+every interactive call already waiting, and at most one bulk chunk. An interactive call whose expected wait
+is over `max_wait_s` is refused with a sentence that says the wait (a visitor would rather wait 20 s in line
+than be sent away, but not minutes). Bulk chunks are never refused for their wait: they belong to work
+already under way. A hard cap, `max_waiting`, bounds the waiting calls of either kind (each holds a thread
+and its request). No model code, no gradio: `clipdemo.serving.service` holds the gate around every model call.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from ..core.words import Refusal
+
+__all__ = ["Priority", "ModelGate", "Busy", "GateStats", "MAX_WAIT_S", "MAX_WAITING"]
+
+MAX_WAIT_S = 30.0  # an interactive call expected to wait longer than this is refused (CLIPDEMO_MAX_WAIT_S)
+MAX_WAITING = 256  # calls that may wait at once, of either kind (CLIPDEMO_MAX_WAITING): a bound for memory
+
+
+class Priority(enum.Enum):
+    """How a model call is scheduled."""
+
+    INTERACTIVE = "interactive"  # a visitor waits for this answer: predictions, views, ordinary label sets
+    BULK = "bulk"  # one chunk of long work (evaluation, a large label set)
+
+
+class Busy(Refusal):
+    """A call that would wait too long (or one too many waiting): the sentence says how many wait, and how long."""
+
+    def __init__(self, waiting: int, seconds: float):
+        super().__init__("busy", f"{seconds:.0f}", waiting)
+        self.waiting, self.seconds = waiting, seconds
+
+
+class GateStats:
+    """Counters for tests and figures."""
+
+    def __init__(self) -> None:
+        self.grants = {p: 0 for p in Priority}
+        self.refused = 0
+        self.max_bulk_chunks_waited = 0  # the most bulk chunks any interactive call waited through (goal: <= 1)
+
+
+class ModelGate:
+    """One model call at a time; bulk chunks and rounds of interactive calls take turns."""
+
+    # What a call of each kind is taken to hold the model for before any has been measured (ViT-B/32 on 2
+    # vCPUs: one image, or a bulk chunk of 8); each measured call then moves the average a fifth of the way.
+    PRIOR_S = {Priority.INTERACTIVE: 0.1, Priority.BULK: 0.4}
+
+    def __init__(self, max_waiting: int = MAX_WAITING, max_wait_s: float = MAX_WAIT_S,
+                 clock: Callable[[], float] = time.monotonic):
+        self.max_waiting, self.max_wait_s, self._clock = max_waiting, max_wait_s, clock
+        self._took = dict(self.PRIOR_S)  # seconds a call of each kind holds the model (moving average)
+        self._since = 0.0  # when the holder took the model
+        self._cond = threading.Condition()
+        self._holder: Priority | None = None
+        self._bulk_done = 0  # bulk chunks finished so far
+        self._interactive = collections.Counter()  # waiting interactive calls, by `_bulk_done` at arrival
+        self._bulk_waiting = 0
+        self.stats = GateStats()
+
+    @property
+    def waiting(self) -> int:
+        """How many calls wait for the model now."""
+        with self._cond:
+            return self._count_waiting()
+
+    def _count_waiting(self) -> int:  # with self._cond held
+        return sum(self._interactive.values()) + self._bulk_waiting
+
+    def call_seconds(self, priority: Priority) -> float:
+        """How long a call of `priority` holds the model, as measured (a moving average of the last ~5)."""
+        with self._cond:
+            return self._took[priority]
+
+    def expected_wait(self, priority: Priority = Priority.INTERACTIVE) -> float:
+        """Seconds a call of `priority` arriving now would wait for the model (see the module docstring)."""
+        with self._cond:
+            return self._expected_wait(priority)
+
+    def _expected_wait(self, priority: Priority) -> float:  # with self._cond held
+        took = self._took
+        rest = 0.0 if self._holder is None else max(0.0, took[self._holder] - (self._clock() - self._since))
+        ahead = sum(self._interactive.values()) * took[Priority.INTERACTIVE]
+        if priority is Priority.INTERACTIVE:  # at most one bulk chunk goes before it
+            return rest + ahead + (took[Priority.BULK] if self._bulk_waiting else 0.0)
+        return rest + ahead + self._bulk_waiting * took[Priority.BULK]
+
+    def _bulk_may_start(self) -> bool:
+        # Interactive calls that saw a bulk chunk finish while they waited go first.
+        return self._holder is None and all(seen >= self._bulk_done for seen in self._interactive)
+
+    def _interactive_may_start(self) -> bool:
+        # A bulk chunk whose turn has come (no interactive call waited through the last one) goes first:
+        # the calls it passes have waited through no chunk yet, and will wait through this one only.
+        return self._holder is None and not (self._bulk_waiting and self._bulk_may_start())
+
+    @contextmanager
+    def hold(self, priority: Priority = Priority.INTERACTIVE) -> Iterator[None]:
+        """Wait for the model (Busy if the wait is expected to be too long, or too many already wait), hold it
+        for one call, hand it on."""
+        with self._cond:
+            waiting = self._count_waiting()
+            if self._holder is not None:
+                expected = self._expected_wait(priority)
+                too_long = priority is Priority.INTERACTIVE and expected > self.max_wait_s
+                if too_long or waiting >= self.max_waiting:
+                    self.stats.refused += 1
+                    raise Busy(waiting, expected)
+            if priority is Priority.INTERACTIVE:
+                arrival = self._bulk_done  # a chunk running now finishes later, so it counts as one waited through
+                self._interactive[arrival] += 1
+                try:
+                    while not self._interactive_may_start():
+                        self._cond.wait()
+                finally:
+                    self._interactive[arrival] -= 1
+                    if not self._interactive[arrival]:
+                        del self._interactive[arrival]
+                self.stats.max_bulk_chunks_waited = max(self.stats.max_bulk_chunks_waited, self._bulk_done - arrival)
+            else:
+                self._bulk_waiting += 1
+                try:
+                    while not self._bulk_may_start():
+                        self._cond.wait()
+                finally:
+                    self._bulk_waiting -= 1
+            self._holder, self._since = priority, self._clock()
+            self.stats.grants[priority] += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                took = self._clock() - self._since
+                self._took[priority] += (took - self._took[priority]) / 5  # a moving average of the last ~5 calls
+                self._holder = None
+                if priority is Priority.BULK:
+                    self._bulk_done += 1
+                self._cond.notify_all()

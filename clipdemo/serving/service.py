@@ -1,0 +1,296 @@
+"""The service: the one owner of model access, and of every cache of model-derived things.
+
+Holds `ZeroShot`, which owns one `LoadedModel` and runs every model call (label encoding, image encoding,
+attention traces, relevancy maps, torchinfo summaries, the ONNX export) through one gate
+(`clipdemo.serving.scheduler`), so two calls never overlap on the CPU, each call being one of its `Tasks`
+(what ZeroGPU schedules, `clipdemo.serving.accel`); bounded LRUs keyed by the weights' identity (label text
+features, attention traces, relevancy maps, tower summaries); and the CIFAR-100 image feature store. The math
+is the core's (`clipdemo.core.zeroshot`, `.inside`, `.architecture`); the tasks (`clipdemo.tasks`) and the
+shells call this, never the model: the import contracts keep them away from the tasks and the gate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ..core import checks, zeroshot
+from ..core.architecture import TowerSummary
+from ..core.inside import Explanation, VisionTrace
+from ..core.labels import LabelSet, fill
+from ..core.model import LoadedModel
+from ..core.words import ProgressFn, Refusal, Text
+from ..core.zeroshot import Prediction
+from . import accel, backends
+from .accel import ComputePath, Tasks
+from .backends import ImageEncoder, eager_encoder
+from .features import ImageFeatureStore
+from .scheduler import MAX_WAIT_S, MAX_WAITING, GateStats, ModelGate, Priority
+
+__all__ = ["ZeroShot", "LRU", "Priority", "BULK_AFTER_S"]
+
+BULK_AFTER_S = 2.0  # label sets whose encoding should take longer than this run as bulk work
+DEFAULT_TEXT_RATE = 1500.0  # prompt tokens/s before anything was measured (ViT-B/32 text tower, 2 vCPUs)
+
+
+class LRU:
+    """A small thread-safe least-recently-used map with a fixed bound: every cache here is one."""
+
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self._data: OrderedDict[Hashable, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable):
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+            return None
+
+    def put(self, key: Hashable, value: object) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._data
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._data)
+
+
+class ZeroShot:
+    """Classify and look inside images with one shared model; safe to call from many threads."""
+
+    def __init__(self, loaded: LoadedModel, *, tasks: Tasks | None = None, path: ComputePath | None = None,
+                 text_cache_size: int = 32, trace_cache_size: int = 32, summary_cache_size: int = 16,
+                 max_waiting: int = MAX_WAITING, max_wait_s: float = MAX_WAIT_S):
+        self.loaded = loaded
+        self.path = path or accel.path_for(loaded.device.type)  # CPU, CUDA or ZeroGPU (accel.PATHS)
+        self._tasks = tasks or Tasks()  # in process unless the app passes the spaces.GPU-wrapped ones
+        self._engine = accel.Engine(loaded, eager_encoder(loaded.model))  # what the tasks run
+        self._key = self._tasks.register(self._engine)
+        self._gate = ModelGate(max_waiting, max_wait_s)  # one model call at a time, interactive first
+        self._inflight: dict[LabelSet, threading.Lock] = {}  # label sets being encoded now
+        self._inflight_lock = threading.Lock()
+        self._text_rate = DEFAULT_TEXT_RATE  # prompt tokens encoded per second, measured at each encoding
+        self._text = LRU(text_cache_size)  # (identity, label set) -> [L, D]
+        self._traces = LRU(trace_cache_size)  # (identity, input key) -> VisionTrace
+        self._summaries = LRU(summary_cache_size)  # (identity, tower, depth) -> TowerSummary
+        self._explained = LRU(trace_cache_size)  # (identity, input key, label, label set) -> Explanation
+        self._store_lock = threading.Lock()
+        self.encoder_note = "eager PyTorch"
+        self.cifar: ImageFeatureStore | None = None  # CIFAR-100 test features for these weights
+
+    @contextmanager
+    def _model_call(self, priority: Priority = Priority.INTERACTIVE) -> Iterator[None]:
+        """Hold the model for one call; every model call in the app passes through here (Busy when full)."""
+        with self._gate.hold(priority):
+            yield
+
+    @property
+    def gate_stats(self) -> GateStats:
+        """The gate's counters (grants by priority, refusals, bulk chunks an interactive call waited through)."""
+        return self._gate.stats
+
+    @property
+    def waiting(self) -> int:
+        """Model calls waiting now."""
+        return self._gate.waiting
+
+    @property
+    def threads(self) -> int:
+        """CPU threads the model runs on (set at start-up from the CPU quota, see `clipdemo.serving.cpus`)."""
+        return torch.get_num_threads()
+
+    @property
+    def bulk_images(self) -> int:
+        """Images per model call in bulk work on this path (small on CPU, so predictions go in between)."""
+        return self.path.bulk_images
+
+    # -- image backend ------------------------------------------------------------------------------
+    @property
+    def encoder(self) -> ImageEncoder:
+        return self._engine.encoder
+
+    def use_encoder(self, encoder: ImageEncoder, note: str) -> None:
+        """Switch the image backend (between model calls)."""
+        with self._model_call():
+            self._engine.encoder, self.encoder_note = encoder, note
+
+    def choose_backend(self, name: str, cache_dir: Path, exporter=None) -> str:
+        """Pick the image backend `name` (parity-checked, see `backends.select`), use it, and say which.
+        On a GPU path the backend stays eager PyTorch: ONNX Runtime is the CPU path's."""
+        if not self.path.onnx:
+            self.encoder_note = f"eager PyTorch ({str(self.loaded.dtype).removeprefix('torch.')})"
+            return self.encoder_note
+        encoder, note = backends.select(name, self.loaded.model, self.loaded.config.image_resolution, cache_dir,
+                                        self.loaded.info.identity, exporter)
+        self.use_encoder(encoder, note)
+        return note
+
+    def export_onnx(self, path: Path) -> Path:
+        """Export the vision tower to ONNX at `path` (what the backend's child process runs)."""
+        with self._model_call():
+            return backends.export_onnx(self.loaded.model, self.loaded.config.image_resolution, path)
+
+    # -- CIFAR-100 feature store ----------------------------------------------------------------------
+    def cifar_store(self, size: int) -> ImageFeatureStore:
+        """The CIFAR-100 feature store for these weights (created empty on first use, once)."""
+        with self._store_lock:
+            if self.cifar is None:
+                self.cifar = ImageFeatureStore(self.loaded.info.identity, size, self.loaded.config.embed_dim)
+            return self.cifar
+
+    def add_stored_features(self, stored: ImageFeatureStore) -> int:
+        """Merge features loaded from a file into the store; rows already computed are kept. Returns rows added."""
+        return self.cifar_store(stored.features.shape[0]).merge(stored)
+
+    # -- the text side: one path, the one the app runs --------------------------------------------------
+    def has_text_features(self, label_set: LabelSet) -> bool:
+        return (self.loaded.info.identity, label_set) in self._text
+
+    def text_features(self, label_set: LabelSet, progress: ProgressFn | None = None) -> torch.Tensor:
+        """One normalised feature per label: `[n_labels, D]`, cached. Do not modify the result in place.
+
+        The prompts are tokenised, encoded in chunks of the path's `text_chunk` (each chunk one model call:
+        `zeroshot.prompt_features`) and ensembled per label (`zeroshot.ensemble`). A set that should take longer
+        than BULK_AFTER_S runs as bulk work, so visitors' predictions go in between its chunks. One thread
+        encodes a set; others asking for it meanwhile wait and share the result.
+        """
+        key = (self.loaded.info.identity, label_set)
+        feats = self._text.get(key)
+        if feats is not None:
+            return feats
+        with self._encoding(label_set):
+            feats = self._text.get(key)
+            if feats is None:
+                feats = self._encode_labels(label_set, progress)
+                self._text.put(key, feats)
+        return feats
+
+    @contextmanager
+    def _encoding(self, label_set: LabelSet) -> Iterator[None]:
+        with self._inflight_lock:
+            lock = self._inflight.setdefault(label_set, threading.Lock())
+        with lock:
+            yield
+        with self._inflight_lock:
+            if not lock.locked():
+                self._inflight.pop(label_set, None)
+
+    def _encode_labels(self, label_set: LabelSet, progress: ProgressFn | None) -> torch.Tensor:
+        tokens = zeroshot.tokenize(label_set.prompts())  # [P = L * T, 77]
+        priority = Priority.BULK if self.text_seconds(label_set.cost) > BULK_AFTER_S else Priority.INTERACTIVE
+        chunks, start, step = [], time.perf_counter(), self.path.text_chunk
+        for first in range(0, len(tokens), step):
+            with self._model_call(priority):
+                chunks.append(self._tasks.encode_prompts(self._key, tokens[first:first + step]))  # [b, D]
+            if progress:
+                progress(min(first + step, len(tokens)), len(tokens), Text("progress_encoding_prompts"))
+        self._text_rate = label_set.cost / max(time.perf_counter() - start, 1e-6)
+        return zeroshot.ensemble(torch.cat(chunks), len(label_set.labels), len(label_set.templates))  # [L, D]
+
+    def text_seconds(self, cost: int) -> float:
+        """About how long encoding prompts of `cost` tokens takes here (from the last encoding measured)."""
+        return cost / self._text_rate
+
+    # -- the image side ------------------------------------------------------------------------------
+    def pixels(self, image: Image.Image) -> torch.Tensor:
+        """The model's input for one RGB image: `[3, R, R]`."""
+        return self.loaded.preprocess(image)
+
+    def encode_pixels(self, pixels: torch.Tensor, priority: Priority = Priority.INTERACTIVE) -> torch.Tensor:
+        """`[B, 3, R, R]` preprocessed pixels -> `[B, D]` normalised features, with the current backend.
+
+        Bulk callers pass `Priority.BULK` and batches small enough to be one chunk (see `bulk_images`).
+        """
+        with self._model_call(priority):
+            feats = self._tasks.encode_images(self._key, pixels.to(self.loaded.dtype))  # [B, D]; fp16 on a GPU path
+        return zeroshot.normalise(feats)
+
+    def image_features(self, images: list[Image.Image], priority: Priority = Priority.INTERACTIVE) -> torch.Tensor:
+        """`[B, D]` normalised features of RGB images."""
+        return self.encode_pixels(torch.stack([self.pixels(im) for im in images]), priority)  # [B, 3, R, R] -> [B, D]
+
+    def cifar_feature(self, index: int, image: Image.Image, size: int) -> torch.Tensor:
+        """`[D]` feature of CIFAR-100 test image `index`: from the store, or encoded once and stored."""
+        store = self.cifar_store(size)
+        feat = store.get(index)
+        if feat is None:
+            feat = self.image_features([image])[0]
+            store.put([index], feat[None])
+        return feat
+
+    # -- classification ---------------------------------------------------------------------------------
+    def predict_feature(self, image_feat: torch.Tensor, label_set: LabelSet, k: int,
+                        true_label: str | None = None) -> Prediction:
+        """Score one image feature `[D]` against the label set's text features."""
+        cosines, probs = zeroshot.scores(image_feat[None], self.text_features(label_set))  # [1, L], [1, L]
+        return Prediction.of(cosines[0], probs[0], label_set.labels, k, self.loaded.info, true_label)
+
+    def predict(self, image: Image.Image, label_set: LabelSet, k: int = 5, true_label: str | None = None) -> Prediction:
+        """Classify one RGB image: the notebook's recipe, with text features cached."""
+        self.text_features(label_set)  # encode the labels before spending an image forward pass
+        return self.predict_feature(self.image_features([image])[0], label_set, k, true_label)
+
+    # -- looking inside -------------------------------------------------------------------------------------
+    def vision_trace(self, image: Image.Image, key: Hashable) -> VisionTrace:
+        """Every attention map of the vision tower for `image`, cached under `key` (what the image is)."""
+        cache_key = (self.loaded.info.identity, key)
+        trace = self._traces.get(cache_key)
+        if trace is None:
+            pixels = self.pixels(image)  # [3, R, R]
+            with self._model_call():
+                trace = self._tasks.attention(self._key, pixels[None])
+            self._traces.put(cache_key, trace)
+        return trace
+
+    def explain(self, image: Image.Image, key: Hashable, label: str, label_set: LabelSet,
+                versus: str | None = None) -> Explanation:
+        """Why `image` (cached under `key`) matched `label` of the set: relevancy over its patches for the label's
+        (ensemble) feature, and over the words of its first prompt (`inside.explain`); cached, bounded. With
+        `versus`, the image map is where `label`'s relevancy exceeds `versus`'s: `relu(map - map_versus)`."""
+        found = self._explain(image, key, label, label_set)
+        if versus and versus != label:
+            other = self._explain(image, key, versus, label_set).image
+            found = dataclasses.replace(found, image=(found.image - other).clamp(min=0))  # [grid, grid]
+        return found
+
+    def _explain(self, image: Image.Image, key: Hashable, label: str, label_set: LabelSet) -> Explanation:
+        if label not in label_set.labels:
+            raise Refusal("explain_not_active", label)
+        cache_key = (self.loaded.info.identity, key, label, label_set)
+        found = self._explained.get(cache_key)
+        if found is None:
+            text = self.text_features(label_set)[label_set.labels.index(label)]  # [D], normalised
+            tokens = zeroshot.tokenize([fill(label_set.templates[0], label)])  # [1, 77]
+            with self._model_call():
+                found = self._tasks.relevancy(self._key, self.pixels(image)[None], text, tokens)
+            self._explained.put(cache_key, found)
+        return found
+
+    def tower_summary(self, tower: str, depth: int) -> TowerSummary:
+        """torchinfo summary of one tower (runs a forward pass once per tower and depth; cached). A bad tower or
+        depth is refused here (`clipdemo.core.checks`), before any GPU task: a bad input is the caller's."""
+        tower, depth = checks.tower(tower), checks.summary_depth(depth)
+        key = (self.loaded.info.identity, tower, depth)
+        summary = self._summaries.get(key)
+        if summary is None:
+            with self._model_call():
+                summary = self._tasks.tower_summary(self._key, tower, depth)
+            self._summaries.put(key, summary)
+        return summary

@@ -1,0 +1,161 @@
+"""Classification as tasks: one image, a CIFAR-100 test image, or a batch, against a label set.
+
+Holds `candidates` (the Hugging Face zero-shot task's inputs, candidate labels and one hypothesis template,
+as a `LabelSet`), `classify` and `classify_index` (its output: `[{label, score, cosine}]`, best first, the
+raw cosine added), `read_batch` (image files and zips of images, read safely: at most MAX_BATCH images, each
+decoded one at a time and reduced to what the model keeps of it; every member of a zip checked before any is
+read: no unsafe names, no member or total over its size limit, no compression ratio a zip bomb would need;
+members read in memory, never written anywhere) and `classify_batch` (the label set encoded once, the images
+in chunks as bulk work, so other visitors' predictions go in between). Every refusal is a `Refusal`
+(`BatchError` for a batch). Inputs are checked here, once for every shell (the API, the MCP tools, the CLI,
+the library). No gradio.
+"""
+
+from __future__ import annotations
+
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+
+import torch
+from PIL import Image
+
+from ..core import checks
+from ..core.labels import LABEL_PRESETS, DEFAULT_LABELS, LabelSet, parse_label_text
+from ..core.words import ProgressFn, Refusal, Text
+from ..core.zeroshot import Prediction, scores
+from ..io.cifar import Cifar100
+from ..io.images import MAX_BYTES, ImageError, open_image
+from ..serving.service import Priority, ZeroShot
+
+__all__ = ["BatchError", "candidates", "classify", "classify_index", "read_batch", "classify_batch", "MAX_BATCH",
+           "MAX_ZIP_BYTES", "MAX_RATIO", "DEFAULT_TEMPLATE"]
+
+DEFAULT_TEMPLATE = "a photo of a {}"  # the Hugging Face task's hypothesis template, and the notebook's prompt
+MAX_BATCH = 64  # images in one batch
+MAX_ZIP_BYTES = 256 * 2**20  # all members of a zip together, uncompressed
+MAX_RATIO = 100  # uncompressed / compressed size of one member; images hardly compress, bombs do by ~1000x
+_JUNK = ("__MACOSX/", ".DS_Store", "Thumbs.db")  # what zip tools add on their own: skipped, not refused
+
+
+class BatchError(Refusal):
+    """A batch was refused; the sentence says why."""
+
+
+def candidates(candidate_labels: list[str] | str | None, hypothesis_template: str = DEFAULT_TEMPLATE) -> LabelSet:
+    """The label set of the Hugging Face task's inputs: a list of labels, or the editors' text ("cat, dog", or
+    one per line), or None for CIFAR-100's 100 classes; and one template."""
+    if candidate_labels is None:
+        labels = list(LABEL_PRESETS[DEFAULT_LABELS].items)
+    elif isinstance(candidate_labels, str):
+        labels = parse_label_text(candidate_labels)
+    else:
+        labels = list(candidate_labels)
+    return LabelSet.of(labels, [hypothesis_template])
+
+
+def classify(zs: ZeroShot, image: Image.Image | str | Path, candidate_labels: list[str] | str | None,
+             hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5) -> list[dict]:
+    """One image (or an image file's path) against the candidate labels: `[{label, score, cosine}]`, best first,
+    `top_k` long. `score` is `softmax(100 * cos)` over the candidate labels (all of them sum to 1), `cosine` the
+    image-prompt cosine similarity in [-1, 1]."""
+    label_set, k = candidates(candidate_labels, hypothesis_template), checks.top_k(top_k)
+    if not isinstance(image, Image.Image):
+        image = open_image(image, fit=zs.loaded.config.image_resolution)
+    (pred,) = classify_batch(zs, [image], label_set, k)  # one image, one path for all
+    return pred.rows()
+
+
+def classify_index(zs: ZeroShot, data: Cifar100, index: int, candidate_labels: list[str] | str | None = None,
+                   hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5) -> dict:
+    """A CIFAR-100 test image (by index) against the candidate labels (default: the 100 classes):
+    `{"index", "true_label", "predictions": [{label, score, cosine}]}`. The image's feature comes from the feature
+    store (encoded once, then shared with the page), as the page's own index predictions take it."""
+    i = checks.cifar_index(index, len(data))
+    label_set, k = candidates(candidate_labels, hypothesis_template), checks.top_k(top_k)
+    pred = zs.predict_feature(zs.cifar_feature(i, data.image(i), len(data)), label_set, k)
+    return {"index": i, "true_label": data.true_label(i), "predictions": pred.rows()}
+
+
+def _too_many(n: int) -> BatchError:
+    return BatchError("batch_many", n, MAX_BATCH)
+
+
+def _zip_members(path: Path, fit: int) -> list[tuple[str, Image.Image]]:
+    with zipfile.ZipFile(path) as zf:
+        infos = [i for i in zf.infolist() if not i.is_dir() and not any(j in i.filename for j in _JUNK)
+                 and not PurePosixPath(i.filename).name.startswith("._")]
+        if len(infos) > MAX_BATCH:
+            raise _too_many(len(infos))
+        total = 0
+        for info in infos:  # every member is checked before any is read
+            name = info.filename
+            parts = PurePosixPath(name.replace("\\", "/")).parts
+            if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+                raise BatchError("zip_unsafe_name", repr(name))
+            if info.file_size > MAX_BYTES:
+                raise BatchError("zip_member_big", name, MAX_BYTES // 2**20)
+            if info.file_size > MAX_RATIO * max(info.compress_size, 1):
+                raise BatchError("zip_ratio", name, MAX_RATIO)
+            total += info.file_size
+            if total > MAX_ZIP_BYTES:
+                raise BatchError("zip_total", MAX_ZIP_BYTES // 2**20)
+        items = []
+        for info in infos:
+            try:
+                with zf.open(info) as member:
+                    data = member.read(MAX_BYTES + 1)  # the header's sizes may lie: never read past the limit
+            except (RuntimeError, NotImplementedError, zlib.error, EOFError, OSError, zipfile.BadZipFile) as exc:
+                raise BatchError("zip_unreadable", info.filename, exc) from None
+            if len(data) > MAX_BYTES:
+                raise BatchError("zip_member_big", info.filename, MAX_BYTES // 2**20)
+            try:
+                items.append((info.filename, open_image(data, fit=fit)))
+            except ImageError as exc:
+                raise BatchError("zip_not_image", info.filename, exc.text) from None
+        return items
+
+
+def read_batch(paths: list[str | Path], names: list[str] | None = None, *, fit: int) -> list[tuple[str, Image.Image]]:
+    """`(name, RGB image)` for every image among `paths` (image files, or zips of images), each reduced to what a
+    model of input resolution `fit` keeps of it; BatchError, naming the file, for anything else. `names` are
+    what to call the files (default: theirs)."""
+    items: list[tuple[str, Image.Image]] = []
+    for i, raw in enumerate(paths):
+        path = Path(raw)
+        name = names[i] if names else path.name
+        if zipfile.is_zipfile(path):
+            try:
+                items += _zip_members(path, fit)
+            except zipfile.BadZipFile as exc:
+                raise BatchError("zip_bad", name, exc) from None
+        else:
+            try:
+                items.append((name, open_image(path, fit=fit)))
+            except ImageError as exc:
+                raise BatchError("batch_not_image", name, exc.text) from None
+        if len(items) > MAX_BATCH:
+            raise _too_many(len(items))
+    if not items:
+        raise BatchError("batch_empty")
+    return items
+
+
+def classify_batch(zs: ZeroShot, images: list[Image.Image], label_set: LabelSet, k: int = 5,
+                   progress: ProgressFn | None = None) -> list[Prediction]:
+    """Every image against the label set, in order: its text features once (cached), the images in chunks of
+    `zs.bulk_images`, each chunk one bulk model call once there is more than one chunk."""
+    k = checks.top_k(k)
+    if not 1 <= len(images) <= MAX_BATCH:
+        raise BatchError("batch_count", MAX_BATCH, len(images))
+    text = zs.text_features(label_set)  # [L, D]
+    step = zs.bulk_images
+    priority = Priority.BULK if len(images) > step else Priority.INTERACTIVE
+    out: list[Prediction] = []
+    for first in range(0, len(images), step):
+        feats = zs.image_features(images[first:first + step], priority)  # [b, D]
+        cosines, probs = scores(feats, text)  # [b, L], [b, L]
+        out += [Prediction.of(c, p, label_set.labels, k, zs.loaded.info) for c, p in zip(cosines, probs)]
+        if progress:
+            progress(len(out), len(images), Text("progress_classifying"))
+    return out

@@ -1,0 +1,250 @@
+"""Evaluation on CIFAR-100's test split: one generator that encodes what is missing and scores every setting.
+
+Holds `Evaluation` (what to evaluate: which images, which templates, which spelling of the class names,
+each value checked), `run` (the generator: it encodes the chosen images not yet in the feature store, in
+bulk model calls so visitors' predictions go in between, yields a `Step` as it goes, stops at its time
+limit, and ends with a `Report`), `evaluate` (the same, run to its end), `score` (metrics from features
+alone, so they can be checked by hand), `EvalResult` and the published figures quoted beside results. The
+Evaluate tab and the CLI render what `run` yields; neither encodes nor computes a rate itself.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..core import checks
+from ..core.labels import CLASS_NAME_SPELLINGS, LABEL_PRESETS, TEMPLATE_SETS, LabelSet
+from ..core.words import Refusal, Text
+from ..core.zeroshot import scores
+from ..io.cifar import Cifar100
+from ..serving.service import Priority, ZeroShot
+
+__all__ = ["Evaluation", "Step", "Report", "run", "evaluate", "score", "EvalResult", "PUBLISHED", "SUBSETS",
+           "TEMPLATE_CHOICES"]
+
+# Published zero-shot CIFAR-100 figures for ViT-B/32 (quoted, not measured here), by template setting.
+PUBLISHED: dict[str, tuple[str, ...]] = {
+    "cifar18": ("65.1% top-1: CLIP paper (Radford et al., 2021), Table 11, 18-template ensemble",
+                "64.5% top-1 / 88.8% top-5: LAION clip_benchmark"),
+    "single": ('about 62% top-1: reproductions with "a photo of a {}" (openai/CLIP issue #153)',),
+}
+SUBSETS = ("first", "per-class", "all")
+# What "templates" may be chosen for an evaluation: one template set, or both side by side.
+TEMPLATE_CHOICES: dict[str, tuple[str, ...]] = {"single": ("single",), "cifar18": ("cifar18",),
+                                                "both": ("single", "cifar18")}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What to evaluate. `subset`: the `first` n test images, a seeded stratified sample of n `per-class`, or
+    `all`; `templates`: a key of TEMPLATE_CHOICES; `spelling`: which preset names CIFAR-100's classes."""
+
+    subset: str = "first"
+    n: int = 1000
+    seed: int = 0
+    templates: str = "both"
+    spelling: str = "cifar100"
+
+    def indices(self, targets: list[int]) -> list[int]:
+        """The test images to evaluate (a Refusal names the valid subsets or the range of n)."""
+        if self.subset == "all":
+            return list(range(len(targets)))
+        if self.subset == "first":
+            return list(range(checks.count(self.n, 1, len(targets), "name_n")))
+        if self.subset == "per-class":
+            by_class: dict[int, list[int]] = {}
+            for i, t in enumerate(targets):
+                by_class.setdefault(t, []).append(i)
+            n = checks.count(self.n, 1, min(len(v) for v in by_class.values()), "name_k")
+            rng = random.Random(checks.whole(self.seed, "name_seed"))
+            return sorted(i for c in sorted(by_class) for i in rng.sample(by_class[c], n))
+        raise Refusal("subset_unknown", repr(self.subset), ", ".join(SUBSETS))
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        """The template-set keys to score, in order."""
+        if self.templates not in TEMPLATE_CHOICES:
+            raise Refusal("templates_unknown", repr(self.templates), ", ".join(TEMPLATE_CHOICES))
+        return TEMPLATE_CHOICES[self.templates]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """CIFAR-100's class names in the chosen spelling, in the dataset's order."""
+        if self.spelling not in CLASS_NAME_SPELLINGS:
+            raise Refusal("spelling_unknown", repr(self.spelling), ", ".join(CLASS_NAME_SPELLINGS))
+        return LABEL_PRESETS[self.spelling].items
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Zero-shot accuracy of one template setting over a set of test images."""
+
+    setting: str
+    classes: tuple[str, ...]
+    indices: torch.Tensor  # [N] dataset indices
+    targets: torch.Tensor  # [N] true class
+    predicted: torch.Tensor  # [N] top-1 class
+    confidence: torch.Tensor  # [N] top-1 probability
+    top5_hit: torch.Tensor  # [N] bool
+    images_per_s: float
+
+    @property
+    def n(self) -> int:
+        return int(self.targets.numel())
+
+    @property
+    def top1(self) -> float:
+        return float((self.predicted == self.targets).float().mean())
+
+    @property
+    def top5(self) -> float:
+        return float(self.top5_hit.float().mean())
+
+    @property
+    def per_class(self) -> list[float | None]:
+        """Top-1 accuracy of each class among the evaluated images (None where a class has none)."""
+        out: list[float | None] = []
+        for c in range(len(self.classes)):
+            mask = self.targets == c
+            out.append(float((self.predicted[mask] == c).float().mean()) if mask.any() else None)
+        return out
+
+    @property
+    def mean_per_class(self) -> float:
+        vals = [v for v in self.per_class if v is not None]
+        return sum(vals) / len(vals)
+
+    @property
+    def confusion(self) -> torch.Tensor:
+        """`[C, C]` counts: row = true class, column = predicted class."""
+        c = len(self.classes)
+        return torch.bincount(self.targets * c + self.predicted, minlength=c * c).reshape(c, c)
+
+    def confused_pairs(self, k: int = 10) -> list[tuple[int, int, int]]:
+        """The k most frequent (true, predicted, count) mistakes."""
+        conf = self.confusion.clone()
+        conf.fill_diagonal_(0)
+        counts, flat = conf.flatten().topk(min(k, conf.numel()))
+        c = len(self.classes)
+        return [(int(f) // c, int(f) % c, int(n)) for n, f in zip(counts, flat) if n > 0]
+
+    def worst_mistakes(self, k: int = 12) -> list[tuple[int, int, int, float]]:
+        """The k most confident wrong predictions: (dataset index, true, predicted, probability)."""
+        wrong = (self.predicted != self.targets).nonzero().flatten()
+        order = wrong[self.confidence[wrong].argsort(descending=True)][:k]
+        return [(int(self.indices[i]), int(self.targets[i]), int(self.predicted[i]), float(self.confidence[i]))
+                for i in order]
+
+    def summary(self) -> dict:
+        return {"setting": self.setting, "images": self.n, "top1": self.top1, "top5": self.top5,
+                "mean_per_class": self.mean_per_class, "images_per_s": self.images_per_s}
+
+    def as_dict(self) -> dict:
+        return {**self.summary(), "published": list(PUBLISHED.get(self.setting, ())),
+                "per_class": dict(zip(self.classes, self.per_class)),
+                "confused_pairs": [{"true": self.classes[t], "predicted": self.classes[p], "count": n}
+                                   for t, p, n in self.confused_pairs(20)],
+                "predictions": [{"index": int(i), "true": self.classes[t], "predicted": self.classes[p],
+                                 "probability": float(q)}
+                                for i, t, p, q in zip(self.indices, self.targets, self.predicted, self.confidence)]}
+
+
+def score(image_feats: torch.Tensor, targets: torch.Tensor, text_feats: torch.Tensor, *, setting: str,
+          classes: tuple[str, ...], indices: torch.Tensor | None = None, images_per_s: float = 0.0) -> EvalResult:
+    """Score `[N, D]` image features against `[C, D]` class text features (both normalised)."""
+    probs = scores(image_feats, text_feats)[1]  # [N, C]
+    conf, pred = probs.max(dim=-1)  # [N], [N]
+    top5 = probs.topk(min(5, probs.shape[1]), dim=-1).indices  # [N, 5]
+    hit5 = (top5 == targets[:, None]).any(dim=-1)  # [N]
+    idx = torch.arange(len(targets)) if indices is None else indices
+    return EvalResult(setting, tuple(classes), idx, targets, pred, conf, hit5, images_per_s)
+
+
+@dataclass(frozen=True)
+class Step:
+    """Progress of a run: `done` of `total` new images encoded, and the sentence that says it (with the rate
+    and the time left)."""
+
+    done: int
+    total: int
+    text: Text
+
+
+@dataclass(frozen=True)
+class Report:
+    """The end of a run: every setting's result, how many images were encoded and how fast (None when all were
+    stored already), or, when the run stopped at its time limit, why (and no results)."""
+
+    results: list[EvalResult]
+    encoded: int
+    rate: float | None
+    stopped: Text | None = None
+
+
+class _Preprocessed(Dataset):
+    """CIFAR-100 images by index, preprocessed for the model: item -> (`[3, R, R]` pixels, index)."""
+
+    def __init__(self, data: Cifar100, indices: list[int], preprocess: Callable):
+        self.data, self.indices, self.preprocess = data, indices, preprocess
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        index = self.indices[i]
+        return self.preprocess(self.data.image(index)), index
+
+
+def run(zs: ZeroShot, data: Cifar100, ev: Evaluation, *, chunk: int | None = None, time_limit_s: float = math.inf,
+        batch_size: int | None = None, workers: int = 0, priority: Priority = Priority.BULK,
+        clock: Callable[[], float] = time.perf_counter) -> Iterator[Step | Report]:
+    """Evaluate: yields a `Step` every `chunk` images encoded (default: every batch), then the `Report`.
+
+    The images not yet in the feature store are encoded in batches of `batch_size` (default: the path's bulk
+    size, so each batch is one short bulk model call), preprocessed by `workers` DataLoader processes (0: in
+    this one). Past `time_limit_s` the run ends with a stopped `Report` between two batches; what it encoded
+    is kept. A caller that stops iterating (Stop, a closed tab) ends it there too. Every value of `ev` is
+    checked before any work.
+    """
+    indices, settings, classes = ev.indices(data.targets), ev.settings, ev.classes
+    if len(classes) != len(data.classes):
+        raise Refusal("eval_classes", len(data.classes), len(classes))
+    store = zs.cifar_store(len(data))
+    todo = store.missing(indices)
+    batch_size = batch_size or zs.bulk_images
+    chunk = chunk or batch_size
+    start, done, reported = clock(), 0, 0
+    if todo:
+        loader = DataLoader(_Preprocessed(data, todo, zs.loaded.preprocess), batch_size=batch_size, shuffle=False,
+                            num_workers=workers, persistent_workers=False)
+        for pixels, idx in loader:  # pixels: [b, 3, R, R]
+            if clock() - start > time_limit_s:
+                yield Report([], done, done / (clock() - start),
+                             Text("eval_stopped", f"{time_limit_s / 60:.0f}", done, len(todo)))
+                return
+            store.put(idx, zs.encode_pixels(pixels, priority))  # [b, D]
+            done += len(idx)
+            if done - reported >= chunk or done == len(todo):
+                reported = done
+                rate = done / max(clock() - start, 1e-9)
+                yield Step(done, len(todo), Text("eval_encoding", done, len(todo), f"{rate:.0f}",
+                                                  f"{(len(todo) - done) / rate:.0f}"))
+    rate = done / max(clock() - start, 1e-9) if done else None
+    feats = store.gather(indices)  # [N, D]
+    targets = torch.tensor([data.target(i) for i in indices])  # [N]
+    results = [score(feats, targets, zs.text_features(LabelSet.of(classes, TEMPLATE_SETS[key].items)), setting=key,
+                     classes=classes, indices=torch.tensor(indices), images_per_s=rate or 0.0) for key in settings]
+    yield Report(results, done, rate)
+
+
+def evaluate(zs: ZeroShot, data: Cifar100, ev: Evaluation, **options) -> Report:
+    """`run` to its end (options as for `run`): the Report."""
+    *_, report = run(zs, data, ev, **options)
+    return report

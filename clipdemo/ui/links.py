@@ -1,0 +1,88 @@
+"""Shareable links: the small, checked state a page URL may carry, read on load and written for a result.
+
+Holds `Link` (index, k, tab, and a `LabelSet`), `read_link(query)`, which keeps each valid value and turns
+each bad one into a note (the `Refusal` its checker raised, said later in the visitor's language), and
+`link_query(link)`, its inverse. A link never carries an image: uploads stay with the visitor. Values are
+checked by the checkers every shell uses (`clipdemo.core.checks`, `LabelSet.from_query`). No gradio here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from urllib.parse import parse_qsl, urlencode
+
+from ..core import checks
+from ..core.labels import LabelSet
+from ..core.words import Refusal
+
+__all__ = ["Link", "read_link", "link_query", "TABS", "MAX_QUERY", "MAX_LINK_LABELS"]
+
+TABS = ("predict", "labels", "evaluate", "architecture", "about")  # the app's tab ids
+MAX_QUERY = 4000  # characters of query string read at all; a longer one is ignored whole
+MAX_LINK_LABELS = 100  # labels a link may carry (a longer list belongs in a saved set or a file)
+PARAMS = ("index", "k", "labels", "template", "preset", "tab")
+SET_PARAMS = ("labels", "template", "preset")
+
+
+@dataclass(frozen=True)
+class Link:
+    """What a link asks for; None where it asks nothing."""
+
+    index: int | None = None
+    k: int | None = None
+    label_set: LabelSet | None = None
+    tab: str | None = None
+
+
+def read_link(query: str | Mapping[str, str]) -> tuple[Link, tuple[Refusal, ...]]:
+    """The valid part of a page's query string (`?index=15&k=5`, or its parsed mapping), and a note for each
+    value ignored. Never raises: a bad link still opens the page, with its defaults."""
+    if isinstance(query, str):
+        if len(query) > MAX_QUERY:
+            return Link(), (Refusal("link_too_long", MAX_QUERY),)
+        query = dict(parse_qsl(query.lstrip("?"), keep_blank_values=True))
+    link, notes = Link(), []
+    if "index" in query:
+        try:
+            link = replace(link, index=checks.cifar_index(query["index"].strip()))
+        except Refusal:
+            notes.append(Refusal("link_bad_index", query["index"][:20], checks.TEST_SIZE - 1))
+    if "k" in query:
+        try:
+            link = replace(link, k=checks.top_k(query["k"].strip()))
+        except Refusal:
+            notes.append(Refusal("link_bad_k", query["k"][:20], checks.MAX_TOP_K))
+    if any(p in query for p in SET_PARAMS):
+        try:  # the set the link makes, checked as the editors check it
+            link = replace(link, label_set=LabelSet.from_query(query, MAX_LINK_LABELS))
+        except Refusal as exc:
+            notes.append(exc)
+    if "tab" in query:
+        if query["tab"] in TABS:
+            link = replace(link, tab=query["tab"])
+        else:
+            notes.append(Refusal("link_bad_tab", query["tab"][:40], ", ".join(TABS)))
+    unknown = sorted(set(query) - set(PARAMS) - {"__theme"})  # Gradio reads __theme itself
+    if unknown:
+        notes.append(Refusal("link_unknown", ", ".join(u[:20] for u in unknown[:5])))
+    return link, tuple(notes)
+
+
+def link_query(link: Link) -> str:
+    """`?index=15&k=5…` for a link (the values `read_link` reads back); a set's labels are left out when the
+    query would be longer than `read_link` reads."""
+    def encoded(fields: dict[str, str]) -> str:
+        pairs = [("index", link.index), ("k", link.k), ("preset", fields.get("preset")),
+                 ("template", fields.get("template")), ("labels", fields.get("labels")), ("tab", link.tab)]
+        query = urlencode([(k, v) for k, v in pairs if v is not None], safe=",{}")
+        return f"?{query}" if query else ""
+
+    fields = link.label_set.query() if link.label_set is not None else {}
+    if link.label_set is not None and len(link.label_set.labels) > MAX_LINK_LABELS:
+        fields.pop("labels", None)
+    query = encoded(fields)
+    if len(query) > MAX_QUERY:
+        fields.pop("labels", None)
+        query = encoded(fields)
+    return query

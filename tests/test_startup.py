@@ -1,0 +1,113 @@
+"""Start-up: the real app (`python app.py`) starts while both CPUs are held by busy loops, as on a crowded host;
+its background thread imports nothing half made; and the work it does after the model never drops a visitor's."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+
+from uiserver import app_process
+
+
+@pytest.fixture
+def busy_cpus():
+    """Two busy-looping processes, one per core of this machine, for the length of a test."""
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        yield
+    finally:
+        for p in loops:
+            p.kill()
+            p.wait()
+
+
+@pytest.mark.slow
+def test_the_app_starts_three_times_while_both_cpus_are_busy(busy_cpus, tmp_path):
+    """Each start serves the page and its status line reaches "Model:" (no import race between the thread that
+    loads the model and the one that builds the page)."""
+    from gradio_client import Client
+
+    env = {"CLIPDEMO_WEIGHTS": "random:tiny", "CLIPDEMO_CACHE": str(tmp_path / "cache"),
+           "CLIPDEMO_DATA": str(tmp_path / "no-data"), "CLIPDEMO_DOWNLOAD": "0", "CLIPDEMO_BACKEND": "eager"}
+    for run in range(3):
+        with app_process(env, tmp_path / f"run{run}.log") as (url, _):
+            status = Client(url, verbose=False, download_files=False).predict(api_name="/status")[0]
+            for _ in range(240):  # the model loads in the background: up to two minutes
+                if "Model:" in status or "❌" in status:
+                    break
+                time.sleep(0.5)
+                status = Client(url, verbose=False, download_files=False).predict(api_name="/status")[0]
+            assert "**Model:**" in status, f"start {run + 1}: {status}"
+
+
+IMPORTED_AT_THREAD_START = """
+import sys, threading
+from clipdemo.serving.runtime import BACKGROUND_IMPORTS, Runtime
+from clipdemo.serving.settings import Settings
+seen = {}
+def record(self):  # what is imported, and complete, when the start-up thread would begin
+    seen.update({n: not getattr(getattr(sys.modules.get(n), "__spec__", None), "_initializing", True)
+                 for n in ("clip", "clip.clip", "clip.model", *BACKGROUND_IMPORTS)})
+threading.Thread.start = record
+Runtime(Settings(weights="random:tiny", allow_download=False)).start()
+print(sorted(n for n, done in seen.items() if not done))
+"""
+
+
+def test_start_finishes_the_background_imports_before_its_thread_begins():
+    """In a fresh interpreter: when `Runtime.start` starts its thread, clip and everything the thread imports
+    lazily are already imported whole (the page's thread never races it for a half-made module)."""
+    out = subprocess.run([sys.executable, "-c", IMPORTED_AT_THREAD_START], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_a_click_while_the_backend_is_chosen_keeps_its_stored_feature(tiny_ckpts, tiny_loaded, cifar_root, tmp_path,
+                                                                        monkeypatch):
+    """Start-up merges the saved features file into the store; it never replaces what a visitor's click stored."""
+    from gradio_client import Client
+
+    from clipdemo.io.cifar import open_cifar100
+    from clipdemo.serving import backends
+    from clipdemo.serving.features import ImageFeatureStore, default_path
+    from clipdemo.serving.runtime import Runtime
+    from clipdemo.serving.service import ZeroShot
+    from clipdemo.serving.settings import Settings
+    from uiserver import running_app
+
+    data = open_cifar100(cifar_root)
+    ref = ZeroShot(tiny_loaded)
+    saved = ImageFeatureStore(ref.loaded.info.identity, len(data), ref.loaded.config.embed_dim)
+    saved.put(list(range(40)), ref.image_features([data.image(i) for i in range(40)]))
+    saved.save(default_path(tmp_path, ref.loaded.info.sha256))
+
+    choosing, release = threading.Event(), threading.Event()
+    real_select = backends.select
+
+    def slow_select(*args, **kwargs):
+        choosing.set()
+        assert release.wait(120)
+        return real_select(*args, **kwargs)
+
+    monkeypatch.setattr(backends, "select", slow_select)
+    rt = Runtime(Settings(weights=str(tiny_ckpts["state_dict"]), cache_dir=tmp_path, data_root=cifar_root,
+                          allow_download=False, backend="eager"))
+    rt.start()
+    with running_app(rt) as (url, _):
+        assert choosing.wait(120) and not rt.settled  # the model is ready, the backend choice is under way
+        label = Client(url, verbose=False, download_files=False).predict(500, 3, api_name="/predict_index")[2]
+        assert len(label["confidences"]) == 3
+        clicked = rt.service().cifar.get(500)
+        release.set()
+        rt.settle(120)
+    store = rt.service().cifar
+    assert len(store) == 41  # the 40 saved rows merged in, and the click's row kept
+    assert torch.equal(store.get(500), clicked)
+    assert torch.allclose(store.get(500), ref.image_features([data.image(500)])[0], atol=1e-6)
+    assert torch.equal(store.gather(list(range(40))), saved.gather(list(range(40))))
