@@ -2,11 +2,11 @@
 
 Builds two services on the GPU: fp16 (as `clip.load` runs CUDA, and as the ZeroGPU path does, with its
 batch sizes) and fp32, from the same full-size ViT-B/32 with seeded random weights (or CLIPDEMO_WEIGHTS).
-Every model call goes through `clipdemo.accel`'s tasks wrapped in `accel.Contract`, a stand-in for
+Every model call goes through `clipdemo.serving.accel`'s tasks wrapped in `accel.Contract`, a stand-in for
 `spaces.GPU` that keeps ZeroGPU's contract (arguments and results pickled, no CUDA tensor returned,
 each duration evaluated). Installs and downloads nothing. Prints: feature cosine fp16 vs fp32 (image,
 text), top-1/top-5 agreement over the 100 CIFAR-100 labels, the notebook's code against the app's
-service on CUDA, which self-checks (`clipdemo.selfcheck`) can run there and, when the real weights and
+service on CUDA, which self-checks (`clipdemo.tasks.selfcheck`) can run there and, when the real weights and
 data are present, their table; the attention and torchinfo tasks, evaluation throughput over a
 synthetic CIFAR-100 test split (10,000 images, the real on-disk format; accuracy is meaningless on
 random weights), and each task's longest call against the duration it asked ZeroGPU for. Exits 2
@@ -39,40 +39,48 @@ def main() -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu_check: no CUDA device here; run it on a lent GPU machine.", file=sys.stderr)
         return 2
-    from clipdemo.serving import accel
-    from clipdemo.io.cifar import open_cifar100
-    from clipdemo.tasks.evaluate import evaluate
+    from clipdemo.core.labels import CIFAR100_CLASSES, LabelSet
     from clipdemo.fakes import cifar_checksums, write_cifar100
-    from clipdemo.weights.load import load_model
-    from clipdemo.core.labels import CIFAR100_CLASSES, SINGLE_TEMPLATE
+    from clipdemo.io.cifar import open_cifar100
+    from clipdemo.serving import accel
     from clipdemo.serving.service import ZeroShot
-    contract = accel.Contract()
-    for task in accel.TASKS.values():
-        task.wrap(contract)
-    timed: dict[str, list[tuple[float, int]]] = collections.defaultdict(list)  # task -> [(seconds, asked)]
-    for name, task in accel.TASKS.items():
-        def timing(*a, _run=task.run, _name=name, **k):
-            t = time.perf_counter()
-            out = _run(*a, **k)
-            timed[_name].append((time.perf_counter() - t, contract.calls[-1][1]))
-            return out
-        task.run = timing
+    from clipdemo.tasks.evaluate import Evaluation, evaluate
+    from clipdemo.weights.load import load_model
 
+    timed: dict[str, list[tuple[float, int]]] = collections.defaultdict(list)  # task -> [(seconds, asked)]
+
+    class Timed(accel.Contract):
+        """ZeroGPU's contract, and each task's time beside the duration it would ask ZeroGPU for."""
+
+        def __call__(self, task=None, *, duration=None, size=None):
+            def wrap(fn):
+                run = accel.Contract.__call__(self, duration=duration)(fn)
+
+                def timing(*a, **k):
+                    t = time.perf_counter()
+                    out = run(*a, **k)
+                    timed[self.calls[-1][0]].append((time.perf_counter() - t, self.calls[-1][1]))
+                    return out
+                return timing
+            return wrap if task is None else wrap(task)
+
+    tasks = accel.Tasks(gpu=Timed())
     weights = os.environ.get("CLIPDEMO_WEIGHTS", "random")
-    fp16 = ZeroShot(load_model(weights, device=args.device), path=accel.PATHS["zerogpu"])
+    fp16 = ZeroShot(load_model(weights, device=args.device), tasks=tasks, path=accel.PATHS["zerogpu"])
     loaded32 = load_model(weights, device=args.device)
     loaded32.model.float()
-    fp32 = ZeroShot(loaded32, path=accel.PATHS["cuda"])
+    fp32 = ZeroShot(loaded32, tasks=tasks, path=accel.PATHS["cuda"])
     gpu = torch.cuda.get_device_name() if args.device == "cuda" else "CPU (a trial of the script)"
     print(f"device: {gpu}; torch {torch.__version__}; Python {sys.version.split()[0]}")
-    print(f"weights: {fp16.info.label}; dtypes {fp16.dtype} vs {fp32.dtype}; tasks wrapped: {', '.join(accel.TASKS)}")
+    print(f"weights: {fp16.loaded.info.label}; dtypes {fp16.loaded.dtype} vs {fp32.loaded.dtype}; every model call "
+          "through ZeroGPU's contract")
 
     pixels = torch.randn(args.images, 3, 224, 224, generator=torch.Generator().manual_seed(0))  # [N, 3, 224, 224]
     img16 = torch.cat([fp16.encode_pixels(pixels[i:i + 256]) for i in range(0, len(pixels), 256)])  # [N, 512]
     img32 = torch.cat([fp32.encode_pixels(pixels[i:i + 256]) for i in range(0, len(pixels), 256)])
-    labels = tuple(CIFAR100_CLASSES)
-    txt16 = fp16.text_features(labels, SINGLE_TEMPLATE)  # [100, 512]
-    txt32 = fp32.text_features(labels, SINGLE_TEMPLATE)
+    labels = LabelSet.preset()  # CIFAR-100, the notebook's one prompt
+    txt16 = fp16.text_features(labels)  # [100, 512]
+    txt32 = fp32.text_features(labels)
     cos_img, cos_txt = (img16 * img32).sum(-1), (txt16 * txt32).sum(-1)
     top16 = (100 * img16 @ txt16.T).topk(5).indices  # [N, 5]
     top32 = (100 * img32 @ txt32.T).topk(5).indices
@@ -93,12 +101,12 @@ def main() -> int:
     from clipdemo.serving.settings import from_env
     picture = Image.effect_mandelbrot((320, 240), (-2, -1.2, 1, 1.2), 60).convert("RGB")
     _, row = notebook_top5(fp16.loaded.model, fp16.loaded.preprocess, picture, CIFAR100_CLASSES, device=args.device)
-    served = fp16.predict(picture, labels, SINGLE_TEMPLATE)
+    served = fp16.predict(picture, labels)
     diff = max(abs(p - row[i].item()) for i, p in enumerate(served.probs))  # the same label order
-    print(f"parity on {args.device} ({fp16.dtype}): the notebook's code vs the app's service, 100 labels: max probability "
+    print(f"parity on {args.device} ({fp16.loaded.dtype}): the notebook's code vs the app's service, 100 labels: max probability "
           f"difference {diff:.1e}")
     root = from_env().data_root
-    weights_why, data_why = selfcheck.not_real_weights(fp16.info), selfcheck.not_real_data(root)
+    weights_why, data_why = selfcheck.not_real_weights(fp16.loaded.info), selfcheck.not_real_data(root)
     print(f"real-file checks (index 15, accuracies): {'can run' if not (weights_why or data_why) else 'cannot run here'}"
           f" - weights: {weights_why or 'the published ViT-B/32'}; data: {data_why or 'the real CIFAR-100'}")
     if not (weights_why or data_why):
@@ -115,7 +123,7 @@ def main() -> int:
         indices = list(range(min(max(args.eval, 1), len(data))))
         for name, zs in (("fp16", fp16), ("fp32", fp32)):
             t = time.perf_counter()
-            (result,) = evaluate(zs, data, indices, ("single",), batch_size=zs.bulk_images, workers=4)
+            (result,) = evaluate(zs, data, Evaluation("first", len(indices), templates="single"), workers=4).results
             secs = time.perf_counter() - t
             print(f"evaluation {name}: {len(indices):,} images in {secs:.1f} s = {len(indices) / secs:,.0f} images/s "
                   f"end to end (decode, resize, {zs.bulk_images}-image GPU tasks, scoring); top-1 "

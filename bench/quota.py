@@ -1,7 +1,7 @@
 """Image encoding under a real CPU quota: does the app pick the thread count the quota allows, and does it pay?
 
 Needs root (it makes a cgroup). Creates a cgroup with a 1-CPU quota (v1 `cpu` controller, or v2 where
-that is what the machine has), runs a child process inside it that reports `clipdemo.cpus.cpu_threads()`
+that is what the machine has), runs a child process inside it that reports `clipdemo.serving.cpus.cpu_threads()`
 and times ViT-B/32 (seeded random weights) batch-1 image encoding with 1 thread and with every CPU of
 the affinity mask, interleaved, and removes the cgroup.
 

@@ -27,15 +27,15 @@ from bench.common import rss_mb, served_app, stand_ins, wait_ready
 from bench.cost import cost_table
 from bench.peers import HFZeroShot, floor_report
 from bench.timing import paired, report
-from clipdemo.serving import backends, engine
+from clipdemo.core import zeroshot as engine
+from clipdemo.serving import backends
 from clipdemo.serving.cpus import cpu_threads, describe
 from clipdemo.io.cifar import open_cifar100
-from clipdemo.tasks.evaluate import encode_split
+from clipdemo.tasks.evaluate import Evaluation, evaluate
 from clipdemo.fakes import cifar_checksums
 from clipdemo.weights.load import load_model
 from clipdemo.fakes import notebook_top5
-from clipdemo.core.labels import CIFAR100_CLASSES, CIFAR_TEMPLATES, SINGLE_TEMPLATE
-from clipdemo.core.labels import build_prompts
+from clipdemo.core.labels import CIFAR100_CLASSES, CIFAR_TEMPLATES, LabelSet
 from clipdemo.serving.service import ZeroShot
 def in_process(q: bool, work: Path) -> dict[str, float]:
     r = {}
@@ -46,26 +46,26 @@ def in_process(q: bool, work: Path) -> dict[str, float]:
     zs.use_encoder(encoder, note)
     print(f"image backend: {note}")
     upload = Image.effect_mandelbrot((640, 480), (-2, -1.2, 1, 1.2), 60).convert("RGB")
-    single = SINGLE_TEMPLATE
+    single = LabelSet.preset()  # CIFAR-100 with the notebook's one prompt
 
-    zs.text_features(CIFAR100_CLASSES, single)  # warm: the app encodes the default labels at start-up
+    zs.text_features(single)  # warm: the app encodes the default labels at start-up
     r["R1"] = report("R1", "notebook recipe per prediction vs our warm prediction (100 labels, uploaded image)",
                      paired(lambda: notebook_top5(model, pre, upload, CIFAR100_CLASSES),
-                            lambda: zs.predict(upload, CIFAR100_CLASSES, single, 5), 3 if q else 7, 1, 5))
+                            lambda: zs.predict(upload, single, 5), 3 if q else 7, 1, 5))
 
     hf = HFZeroShot(CIFAR100_CLASSES)
     r["R7"] = report("R7", "transformers CLIPModel as its zero-shot pipeline runs (every prompt re-encoded, padded "
                            "to the longest) vs our warm prediction (100 labels, uploaded image)",
-                     paired(lambda: hf(upload), lambda: zs.predict(upload, CIFAR100_CLASSES, single, 5),
+                     paired(lambda: hf(upload), lambda: zs.predict(upload, single, 5),
                             5 if q else 15, 1, 3))
 
     fresh = iter(range(10**6))  # a new cache key each call: the relevancy is computed, never looked up
     r["R9"] = report("R9", "relevancy map (\"Why this label?\": a backward pass through each tower, fp32) vs a warm "
                            "prediction (100 labels, uploaded image): how many predictions one map costs",
-                     paired(lambda: zs.explain(upload, ("bench", next(fresh)), "lion", CIFAR100_CLASSES, single),
-                            lambda: zs.predict(upload, CIFAR100_CLASSES, single, 5), 3 if q else 7, 1, 3))
+                     paired(lambda: zs.explain(upload, ("bench", next(fresh)), "lion", single),
+                            lambda: zs.predict(upload, single, 5), 3 if q else 7, 1, 3))
 
-    tokens = engine.tokenize(build_prompts(CIFAR100_CLASSES, single))  # [100, 77]
+    tokens = engine.tokenize(single.prompts())  # [100, 77]
     with torch.inference_mode():
         r["R2"] = report("R2", "encode_text, 100 CIFAR-100 prompts at 77 tokens vs short context",
                          paired(lambda: model.encode_text(tokens), lambda: engine.encode_text(model, tokens),
@@ -73,7 +73,7 @@ def in_process(q: bool, work: Path) -> dict[str, float]:
         diff = (model.encode_text(tokens) - engine.encode_text(model, tokens)).abs().max().item()
         print(f"    same output: max abs difference {diff:.1e}")
         if not q:
-            t18 = engine.tokenize(build_prompts(CIFAR100_CLASSES, CIFAR_TEMPLATES))  # [1800, 77]
+            t18 = engine.tokenize(LabelSet.of(CIFAR100_CLASSES, CIFAR_TEMPLATES).prompts())  # [1800, 77]
             report("R2b", "encode_text, 1,800 prompts (18 templates) at 77 tokens vs short context",
                    paired(lambda: torch.cat([model.encode_text(c) for c in t18.split(256)]),
                           lambda: torch.cat([engine.encode_text(model, c) for c in t18.split(256)]), 1, 0, 3))
@@ -92,16 +92,16 @@ def in_process(q: bool, work: Path) -> dict[str, float]:
         data = open_cifar100(root)
     zs.cifar_feature(15, data.image(15), len(data))
     r["R4"] = report("R4", "CIFAR index prediction without vs with stored features",
-                     paired(lambda: zs.classify(zs.image_features([data.image(15)])[0], CIFAR100_CLASSES, single, 5),
-                            lambda: zs.classify(zs.cifar_feature(15, data.image(15), len(data)), CIFAR100_CLASSES,
-                                                single, 5), 10 if q else 30, 1, 10))
+                     paired(lambda: zs.predict_feature(zs.image_features([data.image(15)])[0], single, 5),
+                            lambda: zs.predict_feature(zs.cifar_feature(15, data.image(15), len(data)), single, 5),
+                            10 if q else 30, 1, 10))
 
     n = 100 if q else 1000
     pixels = torch.stack([pre(data.image(i)) for i in range(n)])  # [n, 3, 224, 224] made beforehand
 
     def with_preprocessing():
         zs.cifar = None  # an empty store each time: every image is preprocessed and encoded
-        encode_split(zs, data, list(range(n)), batch_size=100, workers=0)
+        evaluate(zs, data, Evaluation("first", n, templates="single"), batch_size=100)
 
     r5 = paired(lambda: [zs.encode_pixels(b) for b in pixels.split(100)], with_preprocessing, 1 if q else 2, 0)
     r["R5"] = r5.ratio
