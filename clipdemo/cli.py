@@ -362,11 +362,13 @@ def cmd_export_onnx(args: argparse.Namespace, cfg: settings_mod.Settings) -> int
 def cmd_selfcheck(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     """The real-weights self-check: the table; exit 0 when all pass, 1 when one fails, 2 (one line) when the
     weights or the data are not the real ones."""
+    from .serving.runtime import speed_up
     from .tasks import selfcheck
 
-    zs = _load(args, cfg, batch_work=True)
+    zs = _load(args, cfg)
     if reason := selfcheck.not_real_weights(zs.loaded.info):
         raise Refusal("cli_reason", reason)
+    speed_up(zs, dataclasses.replace(cfg, weights=args.weights or cfg.weights), stored_features=False)
     data = open_cifar100(cfg.data_root, download=cfg.allow_download)  # downloaded where allowed, then checked
     if reason := selfcheck.not_real_data(cfg.data_root):
         raise Refusal("cli_reason", reason)

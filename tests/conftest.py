@@ -49,3 +49,14 @@ def pytest_terminal_summary(terminalreporter):
         from clipdemo.tasks.selfcheck import table
         terminalreporter.section("real weights and data against the published figures")
         terminalreporter.write_line(table(real.CHECKS))
+
+
+@pytest.fixture(scope="session")
+def vitb32_cache(vitb32, tmp_path_factory) -> Path:
+    """A cache folder holding the full-size model's vision tower exported to ONNX (once a session), where the
+    app's start-up would keep it: tests of the served ONNX path use it instead of exporting again."""
+    from clipdemo.serving.backends import export_onnx, onnx_cache_path
+
+    folder = tmp_path_factory.mktemp("vitb32-cache")
+    export_onnx(vitb32.model, 224, onnx_cache_path(folder, vitb32.info.identity))
+    return folder

@@ -118,7 +118,7 @@ def test_a_full_gate_refuses_with_a_sentence_and_recovers():
         threads[-1].start()
     while gate.waiting < 2:
         time.sleep(0.001)
-    with pytest.raises(Busy, match=r"^The Space is busy: about \d+ s of work is waiting for the model \(2 in line\); "
+    with pytest.raises(Busy, match=r"^The Space is busy: about [\d.]+ s of work is waiting for the model \(2 in line\); "
                                    r"try again in a minute\.$"):
         with gate.hold(Priority.INTERACTIVE):
             pass
@@ -193,9 +193,9 @@ def test_a_call_expected_to_wait_too_long_is_refused_with_its_wait_but_a_bulk_ch
     with pytest.raises(Busy) as refused:  # a fourth would wait 0.4 + 0.3 = 0.7 s
         with gate.hold(Priority.INTERACTIVE):
             pass
-    assert str(refused.value) == ("The Space is busy: about 1 s of work is waiting for the model (3 in line); "
+    assert str(refused.value) == ("The Space is busy: about 0.7 s of work is waiting for the model (3 in line); "
                                   "try again in a minute.")
-    assert refused.value.say("tr").startswith("Space meşgul: modeli yaklaşık 1 saniyelik iş bekliyor (sırada 3)")
+    assert refused.value.say("tr").startswith("Space meşgul: modeli yaklaşık 0.7 saniyelik iş bekliyor (sırada 3)")
     assert (refused.value.waiting, refused.value.seconds) == (3, pytest.approx(0.7))
     threads += _waiters(gate, [Priority.BULK])  # bulk work already under way is never refused for its wait
     release.set()

@@ -3,9 +3,6 @@ reference data against its sources (torchvision's md5 sums)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -104,15 +101,13 @@ def test_the_notebook_reference_prints_as_the_notebook_printed_it():
     assert sum(p for _, p in NB) < 100
 
 
-@pytest.mark.slow
-def test_cli_selfcheck_refuses_random_weights_in_one_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "clipdemo", "selfcheck", "--weights", "random:tiny", "--device", "cpu"],
-                         capture_output=True, text=True, timeout=300,
-                         env={"PATH": "/usr/bin:/bin", "CLIPDEMO_DATA": str(tmp_path), "CLIPDEMO_DOWNLOAD": "0",
-                              "HOME": str(tmp_path)})
-    assert out.returncode == 2
-    assert out.stderr.strip().splitlines()[-1] == \
-        "error: these are random weights; the self-check needs the real ViT-B/32"
+def test_cli_selfcheck_refuses_random_weights_in_one_line(tmp_path, monkeypatch, capsys):
+    from clipdemo.cli import main
+
+    monkeypatch.setenv("CLIPDEMO_DATA", str(tmp_path))
+    monkeypatch.setenv("CLIPDEMO_CACHE", str(tmp_path))
+    assert main(["selfcheck", "--weights", "random:tiny", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == "error: these are random weights; the self-check needs the real ViT-B/32\n"
 
 
 class _TenImages:

@@ -1,6 +1,6 @@
 """The served path against the notebook: full-size ViT-B/32 (seeded random weights), the default backend
 choice (`auto`: ONNX Runtime after its parity check), index and upload predictions through a real server,
-probabilities within 1e-5 of `clipdemo/notebook.py` run verbatim."""
+probabilities within 1e-5 of the notebook's code (`clipdemo.fakes.notebook_top5`) run verbatim."""
 
 import pytest
 from gradio_client import Client, handle_file
@@ -18,12 +18,12 @@ pytestmark = pytest.mark.slow
 TOL = 1e-5
 
 
-def test_served_predictions_match_the_notebook(vitb32, cifar_root, tmp_path):
-    settings = Settings(weights="random", seed=0, cache_dir=tmp_path, data_root=cifar_root, allow_download=False,
+def test_served_predictions_match_the_notebook(vitb32, vitb32_cache, cifar_root, tmp_path):
+    settings = Settings(weights="random", seed=0, cache_dir=vitb32_cache, data_root=cifar_root, allow_download=False,
                         backend="auto")
-    rt = Runtime(settings, loaded=vitb32)  # the same seeded weights the export child rebuilds
+    rt = Runtime(settings, loaded=vitb32)
     zs = rt.service()
-    note = startup.speed_up(zs, settings)  # what a Space start does after "ready": export, parity check
+    note = startup.speed_up(zs, settings)  # what a Space start does after "ready": the exported file, parity check
     assert zs.encoder.name == "onnxruntime", note
 
     data = open_cifar100(cifar_root)

@@ -187,7 +187,7 @@ def test_a_full_gate_gets_the_busy_sentence_and_the_next_request_succeeds(tiny_l
                 j.result(timeout=60)
             except Exception as exc:  # noqa: BLE001 - collected and checked below
                 errors.append(str(exc))
-        assert len(errors) == 1 and re.fullmatch(r"The Space is busy: about \d+ s of work is waiting for the model "
+        assert len(errors) == 1 and re.fullmatch(r"The Space is busy: about [\d.]+ s of work is waiting for the model "
                                                  r"\(1 in line\); try again in a minute\.", errors[0]), errors
         assert _labels_of(_client(url).predict(200, 3, api_name="/predict_index")[2])
     zs.use_encoder(real, "eager")
@@ -208,10 +208,11 @@ def _burst(url: str, n: int) -> tuple[int, list[str]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("max_wait_s", [30.0, 1.0])
+@pytest.mark.parametrize("max_wait_s", [30.0, 0.3])
 def test_a_burst_of_100_is_admitted_by_its_expected_wait(tiny_loaded, cifar_root, tmp_path, max_wait_s):
-    """100 visitors at once, each image a model call of ~50 ms (as ViT-B/32 on 2 vCPUs): under the default bound
-    (30 s) every one is served; under a 1 s bound those expected to wait over a second are told so."""
+    """100 visitors at once, each image a model call of ~20 ms: under the default bound (30 s) every one is
+    served (the old fixed cap of 32 waiting refused most of such a burst); under a 0.3 s bound those expected to
+    wait longer are told so, with their expected wait."""
     from clipdemo.serving.backends import ImageEncoder
     from clipdemo.serving.runtime import Runtime
     from clipdemo.serving.settings import Settings
@@ -219,14 +220,14 @@ def test_a_burst_of_100_is_admitted_by_its_expected_wait(tiny_loaded, cifar_root
                           max_wait_s=max_wait_s), loaded=tiny_loaded)
     zs = rt.service()
     real = zs.encoder
-    zs.use_encoder(ImageEncoder("slow", lambda pixels: (time.sleep(0.05), real.encode(pixels))[1], True), "slow")
+    zs.use_encoder(ImageEncoder("slow", lambda pixels: (time.sleep(0.02), real.encode(pixels))[1], True), "slow")
     with running_app(rt) as (url, _):
         served, refused = _burst(url, 100)
     assert served + len(refused) == 100
-    sentence = r"The Space is busy: about (\d+) s of work is waiting for the model \((\d+) in line\); try again in a minute\."
+    sentence = r"The Space is busy: about ([\d.]+) s of work is waiting for the model \((\d+) in line\); try again in a minute\."
     assert all(re.fullmatch(sentence, r) for r in refused), refused[:3]
     if max_wait_s == 30.0:
         assert served == 100
-    else:  # the calls expected to wait over a second are refused, each told its expected wait; the rest served
-        assert refused and served >= 1 and all(int(re.fullmatch(sentence, r).group(1)) >= 1 for r in refused)
+    else:  # the calls expected to wait over the bound are refused, each told its expected wait; the rest served
+        assert refused and served >= 1 and all(float(re.fullmatch(sentence, r).group(1)) >= 0.3 for r in refused)
     print(f"burst of 100 under a {max_wait_s:g} s bound: {served} served, {len(refused)} refused")

@@ -23,8 +23,9 @@ def test_onnx_backend_matches_eager_on_tiny(tiny_loaded, tmp_path):
 
 
 @pytest.mark.slow
-def test_onnx_backend_matches_eager_on_full_size(vitb32, tmp_path):
-    encoder, note = choose("auto", vitb32.model, 224, tmp_path / "v.onnx", _probe(224))
+def test_onnx_backend_matches_eager_on_full_size(vitb32, vitb32_cache):
+    path = backends.onnx_cache_path(vitb32_cache, vitb32.info.identity)  # exported once a session (conftest.py)
+    encoder, note = choose("auto", vitb32.model, 224, path, _probe(224))
     assert encoder.name == "onnxruntime" and note.startswith("ONNX Runtime fp32 (parity with eager")
     assert parity(encoder, eager_encoder(vitb32.model), _probe(224, 5)) <= PARITY_TOL
 

@@ -44,7 +44,7 @@ class Busy(Refusal):
     """A call that would wait too long (or one too many waiting): the sentence says how many wait, and how long."""
 
     def __init__(self, waiting: int, seconds: float):
-        super().__init__("busy", f"{seconds:.0f}", waiting)
+        super().__init__("busy", f"{seconds:.1f}" if seconds < 10 else f"{seconds:.0f}", waiting)
         self.waiting, self.seconds = waiting, seconds
 
 
