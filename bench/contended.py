@@ -65,8 +65,15 @@ def evaluation_rate(url: str, seconds: float) -> tuple[float, object]:
     """Start evaluating everything; after `seconds`, images encoded per second (and the job, to cancel)."""
     job = _client(url).submit(*EVAL_ALL, api_name="/evaluate")
     time.sleep(seconds)
-    counts = [int(m.group(1)) for o in job.outputs() if (m := re.search(r"encoded (\d+) of", str(o[0])))]
-    return (max(counts) if counts else 0) / seconds, job
+    return encoded(job) / seconds, job
+
+
+def encoded(job) -> int:
+    """Images the evaluation job has encoded so far, read from its progress lines ("encoding images: 96/10000")."""
+    counts = [int(m.group(1)) for o in job.outputs() if (m := re.search(r"encoding images: (\d+)/", str(o)))]
+    if not counts:
+        raise RuntimeError(f"no progress line among the evaluation's {len(job.outputs())} outputs")
+    return max(counts)
 
 
 def label_set(url: str, seed: int, out: dict) -> None:
@@ -132,8 +139,7 @@ def main() -> int:
                 labeller.start()
                 busy = summary(run_clients(url, n, args.seconds, image))
                 elapsed = time.perf_counter() - start
-                counts = [int(m.group(1)) for o in job.outputs() if (m := re.search(r"encoded (\d+) of", str(o[0])))]
-                rate = (max(counts) if counts else 0) / elapsed
+                rate = encoded(job) / elapsed
                 job.cancel()
                 labeller.join(300)
                 if "label_error" in bulk_out:

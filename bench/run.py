@@ -164,7 +164,7 @@ def served(q: bool, work: Path, backend: str = "auto") -> dict[str, float]:
         print(f"memory of the served app (ViT-B/32 loaded, CLIPDEMO_BACKEND={backend}, after the runs above): "
               f"peak RSS {peak:,.0f} MB, steady RSS {now:,.0f} MB")
         status = client.predict(api_name="/status")[0]
-        print(f"    app status: {status.split('image encoder:')[-1].split('·')[0].strip()}")
+        print(f"    app status: {status.split('image encoder:')[-1].split('·')[0].strip().replace(chr(92), '')}")
     return r
 
 
