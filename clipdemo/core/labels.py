@@ -182,18 +182,23 @@ def read_label_file(path: str | Path) -> str:
     return "\n".join(row[0].strip() for row in rows)
 
 
+def _line(raw: object, i: int, keys: tuple[str, str, str]) -> str:
+    """Item `i` of a label or template list, normalised; refused (keys: not text, control characters, blank)."""
+    if not isinstance(raw, str):
+        raise PromptError(keys[0], i)
+    if _CONTROL.search(raw):
+        raise PromptError(keys[1], i)
+    if not (line := _normalise(raw)):
+        raise PromptError(keys[2], i)
+    return line
+
+
 def _labels(items: tuple, duplicates: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     kept: list[str] = []
     dropped: list[str] = []
     seen: dict[str, int] = {}
     for i, raw in enumerate(items, start=1):
-        if not isinstance(raw, str):
-            raise PromptError("label_not_text", i)
-        if _CONTROL.search(raw):
-            raise PromptError("label_control", i)
-        label = _normalise(raw)
-        if not label:
-            raise PromptError("label_blank", i)
+        label = _line(raw, i, ("label_not_text", "label_control", "label_blank"))
         if len(label) > MAX_LABEL_CHARS:
             raise PromptError("label_long", i, len(label), MAX_LABEL_CHARS)
         key = label.casefold()
@@ -214,13 +219,7 @@ def _labels(items: tuple, duplicates: str) -> tuple[tuple[str, ...], tuple[str, 
 def _templates(items: tuple) -> tuple[str, ...]:
     out: list[str] = []
     for i, raw in enumerate(items, start=1):
-        if not isinstance(raw, str):
-            raise PromptError("template_not_text", i)
-        if _CONTROL.search(raw):
-            raise PromptError("template_control", i)
-        t = _normalise(raw)
-        if not t:
-            raise PromptError("template_blank", i)
+        t = _line(raw, i, ("template_not_text", "template_control", "template_blank"))
         if (n := t.count(PLACE)) != 1:
             raise PromptError("template_place", i, _short(t), PLACE, n)
         if t not in out:
