@@ -28,7 +28,7 @@ from pathlib import Path
 from PIL import Image
 
 from bench.common import rss_mb, served_app, wait_ready
-from clipdemo.ui.files import RESULTS_DIR
+from clipdemo.ui.files import results_dir
 def _client(url: str):
     from gradio_client import Client
 
@@ -84,7 +84,7 @@ def main() -> int:
         for i in range(6):
             images.append(work / f"img{i}.png")
             Image.effect_mandelbrot((200 + 40 * i, 150), (-2, -1.2, 1, 1.2), 20 + 10 * i).convert("RGB").save(images[-1])
-        results = RESULTS_DIR
+        results = results_dir()
         env = {"GRADIO_TEMP_DIR": str(uploads)} | ({"CLIPDEMO_FILE_TTL": str(args.file_ttl)} if args.file_ttl else {})
         with served_app(work, extra_env=env) as (proc, url, _):
             wait_ready(_client(url))

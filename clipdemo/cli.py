@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_explain)
 
     a = sub.add_parser("architecture", help="print the configuration and torchinfo summaries of both towers")
-    a.add_argument("--depth", type=_argument(checks.summary_depth), default=2, help="summary depth, 1..4 (default 2)")
+    a.add_argument("--depth", type=_argument(checks.summary_depth), default=2,
+                   help=f"summary depth, {checks.DEPTHS[0]}..{checks.DEPTHS[1]} (default 2)")
     _model_args(a)
     a.set_defaults(func=cmd_architecture)
 
@@ -218,7 +219,7 @@ def _predict_batch(args: argparse.Namespace, cfg: settings_mod.Settings, label_s
     items = read_batch(paths, fit=zs.loaded.config.image_resolution)
     preds = classify_batch(zs, [image for _, image in items], label_set, args.top_k)
     if args.json:
-        print(json.dumps({"weights": zs.loaded.info.label,
+        print(json.dumps({"weights": str(zs.loaded.info.label),
                           "images": [{"image": name, "predictions": p.rows()} for (name, _), p in zip(items, preds)]},
                          ensure_ascii=False))
         return 0
@@ -306,11 +307,9 @@ def _run_with_bar(steps, desc: str) -> Report:
 
 
 def cmd_features(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
-    from .serving.features import default_path
-
     data = open_cifar100(cfg.data_root, download=cfg.allow_download)
     zs = _load(args, cfg, batch_work=True)
-    out = args.out or default_path(cfg.cache_dir, zs.loaded.info.sha256)
+    out = args.out or zs.features_path(cfg.cache_dir)
     if out is None:
         raise Refusal("features_random_out")
     ev = Evaluation("first", args.limit or len(data), templates="single")

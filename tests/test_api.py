@@ -85,6 +85,7 @@ def test_architecture_summary_is_plain_json(server):
     ("data:image/png;base64,not-base64!", ["cat", "dog"], "not valid base64"),
     ("PIXEL", [f"thing {i} " + "x " * 40 for i in range(500)], "about 24,890 tokens to encode; the limit is 20,000"),
     ("PIXEL", ["cat"], "at least 2 different labels"),
+    ("PIXEL", [["cat"], "dog"], "Label 1 is not text"),
     ("PIXEL", ["cat", "dog"], None),  # the control: the same call with good inputs answers
 ])
 def test_bad_api_inputs_are_sentences(server, image, labels, message):
@@ -205,3 +206,20 @@ def test_the_readme_curl_recipe(server):
     assert "event: complete" in lines
     data = json.loads(lines[lines.index("event: complete") + 1].removeprefix("data: "))
     assert [{"label", "score", "cosine"} == set(e) for e in data[0]] == [True, True]
+
+
+def test_the_tools_descriptions_name_the_limits_the_code_enforces():
+    """Agents read these docstrings as the tools' parameter descriptions: every range said is the one checked."""
+    from clipdemo.core import checks
+    from clipdemo.core.labels import MAX_LABELS, MIN_LABELS
+    from clipdemo.tasks.classify import MAX_BATCH
+    from clipdemo.ui.api import ApiEndpoints
+
+    labels, k = f"({MIN_LABELS} to {MAX_LABELS})", f"(1 to {checks.MAX_TOP_K})"
+    said = {name: getattr(ApiEndpoints, name).__doc__ for name in
+            ("classify", "classify_cifar", "classify_batch", "architecture_summary")}
+    assert labels in said["classify"] and k in said["classify"]
+    assert f"0 to {checks.TEST_SIZE - 1}" in said["classify_cifar"] and k in said["classify_cifar"]
+    assert f"up to {MAX_BATCH} images" in said["classify_batch"] and f"(1 to {MAX_BATCH})" in said["classify_batch"]
+    assert labels in said["classify_batch"] and k in said["classify_batch"]
+    assert f"({checks.DEPTHS[0]} to {checks.DEPTHS[1]})" in said["architecture_summary"]

@@ -31,7 +31,7 @@ def test_predict_index_json(env, capsys, tiny_loaded, cifar_root):
     assert out["weights"]["name"] == "tiny-state.pt" and out["weights"]["trained"] is True
     assert len(out["top"]) == 3
     ref = ZeroShot(tiny_loaded).predict(open_cifar100(cifar_root).image(15), LabelSet.preset(), 3)
-    assert [(t["label"], t["prob"]) for t in out["top"]] == [(lab, pytest.approx(p, abs=1e-6)) for lab, p in ref.top]
+    assert [(t["label"], t["score"]) for t in out["top"]] == [(lab, pytest.approx(p, abs=1e-6)) for lab, p in ref.top]
     assert 1 <= out["true_rank"] <= 100
 
 

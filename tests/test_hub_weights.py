@@ -190,7 +190,7 @@ def test_open_clip_files_load_to_open_clips_own_features(open_clip_model, fmt, t
     else:
         torch.save(sd, path)
     loaded = load_model(str(path), device="cpu")
-    assert loaded.config == PRESETS["tiny"] and loaded.info.label.startswith("unverified checkpoint")
+    assert loaded.config == PRESETS["tiny"] and str(loaded.info.label).startswith("unverified checkpoint")
     pixels = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))  # [4, 3, 32, 32]
     tokens = clip.tokenize([f"a photo of a {c}" for c in CIFAR100_CLASSES])  # [100, 77]
     with torch.inference_mode():

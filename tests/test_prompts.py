@@ -44,6 +44,8 @@ def test_labels_are_normalised_and_duplicates_dropped_and_recorded():
     (["cat", "dog\x00"], "Label 2 contains control"),
     (["cat", "x" * 201], "Label 2 is 201 characters long"),
     (["cat", 7], "Label 2 is not text"),
+    (["cat", ["dog"]], "Label 2 is not text"),  # unhashable: refused before the memo, not a TypeError
+    (["cat", {"a": 1}], "Label 2 is not text"),
     ([f"l{i}" for i in range(MAX_LABELS + 1)], f"Too many labels: {MAX_LABELS + 1}"),
 ])
 def test_label_errors(labels, message):
@@ -106,3 +108,5 @@ def test_the_forms_of_a_set_read_back():
     assert LabelSet.preset().query() == {} and LabelSet.from_query({}, 100) == LabelSet.preset()
     assert LabelSet.from_json({"labels": ["only one"], "templates": ["{}"]}) is None  # invalid: not a set
     assert LabelSet.from_json({"labels": "cat", "templates": []}) is None and LabelSet.from_json(None) is None
+    assert LabelSet.from_json({"labels": [{"a": 1}, "dog"], "templates": ["{}"]}) is None  # a tampered browser store
+    assert LabelSet.from_json({"labels": ["cat", "dog"], "templates": [["{}"]]}) is None

@@ -64,14 +64,13 @@ def test_refusals_name_what_is_missing(tmp_path, cifar_root):
     assert str(not_real_weights(random)) == "these are random weights; the self-check needs the real ViT-B/32"
     unverified = WeightsInfo("x.pt", "/x.pt", "ab" * 32, trained=True)
     assert "not a known release" in str(not_real_weights(unverified))
-    assert not_real_weights(WeightsInfo("ViT-B/32", "u", ref_sha(), trained=True, release="OpenAI ViT-B/32")) is None
+    import clip.clip
+
+    from clipdemo.weights.sources import known_release
+    openai = clip.clip._MODELS["ViT-B/32"].split("/")[-2]  # the SHA-256 in openai-clip's own URL
+    assert not_real_weights(WeightsInfo("ViT-B/32", "u", openai, trained=True, release=known_release(openai))) is None
     assert "cifar-100-python/test is missing" in str(not_real_data(tmp_path))
     assert "not torchvision's f0ef6b0a" in str(not_real_data(cifar_root))  # the synthetic fixture is not the real data
-
-
-def ref_sha() -> str:
-    from clipdemo.weights.sources import WEIGHT_SOURCES
-    return WEIGHT_SOURCES["ViT-B/32"].mirrors[0].sha256
 
 
 def test_md5_references_are_torchvisions():
@@ -173,3 +172,28 @@ def test_the_space_shows_its_self_check_only_on_real_files_and_a_failure_as_a_wa
     assert "⚠️ the self-check differs from the published figures</span>" in line  # a tiny random model fails
     assert about.startswith("### Self-check on the real weights")
     assert "n=1,000" in about and "does not match" in about
+
+
+def test_cifar10_check_counts_top1_as_a_hand_count_does_in_bulk_chunks(tiny_loaded, cifar_root):
+    import clip
+
+    from clipdemo.core.labels import CIFAR10_CLASSES, CIFAR_TEMPLATES
+    from clipdemo.io.cifar import open_cifar100
+    from clipdemo.serving.scheduler import Priority
+    from clipdemo.serving.service import ZeroShot
+    from clipdemo.tasks.selfcheck import cifar10_check
+
+    split, zs = _TenImages(open_cifar100(cifar_root)), ZeroShot(tiny_loaded)
+    check = cifar10_check(zs, split)
+    m, pre, n_ctx = tiny_loaded.model, tiny_loaded.preprocess, tiny_loaded.config.context_length
+    with torch.no_grad():  # by hand: encode_image, and each class's 18 prompts through encode_text, averaged
+        img = m.encode_image(torch.stack([pre(split.image(i)) for i in range(len(split))])).float()
+        img = img / img.norm(dim=-1, keepdim=True)
+        cls = []
+        for c in CIFAR10_CLASSES:
+            t = m.encode_text(clip.tokenize([t.replace("{}", c) for t in CIFAR_TEMPLATES], context_length=n_ctx)).float()
+            t = (t / t.norm(dim=-1, keepdim=True)).mean(0)
+            cls.append(t / t.norm())
+    hand = 100 * float(((img @ torch.stack(cls).T).argmax(1) == torch.tensor(split.targets)).float().mean())
+    assert check.name == "CIFAR-10, 18 templates" and check.measured == f"{hand:.2f}%"
+    assert zs.gate_stats.grants[Priority.BULK] >= 20 // zs.bulk_images  # the images went in bulk chunks

@@ -86,12 +86,15 @@ def test_feature_store_fill_save_load(tiny_loaded, cifar_root, tmp_path):
     zs.cifar_feature(500, data.image(500), len(data))
     assert counter.calls == before + 1 and zs.cifar.get(500) is not None  # filled lazily
 
-    path = default_path(tmp_path, tiny_loaded.info.sha256)
+    path = zs.features_path(tmp_path)
+    assert path == default_path(tmp_path, tiny_loaded.info.sha256, "float32")  # the precision is in the name
     zs.cifar.save(path)
-    back = ImageFeatureStore.load(path, tiny_loaded.info.identity)
+    back = ImageFeatureStore.load(path, tiny_loaded.info.identity + " float32")
     assert len(back) == 61 and torch.equal(back.gather([0, 59, 500]), zs.cifar.gather([0, 59, 500]))
     with pytest.raises(FeatureFileError, match="made with other weights"):
-        ImageFeatureStore.load(path, "sha256:" + "0" * 64)
+        ImageFeatureStore.load(path, "sha256:" + "0" * 64 + " float32")
+    with pytest.raises(FeatureFileError, match="made with other weights"):  # the same weights on CUDA in fp16
+        ImageFeatureStore.load(path, tiny_loaded.info.identity + " float16")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"junk")
     with pytest.raises(FeatureFileError, match="not a readable features file"):

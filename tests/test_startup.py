@@ -75,7 +75,7 @@ def test_a_click_while_the_backend_is_chosen_keeps_its_stored_feature(tiny_ckpts
 
     from clipdemo.io.cifar import open_cifar100
     from clipdemo.serving import backends
-    from clipdemo.serving.features import ImageFeatureStore, default_path
+    from clipdemo.serving.features import ImageFeatureStore
     from clipdemo.serving.runtime import Runtime
     from clipdemo.serving.service import ZeroShot
     from clipdemo.serving.settings import Settings
@@ -83,9 +83,9 @@ def test_a_click_while_the_backend_is_chosen_keeps_its_stored_feature(tiny_ckpts
 
     data = open_cifar100(cifar_root)
     ref = ZeroShot(tiny_loaded)
-    saved = ImageFeatureStore(ref.loaded.info.identity, len(data), ref.loaded.config.embed_dim)
+    saved = ImageFeatureStore(ref.features_identity, len(data), ref.loaded.config.embed_dim)
     saved.put(list(range(40)), ref.image_features([data.image(i) for i in range(40)]))
-    saved.save(default_path(tmp_path, ref.loaded.info.sha256))
+    saved.save(ref.features_path(tmp_path))
 
     choosing, release = threading.Event(), threading.Event()
     real_select = backends.select

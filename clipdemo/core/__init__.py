@@ -4,6 +4,7 @@
 tensors), `zeroshot` (the zero-shot math and its `Prediction`), `inside` (attention, rollout, relevancy,
 tokens), `architecture` (config card, torchinfo), `labels` (`LabelSet`: labels and templates, checked),
 `checks` (one checker per input value), `words` (every sentence as a key; `Refusal`, the one error type) and
-`clip_package` (the one import of openai-clip). No threads, no locks, no caches beyond pure memos, no I/O
+`clip_package` (the one import of openai-clip). No threads, no caches beyond pure memos, one lock (the one
+that makes `import clip` whole), no I/O
 beyond reading a label file, no gradio: everything above imports this layer, and it imports none of them.
 """

@@ -63,7 +63,7 @@ def config_card(loaded: LoadedModel) -> dict[str, object]:
     c = loaded.config
     split = parameter_split(loaded)
     return {
-        "weights": loaded.info.label,
+        "weights": str(loaded.info.label),
         "embed_dim": c.embed_dim,
         "vision": {"width": c.vision_width, "layers": c.vision_layers, "heads": c.vision_heads,
                    "patch_size": c.vision_patch_size, "input_resolution": c.image_resolution,

@@ -66,3 +66,10 @@ def _import() -> ModuleType:
             else:
                 sys.modules["pkg_resources"] = saved
     return clip
+
+
+@functools.cache
+def tokenizer():
+    """CLIP's byte-pair tokenizer (`clip.simple_tokenizer.SimpleTokenizer`, the vocabulary `clip.tokenize` uses),
+    made once: token counts and the Labels tab's token table read it."""
+    return import_clip().simple_tokenizer.SimpleTokenizer()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .clip_package import import_clip
+from .clip_package import tokenizer
 from .words import Refusal
 from .zeroshot import LOGIT_SCALE
 
@@ -127,8 +127,7 @@ class Token:
 
 def prompt_tokens(prompt: str, context_length: int = 77) -> list[Token]:
     """The BPE tokens CLIP sees for `prompt`, start and end-of-text included (padding summarised by the caller)."""
-    clip = import_clip()
-    tok = clip.clip._tokenizer
+    tok = tokenizer()
     ids = tok.encode(prompt)
     sot, eot = tok.encoder["<|startoftext|>"], tok.encoder["<|endoftext|>"]
     if len(ids) + 2 > context_length:

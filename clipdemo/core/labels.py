@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .clip_package import import_clip
+from .clip_package import tokenizer
 from .words import Refusal, Text
 
 __all__ = ["LabelSet", "PromptError", "Preset", "LABEL_PRESETS", "TEMPLATE_SETS", "CLASS_NAME_SPELLINGS",
@@ -127,14 +127,9 @@ class PromptError(Refusal):
     """A label or template the model cannot take; the sentence names the item by position."""
 
 
-@lru_cache(maxsize=1)
-def _tokenizer():
-    return import_clip().simple_tokenizer.SimpleTokenizer()
-
-
 def token_count(text: str) -> int:
     """Tokens CLIP uses for `text`, start and end-of-text included."""
-    return len(_tokenizer().encode(text)) + 2
+    return len(tokenizer().encode(text)) + 2
 
 
 def fill(template: str, label: str) -> str:
@@ -182,14 +177,12 @@ def read_label_file(path: str | Path) -> str:
     return "\n".join(row[0].strip() for row in rows)
 
 
-def _line(raw: object, i: int, keys: tuple[str, str, str]) -> str:
-    """Item `i` of a label or template list, normalised; refused (keys: not text, control characters, blank)."""
-    if not isinstance(raw, str):
-        raise PromptError(keys[0], i)
+def _line(raw: str, i: int, keys: tuple[str, str]) -> str:
+    """Item `i` of a label or template list, normalised; refused (keys: control characters, blank)."""
     if _CONTROL.search(raw):
-        raise PromptError(keys[1], i)
+        raise PromptError(keys[0], i)
     if not (line := _normalise(raw)):
-        raise PromptError(keys[2], i)
+        raise PromptError(keys[1], i)
     return line
 
 
@@ -198,7 +191,7 @@ def _labels(items: tuple, duplicates: str) -> tuple[tuple[str, ...], tuple[str, 
     dropped: list[str] = []
     seen: dict[str, int] = {}
     for i, raw in enumerate(items, start=1):
-        label = _line(raw, i, ("label_not_text", "label_control", "label_blank"))
+        label = _line(raw, i, ("label_control", "label_blank"))
         if len(label) > MAX_LABEL_CHARS:
             raise PromptError("label_long", i, len(label), MAX_LABEL_CHARS)
         key = label.casefold()
@@ -219,7 +212,7 @@ def _labels(items: tuple, duplicates: str) -> tuple[tuple[str, ...], tuple[str, 
 def _templates(items: tuple) -> tuple[str, ...]:
     out: list[str] = []
     for i, raw in enumerate(items, start=1):
-        t = _line(raw, i, ("template_not_text", "template_control", "template_blank"))
+        t = _line(raw, i, ("template_control", "template_blank"))
         if (n := t.count(PLACE)) != 1:
             raise PromptError("template_place", i, _short(t), PLACE, n)
         if t not in out:
@@ -283,7 +276,11 @@ class LabelSet:
     def of(cls, labels, templates, *, duplicates: str = "drop") -> LabelSet:
         """Check `labels` and `templates` (lists of text); PromptError names the first problem. `duplicates`:
         "drop" keeps the first of case- and space-insensitive repeats and records the rest; "error" refuses."""
-        return _checked(tuple(labels), tuple(templates), duplicates)
+        labels, templates = tuple(labels), tuple(templates)
+        for items, key in ((labels, "label_not_text"), (templates, "template_not_text")):
+            if (i := next((i for i, x in enumerate(items, start=1) if not isinstance(x, str)), None)) is not None:
+                raise PromptError(key, i)  # before the memo, which needs every item hashable
+        return _checked(labels, templates, duplicates)
 
     @classmethod
     def preset(cls, labels: str = DEFAULT_LABELS, templates: str = DEFAULT_TEMPLATES) -> LabelSet:

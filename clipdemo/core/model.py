@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from .clip_package import import_clip
-from .words import Refusal
+from .words import Refusal, Text
 
 __all__ = ["ClipConfig", "PRESETS", "DEFAULT_MODEL", "WeightsInfo", "LoadedModel", "WeightsError", "resolve_device",
            "build_random", "build_from_state_dict", "place_on", "preprocess_for", "random_preset"]
@@ -204,7 +204,7 @@ class WeightsInfo:
     origin: str  # URL, path, or "seeded random init (seed=0)"
     sha256: str | None  # of the checkpoint file; None for random weights
     trained: bool  # False only for random weights; a file's training is known only when it is `verified`
-    release: str | None = None  # the known release this file's SHA-256 is (weights.KNOWN_RELEASES), if any
+    release: str | None = None  # the known release this file's SHA-256 is (weights.sources.KNOWN_RELEASES), if any
 
     @property
     def verified(self) -> bool:
@@ -217,13 +217,13 @@ class WeightsInfo:
         return f"sha256:{self.sha256}" if self.sha256 else f"{self.name}:{self.origin}"
 
     @property
-    def label(self) -> str:
-        """One line for status bars and CLI headers: only what is known about the weights."""
+    def label(self) -> Text:
+        """One line for status bars and CLI headers: only what is known about the weights (`str()` in English)."""
         if not self.trained:
-            return f"{self.name}: untrained random weights - predictions are meaningless"
+            return Text("weights_random", self.name)
         if self.verified:
-            return f"{self.release} (SHA-256 verified)"
-        return f"unverified checkpoint {self.name}, SHA-256 {(self.sha256 or '?')[:12]}…"
+            return Text("weights_verified", self.release)
+        return Text("weights_unverified", self.name, (self.sha256 or "?")[:12])
 
 
 def random_preset(weights: str) -> str | None:

@@ -91,7 +91,7 @@ def top_k(probs: torch.Tensor, labels: tuple[str, ...], k: int) -> list[tuple[st
     """The `k` most probable labels of one image: `[L]` probabilities -> [(label, p), ...], best first."""
     if probs.dim() != 1 or probs.shape[0] != len(labels):
         raise ValueError(f"probs must be [n_labels={len(labels)}], got {tuple(probs.shape)}")
-    k = max(1, min(int(k), len(labels)))
+    k = min(k, len(labels))  # k is checked where a shell takes it (core.checks.top_k)
     values, indices = probs.topk(k)
     return [(labels[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
 
@@ -142,8 +142,7 @@ class Prediction:
     def as_dict(self) -> dict:
         out = {"weights": {"name": self.weights.name, "sha256": self.weights.sha256, "trained": self.weights.trained,
                            "verified": self.weights.verified},
-               "top": [{"label": lab, "prob": p, **({"cosine": self.cosine(lab)} if self.cosines else {})}
-                       for lab, p in self.top]}
+               "top": self.rows()}
         if self.true_label is not None:
             out.update(true_label=self.true_label, true_rank=self.true_rank, true_prob=self.true_prob)
         return out

@@ -19,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..core.words import Refusal
 
-__all__ = ["image_from_reference", "ImageError", "open_image", "fit_to_model", "decode_data_url",
+__all__ = ["image_source", "image_from_reference", "ImageError", "open_image", "fit_to_model", "decode_data_url",
            "inside_folder", "ALLOWED_FORMATS", "MAX_PIXELS", "MAX_BYTES", "DECODE_SLOTS"]
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
@@ -141,20 +141,25 @@ def inside_folder(path: str, root: str | Path) -> Path | None:
 
 
 
-def image_from_reference(ref: object, upload_root: str | Path, fit: int | None = None) -> Image.Image:
-    """The image an API caller sent: a base64 `data:` URL, or a file uploaded to this server (its path, or
-    Gradio's file record) that lies inside `upload_root`. Web addresses are refused without any request
-    (nothing is ever fetched on a caller's behalf); so is every other path. ImageError says why."""
+def image_source(ref: object, upload_root: str | Path) -> Path | bytes:
+    """Where the image a caller sent is: the bytes of a base64 `data:` URL, or a file uploaded to this server
+    (its path, or Gradio's file record) that lies inside `upload_root`. Web addresses are refused without any
+    request (nothing is ever fetched on a caller's behalf); so is every other path. ImageError says why."""
     if isinstance(ref, dict):
         ref = ref.get("path") or ref.get("url") or ""
     if not isinstance(ref, str) or not ref.strip():
         raise ImageError("image_give")
     ref = ref.strip()
     if ref.startswith("data:"):
-        return open_image(decode_data_url(ref), fit=fit)
+        return decode_data_url(ref)
     if "://" in ref[:16]:
         raise ImageError("not_fetched")
     path = inside_folder(ref, upload_root)
     if path is None or not path.is_file():
         raise ImageError("image_not_uploaded")
-    return open_image(path, fit=fit)
+    return path
+
+
+def image_from_reference(ref: object, upload_root: str | Path, fit: int | None = None) -> Image.Image:
+    """The image an API caller sent (see `image_source`), decoded (see `open_image`)."""
+    return open_image(image_source(ref, upload_root), fit=fit)

@@ -26,9 +26,10 @@ class FeatureFileError(Refusal):
     """A features file that does not belong to these weights, or is not a features file."""
 
 
-def default_path(cache_dir: Path, sha256: str | None) -> Path | None:
-    """Where the CIFAR-100 test features for weights with this SHA-256 live (None for random weights)."""
-    return Path(cache_dir) / f"cifar100-test-features-{sha256[:16]}.pt" if sha256 else None
+def default_path(cache_dir: Path, sha256: str | None, precision: str) -> Path | None:
+    """Where the CIFAR-100 test features for weights with this SHA-256, computed in `precision` (the service's
+    `features_precision`), live (None for random weights)."""
+    return Path(cache_dir) / f"cifar100-test-features-{sha256[:16]}-{precision}.pt" if sha256 else None
 
 
 class ImageFeatureStore:

@@ -36,7 +36,7 @@ from ..weights.load import load_model
 from . import accel
 from .accel import Tasks
 from .cpus import cpu_threads
-from .features import FeatureFileError, ImageFeatureStore, default_path
+from .features import FeatureFileError, ImageFeatureStore
 from .service import DEFAULT_TEXT_RATE, ZeroShot
 from .settings import Settings, to_env
 
@@ -100,10 +100,10 @@ def speed_up(zs: ZeroShot, settings: Settings, *, stored_features: bool = True) 
     note = zs.choose_backend(settings.backend, settings.cache_dir, lambda p: export_in_child(settings, p))
     release_freed_memory()  # the export's temporary buffers
     log.info("image encoder: %s", note)
-    path = default_path(settings.cache_dir, zs.loaded.info.sha256)
+    path = zs.features_path(settings.cache_dir)
     if stored_features and path is not None and path.is_file():
         try:
-            added = zs.add_stored_features(ImageFeatureStore.load(path, zs.loaded.info.identity))
+            added = zs.add_stored_features(ImageFeatureStore.load(path, zs.features_identity))
             log.info("loaded %d stored CIFAR-100 image features from %s", added, path)
         except FeatureFileError as exc:
             log.warning("ignoring %s", exc)
@@ -155,7 +155,7 @@ class Runtime:
         if loaded is not None:
             self._zs = ZeroShot(loaded, tasks=self.tasks, max_waiting=settings.max_waiting,
                                 max_wait_s=settings.max_wait_s)
-            self._status = ModelStatus(ModelState.READY, Text("weights_label", loaded.info.label))
+            self._status = ModelStatus(ModelState.READY, loaded.info.label)
             self._ready.set()
         self._arch: ZeroShot | None = None
         self._data: Cifar100 | None = None
@@ -217,7 +217,7 @@ class Runtime:
             return False
         self._zs = zs
         self._arch = None  # the stand-in random model, if one was built meanwhile, is no longer needed
-        self._status = ModelStatus(ModelState.READY, Text("weights_label", zs.loaded.info.label))
+        self._status = ModelStatus(ModelState.READY, zs.loaded.info.label)
         log.info("model ready: %s on %s", zs.loaded.info.label, zs.path.title)
         self._ready.set()
         return True

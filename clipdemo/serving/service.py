@@ -32,7 +32,7 @@ from ..core.zeroshot import Prediction
 from . import accel, backends
 from .accel import ComputePath, Tasks
 from .backends import ImageEncoder, eager_encoder
-from .features import ImageFeatureStore
+from .features import ImageFeatureStore, default_path
 from .scheduler import MAX_WAIT_S, MAX_WAITING, GateStats, ModelGate, Priority
 
 __all__ = ["ZeroShot", "LRU", "Priority", "BULK_AFTER_S"]
@@ -148,11 +148,27 @@ class ZeroShot:
             return backends.export_onnx(self.loaded.model, self.loaded.config.image_resolution, path)
 
     # -- CIFAR-100 feature store ----------------------------------------------------------------------
+    @property
+    def features_precision(self) -> str:
+        """What the stored image features are computed in: the model's dtype ("float32" on CPU, "float16" on
+        CUDA), or an approximate encoder's name (bf16). Part of the store's key: features from another
+        precision are not these (fp16 differs from fp32 in the third decimal of a probability)."""
+        return str(self.loaded.dtype).removeprefix("torch.") if self.encoder.exact else self.encoder.name
+
+    @property
+    def features_identity(self) -> str:
+        """The feature store's key: the weights' identity and the precision."""
+        return f"{self.loaded.info.identity} {self.features_precision}"
+
+    def features_path(self, cache_dir: Path) -> Path | None:
+        """Where this service's CIFAR-100 features are saved (None for random weights)."""
+        return default_path(cache_dir, self.loaded.info.sha256, self.features_precision)
+
     def cifar_store(self, size: int) -> ImageFeatureStore:
-        """The CIFAR-100 feature store for these weights (created empty on first use, once)."""
+        """The CIFAR-100 feature store for these weights and this precision (created empty on first use, once)."""
         with self._store_lock:
             if self.cifar is None:
-                self.cifar = ImageFeatureStore(self.loaded.info.identity, size, self.loaded.config.embed_dim)
+                self.cifar = ImageFeatureStore(self.features_identity, size, self.loaded.config.embed_dim)
             return self.cifar
 
     def add_stored_features(self, stored: ImageFeatureStore) -> int:

@@ -30,13 +30,13 @@ loader resolves to `cuda` when a GPU is visible and `cpu` when not.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.model import DEFAULT_MODEL
 from ..core.words import Refusal
 from ..weights.download import Hub
-from ..weights.load import DEFAULT_CACHE
+from ..weights.load import default_cache
 from .scheduler import MAX_WAIT_S, MAX_WAITING
 
 __all__ = ["Settings", "from_env", "to_env"]
@@ -49,8 +49,8 @@ class Settings:
     """Process-wide settings; see the module docstring for the variables behind each field."""
 
     weights: str = DEFAULT_MODEL
-    cache_dir: Path = DEFAULT_CACHE
-    data_root: Path = DEFAULT_CACHE / "data"
+    cache_dir: Path = field(default_factory=default_cache)
+    data_root: Path = field(default_factory=lambda: default_cache() / "data")
     device: str = "auto"
     allow_download: bool = True
     seed: int = 0
@@ -64,7 +64,7 @@ class Settings:
     browser_key: str = BROWSER_KEY
     browser_secret: str = "clipdemo:local"
     space_id: str = ""  # "owner/name" on Hugging Face (SPACE_ID): shared links then point at the Space's page
-    hub: Hub = Hub()  # the Hugging Face Hub, its cache (which `preload_from_hub` fills) and HF_HUB_OFFLINE
+    hub: Hub = field(default_factory=Hub)  # the Hugging Face Hub, its cache (which `preload_from_hub` fills) and HF_HUB_OFFLINE
 
 
 def _flag(value: str) -> bool:
@@ -81,7 +81,7 @@ def _int(env, name: str) -> int:
 def from_env(environ: dict[str, str] | None = None) -> Settings:
     """Read `Settings` from `environ` (default: `os.environ`); unset variables keep their defaults."""
     env = os.environ if environ is None else environ
-    cache = Path(env.get("CLIPDEMO_CACHE", "") or DEFAULT_CACHE).expanduser()
+    cache = Path(env.get("CLIPDEMO_CACHE", "") or default_cache()).expanduser()
     seed, threads = _int(env, "CLIPDEMO_SEED"), _int(env, "CLIPDEMO_THREADS")
     max_waiting = _int(env, "CLIPDEMO_MAX_WAITING") or MAX_WAITING
     if max_waiting < 1:

@@ -28,7 +28,7 @@ from ..io.cifar import Cifar100
 from ..io.images import MAX_BYTES, ImageError, open_image
 from ..serving.service import Priority, ZeroShot
 
-__all__ = ["BatchError", "candidates", "classify", "classify_index", "read_batch", "classify_batch", "MAX_BATCH",
+__all__ = ["BatchError", "batch_count", "candidates", "classify", "classify_index", "read_batch", "classify_batch", "MAX_BATCH",
            "MAX_ZIP_BYTES", "MAX_RATIO", "DEFAULT_TEMPLATE"]
 
 DEFAULT_TEMPLATE = "a photo of a {}"  # the Hugging Face task's hypothesis template, and the notebook's prompt
@@ -141,13 +141,19 @@ def read_batch(paths: list[str | Path], names: list[str] | None = None, *, fit: 
     return items
 
 
+def batch_count(images: list | None) -> int:
+    """How many images a batch holds, 1..MAX_BATCH; checked before any is decoded (BatchError otherwise)."""
+    if not images or len(images) > MAX_BATCH:
+        raise BatchError("batch_count", MAX_BATCH, len(images or []))
+    return len(images)
+
+
 def classify_batch(zs: ZeroShot, images: list[Image.Image], label_set: LabelSet, k: int = 5,
                    progress: ProgressFn | None = None) -> list[Prediction]:
     """Every image against the label set, in order: its text features once (cached), the images in chunks of
     `zs.bulk_images`, each chunk one bulk model call once there is more than one chunk."""
     k = checks.top_k(k)
-    if not 1 <= len(images) <= MAX_BATCH:
-        raise BatchError("batch_count", MAX_BATCH, len(images))
+    batch_count(images)
     text = zs.text_features(label_set)  # [L, D]
     step = zs.bulk_images
     priority = Priority.BULK if len(images) > step else Priority.INTERACTIVE

@@ -251,11 +251,10 @@ def full_checks(zs: ZeroShot, data: Cifar100, *, cifar10: Cifar100 | None = None
 def cifar10_check(zs: ZeroShot, cifar10: Cifar100) -> Check:
     """CIFAR-10's test split (the same wrapper as CIFAR-100's) with the 18 templates, against the paper. Its
     features are not stored: the feature store belongs to CIFAR-100."""
-    feats = []
-    for first in range(0, len(cifar10), 256):
-        pixels = torch.stack([zs.pixels(cifar10.image(i))
-                              for i in range(first, min(first + 256, len(cifar10)))])  # [b, 3, R, R]
-        feats.append(zs.encode_pixels(pixels))  # [b, D]
+    feats, step = [], zs.bulk_images  # bulk chunks, so visitors' predictions go in between
+    for first in range(0, len(cifar10), step):
+        images = [cifar10.image(i) for i in range(first, min(first + step, len(cifar10)))]
+        feats.append(zs.image_features(images, Priority.BULK))  # [b, D]
     text = zs.text_features(LabelSet.of(CIFAR10_CLASSES, LabelSet.preset(templates="cifar18").templates))  # [10, D]
     res = score(torch.cat(feats), torch.tensor(cifar10.targets), text, setting="cifar18", classes=CIFAR10_CLASSES)
     return accuracy_check("CIFAR-10, 18 templates", 100 * res.top1, CIFAR10_TOP1)

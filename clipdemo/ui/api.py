@@ -16,7 +16,7 @@ from ..core import checks
 from ..core.architecture import config_card
 from ..io.images import image_from_reference
 from ..serving.runtime import Runtime
-from ..tasks.classify import DEFAULT_TEMPLATE, MAX_BATCH, BatchError, candidates, classify, classify_batch, \
+from ..tasks.classify import DEFAULT_TEMPLATE, batch_count, candidates, classify, classify_batch, \
     classify_index
 from .common import MODEL_WAIT_S, told
 
@@ -85,8 +85,7 @@ class ApiEndpoints:
             "predictions" a list of {"label", "score", "cosine"} as `classify` returns them.
         """
         with told("en"):
-            if not images or len(images) > MAX_BATCH:
-                raise BatchError("batch_count", MAX_BATCH, len(images or []))
+            batch_count(images)  # before any image is decoded
             label_set, k = candidates(list(candidate_labels or []), hypothesis_template), checks.top_k(top_k)
             root, fit = gr.utils.get_upload_folder(), self.rt.config().image_resolution
             # One at a time, each reduced to the model's R x R as it is decoded: 64 of them hold ~10 MB.

@@ -1,6 +1,6 @@
 """Results as files to download: a prediction, a batch or an evaluation as CSV and JSON, and a label set.
 
-Holds `RESULTS_DIR` and `RESULTS_MAX_AGE_S` (the folder the files are written to; the app's janitor removes
+Holds `results_dir()` and `RESULTS_MAX_AGE_S` (the folder the files are written to; the app's janitor removes
 what is older than ten minutes: Gradio copies each file into its own cache as the answer is sent),
 `label_file`, `prediction_files`, `batch_files` and `evaluation_files`. Text cells that a spreadsheet would
 run as formulas are defused. No gradio here.
@@ -17,10 +17,9 @@ from pathlib import Path
 from ..core.zeroshot import Prediction
 from ..tasks.evaluate import EvalResult
 
-__all__ = ["RESULTS_DIR", "RESULTS_MAX_AGE_S", "results_dir", "label_file", "prediction_files", "evaluation_files",
+__all__ = ["RESULTS_MAX_AGE_S", "results_dir", "label_file", "prediction_files", "evaluation_files",
            "batch_files"]
 
-RESULTS_DIR = Path(tempfile.gettempdir()) / "clipdemo-results"
 RESULTS_MAX_AGE_S = 600  # Gradio copies each file into its own cache as the answer is sent; ten minutes is ample
 
 
@@ -30,9 +29,10 @@ def _cell(text: str) -> str:
 
 
 def results_dir() -> Path:
-    """The folder for files offered as downloads (made when missing)."""
-    RESULTS_DIR.mkdir(exist_ok=True)
-    return RESULTS_DIR
+    """The folder for files offered as downloads, in the temporary folder (made when missing)."""
+    folder = Path(tempfile.gettempdir()) / "clipdemo-results"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 def _stem(kind: str) -> Path:

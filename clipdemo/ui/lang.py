@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from ..core import checks
 from ..core.labels import MAX_LABELS
 from ..core.words import STRINGS, language, text
 from ..io.images import MAX_BYTES
@@ -20,7 +21,8 @@ from ..tasks.classify import MAX_BATCH
 __all__ = ["I18N", "L", "lang_of", "HEAD", "COOKIE", "FILLED"]
 
 # Static strings with places: filled here, once per language, with the limits the core defines.
-FILLED = {"about_md": (MAX_LABELS, MAX_BYTES // 2**20), "batch_files": (MAX_BATCH,)}
+FILLED = {"about_md": (MAX_LABELS, MAX_BYTES // 2**20), "batch_files": (MAX_BATCH,),
+          "eval_subset_all": (f"{checks.TEST_SIZE:,}",), "eval_tpl_single": ("{}",)}
 I18N = gr.I18n(**{code: {**table, **{key: text(key, code, *values) for key, values in FILLED.items()}}
                   for code, table in STRINGS.items()})
 COOKIE = "clipdemo_lang"

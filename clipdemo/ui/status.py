@@ -42,7 +42,7 @@ class StatusLine:
         if st.state is ModelState.READY:
             zs = self.rt.service()
             info = zs.loaded.info
-            weights = md_message(info.label)
+            weights = md_message(info.label.say(lang))
             if not info.verified:  # random weights, or a file that is not a known release
                 weights = f"⚠️ **{weights}**"
             host = cpus.describe(zs.threads) if zs.path.name == "cpu" else f"device {zs.loaded.device}"

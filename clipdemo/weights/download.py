@@ -19,7 +19,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..core.model import WeightsError
 from ..core.words import ProgressFn, Text
@@ -35,7 +35,8 @@ PROBE_TIMEOUT_S = 3.0  # one TCP connect per host before a download: no network 
 class Hub:
     """The Hugging Face Hub as this process may use it (`clipdemo.serving.settings` reads HF's own variables)."""
 
-    cache: Path = Path("~/.cache/huggingface/hub").expanduser()  # what `preload_from_hub` fills
+    # what `preload_from_hub` fills; HOME is read when a Hub is made, never at import
+    cache: Path = field(default_factory=lambda: Path("~/.cache/huggingface/hub").expanduser())
     endpoint: str = "https://huggingface.co"
     offline: bool = False  # HF_HUB_OFFLINE: the Hub must not be asked
 
@@ -153,14 +154,16 @@ def _download(mirror: Mirror, cache_dir: Path, timeout: float, progress: Progres
         tmp.unlink(missing_ok=True)
 
 
-def fetch(source: WeightSource, cache_dir: Path, *, hub: Hub = Hub(), allow_download: bool = True,
+def fetch(source: WeightSource, cache_dir: Path, *, hub: Hub | None = None, allow_download: bool = True,
           timeout: float = 30.0, progress: ProgressFn | None = None) -> tuple[Path, Mirror]:
     """Return a verified local file for `source` and the mirror it came from.
 
     A verified cached file (in `cache_dir`, or in the Hugging Face cache `hub.cache` for Hub mirrors) is
     used without any network access; otherwise each mirror is tried in order, each host first probed
     once (PROBE_TIMEOUT_S). Raises WeightsError listing every attempt when none yields a verified file.
+    `hub` defaults to `Hub()`.
     """
+    hub = hub or Hub()
     for mirror in source.mirrors:
         if (path := _cached(mirror, cache_dir, hub.cache)) is not None:
             log.info("using cached weights %s", path)

@@ -19,10 +19,12 @@ from .download import Hub, fetch
 from .formats import read_checkpoint
 from .sources import WEIGHT_SOURCES, WeightSource, known_release, sha256_file
 
-__all__ = ["load_model", "load_checkpoint", "DEFAULT_CACHE"]
+__all__ = ["load_model", "load_checkpoint", "default_cache"]
 
 log = logging.getLogger(__name__)
-DEFAULT_CACHE = Path("~/.cache/clipdemo").expanduser()  # downloaded weights and stored features (CLIPDEMO_CACHE)
+def default_cache() -> Path:
+    """Where downloaded weights and stored features go unless CLIPDEMO_CACHE says otherwise (read when asked)."""
+    return Path("~/.cache/clipdemo").expanduser()
 
 
 def load_checkpoint(path: Path, device: torch.device) -> tuple[torch.nn.Module, ClipConfig]:
@@ -31,18 +33,19 @@ def load_checkpoint(path: Path, device: torch.device) -> tuple[torch.nn.Module, 
     return build_from_state_dict(read_checkpoint(path), device)
 
 
-def load_model(weights: str = DEFAULT_MODEL, *, device: str | torch.device = "auto", cache_dir: Path = DEFAULT_CACHE,
+def load_model(weights: str = DEFAULT_MODEL, *, device: str | torch.device = "auto", cache_dir: Path | None = None,
                allow_download: bool = True, seed: int = 0, progress: ProgressFn | None = None,
-               sources: dict[str, WeightSource] = WEIGHT_SOURCES, hub: Hub = Hub()) -> LoadedModel:
+               sources: dict[str, WeightSource] = WEIGHT_SOURCES, hub: Hub | None = None) -> LoadedModel:
     """Load CLIP for inference.
 
     Args:
         weights: a name in `sources` (fetched and verified), "random" (ViT-B/32 with seeded random weights;
             "random:tiny" for the tiny preset), or a path to a checkpoint file.
         device: "auto", "cpu", "cuda", "zerogpu" or a torch.device. fp32 on CPU, fp16 on CUDA.
-        cache_dir: where downloads are kept.
+        cache_dir: where downloads are kept (default: `default_cache()`).
         sources: the weight-source registry to use (tests pass their own).
-        hub: the Hugging Face Hub and its cache, looked in first (the Space's preloaded files are there).
+        hub: the Hugging Face Hub and its cache, looked in first (the Space's preloaded files are there; default:
+            `Hub()`).
     Returns:
         LoadedModel. Raises WeightsError (what was tried, how to fix it) or a Refusal (a device there is not).
     """
@@ -56,7 +59,7 @@ def load_model(weights: str = DEFAULT_MODEL, *, device: str | torch.device = "au
                            f"seeded random init of {preset} (seed={seed})", None, trained=False)
         return LoadedModel(model, preprocess_for(config), dev, config, info)
     if weights in sources:
-        path, mirror = fetch(sources[weights], cache_dir, hub=hub, allow_download=allow_download, progress=progress)
+        path, mirror = fetch(sources[weights], cache_dir or default_cache(), hub=hub or Hub(), allow_download=allow_download, progress=progress)
         name, origin, digest = weights, mirror.where, mirror.sha256  # fetch hashed the bytes against this pin
     else:
         path = Path(weights).expanduser()

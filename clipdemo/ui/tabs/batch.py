@@ -22,7 +22,7 @@ from ..lang import L, lang_of
 
 __all__ = ["BatchTab", "COLUMNS"]
 
-COLUMNS = ["image", "top-1", "probability", "top-k"]
+COLUMNS = ("batch_col_image", "batch_col_top1", "batch_col_prob", "batch_col_topk")  # the table's headers, by key
 
 
 def _thumb(image):
@@ -60,7 +60,8 @@ class BatchTab:
                    for (name, image), p in zip(items, preds)]
         note = "" if zs.loaded.info.trained else text("untrained_suffix", lang)
         return {self.summary: text("batch_summary", lang, len(preds), len(label_set.labels), note),
-                self.table: table, self.gallery: gallery, self.files: files.batch_files(names, preds)}
+                self.table: {"headers": [text(c, lang) for c in COLUMNS], "data": table}, self.gallery: gallery,
+                self.files: files.batch_files(names, preds)}
 
     def build(self, labels_state: gr.State) -> None:
         """Lay out the sub-tab (inside Predict's tabs) and wire its event."""
@@ -71,7 +72,8 @@ class BatchTab:
                 top_k = gr.Slider(1, checks.MAX_TOP_K, value=3, step=1, label=L("batch_top_k"))
                 run = gr.Button(L("batch_run"), variant="primary", elem_id="batch-run")
             self.summary = gr.Markdown(elem_id="batch-summary")
-            self.table = gr.Dataframe(headers=COLUMNS, label=L("batch_table"), interactive=False, elem_id="batch-table")
+            self.table = gr.Dataframe(headers=[text(c) for c in COLUMNS], label=L("batch_table"), interactive=False,
+                                       elem_id="batch-table")
             self.gallery = gr.Gallery(label=L("batch_gallery"), columns=8, height=260)
             self.files = gr.File(label=L("downloads"), file_count="multiple", interactive=False,
                                  elem_id="batch-downloads")

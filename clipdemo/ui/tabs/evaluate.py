@@ -19,17 +19,16 @@ from ...core.words import text
 from ...io import figures
 from ...io.cifar import Cifar100
 from ...serving.runtime import Runtime
-from ...tasks.evaluate import PUBLISHED, TEMPLATE_CHOICES, EvalResult, Evaluation, Report, Step, run
+from ...tasks.evaluate import PUBLISHED, SUBSETS, TEMPLATE_CHOICES, EvalResult, Evaluation, Report, Step, run
 from .. import files
 from ..common import UI_API, told, wait_for_service
 from ..lang import L, lang_of
 
-__all__ = ["EvaluateTab", "SUBSET_CHOICES", "TEMPLATE_TITLES", "TIME_LIMIT_S"]
+__all__ = ["EvaluateTab", "SUBSET_TITLES", "TEMPLATE_TITLES", "TIME_LIMIT_S"]
 
-SUBSET_CHOICES = [("First N images", "first"), ("K per class (stratified, seeded)", "per-class"),
-                  ("All 10,000", "all")]
-TEMPLATE_TITLES = {"single": 'Single prompt "a photo of a {}"', "cifar18": "CLIP's 18 templates",
-                   "both": "Both, side by side"}
+# The radios' names, by the tasks' keys (SUBSETS, TEMPLATE_CHOICES), translated in the browser
+SUBSET_TITLES = {"first": "eval_subset_first", "per-class": "eval_subset_per_class", "all": "eval_subset_all"}
+TEMPLATE_TITLES = {"single": "eval_tpl_single", "cifar18": "eval_tpl_cifar18", "both": "eval_tpl_both"}
 TIME_LIMIT_S = 20 * 60  # a run stops here (all 10,000 images take ~9 min alone on 2 vCPUs); what it stored is kept
 
 
@@ -85,12 +84,12 @@ class EvaluateTab:
         with gr.Tab(L("tab_evaluate"), id="evaluate"):
             gr.Markdown(L("eval_intro"))
             with gr.Row():
-                subset = gr.Radio(SUBSET_CHOICES, value="first", label=L("eval_images"))
+                subset = gr.Radio([(L(SUBSET_TITLES[k]), k) for k in SUBSETS], value="first", label=L("eval_images"))
                 first_n = gr.Number(1000, precision=0, minimum=1, maximum=checks.TEST_SIZE, label=L("eval_n"))
                 per_class = gr.Number(10, precision=0, minimum=1, maximum=100, label=L("eval_k"))
                 seed = gr.Number(0, precision=0, label=L("eval_seed"))
             with gr.Row():
-                templates = gr.Radio([(TEMPLATE_TITLES[k], k) for k in TEMPLATE_CHOICES], value="both",
+                templates = gr.Radio([(L(TEMPLATE_TITLES[k]), k) for k in TEMPLATE_CHOICES], value="both",
                                      label=L("eval_templates"))
                 spelling = gr.Dropdown([(LABEL_PRESETS[k].title, k) for k in CLASS_NAME_SPELLINGS],
                                        value=CLASS_NAME_SPELLINGS[0], label=L("eval_class_names"))

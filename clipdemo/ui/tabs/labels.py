@@ -109,8 +109,8 @@ class LabelsTab:
         label sets, in their browser."""
         self.state = labels_state
         start = LabelSet.preset()
-        preset_choices = [(p.title, p.key) for p in LABEL_PRESETS.values()] + [("Custom", CUSTOM)]
-        template_choices = [(p.title, p.key) for p in TEMPLATE_SETS.values()] + [("Custom", CUSTOM)]
+        preset_choices = [(p.title, p.key) for p in LABEL_PRESETS.values()] + [(L("custom_choice"), CUSTOM)]
+        template_choices = [(p.title, p.key) for p in TEMPLATE_SETS.values()] + [(L("custom_choice"), CUSTOM)]
         with gr.Tab(L("tab_labels"), id="labels"):
             self.summary = gr.Markdown(self.label_summary(start, "en", ready=False), elem_id="label-summary")
             with gr.Row():

@@ -24,7 +24,7 @@ from ...core.model import ClipConfig
 from ...core.words import Refusal, text
 from ...core.zeroshot import Prediction
 from ...io import figures
-from ...io.images import decode_data_url, inside_folder, open_image
+from ...io.images import image_source, open_image
 from ...serving.runtime import Runtime
 from ...serving.service import ZeroShot
 from .. import files
@@ -128,17 +128,15 @@ class PredictTab:
     @staticmethod
     def _decode(record: dict, fit: int) -> tuple[Image.Image, str]:
         """The image of an upload record and a path to find it again; a Refusal if refused."""
-        if record.get("path"):
-            path = inside_folder(record["path"], gr.utils.get_upload_folder())
-            if path is None:
-                raise Refusal("not_an_upload")
-            return open_image(path, fit=fit), str(path)
-        if str(record.get("url") or "").startswith("data:"):
-            image = open_image(decode_data_url(record["url"]), fit=fit)
+        if not (record.get("path") or record.get("url")):
+            raise Refusal("upload_first")
+        source = image_source(record, gr.utils.get_upload_folder())
+        image = open_image(source, fit=fit)
+        if isinstance(source, bytes):  # an inline image: kept (ten minutes at most) for this session's attention view
             path = files.results_dir() / f"inline-{uuid.uuid4().hex[:12]}.png"
-            image.save(path)  # kept (ten minutes at most) for this session's attention view
+            image.save(path)
             return image, str(path)
-        raise Refusal("not_an_upload" if record.get("url") else "upload_first")
+        return image, str(source)
 
     def random_index(self) -> int:
         """A random CIFAR-100 test index."""
@@ -154,7 +152,8 @@ class PredictTab:
             try:
                 return open_image(last["path"], fit=self.rt.config().image_resolution), text("your_image", lang)
             except (Refusal, KeyError, TypeError) as exc:
-                raise gr.Error(toast_text(text("last_image_gone", lang, hide_paths(str(exc))))) from None
+                why = exc.say(lang) if isinstance(exc, Refusal) else str(exc)
+                raise gr.Error(toast_text(text("last_image_gone", lang, hide_paths(why)))) from None
 
     def attention(self, layer: str, head: str, last: dict | None, request: gr.Request = None,
                   progress=gr.Progress()) -> dict:
@@ -205,7 +204,8 @@ class PredictTab:
                                           sources=["upload", "webcam", "clipboard"], height=280)
                         self.upload_input = gr.Image(label=L("model_input"), type="pil", height=280, interactive=False)
                     run_upload = gr.Button(L("classify_upload"), variant="primary")
-                BatchTab(self.rt).build(labels_state)
+                self.batch = BatchTab(self.rt)
+                self.batch.build(labels_state)
             with gr.Row():
                 self.result = gr.Label(label=L("top_k"), num_top_classes=checks.MAX_TOP_K, elem_id="result-label")
                 self.chart = gr.Plot(label=L("probabilities"), elem_id="result-chart")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ...core.labels import MAX_LABELS, MAX_TEMPLATES, LabelSet, read_label_file
+from ...core.labels import LabelSet, read_label_file
 from ...core.words import Refusal, text
 from .. import files
 from ..common import md_text
@@ -34,14 +34,9 @@ def empty() -> dict:
 
 
 def _entry(value) -> dict | None:
-    """`{"labels": [...], "templates": [...]}` with string items within the caps, or None (checked again as a
-    `LabelSet` where it is used)."""
-    if not isinstance(value, dict):
-        return None
-    labels, templates = value.get("labels"), value.get("templates")
-    ok = (isinstance(labels, list) and isinstance(templates, list) and 0 < len(labels) <= MAX_LABELS
-          and 0 < len(templates) <= MAX_TEMPLATES and all(isinstance(s, str) for s in labels + templates))
-    return {"labels": list(labels), "templates": list(templates)} if ok else None
+    """A saved set as its checked `LabelSet.json()`, or None when it is not a valid set."""
+    label_set = LabelSet.from_json(value)
+    return label_set.json() if label_set else None
 
 
 def clean(store) -> dict:
