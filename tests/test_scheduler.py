@@ -69,30 +69,35 @@ def test_interactive_calls_never_wait_behind_more_than_one_bulk_chunk():
     assert len(chunks_during) >= 10  # bulk work still got chunks in between the visitors
 
 
+def _run_order(gate, holder, arrivals, probe=lambda: None):
+    """Hold `gate` with a `holder` call; let `arrivals` [(priority, name)] queue up one after another; call
+    `probe()` once all wait; release. Returns the names in the order they got the model, and what `probe` gave."""
+    order, release, held = [], threading.Event(), threading.Event()
+
+    def hold():
+        with gate.hold(holder):
+            held.set()
+            release.wait(10)
+
+    threads = [threading.Thread(target=hold)]
+    threads[0].start()
+    assert held.wait(10)
+    for n, (priority, name) in enumerate(arrivals, start=1):
+        threads.append(threading.Thread(target=_hold_and_log, args=(gate, priority, order, name)))
+        threads[-1].start()
+        while gate.waiting < n:
+            time.sleep(0.0005)
+    probed = probe()
+    release.set()
+    for t in threads:
+        t.join(10)
+    return order, probed
+
+
 def test_a_waiting_interactive_call_goes_before_a_bulk_chunk_that_waited_longer():
     for _ in range(20):  # wake-up order is the OS's: repeat, so luck cannot pass this
-        gate, order = ModelGate(), []
-        release, started = threading.Event(), threading.Event()
-
-        def first_chunk():
-            with gate.hold(Priority.BULK):
-                started.set()
-                release.wait(10)
-
-        t = threading.Thread(target=first_chunk)
-        t.start()
-        assert started.wait(10)
-        b = threading.Thread(target=_hold_and_log, args=(gate, Priority.BULK, order, "bulk 2"))
-        b.start()
-        while gate.waiting < 1:
-            time.sleep(0.0005)
-        i = threading.Thread(target=_hold_and_log, args=(gate, Priority.INTERACTIVE, order, "interactive"))
-        i.start()
-        while gate.waiting < 2:
-            time.sleep(0.0005)
-        release.set()
-        for th in (t, b, i):
-            th.join(10)
+        order, _ = _run_order(ModelGate(), Priority.BULK,
+                              [(Priority.BULK, "bulk 2"), (Priority.INTERACTIVE, "interactive")])
         assert order == ["interactive", "bulk 2"]
 
 
@@ -202,3 +207,60 @@ def test_a_call_expected_to_wait_too_long_is_refused_with_its_wait_but_a_bulk_ch
     for t in [first, *threads]:
         t.join(10)
     assert gate.stats.refused == 1 and gate.stats.grants[Priority.BULK] == 2
+
+
+# -- background chunks (the search index): after everything else, when visitors leave the model alone ---------------
+def _visitor(gate, calls, log, gap_s=0.001):
+    for i in range(calls):
+        with gate.hold(Priority.INTERACTIVE):
+            log.append(("visitor", i))
+            time.sleep(0.002)
+        time.sleep(gap_s)
+
+
+def test_a_background_chunk_waits_while_a_visitor_calls_back_to_back_and_goes_once_they_stop():
+    gate, log = ModelGate(quiet_s=1.0, max_defer_s=60), []
+    visitor = threading.Thread(target=_visitor, args=(gate, 60, log))
+    visitor.start()
+    while not log:
+        time.sleep(0.001)
+    background = threading.Thread(target=_hold_and_log, args=(gate, Priority.BACKGROUND, log, "background"))
+    background.start()
+    visitor.join(30)
+    stopped = time.monotonic()
+    background.join(30)
+    assert log[-1] == "background" and len(log) == 61  # after the visitor's last call, not in a gap between two
+    assert time.monotonic() - stopped < 5 and gate.stats.grants[Priority.BACKGROUND] == 1
+
+
+def test_a_background_chunk_deferred_too_long_goes_in_a_gap_and_no_visitor_waits_through_more_than_one():
+    gate, log, stop = ModelGate(quiet_s=60, max_defer_s=0.05), [], threading.Event()
+
+    def index():
+        while not stop.is_set():
+            with gate.hold(Priority.BACKGROUND):
+                log.append(("background", 0))
+                time.sleep(0.01)
+
+    background = threading.Thread(target=index)
+    visitors = [threading.Thread(target=_visitor, args=(gate, 150, log, 0.003)) for _ in range(2)]
+    for t in [*visitors, background]:
+        t.start()
+    for t in visitors:
+        t.join(60)
+    stop.set()
+    background.join(30)
+    last_visit = max(i for i, e in enumerate(log) if e[0] == "visitor")
+    during = [e for e in log[:last_visit] if e[0] == "background"]
+    assert len(during) >= 2  # the index still moves while visitors are busy (a quiet 60 s never came) ...
+    assert gate.stats.max_bulk_chunks_waited <= 1  # ... and never makes a visitor wait through more than one chunk
+
+
+def test_bulk_work_goes_before_a_background_chunk_that_waited_longer():
+    for _ in range(10):
+        gate = ModelGate(quiet_s=0, max_defer_s=0, clock=FakeClock())
+        order, expected = _run_order(gate, Priority.INTERACTIVE,
+                                     [(Priority.BACKGROUND, "background"), (Priority.BULK, "bulk")],
+                                     lambda: gate.expected_wait(Priority.INTERACTIVE))
+        assert order == ["bulk", "background"]
+        assert expected == pytest.approx(0.1 + 0.4)  # a visitor arriving meanwhile: the holder, the bulk chunk only

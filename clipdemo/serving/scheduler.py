@@ -1,11 +1,17 @@
 """Fair sharing of the one model: who runs next, and how many may wait.
 
-Holds `Priority` (interactive or bulk), `ModelGate` and `Busy`. The gate runs one model call at a
+Holds `Priority` (interactive, bulk or background), `ModelGate` and `Busy`. The gate runs one model call at a
 time (on 2 vCPUs overlapping calls only slow each other down). Long work is cut into bulk chunks of
 well under a second, and the two kinds take turns: when a chunk ends, every interactive call that
 waited through it goes first; then the next chunk goes before interactive calls that came later. So
 no interactive call ever waits behind more than one chunk of bulk work, and bulk work gets one chunk
 in after each round of interactive calls, however many visitors there are.
+
+Background chunks (work nobody waits for: the search index) go last. One starts only when the model is free,
+no other call waits, and no interactive call has ended for `quiet_s`: a visitor who is clicking through the
+page, or a client calling back to back, leaves gaps shorter than that, and the background waits them out. So
+that a busy Space still completes its index, a chunk that has waited `max_defer_s` goes at the next moment no
+other call waits (at most one chunk every `max_defer_s` while visitors are active).
 
 Admission is by expected wait: the gate measures how long each kind of call holds the model (a moving
 average), so it knows what a call arriving now would wait for: the rest of the call holding the model,
@@ -27,10 +33,12 @@ from contextlib import contextmanager
 
 from ..core.words import Refusal
 
-__all__ = ["Priority", "ModelGate", "Busy", "GateStats", "MAX_WAIT_S", "MAX_WAITING"]
+__all__ = ["Priority", "ModelGate", "Busy", "GateStats", "MAX_WAIT_S", "MAX_WAITING", "QUIET_S", "MAX_DEFER_S"]
 
 MAX_WAIT_S = 30.0  # an interactive call expected to wait longer than this is refused (CLIPDEMO_MAX_WAIT_S)
-MAX_WAITING = 256  # calls that may wait at once, of either kind (CLIPDEMO_MAX_WAITING): a bound for memory
+MAX_WAITING = 256  # calls that may wait at once, of any kind (CLIPDEMO_MAX_WAITING): a bound for memory
+QUIET_S = 0.5  # a background chunk waits until no interactive call has ended for this long ...
+MAX_DEFER_S = 5.0  # ... or until it has waited this long (then it goes when no other call waits)
 
 
 class Priority(enum.Enum):
@@ -38,6 +46,7 @@ class Priority(enum.Enum):
 
     INTERACTIVE = "interactive"  # a visitor waits for this answer: predictions, views, ordinary label sets
     BULK = "bulk"  # one chunk of long work (evaluation, a large label set)
+    BACKGROUND = "background"  # one chunk of work nobody waits for (the search index): after everything else
 
 
 class Busy(Refusal):
@@ -54,7 +63,8 @@ class GateStats:
     def __init__(self) -> None:
         self.grants = {p: 0 for p in Priority}
         self.refused = 0
-        self.max_bulk_chunks_waited = 0  # the most bulk chunks any interactive call waited through (goal: <= 1)
+        self.max_bulk_chunks_waited = 0  # the most chunks (bulk or background) any interactive call waited through
+        # (goal: <= 1)
 
 
 class ModelGate:
@@ -62,18 +72,22 @@ class ModelGate:
 
     # What a call of each kind is taken to hold the model for before any has been measured (ViT-B/32 on 2
     # vCPUs: one image, or a bulk chunk of 8); each measured call then moves the average a fifth of the way.
-    PRIOR_S = {Priority.INTERACTIVE: 0.1, Priority.BULK: 0.4}
+    PRIOR_S = {Priority.INTERACTIVE: 0.1, Priority.BULK: 0.4, Priority.BACKGROUND: 0.4}
 
     def __init__(self, max_waiting: int = MAX_WAITING, max_wait_s: float = MAX_WAIT_S,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, quiet_s: float = QUIET_S,
+                 max_defer_s: float = MAX_DEFER_S):
         self.max_waiting, self.max_wait_s, self._clock = max_waiting, max_wait_s, clock
+        self.quiet_s, self.max_defer_s = quiet_s, max_defer_s
         self._took = dict(self.PRIOR_S)  # seconds a call of each kind holds the model (moving average)
         self._since = 0.0  # when the holder took the model
         self._cond = threading.Condition()
         self._holder: Priority | None = None
-        self._bulk_done = 0  # bulk chunks finished so far
+        self._bulk_done = 0  # chunks (bulk or background) finished so far
         self._interactive = collections.Counter()  # waiting interactive calls, by `_bulk_done` at arrival
         self._bulk_waiting = 0
+        self._background_waiting = 0
+        self._interactive_ended = float("-inf")  # when the last interactive call handed the model on
         self.stats = GateStats()
 
     @property
@@ -83,7 +97,7 @@ class ModelGate:
             return self._count_waiting()
 
     def _count_waiting(self) -> int:  # with self._cond held
-        return sum(self._interactive.values()) + self._bulk_waiting
+        return sum(self._interactive.values()) + self._bulk_waiting + self._background_waiting
 
     def call_seconds(self, priority: Priority) -> float:
         """How long a call of `priority` holds the model, as measured (a moving average of the last ~5)."""
@@ -99,13 +113,28 @@ class ModelGate:
         took = self._took
         rest = 0.0 if self._holder is None else max(0.0, took[self._holder] - (self._clock() - self._since))
         ahead = sum(self._interactive.values()) * took[Priority.INTERACTIVE]
-        if priority is Priority.INTERACTIVE:  # at most one bulk chunk goes before it
+        if priority is Priority.INTERACTIVE:  # at most one bulk chunk goes before it (a background one never)
             return rest + ahead + (took[Priority.BULK] if self._bulk_waiting else 0.0)
-        return rest + ahead + self._bulk_waiting * took[Priority.BULK]
+        bulk = self._bulk_waiting * took[Priority.BULK]
+        if priority is Priority.BULK:
+            return rest + ahead + bulk
+        return rest + ahead + bulk + self._background_waiting * took[Priority.BACKGROUND]
 
     def _bulk_may_start(self) -> bool:
         # Interactive calls that saw a bulk chunk finish while they waited go first.
         return self._holder is None and all(seen >= self._bulk_done for seen in self._interactive)
+
+    def _background_may_start(self, arrived: float) -> tuple[bool, float]:
+        """Whether a background chunk that arrived at `arrived` may start now, and else how long to sleep before
+        asking again (its turn may come by the clock alone)."""
+        if self._holder is not None or sum(self._interactive.values()) or self._bulk_waiting:
+            return False, self.max_defer_s
+        now = self._clock()
+        quiet_in = self._interactive_ended + self.quiet_s - now
+        defer_in = arrived + self.max_defer_s - now
+        if quiet_in <= 0 or defer_in <= 0:
+            return True, 0.0
+        return False, min(quiet_in, defer_in)
 
     def _interactive_may_start(self) -> bool:
         # A bulk chunk whose turn has come (no interactive call waited through the last one) goes first:
@@ -135,6 +164,14 @@ class ModelGate:
                     if not self._interactive[arrival]:
                         del self._interactive[arrival]
                 self.stats.max_bulk_chunks_waited = max(self.stats.max_bulk_chunks_waited, self._bulk_done - arrival)
+            elif priority is Priority.BACKGROUND:
+                self._background_waiting += 1
+                arrived = self._clock()
+                try:
+                    while not (turn := self._background_may_start(arrived))[0]:
+                        self._cond.wait(turn[1])
+                finally:
+                    self._background_waiting -= 1
             else:
                 self._bulk_waiting += 1
                 try:
@@ -151,6 +188,8 @@ class ModelGate:
                 took = self._clock() - self._since
                 self._took[priority] += (took - self._took[priority]) / 5  # a moving average of the last ~5 calls
                 self._holder = None
-                if priority is Priority.BULK:
+                if priority is Priority.INTERACTIVE:
+                    self._interactive_ended = self._clock()
+                else:
                     self._bulk_done += 1
                 self._cond.notify_all()
