@@ -1,7 +1,7 @@
 """Command line: `python -m clipdemo predict ...` and the other sub-commands.
 
-Holds the argparse parser, one function per sub-command (predict, with `--images` for a batch; explain;
-architecture; features; evaluate; export-onnx; selfcheck), and `main(argv) -> exit code`. Every value is
+Holds the argparse parser, one function per sub-command (predict, with `--images` for a batch; search;
+explain; architecture; features; evaluate; export-onnx; selfcheck), and `main(argv) -> exit code`. Every value is
 checked by the checker the page and the API use (`clipdemo.core.checks`, `LabelSet`); every refusal prints
 one line `error: ...` in English on stderr and exits 2, never a traceback. Progress is a tqdm bar on stderr.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 from .core import checks
 from .core.architecture import config_card
 from .core.labels import CLASS_NAME_SPELLINGS, LABEL_PRESETS, TEMPLATE_SETS, LabelSet, fill, read_label_file
+from .core.search import DEFAULT_RESULTS, MAX_RESULTS, SearchQuery, results
 from .core.inside import prompt_words
 from .core.words import Refusal
 from .core.zeroshot import LOGIT_SCALE
@@ -81,6 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"how many labels to show, 1..{checks.MAX_TOP_K} (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("search", help="find CIFAR-100 test images by text, by image, or both")
+    s.add_argument("query", nargs="?", default="", help='what to look for, e.g. "a red car at night"')
+    s.add_argument("--negative", default="", help='what the images should not look like, e.g. "rain"')
+    s.add_argument("--raw", action="store_true", help='send the query as typed (default: "a photo of <query>")')
+    like = s.add_mutually_exclusive_group()
+    like.add_argument("--image", type=Path, help="an image to look like (weighted equally with the query)")
+    like.add_argument("--index", type=_argument(checks.cifar_index), help="a CIFAR-100 test image to look like")
+    s.add_argument("--top-k", type=_argument(results), default=DEFAULT_RESULTS,
+                   help=f"how many results, 1..{MAX_RESULTS} (default {DEFAULT_RESULTS})")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s.add_argument("--sheet", type=Path, help="also write the results as a contact sheet (PNG)")
+    _batch_args(s)
+    _model_args(s)
+    s.set_defaults(func=cmd_search)
 
     r = sub.add_parser("explain", help="why an image matched a label: relevancy over its patches and words")
     _image_args(r)
@@ -306,14 +322,65 @@ def _run_with_bar(steps, desc: str) -> Report:
     raise RuntimeError("the run ended without a report")
 
 
+def _fill_with_bar(zs, data, indices: list[int], args: argparse.Namespace) -> int:
+    """Encode the images of `indices` the store lacks (the service's one loop), with a bar; how many were new."""
+    from tqdm import tqdm
+
+    todo, done = len(zs.cifar_store(len(data)).missing(indices)), 0
+    with tqdm(total=todo, desc="CIFAR-100 features", unit="img", file=sys.stderr, disable=not todo) as bar:
+        for done in zs.fill_store(data, indices, batch_size=args.batch_size, workers=max(0, args.workers)):
+            bar.update(done - bar.n)
+    return done
+
+
+def cmd_search(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
+    from .io.figures import contact_sheet
+    from .serving.runtime import speed_up
+    from .tasks.search import search_cifar
+
+    query = SearchQuery.of(args.query, args.negative, raw=args.raw,
+                           has_image=args.image is not None or args.index is not None)  # checked before any loading
+    picture = open_image(args.image) if args.image is not None else None
+    data = open_cifar100(cfg.data_root, download=cfg.allow_download)
+    zs = _load(args, cfg)
+    speed_up(zs, cfg)  # the parity-checked image encoder, and the saved features: the index, when there is one
+    if _fill_with_bar(zs, data, list(range(len(data))), args) and (path := zs.features_path(cfg.cache_dir)):
+        zs.cifar.save(path)  # the next search starts from here
+    if picture is not None:
+        feature = zs.image_features([picture])[0]
+    elif args.index is not None:
+        feature = zs.cifar_feature(args.index, data.image(args.index), len(data))
+    else:
+        feature = None
+    result = search_cifar(zs, data, query, args.top_k, feature)
+    if args.sheet is not None:
+        contact_sheet([data.image(h.index) for h in result.hits],
+                      [f"#{h.index} {h.label} {h.cosine:.3f}" for h in result.hits]).save(args.sheet)
+    if args.json:
+        print(json.dumps({"query": query.prompt, "negative": query.negative_prompt, "weights": str(zs.loaded.info.label),
+                          "results": result.rows()}))
+        return 0
+    print(f"Weights: {zs.loaded.info.label}; {result.covered:,} CIFAR-100 test images searched")
+    what = query.prompt or "(no text)"
+    print(f"Query: {what}" + (f"; not: {query.negative_prompt}" if query.negative else "")
+          + (f"; like: {args.image or f'#{args.index}'}" if feature is not None else ""))
+    print(f"\n{'rank':>4}  {'index':>5}  {'class':<16} cosine")
+    for rank, h in enumerate(result.hits, start=1):
+        print(f"{rank:>4}  {h.index:>5}  {h.label:<16} {h.cosine:.4f}")
+    if args.sheet is not None:
+        print(f"\nContact sheet: {args.sheet}")
+    if note := _weights_note(zs.loaded.info):
+        print(f"\n{note}")
+    return 0
+
+
 def cmd_features(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     data = open_cifar100(cfg.data_root, download=cfg.allow_download)
     zs = _load(args, cfg, batch_work=True)
     out = args.out or zs.features_path(cfg.cache_dir)
     if out is None:
         raise Refusal("features_random_out")
-    ev = Evaluation("first", args.limit or len(data), templates="single")
-    _run_with_bar(run(zs, data, ev, batch_size=args.batch_size, workers=max(0, args.workers)), "CIFAR-100 features")
+    _fill_with_bar(zs, data, list(range(args.limit or len(data))), args)
     zs.cifar.save(out)
     print(f"Saved {len(zs.cifar)} image features ({zs.loaded.info.label}) to {out}")
     return 0

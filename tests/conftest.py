@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from clipdemo.fakes import cifar_checksums, write_cifar100
-from fixtures import write_tiny_checkpoints
+from fixtures import Squares, write_tiny_checkpoints
 
 os.environ.setdefault("CLIPDEMO_DOWNLOAD", "0")  # a test that forgets to isolate itself must not hit the network
 
@@ -38,6 +38,25 @@ def cifar_root(tmp_path_factory) -> Path:
     md5 = write_cifar100(root)
     with cifar_checksums(md5):
         yield root
+
+
+@pytest.fixture(scope="session")
+def squares() -> Squares:
+    """The tiny CLIP trained to tell a red square from a blue one (ground truth by construction)."""
+    return Squares()
+
+
+@pytest.fixture(scope="session")
+def tiny_index(tiny_loaded, cifar_root):
+    """The tiny model's search index of the CIFAR-100 fixture, filled once by the app's own loop
+    (`ZeroShot.fill_store`); merge it into a runtime's service with `add_stored_features`."""
+    from clipdemo.io.cifar import open_cifar100
+    from clipdemo.serving.service import ZeroShot
+
+    zs, data = ZeroShot(tiny_loaded), open_cifar100(cifar_root)
+    for _ in zs.fill_store(data, list(range(len(data)))):
+        pass
+    return zs.cifar
 
 
 def pytest_terminal_summary(terminalreporter):

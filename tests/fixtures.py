@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from clipdemo.core.model import PRESETS, build_random
+from clipdemo.core.model import PRESETS, ClipConfig, build_random
 TINY_SEED = 1
 
 
@@ -68,3 +68,42 @@ def loopback_server(routes: dict[str, bytes | int]):
     finally:
         server.shutdown()
         server.server_close()
+
+
+class Squares:
+    """A tiny CLIP whose image tower was trained (300 steps of Adam) to tell a red square from a blue one anywhere
+    on a 4x4 grid of 8x8 patches: `texts[0]` is "red", `texts[1]` "blue" (fixed unit vectors the image features
+    learnt to match), `image(pos, colour)` a `[3, 32, 32]` input with the square at grid position `pos`."""
+
+    RED, BLUE = torch.tensor([1.0, -0.5, -0.5]) * 1.5, torch.tensor([-0.5, -0.5, 1.0]) * 1.5
+
+    def __init__(self, steps: int = 300):
+        cfg = ClipConfig(embed_dim=16, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
+                         transformer_width=64, transformer_heads=1, transformer_layers=1)
+        self.model = m = build_random(cfg, seed=0).float()
+        self.g = g = torch.Generator().manual_seed(0)
+        self.texts = torch.nn.functional.normalize(torch.randn(2, 16, generator=g), dim=-1)  # [2, 16]
+        for p in m.parameters():
+            p.requires_grad_(False)
+        opt = torch.optim.Adam(list(m.visual.parameters()), lr=3e-3)
+        for p in m.visual.parameters():
+            p.requires_grad_(True)
+        with torch.enable_grad():
+            for _ in range(steps):
+                y = torch.randint(0, 2, (64,), generator=g)
+                pos = torch.randint(0, 16, (64,), generator=g)
+                x = torch.stack([self.image(int(p), self.RED if int(c) == 0 else self.BLUE) for p, c in zip(pos, y)])
+                f = torch.nn.functional.normalize(m.visual(x), dim=-1)
+                loss = torch.nn.functional.cross_entropy(20 * f @ self.texts.T, y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        for p in m.parameters():
+            p.requires_grad_(False)
+        self.loss = float(loss.detach())
+
+    def image(self, pos: int, colour: torch.Tensor) -> torch.Tensor:
+        x = 0.5 + 0.1 * torch.randn(3, 32, 32, generator=self.g)
+        r, c = divmod(pos, 4)
+        x[:, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8] = colour[:, None, None]
+        return x

@@ -154,3 +154,44 @@ def test_explain_prints_the_grid_and_writes_the_overlay(env, capsys, tiny_loaded
     assert Image.open(out_png).size[1] == 224
     assert main(["explain", "--index", "15", "--label", "unicorn"]) == 2
     assert "'unicorn' is not one of the active labels" in capsys.readouterr().err
+
+
+def test_search_prints_a_table_writes_a_sheet_and_saves_the_index(env, capsys, tiny_loaded, cifar_root):
+    from clipdemo.core.search import SearchQuery
+    from clipdemo.io.cifar import open_cifar100
+    from clipdemo.serving.service import ZeroShot
+    from clipdemo.tasks.search import search_cifar
+
+    sheet = env / "sheet.png"
+    assert main(["search", "a red car", "--negative", "rain", "--top-k", "12", "--sheet", str(sheet)]) == 0
+    out = capsys.readouterr().out
+    data = open_cifar100(cifar_root)
+    zs = ZeroShot(tiny_loaded)
+    for _ in zs.fill_store(data, list(range(len(data)))):
+        pass
+    ref = search_cifar(zs, data, SearchQuery.of("a red car", "rain"), 12)
+    rows = re.findall(r"^ +(\d+) +(\d+) +(\S+) +(-?\d\.\d{4})$", out, re.M)
+    assert [(int(r), int(i), c) for r, i, c, _ in rows] == [(n, h.index, h.label) for n, h in enumerate(ref.hits, 1)]
+    assert "Query: a photo of a red car; not: a photo of rain" in out and "10,000 CIFAR-100 test images searched" in out
+    assert Image.open(sheet).size == (6 * 134 + 6, 2 * (128 + 14 + 12) + 6)  # 12 results: 2 rows of 6
+    assert list((env / "cache").glob("cifar100-test-features-*-float32.pt"))  # the index is kept for next time
+    assert main(["search", "--index", "4321", "--top-k", "3", "--json"]) == 0  # more like a test image
+    found = json.loads(capsys.readouterr().out)["results"]
+    assert found[0]["index"] == 4321 and set(found[0]) == {"index", "true_label", "cosine"}
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "error: Type what to look for, or give an image to look like."),
+    (["--negative", "rain"], "error: A negative query only takes away"),
+    (["a lion", "--top-k", "101"], "argument --top-k: The number of results must be between 1 and 100, not 101."),
+    (["a lion", "--index", "3", "--image", "x.png"], "not allowed with argument"),
+])
+def test_bad_searches_exit_2_with_one_line(args, message, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("CLIPDEMO_WEIGHTS", "random:tiny")
+    monkeypatch.setenv("CLIPDEMO_DATA", str(tmp_path / "none"))
+    try:
+        code = main(["search", *args])
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr()
+    assert code == 2 and message in err.err and err.out == ""

@@ -54,7 +54,8 @@ def test_a_start_reaches_a_final_unavailable_status_naming_it(broken, key, tmp_p
     from clipdemo.serving.settings import Settings
     from uiserver import built_page
 
-    rt = Runtime(Settings(weights=str(broken[key]), cache_dir=tmp_path, data_root=tmp_path, allow_download=False))
+    rt = Runtime(Settings(weights=str(broken[key]), cache_dir=tmp_path, data_root=tmp_path, allow_download=False,
+                          search_index=False))
     rt.start()
     rt.settle(60)
     assert rt.settled and rt.status.state is ModelState.FAILED
@@ -73,7 +74,7 @@ def test_a_served_start_with_broken_weights_still_serves_the_architecture(broken
     from uiserver import running_app
 
     rt = Runtime(Settings(weights=str(broken["ln_final.weight"]), cache_dir=tmp_path, data_root=tmp_path,
-                          allow_download=False))
+                          allow_download=False, search_index=False))
     rt.start()
     with running_app(rt) as (url, _):
         rt.settle(60)

@@ -82,6 +82,15 @@ def test_eighteen_templates_over_all_10000(accuracies):
     assert _record(accuracies["CIFAR-100, 18 templates"]).passed
 
 
+def test_text_to_image_retrieval_is_far_above_chance(accuracies):
+    """No published figure: the floors are far above chance (1%) and below any plausible real value; the run's
+    measured values are printed in the table, to be recorded as the new floors."""
+    p10 = _record(accuracies["CIFAR-100 text-to-image retrieval, P@10"])
+    ap = _record(accuracies["CIFAR-100 text-to-image retrieval, mAP"])
+    assert float(p10.measured.rstrip("%")) / 100 >= selfcheck.RETRIEVAL_FLOORS["P@10"]
+    assert float(ap.measured.rstrip("%")) / 100 >= selfcheck.RETRIEVAL_FLOORS["mAP"]
+
+
 def test_cifar10_when_present(real):
     zs, _ = real
     root = Path(os.environ.get("CLIPDEMO_CIFAR10", DATA)).expanduser()

@@ -11,7 +11,7 @@ from clipdemo.core import zeroshot as engine
 from clipdemo.core.inside import (Explanation, _logit, explain, image_relevancy, prompt_words, relevance, text_forward,
                                   text_relevancy, vision_forward)
 from clipdemo.core.labels import LabelSet, fill
-from clipdemo.core.model import ClipConfig, build_random
+from clipdemo.core.model import build_random
 
 PROMPTS = ["a photo of a lion", "a photo of a tiger", "a photo of a bridge", "a blurry photo of a red car"]
 
@@ -100,41 +100,12 @@ def test_autograd_matches_finite_differences_for_one_attention_map(tiny_loaded, 
     assert float(fd) == pytest.approx(analytic, rel=1e-3)
 
 
-def test_a_model_whose_evidence_is_one_patch_has_its_map_peak_there():
+def test_a_model_whose_evidence_is_one_patch_has_its_map_peak_there(squares):
     """A tiny model trained (here, 300 steps) to tell a red square from a blue one anywhere on a 4x4 grid: for
     the 'red' text, the relevancy map's maximum is the red square's patch, wherever it is."""
-    cfg = ClipConfig(embed_dim=16, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
-                     transformer_width=64, transformer_heads=1, transformer_layers=1)
-    m = build_random(cfg, seed=0).float()
-    g = torch.Generator().manual_seed(0)
-    texts = torch.nn.functional.normalize(torch.randn(2, 16, generator=g), dim=-1)  # "red square", "blue square"
-    red, blue = torch.tensor([1.0, -0.5, -0.5]) * 1.5, torch.tensor([-0.5, -0.5, 1.0]) * 1.5
-
-    def image(pos, colour):
-        x = 0.5 + 0.1 * torch.randn(3, 32, 32, generator=g)
-        r, c = divmod(pos, 4)
-        x[:, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8] = colour[:, None, None]
-        return x
-
-    for p in m.parameters():
-        p.requires_grad_(False)
-    opt = torch.optim.Adam(list(m.visual.parameters()), lr=3e-3)
-    for p in m.visual.parameters():
-        p.requires_grad_(True)
-    with torch.enable_grad():
-        for _ in range(300):
-            y = torch.randint(0, 2, (64,), generator=g)
-            pos = torch.randint(0, 16, (64,), generator=g)
-            x = torch.stack([image(int(p), red if int(c) == 0 else blue) for p, c in zip(pos, y)])
-            f = torch.nn.functional.normalize(m.visual(x), dim=-1)
-            loss = torch.nn.functional.cross_entropy(20 * f @ texts.T, y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    for p in m.parameters():
-        p.requires_grad_(False)
-    assert float(loss.detach()) < 0.05
-    peaks = [int(image_relevancy(m, image(pos, red)[None], texts[0])[0].flatten().argmax()) for pos in range(16)]
+    assert squares.loss < 0.05
+    peaks = [int(image_relevancy(squares.model, squares.image(pos, squares.RED)[None], squares.texts[0])[0]
+                 .flatten().argmax()) for pos in range(16)]
     assert peaks == list(range(16))
 
 

@@ -132,12 +132,15 @@ def test_full_checks_run_end_to_end_and_fail_loudly_on_the_wrong_model(tiny_load
     checks = full_checks(ZeroShot(tiny_loaded), data, cifar10=_TenImages(data))
     assert [c.name for c in checks] == ["notebook, index 15", "attention rollout, index 15", "CIFAR-100, single prompt",
                                         "CIFAR-100, 18 templates", "CIFAR-100, 18 templates (other recipe)",
-                                        "CIFAR-10, 18 templates"]
+                                        "CIFAR-100 text-to-image retrieval, P@10",
+                                        "CIFAR-100 text-to-image retrieval, mAP", "CIFAR-10, 18 templates"]
     by = {c.name: c for c in checks}
     assert by["notebook, index 15"].passed is False  # a tiny random model is not the notebook's
     assert all(by[n].passed is False for n in ("CIFAR-100, single prompt", "CIFAR-100, 18 templates",
                                                "CIFAR-10, 18 templates"))
     assert by["CIFAR-100, 18 templates (other recipe)"].passed is None
+    assert by["CIFAR-100 text-to-image retrieval, mAP"].passed is None  # no published figure: for information
+    assert by["CIFAR-100 text-to-image retrieval, P@10"].reference == "chance 1.00%"
     assert "NO" in table(checks)
 
 
@@ -152,7 +155,7 @@ def test_the_space_shows_its_self_check_only_on_real_files_and_a_failure_as_a_wa
     from uiserver import built_page, running_app
 
     settings = Settings(weights=str(tiny_ckpts["state_dict"]), cache_dir=tmp_path, data_root=cifar_root,
-                        allow_download=False, backend="eager")
+                        allow_download=False, backend="eager", search_index=False)
     plain = Runtime(settings, self_check=selfcheck.background_checks)
     plain.start()
     plain.settle(120)
@@ -167,7 +170,8 @@ def test_the_space_shows_its_self_check_only_on_real_files_and_a_failure_as_a_wa
     assert [c.name for c in rt.checks] == ["notebook, index 15", "attention rollout, index 15",
                                            "CIFAR-100 sample, single prompt"]
     with running_app(rt) as (url, _):
-        line, _timer, _layers, _heads, about = Client(url, verbose=False).predict(api_name="/status")
+        line, _timer, _index_timer, _layers, _heads, about = Client(url, verbose=False).predict(
+                api_name="/status")
     assert '<span title="Reproduces the notebook: lion 96.34% (ours ' in line
     assert "⚠️ the self-check differs from the published figures</span>" in line  # a tiny random model fails
     assert about.startswith("### Self-check on the real weights")

@@ -20,7 +20,7 @@ TOL = 1e-5
 
 def test_served_predictions_match_the_notebook(vitb32, vitb32_cache, cifar_root, tmp_path):
     settings = Settings(weights="random", seed=0, cache_dir=vitb32_cache, data_root=cifar_root, allow_download=False,
-                        backend="auto")
+                        backend="auto", search_index=False)
     rt = Runtime(settings, loaded=vitb32)
     zs = rt.service()
     note = startup.speed_up(zs, settings)  # what a Space start does after "ready": the exported file, parity check

@@ -167,7 +167,7 @@ def test_a_full_gate_gets_the_busy_sentence_and_the_next_request_succeeds(tiny_l
     from clipdemo.serving.settings import Settings
     from clipdemo.serving.runtime import Runtime
     rt = Runtime(Settings(weights="random:tiny", cache_dir=tmp_path, data_root=cifar_root, allow_download=False,
-                          max_waiting=1), loaded=tiny_loaded)
+                          max_waiting=1, search_index=False), loaded=tiny_loaded)
     zs = rt.service()
     release = threading.Event()
     real = zs.encoder
@@ -217,7 +217,7 @@ def test_a_burst_of_100_is_admitted_by_its_expected_wait(tiny_loaded, cifar_root
     from clipdemo.serving.runtime import Runtime
     from clipdemo.serving.settings import Settings
     rt = Runtime(Settings(weights="random:tiny", cache_dir=tmp_path, data_root=cifar_root, allow_download=False,
-                          max_wait_s=max_wait_s), loaded=tiny_loaded)
+                          max_wait_s=max_wait_s, search_index=False), loaded=tiny_loaded)
     zs = rt.service()
     real = zs.encoder
     zs.use_encoder(ImageEncoder("slow", lambda pixels: (time.sleep(0.02), real.encode(pixels))[1], True), "slow")

@@ -126,7 +126,7 @@ def test_features_cli_then_runtime_loads_them(tiny_ckpts, cifar_root, tmp_path, 
     assert main(["features", "--weights", str(tiny_ckpts["state_dict"]), "--limit", "40", "--workers", "0"]) == 0
     assert "Saved 40 image features" in capsys.readouterr().out
     rt = Runtime(Settings(weights=str(tiny_ckpts["state_dict"]), cache_dir=tmp_path, data_root=cifar_root,
-                          allow_download=False))
+                          allow_download=False, search_index=False))
     rt.start()
     zs = rt.service(timeout=60)
     rt.settle(60)  # the backend choice and feature loading follow "ready"

@@ -97,7 +97,7 @@ def test_a_click_while_the_backend_is_chosen_keeps_its_stored_feature(tiny_ckpts
 
     monkeypatch.setattr(backends, "select", slow_select)
     rt = Runtime(Settings(weights=str(tiny_ckpts["state_dict"]), cache_dir=tmp_path, data_root=cifar_root,
-                          allow_download=False, backend="eager"))
+                          allow_download=False, backend="eager", search_index=False))
     rt.start()
     with running_app(rt) as (url, _):
         assert choosing.wait(120) and not rt.settled  # the model is ready, the backend choice is under way

@@ -36,7 +36,7 @@ def test_the_app_and_cli_say_unverified(tiny_ckpts, cifar_root, tmp_path, monkey
         monkeypatch.setitem(weights.KNOWN_RELEASES, weights.sha256_file(tiny_ckpts["state_dict"]), "Test release")
     loaded = load_model(str(tiny_ckpts["state_dict"]))
     rt = Runtime(Settings(weights=str(tiny_ckpts["state_dict"]), cache_dir=tmp_path, data_root=cifar_root,
-                          allow_download=False), loaded=loaded)
+                          allow_download=False, search_index=False), loaded=loaded)
     page = built_page(rt)
     line = page.status.status()[page.status.line].replace("\\", "")
     ran = list(page.evaluate.run("first", 20, 1, 0, "single", "cifar100", None, lambda *a, **k: None))

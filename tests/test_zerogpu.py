@@ -28,7 +28,7 @@ TASKS = ("encode_images", "encode_prompts", "attention", "relevancy", "tower_sum
 
 def _settings(tiny_ckpts, cifar_root, tmp_path) -> Settings:
     return Settings(weights=str(tiny_ckpts["state_dict"]), cache_dir=tmp_path, data_root=cifar_root,
-                    allow_download=False, backend="eager")
+                    allow_download=False, backend="eager", search_index=False)
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ def test_loading_before_launch_ends_ready_or_failed(tiny_ckpts, tmp_path, cifar_
     from clipdemo.serving.runtime import ModelState
 
     rt = Runtime(Settings(weights=str(tiny_ckpts["state_dict"]), cache_dir=tmp_path, data_root=cifar_root,
-                          allow_download=False))
+                          allow_download=False, search_index=False))
     rt.start(wait_for_model=True)
     assert rt.status.state is ModelState.READY and rt.service() is not None
     rt.settle(60)

@@ -24,7 +24,8 @@ def running_app(runtime: Runtime):
 
 
 def runtime_for(loaded=None, data_root=None, weights="random:tiny", tmp=None) -> Runtime:
-    settings = Settings(weights=weights, cache_dir=(tmp or data_root), data_root=data_root, allow_download=False)
+    settings = Settings(weights=weights, cache_dir=(tmp or data_root), data_root=data_root, allow_download=False,
+                        search_index=False)
     return Runtime(settings, loaded=loaded)
 
 
@@ -41,7 +42,7 @@ def app_process(env: dict[str, str], log: Path, timeout: float = 180.0):
     out = open(log, "w+", encoding="utf-8")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=root, stdout=out, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False",
-                                 "PYTHONUNBUFFERED": "1", **env})
+                                 "PYTHONUNBUFFERED": "1", "CLIPDEMO_SEARCH_INDEX": "0", **env})
     try:
         start = time.monotonic()
         while (url := _printed_url(log)) is None:
@@ -75,3 +76,15 @@ def built_page(runtime: Runtime):
     page = Page(runtime)
     page.build()
     return page
+
+
+def no_progress(*args, **kwargs):
+    """A handler's `progress` when it is called as a plain method."""
+    return None
+
+
+class Turkish:
+    """A request whose browser asks for Turkish (what Gradio hands a handler as `gr.Request`)."""
+
+    headers = {"accept-language": "tr-TR,tr;q=0.9"}
+    cookies = {}

@@ -20,7 +20,8 @@ from ..core.inside import patch_grid
 from ..core.zeroshot import Prediction
 
 __all__ = ["plot_text", "treemap", "patch_figure", "attention_overlay", "similarity_figure", "colormap", "per_class_chart",
-           "confusion_figure", "overlay_base", "with_colour_bar", "themed", "enlarge", "input_view", "bar_chart", "CLIP_MEAN", "CLIP_STD"]
+           "confusion_figure", "overlay_base", "with_colour_bar", "themed", "enlarge", "input_view", "bar_chart",
+           "counts_chart", "contact_sheet", "CLIP_MEAN", "CLIP_STD"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # clip's Normalize(), to undo it for display
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -87,6 +88,36 @@ def bar_chart(pred: Prediction, title: str = "Top predictions", axis: str = "pro
     fig.update_xaxes(tickvals=[0, 25, 50, 75, 100])
     fig.update_yaxes(type="category")  # labels are text, never parsed as numbers or dates
     return themed(fig)
+
+
+def counts_chart(counts: list[tuple[str, int]], title: str, axis: str = "results") -> go.Figure:
+    """Horizontal bars of how many results each label has (`[(label, count)]`, most first; shown most on top)."""
+    labels = [plot_text(lab) for lab, _ in counts][::-1]
+    values = [n for _, n in counts][::-1]
+    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", marker_color=BLUE, text=values, textposition="outside",
+                           cliponaxis=False, hovertemplate="%{y}: %{x}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title=axis, height=120 + 24 * len(labels), margin=dict(l=10, r=10, t=50, b=40))
+    fig.update_yaxes(type="category")
+    return themed(fig)
+
+
+def contact_sheet(images: list[Image.Image], captions: list[str], columns: int = 6, cell: int = 128) -> Image.Image:
+    """The images in a grid, each scaled to `cell` px (small ones without blur) over its caption (one line)."""
+    rows = max(1, -(-len(images) // columns))
+    pad, line = 6, 14
+    sheet = Image.new("RGB", (columns * (cell + pad) + pad, rows * (cell + line + 2 * pad) + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (image, caption) in enumerate(zip(images, captions)):
+        x, y = pad + (i % columns) * (cell + pad), pad + (i // columns) * (cell + line + 2 * pad)
+        if max(image.size) < cell:  # CIFAR's 32x32: whole-pixel steps, no blur
+            k = cell // max(image.size)
+            shown = image.resize((image.width * k, image.height * k), Image.Resampling.NEAREST)
+        else:
+            shown = image.copy()
+            shown.thumbnail((cell, cell))
+        sheet.paste(shown.convert("RGB"), (x + (cell - shown.width) // 2, y + (cell - shown.height) // 2))
+        draw.text((x, y + cell + pad // 2), caption[:24], fill="black")
+    return sheet
 
 
 def treemap(tree: list[tuple[str, str, str, int]], title: str = "Parameters") -> go.Figure:

@@ -1,9 +1,9 @@
 """A store of CIFAR-100 image features for one set of weights: fill lazily, save, load.
 
 Holds: `ImageFeatureStore`, a fixed-size `[n_images, D]` table of L2-normalised image features with a
-filled-mask, keyed by the weights' identity (a store never answers for other weights), saved
+filled-mask, keyed by the weights' identity and precision (a store never answers for other weights), saved
 atomically and loaded with `torch.load(weights_only=True)`. Label changes never touch it: image
-features do not depend on labels or templates.
+features do not depend on labels or templates. It is also the search index (`nearest`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..core import search
 from ..core.words import Refusal
 
 __all__ = ["ImageFeatureStore", "FeatureFileError", "default_path"]
@@ -65,6 +66,12 @@ class ImageFeatureStore:
             self.features[new] = other.features[new]
             self.filled |= new
             return int(new.sum())
+
+    def nearest(self, query: torch.Tensor, k: int) -> tuple[list[int], list[float]]:
+        """The `k` stored rows nearest to `query` `[D]` (exact: `clipdemo.core.search.nearest`), among those filled
+        so far; (indices, cosines), best first."""
+        with self._lock:
+            return search.nearest(self.features, query, k, self.filled)
 
     def missing(self, indices: list[int]) -> list[int]:
         with self._lock:

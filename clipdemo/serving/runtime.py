@@ -37,15 +37,17 @@ from . import accel
 from .accel import Tasks
 from .cpus import cpu_threads
 from .features import FeatureFileError, ImageFeatureStore
+from .scheduler import Priority
 from .service import DEFAULT_TEXT_RATE, ZeroShot
 from .settings import Settings, to_env
 
-__all__ = ["Runtime", "ModelState", "ModelStatus", "ModelUnavailable", "ModelFailed", "open_service", "speed_up",
-           "export_in_child", "preload_imports", "BACKGROUND_IMPORTS"]
+__all__ = ["Runtime", "ModelState", "ModelStatus", "ModelUnavailable", "ModelFailed", "IndexStatus", "open_service",
+           "speed_up", "export_in_child", "preload_imports", "BACKGROUND_IMPORTS"]
 
 log = logging.getLogger(__name__)
 DATA_RETRY_S = 60.0  # after a failed dataset open, wait this long before trying (and maybe downloading) again
 EXPORT_TIMEOUT_S = 600
+INDEX_SAVE_EVERY_S = 60.0  # while the search index builds, its features are saved this often (and at the end)
 # What the start-up thread imports on its way (weights formats, the Hub client, the image backend, the dataset,
 # torchinfo for the Architecture tab), imported by `Runtime.start` before the thread begins: two threads
 # importing one module at once can each see it half made (clip; torch's ONNX registry, which torchvision fills).
@@ -137,6 +139,28 @@ class ModelStatus:
     fraction: float | None = None  # load progress 0..1 when known
 
 
+@dataclass(frozen=True)
+class IndexStatus:
+    """How much of CIFAR-100's test split search covers: `covered` of `total` images have stored features;
+    `building` while the background build runs, at `rate` images/s (None before a batch is done)."""
+
+    covered: int
+    total: int
+    building: bool = False
+    rate: float | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.total > 0 and self.covered >= self.total
+
+    @property
+    def seconds_left(self) -> float | None:
+        """About how long the build needs for the rest (None when it is not building or has no rate yet)."""
+        if not self.building or not self.rate:
+            return None
+        return (self.total - self.covered) / self.rate
+
+
 class Runtime:
     """Owns the shared model service and dataset; thread-safe; created once per process."""
 
@@ -161,6 +185,8 @@ class Runtime:
         self._data: Cifar100 | None = None
         self.checks: list | None = None  # the self-check's results (`self_check`'s), when it ran
         self._data_error: tuple[float, DataError] | None = None
+        self._index_thread: threading.Thread | None = None
+        self._index_rate: float | None = None
 
     # -- model ---------------------------------------------------------------------------------
     @classmethod
@@ -230,6 +256,8 @@ class Runtime:
         except DataError as exc:
             log.warning("%s", exc)
             return
+        if self.settings.search_index:
+            self.build_index()
         if self._self_check_fn is not None:  # it decides whether to run, and never raises (see its docstring)
             self.checks = self._self_check_fn(self._zs, self._data, self.settings)
 
@@ -287,6 +315,50 @@ class Runtime:
         if self._zs is not None:
             return self._zs.loaded.config
         return PRESETS.get(random_preset(self.settings.weights) or "", PRESETS[DEFAULT_MODEL])
+
+    # -- the search index ------------------------------------------------------------------------
+    def build_index(self) -> None:
+        """Encode every CIFAR-100 test image the feature store lacks, on a thread of its own, as background work
+        (the gate runs its chunks when visitors leave the model alone: `Priority.BACKGROUND`); saved with the store
+        (keyed by the weights and the precision) every INDEX_SAVE_EVERY_S and at the end, so a restart does not
+        redo it. Idempotent."""
+        zs, data = self.service(), self.dataset()
+        with self._lock:
+            if self._index_thread is not None and self._index_thread.is_alive():
+                return
+            self._index_thread = threading.Thread(target=self._build_index, args=(zs, data), name="clipdemo-index",
+                                                  daemon=True)
+            self._index_thread.start()
+
+    def _build_index(self, zs: ZeroShot, data: Cifar100) -> None:
+        path = zs.features_path(self.settings.cache_dir)  # None for random weights: kept in memory only
+        start = saved = time.perf_counter()
+        done = 0
+        try:
+            for done in zs.fill_store(data, list(range(len(data))), priority=Priority.BACKGROUND):
+                now = time.perf_counter()
+                self._index_rate = done / max(now - start, 1e-9)
+                if path is not None and now - saved > INDEX_SAVE_EVERY_S:
+                    zs.cifar.save(path)
+                    saved = now
+            if path is not None and done:
+                zs.cifar.save(path)
+            log.info("search index: %d CIFAR-100 test images encoded (%d new)", len(zs.cifar), done)
+        except Exception:  # noqa: BLE001 - a background job: search covers what was stored; the log says why
+            log.exception("the search index stopped after %d new images", done)
+
+    def index_status(self) -> IndexStatus:
+        """How much search covers now (nothing before the model and the dataset are there)."""
+        zs, data = self._zs, self._data
+        if zs is None or data is None:
+            return IndexStatus(0, 0)
+        building = self._index_thread is not None and self._index_thread.is_alive()
+        return IndexStatus(len(zs.cifar) if zs.cifar is not None else 0, len(data), building, self._index_rate)
+
+    def wait_for_index(self, timeout: float | None = None) -> None:
+        """Wait for the background index build to end (tests, benchmarks)."""
+        if self._index_thread is not None:
+            self._index_thread.join(timeout)
 
     # -- dataset -------------------------------------------------------------------------------
     def dataset(self) -> Cifar100:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 
 from ..core import checks, zeroshot
 from ..core.architecture import TowerSummary
@@ -29,6 +30,7 @@ from ..core.labels import LabelSet, fill
 from ..core.model import LoadedModel
 from ..core.words import ProgressFn, Refusal, Text
 from ..core.zeroshot import Prediction
+from ..io.cifar import Cifar100
 from . import accel, backends
 from .accel import ComputePath, Tasks
 from .backends import ImageEncoder, eager_encoder
@@ -72,6 +74,20 @@ class LRU:
             return len(self._data)
 
 
+class _Preprocessed(Dataset):
+    """CIFAR-100 images by index, preprocessed for the model: item -> (`[3, R, R]` pixels, index)."""
+
+    def __init__(self, data: Cifar100, indices: list[int], preprocess):
+        self.data, self.indices, self.preprocess = data, indices, preprocess
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        index = self.indices[i]
+        return self.preprocess(self.data.image(index)), index
+
+
 class ZeroShot:
     """Classify and look inside images with one shared model; safe to call from many threads."""
 
@@ -88,6 +104,7 @@ class ZeroShot:
         self._inflight_lock = threading.Lock()
         self._text_rate = DEFAULT_TEXT_RATE  # prompt tokens encoded per second, measured at each encoding
         self._text = LRU(text_cache_size)  # (identity, label set) -> [L, D]
+        self._queries = LRU(4 * text_cache_size)  # (identity, prompts) -> [n, D]: search queries
         self._traces = LRU(trace_cache_size)  # (identity, input key) -> VisionTrace
         self._summaries = LRU(summary_cache_size)  # (identity, tower, depth) -> TowerSummary
         self._explained = LRU(trace_cache_size)  # (identity, input key, label, label set) -> Explanation
@@ -209,16 +226,34 @@ class ZeroShot:
                 self._inflight.pop(label_set, None)
 
     def _encode_labels(self, label_set: LabelSet, progress: ProgressFn | None) -> torch.Tensor:
-        tokens = zeroshot.tokenize(label_set.prompts())  # [P = L * T, 77]
         priority = Priority.BULK if self.text_seconds(label_set.cost) > BULK_AFTER_S else Priority.INTERACTIVE
-        chunks, start, step = [], time.perf_counter(), self.path.text_chunk
+        start = time.perf_counter()
+        feats = self._encode_prompts(label_set.prompts(), priority, progress)  # [P = L * T, D]
+        self._text_rate = label_set.cost / max(time.perf_counter() - start, 1e-6)
+        return zeroshot.ensemble(feats, len(label_set.labels), len(label_set.templates))  # [L, D]
+
+    def _encode_prompts(self, prompts: tuple[str, ...], priority: Priority,
+                        progress: ProgressFn | None = None) -> torch.Tensor:
+        """The one text encoder: prompts tokenised, encoded in chunks of the path's `text_chunk`, each chunk one
+        model call (`zeroshot.prompt_features`): `[P, D]` normalised."""
+        tokens = zeroshot.tokenize(list(prompts))  # [P, 77]
+        chunks, step = [], self.path.text_chunk
         for first in range(0, len(tokens), step):
             with self._model_call(priority):
                 chunks.append(self._tasks.encode_prompts(self._key, tokens[first:first + step]))  # [b, D]
             if progress:
                 progress(min(first + step, len(tokens)), len(tokens), Text("progress_encoding_prompts"))
-        self._text_rate = label_set.cost / max(time.perf_counter() - start, 1e-6)
-        return zeroshot.ensemble(torch.cat(chunks), len(label_set.labels), len(label_set.templates))  # [L, D]
+        return torch.cat(chunks)
+
+    def prompt_features(self, prompts: tuple[str, ...]) -> torch.Tensor:
+        """Normalised features of a few prompts as typed (search queries, each checked to fit CLIP's 77 tokens):
+        `[n, D]`, cached. Do not modify the result in place."""
+        key = (self.loaded.info.identity, tuple(prompts))
+        feats = self._queries.get(key)
+        if feats is None:
+            feats = self._encode_prompts(tuple(prompts), Priority.INTERACTIVE)
+            self._queries.put(key, feats)
+        return feats
 
     def text_seconds(self, cost: int) -> float:
         """About how long encoding prompts of `cost` tokens takes here (from the last encoding measured)."""
@@ -241,6 +276,25 @@ class ZeroShot:
     def image_features(self, images: list[Image.Image], priority: Priority = Priority.INTERACTIVE) -> torch.Tensor:
         """`[B, D]` normalised features of RGB images."""
         return self.encode_pixels(torch.stack([self.pixels(im) for im in images]), priority)  # [B, 3, R, R] -> [B, D]
+
+    def fill_store(self, data: Cifar100, indices: list[int], *, batch_size: int | None = None, workers: int = 0,
+                   priority: Priority = Priority.BULK) -> Iterator[int]:
+        """Encode the images of `indices` that the CIFAR-100 store lacks, in batches of `batch_size` (default: the
+        path's bulk size, so each batch is one short bulk model call), preprocessed by `workers` DataLoader
+        processes (0: in this one), and store them; yields how many are done after each batch. A caller that
+        stops iterating stops it there (what it encoded is kept). The one loop that fills the store: the
+        evaluation, the search index and `python -m clipdemo features` all run it."""
+        store = self.cifar_store(len(data))
+        todo = store.missing(indices)
+        if not todo:
+            return
+        loader = DataLoader(_Preprocessed(data, todo, self.loaded.preprocess), batch_size=batch_size or self.bulk_images,
+                            shuffle=False, num_workers=workers, persistent_workers=False)
+        done = 0
+        for pixels, idx in loader:  # pixels: [b, 3, R, R]
+            store.put(idx, self.encode_pixels(pixels, priority))  # [b, D]
+            done += len(idx)
+            yield done
 
     def cifar_feature(self, index: int, image: Image.Image, size: int) -> torch.Tensor:
         """`[D]` feature of CIFAR-100 test image `index`: from the store, or encoded once and stored."""
@@ -289,11 +343,22 @@ class ZeroShot:
     def _explain(self, image: Image.Image, key: Hashable, label: str, label_set: LabelSet) -> Explanation:
         if label not in label_set.labels:
             raise Refusal("explain_not_active", label)
-        cache_key = (self.loaded.info.identity, key, label, label_set)
+        text = self.text_features(label_set)[label_set.labels.index(label)]  # [D], normalised
+        return self._relevancy(image, key, text, fill(label_set.templates[0], label), (label, label_set))
+
+    def explain_prompt(self, image: Image.Image, key: Hashable, prompt: str) -> Explanation:
+        """Why `image` (cached under `key`) matched one prompt as typed (a search query): relevancy over its
+        patches and over the prompt's words; cached, bounded."""
+        return self._relevancy(image, key, self.prompt_features((prompt,))[0], prompt, prompt)
+
+    def _relevancy(self, image: Image.Image, key: Hashable, text: torch.Tensor, prompt: str,
+                   what: Hashable) -> Explanation:
+        """The relevancy map of `image` for the text feature `text` `[D]` (the words: `prompt`'s), cached under
+        (weights, `key`, `what`)."""
+        cache_key = (self.loaded.info.identity, key, what)
         found = self._explained.get(cache_key)
         if found is None:
-            text = self.text_features(label_set)[label_set.labels.index(label)]  # [D], normalised
-            tokens = zeroshot.tokenize([fill(label_set.templates[0], label)])  # [1, 77]
+            tokens = zeroshot.tokenize([prompt])  # [1, 77]
             with self._model_call():
                 found = self._tasks.relevancy(self._key, self.pixels(image)[None], text, tokens)
             self._explained.put(cache_key, found)

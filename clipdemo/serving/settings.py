@@ -23,6 +23,7 @@ loader resolves to `cuda` when a GPU is visible and `cpu` when not.
 | CLIPDEMO_MAX_WAIT_S | 30                      | a visitor's call expected to wait longer gets "the Space is busy"|
 | CLIPDEMO_MAX_WAITING| 256                     | model calls that may wait at once (a bound for memory)          |
 | CLIPDEMO_FILE_TTL   | 3600                    | seconds an untouched upload or shown file is kept (janitor.py)  |
+| CLIPDEMO_SEARCH_INDEX | 1                     | 0: do not encode all CIFAR-100 test images for search at start  |
 | CLIPDEMO_BROWSER_KEY| clipdemo-labels-v1      | localStorage key of a visitor's saved label sets (BrowserState) |
 | CLIPDEMO_BROWSER_SECRET | from SPACE_ID       | key that encrypts them; set it as a Space secret to keep it private |
 """
@@ -59,6 +60,7 @@ class Settings:
     max_wait_s: float = MAX_WAIT_S  # an interactive model call expected to wait longer is refused (scheduler.py)
     max_waiting: int = MAX_WAITING  # model calls that may wait for the model at once
     file_ttl_s: int = FILE_TTL_S  # uploads and shown files untouched this long are removed (swept every quarter)
+    search_index: bool = True  # encode every CIFAR-100 test image for search, in the background, once the model is up
     # A visitor's saved label sets live in their browser (gr.BrowserState) under this key, encrypted with this
     # secret; both must stay the same across restarts, or every visitor's sets are lost at each restart.
     browser_key: str = BROWSER_KEY
@@ -113,6 +115,7 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         max_wait_s=max_wait_s,
         max_waiting=max_waiting,
         file_ttl_s=file_ttl,
+        search_index=_flag(env.get("CLIPDEMO_SEARCH_INDEX", "1")),
         browser_key=env.get("CLIPDEMO_BROWSER_KEY", "").strip() or BROWSER_KEY,
         browser_secret=env.get("CLIPDEMO_BROWSER_SECRET", "").strip() or f"clipdemo:{space_id or 'local'}",
         space_id=space_id,
@@ -135,6 +138,7 @@ def to_env(settings: Settings) -> dict[str, str]:
         "CLIPDEMO_MAX_WAIT_S": f"{settings.max_wait_s:g}",
         "CLIPDEMO_MAX_WAITING": str(settings.max_waiting),
         "CLIPDEMO_FILE_TTL": str(settings.file_ttl_s),
+        "CLIPDEMO_SEARCH_INDEX": "1" if settings.search_index else "0",
         "CLIPDEMO_BROWSER_KEY": settings.browser_key,
         "CLIPDEMO_BROWSER_SECRET": settings.browser_secret,
         "SPACE_ID": settings.space_id,

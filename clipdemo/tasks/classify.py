@@ -77,16 +77,16 @@ def classify_index(zs: ZeroShot, data: Cifar100, index: int, candidate_labels: l
     return {"index": i, "true_label": data.true_label(i), "predictions": pred.rows()}
 
 
-def _too_many(n: int) -> BatchError:
-    return BatchError("batch_many", n, MAX_BATCH)
+def _too_many(n: int, limit: int) -> BatchError:
+    return BatchError("batch_many", n, limit)
 
 
-def _zip_members(path: Path, fit: int) -> list[tuple[str, Image.Image]]:
+def _zip_members(path: Path, fit: int, limit: int) -> list[tuple[str, Image.Image]]:
     with zipfile.ZipFile(path) as zf:
         infos = [i for i in zf.infolist() if not i.is_dir() and not any(j in i.filename for j in _JUNK)
                  and not PurePosixPath(i.filename).name.startswith("._")]
-        if len(infos) > MAX_BATCH:
-            raise _too_many(len(infos))
+        if len(infos) > limit:
+            raise _too_many(len(infos), limit)
         total = 0
         for info in infos:  # every member is checked before any is read
             name = info.filename
@@ -116,17 +116,18 @@ def _zip_members(path: Path, fit: int) -> list[tuple[str, Image.Image]]:
         return items
 
 
-def read_batch(paths: list[str | Path], names: list[str] | None = None, *, fit: int) -> list[tuple[str, Image.Image]]:
+def read_batch(paths: list[str | Path], names: list[str] | None = None, *, fit: int,
+               limit: int = MAX_BATCH) -> list[tuple[str, Image.Image]]:
     """`(name, RGB image)` for every image among `paths` (image files, or zips of images), each reduced to what a
-    model of input resolution `fit` keeps of it; BatchError, naming the file, for anything else. `names` are
-    what to call the files (default: theirs)."""
+    model of input resolution `fit` keeps of it; BatchError, naming the file, for anything else or for more than
+    `limit` images. `names` are what to call the files (default: theirs)."""
     items: list[tuple[str, Image.Image]] = []
     for i, raw in enumerate(paths):
         path = Path(raw)
         name = names[i] if names else path.name
         if zipfile.is_zipfile(path):
             try:
-                items += _zip_members(path, fit)
+                items += _zip_members(path, fit, limit)
             except zipfile.BadZipFile as exc:
                 raise BatchError("zip_bad", name, exc) from None
         else:
@@ -134,8 +135,8 @@ def read_batch(paths: list[str | Path], names: list[str] | None = None, *, fit: 
                 items.append((name, open_image(path, fit=fit)))
             except ImageError as exc:
                 raise BatchError("batch_not_image", name, exc.text) from None
-        if len(items) > MAX_BATCH:
-            raise _too_many(len(items))
+        if len(items) > limit:
+            raise _too_many(len(items), limit)
     if not items:
         raise BatchError("batch_empty")
     return items

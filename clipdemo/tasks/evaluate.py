@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from ..core import checks
 from ..core.labels import CLASS_NAME_SPELLINGS, LABEL_PRESETS, TEMPLATE_SETS, LabelSet
@@ -188,28 +187,14 @@ class Report:
     stopped: Text | None = None
 
 
-class _Preprocessed(Dataset):
-    """CIFAR-100 images by index, preprocessed for the model: item -> (`[3, R, R]` pixels, index)."""
-
-    def __init__(self, data: Cifar100, indices: list[int], preprocess: Callable):
-        self.data, self.indices, self.preprocess = data, indices, preprocess
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int):
-        index = self.indices[i]
-        return self.preprocess(self.data.image(index)), index
-
-
 def run(zs: ZeroShot, data: Cifar100, ev: Evaluation, *, chunk: int | None = None, time_limit_s: float = math.inf,
         batch_size: int | None = None, workers: int = 0, priority: Priority = Priority.BULK,
         clock: Callable[[], float] = time.perf_counter) -> Iterator[Step | Report]:
     """Evaluate: yields a `Step` every `chunk` images encoded (default: every batch), then the `Report`.
 
-    The images not yet in the feature store are encoded in batches of `batch_size` (default: the path's bulk
-    size, so each batch is one short bulk model call), preprocessed by `workers` DataLoader processes (0: in
-    this one). Past `time_limit_s` the run ends with a stopped `Report` between two batches; what it encoded
+    The images not yet in the feature store are encoded by the service's one loop (`ZeroShot.fill_store`: batches
+    of `batch_size`, default the path's bulk size, preprocessed by `workers` DataLoader processes). Past
+    `time_limit_s` the run ends with a stopped `Report` between two batches; what it encoded
     is kept. A caller that stops iterating (Stop, a closed tab) ends it there too. Every value of `ev` is
     checked before any work.
     """
@@ -217,25 +202,22 @@ def run(zs: ZeroShot, data: Cifar100, ev: Evaluation, *, chunk: int | None = Non
     if len(classes) != len(data.classes):
         raise Refusal("eval_classes", len(data.classes), len(classes))
     store = zs.cifar_store(len(data))
-    todo = store.missing(indices)
-    batch_size = batch_size or zs.bulk_images
-    chunk = chunk or batch_size
+    todo = len(store.missing(indices))
+    chunk = chunk or batch_size or zs.bulk_images
     start, done, reported = clock(), 0, 0
-    if todo:
-        loader = DataLoader(_Preprocessed(data, todo, zs.loaded.preprocess), batch_size=batch_size, shuffle=False,
-                            num_workers=workers, persistent_workers=False)
-        for pixels, idx in loader:  # pixels: [b, 3, R, R]
-            if clock() - start > time_limit_s:
-                yield Report([], done, done / (clock() - start),
-                             Text("eval_stopped", f"{time_limit_s / 60:.0f}", done, len(todo)))
-                return
-            store.put(idx, zs.encode_pixels(pixels, priority))  # [b, D]
-            done += len(idx)
-            if done - reported >= chunk or done == len(todo):
-                reported = done
-                rate = done / max(clock() - start, 1e-9)
-                yield Step(done, len(todo), Text("eval_encoding", done, len(todo), f"{rate:.0f}",
-                                                  f"{(len(todo) - done) / rate:.0f}"))
+    batches = zs.fill_store(data, indices, batch_size=batch_size, workers=workers, priority=priority)
+    while done < todo:
+        if clock() - start > time_limit_s:  # checked before each batch is taken
+            yield Report([], done, done / (clock() - start), Text("eval_stopped", f"{time_limit_s / 60:.0f}", done, todo))
+            return
+        got = next(batches, None)
+        if got is None:  # another job (the search index) stored the rest meanwhile
+            break
+        done = got
+        if done - reported >= chunk or done == todo:
+            reported = done
+            rate = done / max(clock() - start, 1e-9)
+            yield Step(done, todo, Text("eval_encoding", done, todo, f"{rate:.0f}", f"{(todo - done) / rate:.0f}"))
     rate = done / max(clock() - start, 1e-9) if done else None
     feats = store.gather(indices)  # [N, D]
     targets = torch.tensor([data.target(i) for i in indices])  # [N]
