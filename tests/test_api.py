@@ -21,7 +21,7 @@ from fixtures import loopback_server
 from uiserver import running_app, runtime_for
 
 pytestmark = pytest.mark.slow
-TOOLS = {"classify", "classify_cifar", "classify_batch", "architecture_summary"}
+TOOLS = {"classify", "classify_cifar", "classify_batch", "search", "architecture_summary"}
 
 
 def _data_url(image: Image.Image) -> str:
@@ -31,8 +31,9 @@ def _data_url(image: Image.Image) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_loaded, cifar_root, tmp_path_factory):
+def server(tiny_loaded, cifar_root, tmp_path_factory, tiny_index):
     rt = runtime_for(tiny_loaded, cifar_root, tmp=tmp_path_factory.mktemp("api"))
+    rt.service().add_stored_features(tiny_index)  # the search index, as the runtime builds it in the background
     with running_app(rt) as (url, _):
         yield url, rt
 
@@ -148,6 +149,7 @@ def test_every_mcp_tool_answers_json_with_structured_content_that_fits_its_schem
     args = {"classify": {"image": pixel, "candidate_labels": ["cat", "dog"]},
             "classify_cifar": {"index": 15, "top_k": 3},
             "classify_batch": {"images": [pixel, pixel], "candidate_labels": ["cat", "dog"], "top_k": 1},
+            "search": {"query": "a lion", "top_k": 4, "negative": "rain"},
             "architecture_summary": {"depth": 1}}
 
     async def calls(session):
@@ -166,6 +168,8 @@ def test_every_mcp_tool_answers_json_with_structured_content_that_fits_its_schem
                                                                                     api_name="/classify_cifar")
     assert json.loads(results["classify_batch"].content[0].text) == client.predict(
         [pixel, pixel], ["cat", "dog"], "a photo of a {}", 1, api_name="/classify_batch")
+    assert json.loads(results["search"].content[0].text) == client.predict("a lion", 4, "rain", "", False,
+                                                                            api_name="/search")
 
 
 @pytest.mark.parametrize("target", ["loopback", "private", "link-local", "metadata", "file"])
@@ -223,3 +227,25 @@ def test_the_tools_descriptions_name_the_limits_the_code_enforces():
     assert f"up to {MAX_BATCH} images" in said["classify_batch"] and f"(1 to {MAX_BATCH})" in said["classify_batch"]
     assert labels in said["classify_batch"] and k in said["classify_batch"]
     assert f"({checks.DEPTHS[0]} to {checks.DEPTHS[1]})" in said["architecture_summary"]
+
+
+def test_search_finds_cifar_images_as_the_task_does_and_refuses_bad_queries_in_a_sentence(server, cifar_root):
+    from clipdemo.core.search import SearchQuery
+    from clipdemo.tasks.search import search_cifar
+
+    url, rt = server
+    c = Client(url, verbose=False)
+    got = c.predict("a red car", 6, "rain", "", False, api_name="/search")
+    expected = search_cifar(rt.service(), rt.dataset(), SearchQuery.of("a red car", "rain"), 6).rows()
+    assert [r["index"] for r in got] == [r["index"] for r in expected] and len(got) == 6
+    assert [set(r) for r in got] == [{"index", "true_label", "cosine"}] * 6
+    assert [r["cosine"] for r in got] == pytest.approx([r["cosine"] for r in expected], abs=1e-6)
+    like = c.predict("", 3, "", _data_url(rt.dataset().image(4321).resize((64, 64))), False, api_name="/search")
+    assert len(like) == 3  # by image alone
+    for args, message in [(("", 5, "", "", False), "Type what to look for"),
+                          (("", 5, "rain", "", False), "A negative query only takes away"),
+                          (("a lion", 0, "", "", False), "between 1 and 100, not 0"),
+                          (("a lion", 5, "", "/etc/passwd", False), "Only images uploaded to this Space"),
+                          (("x" * 301, 5, "", "", False), "301 characters long")]:
+        with pytest.raises(Exception, match=message):
+            c.predict(*args, api_name="/search")

@@ -34,8 +34,10 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def app_url(tiny_loaded, cifar_root, tmp_path_factory):
-    with running_app(runtime_for(tiny_loaded, cifar_root, tmp=tmp_path_factory.mktemp("v"))) as (url, _):
+def app_url(tiny_loaded, cifar_root, tmp_path_factory, tiny_index):
+    rt = runtime_for(tiny_loaded, cifar_root, tmp=tmp_path_factory.mktemp("v"))
+    rt.service().add_stored_features(tiny_index)  # the search index, as the runtime builds it in the background
+    with running_app(rt) as (url, _):
         yield url
 
 
@@ -189,7 +191,7 @@ def test_every_control_has_an_accessible_name(browser, app_url):
     expect(page.locator("#truth")).to_contain_text("True class: lion")
     page.get_by_text("Why this label?").click()
     unnamed = []
-    for tab in ("Predict", "Labels", "Evaluate", "Architecture", "About"):  # every tab's controls, as shown
+    for tab in ("Predict", "Search", "Labels", "Evaluate", "Architecture", "About"):  # every tab's controls, as shown
         page.get_by_role("tab", name=tab, exact=True).click()
         if tab == "Labels":
             page.get_by_text("My label sets").click()
@@ -255,4 +257,35 @@ def test_why_this_label_shows_the_relevancy_map(browser, app_url):
     page.locator("#explain-run").click()
     expect(caption).to_contain_text(f"where {top1} has more relevancy than lion" if top1 != "lion" else "Relevancy for")
     page.locator("#explain").screenshot(path=str(ARTIFACTS / "visitor-why-this-label-versus.png"))
+    ctx.close()
+
+
+def test_search_from_a_link_then_a_click_more_like_this_and_predict(browser, app_url):
+    from playwright.sync_api import expect
+
+    ctx, page = _open(browser, app_url + "/?tab=search&q=a+red+car&n=12")
+    status, found = page.locator("#search-status"), page.locator("#search-results .thumbnail-item")
+    expect(status).to_contain_text("12 results for a photo of a red car.")
+    expect(status).to_contain_text("Search covers all 10,000 test images.")
+    expect(found).to_have_count(12)
+    expect(page.locator("#search-classes .js-plotly-plot")).to_be_visible()  # the classes found, as a chart
+    expect(page.locator("#search-link textarea, #search-link input").first).to_have_value(
+        re.compile(re.escape(app_url) + r"/\?q=a\+red\+car&n=12&tab=search$"))
+    _shot(page, "search-en")
+    found.nth(2).click()
+    expect(page.locator("#search-info")).to_contain_text("true class")
+    index = re.search(r"#(\d+)", page.locator("#search-info").inner_text()).group(1)
+    page.locator("#search-more").click()
+    expect(status).to_contain_text(f"like CIFAR-100 #{index}")
+    expect(page.locator("#search-query textarea, #search-query input").first).to_have_value("")
+    found.first.click()  # the image itself, first
+    expect(page.locator("#search-info")).to_contain_text(f"#{index}")
+    page.locator("#search-classify").click()
+    expect(page.locator("#truth")).to_contain_text(f"True class: {CIFAR100_CLASSES[fake_target(int(index))]}")
+    ctx.close()
+    ctx, page = _open(browser, app_url + "/?tab=search&q=a+red+car&n=12", locale="tr-TR")
+    expect(page.get_by_role("tab", name=STRINGS["tr"]["tab_search"], exact=True)).to_be_visible()
+    expect(page.locator("#search-status")).to_contain_text("12 sonuç")
+    expect(page.locator("#search-classes .js-plotly-plot")).to_be_visible()
+    _shot(page, "search-tr")
     ctx.close()

@@ -72,3 +72,15 @@ def test_the_default_set_and_sets_that_cannot_travel_leave_their_fields_out():
     assert "labels" not in link_query(Link(label_set=LabelSet.of(["a, b", "c"], ["{}"])))  # a comma can't travel
     two = LabelSet.of(["cat", "dog"], ["a {}", "an {}"])
     assert link_query(Link(label_set=two)) == "?labels=cat,dog"  # two templates of one's own can't travel
+
+
+def test_a_search_link_carries_its_query_and_reads_back():
+    from clipdemo.core.search import SearchQuery
+
+    link, notes = read_link("?tab=search&q=a+red+car&neg=rain&raw=1&n=12")
+    assert notes == () and link.search == SearchQuery.of("a red car", "rain", raw=True) and link.n == 12
+    assert link_query(link) == "?q=a+red+car&neg=rain&raw=1&n=12&tab=search"
+    assert read_link(link_query(link))[0] == link
+    bad, notes = read_link("?q=&neg=rain&n=500")  # only a negative; too many results
+    assert bad.search is None and bad.n is None
+    assert [n.key for n in notes] == ["search_only_negative", "out_of_range"]

@@ -11,20 +11,12 @@ from PIL import Image
 
 from clipdemo.core import zeroshot
 from clipdemo.core.labels import CIFAR10_CLASSES, CIFAR100_CLASSES, CIFAR_TEMPLATES, LabelSet
-from uiserver import built_page, runtime_for
+from uiserver import Turkish, built_page, no_progress, runtime_for
+
 
 DEFAULT = LabelSet.preset()
 
 
-def _no_progress(*args, **kwargs):
-    return None
-
-
-class Turkish:
-    """A request whose browser asks for Turkish (what Gradio hands a handler as `gr.Request`)."""
-
-    headers = {"accept-language": "tr-TR,tr;q=0.9"}
-    cookies = {}
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +28,7 @@ def test_predict_index_returns_views_and_results(page, tiny_loaded):
     from clipdemo.fakes import notebook_top5
 
     p = page.predict
-    r = p.predict_index(15, 5, DEFAULT, None, _no_progress)
+    r = p.predict_index(15, 5, DEFAULT, None, no_progress)
     assert set(r) == set(p.index_outputs)  # every output of the event, by component
     assert r[p.last_input] == {"kind": "index", "index": 15} and r[p.share] == "?index=15&k=5&tab=predict"
     assert tiny_loaded.config.image_resolution == 32  # the tiny model's 32x32 input is shown enlarged
@@ -54,24 +46,24 @@ def test_predict_index_returns_views_and_results(page, tiny_loaded):
 
 def test_labels_are_per_session_state(page):
     lab, p = page.labels, page.predict
-    applied = lab.set_labels("cat\ndog\nDog\n", "a drawing of a {}", DEFAULT, None, _no_progress)
+    applied = lab.set_labels("cat\ndog\nDog\n", "a drawing of a {}", DEFAULT, None, no_progress)
     mine, summary = applied[lab.state], applied[lab.summary]
     assert mine == LabelSet.of(["cat", "dog"], ["a drawing of a {}"]) and mine.label_preset is None
     assert "dropped duplicates: Dog" in summary
     assert DEFAULT.labels == CIFAR100_CLASSES  # the other session's set is untouched (and frozen)
-    assert set(p.predict_index(3, 5, mine, None, _no_progress)[p.result]) == {"cat", "dog"}
-    other = p.predict_index(3, 5, DEFAULT, None, _no_progress)[p.result]
+    assert set(p.predict_index(3, 5, mine, None, no_progress)[p.result]) == {"cat", "dog"}
+    other = p.predict_index(3, 5, DEFAULT, None, no_progress)[p.result]
     assert set(other) <= set(CIFAR100_CLASSES) and len(other) == 5
 
 
 def test_a_preset_fills_its_editor_and_applies(page):
     lab = page.labels
-    out = lab.pick_preset("cifar10", "cifar18", "ignored", "ignored", DEFAULT, None, _no_progress)
+    out = lab.pick_preset("cifar10", "cifar18", "ignored", "ignored", DEFAULT, None, no_progress)
     assert out[lab.label_box] == "\n".join(CIFAR10_CLASSES) and out[lab.tpl_box] == "\n".join(CIFAR_TEMPLATES)
     state = out[lab.state]
     assert (state.label_preset, state.template_set) == ("cifar10", "cifar18")
     assert "10 labels × 18 template(s) = 180 prompts" in out[lab.summary] and "ready ✓" in out[lab.summary]
-    custom = lab.pick_preset("custom", "single", "cat\ndog", "a {}", DEFAULT, None, _no_progress)
+    custom = lab.pick_preset("custom", "single", "cat\ndog", "a {}", DEFAULT, None, no_progress)
     assert lab.label_box not in custom and custom[lab.state] == LabelSet.of(["cat", "dog"], ["a photo of a {}"])
 
 
@@ -82,19 +74,19 @@ def test_a_preset_fills_its_editor_and_applies(page):
 ])
 def test_invalid_edit_raises_and_keeps_state(page, labels, templates, message):
     with pytest.raises(gr.Error, match=message):
-        page.labels.set_labels(labels, templates, DEFAULT, None, _no_progress)
+        page.labels.set_labels(labels, templates, DEFAULT, None, no_progress)
     assert message.split()[0] in page.labels.check_labels(labels, templates)
 
 
 def test_refusals_are_said_in_the_visitors_language(page):
     """The core refuses with a key; the handler says it in the language of the request (Turkish here)."""
     with pytest.raises(gr.Error) as err:
-        page.labels.set_labels("cat", "a photo of a {}", DEFAULT, Turkish(), _no_progress)
+        page.labels.set_labels("cat", "a photo of a {}", DEFAULT, Turkish(), no_progress)
     assert err.value.message == "En az 2 farklı etiket verin (1 etiket verildi)."
     check = page.labels.check_labels("cat\ndog", "a {}", Turkish())
     assert check.startswith("✓ ") and "2 etiket" in check
     with pytest.raises(gr.Error) as err:
-        page.predict.predict_index(1, 50, DEFAULT, Turkish(), _no_progress)
+        page.predict.predict_index(1, 50, DEFAULT, Turkish(), no_progress)
     assert err.value.message == "Top-k değeri 1 ile 20 arasında olmalıdır, 50 değil."
 
 
@@ -112,23 +104,23 @@ def test_predict_image_and_errors(page, tmp_path, monkeypatch):
     p = page.predict
     path = tmp_path / "x.png"
     Image.new("RGBA", (40, 30), (255, 0, 0, 128)).save(path)
-    r = p.predict_image(str(path), 3, DEFAULT, None, _no_progress)
+    r = p.predict_image(str(path), 3, DEFAULT, None, no_progress)
     assert r[p.upload_input].size == (224, 224) and len(r[p.result]) == 3
     assert r[p.last_input] == {"kind": "upload", "path": str(path)} and r[p.share] == "?k=3&tab=predict"
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     with pytest.raises(gr.Error, match="not an image"):
-        p.predict_image(str(bad), 3, DEFAULT, None, _no_progress)
+        p.predict_image(str(bad), 3, DEFAULT, None, no_progress)
     with pytest.raises(gr.Error, match="Upload an image first"):
-        p.predict_image(None, 3, DEFAULT, None, _no_progress)
+        p.predict_image(None, 3, DEFAULT, None, no_progress)
     for elsewhere in ("/etc/passwd", "/etc/no-such-file", str(tmp_path / ".." / "x.png"), "relative.png"):
         with pytest.raises(gr.Error, match=r"^'?Only images uploaded to this Space \(or sent as data: URLs\) can be "
                                            r"classified\.'?$"):
-            p.predict_image(elsewhere, 3, DEFAULT, None, _no_progress)
+            p.predict_image(elsewhere, 3, DEFAULT, None, no_progress)
     with pytest.raises(gr.Error, match="out of range"):
-        p.predict_index(10_000, 3, DEFAULT, None, _no_progress)
+        p.predict_index(10_000, 3, DEFAULT, None, no_progress)
     with pytest.raises(gr.Error, match="Top-k must be between 1 and 20"):
-        p.predict_index(1, 50, DEFAULT, None, _no_progress)
+        p.predict_index(1, 50, DEFAULT, None, no_progress)
 
 
 def test_architecture_and_status(page):
@@ -151,15 +143,15 @@ def test_architecture_and_status(page):
 def test_attention_view_for_the_last_image(page):
     p = page.predict
     with pytest.raises(gr.Error, match="Classify an image first"):
-        p.attention("rollout", "mean", None, None, _no_progress)
+        p.attention("rollout", "mean", None, None, no_progress)
     last = {"kind": "index", "index": 15}
-    v = p.attention("2", "1", last, None, _no_progress)
+    v = p.attention("2", "1", last, None, no_progress)
     overlay, caption = v[p.overlay], v[p.caption]
     assert overlay.size[1] == 224 and overlay.size[0] > 224 and "layer 2, head 1" in caption  # and its colour bar
     assert v[p.patches].layout.title.text.startswith("2×2 patches of 16×16 px = 4 tokens")
-    assert overlay.tobytes() != p.attention("rollout", "mean", last, None, _no_progress)[p.overlay].tobytes()
+    assert overlay.tobytes() != p.attention("rollout", "mean", last, None, no_progress)[p.overlay].tobytes()
     with pytest.raises(gr.Error, match="Layer must be 1..2, not 3"):
-        p.attention("3", "mean", last, None, _no_progress)
+        p.attention("3", "mean", last, None, no_progress)
 
 
 def test_tokens_and_similarity(page):
@@ -171,7 +163,7 @@ def test_tokens_and_similarity(page):
     assert "7 of 77 positions" in note and "position 6" in note
     with pytest.raises(gr.Error, match="at most 77"):
         lab.tokens(" ".join(["x"] * 80))
-    fig = lab.similarity(LabelSet.of(["cat", "dog", "car"], ["a photo of a {}"]), None, _no_progress)
+    fig = lab.similarity(LabelSet.of(["cat", "dog", "car"], ["a photo of a {}"]), None, no_progress)
     assert list(fig.data[0].x) == ["cat", "dog", "car"] and fig.data[0].z[0][0] == pytest.approx(1.0, abs=1e-5)
 
 
@@ -192,7 +184,7 @@ def test_evaluation_handler(page, tiny_loaded):
     from clipdemo.tasks.evaluate import Evaluation
 
     ev = page.evaluate
-    outs = list(ev.run("per-class", 0, 2, 0, "both", "cifar100", None, _no_progress))
+    outs = list(ev.run("per-class", 0, 2, 0, "both", "cifar100", None, no_progress))
     steps = [int(re.match(r"⏳ encoding images: (\d+)/", o[ev.summary]).group(1)) for o in outs[:-1]]
     assert steps and all(set(o) == {ev.summary} for o in outs[:-1])  # while encoding, only the summary changes
     assert all(b - a == 16 for a, b in zip(steps, steps[1:-1]))  # a yield (a chance to stop) per two bulk calls
@@ -207,10 +199,10 @@ def test_evaluation_handler(page, tiny_loaded):
     assert int(last[ev.confusion].data[0].z.sum()) == 200
     assert all(caption.count("→") == 1 for _, caption in last[ev.pairs] + last[ev.worst]) and len(last[ev.worst]) <= 12
     assert [f.rsplit(".", 1)[1] for f in last[ev.files]] == ["csv", "json"]
-    again = list(ev.run("per-class", 0, 2, 0, "single", "cifar100-paper", None, _no_progress))
+    again = list(ev.run("per-class", 0, 2, 0, "single", "cifar100-paper", None, no_progress))
     assert len(again) == 1 and "already stored" in again[0][ev.summary]  # no image encoding the second time
     with pytest.raises(gr.Error, match="N must be between 1 and"):
-        list(ev.run("first", 0, 1, 0, "single", "cifar100", None, _no_progress))
+        list(ev.run("first", 0, 1, 0, "single", "cifar100", None, no_progress))
 
 
 def test_evaluation_says_chance_level_for_random_weights(cifar_root, tmp_path):
@@ -218,7 +210,7 @@ def test_evaluation_says_chance_level_for_random_weights(cifar_root, tmp_path):
 
     loaded = load_model("random:tiny")
     page = built_page(runtime_for(loaded, cifar_root, tmp=tmp_path))
-    out = list(page.evaluate.run("first", 50, 1, 0, "single", "cifar100", None, _no_progress))[-1]
+    out = list(page.evaluate.run("first", 50, 1, 0, "single", "cifar100", None, no_progress))[-1]
     summary = out[page.evaluate.summary]
     assert "Untrained random weights: accuracy is chance level" in summary and "1% top-1" in summary
     data = page.rt.dataset()
@@ -230,7 +222,7 @@ def test_a_batch_table_speaks_the_visitors_language(page, tmp_path):
         Image.new("RGB", (40, 30), colour).save(tmp_path / name)
     b = page.predict.batch
     paths = [str(tmp_path / "red.png"), str(tmp_path / "blue.png")]
-    tr, en = (b.classify_all(paths, 2, DEFAULT, req, _no_progress)[b.table] for req in (Turkish(), None))
+    tr, en = (b.classify_all(paths, 2, DEFAULT, req, no_progress)[b.table] for req in (Turkish(), None))
     assert tr["headers"] == ["görüntü", "ilk tahmin", "olasılık", "ilk k"]
     assert en["headers"] == ["image", "top-1", "probability", "top-k"] and tr["data"] == en["data"]
     assert [row[0] for row in en["data"]] == ["red.png", "blue.png"]

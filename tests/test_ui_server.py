@@ -10,8 +10,9 @@ from uiserver import running_app, runtime_for
 
 pytestmark = pytest.mark.slow
 PUBLIC = {"/status", "/predict_index", "/random_index", "/predict_image", "/set_labels", "/architecture", "/attention",
-          "/tokens", "/label_similarity", "/ping", "/evaluate", "/classify_batch_ui", "/relevancy"}  # the page's events: callable, not documented
-TYPED = {"/classify", "/classify_cifar", "/classify_batch", "/architecture_summary"}  # the documented API (and the MCP tools)
+          "/tokens", "/label_similarity", "/ping", "/evaluate", "/classify_batch_ui", "/relevancy", "/search_page",
+          "/explain_match", "/add_to_gallery"}  # the page's events: callable, not documented
+TYPED = {"/classify", "/classify_cifar", "/classify_batch", "/search", "/architecture_summary"}  # the documented API (and the MCP tools)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The typed, stateless API: endpoints for scripts and agents, apart from the page's own events.
 
-Holds `ApiEndpoints` (`classify`, `classify_cifar`, `classify_batch`, `architecture_summary`), registered with
+Holds `ApiEndpoints` (`classify`, `classify_cifar`, `classify_batch`, `search`, `architecture_summary`), registered with
 `gr.api` and served as MCP tools (`clipdemo.ui.mcp`): each is fully typed and documented, takes everything it
 needs in the call (no session state), and returns plain JSON. They are the tasks of `clipdemo.tasks.classify`
 over the page's model service, caches and checks. Images come as base64 `data:` URLs or files uploaded to
@@ -16,8 +16,10 @@ from ..core import checks
 from ..core.architecture import config_card
 from ..io.images import image_from_reference
 from ..serving.runtime import Runtime
+from ..core.search import DEFAULT_RESULTS, SearchQuery, results
 from ..tasks.classify import DEFAULT_TEMPLATE, batch_count, candidates, classify, classify_batch, \
     classify_index
+from ..tasks.search import search_cifar
 from .common import MODEL_WAIT_S, told
 
 __all__ = ["ApiEndpoints"]
@@ -112,9 +114,36 @@ class ApiEndpoints:
                     "towers": {t: {"parameters": s.total_params, "mult_adds": s.total_mult_adds, "table": s.text}
                                for t, s in towers.items()}}
 
+    def search(self, query: str = "", top_k: int = DEFAULT_RESULTS, negative: str = "", image: str = "",
+               raw: bool = False) -> list[dict]:
+        """Find CIFAR-100 test images by text, by image, or both, with OpenAI CLIP ViT-B/32.
+
+        Args:
+            query: What to look for, e.g. "a red car at night" (it is read as "a photo of a red car at night"
+                unless raw is true). May be empty when an image is given.
+            top_k: How many images to return, best first (1 to 100).
+            negative: What the images should not look like, e.g. "rain" (subtracted from the query).
+            image: An image to look like, as a base64 data URL or a file uploaded to this Space (weighted
+                equally with the query when both are given). Web addresses are not fetched.
+            raw: True to send the query to CLIP as typed, without "a photo of ...".
+
+        Returns:
+            A list of {"index", "true_label", "cosine"}, best first: the CIFAR-100 test index (0 to 9999), its
+            true class, and the cosine similarity of the image and the query. While the app is still encoding
+            the test images after a start, only those encoded so far are searched.
+        """
+        with told("en"):
+            k = results(top_k)
+            picture = (image_from_reference(image, gr.utils.get_upload_folder(), self.rt.config().image_resolution)
+                       if image else None)
+            q = SearchQuery.of(query, negative, raw=raw, has_image=picture is not None)
+            zs = self.rt.service(timeout=MODEL_WAIT_S)
+            feature = zs.image_features([picture])[0] if picture is not None else None
+            return search_cifar(zs, self.rt.dataset(), q, k, feature).rows()
+
     def functions(self) -> list:
         """The endpoints: the API's, and the MCP server's tools (`clipdemo.ui.mcp`)."""
-        return [self.classify, self.classify_cifar, self.classify_batch, self.architecture_summary]
+        return [self.classify, self.classify_cifar, self.classify_batch, self.search, self.architecture_summary]
 
     def register(self) -> None:
         """Add the endpoints to the `gr.Blocks` being built."""

@@ -30,6 +30,7 @@ from .tabs.architecture import ArchitectureTab
 from .tabs.evaluate import EvaluateTab
 from .tabs.labels import LabelsTab
 from .tabs.predict import PredictTab
+from .tabs.search import SearchTab
 
 __all__ = ["Page", "build_app", "queue_kwargs", "launch_kwargs", "start_runtime", "file_janitor", "main"]
 
@@ -89,8 +90,8 @@ class Page:
     def __init__(self, runtime: Runtime):
         self.rt = runtime
         self.status, self.predict, self.labels = StatusLine(runtime), PredictTab(runtime), LabelsTab(runtime)
-        self.evaluate, self.architecture = EvaluateTab(runtime), ArchitectureTab(runtime)
-        self.opening, self.api = PageOpen(self.predict, self.labels), ApiEndpoints(runtime)
+        self.search, self.evaluate, self.architecture = SearchTab(runtime), EvaluateTab(runtime), ArchitectureTab(runtime)
+        self.opening, self.api = PageOpen(self.predict, self.labels, self.search), ApiEndpoints(runtime)
 
     def build(self) -> gr.Blocks:
         """Lay out and wire the page (not launched)."""
@@ -107,6 +108,7 @@ class Page:
                                     secret=settings.browser_secret)
             with gr.Tabs() as tabs:
                 self.predict.build(labels_state, share_base)
+                self.search.build(tabs, self.predict, labels_state, share_base)
                 self.labels.build(labels_state, store)
                 self.evaluate.build()
                 self.architecture.build()

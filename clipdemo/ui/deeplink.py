@@ -1,7 +1,8 @@
 """Opening the page: a shared link's values (`?index=15&k=5&labels=cat,dog`), or the visitor's last label set.
 
-Holds `PageOpen` (`open_page`, the load handler, and `classify_link`, which classifies a linked index the
-slider did not change to; both return Gradio's `{component: value}` dicts; `wire`). Links are read by
+Holds `PageOpen` (`open_page`, the load handler; `classify_link`, which classifies a linked index the slider
+did not change to; `search_link`, which runs a linked search (`?tab=search&q=...`); each returns Gradio's
+`{component: value}` dicts; `wire`). Links are read by
 `clipdemo.ui.links`: each bad value is ignored with a note above the tabs, never an error page. Hugging Face
 passes a Space page's query string into the app's frame on the first load only, so the page reads
 `window.location.search` once, as it loads, on the Space and on the app's own address alike.
@@ -19,6 +20,7 @@ from .links import Link, read_link
 from .tabs import saved_sets
 from .tabs.labels import FIRST_PROMPT, LabelsTab
 from .tabs.predict import DEFAULT_INDEX, PredictTab
+from .tabs.search import SearchTab
 
 __all__ = ["PageOpen"]
 
@@ -26,8 +28,8 @@ __all__ = ["PageOpen"]
 class PageOpen:
     """The page-load handler over the Predict and Labels tabs."""
 
-    def __init__(self, predict: PredictTab, labels: LabelsTab):
-        self.predict, self.labels = predict, labels
+    def __init__(self, predict: PredictTab, labels: LabelsTab, search: SearchTab):
+        self.predict, self.labels, self.search = predict, labels, search
 
     @staticmethod
     def _label_set(link: Link, store: dict | None) -> LabelSet | None:
@@ -57,8 +59,15 @@ class PageOpen:
             out[p.index] = link.index
         if link.k is not None:
             out[p.top_k] = link.k
-        if link.tab is not None:
-            out[self.tabs] = gr.Tabs(selected=link.tab)
+        s = self.search
+        out[self.run_search] = link.search is not None
+        if link.search is not None:
+            out.update({s.query: link.search.text, s.negative: link.search.negative, s.raw: link.search.raw})
+        if link.n is not None:
+            out[s.n] = link.n
+        tab = link.tab or ("search" if link.search is not None else None)
+        if tab is not None:
+            out[self.tabs] = gr.Tabs(selected=tab)
         return out
 
     def classify_link(self, classify: bool, index: float, top_k: float, label_set: LabelSet,
@@ -68,15 +77,26 @@ class PageOpen:
             return {c: gr.skip() for c in self.predict.index_outputs}
         return self.predict.predict_index(index, top_k, label_set, request, progress)
 
+    def search_link(self, run: bool, query_text: str, negative: str, raw: bool, n: float, source: str, image,
+                    weight: float, like, gallery, request: gr.Request = None, progress=gr.Progress()) -> dict:
+        """Run the linked search (the query the link put in the Search tab's boxes)."""
+        if not run:
+            return {c: gr.skip() for c in self.search_outputs}
+        return self.search.search(query_text, negative, raw, n, source, image, weight, like, gallery, request, progress)
+
     def wire(self, demo: gr.Blocks, tabs: gr.Tabs, labels_state: gr.State, store: gr.BrowserState,
              note: gr.Markdown) -> None:
-        """On load: read the address's query string in the browser, apply it, then classify if needed."""
+        """On load: read the address's query string in the browser, apply it, then classify or search if asked."""
         query = gr.Textbox(visible=False)
-        self.tabs, self.note, self.classify = tabs, note, gr.State(False)
-        p, lab = self.predict, self.labels
+        self.tabs, self.note, self.classify, self.run_search = tabs, note, gr.State(False), gr.State(False)
+        p, lab, s = self.predict, self.labels, self.search
         outputs = [p.index, p.top_k, labels_state, lab.label_box, lab.tpl_box, lab.preset, lab.tpl_preset, lab.summary,
-                   lab.token_table, lab.token_note, lab.sets.download, tabs, lab.sets.choice, note, self.classify]
-        demo.load(self.open_page, [query, store], outputs, js="(query, store) => [window.location.search, store]",
-                  api_visibility="private").then(
-            self.classify_link, [self.classify, p.index, p.top_k, labels_state], p.index_outputs,
-            api_visibility="private")
+                   lab.token_table, lab.token_note, lab.sets.download, tabs, lab.sets.choice, note, self.classify,
+                   self.run_search, s.query, s.negative, s.raw, s.n]
+        self.search_outputs = s.outputs
+        opened = demo.load(self.open_page, [query, store], outputs, js="(query, store) => [window.location.search, store]",
+                           api_visibility="private")
+        opened.then(self.classify_link, [self.classify, p.index, p.top_k, labels_state], p.index_outputs,
+                    api_visibility="private")
+        opened.then(self.search_link, [self.run_search, *s.inputs], s.outputs, api_visibility="private",
+                    preprocess=False)

@@ -14,11 +14,13 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from ..core.search import SearchQuery
 from ..core.zeroshot import Prediction
 from ..tasks.evaluate import EvalResult
+from ..tasks.search import SearchResult
 
 __all__ = ["RESULTS_MAX_AGE_S", "results_dir", "label_file", "prediction_files", "evaluation_files",
-           "batch_files"]
+           "batch_files", "search_files"]
 
 RESULTS_MAX_AGE_S = 600  # Gradio copies each file into its own cache as the answer is sent; ten minutes is ample
 
@@ -87,4 +89,22 @@ def batch_files(names: list[str], preds: list[Prediction]) -> list[str]:
     stem.with_suffix(".json").write_text(json.dumps(
         {"labels": labels, "images": [{"image": name, "predictions": pred.rows()} for name, pred in zip(names, preds)]},
         indent=1, ensure_ascii=False), encoding="utf-8")
+    return [str(stem.with_suffix(".csv")), str(stem.with_suffix(".json"))]
+
+
+def search_files(result: SearchResult, query: SearchQuery) -> list[str]:
+    """Write a search's results: a CSV row per result (rank, index, label or name, cosine) and a JSON with the
+    query; returns the two paths."""
+    stem = _stem("search")
+    rows = result.rows()
+    key = "true_label" if result.source == "cifar" else "name"
+    with open(stem.with_suffix(".csv"), "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["rank", "index", key, "cosine"])
+        for rank, row in enumerate(rows, start=1):
+            w.writerow([rank, row["index"], _cell(row[key]), f"{row['cosine']:.6f}"])
+    stem.with_suffix(".json").write_text(json.dumps(
+        {"query": query.text, "negative": query.negative, "prompt": query.prompt, "source": result.source,
+         "covered": result.covered, "total": result.total, "results": rows}, indent=1, ensure_ascii=False),
+        encoding="utf-8")
     return [str(stem.with_suffix(".csv")), str(stem.with_suffix(".json"))]

@@ -1,6 +1,6 @@
 """Shareable links: the small, checked state a page URL may carry, read on load and written for a result.
 
-Holds `Link` (index, k, tab, and a `LabelSet`), `read_link(query)`, which keeps each valid value and turns
+Holds `Link` (index, k, tab, a `LabelSet`, and a search: a `SearchQuery` and how many results), `read_link(query)`, which keeps each valid value and turns
 each bad one into a note (the `Refusal` its checker raised, said later in the visitor's language), and
 `link_query(link)`, its inverse. A link never carries an image: uploads stay with the visitor. Values are
 checked by the checkers every shell uses (`clipdemo.core.checks`, `LabelSet.from_query`). No gradio here.
@@ -14,14 +14,15 @@ from urllib.parse import parse_qsl, urlencode
 
 from ..core import checks
 from ..core.labels import LabelSet
+from ..core.search import SearchQuery, results
 from ..core.words import Refusal
 
 __all__ = ["Link", "read_link", "link_query", "TABS", "MAX_QUERY", "MAX_LINK_LABELS"]
 
-TABS = ("predict", "labels", "evaluate", "architecture", "about")  # the app's tab ids
+TABS = ("predict", "search", "labels", "evaluate", "architecture", "about")  # the app's tab ids
 MAX_QUERY = 4000  # characters of query string read at all; a longer one is ignored whole
 MAX_LINK_LABELS = 100  # labels a link may carry (a longer list belongs in a saved set or a file)
-PARAMS = ("index", "k", "labels", "template", "preset", "tab")
+PARAMS = ("index", "k", "labels", "template", "preset", "tab", "q", "neg", "raw", "n")
 SET_PARAMS = ("labels", "template", "preset")
 
 
@@ -33,6 +34,8 @@ class Link:
     k: int | None = None
     label_set: LabelSet | None = None
     tab: str | None = None
+    search: SearchQuery | None = None  # `q` (and `neg`, `raw=1`): a search to run on opening
+    n: int | None = None  # how many search results
 
 
 def read_link(query: str | Mapping[str, str]) -> tuple[Link, tuple[Refusal, ...]]:
@@ -58,6 +61,17 @@ def read_link(query: str | Mapping[str, str]) -> tuple[Link, tuple[Refusal, ...]
             link = replace(link, label_set=LabelSet.from_query(query, MAX_LINK_LABELS))
         except Refusal as exc:
             notes.append(exc)
+    if "q" in query or "neg" in query:
+        try:
+            link = replace(link, search=SearchQuery.of(query.get("q", ""), query.get("neg", ""),
+                                                       raw=query.get("raw", "") == "1"))
+        except Refusal as exc:
+            notes.append(exc)
+    if "n" in query:
+        try:
+            link = replace(link, n=results(query["n"].strip()))
+        except Refusal as exc:
+            notes.append(exc)
     if "tab" in query:
         if query["tab"] in TABS:
             link = replace(link, tab=query["tab"])
@@ -73,8 +87,11 @@ def link_query(link: Link) -> str:
     """`?index=15&k=5…` for a link (the values `read_link` reads back); a set's labels are left out when the
     query would be longer than `read_link` reads."""
     def encoded(fields: dict[str, str]) -> str:
+        s = link.search
         pairs = [("index", link.index), ("k", link.k), ("preset", fields.get("preset")),
-                 ("template", fields.get("template")), ("labels", fields.get("labels")), ("tab", link.tab)]
+                 ("template", fields.get("template")), ("labels", fields.get("labels")),
+                 ("q", s.text if s and s.text else None), ("neg", s.negative if s and s.negative else None),
+                 ("raw", "1" if s and s.raw else None), ("n", link.n), ("tab", link.tab)]
         query = urlencode([(k, v) for k, v in pairs if v is not None], safe=",{}")
         return f"?{query}" if query else ""
 

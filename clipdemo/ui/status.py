@@ -37,6 +37,20 @@ class StatusLine:
     def status(self, request: gr.Request = None) -> dict:
         """The status line, whether to keep polling it, and the loaded architecture's layer and head choices."""
         lang = lang_of(request)
+        line, about = self._line(lang)
+        config = self.rt.config()
+        return {self.line: line, self.timer: gr.Timer(active=not self.rt.settled),  # poll until settled
+                self.index_timer: gr.Timer(active=self.rt.index_status().building),
+                self.layers: gr.Dropdown(choices=layer_choices(config)),
+                self.heads: gr.Dropdown(choices=head_choices(config)), self.checks: about}
+
+    def index_tick(self, request: gr.Request = None) -> dict:
+        """While the search index builds: the status line (with its progress), and whether to poll again."""
+        return {self.line: self._line(lang_of(request))[0],
+                self.index_timer: gr.Timer(active=self.rt.index_status().building)}
+
+    def _line(self, lang: str) -> tuple[str, str]:
+        """The status line, and the self-check's section for the About tab."""
         st = self.rt.status
         details = []  # what went wrong, for a collapsed section (the log has it whole)
         if st.state is ModelState.READY:
@@ -58,13 +72,13 @@ class StatusLine:
         except DataError as exc:
             line += " · " + text("status_data_failed", lang)
             details.append(exc.say(lang))
+        index = self.rt.index_status()
+        if index.building:
+            line += " · " + text("status_index", lang, f"{index.covered:,}", f"{index.total:,}")
         badge, about = self._checks(lang)
         if details:
             line += " " + text("status_see_logs", lang) + details_block("\n\n".join(details), lang)
-        config = self.rt.config()
-        return {self.line: line + badge, self.timer: gr.Timer(active=not self.rt.settled),  # poll until settled
-                self.layers: gr.Dropdown(choices=layer_choices(config)),
-                self.heads: gr.Dropdown(choices=head_choices(config)), self.checks: about}
+        return line + badge, about
 
     def _checks(self, lang: str) -> tuple[str, str]:
         """The self-check as a badge with a tooltip for the status line, and a section for the About tab."""
@@ -83,12 +97,15 @@ class StatusLine:
         """Lay out the status line; `wire` connects it once the tabs exist."""
         self.line = gr.Markdown(L("starting"), elem_id="status")
         self.timer = gr.Timer(1.0)
+        self.index_timer = gr.Timer(5.0, active=False)  # while the search index builds
 
     def wire(self, demo: gr.Blocks, predict: PredictTab, checks: gr.Markdown) -> None:
         """Poll the status on page load and each second until start-up is over; `/ping` for health checks."""
         self.layers, self.heads, self.checks = predict.layer, predict.head, checks
         gr.on([demo.load, self.timer.tick], self.status, None,
-              [self.line, self.timer, self.layers, self.heads, self.checks],
+              [self.line, self.timer, self.index_timer, self.layers, self.heads, self.checks],
               api_name="status", api_visibility=UI_API, queue=False)
+        self.index_timer.tick(self.index_tick, None, [self.line, self.index_timer], api_visibility="private",
+                              queue=False)
         ping_btn, ping_out = gr.Button(visible=False), gr.Textbox(visible=False)
         ping_btn.click(self.ping, None, ping_out, api_name="ping", api_visibility=UI_API, show_progress="hidden")

@@ -183,7 +183,7 @@ class PredictTab:
         config = self.rt.config()
         with gr.Tab(L("tab_predict"), id="predict"):
             self.top_k = gr.Slider(1, checks.MAX_TOP_K, value=5, step=1, label=L("top_k"))
-            with gr.Tabs():
+            with gr.Tabs() as self.sources:  # a CIFAR-100 index, an upload or a batch
                 with gr.Tab(L("tab_index"), id="index"):
                     with gr.Row(elem_classes="index-row"):
                         self.index = gr.Slider(0, checks.TEST_SIZE - 1, value=DEFAULT_INDEX, step=1,
