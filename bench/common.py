@@ -51,7 +51,7 @@ def start_app(work: Path, backend: str = "auto", extra_env: dict[str, str] | Non
     env = {**os.environ, "CLIPDEMO_WEIGHTS": str(ckpt), "CLIPDEMO_CACHE": str(work / "cache"),
            "CLIPDEMO_DATA": str(root), "CLIPDEMO_DOWNLOAD": "0", "GRADIO_SERVER_PORT": str(port),
            "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False", "CLIPDEMO_BACKEND": backend,
-           **(extra_env or {})}
+           "CLIPDEMO_SEARCH_INDEX": "0", **(extra_env or {})}  # a bench that measures the index turns it on
     url = f"http://127.0.0.1:{port}/"
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", SERVE, json.dumps(md5)], cwd=ROOT, env=env,

@@ -75,7 +75,8 @@ def cost_table(client, pid: int, work: Path) -> bool:
     batch = [_data_url(Image.effect_mandelbrot((96, 72), (-2 + i / 50, -1.2, 1, 1.2), 30 + i).convert("RGB"))
              for i in range(8)]
     with cifar_checksums(md5):
-        rt = Runtime(Settings(weights=str(ckpt), cache_dir=work / "cache", data_root=root, allow_download=False))
+        rt = Runtime(Settings(weights=str(ckpt), cache_dir=work / "cache", data_root=root, allow_download=False,
+                              search_index=False))  # as the served app: no background index in either
         rt.start()
         rt.settle(600)  # the same backend as the server's (its exported ONNX file is in the shared cache)
         rt.dataset()
@@ -87,6 +88,8 @@ def cost_table(client, pid: int, work: Path) -> bool:
                             lambda: api.classify_cifar(15, None, "a photo of a {}", 5)),
         "/classify_batch": (lambda: client.predict(batch, LABELS, "a photo of a {}", 3, api_name="/classify_batch"),
                             lambda: api.classify_batch(batch, LABELS, "a photo of a {}", 3)),
+        "/search": (lambda: client.predict("a red car", 24, api_name="/search"),
+                    lambda: api.search("a red car", 24)),
         "/architecture_summary": (lambda: client.predict(2, api_name="/architecture_summary"),
                                   lambda: api.architecture_summary(2)),
     }

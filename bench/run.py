@@ -5,8 +5,9 @@ baseline, ours, ...), and printed with each side's min / median / max; the ratio
 The model is a full-size ViT-B/32 with seeded random weights (same shapes and cost as the real one)
 and CIFAR-100 is a synthetic split in the real on-disk format: the figures are about speed, never
 accuracy. The run also measures this machine's fp32 matmul floor, so R3 reads as distance from it, and
-prints the cost table of `bench.cost` (each typed endpoint's server CPU beside its model work).
-Ends with one line: `ratios: R1=<x> R2=<x> R3=<x> R4=<x> R5=<x> R6=<x> R7=<x> R8=<x> R9=<x>`.
+prints the cost table of `bench.cost` (each typed endpoint's server CPU beside its model work), and search's
+figures (`bench.search`: R10 to R12, server-side latencies, the brute-force curve to a million vectors).
+Ends with one line: `ratios: R1=<x> R2=<x> ... R12=<x>`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from PIL import Image
 
 from bench.common import rss_mb, served_app, stand_ins, wait_ready
+from bench import search
 from bench.cost import cost_table
 from bench.peers import HFZeroShot, floor_report
 from bench.timing import paired, report
@@ -108,6 +110,7 @@ def in_process(q: bool, work: Path) -> dict[str, float]:
     print(f"R5: evaluation with preprocessing ({n} CIFAR images, batch 100, in-process) vs bare encoder on "
           f"pre-made tensors: {n / (min(r5.ours) / 1000):.1f} vs {n / (min(r5.base) / 1000):.1f} img/s (best runs) "
           f"-> {r5.ratio:.2f}")
+    r.update(search.in_process(zs, data, q))
     return r
 
 
@@ -182,7 +185,8 @@ def main() -> int:
         r.update(served(q, work))
         if not q:
             served(q, work, backend="eager")  # memory without the ONNX Runtime copy of the weights
-    print("ratios: " + " ".join(f"{k}={r[k]:.2f}" for k in ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9")))
+        r.update(search.served(q, work))
+    print("ratios: " + " ".join(f"R{i}={r[f'R{i}']:.2f}" for i in range(1, 13)))
     return 0
 
 
