@@ -45,6 +45,36 @@ def test_the_app_starts_three_times_while_both_cpus_are_busy(busy_cpus, tmp_path
             assert "**Model:**" in status, f"start {run + 1}: {status}"
 
 
+@pytest.mark.slow
+def test_with_the_search_index_on_the_app_starts_on_busy_cpus_and_searches_what_it_has(busy_cpus, tmp_path,
+                                                                                        tiny_ckpts, cifar_root):
+    """The Space's default: after the model, a background thread encodes the test split for search. With both CPUs
+    busy the app still starts, counts the index in its status line, searches what is encoded, and completes it."""
+    import hashlib
+
+    from gradio_client import Client
+
+    md5 = {name: hashlib.md5((cifar_root / "cifar-100-python" / name).read_bytes()).hexdigest()
+           for name in ("train", "test", "meta")}
+    env = {"CLIPDEMO_WEIGHTS": str(tiny_ckpts["state_dict"]), "CLIPDEMO_CACHE": str(tmp_path / "cache"),
+           "CLIPDEMO_DATA": str(cifar_root), "CLIPDEMO_DOWNLOAD": "0", "CLIPDEMO_BACKEND": "eager",
+           "CLIPDEMO_SEARCH_INDEX": "1"}
+    with app_process(env, tmp_path / "index.log", cifar_md5=md5) as (url, _):
+        client, seen = Client(url, verbose=False, download_files=False), []
+        for _ in range(480):  # up to four minutes on busy CPUs
+            status = client.predict(api_name="/status")[0]
+            seen.append(status)
+            if "**search:**" in status:
+                found = client.predict("a lion", 5, api_name="/search")  # what is encoded so far
+                assert 1 <= len(found) <= 5 and {"index", "true_label", "cosine"} == set(found[0])
+            if "**Model:**" in status and "search:" not in status and list((tmp_path / "cache").glob("cifar100-*")):
+                break
+            time.sleep(0.5)
+    assert "**Model:**" in seen[-1] and "❌" not in seen[-1], seen[-1]
+    assert any("**search:**" in s for s in seen)  # the status line counted the build ...
+    assert list((tmp_path / "cache").glob("cifar100-test-features-*-float32.pt"))  # ... which ended saved
+
+
 IMPORTED_AT_THREAD_START = """
 import sys, threading
 from clipdemo.serving.runtime import BACKGROUND_IMPORTS, Runtime

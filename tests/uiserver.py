@@ -29,10 +29,20 @@ def runtime_for(loaded=None, data_root=None, weights="random:tiny", tmp=None) ->
     return Runtime(settings, loaded=loaded)
 
 
+# `app.py` run as the main module, with torchvision's CIFAR-100 checksums pointed at a fixture's files
+APP_WITH_CIFAR = """
+import json, runpy, sys
+from clipdemo.fakes import cifar_checksums
+with cifar_checksums(json.loads(sys.argv[1])):
+    runpy.run_path("app.py", run_name="__main__")
+"""
+
+
 @contextmanager
-def app_process(env: dict[str, str], log: Path, timeout: float = 180.0):
+def app_process(env: dict[str, str], log: Path, timeout: float = 180.0, cifar_md5: dict[str, str] | None = None):
     """`python app.py` in a child process with `env` added; yields (its URL, the process) once the page is served. Gradio
-    picks the port itself (binding until one is free) and prints it: nothing is reserved and then released."""
+    picks the port itself (binding until one is free) and prints it: nothing is reserved and then released. With
+    `cifar_md5` (a fixture split's md5 per file), the app accepts that split as CIFAR-100."""
     import os
     import subprocess
     import sys
@@ -40,7 +50,11 @@ def app_process(env: dict[str, str], log: Path, timeout: float = 180.0):
 
     root = Path(__file__).resolve().parent.parent
     out = open(log, "w+", encoding="utf-8")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=root, stdout=out, stderr=subprocess.STDOUT, text=True,
+    import json
+
+    command = [sys.executable, "app.py"] if cifar_md5 is None else [sys.executable, "-c", APP_WITH_CIFAR,
+                                                                    json.dumps(cifar_md5)]
+    proc = subprocess.Popen(command, cwd=root, stdout=out, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False",
                                  "PYTHONUNBUFFERED": "1", "CLIPDEMO_SEARCH_INDEX": "0", **env})
     try:
