@@ -127,12 +127,16 @@ def test_a_full_gate_refuses_with_a_sentence_and_recovers():
                                    r"try again in a minute\.$"):
         with gate.hold(Priority.INTERACTIVE):
             pass
+    threads.append(threading.Thread(target=lambda: _hold_and_log(gate, Priority.BACKGROUND, [], "index")))
+    threads[-1].start()  # the search index's one thread waits even at a full gate (refused, it would end for good)
+    while gate.waiting < 3:
+        time.sleep(0.001)
     release.set()
     for t in threads:
         t.join(10)
     with gate.hold(Priority.INTERACTIVE):  # the next request succeeds
         pass
-    assert gate.stats.refused == 1 and gate.waiting == 0
+    assert gate.stats.refused == 1 and gate.waiting == 0 and gate.stats.grants[Priority.BACKGROUND] == 1
 
 
 class FakeClock:

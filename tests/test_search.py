@@ -128,6 +128,46 @@ def test_until_the_index_is_complete_search_covers_what_is_encoded(tiny_loaded, 
     assert len(search_cifar(zs, data, SearchQuery.of("a lion"), 100).hits) == 60  # fewer than asked: all there are
 
 
+def test_the_fill_loop_skips_what_another_job_stored_meanwhile(tiny_loaded, cifar_root):
+    from clipdemo.serving.scheduler import Priority
+
+    zs, data = ZeroShot(tiny_loaded), open_cifar100(cifar_root)
+    loop = zs.fill_store(data, list(range(32)))  # 4 chunks of 8
+    assert next(loop) == 8
+    theirs = torch.nn.functional.normalize(torch.randn(8, zs.loaded.config.embed_dim), dim=-1)  # [8, D]
+    zs.cifar.put(list(range(8, 16)), theirs)  # an evaluation (say) stored the second chunk meanwhile
+    assert list(loop) == [16, 24, 32]
+    assert zs.gate_stats.grants[Priority.BULK] == 3  # chunks 1, 3 and 4 encoded; the second never again
+    assert torch.equal(zs.cifar.gather(list(range(8, 16))), theirs) and len(zs.cifar) == 32
+
+
+def test_where_the_model_runs_only_in_requests_the_first_search_builds_the_index(tiny_ckpts, cifar_root, tmp_path,
+                                                                                  monkeypatch):
+    """ZeroGPU (a path without `warm_up`): no thread at start-up; the first search builds the index in its request,
+    with progress, and saves it; the next finds it complete."""
+    import dataclasses
+
+    from clipdemo.serving import accel
+    from clipdemo.serving.runtime import Runtime
+    from clipdemo.serving.scheduler import Priority
+    from clipdemo.serving.settings import Settings
+
+    monkeypatch.setitem(accel.PATHS, "cpu", dataclasses.replace(accel.PATHS["cpu"], warm_up=False))
+    rt = Runtime(Settings(weights=str(tiny_ckpts["state_dict"]), cache_dir=tmp_path, data_root=cifar_root,
+                          allow_download=False, backend="eager", search_index=True))
+    rt.start(wait_for_model=True)
+    rt.settle(120)
+    zs = rt.service()
+    assert rt._index_thread is None and not rt.index_status().building and rt.index_status().covered == 0
+    steps = []
+    rt.build_index_in_request(lambda done, total, what: steps.append((done, total, what.key)))
+    assert steps[-1] == (10_000, 10_000, "progress_index") and len(steps) == 10_000 // zs.bulk_images
+    assert rt.index_status().complete and zs.features_path(tmp_path).is_file()
+    chunks = zs.gate_stats.grants[Priority.BULK]
+    rt.build_index_in_request()
+    assert zs.gate_stats.grants[Priority.BULK] == chunks  # complete: nothing encoded again
+
+
 def test_more_like_this_finds_the_image_itself_first(tiny_loaded, cifar_root, tiny_index):
     zs, data = ZeroShot(tiny_loaded), open_cifar100(cifar_root)
     zs.add_stored_features(tiny_index)

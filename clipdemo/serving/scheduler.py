@@ -18,8 +18,8 @@ average), so it knows what a call arriving now would wait for: the rest of the c
 every interactive call already waiting, and at most one bulk chunk. An interactive call whose expected wait
 is over `max_wait_s` is refused with a sentence that says the wait (a visitor would rather wait 20 s in line
 than be sent away, but not minutes). Bulk chunks are never refused for their wait: they belong to work
-already under way. A hard cap, `max_waiting`, bounds the waiting calls of either kind (each holds a thread
-and its request). No model code, no gradio: `clipdemo.serving.service` holds the gate around every model call.
+already under way. A hard cap, `max_waiting`, bounds the waiting calls (each holds a thread and its request);
+a background chunk is never refused, since its one thread would end and nobody would start it again. No model code, no gradio: `clipdemo.serving.service` holds the gate around every model call.
 """
 
 from __future__ import annotations
@@ -150,7 +150,9 @@ class ModelGate:
             if self._holder is not None:
                 expected = self._expected_wait(priority)
                 too_long = priority is Priority.INTERACTIVE and expected > self.max_wait_s
-                if too_long or waiting >= self.max_waiting:
+                # a background job (one thread) is never refused: refused, it would end, and nobody would retry
+                full = waiting >= self.max_waiting and priority is not Priority.BACKGROUND
+                if too_long or full:
                     self.stats.refused += 1
                     raise Busy(waiting, expected)
             if priority is Priority.INTERACTIVE:

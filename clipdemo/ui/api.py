@@ -139,6 +139,7 @@ class ApiEndpoints:
             q = SearchQuery.of(query, negative, raw=raw, has_image=picture is not None)
             zs = self.rt.service(timeout=MODEL_WAIT_S)
             feature = zs.image_features([picture])[0] if picture is not None else None
+            self.rt.build_index_in_request()  # on ZeroGPU the first search builds the index, in its request
             return search_cifar(zs, self.rt.dataset(), q, k, feature).rows()
 
     def functions(self) -> list:
