@@ -126,8 +126,12 @@ def test_a_visitors_pictures_are_searched_like_the_split(page, tmp_path):
     assert picked[s.selected] == {"source": "gallery", "index": 1} and "**blue&#46;png**" in picked[s.info]
     with pytest.raises(gr.Error, match="Only CIFAR-100 results open in Predict"):
         s.open_in_predict(picked[s.selected], 15)
-    cleared = s.clear_gallery()
+    cleared = s.clear_gallery(out[s.found])
     assert len(cleared[s.gallery]) == 0 and cleared[s.source] == "cifar"
+    assert cleared[s.found] is None and cleared[s.results] == []  # results from the pictures go with them
+    late = s.select(out[s.found], cleared[s.gallery], gr.SelectData(None, {"index": 0, "value": None}))
+    assert late[s.selected] is None and "no longer" in late[s.info]  # a click on a stale result: a sentence
+    assert s.results not in s.clear_gallery(_search(page, n=3)[s.found])  # CIFAR results stay
 
 
 def test_the_match_of_one_visitors_picture_is_never_anothers_from_the_shared_cache(page, tmp_path):
@@ -137,7 +141,7 @@ def test_the_match_of_one_visitors_picture_is_never_anothers_from_the_shared_cac
         gallery = s.add_to_gallery([str(tmp_path / f"{colour}.png")], Gallery(), None, no_progress)[s.gallery]
         shown = s.explain_match({"source": "gallery", "index": 0}, "red", "", False, gallery, None, no_progress)
         fresh = page.rt.service().explain_prompt(gallery.thumbs[0], ("test", colour), "a photo of red")
-        maps.append((shown[s.info], f"(cosine {fresh.logit / 100:.3f})"))
+        maps.append((shown[s.info], f"(cosine {fresh.logit / 100:.3f}, on the 96-pixel thumbnail"))
     assert maps[0][1] != maps[1][1]  # the two pictures match "red" differently ...
     assert all(cosine in info for info, cosine in maps)  # ... and each visitor sees their own picture's match
 

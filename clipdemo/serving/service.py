@@ -281,9 +281,10 @@ class ZeroShot:
                    priority: Priority = Priority.BULK) -> Iterator[int]:
         """Encode the images of `indices` that the CIFAR-100 store lacks, in batches of `batch_size` (default: the
         path's bulk size, so each batch is one short bulk model call), preprocessed by `workers` DataLoader
-        processes (0: in this one), and store them; yields how many are done after each batch. A caller that
-        stops iterating stops it there (what it encoded is kept). The one loop that fills the store: the
-        evaluation, the search index and `python -m clipdemo features` all run it."""
+        processes (0: in this one), and store them (skipping any another job stored meanwhile); yields how many of
+        them are done after each batch. A caller that stops iterating stops it there (what it encoded is kept).
+        The one loop that fills the store: the evaluation, the search index and the CLI's `features` and `search`
+        all run it."""
         store = self.cifar_store(len(data))
         todo = store.missing(indices)
         if not todo:
@@ -292,7 +293,11 @@ class ZeroShot:
                             shuffle=False, num_workers=workers, persistent_workers=False)
         done = 0
         for pixels, idx in loader:  # pixels: [b, 3, R, R]
-            store.put(idx, self.encode_pixels(pixels, priority))  # [b, D]
+            # another job may have stored some of these meanwhile (an evaluation, a prediction, the other loop)
+            missing = set(store.missing(idx.tolist()))
+            fresh = [j for j, index in enumerate(idx.tolist()) if index in missing]
+            if fresh:
+                store.put(idx[fresh], self.encode_pixels(pixels[fresh], priority))  # [b', D]
             done += len(idx)
             yield done
 

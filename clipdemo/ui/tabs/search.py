@@ -29,7 +29,7 @@ from ...io import figures
 from ...io.images import image_source, open_image
 from ...serving.runtime import Runtime
 from ...tasks.classify import read_batch
-from ...tasks.search import MAX_GALLERY, Gallery, SearchResult, search_cifar
+from ...tasks.search import MAX_GALLERY, THUMB, Gallery, SearchResult, search_cifar
 from .. import files
 from ..common import UI_API, md_text, progress_fn, told, wait_for_service
 from ..lang import L, lang_of
@@ -87,6 +87,7 @@ class SearchTab:
             if source == "gallery":
                 result = gallery.search(zs, query, k, feature)
             else:
+                self.rt.build_index_in_request(progress_fn(progress, lang))  # ZeroGPU: the first search builds it
                 result = search_cifar(zs, self.rt.dataset(), query, k, feature)
         return self._shown(result, query, k, like, gallery, lang)
 
@@ -146,6 +147,8 @@ class SearchTab:
         if found is None or evt.index is None or not 0 <= int(evt.index) < len(found.hits):
             return {self.selected: None, self.big: None, self.info: ""}
         hit = found.hits[int(evt.index)]
+        if found.source == "gallery" and hit.index >= len(gallery):  # shown before the pictures were cleared
+            return {self.selected: None, self.big: None, self.info: text("search_like_gone", lang)}
         big = self._thumb(found.source, hit.index, gallery, BIG)
         if found.source == "gallery":
             big = big.resize((BIG, round(BIG * big.height / big.width)), Image.Resampling.BICUBIC)
@@ -197,9 +200,11 @@ class SearchTab:
                 key = ("search", selected["index"])
             ex = zs.explain_prompt(image, key, query.prompt)
         big = figures.overlay_base(figures.input_view(zs.pixels(image), min_size=0))
+        words, cosine = md_text(query.prompt), f"{ex.logit / LOGIT_SCALE:.3f}"
+        info = (text("search_explained_own", lang, words, cosine, THUMB) if selected["source"] == "gallery"
+                else text("search_explained", lang, words, cosine))  # a picture's own: only its thumbnail is kept
         note = "" if zs.loaded.info.trained else " " + text("explain_random", lang)
-        return {self.big: figures.attention_overlay(big, ex.image),
-                self.info: text("search_explained", lang, md_text(query.prompt), f"{ex.logit / LOGIT_SCALE:.3f}") + note}
+        return {self.big: figures.attention_overlay(big, ex.image), self.info: info + note}
 
     def more_like(self, selected: dict | None, request: gr.Request = None) -> dict:
         """Make the selected result the query image (the text and negative are cleared): "more like this"."""
@@ -225,9 +230,13 @@ class SearchTab:
         return {self.gallery: grown, self.gallery_note: text("gallery_has", lang, len(grown), MAX_GALLERY),
                 self.source: "gallery", self.uploads: None}
 
-    def clear_gallery(self, request: gr.Request = None) -> dict:
-        return {self.gallery: Gallery(), self.gallery_note: text("gallery_cleared", lang_of(request)),
-                self.source: "cifar", self.like: None}
+    def clear_gallery(self, found: SearchResult | None, request: gr.Request = None) -> dict:
+        """Drop the visitor's pictures, and results shown from them (their places would name other pictures)."""
+        out = {self.gallery: Gallery(), self.gallery_note: text("gallery_cleared", lang_of(request)),
+               self.source: "cifar", self.like: None}
+        if found is not None and found.source == "gallery":
+            out.update({self.results: [], self.found: None, self.selected: None, self.big: None, self.info: ""})
+        return out
 
     # -- layout and wiring -------------------------------------------------------------------------
     def build(self, tabs: gr.Tabs, predict, labels_state: gr.State, share_base: str = "") -> None:
@@ -311,8 +320,9 @@ class SearchTab:
         add.click(self.add_to_gallery, [self.uploads, self.gallery],
                   [self.gallery, self.gallery_note, self.source, self.uploads], api_name="add_to_gallery",
                   api_visibility=UI_API, concurrency_id="batch", concurrency_limit=1)
-        clear.click(self.clear_gallery, None, [self.gallery, self.gallery_note, self.source, self.like], queue=False,
-                    api_visibility="private")
+        clear.click(self.clear_gallery, self.found, [self.gallery, self.gallery_note, self.source, self.like,
+                                                     self.results, self.found, self.selected, self.big, self.info],
+                    queue=False, api_visibility="private")
         base = json.dumps(share_base)
         self.share.change(None, self.share, link,
                           js=f"(q) => q ? ({base} || (window.location.origin + window.location.pathname)) + q : ''")
