@@ -36,6 +36,7 @@ from clipdemo.core.search import SearchQuery
 from clipdemo.fakes import cifar_checksums
 from clipdemo.io.cifar import Cifar100, open_cifar100
 from clipdemo.serving.features import ImageFeatureStore
+from clipdemo.serving.scheduler import Priority
 from clipdemo.serving.service import ZeroShot
 from clipdemo.tasks.evaluate import Evaluation, evaluate
 from clipdemo.tasks.search import search_cifar
@@ -60,7 +61,7 @@ def build_rate(zs: ZeroShot, data: Cifar100, q: bool) -> float:
 
     def index():
         zs.cifar = None  # an empty store each time: every image is preprocessed and encoded
-        for _ in zs.fill_store(data, indices):
+        for _ in zs.fill_store(data, indices, priority=Priority.BACKGROUND):  # as the runtime's thread runs it
             pass
 
     def evaluation():
