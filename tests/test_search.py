@@ -221,6 +221,23 @@ def test_a_gallery_keeps_features_and_thumbnails_and_searches_them(tiny_loaded):
 
 
 # -- truth by construction --------------------------------------------------------------------------------------------
+def test_every_visitors_pictures_together_are_bounded_and_a_dropped_gallery_stops_counting(tiny_loaded):
+    import gc
+
+    from clipdemo.tasks.search import Galleries
+
+    zs, pool = ZeroShot(tiny_loaded), Galleries(max_images=3)
+    items = [(f"p{i}.png", Image.new("RGB", (20, 20), (40 * i, 0, 0))) for i in range(3)]
+    alice = pool.add(Gallery(), zs, items[:2])
+    alice = pool.add(alice, zs, items[2:])  # her own gallery grows: the old version is not counted twice
+    assert len(alice) == 3 and pool.held() == 3
+    with pytest.raises(SearchError, match=r"as many visitors' pictures as it can right now \(3 in all\)"):
+        pool.add(Gallery(), zs, items[:1])  # another session, while Alice's pictures fill the process's room
+    del alice  # her session ends
+    gc.collect()
+    assert pool.held() == 0 and len(pool.add(Gallery(), zs, items[:1])) == 1
+
+
 def test_the_model_trained_on_coloured_squares_retrieves_red_squares_first_for_red(squares):
     """On random weights nothing can be scored against real labels, so the mechanism is proven on a model whose
     right answers are known: 20 red-square and 20 blue-square images, the 'red' text finds the 20 red ones first."""

@@ -4,12 +4,15 @@ Holds `Hit` and `SearchResult` (what a search found, best first, with how much o
 `query_feature` (a `SearchQuery`'s text and negative through the service's one text encoder, combined with an
 image's feature), `search_cifar` (over the feature store, which the runtime fills in the background: until it
 is complete, search covers the images encoded so far), `Gallery` (up to MAX_GALLERY of a visitor's own
-images: their features and small thumbnails only, kept in the visitor's session) and `class_queries` (each
-class's "a photo of a {class}", for scoring retrieval against the true labels).
+images: their features and small thumbnails only, kept in the visitor's session), `Galleries` (every live
+gallery of the process, bounded together) and `retrieval` (each class's "a photo of a {class}", scored against
+the true labels).
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -22,10 +25,11 @@ from ..core.words import ProgressFn, Text
 from ..io.cifar import Cifar100
 from ..serving.service import Priority, ZeroShot
 
-__all__ = ["Hit", "SearchResult", "query_feature", "search_cifar", "Gallery", "MAX_GALLERY", "THUMB",
-           "retrieval", "SearchError"]
+__all__ = ["Hit", "SearchResult", "query_feature", "search_cifar", "Gallery", "Galleries", "MAX_GALLERY",
+           "MAX_GALLERY_IMAGES", "THUMB", "retrieval", "SearchError"]
 
 MAX_GALLERY = 200  # a visitor's own images searchable at once
+MAX_GALLERY_IMAGES = 20_000  # every visitor's together, in one process (about 600 MB of features and thumbnails)
 THUMB = 96  # px, the longer side of a gallery image's kept thumbnail
 
 
@@ -118,6 +122,36 @@ class Gallery:
         indices, cosines = nearest(self.features, query_feature(zs, query, image_feature), k)
         return SearchResult(tuple(Hit(i, c, self.names[i]) for i, c in zip(indices, cosines)), len(self), len(self),
                             "gallery")
+
+
+class Galleries:
+    """Every visitor's gallery alive in this process, bounded together: at most `max_images` pictures in all
+    (their features and thumbnails, ~30 KB each), whatever the number of sessions. Galleries are tracked weakly:
+    one whose session ends (or that a newer version of itself replaced) stops counting when it is dropped."""
+
+    def __init__(self, max_images: int = MAX_GALLERY_IMAGES):
+        self.max_images = max_images
+        self._alive: weakref.WeakSet[Gallery] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def held(self) -> int:
+        """Pictures held by all live galleries."""
+        with self._lock:
+            return sum(len(g) for g in self._alive)
+
+    def add(self, gallery: Gallery, zs: ZeroShot, items: list[tuple[str, Image.Image]],
+            progress: ProgressFn | None = None) -> Gallery:
+        """`gallery.add(...)`, refused with a sentence (SearchError) when every gallery together would pass
+        `max_images`; the grown gallery is tracked in place of the old one."""
+        with self._lock:
+            others = sum(len(g) for g in self._alive if g is not gallery)
+        if others + len(gallery) + len(items) > self.max_images:
+            raise SearchError("gallery_space_full", f"{self.max_images:,}")
+        grown = gallery.add(zs, items, progress)
+        with self._lock:
+            self._alive.discard(gallery)
+            self._alive.add(grown)
+        return grown
 
 
 def _thumbnail(image: Image.Image) -> Image.Image:

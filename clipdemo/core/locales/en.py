@@ -120,6 +120,7 @@ STRINGS = {
     'gallery_files': 'Images, or a zip of images',
     'gallery_full': 'Your pictures can hold {} images: it has {}, and {} more were given.',
     'gallery_has': 'Your pictures: {} of {} images (kept in this session only).',
+    'gallery_space_full': 'The Space holds as many visitors\' pictures as it can right now ({} in all); try again later, or search CIFAR-100.',
     'gallery_intro': 'Add up to 200 of your own images (files or a zip) and search them instead of CIFAR-100. Only their features and small thumbnails are kept, in this session; no one else can reach them.',
     'gallery_title': 'My pictures',
     'gpu_duration': 'This job needs the GPU for longer than one request may have it; choose fewer images.',

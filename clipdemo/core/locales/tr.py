@@ -120,6 +120,7 @@ STRINGS = {
     'gallery_files': 'Görüntüler ya da görüntülerden oluşan bir zip',
     'gallery_full': 'Resimleriniz en fazla {} görüntü tutabilir: şu an {} var ve {} tane daha verildi.',
     'gallery_has': 'Resimleriniz: {} / {} görüntü (yalnızca bu oturumda tutulur).',
+    'gallery_space_full': 'Space şu anda tutabileceği kadar ziyaretçi resmi tutuyor (toplam {}); daha sonra yeniden deneyin ya da CIFAR-100\'de arayın.',
     'gallery_intro': 'En fazla 200 kendi görüntünüzü ekleyin (dosyalar ya da bir zip) ve CIFAR-100 yerine onlarda arayın. Yalnızca öznitelikleri ve küçük önizlemeleri, bu oturumda tutulur; başka hiç kimse onlara ulaşamaz.',
     'gallery_title': 'Resimlerim',
     'gpu_duration': "Bu iş GPU'ya, tek bir isteğin kullanabileceğinden daha uzun süre ihtiyaç duyuyor; daha az görüntü seçin.",

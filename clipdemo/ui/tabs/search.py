@@ -29,7 +29,7 @@ from ...io import figures
 from ...io.images import image_source, open_image
 from ...serving.runtime import Runtime
 from ...tasks.classify import read_batch
-from ...tasks.search import MAX_GALLERY, THUMB, Gallery, SearchResult, search_cifar
+from ...tasks.search import MAX_GALLERY, THUMB, Galleries, Gallery, SearchResult, search_cifar
 from .. import files
 from ..common import UI_API, md_text, progress_fn, told, wait_for_service
 from ..lang import L, lang_of
@@ -46,6 +46,7 @@ class SearchTab:
 
     def __init__(self, runtime: Runtime):
         self.rt = runtime
+        self.galleries = Galleries()  # every visitor's pictures, bounded together
 
     # -- what the tab says about the index ---------------------------------------------------------------
     def coverage(self, lang: str) -> str:
@@ -226,7 +227,7 @@ class SearchTab:
             items = read_batch([p for p in paths if p], fit=self.rt.config().image_resolution, limit=MAX_GALLERY)
         zs = wait_for_service(self.rt, progress, lang)
         with told(lang):
-            grown = gallery.add(zs, items, progress_fn(progress, lang))
+            grown = self.galleries.add(gallery, zs, items, progress_fn(progress, lang))
         return {self.gallery: grown, self.gallery_note: text("gallery_has", lang, len(grown), MAX_GALLERY),
                 self.source: "gallery", self.uploads: None}
 
