@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 
 from bench.common import served_app, wait_ready
+from bench.timing import p95
 
 
 def burst(url: str, n: int) -> dict:
@@ -67,7 +68,7 @@ def main() -> int:
     print(f"burst of {args.requests} index predictions (unstored images): {len(lat)} served, "
           f"{len(out['refused'])} refused as busy, {len(out['errors'])} other errors")
     if lat:
-        print(f"    waits of the served: p50 {statistics.median(lat):.1f} s, p95 {lat[int(0.95 * (len(lat) - 1))]:.1f} s, "
+        print(f"    waits of the served: p50 {statistics.median(lat):.1f} s, p95 {p95(lat):.1f} s, "
               f"max {lat[-1]:.1f} s")
     for kind in ("refused", "errors"):
         if out[kind]:

@@ -27,6 +27,7 @@ from pathlib import Path
 from PIL import Image
 
 from bench.common import served_app, wait_ready
+from bench.timing import p95
 from clipdemo.core.labels import CIFAR100_CLASSES, CIFAR_TEMPLATES
 EVAL_ALL = ("all", 1000, 10, 0, "single", "cifar100")
 
@@ -100,8 +101,7 @@ def run_clients(url: str, n: int, seconds: float, image: Path) -> dict:
 
 def summary(out: dict) -> tuple[str, str, int, int, int]:
     lat = sorted(x for r in out.values() for x in r["lat"])
-    p95 = lat[int(0.95 * (len(lat) - 1))] if lat else float("nan")
-    return (f"{1000 * statistics.median(lat):,.0f}" if lat else "-", f"{1000 * p95:,.0f}",
+    return (f"{1000 * statistics.median(lat):,.0f}" if lat else "-", f"{1000 * p95(lat):,.0f}",
             sum(r["errors"] for r in out.values()), sum(r["busy"] for r in out.values()),
             sum(r["wrong"] for r in out.values()))
 

@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 
 from bench.common import rss_mb, served_app, wait_ready
+from bench.timing import p95
 
 
 def session(url: str, k: int, seconds: float, out: dict) -> None:
@@ -76,8 +77,7 @@ def main() -> int:
                 wall = time.perf_counter() - t0
                 lat = sorted(x for r in out.values() for x in r["lat"])
                 wrong = sum(r["wrong"] for r in out.values())
-                p95 = lat[int(0.95 * (len(lat) - 1))] if lat else float("nan")
-                print(f"{n:8d} {len(lat) / wall:10.1f} {1000 * statistics.median(lat):8.0f} {1000 * p95:8.0f} "
+                print(f"{n:8d} {len(lat) / wall:10.1f} {1000 * statistics.median(lat):8.0f} {1000 * p95(lat):8.0f} "
                       f"{sum(r['rejected'] for r in out.values()):8d} {sum(r['errors'] for r in out.values()):6d} "
                       f"{'yes' if wrong == 0 and lat else f'NO ({wrong})':>15s} {rss_mb(proc.pid)[0]:11,.0f}",
                       flush=True)

@@ -31,7 +31,7 @@ from PIL import Image
 from bench.common import served_app, stand_ins
 from bench.contended import _client, interactive
 from bench.peers import VIT_B32_GFLOP_PER_IMAGE, matmul_gflops
-from bench.timing import once_ms, paired, report, spread
+from bench.timing import once_ms, p95, paired, report, spread
 from clipdemo.core.search import SearchQuery
 from clipdemo.fakes import cifar_checksums
 from clipdemo.io.cifar import Cifar100, open_cifar100
@@ -140,7 +140,7 @@ def served(q: bool, work: Path) -> dict[str, float]:
         interactive(url, 0, seconds, image, out)
         idle = out[0]["lat"]
         calls.append(out[0])
-        c95, i95 = _p95(contended), _p95(idle)
+        c95, i95 = p95(contended), p95(idle)
         r["R12"] = c95 / i95
         print(f"R12: one visitor's predictions (index and upload in turns), p95 while the index builds vs after\n"
               f"    while building: p50 {1000 * statistics.median(contended):.0f} ms, p95 {1000 * c95:.0f} ms "
@@ -168,11 +168,6 @@ def _covered(client, wait_s: float) -> int | None:
         if m or time.perf_counter() >= end:
             return int(m.group(1).replace(",", "")) if m else None
         time.sleep(0.2)
-
-
-def _p95(lat: list[float]) -> float:
-    lat = sorted(lat)
-    return lat[int(0.95 * (len(lat) - 1))]
 
 
 def brute_force_curve(q: bool, sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), dim: int = 512) -> None:

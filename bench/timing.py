@@ -14,6 +14,12 @@ def once_ms(fn: Callable[[], object]) -> float:
     return 1000 * (time.perf_counter() - t)
 
 
+def p95(values: list[float]) -> float:
+    """The 95th percentile (nearest rank below), NaN for none: the figure the load benches report beside p50."""
+    ordered = sorted(values)
+    return ordered[int(0.95 * (len(ordered) - 1))] if ordered else float("nan")
+
+
 def spread(ms: list[float]) -> str:
     """'min / median / max ms' of a list of timings."""
     return f"{min(ms):,.2f} / {statistics.median(ms):,.2f} / {max(ms):,.2f} ms"
