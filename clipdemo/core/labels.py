@@ -28,7 +28,7 @@ __all__ = ["LabelSet", "PromptError", "Preset", "LABEL_PRESETS", "TEMPLATE_SETS"
            "CIFAR100_CLASSES", "CIFAR100_CLASSES_PAPER", "CIFAR10_CLASSES", "CIFAR100_SUPERCLASSES", "SINGLE_TEMPLATE",
            "CIFAR_TEMPLATES", "DEFAULT_LABELS", "DEFAULT_TEMPLATES", "fill", "token_count", "parse_label_text",
            "read_label_file", "CONTEXT_LENGTH", "MIN_LABELS", "MAX_LABELS", "MAX_LABEL_CHARS", "MAX_TEMPLATES",
-           "PROMPT_BUDGET", "MAX_FILE_BYTES"]
+           "PROMPT_BUDGET", "MAX_FILE_BYTES", "normalise", "has_control"]
 
 # torchvision's CIFAR100.classes, in its order (the order of the dataset's integer targets).
 CIFAR100_CLASSES: tuple[str, ...] = (
@@ -137,8 +137,14 @@ def fill(template: str, label: str) -> str:
     return template.replace(PLACE, label, 1)
 
 
-def _normalise(text: str) -> str:
+def normalise(text: str) -> str:
+    """NFC, each run of whitespace one space, trimmed: how labels, templates and search queries are read."""
     return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def has_control(text: str) -> bool:
+    """Whether `text` holds control or invisible characters (refused in labels, templates and search queries)."""
+    return _CONTROL.search(text) is not None
 
 
 def _short(text: str, n: int = 40) -> str:
@@ -179,9 +185,9 @@ def read_label_file(path: str | Path) -> str:
 
 def _line(raw: str, i: int, keys: tuple[str, str]) -> str:
     """Item `i` of a label or template list, normalised; refused (keys: control characters, blank)."""
-    if _CONTROL.search(raw):
+    if has_control(raw):
         raise PromptError(keys[0], i)
-    if not (line := _normalise(raw)):
+    if not (line := normalise(raw)):
         raise PromptError(keys[1], i)
     return line
 

@@ -10,13 +10,12 @@ features here, so no index library is needed (docs/search.md says what would be 
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 
 import torch
 
 from .checks import count
-from .labels import _CONTROL, CONTEXT_LENGTH, fill, token_count
+from .labels import CONTEXT_LENGTH, fill, has_control, normalise, token_count
 from .words import Refusal, Text
 
 __all__ = ["SearchQuery", "SearchError", "combine", "nearest", "retrieval_scores", "MAX_RESULTS", "DEFAULT_RESULTS",
@@ -43,9 +42,9 @@ def _text(raw: object, what: str) -> str:
         return ""
     if not isinstance(raw, str):
         raise SearchError("search_not_text", Text(what))
-    if _CONTROL.search(raw):
+    if has_control(raw):
         raise SearchError("search_control", Text(what))
-    text = " ".join(unicodedata.normalize("NFC", raw).split())
+    text = normalise(raw)
     if len(text) > MAX_QUERY_CHARS:
         raise SearchError("search_long", Text(what), len(text), MAX_QUERY_CHARS)
     return text
