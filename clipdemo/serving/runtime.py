@@ -332,21 +332,31 @@ class Runtime:
             self._index_thread.start()
 
     def _build_index(self, zs: ZeroShot, data: Cifar100) -> None:
-        path = zs.features_path(self.settings.cache_dir)  # None for random weights: kept in memory only
-        start = saved = time.perf_counter()
-        done = 0
         try:
-            for done in zs.fill_store(data, list(range(len(data))), priority=Priority.BACKGROUND):
-                now = time.perf_counter()
-                self._index_rate = done / max(now - start, 1e-9)
-                if path is not None and now - saved > INDEX_SAVE_EVERY_S:
-                    zs.cifar.save(path)
-                    saved = now
-            if path is not None and done:
-                zs.cifar.save(path)
+            done = self._fill_index(zs, data, Priority.BACKGROUND)
             log.info("search index: %d CIFAR-100 test images encoded (%d new)", len(zs.cifar), done)
         except Exception:  # noqa: BLE001 - a background job: search covers what was stored; the log says why
-            log.exception("the search index stopped after %d new images", done)
+            log.exception("the search index stopped with %d of %d images stored", len(zs.cifar_store(len(data))),
+                          len(data))
+
+    def _fill_index(self, zs: ZeroShot, data: Cifar100, priority: Priority, progress: ProgressFn | None = None) -> int:
+        """The index's one loop (the background thread's and a request's): every test image the store lacks,
+        through `fill_store` at `priority`, its rate kept for the status, saved every INDEX_SAVE_EVERY_S and at
+        the end (not for random weights: kept in memory only). Returns how many were done."""
+        path = zs.features_path(self.settings.cache_dir)
+        start = saved = time.perf_counter()
+        done = 0
+        for done in zs.fill_store(data, list(range(len(data))), priority=priority):
+            now = time.perf_counter()
+            self._index_rate = done / max(now - start, 1e-9)
+            if progress:
+                progress(len(zs.cifar), len(data), Text("progress_index"))
+            if path is not None and now - saved > INDEX_SAVE_EVERY_S:
+                zs.cifar.save(path)
+                saved = now
+        if path is not None and done:
+            zs.cifar.save(path)
+        return done
 
     def build_index_in_request(self, progress: ProgressFn | None = None) -> None:
         """Where the model may run only inside a visitor's request (ZeroGPU: `ComputePath.warm_up` is off), no
@@ -359,13 +369,7 @@ class Runtime:
         if not self._index_in_request.acquire(blocking=False):
             return
         try:
-            start = time.perf_counter()
-            for done in zs.fill_store(data, list(range(len(data)))):
-                self._index_rate = done / max(time.perf_counter() - start, 1e-9)
-                if progress:
-                    progress(len(zs.cifar), len(data), Text("progress_index"))
-            if (path := zs.features_path(self.settings.cache_dir)) is not None:
-                zs.cifar.save(path)
+            self._fill_index(zs, data, Priority.BULK, progress)
         finally:
             self._index_in_request.release()
 
