@@ -273,9 +273,17 @@ class ZeroShot:
             feats = self._tasks.encode_images(self._key, pixels.to(self.loaded.dtype))  # [B, D]; fp16 on a GPU path
         return zeroshot.normalise(feats)
 
-    def image_features(self, images: list[Image.Image], priority: Priority = Priority.INTERACTIVE) -> torch.Tensor:
-        """`[B, D]` normalised features of RGB images."""
-        return self.encode_pixels(torch.stack([self.pixels(im) for im in images]), priority)  # [B, 3, R, R] -> [B, D]
+    def image_features(self, images: list[Image.Image], priority: Priority = Priority.INTERACTIVE,
+                       progress: ProgressFn | None = None, what: Text | None = None) -> torch.Tensor:
+        """`[B, D]` normalised features of RGB images, in chunks of `bulk_images`, each one model call at
+        `priority` (in bulk work visitors' calls go in between); `progress(done, B, what)` after each chunk."""
+        chunks, step = [], self.bulk_images
+        for first in range(0, len(images), step):
+            pixels = torch.stack([self.pixels(im) for im in images[first:first + step]])  # [b, 3, R, R]
+            chunks.append(self.encode_pixels(pixels, priority))  # [b, D]
+            if progress:
+                progress(min(first + step, len(images)), len(images), what)
+        return torch.cat(chunks)
 
     def fill_store(self, data: Cifar100, indices: list[int], *, batch_size: int | None = None, workers: int = 0,
                    priority: Priority = Priority.BULK) -> Iterator[int]:

@@ -156,13 +156,7 @@ def classify_batch(zs: ZeroShot, images: list[Image.Image], label_set: LabelSet,
     k = checks.top_k(k)
     batch_count(images)
     text = zs.text_features(label_set)  # [L, D]
-    step = zs.bulk_images
-    priority = Priority.BULK if len(images) > step else Priority.INTERACTIVE
-    out: list[Prediction] = []
-    for first in range(0, len(images), step):
-        feats = zs.image_features(images[first:first + step], priority)  # [b, D]
-        cosines, probs = scores(feats, text)  # [b, L], [b, L]
-        out += [Prediction.of(c, p, label_set.labels, k, zs.loaded.info) for c, p in zip(cosines, probs)]
-        if progress:
-            progress(len(out), len(images), Text("progress_classifying"))
-    return out
+    priority = Priority.BULK if len(images) > zs.bulk_images else Priority.INTERACTIVE
+    feats = zs.image_features(images, priority, progress, Text("progress_classifying"))  # [B, D]
+    cosines, probs = scores(feats, text)  # [B, L], [B, L]
+    return [Prediction.of(c, p, label_set.labels, k, zs.loaded.info) for c, p in zip(cosines, probs)]

@@ -103,12 +103,8 @@ class Gallery:
         between), thumbnails kept. SearchError when the gallery would hold more than MAX_GALLERY."""
         if len(self) + len(items) > MAX_GALLERY:
             raise SearchError("gallery_full", MAX_GALLERY, len(self), len(items))
-        feats, step = [], zs.bulk_images
-        for first in range(0, len(items), step):
-            feats.append(zs.image_features([im for _, im in items[first:first + step]], Priority.BULK))  # [b, D]
-            if progress:
-                progress(min(first + step, len(items)), len(items), Text("progress_gallery"))
-        new = torch.cat(feats) if feats else torch.zeros(0, 0)
+        new = (zs.image_features([im for _, im in items], Priority.BULK, progress, Text("progress_gallery"))
+               if items else torch.zeros(0, 0))  # [k, D]
         features = new if len(self) == 0 else torch.cat([self.features, new])  # [n, D]
         return Gallery(self.names + tuple(n for n, _ in items), features,
                        self.thumbs + tuple(_thumbnail(im) for _, im in items))
