@@ -129,8 +129,11 @@ def test_a_full_gate_refuses_with_a_sentence_and_recovers():
             pass
     threads.append(threading.Thread(target=lambda: _hold_and_log(gate, Priority.BACKGROUND, [], "index")))
     threads[-1].start()  # the search index's one thread waits even at a full gate (refused, it would end for good)
-    while gate.waiting < 3:
+    for _ in range(5000):  # up to 5 s: a refused chunk's thread would have ended instead
+        if gate.waiting == 3 or not threads[-1].is_alive():
+            break
         time.sleep(0.001)
+    assert gate.waiting == 3 and threads[-1].is_alive()
     release.set()
     for t in threads:
         t.join(10)
