@@ -45,7 +45,7 @@ def interactive(url: str, k: int, seconds: float, image: Path, out: dict) -> Non
     labels = {f"client {k} thing {j}" for j in range(3)}
     lat, wrong, busy, errors = [], 0, 0, 0
     c = _client(url)
-    c.predict("\n".join(sorted(labels)), "a photo of a {}", api_name="/set_labels")
+    c.predict("\n".join(sorted(labels)), "a photo of a {}", "clip", api_name="/set_labels")
     rng, end = random.Random(k), time.perf_counter() + seconds
     while time.perf_counter() < end:
         t = time.perf_counter()
@@ -83,7 +83,7 @@ def label_set(url: str, seed: int, out: dict) -> None:
     random.Random(seed).shuffle(labels)
     t = time.perf_counter()
     try:
-        _client(url).predict("\n".join(labels), "\n".join(CIFAR_TEMPLATES), api_name="/set_labels")
+        _client(url).predict("\n".join(labels), "\n".join(CIFAR_TEMPLATES), "clip", api_name="/set_labels")
         out["label_set_s"] = time.perf_counter() - t
     except Exception as exc:  # noqa: BLE001 - reported, the run goes on
         out["label_error"] = repr(exc)[:200]
@@ -123,7 +123,7 @@ def main() -> int:
             job.cancel()
             time.sleep(2)
             t = time.perf_counter()
-            _client(url).predict("\n".join(reversed(CIFAR100_CLASSES)), "\n".join(CIFAR_TEMPLATES),
+            _client(url).predict("\n".join(reversed(CIFAR100_CLASSES)), "\n".join(CIFAR_TEMPLATES), "clip",
                                  api_name="/set_labels")
             label_alone = time.perf_counter() - t
             print(f"alone: evaluation {alone:.1f} images/s; largest label set (1,800 prompts) {label_alone:.1f} s")

@@ -31,7 +31,7 @@ def session(url: str, k: int, seconds: float, out: dict) -> None:
     lat, wrong, rejected, errors = [], 0, 0, 0
     try:
         client = Client(url, verbose=False, download_files=False)
-        client.predict("\n".join(sorted(labels)), "a photo of a {}", api_name="/set_labels")
+        client.predict("\n".join(sorted(labels)), "a photo of a {}", "clip", api_name="/set_labels")
     except Exception as exc:  # noqa: BLE001 - counted, the run goes on
         out[k] = dict(lat=[], wrong=0, rejected=0, errors=1, first_error=repr(exc))
         return

@@ -51,7 +51,7 @@ def traffic(url: str, k: int, stop: threading.Event, images: list[Path], counts:
                 c.predict(rng.choice(["rollout", "3", "12"]), rng.choice(["mean", "1", "12"]), api_name="/attention")
             elif roll < 0.90:
                 c.predict("\n".join(f"client {k} thing {n} {j}" for j in range(rng.randrange(2, 30))),
-                          "a photo of a {}", api_name="/set_labels")
+                          "a photo of a {}", "clip", api_name="/set_labels")
             elif roll < 0.97:
                 c.predict(rng.randrange(1, 5), api_name="/architecture")
             else:

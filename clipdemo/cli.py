@@ -18,7 +18,8 @@ from pathlib import Path
 
 from .core import checks
 from .core.architecture import config_card
-from .core.labels import CLASS_NAME_SPELLINGS, LABEL_PRESETS, TEMPLATE_SETS, LabelSet, fill, read_label_file
+from .core.labels import (CLASS_NAME_SPELLINGS, CLIP, LABEL_PRESETS, TEMPLATE_SETS, TEXT_ENCODERS, LabelSet, fill,
+                          read_label_file, true_name)
 from .core.search import DEFAULT_RESULTS, MAX_RESULTS, SearchQuery, results
 from .core.inside import prompt_words
 from .core.words import Refusal
@@ -66,6 +67,9 @@ def _image_args(p: argparse.ArgumentParser):
     tpl = p.add_mutually_exclusive_group()
     tpl.add_argument("--template", help='one prompt template with {} for the label, e.g. "a photo of a {}"')
     tpl.add_argument("--templates", choices=list(TEMPLATE_SETS), default="single", help="template set (default single)")
+    p.add_argument("--text-encoder", choices=list(TEXT_ENCODERS), default=CLIP,
+                   help="the text tower that reads the labels: clip (CLIP's own, English; default) or multilingual "
+                        "(labels in 50+ languages, Turkish among them)")
     _model_args(p)
     return src
 
@@ -125,9 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     subset.add_argument("--per-class", type=int, help="a seeded stratified sample of K images per class")
     subset.add_argument("--all", action="store_true", help="all 10,000 test images")
     e.add_argument("--seed", type=int, default=0, help="seed of the stratified sample")
-    e.add_argument("--templates", choices=list(TEMPLATE_CHOICES), default="both")
+    e.add_argument("--templates", choices=list(TEMPLATE_CHOICES), default="both",
+                   help="the settings scored side by side: single, cifar18, both (default), or languages (English "
+                        "with CLIP's text tower, English and Turkish with the multilingual one)")
     e.add_argument("--spelling", choices=list(CLASS_NAME_SPELLINGS), default="cifar100",
-                   help="class names: torchvision's (default) or the CLIP paper's")
+                   help="class names: torchvision's (default), the CLIP paper's, or Turkish (use the multilingual "
+                        "tower: --templates languages)")
     _batch_args(e)
     e.add_argument("--out", type=Path, help="write the full results (per class, per image) as JSON")
     _model_args(e)
@@ -156,14 +163,14 @@ def _label_set(args: argparse.Namespace) -> LabelSet:
     template or a template set. Checked before any model is loaded."""
     templates = [args.template] if args.template is not None else TEMPLATE_SETS[args.templates].items
     if args.labels is not None:
-        return LabelSet.from_text(args.labels, "\n".join(templates), duplicates="error")
+        return LabelSet.from_text(args.labels, "\n".join(templates), duplicates="error", encoder=args.text_encoder)
     if args.labels_file is not None:
         try:
             text = read_label_file(args.labels_file)
         except OSError as exc:
             raise Refusal("labels_file_unreadable", args.labels_file, exc.strerror or exc) from None
-        return LabelSet.from_text(text, "\n".join(templates), duplicates="error")
-    return LabelSet.of(LABEL_PRESETS[args.preset].items, templates)
+        return LabelSet.from_text(text, "\n".join(templates), duplicates="error", encoder=args.text_encoder)
+    return LabelSet.of(LABEL_PRESETS[args.preset].items, templates, encoder=args.text_encoder)
 
 
 def _load(args: argparse.Namespace, cfg: settings_mod.Settings, *, batch_work: bool = False):
@@ -191,6 +198,11 @@ def _weights_note(info) -> str:
     return "" if info.verified else "Note: an unverified checkpoint (its SHA-256 is no known release)."
 
 
+def _text_encoder(zs, label_set: LabelSet) -> str:
+    """Which text tower read the labels, in a line (random weights say so)."""
+    return "CLIP's own (English)" if label_set.encoder == CLIP else str(zs.tower().label)
+
+
 def _dtype(zs) -> str:
     return str(zs.loaded.dtype).removeprefix("torch.")
 
@@ -201,11 +213,15 @@ def cmd_predict(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
         return _predict_batch(args, cfg, label_set)
     image, what, true_label = _subject(args, cfg)
     zs = _load(args, cfg)
+    if true_label is not None:  # the class's name in the set's spelling (the Turkish preset's, the paper's)
+        true_label = true_name(label_set.labels, true_label, label_set.label_preset)
     pred = zs.predict(image, label_set, k=args.top_k, true_label=true_label)
     if args.json:
-        print(json.dumps({**pred.as_dict(), "image": what, "device": str(zs.loaded.device), "dtype": _dtype(zs)}))
+        print(json.dumps({**pred.as_dict(), "image": what, "device": str(zs.loaded.device), "dtype": _dtype(zs),
+                          "text_encoder": _text_encoder(zs, label_set)}, ensure_ascii=False))
         return 0
     print(f"Weights: {pred.weights.label}; device {zs.loaded.device}, {_dtype(zs)}")
+    print(f"Text encoder: {_text_encoder(zs, label_set)}")
     print(f"Image: {what}" + (f" (true class: {true_label})" if true_label else ""))
     print("\nTop predictions:\n")
     print("\n".join(pred.lines()))
@@ -400,9 +416,9 @@ def cmd_evaluate(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
                            "CIFAR-100 images")
     print(f"Weights: {zs.loaded.info.label}; {report.results[0].n} CIFAR-100 test images; "
           f"image encoder: {zs.encoder_note}")
-    print(f"{'setting':>10s} {'top-1':>8s} {'top-5':>8s} {'mean/class':>11s} {'images/s':>9s}")
+    print(f"{'setting':>18s} {'top-1':>8s} {'top-5':>8s} {'mean/class':>11s} {'images/s':>9s}")
     for r in report.results:
-        print(f"{r.setting:>10s} {100 * r.top1:7.2f}% {100 * r.top5:7.2f}% {100 * r.mean_per_class:10.2f}% "
+        print(f"{r.setting:>18s} {100 * r.top1:7.2f}% {100 * r.top5:7.2f}% {100 * r.mean_per_class:10.2f}% "
               f"{r.images_per_s:9.1f}")
     if not zs.loaded.info.trained:
         print("Note: untrained random weights - expect chance level (1% top-1, 5% top-5 over 100 classes).")

@@ -107,3 +107,42 @@ class Squares:
         r, c = divmod(pos, 4)
         x[:, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8] = colour[:, None, None]
         return x
+
+
+def write_tower_snapshot(folder: Path, config=None, seed: int = TINY_SEED) -> dict[str, Path]:
+    """A random multilingual text tower in the Hub repo's layout (sentence-transformers' modules: DistilBERT,
+    mean pooling, a dense layer without bias; a stand-in vocabulary of the real size): what the Hub serves, for
+    the loading path and for sentence-transformers' own `encode`. Returns the files by the registry's roles."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from clipdemo.core.multilingual import TOWER_PRESETS, build_random as build_tower, standin_vocabulary
+
+    config = config or TOWER_PRESETS["tiny"]
+    tower = build_tower(config, seed)
+    (folder / "1_Pooling").mkdir(parents=True, exist_ok=True)
+    (folder / "2_Dense").mkdir(exist_ok=True)
+    tower.bert.config.architectures = ["DistilBertModel"]
+    tower.bert.config.to_json_file(folder / "config.json")
+    save_file({k: v.contiguous() for k, v in tower.bert.state_dict().items()}, folder / "model.safetensors")
+    save_file({"linear.weight": tower.dense.weight.detach().contiguous()}, folder / "2_Dense" / "model.safetensors")
+    (folder / "vocab.txt").write_text("\n".join(standin_vocabulary(config.vocab_size)) + "\n", encoding="utf-8")
+    files = {
+        "tokenizer_config.json": {"do_lower_case": False, "model_max_length": 512, "tokenizer_class": "DistilBertTokenizer"},
+        "special_tokens_map.json": {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
+                                    "cls_token": "[CLS]", "mask_token": "[MASK]"},
+        "modules.json": [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                         {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}],
+        "sentence_bert_config.json": {"max_seq_length": config.max_tokens, "do_lower_case": False},
+        "1_Pooling/config.json": {"word_embedding_dimension": config.dim, "pooling_mode_cls_token": False,
+                                  "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
+                                  "pooling_mode_mean_sqrt_len_tokens": False},
+        "2_Dense/config.json": {"in_features": config.dim, "out_features": config.embed_dim, "bias": False,
+                                "activation_function": "torch.nn.modules.linear.Identity"},
+    }
+    for name, value in files.items():
+        (folder / name).write_text(json.dumps(value), encoding="utf-8")
+    return {"bert": folder / "model.safetensors", "dense": folder / "2_Dense" / "model.safetensors",
+            "vocab": folder / "vocab.txt"}

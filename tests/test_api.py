@@ -58,7 +58,7 @@ def test_classify_is_stateless_typed_and_equals_the_page(server, picture):
     uploaded = api.predict(handle_file(str(path)), labels, api_name="/classify")  # a file uploaded to the Space
     assert uploaded[0] == out[0] and len(uploaded) == 4  # top_k defaults to 5, capped by the labels
     page = Client(url, verbose=False, download_files=False)  # the page's path: set labels, then classify
-    page.predict("\n".join(labels), "a photo of a {}", api_name="/set_labels")
+    page.predict("\n".join(labels), "a photo of a {}", "clip", api_name="/set_labels")
     shown = page.predict(handle_file(str(path)), 4, api_name="/predict_image")[1]["confidences"]
     assert {c["label"]: round(c["confidence"], 6) for c in shown} == {e["label"]: round(e["score"], 6) for e in out}
 
@@ -71,6 +71,28 @@ def test_classify_cifar_gives_the_true_label(server, cifar_root):
     assert len(out["predictions"]) == 3 and all(p["label"] in CIFAR100_CLASSES for p in out["predictions"])
     custom = Client(url, verbose=False).predict(15, ["cat", "dog"], api_name="/classify_cifar")
     assert {p["label"] for p in custom["predictions"]} == {"cat", "dog"}
+
+
+def test_the_text_encoder_parameter_reads_labels_in_any_language(server, cifar_root):
+    """`text_encoder="multilingual"` through a real server equals the library's classification with the tower
+    (and differs from CLIP's own); a tower that is not one is refused in a sentence, and the default is CLIP's."""
+    from clipdemo.io.cifar import open_cifar100
+    from clipdemo.tasks.classify import classify_index
+
+    url, rt = server
+    c = Client(url, verbose=False)
+    labels = ["aslan", "kaplan", "deve", "kedi"]
+    out = c.predict(15, labels, "bir {} fotoğrafı", 4, "multilingual", api_name="/classify_cifar")
+    reference = classify_index(rt.service(), open_cifar100(cifar_root), 15, labels, "bir {} fotoğrafı", 4,
+                               "multilingual")
+    assert out == reference and {p["label"] for p in out["predictions"]} == set(labels)
+    clip = c.predict(15, labels, "bir {} fotoğrafı", 4, api_name="/classify_cifar")
+    assert [p["cosine"] for p in clip["predictions"]] != [p["cosine"] for p in out["predictions"]]
+    image = _data_url(Image.new("RGB", (8, 8), "red"))
+    batch = c.predict([image, image], labels, "{}", 2, "multilingual", api_name="/classify_batch")
+    assert [len(b["predictions"]) for b in batch] == [2, 2]
+    with pytest.raises(Exception, match="Unknown text encoder 'klingon'; choose one of: clip, multilingual"):
+        c.predict(image, labels, "{}", 2, "klingon", api_name="/classify")
 
 
 def test_architecture_summary_is_plain_json(server):
@@ -129,7 +151,10 @@ def test_mcp_lists_exactly_the_typed_tools_and_classifies_a_base64_image(server,
     described = {t.name: t.description for t in tools}
     assert described["classify"].startswith("Zero-shot classify one image against your own labels")
     schema = next(t for t in tools if t.name == "classify").inputSchema
-    assert set(schema["properties"]) == {"image", "candidate_labels", "hypothesis_template", "top_k"}
+    assert set(schema["properties"]) == {"image", "candidate_labels", "hypothesis_template", "top_k", "text_encoder"}
+    encoder = schema["properties"]["text_encoder"]
+    assert encoder["enum"] == ["clip", "multilingual"] and encoder["default"] == "clip"
+    assert encoder["description"].startswith("The text tower that reads the labels")
     assert schema["properties"]["top_k"] == {"type": "integer", "default": 5,
                                              "description": "How many labels to return, best first (1 to 20)."}
     assert not result.isError
@@ -197,13 +222,14 @@ def test_mcp_never_fetches_a_web_address_or_reads_a_path(server, target, monkeyp
 
 
 def test_the_readme_curl_recipe(server):
-    """POST /gradio_api/call/classify, then GET its stream: what the README shows with curl."""
+    """POST /gradio_api/call/classify, then GET its stream (a raw HTTP call sends every parameter, the text
+    encoder too; gradio_client and MCP callers may leave out the optional ones)."""
     import json
 
     import httpx
 
     url, _ = server
-    body = {"data": [_data_url(Image.new("RGB", (8, 8), "red")), ["cat", "dog"], "a photo of a {}", 2]}
+    body = {"data": [_data_url(Image.new("RGB", (8, 8), "red")), ["cat", "dog"], "a photo of a {}", 2, "clip"]}
     event_id = httpx.post(f"{url}/gradio_api/call/classify", json=body, timeout=60).json()["event_id"]
     stream = httpx.get(f"{url}/gradio_api/call/classify/{event_id}", timeout=60).text
     lines = stream.splitlines()

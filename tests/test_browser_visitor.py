@@ -10,7 +10,8 @@ from PIL import Image
 
 from clipdemo.fakes import fake_target
 from clipdemo.core.words import STRINGS
-from clipdemo.core.labels import CIFAR100_CLASSES
+from clipdemo.core.labels import CIFAR100_CLASSES, LABEL_PRESETS
+from clipdemo.core.turkish import CIFAR100_CLASSES_TR
 from test_browser import ARGS, ARTIFACTS, CHROMIUM
 from uiserver import running_app, runtime_for
 
@@ -288,4 +289,34 @@ def test_search_from_a_link_then_a_click_more_like_this_and_predict(browser, app
     expect(page.locator("#search-status")).to_contain_text("12 sonuç")
     expect(page.locator("#search-classes .js-plotly-plot")).to_be_visible()
     _shot(page, "search-tr")
+    ctx.close()
+
+
+def test_a_turkish_page_classifies_with_the_turkish_preset_and_the_multilingual_encoder(browser, app_url):
+    """A Turkish visitor: the Labels tab offers the multilingual encoder (the hint), they pick the Turkish
+    CIFAR-100 preset and 'Any language', then classify image 15: Turkish labels, the true class in Turkish, the
+    encoder named on the chart and in the summary."""
+    from playwright.sync_api import expect
+
+    tr = STRINGS["tr"]
+    ctx, page = _open(browser, app_url, locale="tr-TR")
+    page.get_by_role("tab", name=tr["tab_labels"], exact=True).click()
+    hint = page.locator("#encoder-hint")
+    expect(hint).to_contain_text("Bu etiketler İngilizce görünmüyor ya da sayfa Türkçe")  # offered on a Turkish page
+    page.locator("#label-preset input").click()
+    page.get_by_role("option", name=LABEL_PRESETS["cifar100-tr"].title, exact=True).click()
+    expect(page.locator("#label-editor textarea")).to_have_value(re.compile(r"^elma\nakvaryum balığı\n"))
+    page.get_by_label(tr["encoder_multilingual"], exact=True).check()
+    summary = page.locator("#label-summary")
+    expect(summary).to_contain_text("Metin kodlayıcısı: Her dil (çok dilli kodlayıcı)")
+    expect(hint).to_have_text("")  # the multilingual encoder is active: nothing to offer
+    page.get_by_role("tab", name=tr["tab_predict"], exact=True).click()
+    page.get_by_role("button", name=tr["classify"], exact=True).click()
+    true = CIFAR100_CLASSES_TR[fake_target(15)]
+    expect(page.locator("#truth")).to_contain_text(true)
+    lines = page.locator("#notebook-lines textarea")
+    expect(lines).to_have_value(re.compile(r"^ +\S.*: \d+\.\d\d%"))
+    assert lines.input_value().splitlines()[0].split(":")[0].strip() in CIFAR100_CLASSES_TR
+    expect(page.locator("#result-chart")).to_contain_text("çok dilli metin kodlayıcısı")
+    _shot(page, "turkish-multilingual")
     ctx.close()

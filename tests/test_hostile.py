@@ -148,16 +148,16 @@ TRAVERSAL_STATUS = {"/etc/passwd": 403, "/etc/no-such-file": 403, "../../etc/pas
 def test_label_edge_cases(app, labels, templates, ok, expect):
     c = _client(app)
     if ok:  # accepted: the summary says what is active
-        assert expect in c.predict(labels, templates, api_name="/set_labels")
+        assert expect in c.predict(labels, templates, "clip", api_name="/set_labels")
     else:  # refused: the visitor gets the sentence
         with pytest.raises(Exception) as err:
-            c.predict(labels, templates, api_name="/set_labels")
+            c.predict(labels, templates, "clip", api_name="/set_labels")
         assert expect in str(err.value)
 
 
 def test_labels_are_shown_as_text(app):
     c = _client(app)
-    summary = c.predict("<img src=x onerror=alert(1)>\n**bold**", "{}", api_name="/set_labels")
+    summary = c.predict("<img src=x onerror=alert(1)>\n**bold**", "{}", "clip", api_name="/set_labels")
     assert "<img" not in summary.replace("\\<img", "") and "\\<img src=x" in summary
     assert "\\*\\*bold\\*\\*" in summary
     out = c.predict(3, 2, api_name="/predict_index")
@@ -173,7 +173,7 @@ def test_concurrent_sessions_never_see_each_others_labels(app):
     def session(name):
         try:
             c = _client(app)
-            c.predict("\n".join(sets[name]), "a photo of a {}", api_name="/set_labels")
+            c.predict("\n".join(sets[name]), "a photo of a {}", "clip", api_name="/set_labels")
             for i in range(6):
                 got = {x["label"] for x in c.predict(i, 5, api_name="/predict_index")[2]["confidences"]}
                 if got != set(sets[name]):
@@ -193,7 +193,7 @@ def test_a_label_named_like_a_server_file_is_only_a_label(app):
     """Labels are text: a label that names a file on the server is shown as a label and never opened."""
     c = _client(app)
     names = ("results.json", "app.py", "/etc/passwd", "../clipdemo/settings.py")
-    summary = c.predict("\n".join(names), "{}", api_name="/set_labels")
+    summary = c.predict("\n".join(names), "{}", "clip", api_name="/set_labels")
     assert "4 labels × 1 template(s)" in summary
     out = c.predict(3, 4, api_name="/predict_index")
     assert {x["label"] for x in out[2]["confidences"]} == set(names)
@@ -207,9 +207,9 @@ def test_labels_edited_while_a_prediction_runs_never_mix(app):
     from clipdemo.core.labels import CIFAR100_CLASSES
     c = _client(app)
     old, new = {"old a", "old b"}, {"new a", "new b", "new c"}
-    c.predict("\n".join(old), "{}", api_name="/set_labels")
+    c.predict("\n".join(old), "{}", "clip", api_name="/set_labels")
     running = c.submit(11, 3, api_name="/predict_index")
-    c.predict("\n".join(new), "{}", api_name="/set_labels")  # edited while the prediction may still run
+    c.predict("\n".join(new), "{}", "clip", api_name="/set_labels")  # edited while the prediction may still run
     first = {x["label"] for x in running.result(timeout=60)[2]["confidences"]}
     assert first in (old, new)  # one set or the other, never a mix
     after = c.predict(12, 3, api_name="/predict_index")

@@ -81,7 +81,7 @@ def _check_predictions(url, reference, tmp_path):
     got = _labels_of(b.predict(7777, 3, api_name="/predict_index")[2])
     assert [g[0] for g in got] == [lab for lab, _ in reference["index"].top]
     assert [g[1] for g in got] == pytest.approx([p for _, p in reference["index"].top], abs=1e-5)
-    b.predict("a red thing\na green thing\na blue thing", "{}", api_name="/set_labels")
+    b.predict("a red thing\na green thing\na blue thing", "{}", "clip", api_name="/set_labels")
     path = tmp_path / f"b-{uuid.uuid4().hex[:6]}.png"
     reference["image"].save(path)
     got = _labels_of(b.predict(handle_file(str(path)), 3, api_name="/predict_image")[1])
@@ -143,7 +143,7 @@ def test_predictions_go_through_while_a_label_set_at_the_budget_edge_encodes(app
     before = _bulk_grants(zs)
     a = _client(url)
     labels = "\n".join(LABEL_PRESETS["cifar100-paper"].items)
-    job = a.submit(labels, "\n".join(CIFAR_TEMPLATES), api_name="/set_labels")  # 1,800 prompts, 17,142 tokens
+    job = a.submit(labels, "\n".join(CIFAR_TEMPLATES), "clip", api_name="/set_labels")  # 1,800 prompts, 17,142 tokens
     _wait(lambda: _bulk_grants(zs) > before, "the label set to start encoding (as bulk work)")
     _check_predictions(url, reference, tmp_path)
     assert not job.done()  # B was served between A's chunks
@@ -158,7 +158,7 @@ def test_a_label_set_over_the_budget_is_refused_before_any_model_work(app):
     templates = "\n".join(f"a photo of a {{}}, style {i}" for i in range(32))
     with pytest.raises(Exception, match=r"500 labels × 32 template\(s\) = 16,000 prompts, at least 48,000 tokens "
                                         r"to encode; the limit is 20,000 .* about \d+ labels fit"):
-        _client(url).predict(labels, templates, api_name="/set_labels")
+        _client(url).predict(labels, templates, "clip", api_name="/set_labels")
     assert zs.gate_stats.grants == grants
 
 

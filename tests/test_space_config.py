@@ -40,15 +40,19 @@ def test_front_matter_follows_the_hub_rules():
 
 
 def test_preload_names_a_pinned_file_of_the_weights_registry():
-    from clipdemo.weights.sources import WEIGHT_SOURCES
+    from clipdemo.weights.sources import TOWER_ROLES, TOWER_SOURCES, WEIGHT_SOURCES
     front = _front_matter()
-    (entry,) = front["preload_from_hub"]
-    repo, files, revision = entry.split(" ")
+    image, tower = (entry.split(" ") for entry in front["preload_from_hub"])
     hub = [m for m in WEIGHT_SOURCES["ViT-B/32"].mirrors if m.repo_id is not None]
-    assert (repo, files, revision) == (hub[0].repo_id, hub[0].filename, hub[0].revision)
+    assert tuple(image) == (hub[0].repo_id, hub[0].filename, hub[0].revision)
     assert WEIGHT_SOURCES["ViT-B/32"].mirrors[0] == hub[0]  # the preloaded file is the chain's first, found offline
-    assert len(revision) == 40 and int(revision, 16) >= 0  # a commit, never a branch
-    assert front["models"] == [repo]
+    # the multilingual text tower: the first (safetensors, no pickle) mirror of each of its files, at one commit
+    first = [TOWER_SOURCES["multilingual"].files[role].mirrors[0] for role in TOWER_ROLES]
+    assert tower == [first[0].repo_id, ",".join(m.filename for m in first), first[0].revision]
+    assert {m.revision for m in first} == {first[0].revision} and {m.repo_id for m in first} == {first[0].repo_id}
+    for revision in (image[2], tower[2]):
+        assert len(revision) == 40 and int(revision, 16) >= 0  # a commit, never a branch
+    assert front["models"] == [image[0], tower[0]]
 
 
 def test_app_py_is_thin_and_has_no_import_side_effects():

@@ -46,7 +46,7 @@ def test_predict_index_returns_views_and_results(page, tiny_loaded):
 
 def test_labels_are_per_session_state(page):
     lab, p = page.labels, page.predict
-    applied = lab.set_labels("cat\ndog\nDog\n", "a drawing of a {}", DEFAULT, None, no_progress)
+    applied = lab.set_labels("cat\ndog\nDog\n", "a drawing of a {}", "clip", DEFAULT, None, no_progress)
     mine, summary = applied[lab.state], applied[lab.summary]
     assert mine == LabelSet.of(["cat", "dog"], ["a drawing of a {}"]) and mine.label_preset is None
     assert "dropped duplicates: Dog" in summary
@@ -58,12 +58,12 @@ def test_labels_are_per_session_state(page):
 
 def test_a_preset_fills_its_editor_and_applies(page):
     lab = page.labels
-    out = lab.pick_preset("cifar10", "cifar18", "ignored", "ignored", DEFAULT, None, no_progress)
+    out = lab.pick_preset("cifar10", "cifar18", "ignored", "ignored", "clip", DEFAULT, None, no_progress)
     assert out[lab.label_box] == "\n".join(CIFAR10_CLASSES) and out[lab.tpl_box] == "\n".join(CIFAR_TEMPLATES)
     state = out[lab.state]
     assert (state.label_preset, state.template_set) == ("cifar10", "cifar18")
     assert "10 labels × 18 template(s) = 180 prompts" in out[lab.summary] and "ready ✓" in out[lab.summary]
-    custom = lab.pick_preset("custom", "single", "cat\ndog", "a {}", DEFAULT, None, no_progress)
+    custom = lab.pick_preset("custom", "single", "cat\ndog", "a {}", "clip", DEFAULT, None, no_progress)
     assert lab.label_box not in custom and custom[lab.state] == LabelSet.of(["cat", "dog"], ["a photo of a {}"])
 
 
@@ -74,16 +74,16 @@ def test_a_preset_fills_its_editor_and_applies(page):
 ])
 def test_invalid_edit_raises_and_keeps_state(page, labels, templates, message):
     with pytest.raises(gr.Error, match=message):
-        page.labels.set_labels(labels, templates, DEFAULT, None, no_progress)
-    assert message.split()[0] in page.labels.check_labels(labels, templates)
+        page.labels.set_labels(labels, templates, "clip", DEFAULT, None, no_progress)
+    assert message.split()[0] in page.labels.check_labels(labels, templates)[page.labels.check]
 
 
 def test_refusals_are_said_in_the_visitors_language(page):
     """The core refuses with a key; the handler says it in the language of the request (Turkish here)."""
     with pytest.raises(gr.Error) as err:
-        page.labels.set_labels("cat", "a photo of a {}", DEFAULT, Turkish(), no_progress)
+        page.labels.set_labels("cat", "a photo of a {}", "clip", DEFAULT, Turkish(), no_progress)
     assert err.value.message == "En az 2 farklı etiket verin (1 etiket verildi)."
-    check = page.labels.check_labels("cat\ndog", "a {}", Turkish())
+    check = page.labels.check_labels("cat\ndog", "a {}", request=Turkish())[page.labels.check]
     assert check.startswith("✓ ") and "2 etiket" in check
     with pytest.raises(gr.Error) as err:
         page.predict.predict_index(1, 50, DEFAULT, Turkish(), no_progress)
@@ -91,9 +91,9 @@ def test_refusals_are_said_in_the_visitors_language(page):
 
 
 def test_check_labels_escapes_html(page):
-    msg = page.labels.check_labels("<img src=x onerror=alert(1)>\n<b>x</b>", "{}")
+    msg = page.labels.check_labels("<img src=x onerror=alert(1)>\n<b>x</b>", "{}")[page.labels.check]
     assert msg.startswith("✓ 2 labels")
-    msg = page.labels.check_labels("cat\ndog", "<img src=x onerror=alert(1)>")  # an error echoes the template
+    msg = page.labels.check_labels("cat\ndog", "<img src=x onerror=alert(1)>")[page.labels.check]  # an error echoes the template
     assert "\\<img src=x onerror=alert\\(1\\)\\>" in msg and "<img" not in msg.replace("\\<img", "")
     summary = page.labels.label_summary(LabelSet.of(["<script>alert(1)</script>", "b"], ["{}"]), "en", ready=False)
     assert "\\<script\\>alert\\(1\\)\\</script\\>" in summary  # shown as text, never as a tag

@@ -66,7 +66,7 @@ def test_predict_index_matches_the_engine(app, tiny_loaded, cifar_root):
 def test_upload_and_per_session_labels(app, tmp_path):
     url, _ = app
     alice, bob = _client(url), _client(url)
-    summary = alice.predict("red thing\ngreen thing\nblue thing", "a photo of a {}", api_name="/set_labels")
+    summary = alice.predict("red thing\ngreen thing\nblue thing", "a photo of a {}", "clip", api_name="/set_labels")
     assert "3 labels × 1 template(s) = 3 prompts" in summary
     img = tmp_path / "green.png"
     Image.new("RGB", (64, 64), (0, 200, 0)).save(img)
@@ -84,7 +84,7 @@ def test_bad_input_is_a_clear_error_and_server_survives(app):
     with pytest.raises(Exception, match="greater than maximum value 9999"):
         c.predict(10_000, 5, api_name="/predict_index")
     with pytest.raises(Exception, match="must contain exactly one"):
-        c.predict("a\nb", "no placeholder", api_name="/set_labels")
+        c.predict("a\nb", "no placeholder", "clip", api_name="/set_labels")
     assert c.predict(1, 2, api_name="/predict_index")[2]["label"]
 
 
@@ -107,7 +107,7 @@ def test_inside_views_through_the_server(app):
     assert "layer 1, mean over heads" in caption and overlay and patches["type"] == "plotly"
     table, note = c.predict("a photo of a lion", api_name="/tokens")
     assert table["data"][5][2] == "lion" and "7 of 77" in note
-    c.predict("cat\ndog\ncar", "a photo of a {}", api_name="/set_labels")
+    c.predict("cat\ndog\ncar", "a photo of a {}", "clip", api_name="/set_labels")
     sim = c.predict(api_name="/label_similarity")
     assert sim["type"] == "plotly" and '"cat"' in sim["plot"]
     fresh = _client(url)  # a new session has no last image
@@ -125,7 +125,7 @@ def test_relevancy_endpoint_explains_the_sessions_last_image(app, tiny_loaded, c
     from clipdemo.serving.service import ZeroShot
     url, _ = app
     c = _client(url)
-    c.predict("cat\ndog\nlion", "a photo of a {}", api_name="/set_labels")
+    c.predict("cat\ndog\nlion", "a photo of a {}", "clip", api_name="/set_labels")
     c.predict(15, 3, api_name="/predict_index")
     relevancy, rollout, words, caption = c.predict("lion", "", api_name="/relevancy")
     assert relevancy and rollout and "Relevancy for **lion**" in caption and "a photo of a lion" in caption

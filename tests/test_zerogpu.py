@@ -96,7 +96,7 @@ def test_under_zerogpus_contract_predictions_are_unchanged(contract_app, tmp_pat
     got = c.predict(handle_file(str(_upload(tmp_path))), 5, api_name="/predict_image")[1]["confidences"]
     assert max(abs(x["confidence"] - row[CIFAR100_CLASSES.index(x["label"])].item()) for x in got) <= 1e-5
     assert [name for name, _ in fake_zerogpu.calls] == ["encode_images"]  # the labels were encoded at start-up
-    c.predict("a b c\nd e f", "a photo of a {}", api_name="/set_labels")  # new labels: one prompt task
+    c.predict("a b c\nd e f", "a photo of a {}", "clip", api_name="/set_labels")  # new labels: one prompt task
     c.predict(3, 5, api_name="/predict_index")  # an image not yet encoded: one image task
     c.predict("rollout", "mean", api_name="/attention")  # the attention view of that image
     c.predict(1, api_name="/architecture")  # torchinfo summaries of both towers

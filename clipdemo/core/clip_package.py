@@ -1,9 +1,12 @@
-"""The one place that imports openai-clip (on first use), with or without `pkg_resources`.
+"""The one place that imports openai-clip (on first use), with or without `pkg_resources`; and transformers.
 
 openai-clip 1.0.1 does `from pkg_resources import packaging` only to compare torch versions. setuptools
 removed `pkg_resources` in version 82, and a Space build may bring a newer setuptools than the pin (or
 none), so when `pkg_resources` cannot be imported, a stand-in module offering the same `packaging` (the
 `packaging` distribution itself) is put in its place while clip imports.
+
+`import_transformers` imports `transformers` (the multilingual text tower's DistilBERT and tokenizer) the same
+way: on first use, whole, under the lock; a missing package is a `WeightsError` saying how to fix it.
 
 Thread safety: the first call imports under a lock and returns only once `clip` and its submodules are
 complete; later calls return the finished module. (An earlier version returned `sys.modules["clip"]` as soon
@@ -73,3 +76,18 @@ def tokenizer():
     """CLIP's byte-pair tokenizer (`clip.simple_tokenizer.SimpleTokenizer`, the vocabulary `clip.tokenize` uses),
     made once: token counts and the Labels tab's token table read it."""
     return import_clip().simple_tokenizer.SimpleTokenizer()
+
+
+@functools.cache
+def import_transformers() -> ModuleType:
+    """`import transformers` with what the multilingual tower uses, once and whole: the first caller imports under
+    the lock, so a request thread and the start-up thread never see it half made (it takes seconds on a busy host).
+    Not installed: a WeightsError with the fix."""
+    with _LOCK:
+        try:
+            import transformers
+            from transformers import BertTokenizerFast, DistilBertConfig, DistilBertModel  # noqa: F401
+        except ImportError as exc:
+            from .model import WeightsError  # model imports this module: the error type is taken when needed
+            raise WeightsError("ml_not_installed", exc) from exc
+        return transformers

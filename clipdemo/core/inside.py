@@ -247,9 +247,10 @@ class Explanation:
     logit: float  # LOGIT_SCALE * cos(image, label's text feature)
 
 
-def explain(model, pixels: torch.Tensor, text_feature: torch.Tensor, tokens: torch.Tensor) -> Explanation:
-    """Image relevancy for `text_feature` (the label's feature, ensemble or not) and word relevancy for one of
-    its prompts (`[1, 77]` tokens) against the image's own feature: one backward pass through each tower."""
+def explain(model, pixels: torch.Tensor, text_feature: torch.Tensor, tokens: torch.Tensor | None) -> Explanation:
+    """Image relevancy for `text_feature` (the label's feature, ensemble or not, from either text tower) and word
+    relevancy for one of its prompts (`[1, 77]` CLIP tokens) against the image's own feature: one backward pass
+    through each tower. Without `tokens` (a multilingual label: DistilBERT's words are not traced), no words."""
     image, logit, feature = image_relevancy(model, pixels, text_feature)
-    words, _ = text_relevancy(model, tokens, feature)
+    words = text_relevancy(model, tokens, feature)[0] if tokens is not None else torch.zeros(0)
     return Explanation(image, words, logit)

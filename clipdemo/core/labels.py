@@ -22,13 +22,19 @@ from functools import lru_cache
 from pathlib import Path
 
 from .clip_package import tokenizer
+from .multilingual import MULTILINGUAL
+from .turkish import CIFAR100_CLASSES_TR, CIFAR100_SUPERCLASSES_TR, CIFAR_TEMPLATES_TR, SINGLE_TEMPLATE_TR
 from .words import Refusal, Text
 
 __all__ = ["LabelSet", "PromptError", "Preset", "LABEL_PRESETS", "TEMPLATE_SETS", "CLASS_NAME_SPELLINGS",
            "CIFAR100_CLASSES", "CIFAR100_CLASSES_PAPER", "CIFAR10_CLASSES", "CIFAR100_SUPERCLASSES", "SINGLE_TEMPLATE",
            "CIFAR_TEMPLATES", "DEFAULT_LABELS", "DEFAULT_TEMPLATES", "fill", "token_count", "parse_label_text",
            "read_label_file", "CONTEXT_LENGTH", "MIN_LABELS", "MAX_LABELS", "MAX_LABEL_CHARS", "MAX_TEMPLATES",
-           "PROMPT_BUDGET", "MAX_FILE_BYTES", "normalise", "has_control"]
+           "PROMPT_BUDGET", "MAX_FILE_BYTES", "normalise", "has_control", "CLIP", "TEXT_ENCODERS", "prompt_where",
+           "suggests_multilingual", "class_index", "true_name", "with_turkish"]
+
+CLIP = "clip"  # CLIP's own text tower (English)
+TEXT_ENCODERS: tuple[str, ...] = (CLIP, MULTILINGUAL)  # the text towers a label set may be encoded with
 
 # torchvision's CIFAR100.classes, in its order (the order of the dataset's integer targets).
 CIFAR100_CLASSES: tuple[str, ...] = (
@@ -93,6 +99,7 @@ class Preset:
     key: str  # the CLI's and the API's name
     title: str  # shown in the UI
     items: tuple[str, ...]
+    language: str = "en"  # what its words are written in ("tr": the multilingual tower is the one that reads them)
 
 
 LABEL_PRESETS: dict[str, Preset] = {p.key: p for p in (
@@ -100,14 +107,18 @@ LABEL_PRESETS: dict[str, Preset] = {p.key: p for p in (
     Preset("cifar100-paper", "CIFAR-100 (CLIP paper spelling)", CIFAR100_CLASSES_PAPER),
     Preset("cifar10", "CIFAR-10 (10 classes)", CIFAR10_CLASSES),
     Preset("cifar100-coarse", "CIFAR-100 superclasses (20)", CIFAR100_SUPERCLASSES),
+    Preset("cifar100-tr", "CIFAR-100 in Turkish (100 classes, Türkçe)", CIFAR100_CLASSES_TR, "tr"),
+    Preset("cifar100-coarse-tr", "CIFAR-100 superclasses in Turkish (20, Türkçe)", CIFAR100_SUPERCLASSES_TR, "tr"),
 )}
 TEMPLATE_SETS: dict[str, Preset] = {p.key: p for p in (
     Preset("single", 'Single prompt: "a photo of a {}" (the notebook)', SINGLE_TEMPLATE),
     Preset("cifar18", "CLIP's 18 CIFAR templates (ensemble)", CIFAR_TEMPLATES),
+    Preset("single-tr", 'Turkish single prompt: "bir {} fotoğrafı"', SINGLE_TEMPLATE_TR, "tr"),
+    Preset("cifar18-tr", "CLIP's 18 CIFAR templates in Turkish (ensemble)", CIFAR_TEMPLATES_TR, "tr"),
 )}
 DEFAULT_LABELS, DEFAULT_TEMPLATES = "cifar100", "single"  # what a visitor starts with: the notebook's setting
 # The presets that spell CIFAR-100's own 100 classes, in the dataset's order: evaluation's "class names" choice.
-CLASS_NAME_SPELLINGS: tuple[str, ...] = ("cifar100", "cifar100-paper")
+CLASS_NAME_SPELLINGS: tuple[str, ...] = ("cifar100", "cifar100-paper", "cifar100-tr")
 
 CONTEXT_LENGTH = 77  # CLIP's text context, start and end-of-text tokens included
 MIN_LABELS = 2  # a softmax over one label is always 100%
@@ -145,6 +156,38 @@ def normalise(text: str) -> str:
 def has_control(text: str) -> bool:
     """Whether `text` holds control or invisible characters (refused in labels, templates and search queries)."""
     return _CONTROL.search(text) is not None
+
+
+def suggests_multilingual(text: str, page_language: str, preset_language: str | None = None) -> bool:
+    """Whether to offer the multilingual text tower: the text holds characters outside ASCII, the page is in
+    Turkish, or a Turkish preset is chosen (CLIP's own text tower was trained on English)."""
+    return not text.isascii() or page_language == "tr" or preset_language == "tr"
+
+
+def class_index(name: str) -> int | None:
+    """The CIFAR-100 class a name is, in any of the CLASS_NAME_SPELLINGS (None for any other name)."""
+    for key in CLASS_NAME_SPELLINGS:
+        if name in LABEL_PRESETS[key].items:
+            return LABEL_PRESETS[key].items.index(name)
+    return None
+
+
+def true_name(labels: tuple[str, ...], true_label: str, spelling: str | None) -> str:
+    """The name CIFAR-100's class `true_label` has among `labels`: as given when it is there, else the same class
+    in the labels' spelling (`spelling`: a CLASS_NAME_SPELLINGS preset's key, such as the Turkish one)."""
+    index = class_index(true_label)
+    if true_label in labels or spelling not in CLASS_NAME_SPELLINGS or index is None:
+        return true_label
+    return LABEL_PRESETS[spelling].items[index]
+
+
+def with_turkish(name: str) -> str:
+    """A CIFAR-100 class name with its Turkish name beside it, "lion (aslan)" (a Turkish page shows both); any
+    other name, and a Turkish one, as it is."""
+    index = class_index(name)
+    if index is None or name == CIFAR100_CLASSES_TR[index]:
+        return name
+    return f"{name} ({CIFAR100_CLASSES_TR[index]})"
 
 
 def _short(text: str, n: int = 40) -> str:
@@ -241,28 +284,33 @@ def _check_budget(n_labels: int, n_templates: int, cost: int | None = None) -> N
     raise PromptError("budget", n_labels, n_templates, f"{n:,}", what, f"{PROMPT_BUDGET:,}", n_templates, f"{fits:,}")
 
 
+def prompt_where(i: int, n_templates: int) -> Text:
+    """Which prompt the `i`-th (0-based) of a label-major list is: its label's position, and its template's."""
+    label, template = divmod(i, n_templates)
+    return Text("prompt_label_template", label + 1, template + 1) if n_templates > 1 else Text("prompt_label", label + 1)
+
+
 def _prompt_cost(labels: tuple[str, ...], templates: tuple[str, ...]) -> int:
     """Every prompt within CLIP's 77 tokens (PromptError naming the first that is not); their total tokens."""
     cost = 0
-    for li, label in enumerate(labels):
-        for ti, template in enumerate(templates):
-            n = token_count(fill(template, label))
-            if n > CONTEXT_LENGTH:
-                where = (Text("prompt_label_template", li + 1, ti + 1) if len(templates) > 1
-                         else Text("prompt_label", li + 1))
-                raise PromptError("prompt_long", where, n, CONTEXT_LENGTH)
-            cost += n
+    for i, prompt in enumerate(fill(t, lab) for lab in labels for t in templates):
+        n = token_count(prompt)
+        if n > CONTEXT_LENGTH:
+            raise PromptError("prompt_long", prompt_where(i, len(templates)), n, CONTEXT_LENGTH)
+        cost += n
     return cost
 
 
 @lru_cache(maxsize=256)
-def _checked(labels: tuple, templates: tuple, duplicates: str) -> LabelSet:
+def _checked(labels: tuple, templates: tuple, duplicates: str, encoder: str) -> LabelSet:
     kept, dropped = _labels(labels, duplicates)
     checked = _templates(templates)
     _check_budget(len(kept), len(checked))  # before tokenising thousands of prompts
+    if encoder != CLIP:  # the multilingual tower counts its own tokens when it encodes (its tokenizer comes
+        return LabelSet(kept, checked, 0, dropped, encoder)  # with its files): the service refuses there
     cost = _prompt_cost(kept, checked)
     _check_budget(len(kept), len(checked), cost)
-    return LabelSet(kept, checked, cost, dropped)
+    return LabelSet(kept, checked, cost, dropped, encoder)
 
 
 @dataclass(frozen=True)
@@ -270,38 +318,48 @@ class LabelSet:
     """Checked labels and prompt templates: what every shell passes around (the page's session state, a link,
     a browser's saved set, an API call, the CLI), and the text cache's key. Make one with `of` or a parser
     below, never directly: they check it (remembered for the last 256 sets, so a script sending the same set
-    with every call has it tokenised once). Equal and hashed by labels and templates only."""
+    with every call has it tokenised once). Equal and hashed by labels, templates and text tower."""
 
     labels: tuple[str, ...]
     templates: tuple[str, ...]
-    cost: int = field(default=0, compare=False)  # prompt tokens to encode, start and end-of-text included
+    cost: int = field(default=0, compare=False)  # CLIP's prompt tokens to encode, start and end-of-text included
     dropped: tuple[str, ...] = field(default=(), compare=False)  # duplicates left out on the way (to say so)
+    encoder: str = CLIP  # the text tower that encodes it (TEXT_ENCODERS): part of the key, as the features differ
 
     # -- making one ----------------------------------------------------------------------------------------
     @classmethod
-    def of(cls, labels, templates, *, duplicates: str = "drop") -> LabelSet:
+    def of(cls, labels, templates, *, duplicates: str = "drop", encoder: str = CLIP) -> LabelSet:
         """Check `labels` and `templates` (lists of text); PromptError names the first problem. `duplicates`:
-        "drop" keeps the first of case- and space-insensitive repeats and records the rest; "error" refuses."""
+        "drop" keeps the first of case- and space-insensitive repeats and records the rest; "error" refuses.
+        `encoder`: the text tower, one of TEXT_ENCODERS (CLIP's checks its 77 tokens here; the multilingual one
+        counts its own when it encodes)."""
         labels, templates = tuple(labels), tuple(templates)
         for items, key in ((labels, "label_not_text"), (templates, "template_not_text")):
             if (i := next((i for i, x in enumerate(items, start=1) if not isinstance(x, str)), None)) is not None:
                 raise PromptError(key, i)  # before the memo, which needs every item hashable
-        return _checked(labels, templates, duplicates)
+        if encoder not in TEXT_ENCODERS:
+            raise PromptError("encoder_unknown", repr(encoder)[:40], ", ".join(TEXT_ENCODERS))
+        return _checked(labels, templates, duplicates, encoder)
 
     @classmethod
-    def preset(cls, labels: str = DEFAULT_LABELS, templates: str = DEFAULT_TEMPLATES) -> LabelSet:
+    def preset(cls, labels: str = DEFAULT_LABELS, templates: str = DEFAULT_TEMPLATES, encoder: str = CLIP) -> LabelSet:
         """A label preset with a template set, by their keys; a Refusal lists the keys when one is unknown."""
         if labels not in LABEL_PRESETS:
             raise PromptError("preset_unknown", repr(labels), ", ".join(LABEL_PRESETS))
         if templates not in TEMPLATE_SETS:
             raise PromptError("template_set_unknown", repr(templates), ", ".join(TEMPLATE_SETS))
-        return cls.of(LABEL_PRESETS[labels].items, TEMPLATE_SETS[templates].items)
+        return cls.of(LABEL_PRESETS[labels].items, TEMPLATE_SETS[templates].items, encoder=encoder)
 
     @classmethod
-    def from_text(cls, label_text: str, template_text: str, *, duplicates: str = "drop") -> LabelSet:
+    def from_text(cls, label_text: str, template_text: str, *, duplicates: str = "drop",
+                  encoder: str = CLIP) -> LabelSet:
         """The editors' text: labels one per line (or comma-separated on one line), templates one per line."""
         templates = [ln for ln in (template_text or "").splitlines() if ln.strip()]
-        return cls.of(parse_label_text(label_text), templates, duplicates=duplicates)
+        return cls.of(parse_label_text(label_text), templates, duplicates=duplicates, encoder=encoder)
+
+    def with_encoder(self, encoder: str) -> LabelSet:
+        """The same labels and templates, encoded by another text tower (checked for it)."""
+        return self if encoder == self.encoder else LabelSet.of(self.labels, self.templates, encoder=encoder)
 
     @classmethod
     def from_json(cls, value) -> LabelSet | None:
@@ -310,18 +368,20 @@ class LabelSet:
         if not isinstance(value, dict):
             return None
         labels, templates = value.get("labels"), value.get("templates")
+        encoder = value.get("encoder", CLIP)
         if not (isinstance(labels, list) and isinstance(templates, list) and 0 < len(labels) <= MAX_LABELS
-                and 0 < len(templates) <= MAX_TEMPLATES):
+                and 0 < len(templates) <= MAX_TEMPLATES and encoder in TEXT_ENCODERS):
             return None
         try:
-            return cls.of(labels, templates)
+            return cls.of(labels, templates, encoder=encoder)
         except PromptError:
             return None
 
     @classmethod
     def from_query(cls, fields: Mapping[str, str], max_labels: int) -> LabelSet:
         """The set a link's fields name (`labels` comma-separated or a `preset`; `template`, a template set's key
-        or one template with `{}`), checked as typed ones are; the defaults for what they leave out."""
+        or one template with `{}`; `encoder`, a text tower), checked as typed ones are; the defaults for what they
+        leave out."""
         labels = LABEL_PRESETS[DEFAULT_LABELS].items
         if "preset" in fields:
             if fields["preset"] not in LABEL_PRESETS:
@@ -340,8 +400,11 @@ class LabelSet:
                 templates = (template,)
             else:
                 raise Refusal("link_bad_template", template[:40], ", ".join(TEMPLATE_SETS), PLACE)
+        encoder = fields.get("encoder", CLIP)
+        if encoder not in TEXT_ENCODERS:
+            raise Refusal("link_bad_encoder", encoder[:40], ", ".join(TEXT_ENCODERS))
         try:
-            return cls.of(labels, templates)
+            return cls.of(labels, templates, encoder=encoder)
         except PromptError as exc:
             raise Refusal("link_bad_labels", exc.text) from None
 
@@ -357,8 +420,10 @@ class LabelSet:
         return next((k for k, p in TEMPLATE_SETS.items() if p.items == self.templates), None)
 
     def json(self) -> dict:
-        """`{"labels": [...], "templates": [...]}`: plain data for a browser's storage (`from_json` reads it)."""
-        return {"labels": list(self.labels), "templates": list(self.templates)}
+        """`{"labels": [...], "templates": [...]}` (and `"encoder"` when not CLIP's): plain data for a browser's
+        storage (`from_json` reads it)."""
+        out = {"labels": list(self.labels), "templates": list(self.templates)}
+        return out if self.encoder == CLIP else {**out, "encoder": self.encoder}
 
     def query(self) -> dict[str, str]:
         """The set as a link's fields: a preset's key (none for the default CIFAR-100), else the labels joined by
@@ -374,6 +439,8 @@ class LabelSet:
             out["template"] = self.templates[0]
         elif tset not in (None, DEFAULT_TEMPLATES):
             out["template"] = tset
+        if self.encoder != CLIP:
+            out["encoder"] = self.encoder
         return out
 
     def label_text(self) -> str:
@@ -382,6 +449,12 @@ class LabelSet:
 
     def template_text(self) -> str:
         return "\n".join(self.templates)
+
+    @property
+    def language(self) -> str | None:
+        """"tr" when its labels or templates are a Turkish preset, "en" for another preset, None for one's own."""
+        found = [p.language for p in (LABEL_PRESETS.get(self.label_preset or ""), TEMPLATE_SETS.get(self.template_set or "")) if p]
+        return "tr" if "tr" in found else (found[0] if found else None)
 
     def prompts(self) -> list[str]:
         """Every (label, template) prompt, label-major: `[n_labels * n_templates]`."""

@@ -10,6 +10,7 @@ files are written by the UI (`clipdemo.ui.files`). No gradio here.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 
 import numpy as np
 import plotly.graph_objects as go
@@ -72,14 +73,15 @@ def input_view(pixels: torch.Tensor, min_size: int = 224) -> Image.Image:
     return enlarge(image, min_size) if image.size[0] < min_size else image
 
 
-def bar_chart(pred: Prediction, title: str = "Top predictions", axis: str = "probability (%)") -> go.Figure:
+def bar_chart(pred: Prediction, title: str = "Top predictions", axis: str = "probability (%)",
+              shown: Callable[[str], str] = str) -> go.Figure:
     """Horizontal bars of the top-k probabilities, best on top, each with its cosine similarity; the true
-    class, if shown, in orange."""
+    class, if shown, in orange. `shown`: how a label is written (a Turkish page adds the Turkish class name)."""
     labels = [lab for lab, _ in pred.top][::-1]
     probs = [100 * p for _, p in pred.top][::-1]
     cosines = [pred.cosine(lab) for lab in labels]
     colors = [ORANGE if lab == pred.true_label else BLUE for lab in labels]
-    labels = [plot_text(lab) for lab in labels]
+    labels = [plot_text(shown(lab)) for lab in labels]
     fig = go.Figure(go.Bar(x=probs, y=labels, orientation="h", marker_color=colors, customdata=cosines,
                            text=[f"{p:.2f}% · cos {c:.3f}" for p, c in zip(probs, cosines)], textposition="outside",
                            cliponaxis=False, hovertemplate="%{y}: %{x:.2f}% · cos %{customdata:.3f}<extra></extra>"))

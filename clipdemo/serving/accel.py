@@ -11,7 +11,7 @@ cost (the CPU path, the CLI and most tests). Off ZeroGPU, `spaces.GPU` returns t
 
 Holds `ComputePath` and `PATHS` (the paths as data), `path_for`, `Engine` (what the tasks run: a model and
 its current image encoder), `Tasks` (the engines by key, and the tasks `encode_images`, `encode_prompts`,
-`attention`, `relevancy`, `tower_summary` with their ZeroGPU durations), `tasks_for_host()` (with
+`encode_multilingual`, `attention`, `relevancy`, `tower_summary` with their ZeroGPU durations), `tasks_for_host()` (with
 `spaces.GPU` when the `spaces` package is installed) and `Contract` (a stand-in for `spaces.GPU` that keeps
 ZeroGPU's contract in process, for tests and `bench.gpu_check`). Nothing happens at import.
 """
@@ -29,6 +29,7 @@ import torch
 
 from ..core import architecture, zeroshot
 from ..core.inside import Explanation, VisionTrace, explain, vision_attention
+from ..core import multilingual
 from ..core.model import LoadedModel
 from .backends import ImageEncoder
 
@@ -71,11 +72,13 @@ def path_for(device: str) -> ComputePath:
 
 
 class Engine:
-    """What the tasks run for one service: the loaded model and its current image encoder."""
+    """What the tasks run for one service: the loaded model, its current image encoder, and the multilingual text
+    tower once it is loaded (None before)."""
 
     def __init__(self, loaded: LoadedModel, encoder: ImageEncoder):
         self.loaded = loaded
         self.encoder = encoder
+        self.tower: multilingual.TextTower | None = None
 
 
 # -- ZeroGPU durations (seconds a task may hold the GPU; shorter asks get a GPU sooner) ------------------------
@@ -87,7 +90,7 @@ def _image_seconds(_key: str, pixels: torch.Tensor) -> int:
     return TASK_START_S + math.ceil(len(pixels) / 200)
 
 
-def _prompt_seconds(_key: str, tokens: torch.Tensor) -> int:
+def _prompt_seconds(_key: str, tokens: torch.Tensor, *_mask) -> int:
     """Duration of `encode_prompts`: start-up plus ~1,000 prompts/s."""
     return TASK_START_S + math.ceil(len(tokens) / 1000)
 
@@ -107,6 +110,7 @@ class Tasks:
         self._keys = itertools.count()
         plain = {"encode_images": (self._encode_images, _image_seconds),
                  "encode_prompts": (self._encode_prompts, _prompt_seconds),
+                 "encode_multilingual": (self._encode_multilingual, _prompt_seconds),
                  "attention": (self._attention, TASK_START_S + 10),
                  "relevancy": (self._relevancy, TASK_START_S + 10),
                  "tower_summary": (self._tower_summary, TASK_START_S + 20)}
@@ -139,12 +143,17 @@ class Tasks:
         """`[P, 77]` tokens -> `[P, D]` normalised float32 features on CPU."""
         return self._call("encode_prompts", key, tokens)
 
+    def encode_multilingual(self, key: str, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """`[P, T]` WordPiece ids and attention mask -> `[P, D]` normalised float32 features on CPU, by the
+        multilingual text tower (a ZeroGPU task like the others)."""
+        return self._call("encode_multilingual", key, ids, mask)
+
     def attention(self, key: str, pixels: torch.Tensor) -> VisionTrace:
         """Every attention map of the vision tower for one image `[1, 3, R, R]`, as float32 CPU tensors."""
         return self._call("attention", key, pixels)
 
     def relevancy(self, key: str, pixels: torch.Tensor, text_feature: torch.Tensor,
-                  tokens: torch.Tensor) -> Explanation:
+                  tokens: torch.Tensor | None) -> Explanation:
         """Why one image `[1, 3, R, R]` matched one label (`inside.explain`); float32 CPU tensors out."""
         return self._call("relevancy", key, pixels, text_feature, tokens)
 
@@ -159,13 +168,19 @@ class Tasks:
     def _encode_prompts(self, key: str, tokens: torch.Tensor) -> torch.Tensor:
         return zeroshot.prompt_features(self.engine(key).loaded.model, tokens)
 
+    def _encode_multilingual(self, key: str, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        tower = self.engine(key).tower
+        if tower is None:
+            raise RuntimeError(f"the multilingual text tower of {key!r} is not loaded in this process")
+        return multilingual.text_features(tower, ids, mask)
+
     def _attention(self, key: str, pixels: torch.Tensor) -> VisionTrace:
         trace = vision_attention(self.engine(key).loaded.model, pixels)
         return VisionTrace(trace.attentions.float().cpu(), tuple(b.float().cpu() for b in trace.block_outputs),
                            trace.features.float().cpu())
 
     def _relevancy(self, key: str, pixels: torch.Tensor, text_feature: torch.Tensor,
-                   tokens: torch.Tensor) -> Explanation:
+                   tokens: torch.Tensor | None) -> Explanation:
         out = explain(self.engine(key).loaded.model, pixels, text_feature, tokens)  # fp32 on CPU
         return Explanation(out.image.float().cpu(), out.words.float().cpu(), out.logit)
 

@@ -30,9 +30,10 @@ import torch
 from ..core.clip_package import import_clip
 from ..core.labels import LabelSet
 from ..core.model import DEFAULT_MODEL, PRESETS, ClipConfig, LoadedModel, random_preset
+from ..core.multilingual import LoadedTower
 from ..core.words import ProgressFn, Refusal, Text
 from ..io.cifar import Cifar100, DataError, DataUnavailable, open_cifar100
-from ..weights.load import load_model
+from ..weights.load import load_model, load_tower
 from . import accel
 from .accel import Tasks
 from .cpus import cpu_threads
@@ -81,7 +82,19 @@ def open_service(settings: Settings, progress: ProgressFn | None = None, tasks: 
                         hub=settings.hub)
     release_freed_memory()
     path = accel.PATHS["zerogpu"] if settings.device == "zerogpu" else accel.path_for(loaded.device.type)
-    return ZeroShot(loaded, tasks=tasks, path=path, max_waiting=settings.max_waiting, max_wait_s=settings.max_wait_s)
+    return ZeroShot(loaded, tasks=tasks, path=path, max_waiting=settings.max_waiting, max_wait_s=settings.max_wait_s,
+                    tower_loader=tower_loader(settings, loaded))
+
+
+def tower_loader(settings: Settings, loaded: LoadedModel) -> Callable[[ProgressFn | None], LoadedTower]:
+    """How the service loads the multilingual text tower on first use: as `settings` say (cache, downloads, the
+    Hub, the seed of random weights), beside the image model `loaded`."""
+    def load(progress: ProgressFn | None) -> LoadedTower:
+        found = load_tower(loaded, cache_dir=settings.cache_dir, allow_download=settings.allow_download,
+                           seed=settings.seed, progress=progress, hub=settings.hub)
+        release_freed_memory()  # the files' tensors, once copied into the tower
+        return found
+    return load
 
 
 def export_in_child(settings: Settings, path: Path) -> None:
@@ -178,7 +191,7 @@ class Runtime:
         self._status = ModelStatus(ModelState.IDLE, Text("not_started"))
         if loaded is not None:
             self._zs = ZeroShot(loaded, tasks=self.tasks, max_waiting=settings.max_waiting,
-                                max_wait_s=settings.max_wait_s)
+                                max_wait_s=settings.max_wait_s, tower_loader=tower_loader(settings, loaded))
             self._status = ModelStatus(ModelState.READY, loaded.info.label)
             self._ready.set()
         self._arch: ZeroShot | None = None
@@ -229,6 +242,8 @@ class Runtime:
         """Load the weights and make the service; always ends in READY or FAILED. True when READY."""
         try:
             zs = open_service(self.settings, progress=self._progress, tasks=self.tasks)
+            if zs.path.load_before_launch:  # ZeroGPU: a GPU worker is forked with what the process holds then
+                self._load_tower_now(zs)
             if zs.path.warm_up:  # not on ZeroGPU: there a GPU exists only inside a visitor's request
                 self._status = ModelStatus(ModelState.LOADING, Text("encoding_default_labels"), None)
                 zs.text_features(LabelSet.preset())
@@ -248,6 +263,14 @@ class Runtime:
         log.info("model ready: %s on %s", zs.loaded.info.label, zs.path.title)
         self._ready.set()
         return True
+
+    def _load_tower_now(self, zs: ZeroShot) -> None:
+        """Load the multilingual text tower at start-up (on ZeroGPU, where its weights must be on CUDA before the
+        server starts, as the image model's); one that cannot be loaded is said at its first use, not here."""
+        try:
+            zs.tower(self._progress)
+        except Refusal as exc:
+            log.warning("the multilingual text tower is not loaded: %s", exc)
 
     def _after_load(self) -> None:
         """The start-up work after the model: the image backend, stored features, the dataset, the self-check."""

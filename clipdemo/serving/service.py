@@ -15,7 +15,7 @@ import dataclasses
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,11 +26,13 @@ from torch.utils.data import DataLoader, Dataset
 from ..core import checks, zeroshot
 from ..core.architecture import TowerSummary
 from ..core.inside import Explanation, VisionTrace
-from ..core.labels import LabelSet, fill
+from ..core.labels import CLIP, LabelSet, PromptError, fill, prompt_where
 from ..core.model import LoadedModel
+from ..core.multilingual import LoadedTower
 from ..core.words import ProgressFn, Refusal, Text
 from ..core.zeroshot import Prediction
 from ..io.cifar import Cifar100
+from ..weights.load import load_tower
 from . import accel, backends
 from .accel import ComputePath, Tasks
 from .backends import ImageEncoder, eager_encoder
@@ -93,8 +95,15 @@ class ZeroShot:
 
     def __init__(self, loaded: LoadedModel, *, tasks: Tasks | None = None, path: ComputePath | None = None,
                  text_cache_size: int = 32, trace_cache_size: int = 32, summary_cache_size: int = 16,
-                 max_waiting: int = MAX_WAITING, max_wait_s: float = MAX_WAIT_S):
+                 max_waiting: int = MAX_WAITING, max_wait_s: float = MAX_WAIT_S,
+                 tower_loader: Callable[[ProgressFn | None], LoadedTower] | None = None):
+        """`tower_loader(progress)`: loads the multilingual text tower, on first use (default: `load_tower` for
+        this model with no download: the runtime passes one that follows the settings)."""
         self.loaded = loaded
+        self._tower_loader = tower_loader or (lambda progress: load_tower(loaded, allow_download=False,
+                                                                          progress=progress))
+        self._tower: LoadedTower | None = None
+        self._tower_lock = threading.Lock()
         self.path = path or accel.path_for(loaded.device.type)  # CPU, CUDA or ZeroGPU (accel.PATHS)
         self._tasks = tasks or Tasks()  # in process unless the app passes the spaces.GPU-wrapped ones
         self._engine = accel.Engine(loaded, eager_encoder(loaded.model))  # what the tasks run
@@ -226,34 +235,76 @@ class ZeroShot:
                 self._inflight.pop(label_set, None)
 
     def _encode_labels(self, label_set: LabelSet, progress: ProgressFn | None) -> torch.Tensor:
-        priority = Priority.BULK if self.text_seconds(label_set.cost) > BULK_AFTER_S else Priority.INTERACTIVE
+        cost = label_set.cost if label_set.encoder == CLIP else self._tower_cost(label_set, progress)
+        priority = Priority.BULK if self.text_seconds(cost) > BULK_AFTER_S else Priority.INTERACTIVE
         start = time.perf_counter()
-        feats = self._encode_prompts(label_set.prompts(), priority, progress)  # [P = L * T, D]
-        self._text_rate = label_set.cost / max(time.perf_counter() - start, 1e-6)
+        feats = self._encode_prompts(tuple(label_set.prompts()), priority, progress, label_set.encoder)  # [P = L * T, D]
+        if label_set.encoder == CLIP:
+            self._text_rate = cost / max(time.perf_counter() - start, 1e-6)
         return zeroshot.ensemble(feats, len(label_set.labels), len(label_set.templates))  # [L, D]
 
-    def _encode_prompts(self, prompts: tuple[str, ...], priority: Priority,
-                        progress: ProgressFn | None = None) -> torch.Tensor:
-        """The one text encoder: prompts tokenised, encoded in chunks of the path's `text_chunk`, each chunk one
-        model call (`zeroshot.prompt_features`): `[P, D]` normalised."""
-        tokens = zeroshot.tokenize(list(prompts))  # [P, 77]
-        chunks, step = [], self.path.text_chunk
-        for first in range(0, len(tokens), step):
+    def _tower_cost(self, label_set: LabelSet, progress: ProgressFn | None) -> int:
+        """The set's prompt tokens under the multilingual tower's tokenizer; PromptError for a prompt over its
+        limit (naming it) or a set over the prompt budget: nothing is cut short."""
+        tower = self.tower(progress)
+        counts = tower.tokenizer.counts(label_set.prompts())
+        for i, n in enumerate(counts):
+            if n > tower.config.max_tokens:
+                where = prompt_where(i, len(label_set.templates))
+                raise PromptError("prompt_long_tower", where, n, tower.config.max_tokens)
+        if (cost := sum(counts)) > tower.config.prompt_budget:
+            raise PromptError("budget_tower", f"{cost:,}", f"{tower.config.prompt_budget:,}")
+        return cost
+
+    def _encode_prompts(self, prompts: tuple[str, ...], priority: Priority, progress: ProgressFn | None = None,
+                        encoder: str = CLIP) -> torch.Tensor:
+        """The one text encoder: prompts tokenised by the chosen text tower's tokenizer, encoded in chunks of the
+        path's `text_chunk`, each chunk one model call (CLIP's: `zeroshot.prompt_features`; the multilingual
+        tower's: `Tasks.encode_multilingual`): `[P, D]` normalised."""
+        if encoder == CLIP:
+            tokens = zeroshot.tokenize(list(prompts))  # [P, 77]
+            batches = ((tokens[first:first + self.path.text_chunk],) for first in range(0, len(tokens), self.path.text_chunk))
+            task = self._tasks.encode_prompts
+        else:
+            tokenizer = self.tower(progress).tokenizer
+            batches = (tokenizer(list(prompts[first:first + self.path.text_chunk]))  # [b, T] ids, [b, T] mask
+                       for first in range(0, len(prompts), self.path.text_chunk))
+            task = self._tasks.encode_multilingual
+        chunks, done = [], 0
+        for batch in batches:
             with self._model_call(priority):
-                chunks.append(self._tasks.encode_prompts(self._key, tokens[first:first + step]))  # [b, D]
+                chunks.append(task(self._key, *batch))  # [b, D]
+            done += len(batch[0])
             if progress:
-                progress(min(first + step, len(tokens)), len(tokens), Text("progress_encoding_prompts"))
+                progress(done, len(prompts), Text("progress_encoding_prompts"))
         return torch.cat(chunks)
 
-    def prompt_features(self, prompts: tuple[str, ...]) -> torch.Tensor:
-        """Normalised features of a few prompts as typed (search queries, each checked to fit CLIP's 77 tokens):
+    def prompt_features(self, prompts: tuple[str, ...], encoder: str = CLIP) -> torch.Tensor:
+        """Normalised features of a few prompts as typed (search queries, each checked to fit the tower's tokens):
         `[n, D]`, cached. Do not modify the result in place."""
-        key = (self.loaded.info.identity, tuple(prompts))
+        key = (self.loaded.info.identity, encoder, tuple(prompts))
         feats = self._queries.get(key)
         if feats is None:
-            feats = self._encode_prompts(tuple(prompts), Priority.INTERACTIVE)
+            feats = self._encode_prompts(tuple(prompts), Priority.INTERACTIVE, encoder=encoder)
             self._queries.put(key, feats)
         return feats
+
+    # -- the multilingual text tower: loaded on first use --------------------------------------------------
+    @property
+    def tower_loaded(self) -> LoadedTower | None:
+        """The multilingual tower when it has been loaded (None before its first use)."""
+        return self._tower
+
+    def tower(self, progress: ProgressFn | None = None) -> LoadedTower:
+        """The multilingual text tower, loaded on first use (once: others asking meanwhile wait for it) and handed
+        to the engine the tasks run. A WeightsError says why it cannot be loaded, and how to fix it."""
+        if self._tower is None:
+            with self._tower_lock:
+                if self._tower is None:
+                    tower = self._tower_loader(progress)
+                    self._engine.tower = tower.model
+                    self._tower = tower
+        return self._tower
 
     def text_seconds(self, cost: int) -> float:
         """About how long encoding prompts of `cost` tokens takes here (from the last encoding measured)."""
@@ -357,21 +408,22 @@ class ZeroShot:
         if label not in label_set.labels:
             raise Refusal("explain_not_active", label)
         text = self.text_features(label_set)[label_set.labels.index(label)]  # [D], normalised
-        return self._relevancy(image, key, text, fill(label_set.templates[0], label), (label, label_set))
+        words = fill(label_set.templates[0], label) if label_set.encoder == CLIP else None  # CLIP's words only
+        return self._relevancy(image, key, text, words, (label, label_set))
 
     def explain_prompt(self, image: Image.Image, key: Hashable, prompt: str) -> Explanation:
         """Why `image` (cached under `key`) matched one prompt as typed (a search query): relevancy over its
         patches and over the prompt's words; cached, bounded."""
         return self._relevancy(image, key, self.prompt_features((prompt,))[0], prompt, prompt)
 
-    def _relevancy(self, image: Image.Image, key: Hashable, text: torch.Tensor, prompt: str,
+    def _relevancy(self, image: Image.Image, key: Hashable, text: torch.Tensor, prompt: str | None,
                    what: Hashable) -> Explanation:
-        """The relevancy map of `image` for the text feature `text` `[D]` (the words: `prompt`'s), cached under
-        (weights, `key`, `what`)."""
+        """The relevancy map of `image` for the text feature `text` `[D]` (the words: `prompt`'s through CLIP's
+        text tower; None: no words), cached under (weights, `key`, `what`)."""
         cache_key = (self.loaded.info.identity, key, what)
         found = self._explained.get(cache_key)
         if found is None:
-            tokens = zeroshot.tokenize([prompt])  # [1, 77]
+            tokens = zeroshot.tokenize([prompt]) if prompt is not None else None  # [1, 77]
             with self._model_call():
                 found = self._tasks.relevancy(self._key, self.pixels(image)[None], text, tokens)
             self._explained.put(cache_key, found)

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from ..core import checks
-from ..core.labels import LABEL_PRESETS, DEFAULT_LABELS, LabelSet, parse_label_text
+from ..core.labels import CLIP, DEFAULT_LABELS, LABEL_PRESETS, LabelSet, parse_label_text
 from ..core.words import ProgressFn, Refusal, Text
 from ..core.zeroshot import Prediction, scores
 from ..io.cifar import Cifar100
@@ -42,24 +42,25 @@ class BatchError(Refusal):
     """A batch was refused; the sentence says why."""
 
 
-def candidates(candidate_labels: list[str] | str | None, hypothesis_template: str = DEFAULT_TEMPLATE) -> LabelSet:
+def candidates(candidate_labels: list[str] | str | None, hypothesis_template: str = DEFAULT_TEMPLATE,
+               text_encoder: str = CLIP) -> LabelSet:
     """The label set of the Hugging Face task's inputs: a list of labels, or the editors' text ("cat, dog", or
-    one per line), or None for CIFAR-100's 100 classes; and one template."""
+    one per line), or None for CIFAR-100's 100 classes; one template; and the text tower (TEXT_ENCODERS)."""
     if candidate_labels is None:
         labels = list(LABEL_PRESETS[DEFAULT_LABELS].items)
     elif isinstance(candidate_labels, str):
         labels = parse_label_text(candidate_labels)
     else:
         labels = list(candidate_labels)
-    return LabelSet.of(labels, [hypothesis_template])
+    return LabelSet.of(labels, [hypothesis_template], encoder=text_encoder)
 
 
 def classify(zs: ZeroShot, image: Image.Image | str | Path, candidate_labels: list[str] | str | None,
-             hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5) -> list[dict]:
+             hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5, text_encoder: str = CLIP) -> list[dict]:
     """One image (or an image file's path) against the candidate labels: `[{label, score, cosine}]`, best first,
     `top_k` long. `score` is `softmax(100 * cos)` over the candidate labels (all of them sum to 1), `cosine` the
-    image-prompt cosine similarity in [-1, 1]."""
-    label_set, k = candidates(candidate_labels, hypothesis_template), checks.top_k(top_k)
+    image-prompt cosine similarity in [-1, 1]. `text_encoder`: "clip" (CLIP's own, English) or "multilingual"."""
+    label_set, k = candidates(candidate_labels, hypothesis_template, text_encoder), checks.top_k(top_k)
     if not isinstance(image, Image.Image):
         image = open_image(image, fit=zs.loaded.config.image_resolution)
     (pred,) = classify_batch(zs, [image], label_set, k)  # one image, one path for all
@@ -67,12 +68,12 @@ def classify(zs: ZeroShot, image: Image.Image | str | Path, candidate_labels: li
 
 
 def classify_index(zs: ZeroShot, data: Cifar100, index: int, candidate_labels: list[str] | str | None = None,
-                   hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5) -> dict:
+                   hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5, text_encoder: str = CLIP) -> dict:
     """A CIFAR-100 test image (by index) against the candidate labels (default: the 100 classes):
     `{"index", "true_label", "predictions": [{label, score, cosine}]}`. The image's feature comes from the feature
     store (encoded once, then shared with the page), as the page's own index predictions take it."""
     i = checks.cifar_index(index, len(data))
-    label_set, k = candidates(candidate_labels, hypothesis_template), checks.top_k(top_k)
+    label_set, k = candidates(candidate_labels, hypothesis_template, text_encoder), checks.top_k(top_k)
     pred = zs.predict_feature(zs.cifar_feature(i, data.image(i), len(data)), label_set, k)
     return {"index": i, "true_label": data.true_label(i), "predictions": pred.rows()}
 

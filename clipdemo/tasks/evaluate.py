@@ -1,7 +1,8 @@
 """Evaluation on CIFAR-100's test split: one generator that encodes what is missing and scores every setting.
 
-Holds `Evaluation` (what to evaluate: which images, which templates, which spelling of the class names,
-each value checked), `run` (the generator: it encodes the chosen images not yet in the feature store, in
+Holds `Setting` and `SETTINGS` (one scored row: a template set, the class names, a text tower, as data),
+`Evaluation` (what to evaluate: which images, which settings, which spelling of the class names, each value
+checked), `run` (the generator: it encodes the chosen images not yet in the feature store, in
 bulk model calls so visitors' predictions go in between, yields a `Step` as it goes, stops at its time
 limit, and ends with a `Report`), `evaluate` (the same, run to its end), `score` (metrics from features
 alone, so they can be checked by hand), `EvalResult` and the published figures quoted beside results. The
@@ -19,14 +20,15 @@ from dataclasses import dataclass
 import torch
 
 from ..core import checks
-from ..core.labels import CLASS_NAME_SPELLINGS, LABEL_PRESETS, TEMPLATE_SETS, LabelSet
+from ..core.labels import CLASS_NAME_SPELLINGS, CLIP, LABEL_PRESETS, TEMPLATE_SETS, LabelSet
+from ..core.multilingual import MULTILINGUAL
 from ..core.words import Refusal, Text
 from ..core.zeroshot import scores
 from ..io.cifar import Cifar100
 from ..serving.service import Priority, ZeroShot
 
 __all__ = ["Evaluation", "Step", "Report", "run", "evaluate", "score", "EvalResult", "PUBLISHED", "SUBSETS",
-           "TEMPLATE_CHOICES"]
+           "TEMPLATE_CHOICES", "Setting", "SETTINGS"]
 
 # Published zero-shot CIFAR-100 figures for ViT-B/32 (quoted, not measured here), by template setting.
 PUBLISHED: dict[str, tuple[str, ...]] = {
@@ -35,9 +37,32 @@ PUBLISHED: dict[str, tuple[str, ...]] = {
     "single": ('about 62% top-1: reproductions with "a photo of a {}" (openai/CLIP issue #153)',),
 }
 SUBSETS = ("first", "per-class", "all")
-# What "templates" may be chosen for an evaluation: one template set, or both side by side.
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One scored row of an evaluation: a template set, the class names (a preset in CLASS_NAME_SPELLINGS; None:
+    the evaluation's spelling), and the text tower that encodes them."""
+
+    key: str  # what the row is called (the tables, the JSON, the CLI)
+    templates: str  # a key of TEMPLATE_SETS
+    names: str | None = None
+    encoder: str = CLIP
+
+
+SETTINGS: dict[str, Setting] = {s.key: s for s in (
+    Setting("single", "single"),
+    Setting("cifar18", "cifar18"),
+    # The label languages side by side (issue #25): CLIP's own tower on English names, the multilingual tower on
+    # the same English names, and on the Turkish names with the Turkish prompt.
+    Setting("en · CLIP", "single", "cifar100", CLIP),
+    Setting("en · multilingual", "single", "cifar100", MULTILINGUAL),
+    Setting("tr · multilingual", "single-tr", "cifar100-tr", MULTILINGUAL),
+)}
+# What "templates" may be chosen for an evaluation: the settings scored side by side, by key.
 TEMPLATE_CHOICES: dict[str, tuple[str, ...]] = {"single": ("single",), "cifar18": ("cifar18",),
-                                                "both": ("single", "cifar18")}
+                                                "both": ("single", "cifar18"),
+                                                "languages": ("en · CLIP", "en · multilingual", "tr · multilingual")}
 
 
 @dataclass(frozen=True)
@@ -67,11 +92,11 @@ class Evaluation:
         raise Refusal("subset_unknown", repr(self.subset), ", ".join(SUBSETS))
 
     @property
-    def settings(self) -> tuple[str, ...]:
-        """The template-set keys to score, in order."""
+    def settings(self) -> tuple[Setting, ...]:
+        """The settings to score, in order."""
         if self.templates not in TEMPLATE_CHOICES:
             raise Refusal("templates_unknown", repr(self.templates), ", ".join(TEMPLATE_CHOICES))
-        return TEMPLATE_CHOICES[self.templates]
+        return tuple(SETTINGS[k] for k in TEMPLATE_CHOICES[self.templates])
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -79,6 +104,11 @@ class Evaluation:
         if self.spelling not in CLASS_NAME_SPELLINGS:
             raise Refusal("spelling_unknown", repr(self.spelling), ", ".join(CLASS_NAME_SPELLINGS))
         return LABEL_PRESETS[self.spelling].items
+
+    def label_set(self, setting: Setting) -> LabelSet:
+        """The label set one setting scores against: its class names (or the chosen spelling), templates, tower."""
+        names = LABEL_PRESETS[setting.names].items if setting.names else self.classes
+        return LabelSet.of(names, TEMPLATE_SETS[setting.templates].items, encoder=setting.encoder)
 
 
 @dataclass(frozen=True)
@@ -221,8 +251,11 @@ def run(zs: ZeroShot, data: Cifar100, ev: Evaluation, *, chunk: int | None = Non
     rate = done / max(clock() - start, 1e-9) if done else None
     feats = store.gather(indices)  # [N, D]
     targets = torch.tensor([data.target(i) for i in indices])  # [N]
-    results = [score(feats, targets, zs.text_features(LabelSet.of(classes, TEMPLATE_SETS[key].items)), setting=key,
-                     classes=classes, indices=torch.tensor(indices), images_per_s=rate or 0.0) for key in settings]
+    results = []
+    for setting in settings:
+        label_set = ev.label_set(setting)
+        results.append(score(feats, targets, zs.text_features(label_set), setting=setting.key, classes=label_set.labels,
+                             indices=torch.tensor(indices), images_per_s=rate or 0.0))
     yield Report(results, done, rate)
 
 

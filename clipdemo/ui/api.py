@@ -10,10 +10,13 @@ The API speaks English (a script has no page language).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import gradio as gr
 
 from ..core import checks
 from ..core.architecture import config_card
+from ..core.labels import CLIP
 from ..io.images import image_from_reference
 from ..serving.runtime import Runtime
 from ..core.search import DEFAULT_RESULTS, SearchQuery, results
@@ -22,7 +25,9 @@ from ..tasks.classify import DEFAULT_TEMPLATE, batch_count, candidates, classify
 from ..tasks.search import search_cifar
 from .common import MODEL_WAIT_S, told
 
-__all__ = ["ApiEndpoints"]
+__all__ = ["ApiEndpoints", "TextEncoder"]
+
+TextEncoder = Literal["clip", "multilingual"]  # core.labels.TEXT_ENCODERS, as the type the API and MCP tools show
 
 
 class ApiEndpoints:
@@ -32,7 +37,7 @@ class ApiEndpoints:
         self.rt = runtime
 
     def classify(self, image: str, candidate_labels: list[str], hypothesis_template: str = DEFAULT_TEMPLATE,
-                 top_k: int = 5) -> list[dict]:
+                 top_k: int = 5, text_encoder: TextEncoder = CLIP) -> list[dict]:
         """Zero-shot classify one image against your own labels with OpenAI CLIP ViT-B/32.
 
         Args:
@@ -41,6 +46,9 @@ class ApiEndpoints:
             candidate_labels: The labels to choose from (2 to 500), e.g. ["cat", "dog", "car"].
             hypothesis_template: The prompt each label is put into; it must hold "{}" exactly once.
             top_k: How many labels to return, best first (1 to 20).
+            text_encoder: The text tower that reads the labels: "clip" (CLIP's own, trained on English) or
+                "multilingual" (sentence-transformers/clip-ViT-B-32-multilingual-v1: labels in 50+ languages,
+                Turkish among them, aligned with the same ViT-B/32 image features).
 
         Returns:
             A list of {"label", "score", "cosine"}, best first. "score" is the probability over the candidate
@@ -50,10 +58,11 @@ class ApiEndpoints:
         with told("en"):
             picture = image_from_reference(image, gr.utils.get_upload_folder(), self.rt.config().image_resolution)
             zs = self.rt.service(timeout=MODEL_WAIT_S)
-            return classify(zs, picture, candidate_labels, hypothesis_template, top_k)
+            return classify(zs, picture, candidate_labels, hypothesis_template, top_k, text_encoder)
 
     def classify_cifar(self, index: int, candidate_labels: list[str] | None = None,
-                       hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5) -> dict:
+                       hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5,
+                       text_encoder: TextEncoder = CLIP) -> dict:
         """Zero-shot classify a CIFAR-100 test image (by index) with OpenAI CLIP ViT-B/32.
 
         Args:
@@ -61,6 +70,9 @@ class ApiEndpoints:
             candidate_labels: The labels to choose from; leave empty for CIFAR-100's 100 classes.
             hypothesis_template: The prompt each label is put into; it must hold "{}" exactly once.
             top_k: How many labels to return, best first (1 to 20).
+            text_encoder: The text tower that reads the labels: "clip" (CLIP's own, trained on English) or
+                "multilingual" (sentence-transformers/clip-ViT-B-32-multilingual-v1: labels in 50+ languages,
+                Turkish among them, aligned with the same ViT-B/32 image features).
 
         Returns:
             {"index", "true_label", "predictions"}: the image's true CIFAR-100 class, and the predictions as
@@ -69,10 +81,11 @@ class ApiEndpoints:
         with told("en"):
             data = self.rt.dataset()
             zs = self.rt.service(timeout=MODEL_WAIT_S)
-            return classify_index(zs, data, index, candidate_labels or None, hypothesis_template, top_k)
+            return classify_index(zs, data, index, candidate_labels or None, hypothesis_template, top_k, text_encoder)
 
     def classify_batch(self, images: list[str], candidate_labels: list[str],
-                       hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5) -> list[dict]:
+                       hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5,
+                       text_encoder: TextEncoder = CLIP) -> list[dict]:
         """Zero-shot classify up to 64 images against your own labels with OpenAI CLIP ViT-B/32, in one call.
 
         Args:
@@ -81,6 +94,9 @@ class ApiEndpoints:
             candidate_labels: The labels to choose from (2 to 500), e.g. ["cat", "dog", "car"].
             hypothesis_template: The prompt each label is put into; it must hold "{}" exactly once.
             top_k: How many labels to return per image, best first (1 to 20).
+            text_encoder: The text tower that reads the labels: "clip" (CLIP's own, trained on English) or
+                "multilingual" (sentence-transformers/clip-ViT-B-32-multilingual-v1: labels in 50+ languages,
+                Turkish among them, aligned with the same ViT-B/32 image features).
 
         Returns:
             One {"image", "predictions"} per image, in the order given: "image" is its position (0-based) and
@@ -88,7 +104,8 @@ class ApiEndpoints:
         """
         with told("en"):
             batch_count(images)  # before any image is decoded
-            label_set, k = candidates(list(candidate_labels or []), hypothesis_template), checks.top_k(top_k)
+            label_set = candidates(list(candidate_labels or []), hypothesis_template, text_encoder)
+            k = checks.top_k(top_k)
             root, fit = gr.utils.get_upload_folder(), self.rt.config().image_resolution
             # One at a time, each reduced to the model's R x R as it is decoded: 64 of them hold ~10 MB.
             pictures = [image_from_reference(ref, root, fit) for ref in images]

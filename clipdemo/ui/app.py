@@ -112,8 +112,8 @@ class Page:
                 self.labels.build(labels_state, store)
                 self.evaluate.build()
                 self.architecture.build()
-                checks = about.build(self.labels, labels_state)
-            self.status.wire(demo, self.predict, checks)
+                checks, towers = about.build(self.labels, labels_state)
+            self.status.wire(demo, self.predict, checks, towers)
             self.opening.wire(demo, tabs, labels_state, store, link_note)
             self.api.register()
         self.demo = demo

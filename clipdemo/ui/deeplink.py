@@ -52,9 +52,11 @@ class PageOpen:
         if label_set is not None:
             out.update({lab.state: label_set, lab.label_box: label_set.label_text(),
                         lab.tpl_box: label_set.template_text(), lab.preset: label_set.label_preset or CUSTOM,
-                        lab.tpl_preset: label_set.template_set or CUSTOM})
+                        lab.tpl_preset: label_set.template_set or CUSTOM, lab.encoder: label_set.encoder})
         shown = label_set or LabelSet.preset()
-        out.update({lab.summary: lab.label_summary(shown, lang), lab.sets.download: lab.sets.download_set(shown)})
+        out.update({lab.summary: lab.label_summary(shown, lang), lab.sets.download: lab.sets.download_set(shown),
+                    lab.hint_md: lab.hint(shown.label_text(), shown.template_text(), shown.encoder, lang,
+                                          shown.label_preset)})
         if link.index is not None:
             out[p.index] = link.index
         if link.k is not None:
@@ -91,6 +93,7 @@ class PageOpen:
         self.tabs, self.note, self.classify, self.run_search = tabs, note, gr.State(False), gr.State(False)
         p, lab, s = self.predict, self.labels, self.search
         outputs = [p.index, p.top_k, labels_state, lab.label_box, lab.tpl_box, lab.preset, lab.tpl_preset, lab.summary,
+                   lab.encoder, lab.hint_md,
                    lab.token_table, lab.token_note, lab.sets.download, tabs, lab.sets.choice, note, self.classify,
                    self.run_search, s.query, s.negative, s.raw, s.n]
         self.search_outputs = s.outputs

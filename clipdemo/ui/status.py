@@ -42,7 +42,19 @@ class StatusLine:
         return {self.line: line, self.timer: gr.Timer(active=not self.rt.settled),  # poll until settled
                 self.index_timer: gr.Timer(active=self.rt.index_status().building),
                 self.layers: gr.Dropdown(choices=layer_choices(config)),
-                self.heads: gr.Dropdown(choices=head_choices(config)), self.checks: about}
+                self.heads: gr.Dropdown(choices=head_choices(config)), self.checks: about,
+                self.towers: self._towers(lang)}
+
+    def _towers(self, lang: str) -> str:
+        """The About tab's words on the text towers: CLIP's own, and the multilingual one (loaded or not yet)."""
+        zs = self.rt.service() if self.rt.ready else None
+        tower = zs.tower_loaded if zs is not None else None
+        if tower is None:
+            state = text("towers_not_loaded", lang)
+        else:
+            state = md_message(tower.label.say(lang))
+            state = state if tower.info.trained else f"⚠️ **{state}**"
+        return text("towers_md", lang, state)
 
     def index_tick(self, request: gr.Request = None) -> dict:
         """While the search index builds: the status line (with its progress), and whether to poll again."""
@@ -62,6 +74,9 @@ class StatusLine:
             host = cpus.describe(zs.threads) if zs.path.name == "cpu" else f"device {zs.loaded.device}"
             line = text("status_ready", lang, weights, md_message(zs.path.title), md_message(host),
                         md_message(zs.encoder_note))
+            if (tower := zs.tower_loaded) is not None:  # the multilingual text tower, once a visitor used it
+                said = md_message(tower.label.say(lang))
+                line += " · " + (said if tower.info.trained else f"⚠️ **{said}**")
         elif st.state is ModelState.FAILED:
             line, details = "❌ " + text("status_model_failed", lang), [st.message.say(lang)]
         else:
@@ -99,11 +114,11 @@ class StatusLine:
         self.timer = gr.Timer(1.0)
         self.index_timer = gr.Timer(5.0, active=False)  # while the search index builds
 
-    def wire(self, demo: gr.Blocks, predict: PredictTab, checks: gr.Markdown) -> None:
+    def wire(self, demo: gr.Blocks, predict: PredictTab, checks: gr.Markdown, towers: gr.Markdown) -> None:
         """Poll the status on page load and each second until start-up is over; `/ping` for health checks."""
-        self.layers, self.heads, self.checks = predict.layer, predict.head, checks
+        self.layers, self.heads, self.checks, self.towers = predict.layer, predict.head, checks, towers
         gr.on([demo.load, self.timer.tick], self.status, None,
-              [self.line, self.timer, self.index_timer, self.layers, self.heads, self.checks],
+              [self.line, self.timer, self.index_timer, self.layers, self.heads, self.checks, self.towers],
               api_name="status", api_visibility=UI_API, queue=False)
         self.index_timer.tick(self.index_tick, None, [self.line, self.index_timer], api_visibility="private",
                               queue=False)

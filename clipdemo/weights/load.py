@@ -1,12 +1,14 @@
 """From a weights name to a loaded model: `load_model`, the one entry point for every weight source.
 
 Holds `load_model` (a registered source fetched and verified, a checkpoint file in any of the three
-formats, or seeded random weights) and `load_checkpoint`. What a model is lives in `clipdemo.core.model`;
+formats, or seeded random weights), `load_checkpoint`, and `load_tower` (the multilingual text tower that goes
+with a loaded image model: its pinned Hub files, or random beside random image weights). What a model is lives in `clipdemo.core.model`;
 where files come from in `clipdemo.weights.sources` and `.download`; how they are read in `.formats`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -14,12 +16,16 @@ import torch
 
 from ..core.model import (DEFAULT_MODEL, PRESETS, ClipConfig, LoadedModel, WeightsError, WeightsInfo,
                           build_from_state_dict, build_random, place_on, preprocess_for, random_preset, resolve_device)
+from ..core.multilingual import (MULTILINGUAL, TOWER_PRESETS, LoadedTower, TextTower, WordPieces, build_from_state_dicts,
+                                 standin_vocabulary)
+from ..core.multilingual import build_random as build_tower
 from ..core.words import ProgressFn, Text
 from .download import Hub, fetch
 from .formats import read_checkpoint
-from .sources import WEIGHT_SOURCES, WeightSource, known_release, sha256_file
+from .sources import (TOWER_ROLES, TOWER_SOURCES, WEIGHT_SOURCES, TowerSource, WeightSource, known_release,
+                      sha256_file)
 
-__all__ = ["load_model", "load_checkpoint", "default_cache"]
+__all__ = ["load_model", "load_checkpoint", "load_tower", "default_cache"]
 
 log = logging.getLogger(__name__)
 def default_cache() -> Path:
@@ -72,3 +78,53 @@ def load_model(weights: str = DEFAULT_MODEL, *, device: str | torch.device = "au
     log.info("loaded %s from %s on %s", name, origin, dev)
     return LoadedModel(model, preprocess_for(config), dev, config,
                        WeightsInfo(name, origin, digest, trained=True, release=known_release(digest)))
+
+
+def load_tower(image: LoadedModel, *, cache_dir: Path | None = None, allow_download: bool = True, seed: int = 0,
+               progress: ProgressFn | None = None, sources: dict[str, TowerSource] = TOWER_SOURCES,
+               hub: Hub | None = None, name: str = MULTILINGUAL) -> LoadedTower:
+    """The multilingual text tower that goes with the image model `image`, on its device and in its dtype.
+
+    With random image weights, or a model of another width than the registered tower's (the tests' tiny CLIP), a
+    random tower of the image model's width (seeded; "tiny" beside the tiny CLIP) over a stand-in vocabulary of
+    the real one's size: aligned with nothing, and said so. Otherwise the registered tower's files (`sources[name]`: the Hub files at a pinned revision, each verified by its
+    SHA-256, from the Hugging Face cache `preload_from_hub` fills, else downloaded when allowed). A tower whose
+    width is not the image model's is a WeightsError: its features could not be compared with the images'.
+    """
+    if not image.info.trained or image.config.embed_dim != TOWER_PRESETS[name].embed_dim:
+        config = next((c for c in TOWER_PRESETS.values() if c.embed_dim == image.config.embed_dim), None)
+        if config is None:
+            raise WeightsError("ml_width", image.config.embed_dim, ", ".join(
+                str(c.embed_dim) for c in TOWER_PRESETS.values()))
+        if progress:
+            progress(0, 0, Text("ml_building"))
+        model = build_tower(config, seed).to(image.device)
+        info = WeightsInfo(f"random {name}", f"seeded random init (seed={seed}), stand-in vocabulary", None,
+                           trained=False)
+        return LoadedTower(_in_dtype(model, image), WordPieces(standin_vocabulary(config.vocab_size)), model.config,
+                           info)
+    source = sources[name]
+    paths, digests = {}, []
+    for role in TOWER_ROLES:
+        try:
+            paths[role], mirror = fetch(source.files[role], cache_dir or default_cache(), hub=hub or Hub(),
+                                        allow_download=allow_download, progress=progress)
+        except WeightsError as exc:  # what was tried (fetch's own fix is for the image weights), and the tower's fixes
+            tried = exc.text.values[3] if exc.key == "weights_tried" else exc.text
+            raise WeightsError("ml_unavailable", source.files[role].name, tried) from exc
+        digests.append(mirror.sha256)
+    if progress:
+        progress(0, 0, Text("loading_file", paths["bert"].name))
+    model = build_from_state_dicts(read_checkpoint(paths["bert"]), read_checkpoint(paths["dense"]))
+    if model.config.embed_dim != image.config.embed_dim:
+        raise WeightsError("ml_width", image.config.embed_dim, model.config.embed_dim)
+    digest = hashlib.sha256(" ".join(digests).encode()).hexdigest()  # the three pinned files together
+    info = WeightsInfo(name, source.files["bert"].mirrors[0].where.rsplit("/", 1)[0], digest, trained=True)
+    log.info("loaded the %s text tower from %s on %s", name, info.origin, image.device)
+    return LoadedTower(_in_dtype(model.to(image.device), image), WordPieces(str(paths["vocab"]), model.config.max_tokens),
+                       model.config, info)
+
+
+def _in_dtype(tower: TextTower, image: LoadedModel) -> TextTower:
+    """The tower in the image model's dtype: fp32 on CPU, fp16 on CUDA (as `clip.load` runs CLIP there)."""
+    return tower.to(image.dtype).eval()

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.model import DEFAULT_MODEL
+from ..core.multilingual import HUB_REPO, MULTILINGUAL
 
-__all__ = ["Mirror", "WeightSource", "WEIGHT_SOURCES", "KNOWN_RELEASES", "known_release", "sha256_file",
+__all__ = ["Mirror", "WeightSource", "WEIGHT_SOURCES", "TowerSource", "TOWER_SOURCES", "TOWER_ROLES", "KNOWN_RELEASES", "known_release", "sha256_file",
            "file_digest"]
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,44 @@ WEIGHT_SOURCES: dict[str, WeightSource] = {
                    url=f"https://openaipublic.azureedge.net/clip/models/{_VIT_B_32_SHA}/ViT-B-32.pt"),
         ),
     ),
+}
+
+
+@dataclass(frozen=True)
+class TowerSource:
+    """A text tower's files, each a `WeightSource` by its role: "bert" (DistilBERT's tensors), "dense" (the
+    768 -> 512 layer's), "vocab" (the WordPiece vocabulary)."""
+
+    name: str
+    files: dict[str, WeightSource]
+
+
+TOWER_ROLES = ("bert", "dense", "vocab")
+_ML_REV = "58edf8cada9e398793dca955574a48cbb7f18be2"
+
+
+def _ml(filename: str, sha256: str) -> Mirror:
+    return Mirror(filename, sha256, repo_id=HUB_REPO, revision=_ML_REV)
+
+
+# sentence-transformers/clip-ViT-B-32-multilingual-v1 (Apache-2.0) at one commit, the one projects that pin
+# its files download (issue #25's note lists the sources). safetensors first (no pickle); the same tensors as
+# torch.save files second (read with weights_only=True). Sizes and hashes are third-party records: data,
+# checked on use like the image weights'. On the Space they are preloaded (`preload_from_hub` in README.md).
+TOWER_SOURCES: dict[str, TowerSource] = {
+    MULTILINGUAL: TowerSource(MULTILINGUAL, {
+        "bert": WeightSource("multilingual DistilBERT", (
+            _ml("model.safetensors", "7b968c09938603158413ea2c91af82e82158ebb6db901a6cf97c28ce7d7ebc6d"),  # ~539 MB
+            _ml("pytorch_model.bin", "a220db68008f8d22d5899fbb71f51e95a34bc42402ecb967c8d42b3ab0e5000f"),  # ~539 MB
+        )),
+        "dense": WeightSource("multilingual dense layer", (
+            _ml("2_Dense/model.safetensors", "d12568dc7300970a4d3dbb49068ad16cd89b99840b74b026f8e48071e9414f74"),  # 1,572,984 B
+            _ml("2_Dense/pytorch_model.bin", "616d24a48f22b1097c30423a6054b8ac025fedf31ee9fbb05d5c963c56a14ecf"),  # 1,573,739 B
+        )),
+        "vocab": WeightSource("multilingual vocabulary", (
+            _ml("vocab.txt", "fe0fda7c425b48c516fc8f160d594c8022a0808447475c1a7c6d6479763f310c"),  # 995,526 B
+        )),
+    }),
 }
 
 

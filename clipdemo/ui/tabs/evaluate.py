@@ -28,7 +28,8 @@ __all__ = ["EvaluateTab", "SUBSET_TITLES", "TEMPLATE_TITLES", "TIME_LIMIT_S"]
 
 # The radios' names, by the tasks' keys (SUBSETS, TEMPLATE_CHOICES), translated in the browser
 SUBSET_TITLES = {"first": "eval_subset_first", "per-class": "eval_subset_per_class", "all": "eval_subset_all"}
-TEMPLATE_TITLES = {"single": "eval_tpl_single", "cifar18": "eval_tpl_cifar18", "both": "eval_tpl_both"}
+TEMPLATE_TITLES = {"single": "eval_tpl_single", "cifar18": "eval_tpl_cifar18", "both": "eval_tpl_both",
+                   "languages": "eval_tpl_languages"}
 TIME_LIMIT_S = 20 * 60  # a run stops here (all 10,000 images take ~9 min alone on 2 vCPUs); what it stored is kept
 
 

@@ -13,6 +13,7 @@ import gradio as gr
 
 from ...core.inside import cls_attention_map, prompt_words
 from ...core.labels import LabelSet, fill
+from ...core.labels import CLIP
 from ...core.words import text
 from ...core.zeroshot import LOGIT_SCALE
 from ...io import figures
@@ -58,6 +59,8 @@ class ExplainBox:
         what_map = (text("explain_versus", lang, md_text(label), md_text(versus)) if versus and versus != label
                     else text("explain_for", lang, md_text(label)))
         note = "" if zs.loaded.info.trained else " " + text("explain_random", lang)
+        if label_set.encoder != CLIP:  # the words' relevancy is CLIP's text tower's; the image side is shown
+            shaded, note = [(w + " ", None) for w in prompt_words(prompt)], note + " " + text("explain_words_tower", lang)
         caption = text("explain_caption", lang, what_map, md_text(what), f"{ex.logit / LOGIT_SCALE:.3f}",
                        md_text(prompt)) + note
         return {self.relevancy: figures.attention_overlay(big, ex.image),

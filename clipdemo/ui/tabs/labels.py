@@ -1,8 +1,9 @@
 """The Labels tab: the visitor's own label set and prompt templates, their similarity, and CLIP's tokens.
 
 Holds `LabelsTab`: its layout (`build`) and its handlers, plain methods that return Gradio's
-`{component: value}` dicts (`pick_preset`, `check_labels`, `set_labels`, `label_summary`, `tokens`,
-`similarity`). The active set is a `LabelSet` in the visitor's `gr.State`, never on the server; the saved
+`{component: value}` dicts (`pick_preset`, `check_labels`, `set_labels`, `pick_encoder`, `label_summary`,
+`tokens`, `similarity`). The label language is the set's text tower: CLIP's own (English) or the multilingual
+one; a hint offers the latter while the former is active and the labels, the page or a preset is not English. The active set is a `LabelSet` in the visitor's `gr.State`, never on the server; the saved
 sets are `saved_sets.SavedSetsBox`.
 """
 
@@ -11,7 +12,8 @@ from __future__ import annotations
 import gradio as gr
 
 from ...core.inside import label_similarity, prompt_tokens
-from ...core.labels import CONTEXT_LENGTH, LABEL_PRESETS, PROMPT_BUDGET, TEMPLATE_SETS, LabelSet
+from ...core.labels import CLIP, CONTEXT_LENGTH, LABEL_PRESETS, PROMPT_BUDGET, TEMPLATE_SETS, LabelSet, suggests_multilingual
+from ...core.multilingual import MULTILINGUAL
 from ...core.words import Refusal, text
 from ...io import figures
 from ...serving.runtime import Runtime
@@ -31,8 +33,9 @@ class LabelsTab:
     def __init__(self, runtime: Runtime):
         self.rt = runtime
 
-    def pick_preset(self, preset: str, template_set: str, label_text: str, template_text: str, label_set: LabelSet,
-                    request: gr.Request = None, progress=gr.Progress(), evt: gr.EventData = None) -> dict:
+    def pick_preset(self, preset: str, template_set: str, label_text: str, template_text: str, encoder: str,
+                    label_set: LabelSet, request: gr.Request = None, progress=gr.Progress(),
+                    evt: gr.EventData = None) -> dict:
         """Fill the editor of the preset just picked (both without an event; 'Custom' leaves it) and make the
         result active."""
         # Told apart by elem_id: Gradio 6.31 handed this handler another instance of the block (another _id).
@@ -42,33 +45,46 @@ class LabelsTab:
             out[self.label_box] = label_text = "\n".join(LABEL_PRESETS[preset].items)
         if picked in (None, TEMPLATE_SET_ID) and template_set in TEMPLATE_SETS:
             out[self.tpl_box] = template_text = "\n".join(TEMPLATE_SETS[template_set].items)
-        return {**out, **self.set_labels(label_text, template_text, label_set, request, progress)}
+        return {**out, **self.set_labels(label_text, template_text, encoder, label_set, request, progress)}
 
-    def check_labels(self, label_text: str, template_text: str, request: gr.Request = None) -> str:
-        """Inline check of the editors' text, without touching the model."""
+    def hint(self, label_text: str, template_text: str, encoder: str, lang: str, preset: str | None = None) -> str:
+        """The one-line offer of the multilingual encoder (empty when it is active, or not called for)."""
+        preset_language = next((p.language for p in (LABEL_PRESETS.get(preset or ""),) if p), None)
+        wanted = suggests_multilingual(f"{label_text}\n{template_text}", lang, preset_language)
+        return text("encoder_hint", lang) if encoder == CLIP and wanted else ""
+
+    def check_labels(self, label_text: str, template_text: str, encoder: str = CLIP, preset: str | None = None,
+                     request: gr.Request = None) -> dict:
+        """Inline check of the editors' text, without touching the model, and the label-language hint."""
         lang = lang_of(request)
+        hint = {self.hint_md: self.hint(label_text, template_text, encoder, lang, preset)}
         try:
-            checked = LabelSet.from_text(label_text, template_text)
+            checked = LabelSet.from_text(label_text, template_text, encoder=encoder or CLIP)
         except Refusal as exc:
-            return f"⚠️ {md_text(exc.say(lang))}"
+            return {self.check: f"⚠️ {md_text(exc.say(lang))}", **hint}
         note = text("dropped_note", lang, len(checked.dropped)) if checked.dropped else ""
-        return text("check_line", lang, len(checked.labels), len(checked.templates), checked.size, note,
-                    f"{checked.cost:,}", f"{100 * checked.cost / PROMPT_BUDGET:.0f}",
-                    f"{self.rt.text_seconds(checked.cost):.0f}")
+        if checked.encoder != CLIP:  # its tokenizer comes with its files: it counts when it encodes
+            return {self.check: text("check_line_tower", lang, len(checked.labels), len(checked.templates),
+                                     checked.size, note), **hint}
+        return {self.check: text("check_line", lang, len(checked.labels), len(checked.templates), checked.size, note,
+                                 f"{checked.cost:,}", f"{100 * checked.cost / PROMPT_BUDGET:.0f}",
+                                 f"{self.rt.text_seconds(checked.cost):.0f}"), **hint}
 
-    def set_labels(self, label_text: str, template_text: str, label_set: LabelSet, request: gr.Request = None,
-                   progress=gr.Progress()) -> dict:
-        """Check and activate a label set for this session; encodes its text features once (gr.Error when
-        refused: the visitor's previous set stays active and their text stays in the box)."""
+    def set_labels(self, label_text: str, template_text: str, encoder: str, label_set: LabelSet,
+                   request: gr.Request = None, progress=gr.Progress()) -> dict:
+        """Check and activate a label set, in the chosen label language (text tower), for this session; encodes
+        its text features once (gr.Error when refused: the visitor's previous set stays active and their text
+        stays in the box)."""
         lang = lang_of(request)
         with told(lang):
-            new = LabelSet.from_text(label_text, template_text)
+            new = LabelSet.from_text(label_text, template_text, encoder=encoder or CLIP)
         ready = self.rt.ready
         if ready:
             ensure_text(self.rt.service(), new, progress, lang)
         if new.dropped:
             gr.Warning(text("dropped_warning", lang, len(new.dropped)))
-        return {self.state: new, self.summary: self.label_summary(new, lang, ready)}
+        return {self.state: new, self.summary: self.label_summary(new, lang, ready),
+                self.hint_md: self.hint(label_text, template_text, new.encoder, lang, new.label_preset)}
 
     def label_summary(self, label_set: LabelSet, lang: str, ready: bool | None = None) -> str:
         """Markdown: how many labels and prompts are active, and whether their features are ready."""
@@ -77,8 +93,9 @@ class LabelsTab:
         shown = ", ".join(md_text(lab) for lab in label_set.labels[:12]) + (" …" if len(label_set.labels) > 12 else "")
         feats = text("features_ready" if ready else "features_later", lang)
         drop = text("dropped_list", lang, ", ".join(md_text(d) for d in label_set.dropped)) if label_set.dropped else ""
+        tower = text("encoder_clip" if label_set.encoder == CLIP else "encoder_multilingual", lang)
         return text("active_summary", lang, len(label_set.labels), len(label_set.templates), label_set.size, feats,
-                    drop, shown)
+                    drop, shown) + "\n\n" + text("summary_encoder", lang, tower)
 
     def tokens(self, prompt: str, request: gr.Request = None) -> dict:
         """The BPE tokens of a prompt as CLIP sees them, and where its text feature is read."""
@@ -113,6 +130,9 @@ class LabelsTab:
         template_choices = [(p.title, p.key) for p in TEMPLATE_SETS.values()] + [(L("custom_choice"), CUSTOM)]
         with gr.Tab(L("tab_labels"), id="labels"):
             self.summary = gr.Markdown(self.label_summary(start, "en", ready=False), elem_id="label-summary")
+            self.encoder = gr.Radio([(L("encoder_clip"), CLIP), (L("encoder_multilingual"), MULTILINGUAL)],
+                                    value=CLIP, label=L("label_language"), elem_id="label-language")
+            self.hint_md = gr.Markdown(elem_id="encoder-hint")
             with gr.Row():
                 with gr.Column(min_width=260):
                     self.preset = gr.Dropdown(preset_choices, value=start.label_preset, label=L("label_preset"),
@@ -124,7 +144,7 @@ class LabelsTab:
                                                   elem_id=TEMPLATE_SET_ID)
                     self.tpl_box = gr.Textbox(start.template_text(), lines=6, max_lines=20,
                                               label=L("templates_editor"), elem_id="template-editor")
-            check = gr.Markdown(elem_id="label-check")
+            self.check = gr.Markdown(elem_id="label-check")
             apply_btn = gr.Button(L("apply"), variant="primary", elem_id="apply-labels")
             self.sets = SavedSetsBox(self)
             self.sets.build(labels_state, store)
@@ -137,14 +157,17 @@ class LabelsTab:
                 self.token_table = gr.Dataframe(label=L("tokens_table"), elem_id="token-table")
                 self.token_note = gr.Markdown()
 
-        apply_btn.click(self.set_labels, [self.label_box, self.tpl_box, labels_state], [labels_state, self.summary],
-                        api_name="set_labels", api_visibility=UI_API)
+        applied = [labels_state, self.summary, self.hint_md]
+        editors = [self.label_box, self.tpl_box, self.encoder]
+        # Apply, and choosing the label language, activate the editors' set with the chosen text tower.
+        gr.on([apply_btn.click, self.encoder.input], self.set_labels, [*editors, labels_state], applied,
+              api_name="set_labels", api_visibility=UI_API)
         # Picking either preset fills its editor and applies the result, in one private event.
         gr.on([self.preset.input, self.tpl_preset.input], self.pick_preset,
-              [self.preset, self.tpl_preset, self.label_box, self.tpl_box, labels_state],
-              [self.label_box, self.tpl_box, labels_state, self.summary], api_visibility="private")
-        gr.on([self.label_box.change, self.tpl_box.change], self.check_labels, [self.label_box, self.tpl_box], check,
-              queue=False, trigger_mode="always_last", api_visibility="private")
+              [self.preset, self.tpl_preset, *editors, labels_state],
+              [self.label_box, self.tpl_box, *applied], api_visibility="private")
+        gr.on([self.label_box.change, self.tpl_box.change], self.check_labels, [*editors, self.preset],
+              [self.check, self.hint_md], queue=False, trigger_mode="always_last", api_visibility="private")
         sim_btn.click(self.similarity, labels_state, sim_plot, api_name="label_similarity", api_visibility=UI_API)
         prompt_box.change(self.tokens, prompt_box, [self.token_table, self.token_note], api_name="tokens",
                           api_visibility=UI_API, queue=False, trigger_mode="always_last")

@@ -19,7 +19,7 @@ from PIL import Image
 
 from ...core import checks
 from ...core.inside import cls_attention_map
-from ...core.labels import LabelSet
+from ...core.labels import CLIP, LabelSet, true_name, with_turkish
 from ...core.model import ClipConfig
 from ...core.words import Refusal, text
 from ...core.zeroshot import Prediction
@@ -52,11 +52,16 @@ def head_choices(config: ClipConfig) -> list[str]:
     return [MEAN_HEADS, *map(str, range(1, config.vision_heads + 1))]
 
 
+def shown_name(lang: str):
+    """How a label is written on a page in `lang`: a Turkish page shows CIFAR-100's Turkish names beside English."""
+    return with_turkish if lang == "tr" else str
+
+
 def truth_markdown(pred: Prediction, lang: str) -> str:
     """True class, whether top-1 is right, and the true class's rank and probability."""
     if pred.true_label is None:
         return ""
-    true = md_text(pred.true_label)
+    true = md_text(shown_name(lang)(pred.true_label))
     if pred.true_rank is None:
         return text("truth_absent", lang, true)
     verdict = text("truth_right" if pred.true_rank == 1 else "truth_wrong", lang)
@@ -82,9 +87,13 @@ class PredictTab:
     def _shown(self, zs: ZeroShot, pred: Prediction, image: Image.Image, what: str, last: dict,
                label_set: LabelSet, lang: str) -> dict:
         """What every prediction shows: the label list, the chart, the notebook's lines, files, the link."""
-        title = text("chart_top", lang) + ("" if zs.loaded.info.trained else text("untrained_suffix", lang))
+        tower = zs.tower_loaded if label_set.encoder != CLIP else None
+        trained = zs.loaded.info.trained and (tower is None or tower.info.trained)
+        title = (text("chart_top", lang) + (text("chart_multilingual", lang) if tower else "")
+                 + ("" if trained else text("untrained_suffix", lang)))
         share = Link(index=last.get("index"), k=len(pred.top), label_set=label_set, tab="predict")
-        return {self.result: dict(pred.top), self.chart: figures.bar_chart(pred, title, text("chart_probability", lang)),
+        chart = figures.bar_chart(pred, title, text("chart_probability", lang), shown_name(lang))
+        return {self.result: dict(pred.top), self.chart: chart,
                 self.lines: "\n".join(pred.lines()), self.truth: truth_markdown(pred, lang),
                 self.files: files.prediction_files(pred, what), self.last_input: last, self.share: link_query(share)}
 
@@ -100,7 +109,8 @@ class PredictTab:
         ensure_text(zs, label_set, progress, lang)
         with told(lang):
             feat = zs.cifar_feature(i, image, len(data))  # [D]: stored, or encoded once and stored
-            pred = zs.predict_feature(feat, label_set, k, data.true_label(i))
+            true = true_name(label_set.labels, data.true_label(i), label_set.label_preset)  # in the set's spelling
+            pred = zs.predict_feature(feat, label_set, k, true)
         return {self.original: figures.enlarge(image), self.model_input: figures.input_view(zs.pixels(image)),
                 **self._shown(zs, pred, image, f"CIFAR-100 test image #{i}", {"kind": "index", "index": i},
                               label_set, lang)}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ...core.labels import LabelSet, read_label_file
+from ...core.labels import CLIP, LabelSet, read_label_file
 from ...core.words import Refusal, text
 from .. import files
 from ..common import md_text
@@ -118,11 +118,13 @@ class SavedSetsBox:
         return self._sets(kept, text("sets_deleted", lang, md_text(name)))
 
     def _apply(self, label_text: str, template_text: str | None, label_set: LabelSet, note: str, request,
-               progress) -> dict:
-        """The editors filled and applied (gr.Error when the text is refused: the old set stays active)."""
+               progress, encoder: str | None = None) -> dict:
+        """The editors filled and applied, with `encoder` (default: the active set's text tower) (gr.Error when the
+        text is refused: the old set stays active)."""
         templates = label_set.template_text() if template_text is None else template_text
-        applied = self.tab.set_labels(label_text, templates, label_set, request, progress)
-        out = {self.tab.label_box: label_text, **applied, self.note: note}
+        encoder = encoder or label_set.encoder
+        applied = self.tab.set_labels(label_text, templates, encoder, label_set, request, progress)
+        out = {self.tab.label_box: label_text, **applied, self.note: note, self.tab.encoder: encoder}
         if template_text is not None:
             out[self.tab.tpl_box] = template_text
         return out
@@ -135,7 +137,7 @@ class SavedSetsBox:
         if entry is None:
             return {self.note: f"⚠️ {md_text(Refusal('sets_unknown', name or '').say(lang))}"}
         return self._apply("\n".join(entry["labels"]), "\n".join(entry["templates"]), label_set,
-                           text("sets_loaded", lang, md_text(name)), request, progress)
+                           text("sets_loaded", lang, md_text(name)), request, progress, entry.get("encoder", CLIP))
 
     def load_file(self, path: str | None, label_set: LabelSet, request: gr.Request = None,
                   progress=gr.Progress()) -> dict:
@@ -183,7 +185,7 @@ class SavedSetsBox:
         save_btn.click(self.save_set, [name, labels_state, store], sets_out, api_visibility="private")
         name.submit(self.save_set, [name, labels_state, store], sets_out, api_visibility="private")
         delete_btn.click(self.delete_set, [self.choice, store], sets_out, api_visibility="private")
-        editors = [tab.label_box, tab.tpl_box, labels_state, tab.summary, self.note]
+        editors = [tab.label_box, tab.tpl_box, tab.encoder, labels_state, tab.summary, tab.hint_md, self.note]
         load.click(self.load_set, [self.choice, store, labels_state], editors, api_visibility="private")
         upload.upload(self.load_file, [upload, labels_state], editors, api_visibility="private")
         labels_state.change(self.download_set, labels_state, self.download, api_visibility="private")
