@@ -6,8 +6,9 @@ The model is a full-size ViT-B/32 with seeded random weights (same shapes and co
 and CIFAR-100 is a synthetic split in the real on-disk format: the figures are about speed, never
 accuracy. The run also measures this machine's fp32 matmul floor, so R3 reads as distance from it, and
 prints the cost table of `bench.cost` (each typed endpoint's server CPU beside its model work), and search's
-figures (`bench.search`: R10 to R12, server-side latencies, the brute-force curve to a million vectors).
-Ends with one line: `ratios: R1=<x> R2=<x> ... R12=<x>`.
+figures (`bench.search`: R10 to R12, server-side latencies, the brute-force curve to a million vectors), and the
+multilingual text tower's (`bench.multilingual`: R13, R14, its RSS and first use after start).
+Ends with one line: `ratios: R1=<x> R2=<x> ... R14=<x>`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 from PIL import Image
 
 from bench.common import rss_mb, served_app, stand_ins, wait_ready
-from bench import search
+from bench import multilingual, search
 from bench.cost import cost_table
 from bench.peers import HFZeroShot, floor_report
 from bench.timing import paired, report
@@ -111,6 +112,8 @@ def in_process(q: bool, work: Path) -> dict[str, float]:
           f"pre-made tensors: {n / (min(r5.ours) / 1000):.1f} vs {n / (min(r5.base) / 1000):.1f} img/s (best runs) "
           f"-> {r5.ratio:.2f}")
     r.update(search.in_process(zs, data, q))
+    r.update(multilingual.in_process(zs, upload, q))
+    multilingual.first_use(work)
     return r
 
 
@@ -186,7 +189,7 @@ def main() -> int:
         if not q:
             served(q, work, backend="eager")  # memory without the ONNX Runtime copy of the weights
         r.update(search.served(q, work))
-    print("ratios: " + " ".join(f"R{i}={r[f'R{i}']:.2f}" for i in range(1, 13)))
+    print("ratios: " + " ".join(f"R{i}={r[f'R{i}']:.2f}" for i in range(1, 15)))
     return 0
 
 

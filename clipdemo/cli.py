@@ -19,10 +19,10 @@ from pathlib import Path
 from .core import checks
 from .core.architecture import config_card
 from .core.labels import (CLASS_NAME_SPELLINGS, CLIP, LABEL_PRESETS, TEMPLATE_SETS, TEXT_ENCODERS, LabelSet, fill,
-                          read_label_file, true_name)
+                          read_label_file, suggests_multilingual, true_name)
 from .core.search import DEFAULT_RESULTS, MAX_RESULTS, SearchQuery, results
 from .core.inside import prompt_words
-from .core.words import Refusal
+from .core.words import Refusal, Text
 from .core.zeroshot import LOGIT_SCALE
 from .io.cifar import open_cifar10, open_cifar100
 from .io.images import ALLOWED_FORMATS, open_image
@@ -230,6 +230,10 @@ def cmd_predict(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
               f"{100 * pred.true_prob:.2f}%")
     if note := _weights_note(pred.weights):
         print(f"\n{note}")
+    if label_set.encoder == CLIP and suggests_multilingual(label_set.label_text() + label_set.template_text(), "en",
+                                                           label_set.language):
+        print("\nNote: these labels are not English; CLIP's own text encoder reads English only. "
+              "--text-encoder multilingual reads them.")
     return 0
 
 
@@ -283,8 +287,11 @@ def cmd_explain(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     print(f"\nRelevancy over the {amap.shape[0]}x{amap.shape[1]} patches (row by row, top left first):")
     for row in amap.tolist():
         print("  " + " ".join(f"{v:6.3f}" for v in row))
-    print(f"\nRelevancy of the words of {prompt!r}:")
-    print("  " + "  ".join(f"{w} {v:.3f}" for w, v in zip(prompt_words(prompt), ex.words.tolist())))
+    if label_set.encoder == CLIP:
+        print(f"\nRelevancy of the words of {prompt!r}:")
+        print("  " + "  ".join(f"{w} {v:.3f}" for w, v in zip(prompt_words(prompt), ex.words.tolist())))
+    else:
+        print(f"\n{Text('explain_words_tower')}")
     if args.out:
         figures.attention_overlay(figures.overlay_base(figures.input_view(zs.pixels(image), min_size=0)),
                                   amap).save(args.out)

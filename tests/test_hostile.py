@@ -148,7 +148,7 @@ TRAVERSAL_STATUS = {"/etc/passwd": 403, "/etc/no-such-file": 403, "../../etc/pas
 def test_label_edge_cases(app, labels, templates, ok, expect):
     c = _client(app)
     if ok:  # accepted: the summary says what is active
-        assert expect in c.predict(labels, templates, "clip", api_name="/set_labels")
+        assert expect in c.predict(labels, templates, "clip", api_name="/set_labels")[0]  # (summary, hint)
     else:  # refused: the visitor gets the sentence
         with pytest.raises(Exception) as err:
             c.predict(labels, templates, "clip", api_name="/set_labels")
@@ -157,7 +157,7 @@ def test_label_edge_cases(app, labels, templates, ok, expect):
 
 def test_labels_are_shown_as_text(app):
     c = _client(app)
-    summary = c.predict("<img src=x onerror=alert(1)>\n**bold**", "{}", "clip", api_name="/set_labels")
+    summary, _ = c.predict("<img src=x onerror=alert(1)>\n**bold**", "{}", "clip", api_name="/set_labels")
     assert "<img" not in summary.replace("\\<img", "") and "\\<img src=x" in summary
     assert "\\*\\*bold\\*\\*" in summary
     out = c.predict(3, 2, api_name="/predict_index")
@@ -193,7 +193,7 @@ def test_a_label_named_like_a_server_file_is_only_a_label(app):
     """Labels are text: a label that names a file on the server is shown as a label and never opened."""
     c = _client(app)
     names = ("results.json", "app.py", "/etc/passwd", "../clipdemo/settings.py")
-    summary = c.predict("\n".join(names), "{}", "clip", api_name="/set_labels")
+    summary, _ = c.predict("\n".join(names), "{}", "clip", api_name="/set_labels")
     assert "4 labels × 1 template(s)" in summary
     out = c.predict(3, 4, api_name="/predict_index")
     assert {x["label"] for x in out[2]["confidences"]} == set(names)

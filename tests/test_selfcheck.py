@@ -170,12 +170,13 @@ def test_the_space_shows_its_self_check_only_on_real_files_and_a_failure_as_a_wa
     assert [c.name for c in rt.checks] == ["notebook, index 15", "attention rollout, index 15",
                                            "CIFAR-100 sample, single prompt"]
     with running_app(rt) as (url, _):
-        line, _timer, _index_timer, _layers, _heads, about = Client(url, verbose=False).predict(
+        line, _timer, _index_timer, _layers, _heads, about, towers = Client(url, verbose=False).predict(
                 api_name="/status")
     assert '<span title="Reproduces the notebook: lion 96.34% (ours ' in line
     assert "⚠️ the self-check differs from the published figures</span>" in line  # a tiny random model fails
     assert about.startswith("### Self-check on the real weights")
     assert "n=1,000" in about and "does not match" in about
+    assert towers.startswith("**Text encoders.**") and "not loaded yet" in towers  # loaded on first use
 
 
 def test_cifar10_check_counts_top1_as_a_hand_count_does_in_bulk_chunks(tiny_loaded, cifar_root):

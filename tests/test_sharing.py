@@ -147,7 +147,7 @@ def test_predictions_go_through_while_a_label_set_at_the_budget_edge_encodes(app
     _wait(lambda: _bulk_grants(zs) > before, "the label set to start encoding (as bulk work)")
     _check_predictions(url, reference, tmp_path)
     assert not job.done()  # B was served between A's chunks
-    assert "100 labels × 18 template(s) = 1800 prompts" in job.result(timeout=300)
+    assert "100 labels × 18 template(s) = 1800 prompts" in job.result(timeout=300)[0]  # (summary, hint)
     assert zs.gate_stats.max_bulk_chunks_waited <= 1
 
 
