@@ -23,7 +23,7 @@ from clipdemo.ui.app import start_runtime
 from clipdemo.ui.common import GPU_REFUSALS
 from uiserver import running_app
 
-TASKS = ("encode_images", "encode_prompts", "attention", "relevancy", "tower_summary")
+TASKS = ("encode_images", "encode_prompts", "encode_multilingual", "attention", "relevancy", "tower_summary")
 
 
 def _settings(tiny_ckpts, cifar_root, tmp_path) -> Settings:
@@ -105,6 +105,12 @@ def test_under_zerogpus_contract_predictions_are_unchanged(contract_app, tmp_pat
     assert names[1:] == ["encode_prompts", "encode_images", "attention", "tower_summary", "tower_summary",
                          "relevancy"], names  # the rollout beside the map reuses the attention task's trace
     assert all(isinstance(s, int) and 10 <= s <= 60 for _, s in fake_zerogpu.calls)  # every duration evaluated
+    fake_zerogpu.calls.clear()
+    turkish = c.predict("aslan\nkaplan\ndeve", "bir {} fotoğrafı", "multilingual", api_name="/set_labels")[0]
+    assert "Text encoder: **Any language (multilingual encoder)**" in turkish
+    assert [name for name, _ in fake_zerogpu.calls] == ["encode_multilingual"]  # the tower is a GPU task too
+    assert {x["label"] for x in c.predict(3, 3, api_name="/predict_index")[2]["confidences"]} == {"aslan", "kaplan",
+                                                                                                 "deve"}
 
 
 def test_a_zerogpu_refusal_reaches_the_visitor_as_a_sentence(contract_app, tmp_path):
@@ -179,3 +185,19 @@ def test_on_zerogpu_a_cpu_model_never_goes_to_a_gpu_worker_and_bad_inputs_never_
     assert elsewhere.calls == []  # refused before any task
     zs.tower_summary("text", 1)
     assert [name for name, _ in elsewhere.calls] == ["tower_summary"]  # off ZeroGPU: through the wrapper
+
+
+def test_where_the_model_loads_before_launch_the_multilingual_tower_does_too(tiny_ckpts, tmp_path, cifar_root,
+                                                                          monkeypatch):
+    """On ZeroGPU a GPU worker is forked with what the process holds: the tower is loaded with the model, before
+    `start` returns (a path that loads before launch, on CPU here); elsewhere it waits for its first use."""
+    import dataclasses
+
+    for before, loaded in ((True, True), (False, False)):
+        path = dataclasses.replace(accel.PATHS["cpu"], load_before_launch=before)
+        monkeypatch.setattr(accel, "path_for", lambda device, _p=path: _p)
+        rt = Runtime(Settings(weights=str(tiny_ckpts["state_dict"]), cache_dir=tmp_path, data_root=cifar_root,
+                              allow_download=False, search_index=False))
+        rt.start(wait_for_model=True)
+        assert (rt.service().tower_loaded is not None) == loaded
+        rt.settle(60)
