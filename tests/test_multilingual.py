@@ -361,7 +361,8 @@ def test_the_labels_tab_hint_and_label_language(page):
     assert check.startswith("✓ 2 labels × 1 template(s) = 2 prompts. The multilingual encoder counts its tokens")
     out = lab.set_labels("aslan\nkaplan", "bir {} fotoğrafı", "multilingual", english, None, no_progress)
     assert out[lab.state] == LabelSet.of(["aslan", "kaplan"], ["bir {} fotoğrafı"], encoder="multilingual")
-    assert "Text encoder: **Any language (multilingual encoder)**" in out[lab.summary] and out[lab.hint_md] == ""
+    assert "Text encoder: **Any language (multilingual encoder)** · ⚠️ multilingual text encoder: random " \
+           "multilingual, untrained" in out[lab.summary] and out[lab.hint_md] == ""  # random weights say so
     assert "Text encoder: **English (CLIP's own text encoder)**" in lab.label_summary(english, "en", ready=False)
 
 
@@ -407,3 +408,15 @@ def test_the_status_line_and_about_tab_name_the_text_towers(page):
     assert "multilingual text encoder: random multilingual, untrained" in status[page.status.line]
     assert "sentence-transformers/clip-ViT-B-32-multilingual-v1" in status[page.status.towers]
     assert "random multilingual, untrained" in status[page.status.towers]
+
+
+def test_the_evaluate_tab_shows_the_label_languages_side_by_side(page):
+    from uiserver import no_progress
+
+    ev = page.evaluate
+    *_, shown = ev.run("first", 30, 1, 0, "languages", "cifar100", None, no_progress)
+    rows = [line for line in shown[ev.summary].splitlines() if line.startswith("| ") and "%" in line]
+    assert [row.split(" | ")[0].removeprefix("| ") for row in rows] == ["en · CLIP", "en · multilingual",
+                                                                        "tr · multilingual"]
+    assert [trace.name for trace in shown[ev.chart].data] == ["en · CLIP", "en · multilingual", "tr · multilingual"]
+    assert "⚠️ multilingual text encoder: random multilingual, untrained" in shown[ev.summary]  # said so

@@ -33,7 +33,7 @@ _RAMP = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 
 
 
 # Okabe & Ito's colour-blind-safe palette: blue for bars, orange for the true class.
-BLUE, ORANGE = "#0072B2", "#E69F00"
+BLUE, ORANGE, GREEN = "#0072B2", "#E69F00", "#009E73"  # Okabe-Ito: told apart with any colour vision
 
 
 def themed(fig: go.Figure) -> go.Figure:
@@ -210,16 +210,20 @@ def similarity_figure(labels: tuple[str, ...], sim: torch.Tensor,
     return fig
 
 
-def per_class_chart(classes: tuple[str, ...], accuracy: list[float | None], title: str,
+def per_class_chart(classes: tuple[str, ...], accuracy: dict[str, list[float | None]], title: str,
                     axis: str = "top-1 accuracy (%)") -> go.Figure:
-    """Per-class top-1 accuracy, sorted from worst to best; classes without images are left out."""
-    pairs = sorted(((a, c) for c, a in zip(classes, accuracy) if a is not None), key=lambda p: p[0])
-    fig = go.Figure(go.Bar(x=[c for _, c in pairs], y=[100 * a for a, _ in pairs], marker_color=BLUE,
-                           hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
-    fig.update_layout(title=title, yaxis_title=axis, yaxis_range=[0, 100], height=380,
-                      margin=dict(l=5, r=5, t=40, b=5))
+    """Per-class top-1 accuracy of each setting (`{setting: [C] accuracies}`), side by side, classes sorted from
+    worst to best by the last setting; classes without images are left out."""
+    last = list(accuracy.values())[-1]
+    order = sorted((c for c, a in enumerate(last) if a is not None), key=lambda c: last[c])
+    colours = [GREEN, ORANGE, BLUE][-len(accuracy):] if len(accuracy) <= 3 else [None] * len(accuracy)
+    fig = go.Figure([go.Bar(x=[classes[c] for c in order], y=[100 * (values[c] or 0) for c in order], name=setting,
+                            marker_color=colour, hovertemplate=f"{html.escape(setting)} · %{{x}}: %{{y:.1f}}%<extra></extra>")
+                     for (setting, values), colour in zip(accuracy.items(), colours)])
+    fig.update_layout(title=title, yaxis_title=axis, yaxis_range=[0, 100], height=380, barmode="group",
+                      showlegend=len(accuracy) > 1, margin=dict(l=5, r=5, t=40, b=5))
     themed(fig)
-    fig.update_xaxes(type="category", showticklabels=len(pairs) <= 40)
+    fig.update_xaxes(type="category", showticklabels=len(order) <= 40)
     return fig
 
 

@@ -13,15 +13,16 @@ from collections.abc import Iterator
 import gradio as gr
 
 from ...core import checks
-from ...core.labels import CLASS_NAME_SPELLINGS, LABEL_PRESETS
+from ...core.labels import CLASS_NAME_SPELLINGS, CLIP, LABEL_PRESETS
 from ...core.model import WeightsInfo
+from ...core.multilingual import LoadedTower
 from ...core.words import text
 from ...io import figures
 from ...io.cifar import Cifar100
 from ...serving.runtime import Runtime
 from ...tasks.evaluate import PUBLISHED, SUBSETS, TEMPLATE_CHOICES, EvalResult, Evaluation, Report, Step, run
 from .. import files
-from ..common import UI_API, told, wait_for_service
+from ..common import UI_API, md_message, told, wait_for_service
 from ..lang import L, lang_of
 
 __all__ = ["EvaluateTab", "SUBSET_TITLES", "TEMPLATE_TITLES", "TIME_LIMIT_S"]
@@ -60,11 +61,14 @@ class EvaluateTab:
                     yield {self.summary: step.stopped.say(lang)}
                 else:
                     progress(1.0, desc=text("eval_scoring", lang))
-                    yield self._shown(step, ev, zs.loaded.info, data, lang)
+                    yield self._shown(step, ev, zs.loaded.info, data, lang, zs.tower_loaded)
 
-    def _shown(self, report: Report, ev: Evaluation, info: WeightsInfo, data: Cifar100, lang: str) -> dict:
+    def _shown(self, report: Report, ev: Evaluation, info: WeightsInfo, data: Cifar100, lang: str,
+               tower: LoadedTower | None = None) -> dict:
         best = report.results[-1]
-        chart = figures.per_class_chart(best.classes, best.per_class, text("per_class_title", lang, best.setting),
+        settings = " · ".join(r.setting for r in report.results) if len(report.results) > 1 else best.setting
+        chart = figures.per_class_chart(report.results[0].classes, {r.setting: r.per_class for r in report.results},
+                                        text("per_class_title", lang, settings),
                                         text("per_class_axis", lang))
         confusion = figures.confusion_figure(best.classes, best.confusion, text("confusion_title", lang, best.setting),
                                              (text("predicted", lang), text("true", lang)))
@@ -76,7 +80,7 @@ class EvaluateTab:
                           f"{best.classes[tr]} → {best.classes[p]} ({count}×)"))
         worst = [(figures.enlarge(data.image(i), 96), f"#{i}: {best.classes[tr]} → {best.classes[p]} ({100 * q:.0f}%)")
                  for i, tr, p, q in best.worst_mistakes(12)]
-        return {self.summary: _summary(report, ev, info, lang), self.chart: chart, self.confusion: confusion,
+        return {self.summary: _summary(report, ev, info, lang, tower), self.chart: chart, self.confusion: confusion,
                 self.pairs: pairs, self.worst: worst, self.files: files.evaluation_files(report.results)}
 
     # -- layout and wiring -------------------------------------------------------------------------
@@ -113,7 +117,7 @@ class EvaluateTab:
         stop_btn.click(None, None, None, cancels=[running], api_visibility="private", queue=False)
 
 
-def _summary(report: Report, ev: Evaluation, info: WeightsInfo, lang: str) -> str:
+def _summary(report: Report, ev: Evaluation, info: WeightsInfo, lang: str, tower: LoadedTower | None = None) -> str:
     rows = [text("eval_table_head", lang), "|---|---|---|---|---|---|"]
     for r in report.results:
         published = "; ".join(PUBLISHED.get(r.setting, ())) or "–"
@@ -127,4 +131,6 @@ def _summary(report: Report, ev: Evaluation, info: WeightsInfo, lang: str) -> st
         notes.insert(0, text("eval_unverified", lang))
     if not info.trained:
         notes.insert(0, text("eval_untrained", lang))
+    if tower is not None and not tower.info.trained and any(s.encoder != CLIP for s in ev.settings):
+        notes.insert(0, "⚠️ " + md_message(tower.label.say(lang)))  # the multilingual rows' tower is random
     return "\n".join(rows) + "\n\n" + "\n\n".join(notes)

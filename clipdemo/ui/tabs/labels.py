@@ -17,7 +17,7 @@ from ...core.multilingual import MULTILINGUAL
 from ...core.words import Refusal, text
 from ...io import figures
 from ...serving.runtime import Runtime
-from ..common import CUSTOM, UI_API, ensure_text, md_text, told, wait_for_service
+from ..common import CUSTOM, UI_API, ensure_text, md_message, md_text, told, wait_for_service
 from ..lang import L, lang_of
 from .saved_sets import SavedSetsBox
 
@@ -93,9 +93,13 @@ class LabelsTab:
         shown = ", ".join(md_text(lab) for lab in label_set.labels[:12]) + (" …" if len(label_set.labels) > 12 else "")
         feats = text("features_ready" if ready else "features_later", lang)
         drop = text("dropped_list", lang, ", ".join(md_text(d) for d in label_set.dropped)) if label_set.dropped else ""
-        tower = text("encoder_clip" if label_set.encoder == CLIP else "encoder_multilingual", lang)
+        encoder = text("summary_encoder", lang, text("encoder_clip" if label_set.encoder == CLIP
+                                                     else "encoder_multilingual", lang))
+        tower = self.rt.service().tower_loaded if label_set.encoder != CLIP and self.rt.ready else None
+        if tower is not None and not tower.info.trained:  # random weights say so, as the image tower's do
+            encoder += f" · ⚠️ {md_message(tower.label.say(lang))}"
         return text("active_summary", lang, len(label_set.labels), len(label_set.templates), label_set.size, feats,
-                    drop, shown) + "\n\n" + text("summary_encoder", lang, tower)
+                    drop, shown) + "\n\n" + encoder
 
     def tokens(self, prompt: str, request: gr.Request = None) -> dict:
         """The BPE tokens of a prompt as CLIP sees them, and where its text feature is read."""
