@@ -420,3 +420,12 @@ def test_the_evaluate_tab_shows_the_label_languages_side_by_side(page):
                                                                         "tr · multilingual"]
     assert [trace.name for trace in shown[ev.chart].data] == ["en · CLIP", "en · multilingual", "tr · multilingual"]
     assert "⚠️ multilingual text encoder: random multilingual, untrained" in shown[ev.summary]  # said so
+
+
+def test_transformers_missing_is_said_with_the_fix(monkeypatch):
+    """The tower's package not installed: a WeightsError with the fix, never an ImportError in a visitor's face."""
+    from clipdemo.core.clip_package import import_transformers
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # what `import transformers` sees when it is absent
+    with pytest.raises(WeightsError, match=r"needs the transformers package .* Fix: pip install -r requirements.txt"):
+        import_transformers.__wrapped__()
