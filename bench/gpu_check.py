@@ -1,17 +1,16 @@
 """CUDA check, prepared for a lent GPU: the app's GPU tasks (what ZeroGPU schedules) on CUDA, fp16 vs fp32.
 
-Builds two services on the GPU: fp16 (as `clip.load` runs CUDA, and as the ZeroGPU path does, with its
-batch sizes) and fp32, from the same full-size ViT-B/32 with seeded random weights (or CLIPDEMO_WEIGHTS).
-Every model call goes through `clipdemo.serving.accel`'s tasks wrapped in `accel.Contract`, a stand-in for
-`spaces.GPU` that keeps ZeroGPU's contract (arguments and results pickled, no CUDA tensor returned,
-each duration evaluated). Installs and downloads nothing. Prints: feature cosine fp16 vs fp32 (image,
-text), top-1/top-5 agreement over the 100 CIFAR-100 labels, the notebook's code against the app's
-service on CUDA, which self-checks (`clipdemo.tasks.selfcheck`) can run there and, when the real weights and
-data are present, their table; the attention and torchinfo tasks, evaluation throughput over a
-synthetic CIFAR-100 test split (10,000 images, the real on-disk format; accuracy is meaningless on
-random weights), the search index's build over it, and each task's longest call against the duration it asked
-ZeroGPU for. Exits 2
-without CUDA. Needs no gradio (run where only torch is installed).
+Builds two services on the GPU: fp16 (as `clip.load` runs CUDA, and as the ZeroGPU path does, with its batch sizes)
+and fp32, from the same full-size ViT-B/32 with seeded random weights (or CLIPDEMO_WEIGHTS). Every model call goes
+through `clipdemo.serving.accel`'s tasks wrapped in `accel.Contract`, a stand-in for `spaces.GPU` that keeps
+ZeroGPU's contract (arguments and results pickled, no CUDA tensor returned, each duration evaluated). Installs and
+downloads nothing. Prints: feature cosine fp16 vs fp32 (image, text, the multilingual tower's text), top-1/top-5
+agreement over the 100 CIFAR-100 labels, the notebook's code against the app's service on CUDA, which self-checks
+(`clipdemo.tasks.selfcheck`) can run there and, when the real weights and data are present, their table; the
+attention and torchinfo tasks, evaluation throughput over a synthetic CIFAR-100 test split (10,000 images, the real
+on-disk format; accuracy is meaningless on random weights), the search index's build over it, and each task's
+longest call against the duration it asked ZeroGPU for. Exits 2 without CUDA. Needs no gradio (run where only torch
+and transformers are installed).
 
     .venv/bin/python -m bench.gpu_check [--images 512] [--eval 10000]
 """
@@ -113,6 +112,12 @@ def main() -> int:
           f" - weights: {weights_why or 'the published ViT-B/32'}; data: {data_why or 'the real CIFAR-100'}")
     if not (weights_why or data_why):
         print(selfcheck.table(selfcheck.full_checks(fp16, open_cifar100(root), workers=8)))
+    turkish = LabelSet.preset("cifar100-tr", "single-tr", encoder="multilingual")  # the multilingual tower's task
+    ml16, ml32 = fp16.text_features(turkish), fp32.text_features(turkish)  # [100, D] each (random towers, same seed)
+    ml_top16, ml_top32 = (100 * img16 @ ml16.T).argmax(-1), (100 * img32 @ ml32.T).argmax(-1)
+    print(f"multilingual text feature cosine fp16 vs fp32: min {(ml16 * ml32).sum(-1).min():.6f}, 100 Turkish "
+          f"prompts; top-1 agreement {100 * (ml_top16 == ml_top32).float().mean():.1f}% "
+          f"({fp16.tower_loaded.model.dense.weight.dtype} tower on {fp16.tower_loaded.model.dense.weight.device})")
     trace = fp16.vision_trace(picture, "mandelbrot")
     summary = fp16.tower_summary("visual", 2)
     print(f"attention task: {tuple(trace.attentions.shape)} on {trace.attentions.device}; torchinfo task: "

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .core import checks
 from .core.architecture import config_card
-from .core.labels import (CLASS_NAME_SPELLINGS, CLIP, LABEL_PRESETS, TEMPLATE_SETS, TEXT_ENCODERS, LabelSet, fill,
+from .core.labels import (CLIP, LABEL_PRESETS, TEMPLATE_SETS, TEXT_ENCODERS, LabelSet, fill,
                           read_label_file, suggests_multilingual, true_name)
 from .core.search import DEFAULT_RESULTS, MAX_RESULTS, SearchQuery, results
 from .core.inside import prompt_words
@@ -28,7 +28,7 @@ from .io.cifar import open_cifar10, open_cifar100
 from .io.images import ALLOWED_FORMATS, open_image
 from .serving import settings as settings_mod
 from .tasks.classify import BatchError, classify_batch, read_batch
-from .tasks.evaluate import TEMPLATE_CHOICES, Evaluation, Report, Step, run
+from .tasks.evaluate import SPELLINGS, TEMPLATE_CHOICES, Evaluation, Report, Step, run
 
 __all__ = ["main", "build_parser"]
 
@@ -132,9 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--templates", choices=list(TEMPLATE_CHOICES), default="both",
                    help="the settings scored side by side: single, cifar18, both (default), or languages (English "
                         "with CLIP's text tower, English and Turkish with the multilingual one)")
-    e.add_argument("--spelling", choices=list(CLASS_NAME_SPELLINGS), default="cifar100",
-                   help="class names: torchvision's (default), the CLIP paper's, or Turkish (use the multilingual "
-                        "tower: --templates languages)")
+    e.add_argument("--spelling", choices=list(SPELLINGS), default="cifar100",
+                   help="class names: torchvision's (default) or the CLIP paper's (--templates languages brings its "
+                        "own: torchvision's and the Turkish ones)")
     _batch_args(e)
     e.add_argument("--out", type=Path, help="write the full results (per class, per image) as JSON")
     _model_args(e)

@@ -129,7 +129,8 @@ def write_tower_snapshot(folder: Path, config=None, seed: int = TINY_SEED) -> di
     save_file({"linear.weight": tower.dense.weight.detach().contiguous()}, folder / "2_Dense" / "model.safetensors")
     (folder / "vocab.txt").write_text("\n".join(standin_vocabulary(config.vocab_size)) + "\n", encoding="utf-8")
     files = {
-        "tokenizer_config.json": {"do_lower_case": False, "model_max_length": 512, "tokenizer_class": "DistilBertTokenizer"},
+        "tokenizer_config.json": {"do_lower_case": False, "model_max_length": 512,
+                                  "tokenizer_class": "DistilBertTokenizer"},
         "special_tokens_map.json": {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
                                     "cls_token": "[CLS]", "mask_token": "[MASK]"},
         "modules.json": [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},

@@ -97,7 +97,15 @@ def _loopback_source(base: str, files: dict[str, Path], revision: str) -> dict[s
         return Mirror(name, hashlib.sha256(path.read_bytes()).hexdigest(), repo_id="org/mclip", revision=revision,
                       endpoint=base)
     names = {"bert": "model.safetensors", "dense": "2_Dense/model.safetensors", "vocab": "vocab.txt"}
-    return {"tiny": TowerSource("tiny", {r: WeightSource(r, (mirror(files[r], names[r]),)) for r in TOWER_ROLES})}
+    return {"tiny": TowerSource("tiny", {r: WeightSource(r, (mirror(files[r], names[r]),)) for r in TOWER_ROLES},
+                                aligned_with="tiny release")}
+
+
+def _released(loaded, release: str):
+    """`loaded` as if its file were the known release `release` (the real tower goes with that release only)."""
+    import dataclasses
+
+    return dataclasses.replace(loaded, info=dataclasses.replace(loaded.info, release=release))
 
 
 def test_the_real_loading_path_through_a_loopback_hub_equals_sentence_transformers(tiny_snapshot, tiny_loaded,
@@ -109,14 +117,18 @@ def test_the_real_loading_path_through_a_loopback_hub_equals_sentence_transforme
     names = {"bert": "model.safetensors", "dense": "2_Dense/model.safetensors", "vocab": "vocab.txt"}
     routes = {f"/org/mclip/resolve/{revision}/{names[r]}": files[r].read_bytes() for r in TOWER_ROLES}
     hub = Hub(tmp_path / "hf")
+    image = _released(tiny_loaded, "tiny release")
     with loopback_server(routes) as (base, hits):
         sources = _loopback_source(base, files, revision)
-        tower = load_tower(tiny_loaded, cache_dir=tmp_path / "c", hub=hub, sources=sources, name="tiny")
+        tower = load_tower(image, cache_dir=tmp_path / "c", hub=hub, sources=sources, name="tiny")
         assert set(routes) <= set(hits)
         n = len(hits)
-        again = load_tower(tiny_loaded, cache_dir=tmp_path / "c", hub=hub, sources=sources, name="tiny")
+        again = load_tower(image, cache_dir=tmp_path / "c", hub=hub, sources=sources, name="tiny")
         assert len(hits) == n  # from the Hugging Face cache, no request
+        other = load_tower(tiny_loaded, cache_dir=tmp_path / "c", hub=hub, sources=sources, name="tiny")
+        assert len(hits) == n and not other.info.trained  # other image weights: a random tower, said so
     assert tower.info.trained and tower.info.name == "tiny" and again.info.sha256 == tower.info.sha256
+    assert tower.info.origin.endswith("@0123456/model.safetensors")  # the file actually used
     ours = text_features(tower.model, *tower.tokenizer(TEXTS))
     assert torch.allclose(ours, _sentence_transformers(folder, TEXTS), atol=1e-5)
 
@@ -130,18 +142,16 @@ def test_a_tampered_hub_file_is_refused_with_the_fix(tiny_snapshot, tiny_loaded,
     with loopback_server(routes) as (base, _):
         with pytest.raises(WeightsError, match=r"multilingual text encoder could not be loaded: no verified file for "
                                                r"bert \(tried: .*SHA-256 mismatch.*Fix: preload its files"):
-            load_tower(tiny_loaded, cache_dir=tmp_path / "c", hub=Hub(tmp_path / "hf"),
+            load_tower(_released(tiny_loaded, "tiny release"), cache_dir=tmp_path / "c", hub=Hub(tmp_path / "hf"),
                        sources=_loopback_source(base, files, revision), name="tiny")
 
 
 def test_no_download_allowed_says_what_was_tried_and_how_to_fix_it(vitb32, tmp_path):
-    """Trained ViT-B/32 weights go with the registered tower: with no file cached and downloads off, the sentence
-    names the file, what was tried and the fixes (nothing is fetched)."""
-    import dataclasses
-
-    trained = dataclasses.replace(vitb32, info=dataclasses.replace(vitb32.info, trained=True, sha256="0" * 64))
+    """OpenAI's ViT-B/32 goes with the registered tower: with no file cached and downloads off, the sentence names
+    the file, what was tried and the fixes (nothing is fetched)."""
     with pytest.raises(WeightsError) as err:
-        load_tower(trained, cache_dir=tmp_path, hub=Hub(tmp_path / "hf"), allow_download=False)
+        load_tower(_released(vitb32, "OpenAI ViT-B/32"), cache_dir=tmp_path, hub=Hub(tmp_path / "hf"),
+                   allow_download=False)
     assert str(err.value).startswith("The multilingual text encoder could not be loaded: no verified file for "
                                      "multilingual DistilBERT (tried: downloads are disabled")
     assert 'choose "English (CLIP\'s own text encoder)"' in str(err.value)
@@ -201,7 +211,7 @@ def test_switching_the_tower_re_encodes_and_switching_back_does_not(tiny_loaded,
     zs = ZeroShot(tiny_loaded)
     count = _Counting(zs, monkeypatch)
     english = LabelSet.of(["lion", "tiger", "camel"], ["a photo of a {}"])
-    multi = english.with_encoder("multilingual")
+    multi = LabelSet.of(["lion", "tiger", "camel"], ["a photo of a {}"], encoder="multilingual")
     assert multi != english and hash(multi) != hash(english) and multi.labels == english.labels
     clip_feats = zs.text_features(english)
     assert count.calls == {"clip": 1, "multilingual": 0}
@@ -209,10 +219,7 @@ def test_switching_the_tower_re_encodes_and_switching_back_does_not(tiny_loaded,
     assert count.calls == {"clip": 1, "multilingual": 1} and not torch.allclose(clip_feats, multi_feats)
     assert zs.text_features(english) is clip_feats and zs.text_features(multi) is multi_feats  # both cached
     assert count.calls == {"clip": 1, "multilingual": 1}
-    assert multi.with_encoder("clip") == english and zs.has_text_features(multi.with_encoder("clip"))
-    # the search query path keys by tower as well
-    q_clip, q_multi = zs.prompt_features(("a lion",)), zs.prompt_features(("a lion",), "multilingual")
-    assert not torch.allclose(q_clip, q_multi) and count.calls == {"clip": 2, "multilingual": 2}
+    assert zs.has_text_features(LabelSet.of(["lion", "tiger", "camel"], ["a photo of a {}"]))  # switched back: cached
 
 
 def test_multilingual_features_are_the_towers_own_ensembled_per_label(tiny_loaded):
@@ -313,12 +320,19 @@ def test_the_label_languages_evaluate_side_by_side(tiny_loaded, cifar_root):
     report = evaluate(zs, data, Evaluation("first", 40, templates="languages"))
     assert [r.setting for r in report.results] == ["en · CLIP", "en · multilingual", "tr · multilingual"]
     assert report.results[2].classes == CIFAR100_CLASSES_TR and report.results[1].classes == CIFAR100_CLASSES
+    from clipdemo.core import zeroshot
+
     feats = zs.cifar.gather(list(range(40)))  # [40, D]
-    for r, (names, templates, encoder) in zip(report.results, [(CIFAR100_CLASSES, "single", "clip"),
-                                                              (CIFAR100_CLASSES, "single", "multilingual"),
-                                                              (CIFAR100_CLASSES_TR, "single-tr", "multilingual")]):
-        text = zs.text_features(LabelSet.of(names, TEMPLATE_SETS[templates].items, encoder=encoder))
-        assert torch.equal(r.predicted, scores(feats, text)[1].argmax(dim=-1))
+    tower = zs.tower_loaded
+    reference = {  # each tower run by hand on the prompts (one template: a prompt's feature is its label's)
+        "en · CLIP": zeroshot.prompt_features(tiny_loaded.model, zeroshot.tokenize([f"a photo of a {c}"
+                                                                                  for c in CIFAR100_CLASSES])),
+        "en · multilingual": text_features(tower.model, *tower.tokenizer([f"a photo of a {c}"
+                                                                           for c in CIFAR100_CLASSES])),
+        "tr · multilingual": text_features(tower.model, *tower.tokenizer([f"bir {c} fotoğrafı"
+                                                                           for c in CIFAR100_CLASSES_TR]))}
+    for r in report.results:
+        assert torch.equal(r.predicted, scores(feats, reference[r.setting])[1].argmax(dim=-1)), r.setting
 
 
 def test_cli_takes_the_text_encoder_and_says_which(tmp_path, tiny_ckpts):
@@ -396,13 +410,21 @@ def test_explaining_a_multilingual_label_shows_the_image_side_and_says_so(page):
     turkish = LabelSet.of(["aslan", "kaplan", "deve"], ["bir {} fotoğrafı"], encoder="multilingual")
     p.predict_index(3, 3, turkish, None, no_progress)
     out = ex.explain("aslan", None, {"kind": "index", "index": 3}, turkish, None, no_progress)
-    assert out[ex.relevancy].size[0] > 0 and all(v is None for _, v in out[ex.words])
+    assert out[ex.relevancy].size[0] > 0
+    assert out[ex.words] == [("bir ", None), ("aslan ", None), ("fotoğrafı ", None)]  # its words, unshaded
+    long_cjk = LabelSet.of(["猫" * 100, "犬"], ["{}"], encoder="multilingual")  # past CLIP's 77 tokens: no matter
+    out = ex.explain("猫" * 100, None, {"kind": "index", "index": 3}, long_cjk, None, no_progress)
+    assert out[ex.words] == [("猫" * 100 + " ", None)]
     assert "Word relevancy is computed for CLIP's own text encoder only" in out[ex.caption]
 
 
-def test_the_status_line_and_about_tab_name_the_text_towers(page):
+def test_the_status_line_and_about_tab_name_the_text_towers(tiny_loaded, cifar_root, tmp_path):
+    from uiserver import built_page, runtime_for
+
+    page = built_page(runtime_for(tiny_loaded, cifar_root, tmp=tmp_path))
     status = page.status.status()
-    assert "not loaded yet" in status[page.status.towers] or "random multilingual" in status[page.status.towers]
+    assert "not loaded yet (it loads on first use)" in status[page.status.towers]
+    assert "multilingual" not in status[page.status.line]
     page.rt.service().tower()  # what a visitor's first multilingual label set does
     status = page.status.status()
     assert "multilingual text encoder: random multilingual, untrained" in status[page.status.line]
@@ -429,3 +451,58 @@ def test_transformers_missing_is_said_with_the_fix(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)  # what `import transformers` sees when it is absent
     with pytest.raises(WeightsError, match=r"needs the transformers package .* Fix: pip install -r requirements.txt"):
         import_transformers.__wrapped__()
+
+
+def test_two_visitors_encoding_multilingual_sets_at_once(tiny_loaded):
+    """The tower's fast tokenizer is shared: label sets encoded by many threads at once each get their own
+    features, equal to encoding them alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sets = [LabelSet.of([f"etiket {i} {j} " + "uzun " * (j % 7) for j in range(150)],
+                        [f"{{}} {i}", "bir {} fotoğrafı"], encoder="multilingual")
+            for i in range(16)]  # prompts of many lengths: padding matters
+    alone = ZeroShot(tiny_loaded)
+    expected = [alone.text_features(s) for s in sets]
+    together = ZeroShot(tiny_loaded)
+    together.tower()
+    with ThreadPoolExecutor(8) as pool:  # counting one set's tokens while padding another's, in other threads
+        got = list(pool.map(together.text_features, sets))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(got, expected))
+
+
+def test_a_tower_that_cannot_load_is_said_at_once_and_not_retried_every_time(tiny_loaded, monkeypatch):
+    from clipdemo.serving import service
+
+    calls = []
+
+    def failing(progress):
+        calls.append(1)
+        raise WeightsError("ml_unavailable", "multilingual DistilBERT", "host unreachable")
+
+    zs = ZeroShot(tiny_loaded, tower_loader=failing)
+    label_set = LabelSet.of(["aslan", "kaplan"], ["{}"], encoder="multilingual")
+    for _ in range(3):
+        with pytest.raises(WeightsError, match="no verified file for multilingual DistilBERT"):
+            zs.text_features(label_set)
+    assert len(calls) == 1  # said again from memory, not loaded again
+    monkeypatch.setattr(service, "TOWER_RETRY_S", 0.0)
+    with pytest.raises(WeightsError):
+        zs.text_features(label_set)
+    assert len(calls) == 2  # after its time, tried again
+    zs.hold_tower_failure(WeightsError("ml_unavailable", "multilingual DistilBERT", "host unreachable"))
+    with pytest.raises(Exception, match="on ZeroGPU it cannot be loaded later"):
+        zs.text_features(label_set)
+    assert len(calls) == 2 and zs.text_features(LabelSet.of(["lion", "tiger"], ["{}"])).shape == (2, 32)
+
+
+def test_an_evaluation_that_needs_a_missing_tower_says_so_before_encoding_any_image(tiny_loaded, cifar_root):
+    from clipdemo.io.cifar import open_cifar100
+    from clipdemo.tasks.evaluate import Evaluation, evaluate
+
+    def failing(progress):
+        raise WeightsError("ml_unavailable", "multilingual DistilBERT", "downloads are disabled")
+
+    zs = ZeroShot(tiny_loaded, tower_loader=failing)
+    with pytest.raises(WeightsError, match="multilingual text encoder could not be loaded"):
+        evaluate(zs, open_cifar100(cifar_root), Evaluation("first", 50, templates="languages"))
+    assert zs.cifar is None or len(zs.cifar) == 0  # no image was encoded

@@ -93,7 +93,7 @@ def test_refusals_are_said_in_the_visitors_language(page):
 def test_check_labels_escapes_html(page):
     msg = page.labels.check_labels("<img src=x onerror=alert(1)>\n<b>x</b>", "{}")[page.labels.check]
     assert msg.startswith("✓ 2 labels")
-    msg = page.labels.check_labels("cat\ndog", "<img src=x onerror=alert(1)>")[page.labels.check]  # an error echoes the template
+    msg = page.labels.check_labels("cat\ndog", "<img src=x onerror=alert(1)>")[page.labels.check]  # echoes the template
     assert "\\<img src=x onerror=alert\\(1\\)\\>" in msg and "<img" not in msg.replace("\\<img", "")
     summary = page.labels.label_summary(LabelSet.of(["<script>alert(1)</script>", "b"], ["{}"]), "en", ready=False)
     assert "\\<script\\>alert\\(1\\)\\</script\\>" in summary  # shown as text, never as a tag

@@ -66,7 +66,8 @@ def test_predict_index_matches_the_engine(app, tiny_loaded, cifar_root):
 def test_upload_and_per_session_labels(app, tmp_path):
     url, _ = app
     alice, bob = _client(url), _client(url)
-    summary, hint = alice.predict("red thing\ngreen thing\nblue thing", "a photo of a {}", "clip", api_name="/set_labels")
+    summary, hint = alice.predict("red thing\ngreen thing\nblue thing", "a photo of a {}", "clip",
+                                  api_name="/set_labels")
     assert "3 labels × 1 template(s) = 3 prompts" in summary and hint == ""  # English labels: nothing to offer
     img = tmp_path / "green.png"
     Image.new("RGB", (64, 64), (0, 200, 0)).save(img)

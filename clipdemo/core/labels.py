@@ -22,7 +22,6 @@ from functools import lru_cache
 from pathlib import Path
 
 from .clip_package import tokenizer
-from .multilingual import MULTILINGUAL
 from .turkish import CIFAR100_CLASSES_TR, CIFAR100_SUPERCLASSES_TR, CIFAR_TEMPLATES_TR, SINGLE_TEMPLATE_TR
 from .words import Refusal, Text
 
@@ -30,10 +29,11 @@ __all__ = ["LabelSet", "PromptError", "Preset", "LABEL_PRESETS", "TEMPLATE_SETS"
            "CIFAR100_CLASSES", "CIFAR100_CLASSES_PAPER", "CIFAR10_CLASSES", "CIFAR100_SUPERCLASSES", "SINGLE_TEMPLATE",
            "CIFAR_TEMPLATES", "DEFAULT_LABELS", "DEFAULT_TEMPLATES", "fill", "token_count", "parse_label_text",
            "read_label_file", "CONTEXT_LENGTH", "MIN_LABELS", "MAX_LABELS", "MAX_LABEL_CHARS", "MAX_TEMPLATES",
-           "PROMPT_BUDGET", "MAX_FILE_BYTES", "normalise", "has_control", "CLIP", "TEXT_ENCODERS", "prompt_where",
-           "suggests_multilingual", "class_index", "true_name", "with_turkish"]
+           "PROMPT_BUDGET", "MAX_FILE_BYTES", "normalise", "has_control", "CLIP", "MULTILINGUAL", "TEXT_ENCODERS",
+           "prompt_where", "suggests_multilingual", "class_index", "true_name", "with_turkish"]
 
 CLIP = "clip"  # CLIP's own text tower (English)
+MULTILINGUAL = "multilingual"  # the multilingual text tower (`clipdemo.core.multilingual`)
 TEXT_ENCODERS: tuple[str, ...] = (CLIP, MULTILINGUAL)  # the text towers a label set may be encoded with
 
 # torchvision's CIFAR100.classes, in its order (the order of the dataset's integer targets).
@@ -117,7 +117,7 @@ TEMPLATE_SETS: dict[str, Preset] = {p.key: p for p in (
     Preset("cifar18-tr", "CLIP's 18 CIFAR templates in Turkish (ensemble)", CIFAR_TEMPLATES_TR, "tr"),
 )}
 DEFAULT_LABELS, DEFAULT_TEMPLATES = "cifar100", "single"  # what a visitor starts with: the notebook's setting
-# The presets that spell CIFAR-100's own 100 classes, in the dataset's order: evaluation's "class names" choice.
+# The presets that spell CIFAR-100's own 100 classes, in the dataset's order (a true class is found in each).
 CLASS_NAME_SPELLINGS: tuple[str, ...] = ("cifar100", "cifar100-paper", "cifar100-tr")
 
 CONTEXT_LENGTH = 77  # CLIP's text context, start and end-of-text tokens included
@@ -287,7 +287,9 @@ def _check_budget(n_labels: int, n_templates: int, cost: int | None = None) -> N
 def prompt_where(i: int, n_templates: int) -> Text:
     """Which prompt the `i`-th (0-based) of a label-major list is: its label's position, and its template's."""
     label, template = divmod(i, n_templates)
-    return Text("prompt_label_template", label + 1, template + 1) if n_templates > 1 else Text("prompt_label", label + 1)
+    if n_templates > 1:
+        return Text("prompt_label_template", label + 1, template + 1)
+    return Text("prompt_label", label + 1)
 
 
 def _prompt_cost(labels: tuple[str, ...], templates: tuple[str, ...]) -> int:
@@ -322,7 +324,7 @@ class LabelSet:
 
     labels: tuple[str, ...]
     templates: tuple[str, ...]
-    cost: int = field(default=0, compare=False)  # CLIP's prompt tokens to encode, start and end-of-text included
+    cost: int = field(default=0, compare=False)  # CLIP's prompt tokens, start and end included (0: another tower)
     dropped: tuple[str, ...] = field(default=(), compare=False)  # duplicates left out on the way (to say so)
     encoder: str = CLIP  # the text tower that encodes it (TEXT_ENCODERS): part of the key, as the features differ
 
@@ -356,10 +358,6 @@ class LabelSet:
         """The editors' text: labels one per line (or comma-separated on one line), templates one per line."""
         templates = [ln for ln in (template_text or "").splitlines() if ln.strip()]
         return cls.of(parse_label_text(label_text), templates, duplicates=duplicates, encoder=encoder)
-
-    def with_encoder(self, encoder: str) -> LabelSet:
-        """The same labels and templates, encoded by another text tower (checked for it)."""
-        return self if encoder == self.encoder else LabelSet.of(self.labels, self.templates, encoder=encoder)
 
     @classmethod
     def from_json(cls, value) -> LabelSet | None:
@@ -453,7 +451,8 @@ class LabelSet:
     @property
     def language(self) -> str | None:
         """"tr" when its labels or templates are a Turkish preset, "en" for another preset, None for one's own."""
-        found = [p.language for p in (LABEL_PRESETS.get(self.label_preset or ""), TEMPLATE_SETS.get(self.template_set or "")) if p]
+        presets = (LABEL_PRESETS.get(self.label_preset or ""), TEMPLATE_SETS.get(self.template_set or ""))
+        found = [p.language for p in presets if p]
         return "tr" if "tr" in found else (found[0] if found else None)
 
     def prompts(self) -> list[str]:

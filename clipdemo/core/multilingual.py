@@ -10,8 +10,8 @@ module: `DistilBertModel` -> masked mean -> linear; `[B, T]` ids and mask -> `[B
 (the cased multilingual WordPiece tokenizer over a vocabulary: ids, masks and counts, never truncating),
 `standin_vocabulary` (a made-up vocabulary of the real one's size, for random weights: the real one comes with
 the Hub files), `build_random`, `build_from_state_dicts`, `LoadedTower` and `text_features`. `transformers` is
-imported on first use, whole (`clip_package.import_transformers`). No I/O beyond what a caller passes in; where the files come from is
-`clipdemo.weights`, and when the tower runs is the service's.
+imported on first use, whole (`clip_package.import_transformers`). No I/O beyond what a caller passes in; where
+the files come from is `clipdemo.weights`, and when the tower runs is the service's.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from dataclasses import dataclass
 import torch
 
 from .clip_package import import_transformers
+from .labels import MULTILINGUAL
 from .model import WeightsError, WeightsInfo
 from .words import Text
 
-__all__ = ["TowerConfig", "TOWER_PRESETS", "MULTILINGUAL", "TextTower", "WordPieces", "LoadedTower",
+__all__ = ["TowerConfig", "TOWER_PRESETS", "TextTower", "WordPieces", "LoadedTower",
            "standin_vocabulary", "build_random", "build_from_state_dicts", "text_features", "VOCAB_SIZE",
            "MAX_TOKENS", "HUB_REPO"]
 
 HUB_REPO = "sentence-transformers/clip-ViT-B-32-multilingual-v1"
-MULTILINGUAL = "multilingual"  # the tower's name in settings, label sets, the API and the CLI
 VOCAB_SIZE = 119_547  # multilingual DistilBERT's cased WordPiece vocabulary
 MAX_TOKENS = 128  # sentence_bert_config.json's max_seq_length: [CLS] and [SEP] included
 
@@ -83,7 +83,8 @@ TOWER_PRESETS: dict[str, TowerConfig] = {
     MULTILINGUAL: TowerConfig(),  # the Hub model's sizes (its config.json and 2_Dense/config.json)
     # A miniature for fast tests, beside CLIP's "tiny" preset (embed 32): the real vocabulary's size, 2 layers of
     # one 64-wide head (DistilBERT's head width, so the sizes can be read back from the tensors).
-    "tiny": TowerConfig(dim=64, n_layers=2, n_heads=1, hidden_dim=128, max_position_embeddings=MAX_TOKENS, embed_dim=32),
+    "tiny": TowerConfig(dim=64, n_layers=2, n_heads=1, hidden_dim=128, max_position_embeddings=MAX_TOKENS,
+                        embed_dim=32),
 }
 
 
@@ -100,10 +101,10 @@ class TextTower(torch.nn.Module):
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """`[B, T]` token ids and `[B, T]` attention mask (1 for a token, 0 for padding) -> `[B, embed_dim]`
         unnormalised text features."""
-        hidden = self.bert(input_ids=ids, attention_mask=mask).last_hidden_state  # [B, T, dim]
-        m = mask.unsqueeze(-1).to(hidden.dtype)  # [B, T, 1]
+        hidden = self.bert(input_ids=ids, attention_mask=mask).last_hidden_state.float()  # [B, T, dim], fp32 sums
+        m = mask.unsqueeze(-1).float()  # [B, T, 1]
         pooled = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)  # [B, dim]: sentence-transformers' mean
-        return self.dense(pooled)  # [B, embed_dim]
+        return self.dense(pooled.to(self.dense.weight.dtype))  # [B, embed_dim] (fp16 on CUDA, as the weights)
 
 
 def standin_vocabulary(size: int = VOCAB_SIZE) -> list[str]:
@@ -129,7 +130,9 @@ def standin_vocabulary(size: int = VOCAB_SIZE) -> list[str]:
 
 class WordPieces:
     """The tower's tokenizer: cased multilingual WordPiece (`BertTokenizerFast`, no lower-casing, no accent
-    stripping: `do_lower_case` is false in the Hub's files) over `vocab` (a `vocab.txt` path or a list)."""
+    stripping: `do_lower_case` is false in the Hub's files) over `vocab` (a `vocab.txt` path or a list). Not for
+    two threads at once: a fast tokenizer sets its padding on itself for each call ("Already borrowed"), so the
+    service calls it under a lock of its own."""
 
     def __init__(self, vocab: str | list[str], max_tokens: int = MAX_TOKENS):
         t = import_transformers()

@@ -218,7 +218,8 @@ def per_class_chart(classes: tuple[str, ...], accuracy: dict[str, list[float | N
     order = sorted((c for c, a in enumerate(last) if a is not None), key=lambda c: last[c])
     colours = [GREEN, ORANGE, BLUE][-len(accuracy):] if len(accuracy) <= 3 else [None] * len(accuracy)
     fig = go.Figure([go.Bar(x=[classes[c] for c in order], y=[100 * (values[c] or 0) for c in order], name=setting,
-                            marker_color=colour, hovertemplate=f"{html.escape(setting)} · %{{x}}: %{{y:.1f}}%<extra></extra>")
+                            marker_color=colour,
+                            hovertemplate=f"{html.escape(setting)} · %{{x}}: %{{y:.1f}}%<extra></extra>")
                      for (setting, values), colour in zip(accuracy.items(), colours)])
     fig.update_layout(title=title, yaxis_title=axis, yaxis_range=[0, 100], height=380, barmode="group",
                       showlegend=len(accuracy) > 1, margin=dict(l=5, r=5, t=40, b=5))

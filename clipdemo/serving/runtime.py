@@ -266,11 +266,13 @@ class Runtime:
 
     def _load_tower_now(self, zs: ZeroShot) -> None:
         """Load the multilingual text tower at start-up (on ZeroGPU, where its weights must be on CUDA before the
-        server starts, as the image model's); one that cannot be loaded is said at its first use, not here."""
+        server starts, as the image model's). One that cannot be loaded is said at each use from then on (it is
+        never loaded later there); the English tower works on."""
         try:
             zs.tower(self._progress)
         except Refusal as exc:
             log.warning("the multilingual text tower is not loaded: %s", exc)
+            zs.hold_tower_failure(exc)
 
     def _after_load(self) -> None:
         """The start-up work after the model: the image backend, stored features, the dataset, the self-check."""

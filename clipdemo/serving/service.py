@@ -12,6 +12,7 @@ shells call this, never the model: the import contracts keep them away from the 
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -39,9 +40,10 @@ from .backends import ImageEncoder, eager_encoder
 from .features import ImageFeatureStore, default_path
 from .scheduler import MAX_WAIT_S, MAX_WAITING, GateStats, ModelGate, Priority
 
-__all__ = ["ZeroShot", "LRU", "Priority", "BULK_AFTER_S"]
+__all__ = ["ZeroShot", "LRU", "Priority", "BULK_AFTER_S", "TOWER_RETRY_S"]
 
 BULK_AFTER_S = 2.0  # label sets whose encoding should take longer than this run as bulk work
+TOWER_RETRY_S = 60.0  # after a failed load of the multilingual tower, its sentence is said this long before a retry
 DEFAULT_TEXT_RATE = 1500.0  # prompt tokens/s before anything was measured (ViT-B/32 text tower, 2 vCPUs)
 
 
@@ -104,6 +106,8 @@ class ZeroShot:
                                                                           progress=progress))
         self._tower: LoadedTower | None = None
         self._tower_lock = threading.Lock()
+        self._tower_failed: tuple[float, Refusal] | None = None  # when and why the last load failed
+        self._tokenizing = threading.Lock()  # the tower's fast tokenizer is not for two threads at once
         self.path = path or accel.path_for(loaded.device.type)  # CPU, CUDA or ZeroGPU (accel.PATHS)
         self._tasks = tasks or Tasks()  # in process unless the app passes the spaces.GPU-wrapped ones
         self._engine = accel.Engine(loaded, eager_encoder(loaded.model))  # what the tasks run
@@ -238,7 +242,8 @@ class ZeroShot:
         cost = label_set.cost if label_set.encoder == CLIP else self._tower_cost(label_set, progress)
         priority = Priority.BULK if self.text_seconds(cost) > BULK_AFTER_S else Priority.INTERACTIVE
         start = time.perf_counter()
-        feats = self._encode_prompts(tuple(label_set.prompts()), priority, progress, label_set.encoder)  # [P = L * T, D]
+        prompts = tuple(label_set.prompts())
+        feats = self._encode_prompts(prompts, priority, progress, label_set.encoder)  # [P = L * T, D]
         if label_set.encoder == CLIP:
             self._text_rate = cost / max(time.perf_counter() - start, 1e-6)
         return zeroshot.ensemble(feats, len(label_set.labels), len(label_set.templates))  # [L, D]
@@ -247,7 +252,8 @@ class ZeroShot:
         """The set's prompt tokens under the multilingual tower's tokenizer; PromptError for a prompt over its
         limit (naming it) or a set over the prompt budget: nothing is cut short."""
         tower = self.tower(progress)
-        counts = tower.tokenizer.counts(label_set.prompts())
+        with self._tokenizing:
+            counts = tower.tokenizer.counts(label_set.prompts())
         for i, n in enumerate(counts):
             if n > tower.config.max_tokens:
                 where = prompt_where(i, len(label_set.templates))
@@ -263,12 +269,16 @@ class ZeroShot:
         tower's: `Tasks.encode_multilingual`): `[P, D]` normalised."""
         if encoder == CLIP:
             tokens = zeroshot.tokenize(list(prompts))  # [P, 77]
-            batches = ((tokens[first:first + self.path.text_chunk],) for first in range(0, len(tokens), self.path.text_chunk))
+            step = self.path.text_chunk
+            batches = ((tokens[first:first + step],) for first in range(0, len(tokens), step))
             task = self._tasks.encode_prompts
         else:
             tokenizer = self.tower(progress).tokenizer
-            batches = (tokenizer(list(prompts[first:first + self.path.text_chunk]))  # [b, T] ids, [b, T] mask
-                       for first in range(0, len(prompts), self.path.text_chunk))
+
+            def tokenized(first: int) -> tuple[torch.Tensor, torch.Tensor]:
+                with self._tokenizing:
+                    return tokenizer(list(prompts[first:first + self.path.text_chunk]))  # [b, T] ids, [b, T] mask
+            batches = (tokenized(first) for first in range(0, len(prompts), self.path.text_chunk))
             task = self._tasks.encode_multilingual
         chunks, done = [], 0
         for batch in batches:
@@ -279,13 +289,13 @@ class ZeroShot:
                 progress(done, len(prompts), Text("progress_encoding_prompts"))
         return torch.cat(chunks)
 
-    def prompt_features(self, prompts: tuple[str, ...], encoder: str = CLIP) -> torch.Tensor:
-        """Normalised features of a few prompts as typed (search queries, each checked to fit the tower's tokens):
-        `[n, D]`, cached. Do not modify the result in place."""
-        key = (self.loaded.info.identity, encoder, tuple(prompts))
+    def prompt_features(self, prompts: tuple[str, ...]) -> torch.Tensor:
+        """Normalised features of a few prompts as typed, by CLIP's own text tower (search queries, each checked to
+        fit its 77 tokens): `[n, D]`, cached. Do not modify the result in place."""
+        key = (self.loaded.info.identity, tuple(prompts))
         feats = self._queries.get(key)
         if feats is None:
-            feats = self._encode_prompts(tuple(prompts), Priority.INTERACTIVE, encoder=encoder)
+            feats = self._encode_prompts(tuple(prompts), Priority.INTERACTIVE)
             self._queries.put(key, feats)
         return feats
 
@@ -297,14 +307,27 @@ class ZeroShot:
 
     def tower(self, progress: ProgressFn | None = None) -> LoadedTower:
         """The multilingual text tower, loaded on first use (once: others asking meanwhile wait for it) and handed
-        to the engine the tasks run. A WeightsError says why it cannot be loaded, and how to fix it."""
+        to the engine the tasks run. A WeightsError says why it cannot be loaded, and how to fix it; after a
+        failure the same sentence is said for TOWER_RETRY_S before a load is tried again (a host without network
+        does not make every request wait for its timeouts)."""
         if self._tower is None:
             with self._tower_lock:
                 if self._tower is None:
-                    tower = self._tower_loader(progress)
+                    if self._tower_failed and time.monotonic() - self._tower_failed[0] < TOWER_RETRY_S:
+                        raise self._tower_failed[1]
+                    try:
+                        tower = self._tower_loader(progress)
+                    except Refusal as exc:
+                        self._tower_failed = (time.monotonic(), exc)
+                        raise
                     self._engine.tower = tower.model
                     self._tower = tower
         return self._tower
+
+    def hold_tower_failure(self, exc: Refusal) -> None:
+        """Where the tower can only be loaded before the server starts (ZeroGPU: a GPU worker is forked with what
+        the process holds then) and that failed: say so from now on, never load it later."""
+        self._tower_failed = (math.inf, Refusal("ml_tower_late", exc.text))
 
     def text_seconds(self, cost: int) -> float:
         """About how long encoding prompts of `cost` tokens takes here (from the last encoding measured)."""

@@ -52,7 +52,7 @@ def candidates(candidate_labels: list[str] | str | None, hypothesis_template: st
         labels = parse_label_text(candidate_labels)
     else:
         labels = list(candidate_labels)
-    return LabelSet.of(labels, [hypothesis_template], encoder=text_encoder)
+    return LabelSet.of(labels, [hypothesis_template], encoder=text_encoder or CLIP)
 
 
 def classify(zs: ZeroShot, image: Image.Image | str | Path, candidate_labels: list[str] | str | None,

@@ -16,7 +16,7 @@ import gradio as gr
 
 from ..core import checks
 from ..core.architecture import config_card
-from ..core.labels import CLIP
+from ..core.labels import CLIP, TEXT_ENCODERS
 from ..io.images import image_from_reference
 from ..serving.runtime import Runtime
 from ..core.search import DEFAULT_RESULTS, SearchQuery, results
@@ -27,7 +27,7 @@ from .common import MODEL_WAIT_S, told
 
 __all__ = ["ApiEndpoints", "TextEncoder"]
 
-TextEncoder = Literal["clip", "multilingual"]  # core.labels.TEXT_ENCODERS, as the type the API and MCP tools show
+TextEncoder = Literal[TEXT_ENCODERS]  # "clip" | "multilingual": the type the API and the MCP tools show
 
 
 class ApiEndpoints:

@@ -1,9 +1,10 @@
 """From a weights name to a loaded model: `load_model`, the one entry point for every weight source.
 
-Holds `load_model` (a registered source fetched and verified, a checkpoint file in any of the three
-formats, or seeded random weights), `load_checkpoint`, and `load_tower` (the multilingual text tower that goes
-with a loaded image model: its pinned Hub files, or random beside random image weights). What a model is lives in `clipdemo.core.model`;
-where files come from in `clipdemo.weights.sources` and `.download`; how they are read in `.formats`.
+Holds `load_model` (a registered source fetched and verified, a checkpoint file in any of the three formats, or
+seeded random weights), `load_checkpoint`, and `load_tower` (the multilingual text tower that goes with a loaded
+image model: its pinned Hub files, or random beside random image weights). What a model is lives in
+`clipdemo.core.model`; where files come from in `clipdemo.weights.sources` and `.download`; how they are read in
+`.formats`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import torch
 
 from ..core.model import (DEFAULT_MODEL, PRESETS, ClipConfig, LoadedModel, WeightsError, WeightsInfo,
                           build_from_state_dict, build_random, place_on, preprocess_for, random_preset, resolve_device)
-from ..core.multilingual import (MULTILINGUAL, TOWER_PRESETS, LoadedTower, TextTower, WordPieces, build_from_state_dicts,
+from ..core.labels import MULTILINGUAL
+from ..core.multilingual import (TOWER_PRESETS, LoadedTower, TextTower, WordPieces, build_from_state_dicts,
                                  standin_vocabulary)
 from ..core.multilingual import build_random as build_tower
 from ..core.words import ProgressFn, Text
@@ -85,13 +87,16 @@ def load_tower(image: LoadedModel, *, cache_dir: Path | None = None, allow_downl
                hub: Hub | None = None, name: str = MULTILINGUAL) -> LoadedTower:
     """The multilingual text tower that goes with the image model `image`, on its device and in its dtype.
 
-    With random image weights, or a model of another width than the registered tower's (the tests' tiny CLIP), a
-    random tower of the image model's width (seeded; "tiny" beside the tiny CLIP) over a stand-in vocabulary of
-    the real one's size: aligned with nothing, and said so. Otherwise the registered tower's files (`sources[name]`: the Hub files at a pinned revision, each verified by its
-    SHA-256, from the Hugging Face cache `preload_from_hub` fills, else downloaded when allowed). A tower whose
-    width is not the image model's is a WeightsError: its features could not be compared with the images'.
+    Beside image weights other than the release the registered tower was aligned with (`TowerSource.aligned_with`:
+    OpenAI's ViT-B/32, verified by SHA-256), such as random weights or the tests' tiny CLIP, a random tower of the
+    image model's width (seeded; "tiny" beside the tiny CLIP) over a stand-in vocabulary of the real one's size:
+    aligned with nothing, and said so. Beside that release, the registered tower's files (`sources[name]`: the Hub
+    files at a pinned revision, each verified by its SHA-256, from the Hugging Face cache `preload_from_hub` fills,
+    else downloaded when allowed). A tower whose width is not the image model's is a WeightsError: its features
+    could not be compared with the images'.
     """
-    if not image.info.trained or image.config.embed_dim != TOWER_PRESETS[name].embed_dim:
+    source = sources[name]
+    if image.info.release != source.aligned_with:
         config = next((c for c in TOWER_PRESETS.values() if c.embed_dim == image.config.embed_dim), None)
         if config is None:
             raise WeightsError("ml_width", image.config.embed_dim, ", ".join(
@@ -103,26 +108,24 @@ def load_tower(image: LoadedModel, *, cache_dir: Path | None = None, allow_downl
                            trained=False)
         return LoadedTower(_in_dtype(model, image), WordPieces(standin_vocabulary(config.vocab_size)), model.config,
                            info)
-    source = sources[name]
-    paths, digests = {}, []
+    paths, used = {}, {}
     for role in TOWER_ROLES:
         try:
-            paths[role], mirror = fetch(source.files[role], cache_dir or default_cache(), hub=hub or Hub(),
-                                        allow_download=allow_download, progress=progress)
+            paths[role], used[role] = fetch(source.files[role], cache_dir or default_cache(), hub=hub or Hub(),
+                                            allow_download=allow_download, progress=progress)
         except WeightsError as exc:  # what was tried (fetch's own fix is for the image weights), and the tower's fixes
             tried = exc.text.values[3] if exc.key == "weights_tried" else exc.text
             raise WeightsError("ml_unavailable", source.files[role].name, tried) from exc
-        digests.append(mirror.sha256)
     if progress:
         progress(0, 0, Text("loading_file", paths["bert"].name))
     model = build_from_state_dicts(read_checkpoint(paths["bert"]), read_checkpoint(paths["dense"]))
     if model.config.embed_dim != image.config.embed_dim:
         raise WeightsError("ml_width", image.config.embed_dim, model.config.embed_dim)
-    digest = hashlib.sha256(" ".join(digests).encode()).hexdigest()  # the three pinned files together
-    info = WeightsInfo(name, source.files["bert"].mirrors[0].where.rsplit("/", 1)[0], digest, trained=True)
+    digest = hashlib.sha256(" ".join(m.sha256 for m in used.values()).encode()).hexdigest()  # the files together
+    info = WeightsInfo(name, used["bert"].where, digest, trained=True)
     log.info("loaded the %s text tower from %s on %s", name, info.origin, image.device)
-    return LoadedTower(_in_dtype(model.to(image.device), image), WordPieces(str(paths["vocab"]), model.config.max_tokens),
-                       model.config, info)
+    tokenizer = WordPieces(str(paths["vocab"]), model.config.max_tokens)
+    return LoadedTower(_in_dtype(model.to(image.device), image), tokenizer, model.config, info)
 
 
 def _in_dtype(tower: TextTower, image: LoadedModel) -> TextTower:

@@ -2,8 +2,10 @@
 
 Holds: `Mirror` and `WeightSource`, the `WEIGHT_SOURCES` registry (name -> ordered mirrors, each with
 a pinned SHA-256, Hub mirrors at a pinned revision, and the reason for the order), `KNOWN_RELEASES`
-(files known by their SHA-256) and `file_digest()`. Fetching is `clipdemo.weights.download`, reading files
-`clipdemo.weights.formats`, the whole chain `clipdemo.weights.load`. Nothing here touches the network.
+(files known by their SHA-256), `TowerSource` and `TOWER_SOURCES` (the multilingual text tower's files, each
+pinned the same way, and the image release it goes with) and `file_digest()`. Fetching is
+`clipdemo.weights.download`, reading files `clipdemo.weights.formats`, the whole chain `clipdemo.weights.load`.
+Nothing here touches the network.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.model import DEFAULT_MODEL
-from ..core.multilingual import HUB_REPO, MULTILINGUAL
+from ..core.labels import MULTILINGUAL
+from ..core.multilingual import HUB_REPO
 
-__all__ = ["Mirror", "WeightSource", "WEIGHT_SOURCES", "TowerSource", "TOWER_SOURCES", "TOWER_ROLES", "KNOWN_RELEASES", "known_release", "sha256_file",
-           "file_digest"]
+__all__ = ["Mirror", "WeightSource", "WEIGHT_SOURCES", "TowerSource", "TOWER_SOURCES", "TOWER_ROLES", "KNOWN_RELEASES",
+           "known_release", "sha256_file", "file_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +92,23 @@ WEIGHT_SOURCES: dict[str, WeightSource] = {
 }
 
 
+# Checkpoint files known by their SHA-256: only these are labelled as what they are (and verified).
+KNOWN_RELEASES: dict[str, str] = {
+    _VIT_B_32_SHA: "OpenAI ViT-B/32",  # the TorchScript archive `clip.load` downloads (its URL holds the hash)
+    _HF_SAFETENSORS_SHA: "OpenAI ViT-B/32",  # the same weights, as open_clip publishes them (safetensors)
+    _HF_BIN_SHA: "OpenAI ViT-B/32",  # ... and as its torch.save file
+}
+
+
 @dataclass(frozen=True)
 class TowerSource:
     """A text tower's files, each a `WeightSource` by its role: "bert" (DistilBERT's tensors), "dense" (the
-    768 -> 512 layer's), "vocab" (the WordPiece vocabulary)."""
+    768 -> 512 layer's), "vocab" (the WordPiece vocabulary); and the image weights it was aligned with (a
+    KNOWN_RELEASES name): its features mean something beside those only."""
 
     name: str
     files: dict[str, WeightSource]
+    aligned_with: str
 
 
 TOWER_ROLES = ("bert", "dense", "vocab")
@@ -123,15 +136,7 @@ TOWER_SOURCES: dict[str, TowerSource] = {
         "vocab": WeightSource("multilingual vocabulary", (
             _ml("vocab.txt", "fe0fda7c425b48c516fc8f160d594c8022a0808447475c1a7c6d6479763f310c"),  # 995,526 B
         )),
-    }),
-}
-
-
-# Checkpoint files known by their SHA-256: only these are labelled as what they are (and verified).
-KNOWN_RELEASES: dict[str, str] = {
-    _VIT_B_32_SHA: "OpenAI ViT-B/32",  # the TorchScript archive `clip.load` downloads (its URL holds the hash)
-    _HF_SAFETENSORS_SHA: "OpenAI ViT-B/32",  # the same weights, as open_clip publishes them (safetensors)
-    _HF_BIN_SHA: "OpenAI ViT-B/32",  # ... and as its torch.save file
+    }, aligned_with=KNOWN_RELEASES[_VIT_B_32_SHA]),
 }
 
 

@@ -408,8 +408,8 @@ STRINGS = {
     'prompt_long_tower': 'The prompt for {} is {} tokens long; the multilingual text encoder reads at most {}, and nothing is cut short. Shorten the label or the template.',
     'encoder_unknown': 'Unknown text encoder {}; choose one of: {}.',
     'link_bad_encoder': 'text encoder {} is not one of: {}.',
-    'encoder_hint': "💡 These labels don't look English, or this page is in Turkish: CLIP's own text encoder read English only. Choose **Any language (multilingual encoder)** above.",
-    'check_line_tower': '✓ {} labels × {} template(s) = {} prompts{}. The multilingual encoder counts its tokens (at most 128 a prompt) as it encodes them. Press **Apply** to use them.',
+    'encoder_hint': "💡 These labels don't look English, or this page is in Turkish: CLIP's own text encoder reads English only. Choose **Any language (multilingual encoder)** above.",
+    'check_line_tower': '✓ {} labels × {} template(s) = {} prompts{}. The multilingual encoder counts its tokens (at most {} a prompt) as it encodes them. Press **Apply** to use them.',
     'encoder_clip': "English (CLIP's own text encoder)",
     'encoder_multilingual': 'Any language (multilingual encoder)',
     'label_language': 'Label language',
@@ -420,4 +420,5 @@ STRINGS = {
     'eval_tpl_languages': 'Label languages: English with CLIP, English and Turkish with the multilingual encoder',
     'chart_multilingual': ' · multilingual text encoder',
     'explain_words_tower': "Word relevancy is computed for CLIP's own text encoder only; with the multilingual encoder the map shows the image side: the gradient of the image–text logit through the multilingual label feature.",
+    'ml_tower_late': 'The multilingual text encoder could not be loaded when the Space started ({}), and on ZeroGPU it cannot be loaded later. Fix: restart the Space once its files are preloaded, or choose "English (CLIP\'s own text encoder)".',
 }

@@ -409,7 +409,7 @@ STRINGS = {
     'encoder_unknown': 'Bilinmeyen metin kodlayıcısı {}; şunlardan birini seçin: {}.',
     'link_bad_encoder': 'metin kodlayıcısı {} şunlardan biri değil: {}.',
     'encoder_hint': "💡 Bu etiketler İngilizce görünmüyor ya da sayfa Türkçe: CLIP'in kendi metin kodlayıcısı yalnızca İngilizce okur. Yukarıdan **Her dil (çok dilli kodlayıcı)** seçeneğini seçin.",
-    'check_line_tower': "✓ {} etiket × {} şablon = {} istem{}. Çok dilli kodlayıcı token'larını kodlarken sayar (istem başına en çok 128). Kullanmak için **Uygula**'ya basın.",
+    'check_line_tower': "✓ {} etiket × {} şablon = {} istem{}. Çok dilli kodlayıcı token'larını kodlarken sayar (istem başına en çok {}). Kullanmak için **Uygula**'ya basın.",
     'encoder_clip': "İngilizce (CLIP'in kendi metin kodlayıcısı)",
     'encoder_multilingual': 'Her dil (çok dilli kodlayıcı)',
     'label_language': 'Etiket dili',
@@ -420,4 +420,5 @@ STRINGS = {
     'eval_tpl_languages': 'Etiket dilleri: CLIP ile İngilizce, çok dilli kodlayıcıyla İngilizce ve Türkçe',
     'chart_multilingual': ' · çok dilli metin kodlayıcısı',
     'explain_words_tower': "Sözcük önemi yalnızca CLIP'in kendi metin kodlayıcısı için hesaplanır; çok dilli kodlayıcıyla harita görüntü tarafını gösterir: görüntü–metin logitinin çok dilli etiket özniteliği üzerinden gradyanı.",
+    'ml_tower_late': 'Çok dilli metin kodlayıcısı Space başlarken yüklenemedi ({}) ve ZeroGPU üzerinde sonradan yüklenemez. Çözüm: dosyaları önceden yüklendikten sonra Space\'i yeniden başlatın ya da "İngilizce (CLIP\'in kendi metin kodlayıcısı)" seçeneğini seçin.',
 }

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ...core.labels import CLIP, DEFAULT_LABELS, DEFAULT_TEMPLATES, LabelSet
-from ...core.multilingual import MULTILINGUAL
+from ...core.labels import CLIP, DEFAULT_LABELS, DEFAULT_TEMPLATES, MULTILINGUAL, LabelSet
 from ..lang import L
 
 __all__ = ["build"]

@@ -13,14 +13,15 @@ from collections.abc import Iterator
 import gradio as gr
 
 from ...core import checks
-from ...core.labels import CLASS_NAME_SPELLINGS, CLIP, LABEL_PRESETS
+from ...core.labels import CLIP, LABEL_PRESETS
 from ...core.model import WeightsInfo
 from ...core.multilingual import LoadedTower
 from ...core.words import text
 from ...io import figures
 from ...io.cifar import Cifar100
 from ...serving.runtime import Runtime
-from ...tasks.evaluate import PUBLISHED, SUBSETS, TEMPLATE_CHOICES, EvalResult, Evaluation, Report, Step, run
+from ...tasks.evaluate import (PUBLISHED, SPELLINGS, SUBSETS, TEMPLATE_CHOICES, EvalResult, Evaluation, Report, Step,
+                               run)
 from .. import files
 from ..common import UI_API, md_message, told, wait_for_service
 from ..lang import L, lang_of
@@ -96,8 +97,8 @@ class EvaluateTab:
             with gr.Row():
                 templates = gr.Radio([(L(TEMPLATE_TITLES[k]), k) for k in TEMPLATE_CHOICES], value="both",
                                      label=L("eval_templates"))
-                spelling = gr.Dropdown([(LABEL_PRESETS[k].title, k) for k in CLASS_NAME_SPELLINGS],
-                                       value=CLASS_NAME_SPELLINGS[0], label=L("eval_class_names"))
+                spelling = gr.Dropdown([(LABEL_PRESETS[k].title, k) for k in SPELLINGS],
+                                       value=SPELLINGS[0], label=L("eval_class_names"))
             with gr.Row():
                 run_btn = gr.Button(L("eval_run"), variant="primary")
                 stop_btn = gr.Button(L("eval_stop"), variant="stop")

@@ -54,13 +54,16 @@ class ExplainBox:
             trace = zs.vision_trace(image, key)
         big = figures.overlay_base(figures.input_view(zs.pixels(image), min_size=0))
         prompt = fill(label_set.templates[0], label)
-        top = float(ex.words.max()) if ex.words.numel() and float(ex.words.max()) > 0 else 1.0
-        shaded = [(w + " ", round(float(v) / top, 3)) for w, v in zip(prompt_words(prompt), ex.words.tolist())]
+        if label_set.encoder == CLIP:
+            top = float(ex.words.max()) if ex.words.numel() and float(ex.words.max()) > 0 else 1.0
+            shaded = [(w + " ", round(float(v) / top, 3)) for w, v in zip(prompt_words(prompt), ex.words.tolist())]
+        else:  # the words are traced through CLIP's own text tower only: the prompt's words, unshaded
+            shaded = [(w + " ", None) for w in prompt.split()]
         what_map = (text("explain_versus", lang, md_text(label), md_text(versus)) if versus and versus != label
                     else text("explain_for", lang, md_text(label)))
         note = "" if zs.loaded.info.trained else " " + text("explain_random", lang)
-        if label_set.encoder != CLIP:  # the words' relevancy is CLIP's text tower's; the image side is shown
-            shaded, note = [(w + " ", None) for w in prompt_words(prompt)], note + " " + text("explain_words_tower", lang)
+        if label_set.encoder != CLIP:  # the image side is shown: the gradient through the multilingual feature
+            note += " " + text("explain_words_tower", lang)
         caption = text("explain_caption", lang, what_map, md_text(what), f"{ex.logit / LOGIT_SCALE:.3f}",
                        md_text(prompt)) + note
         return {self.relevancy: figures.attention_overlay(big, ex.image),

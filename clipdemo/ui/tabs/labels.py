@@ -1,10 +1,10 @@
 """The Labels tab: the visitor's own label set and prompt templates, their similarity, and CLIP's tokens.
 
-Holds `LabelsTab`: its layout (`build`) and its handlers, plain methods that return Gradio's
-`{component: value}` dicts (`pick_preset`, `check_labels`, `set_labels`, `pick_encoder`, `label_summary`,
-`tokens`, `similarity`). The label language is the set's text tower: CLIP's own (English) or the multilingual
-one; a hint offers the latter while the former is active and the labels, the page or a preset is not English. The active set is a `LabelSet` in the visitor's `gr.State`, never on the server; the saved
-sets are `saved_sets.SavedSetsBox`.
+Holds `LabelsTab`: its layout (`build`) and its handlers, plain methods that return Gradio's `{component: value}`
+dicts (`pick_preset`, `check_labels`, `hint`, `set_labels`, `label_summary`, `tokens`, `similarity`). The
+label language is the set's text tower: CLIP's own (English) or the multilingual one; a hint offers the latter
+while the former is active and the labels, the page or a preset is not English. The active set is a `LabelSet` in
+the visitor's `gr.State`, never on the server; the saved sets are `saved_sets.SavedSetsBox`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from __future__ import annotations
 import gradio as gr
 
 from ...core.inside import label_similarity, prompt_tokens
-from ...core.labels import CLIP, CONTEXT_LENGTH, LABEL_PRESETS, PROMPT_BUDGET, TEMPLATE_SETS, LabelSet, suggests_multilingual
-from ...core.multilingual import MULTILINGUAL
+from ...core.labels import (CLIP, CONTEXT_LENGTH, LABEL_PRESETS, PROMPT_BUDGET, TEMPLATE_SETS, TEXT_ENCODERS, LabelSet,
+                            suggests_multilingual)
+from ...core.multilingual import MAX_TOKENS
 from ...core.words import Refusal, text
 from ...io import figures
 from ...serving.runtime import Runtime
@@ -65,7 +66,7 @@ class LabelsTab:
         note = text("dropped_note", lang, len(checked.dropped)) if checked.dropped else ""
         if checked.encoder != CLIP:  # its tokenizer comes with its files: it counts when it encodes
             return {self.check: text("check_line_tower", lang, len(checked.labels), len(checked.templates),
-                                     checked.size, note), **hint}
+                                     checked.size, note, MAX_TOKENS), **hint}
         return {self.check: text("check_line", lang, len(checked.labels), len(checked.templates), checked.size, note,
                                  f"{checked.cost:,}", f"{100 * checked.cost / PROMPT_BUDGET:.0f}",
                                  f"{self.rt.text_seconds(checked.cost):.0f}"), **hint}
@@ -93,8 +94,7 @@ class LabelsTab:
         shown = ", ".join(md_text(lab) for lab in label_set.labels[:12]) + (" …" if len(label_set.labels) > 12 else "")
         feats = text("features_ready" if ready else "features_later", lang)
         drop = text("dropped_list", lang, ", ".join(md_text(d) for d in label_set.dropped)) if label_set.dropped else ""
-        encoder = text("summary_encoder", lang, text("encoder_clip" if label_set.encoder == CLIP
-                                                     else "encoder_multilingual", lang))
+        encoder = text("summary_encoder", lang, text(f"encoder_{label_set.encoder}", lang))
         tower = self.rt.service().tower_loaded if label_set.encoder != CLIP and self.rt.ready else None
         if tower is not None and not tower.info.trained:  # random weights say so, as the image tower's do
             encoder += f" · ⚠️ {md_message(tower.label.say(lang))}"
@@ -134,8 +134,8 @@ class LabelsTab:
         template_choices = [(p.title, p.key) for p in TEMPLATE_SETS.values()] + [(L("custom_choice"), CUSTOM)]
         with gr.Tab(L("tab_labels"), id="labels"):
             self.summary = gr.Markdown(self.label_summary(start, "en", ready=False), elem_id="label-summary")
-            self.encoder = gr.Radio([(L("encoder_clip"), CLIP), (L("encoder_multilingual"), MULTILINGUAL)],
-                                    value=CLIP, label=L("label_language"), elem_id="label-language")
+            self.encoder = gr.Radio([(L(f"encoder_{e}"), e) for e in TEXT_ENCODERS], value=CLIP,
+                                    label=L("label_language"), elem_id="label-language")
             self.hint_md = gr.Markdown(elem_id="encoder-hint")
             with gr.Row():
                 with gr.Column(min_width=260):
