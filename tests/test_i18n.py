@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from clipdemo.core.labels import TEXT_ENCODERS
 from clipdemo.core.words import STRINGS, Refusal, Text, language, places, text
 
 PACKAGE = Path(__file__).resolve().parent.parent / "clipdemo"
@@ -31,6 +32,7 @@ def test_every_key_the_code_says_exists_and_every_key_is_said():
         src = f.read_text(encoding="utf-8")
         used |= set(SAID.findall(src))
         literals |= set(re.findall(r'["\']([a-z][a-z0-9_]+)["\']', src))  # keys passed on (`"name_top_k"`, GPU refusals)
+    literals |= {f"encoder_{e}" for e in TEXT_ENCODERS}  # the label-language names, said by text tower
     assert len(used) > 200
     assert sorted(used - set(STRINGS["en"])) == []
     assert sorted(set(STRINGS["en"]) - used - literals) == []
