@@ -28,7 +28,7 @@ from ..core import checks, zeroshot
 from ..core.architecture import TowerSummary
 from ..core.inside import Explanation, VisionTrace
 from ..core.labels import CLIP, LabelSet, PromptError, fill, prompt_where
-from ..core.model import LoadedModel
+from ..core.model import LoadedModel, WeightsError
 from ..core.multilingual import LoadedTower
 from ..core.words import ProgressFn, Refusal, Text
 from ..core.zeroshot import Prediction
@@ -327,7 +327,7 @@ class ZeroShot:
     def hold_tower_failure(self, exc: Refusal) -> None:
         """Where the tower can only be loaded before the server starts (ZeroGPU: a GPU worker is forked with what
         the process holds then) and that failed: say so from now on, never load it later."""
-        self._tower_failed = (math.inf, Refusal("ml_tower_late", exc.text))
+        self._tower_failed = (math.inf, WeightsError("ml_tower_late", exc.text))  # at +inf: never retried
 
     def text_seconds(self, cost: int) -> float:
         """About how long encoding prompts of `cost` tokens takes here (from the last encoding measured)."""
