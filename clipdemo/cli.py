@@ -9,6 +9,7 @@ one line `error: ...` in English on stderr and exits 2, never a traceback. Progr
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import glob
 import json
@@ -29,6 +30,7 @@ from .io.images import ALLOWED_FORMATS, open_image
 from .serving import settings as settings_mod
 from .tasks.classify import BatchError, classify_batch, read_batch
 from .tasks.evaluate import SPELLINGS, TEMPLATE_CHOICES, Evaluation, Report, Step, run
+from .tasks.yourdata import evaluate_labelled, read_labelled
 
 __all__ = ["main", "build_parser"]
 
@@ -85,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=_argument(checks.top_k), default=5,
                    help=f"how many labels to show, 1..{checks.MAX_TOP_K} (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--threshold", type=_argument(checks.threshold), metavar="C",
+                   help='a cosine (-1..1): labels below it do not fit, and none fitting is "none of these"')
     p.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("search", help="find CIFAR-100 test images by text, by image, or both")
@@ -135,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--spelling", choices=list(SPELLINGS), default="cifar100",
                    help="class names: torchvision's (default) or the CLIP paper's (--templates languages brings its "
                         "own: torchvision's and the Turkish ones)")
+    e.add_argument("--labelled", type=Path, metavar="PATH",
+                   help="your own labelled images instead of CIFAR-100: a zip or a folder, one folder per class "
+                        "(ImageFolder layout; an 'other' or '_none' folder holds images no class fits), or images "
+                        "with a CSV of filename,label")
+    e.add_argument("--examples", type=_argument(lambda v: checks.count(v, 0, 16, "name_examples")), default=0,
+                   metavar="N", help="with --labelled: hold out N images per class as few-shot examples (0..16)")
+    e.add_argument("--template-set", choices=list(TEMPLATE_SETS), default="cifar18",
+                   help="with --labelled: the template set scored beside the single template (default cifar18)")
     _batch_args(e)
     e.add_argument("--out", type=Path, help="write the full results (per class, per image) as JSON")
     _model_args(e)
@@ -198,6 +210,14 @@ def _weights_note(info) -> str:
     return "" if info.verified else "Note: an unverified checkpoint (its SHA-256 is no known release)."
 
 
+def _fits_line(pred, threshold: float) -> str:
+    """Whether any label fits under the threshold, in a line."""
+    best = max(pred.cosines)
+    if pred.fits(threshold):
+        return f"Fits: the best cosine {best:.3f} reaches the threshold {threshold:g}."
+    return f"None of these labels fits: the best cosine {best:.3f} is below the threshold {threshold:g}."
+
+
 def _text_encoder(zs, label_set: LabelSet) -> str:
     """Which text tower read the labels, in a line (random weights say so)."""
     return "CLIP's own (English)" if label_set.encoder == CLIP else str(zs.tower().label)
@@ -217,14 +237,19 @@ def cmd_predict(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
         true_label = true_name(label_set.labels, true_label, label_set.label_preset)
     pred = zs.predict(image, label_set, k=args.top_k, true_label=true_label)
     if args.json:
-        print(json.dumps({**pred.as_dict(), "image": what, "device": str(zs.loaded.device), "dtype": _dtype(zs),
-                          "text_encoder": _text_encoder(zs, label_set)}, ensure_ascii=False))
+        out = {**pred.as_dict(), "image": what, "device": str(zs.loaded.device), "dtype": _dtype(zs),
+               "text_encoder": _text_encoder(zs, label_set)}
+        if args.threshold is not None:
+            out.update(top=pred.rows(args.threshold), fits=pred.fits(args.threshold))
+        print(json.dumps(out, ensure_ascii=False))
         return 0
     print(f"Weights: {pred.weights.label}; device {zs.loaded.device}, {_dtype(zs)}")
     print(f"Text encoder: {_text_encoder(zs, label_set)}")
     print(f"Image: {what}" + (f" (true class: {true_label})" if true_label else ""))
     print("\nTop predictions:\n")
     print("\n".join(pred.lines()))
+    if args.threshold is not None:
+        print(f"\n{_fits_line(pred, args.threshold)}")
     if true_label is not None and pred.true_rank is not None:
         print(f"\nTrue class {true_label!r}: rank {pred.true_rank} of {len(label_set.labels)}, "
               f"{100 * pred.true_prob:.2f}%")
@@ -256,13 +281,15 @@ def _predict_batch(args: argparse.Namespace, cfg: settings_mod.Settings, label_s
     preds = classify_batch(zs, [image for _, image in items], label_set, args.top_k)
     if args.json:
         print(json.dumps({"weights": str(zs.loaded.info.label),
-                          "images": [{"image": name, "predictions": p.rows()} for (name, _), p in zip(items, preds)]},
-                         ensure_ascii=False))
+                          "images": [{"image": name, "predictions": p.rows(args.threshold)}
+                                     for (name, _), p in zip(items, preds)]}, ensure_ascii=False))
         return 0
     print(f"Weights: {zs.loaded.info.label}; {len(items)} images, {len(label_set.labels)} labels")
     width = max(len(name) for name, _ in items)
     for (name, _), pred in zip(items, preds):
-        print(f"{name:<{width}}  " + ", ".join(f"{lab} {100 * p:.2f}%" for lab, p in pred.top))
+        none = args.threshold is not None and not pred.fits(args.threshold)
+        print(f"{name:<{width}}  " + ("(none of these) " if none else "")
+              + ", ".join(f"{lab} {100 * p:.2f}%" for lab, p in pred.top))
     if note := _weights_note(zs.loaded.info):
         print(f"\n{note}")
     return 0
@@ -410,6 +437,8 @@ def cmd_features(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
+    if args.labelled is not None:
+        return _evaluate_labelled(args, cfg)
     data = open_cifar100(cfg.data_root, download=cfg.allow_download)
     if args.all:
         ev = Evaluation("all", templates=args.templates, spelling=args.spelling)
@@ -438,6 +467,54 @@ def cmd_evaluate(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
                "results": [r.as_dict() for r in report.results]}
         args.out.write_text(json.dumps(doc, indent=1))
         print(f"Wrote {args.out}")
+    return 0
+
+
+def _evaluate_labelled(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
+    """Your labelled images: accuracy (one template vs a template set, and few-shot with --examples), per class,
+    ECE before and after the fitted temperature, and the "none of these" threshold."""
+    if not args.labelled.exists():
+        raise Refusal("labelled_not_zip", str(args.labelled))
+    from tqdm import tqdm
+
+    zs = _load(args, cfg, batch_work=True)
+    with tqdm(total=0, desc="your labelled images", unit="img", file=sys.stderr) as bar:
+        def progress(done: int, total: int, what) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+        data = read_labelled(zs, args.labelled, progress)
+    report = evaluate_labelled(zs, data, TEMPLATE_SETS[args.template_set].items, examples=args.examples)
+    print(f"Weights: {zs.loaded.info.label}; {len(data.names)} images, {len(data.classes)} classes; "
+          f"{len(report.scored)} scored")
+    print(f"{'setting':>26s} {'top-1 accuracy':>15s} {'top-5':>8s}")
+    for a in report.settings:
+        print(f"{a.setting:>26s} {100 * a.top1:14.2f}% {100 * a.top5_rate:7.2f}%")
+    if report.examples:
+        print(f"zero-shot vs few-shot on the same images: {100 * report.settings[1].top1:.2f}% vs "
+              f"{100 * report.settings[-1].top1:.2f}% top-1 accuracy")
+    print("\nPer class (template set):")
+    for name, acc in zip(report.classes, report.settings[1].per_class(len(report.classes))):
+        print(f"  {name:>24s}: {'-' if acc is None else f'{100 * acc:.1f}%'}")
+    t = report.threshold
+    print(f"\nCalibration: ECE {report.ece:.3f} of softmax(100 cos) (scores are relative to the labels given); a "
+          f"temperature fitted on half the images, {report.temperature:.2f}, takes ECE on the other half from "
+          f"{report.ece_before:.3f} to {report.ece_after:.3f}.")
+    where = ("the 'other' images vs the labelled ones" if report.threshold_from == "none-folder"
+             else "right vs wrong answers")
+    print(f"Recommended threshold (none of these): cosine {t.cosine:.3f}, from {where}: it keeps "
+          f"{100 * t.fits_kept:.1f}% and refuses {100 * t.none_refused:.1f}% (balanced accuracy "
+          f"{100 * t.balanced_accuracy:.1f}%).")
+    if note := _weights_note(zs.loaded.info):
+        print(f"\n{note}")
+    if args.out:
+        args.out.write_text(json.dumps(report.as_dict(), indent=1, ensure_ascii=False))
+        with open(args.out.with_suffix(".csv"), "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["image", "true", *(a.setting for a in report.settings)])
+            for row, i in enumerate(report.scored.tolist()):
+                writer.writerow([data.names[i], report.classes[int(data.targets[i])],
+                                 *(report.classes[int(a.predicted[row])] for a in report.settings)])
+        print(f"Wrote {args.out} and {args.out.with_suffix('.csv')}")
     return 0
 
 

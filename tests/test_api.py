@@ -151,7 +151,8 @@ def test_mcp_lists_exactly_the_typed_tools_and_classifies_a_base64_image(server,
     described = {t.name: t.description for t in tools}
     assert described["classify"].startswith("Zero-shot classify one image against your own labels")
     schema = next(t for t in tools if t.name == "classify").inputSchema
-    assert set(schema["properties"]) == {"image", "candidate_labels", "hypothesis_template", "top_k", "text_encoder"}
+    assert set(schema["properties"]) == {"image", "candidate_labels", "hypothesis_template", "top_k", "text_encoder",
+                                         "threshold"}
     encoder = schema["properties"]["text_encoder"]
     assert encoder["enum"] == ["clip", "multilingual"] and encoder["default"] == "clip"
     assert encoder["description"].startswith("The text tower that reads the labels")
@@ -229,7 +230,7 @@ def test_the_readme_curl_recipe(server):
     import httpx
 
     url, _ = server
-    body = {"data": [_data_url(Image.new("RGB", (8, 8), "red")), ["cat", "dog"], "a photo of a {}", 2, "clip"]}
+    body = {"data": [_data_url(Image.new("RGB", (8, 8), "red")), ["cat", "dog"], "a photo of a {}", 2, "clip", None]}
     event_id = httpx.post(f"{url}/gradio_api/call/classify", json=body, timeout=60).json()["event_id"]
     stream = httpx.get(f"{url}/gradio_api/call/classify/{event_id}", timeout=60).text
     lines = stream.splitlines()

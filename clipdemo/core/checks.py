@@ -64,3 +64,18 @@ def tower(value: object) -> str:
     if value not in TOWERS:
         raise Refusal("tower_unknown", repr(value), ", ".join(TOWERS))
     return value  # type: ignore[return-value]
+
+
+def threshold(value: object) -> float | None:
+    """A "none of these" threshold on the best cosine: a number in -1..1, or None (no threshold)."""
+    if value is None or value == "":
+        return None
+    number = float("nan")
+    if not isinstance(value, bool):
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError):
+            pass
+    if not -1.0 <= number <= 1.0:  # NaN is not either
+        raise Refusal("threshold_range", repr(value)[:40])
+    return number

@@ -130,10 +130,16 @@ class Prediction:
     def true_prob(self) -> float | None:
         return self.probs[self.labels.index(self.true_label)] if self.true_label in self.labels else None
 
-    def rows(self) -> list[dict]:
+    def rows(self, threshold: float | None = None) -> list[dict]:
         """The top-k as the API, the CLI and the files give it: `[{label, score, cosine}]`, best first (the Hugging
-        Face zero-shot-image-classification schema, plus the cosine)."""
-        return [{"label": lab, "score": p, "cosine": self.cosine(lab)} for lab, p in self.top]
+        Face zero-shot-image-classification schema, plus the cosine); with a `threshold` on the cosine, each row
+        also says whether its label `fits` (none fitting: "none of these")."""
+        rows = [{"label": lab, "score": p, "cosine": self.cosine(lab)} for lab, p in self.top]
+        return rows if threshold is None else [{**r, "fits": r["cosine"] >= threshold} for r in rows]
+
+    def fits(self, threshold: float) -> bool:
+        """Whether any label fits: the best cosine reaches `threshold` (else the answer is "none of these")."""
+        return max(self.cosines) >= threshold
 
     def lines(self) -> list[str]:
         """The notebook's text lines: `'            lion: 96.34%'`."""

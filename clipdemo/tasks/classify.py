@@ -28,7 +28,7 @@ from ..io.cifar import Cifar100
 from ..io.images import MAX_BYTES, ImageError, open_image
 from ..serving.service import Priority, ZeroShot
 
-__all__ = ["BatchError", "batch_count", "candidates", "classify", "classify_index", "read_batch", "classify_batch", "MAX_BATCH",
+__all__ = ["BatchError", "batch_count", "checked_members", "read_member", "member_image", "candidates", "classify", "classify_index", "read_batch", "classify_batch", "MAX_BATCH",
            "MAX_ZIP_BYTES", "MAX_RATIO", "DEFAULT_TEMPLATE"]
 
 DEFAULT_TEMPLATE = "a photo of a {}"  # the Hugging Face task's hypothesis template, and the notebook's prompt
@@ -56,15 +56,18 @@ def candidates(candidate_labels: list[str] | str | None, hypothesis_template: st
 
 
 def classify(zs: ZeroShot, image: Image.Image | str | Path, candidate_labels: list[str] | str | None,
-             hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5, text_encoder: str = CLIP) -> list[dict]:
+             hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5, text_encoder: str = CLIP,
+             threshold: float | None = None) -> list[dict]:
     """One image (or an image file's path) against the candidate labels: `[{label, score, cosine}]`, best first,
     `top_k` long. `score` is `softmax(100 * cos)` over the candidate labels (all of them sum to 1), `cosine` the
-    image-prompt cosine similarity in [-1, 1]. `text_encoder`: "clip" (CLIP's own, English) or "multilingual"."""
+    image-prompt cosine similarity in [-1, 1]. `text_encoder`: "clip" (CLIP's own, English) or "multilingual".
+    With a `threshold` on the cosine, each row also says whether its label `fits` ("none of these" when none does)."""
     label_set, k = candidates(candidate_labels, hypothesis_template, text_encoder), checks.top_k(top_k)
+    threshold = checks.threshold(threshold)
     if not isinstance(image, Image.Image):
         image = open_image(image, fit=zs.loaded.config.image_resolution)
     (pred,) = classify_batch(zs, [image], label_set, k)  # one image, one path for all
-    return pred.rows()
+    return pred.rows(threshold)
 
 
 def classify_index(zs: ZeroShot, data: Cifar100, index: int, candidate_labels: list[str] | str | None = None,
@@ -82,39 +85,53 @@ def _too_many(n: int, limit: int) -> BatchError:
     return BatchError("batch_many", n, limit)
 
 
+def checked_members(zf: zipfile.ZipFile, limit: int, max_total: int = MAX_ZIP_BYTES) -> list[zipfile.ZipInfo]:
+    """The members of a zip worth reading (folders and what zip tools add on their own left out), every one checked
+    before any is read: a safe name, at most `limit` of them, none over MAX_BYTES, no compression ratio a zip bomb
+    would need, all together at most `max_total` bytes; BatchError naming the first that is not."""
+    infos = [i for i in zf.infolist() if not i.is_dir() and not any(j in i.filename for j in _JUNK)
+             and not PurePosixPath(i.filename).name.startswith("._")]
+    if len(infos) > limit:
+        raise _too_many(len(infos), limit)
+    total = 0
+    for info in infos:
+        name = info.filename
+        parts = PurePosixPath(name.replace("\\", "/")).parts
+        if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+            raise BatchError("zip_unsafe_name", repr(name))
+        if info.file_size > MAX_BYTES:
+            raise BatchError("zip_member_big", name, MAX_BYTES // 2**20)
+        if info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise BatchError("zip_ratio", name, MAX_RATIO)
+        total += info.file_size
+        if total > max_total:
+            raise BatchError("zip_total", max_total // 2**20)
+    return infos
+
+
+def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """A checked member's bytes, never more than MAX_BYTES whatever its header says; BatchError when unreadable."""
+    try:
+        with zf.open(info) as member:
+            data = member.read(MAX_BYTES + 1)  # the header's sizes may lie: never read past the limit
+    except (RuntimeError, NotImplementedError, zlib.error, EOFError, OSError, zipfile.BadZipFile) as exc:
+        raise BatchError("zip_unreadable", info.filename, exc) from None
+    if len(data) > MAX_BYTES:
+        raise BatchError("zip_member_big", info.filename, MAX_BYTES // 2**20)
+    return data
+
+
+def member_image(zf: zipfile.ZipFile, info: zipfile.ZipInfo, fit: int) -> Image.Image:
+    """A checked member decoded as an image reduced to what a model of input resolution `fit` keeps."""
+    try:
+        return open_image(read_member(zf, info), fit=fit)
+    except ImageError as exc:
+        raise BatchError("zip_not_image", info.filename, exc.text) from None
+
+
 def _zip_members(path: Path, fit: int, limit: int) -> list[tuple[str, Image.Image]]:
     with zipfile.ZipFile(path) as zf:
-        infos = [i for i in zf.infolist() if not i.is_dir() and not any(j in i.filename for j in _JUNK)
-                 and not PurePosixPath(i.filename).name.startswith("._")]
-        if len(infos) > limit:
-            raise _too_many(len(infos), limit)
-        total = 0
-        for info in infos:  # every member is checked before any is read
-            name = info.filename
-            parts = PurePosixPath(name.replace("\\", "/")).parts
-            if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
-                raise BatchError("zip_unsafe_name", repr(name))
-            if info.file_size > MAX_BYTES:
-                raise BatchError("zip_member_big", name, MAX_BYTES // 2**20)
-            if info.file_size > MAX_RATIO * max(info.compress_size, 1):
-                raise BatchError("zip_ratio", name, MAX_RATIO)
-            total += info.file_size
-            if total > MAX_ZIP_BYTES:
-                raise BatchError("zip_total", MAX_ZIP_BYTES // 2**20)
-        items = []
-        for info in infos:
-            try:
-                with zf.open(info) as member:
-                    data = member.read(MAX_BYTES + 1)  # the header's sizes may lie: never read past the limit
-            except (RuntimeError, NotImplementedError, zlib.error, EOFError, OSError, zipfile.BadZipFile) as exc:
-                raise BatchError("zip_unreadable", info.filename, exc) from None
-            if len(data) > MAX_BYTES:
-                raise BatchError("zip_member_big", info.filename, MAX_BYTES // 2**20)
-            try:
-                items.append((info.filename, open_image(data, fit=fit)))
-            except ImageError as exc:
-                raise BatchError("zip_not_image", info.filename, exc.text) from None
-        return items
+        return [(info.filename, member_image(zf, info, fit)) for info in checked_members(zf, limit)]
 
 
 def read_batch(paths: list[str | Path], names: list[str] | None = None, *, fit: int,

@@ -37,7 +37,7 @@ class ApiEndpoints:
         self.rt = runtime
 
     def classify(self, image: str, candidate_labels: list[str], hypothesis_template: str = DEFAULT_TEMPLATE,
-                 top_k: int = 5, text_encoder: TextEncoder = CLIP) -> list[dict]:
+                 top_k: int = 5, text_encoder: TextEncoder = CLIP, threshold: float | None = None) -> list[dict]:
         """Zero-shot classify one image against your own labels with OpenAI CLIP ViT-B/32.
 
         Args:
@@ -49,6 +49,8 @@ class ApiEndpoints:
             text_encoder: The text tower that reads the labels: "clip" (CLIP's own, trained on English) or
                 "multilingual" (sentence-transformers/clip-ViT-B-32-multilingual-v1: labels in 50+ languages,
                 Turkish among them, aligned with the same ViT-B/32 image features).
+            threshold: Optional: a cosine (-1 to 1, e.g. 0.2) below which a label does not fit. When given, each
+                prediction carries "fits" (true or false); none fitting means "none of these labels".
 
         Returns:
             A list of {"label", "score", "cosine"}, best first. "score" is the probability over the candidate
@@ -58,7 +60,7 @@ class ApiEndpoints:
         with told("en"):
             picture = image_from_reference(image, gr.utils.get_upload_folder(), self.rt.config().image_resolution)
             zs = self.rt.service(timeout=MODEL_WAIT_S)
-            return classify(zs, picture, candidate_labels, hypothesis_template, top_k, text_encoder)
+            return classify(zs, picture, candidate_labels, hypothesis_template, top_k, text_encoder, threshold)
 
     def classify_cifar(self, index: int, candidate_labels: list[str] | None = None,
                        hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5,
@@ -85,7 +87,7 @@ class ApiEndpoints:
 
     def classify_batch(self, images: list[str], candidate_labels: list[str],
                        hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5,
-                       text_encoder: TextEncoder = CLIP) -> list[dict]:
+                       text_encoder: TextEncoder = CLIP, threshold: float | None = None) -> list[dict]:
         """Zero-shot classify up to 64 images against your own labels with OpenAI CLIP ViT-B/32, in one call.
 
         Args:
@@ -97,6 +99,8 @@ class ApiEndpoints:
             text_encoder: The text tower that reads the labels: "clip" (CLIP's own, trained on English) or
                 "multilingual" (sentence-transformers/clip-ViT-B-32-multilingual-v1: labels in 50+ languages,
                 Turkish among them, aligned with the same ViT-B/32 image features).
+            threshold: Optional: a cosine (-1 to 1, e.g. 0.2) below which a label does not fit. When given, each
+                prediction carries "fits" (true or false); none fitting means "none of these labels".
 
         Returns:
             One {"image", "predictions"} per image, in the order given: "image" is its position (0-based) and
@@ -105,12 +109,12 @@ class ApiEndpoints:
         with told("en"):
             batch_count(images)  # before any image is decoded
             label_set = candidates(list(candidate_labels or []), hypothesis_template, text_encoder)
-            k = checks.top_k(top_k)
+            k, threshold = checks.top_k(top_k), checks.threshold(threshold)
             root, fit = gr.utils.get_upload_folder(), self.rt.config().image_resolution
             # One at a time, each reduced to the model's R x R as it is decoded: 64 of them hold ~10 MB.
             pictures = [image_from_reference(ref, root, fit) for ref in images]
             zs = self.rt.service(timeout=MODEL_WAIT_S)
-            return [{"image": i, "predictions": pred.rows()}
+            return [{"image": i, "predictions": pred.rows(threshold)}
                     for i, pred in enumerate(classify_batch(zs, pictures, label_set, k))]
 
     def architecture_summary(self, depth: int = 2) -> dict:

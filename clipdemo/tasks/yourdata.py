@@ -1,0 +1,316 @@
+"""Your own labelled images (issue #26): read a labelled set, and measure CLIP on it.
+
+Holds the limits (`MAX_IMAGES`, `MAX_CLASSES`, `MAX_SET_BYTES`), `NONE_FOLDERS` (the folder names of images no
+class fits), `LabelledSet` (a labelled set as features: names, class names, targets, `[N, D]` image features and
+small thumbnails; never the images), `read_labelled` (a zip or a folder in the ImageFolder layout, one folder per
+class, or images with a CSV of `filename,label`; every member checked as a batch's are, each image decoded one
+at a time, reduced, encoded in bulk chunks and dropped), `label_text` (a folder's name as a prompt's label),
+and `evaluate_labelled` with its `LabelledReport`: accuracy (top-1, top-5, per class, confusion, the worst
+mistakes) with one template and with a template set side by side; calibration (ECE and the reliability bins of
+`softmax(100 cos)`, and one temperature fitted on a held-out half, with ECE before and after on the other half);
+"none of these" (the threshold on the best cosine that best separates the images of the none-folder, or, without
+one, the best cosines of right and wrong answers); and few-shot (Tip-Adapter's training-free cache model over N
+held-out examples per class, against zero-shot on the same images). The math is `clipdemo.core.calibration`'s;
+the model calls the service's. No gradio.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import torch
+from PIL import Image
+
+from ..core import calibration
+from ..core.labels import SINGLE_TEMPLATE, LabelSet, normalise
+from ..core.words import ProgressFn, Refusal, Text
+from ..core.zeroshot import scores
+from ..io.images import ALLOWED_FORMATS, ImageError, open_image
+from ..serving.service import Priority, ZeroShot
+from .classify import BatchError, checked_members, member_image, read_member
+
+__all__ = ["MAX_IMAGES", "MAX_CLASSES", "MAX_SET_BYTES", "NONE_FOLDERS", "LabelledSet", "read_labelled",
+           "label_text", "evaluate_labelled", "LabelledReport", "THUMB"]
+
+MAX_IMAGES = 2000  # images in one labelled set
+MAX_CLASSES = 50
+MAX_SET_BYTES = 200 * 2**20  # all images of a zip together, uncompressed
+NONE_FOLDERS = ("_none", "other")  # a folder of images no class fits (for "none of these"); not a class
+THUMB = 48  # px: the thumbnails a report keeps of its images (for its worst mistakes)
+IMAGE_SUFFIXES = {".jpg", *(f".{fmt.lower()}" for fmt in ALLOWED_FORMATS)}  # JPEG's files are .jpg or .jpeg
+
+
+class LabelledError(Refusal):
+    """A labelled set was refused; the sentence says why."""
+
+
+def label_text(folder: str) -> str:
+    """A class folder's name as a prompt's label: `golden_retriever` -> "golden retriever"."""
+    return normalise(folder.replace("_", " "))
+
+
+@dataclass(frozen=True, eq=False)
+class LabelledSet:
+    """A labelled set as the report needs it: per image its name, its class (an index into `classes`, or -1 for
+    the none-folder), its normalised feature `[D]` and a thumbnail. Never the images themselves."""
+
+    classes: tuple[str, ...]  # the labels, as prompts read them ("golden retriever")
+    names: tuple[str, ...]  # [N]
+    targets: torch.Tensor  # [N] int64, -1: none of the classes
+    features: torch.Tensor  # [N, D]
+    thumbs: tuple[Image.Image, ...] = field(default=(), repr=False)
+
+    @property
+    def has_none(self) -> bool:
+        return bool((self.targets < 0).any())
+
+
+def _class_of(path: str, depth: int) -> str:
+    return PurePosixPath(path).parts[depth]
+
+
+def _entries(names: list[str], csv_text: str | None) -> list[tuple[str, str]]:
+    """(member name, class folder or label) of every image, from the folders or from the CSV."""
+    images = [n for n in names if PurePosixPath(n).suffix.lower() in IMAGE_SUFFIXES]
+    if csv_text is not None:
+        rows = [r for r in csv.reader(io.StringIO(csv_text)) if r and r[0].strip()]
+        if rows and rows[0][0].strip().lower() in {"filename", "file", "image", "path"}:
+            rows = rows[1:]
+        known = {n: n for n in images} | {PurePosixPath(n).name: n for n in images}
+        out = []
+        for row in rows:
+            if len(row) < 2 or not row[1].strip():
+                raise LabelledError("labelled_csv_row", ",".join(row)[:60])
+            name = row[0].strip()
+            if name not in known:
+                raise LabelledError("labelled_csv_missing", name[:80])
+            out.append((known[name], row[1].strip()))
+        return out
+    parts = [PurePosixPath(n).parts for n in images]
+    # one top folder holding the class folders (as zipping a folder makes): the classes are one level down
+    depth = 1 if parts and all(len(p) >= 3 for p in parts) and len({p[0] for p in parts}) == 1 else 0
+    loose = [n for n, p in zip(images, parts) if len(p) <= depth + 1]
+    if loose:
+        raise LabelledError("labelled_loose", loose[0][:80])
+    return [(n, p[depth]) for n, p in zip(images, parts)]
+
+
+def _classes(entries: list[tuple[str, str]]) -> tuple[tuple[str, ...], list[int]]:
+    """The class labels in order of first appearance (sorted by folder name) and each entry's target (-1: none)."""
+    folders = sorted({c for _, c in entries if c.lower() not in NONE_FOLDERS}, key=str.casefold)
+    labels, seen = [], {}
+    for folder in folders:
+        text = label_text(folder)
+        if not text:
+            raise LabelledError("labelled_blank_class", folder[:40])
+        if text.casefold() in seen:
+            raise LabelledError("labelled_collide", seen[text.casefold()][:40], folder[:40], text[:40])
+        seen[text.casefold()] = folder
+        labels.append(text)
+    if len(labels) < 2:
+        raise LabelledError("labelled_few_classes", len(labels))
+    if len(labels) > MAX_CLASSES:
+        raise LabelledError("labelled_many_classes", len(labels), MAX_CLASSES)
+    index = {f: i for i, f in enumerate(folders)}
+    targets = [index.get(c, -1) for _, c in entries]
+    counts = Counter(t for t in targets if t >= 0)
+    if (single := [folders[c] for c in range(len(folders)) if counts[c] < 2]):
+        raise LabelledError("labelled_one_image", single[0][:40])
+    return tuple(labels), targets
+
+
+def read_labelled(zs: ZeroShot, path: str | Path, progress: ProgressFn | None = None) -> LabelledSet:
+    """A labelled zip or folder, checked, its images encoded (bulk chunks, progress) and kept as features and
+    thumbnails. Refusals (LabelledError, BatchError) say what is wrong, naming the file."""
+    path = Path(path)
+    fit = zs.loaded.config.image_resolution
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        names = [p.relative_to(path).as_posix() for p in files]
+        csvs = [p for p in files if p.suffix.lower() == ".csv" and p.parent == path]
+        entries = _entries(names, csvs[0].read_text(encoding="utf-8-sig") if csvs else None)
+        if len(entries) > MAX_IMAGES:
+            raise LabelledError("labelled_many", len(entries), MAX_IMAGES)
+        classes, targets = _classes(entries)
+        return _encode(zs, classes, entries, targets, lambda name: _open_file(path / name, fit), progress)
+    if not zipfile.is_zipfile(path):
+        raise LabelledError("labelled_not_zip", path.name[:80])
+    with zipfile.ZipFile(path) as zf:
+        # members beyond the images (a CSV, text files) are allowed; too many images is said below, by count
+        infos = {i.filename: i for i in checked_members(zf, 10 * MAX_IMAGES, MAX_SET_BYTES)}
+        csvs = [i for n, i in infos.items() if n.lower().endswith(".csv") and "/" not in n.strip("/")]
+        csv_text = read_member(zf, csvs[0]).decode("utf-8-sig", errors="replace") if csvs else None
+        entries = _entries(list(infos), csv_text)
+        if len(entries) > MAX_IMAGES:
+            raise LabelledError("labelled_many", len(entries), MAX_IMAGES)
+        classes, targets = _classes(entries)
+        return _encode(zs, classes, entries, targets, lambda name: member_image(zf, infos[name], fit), progress)
+
+
+def _open_file(path: Path, fit: int) -> Image.Image:
+    try:
+        return open_image(path, fit=fit)
+    except ImageError as exc:
+        raise BatchError("batch_not_image", path.name, exc.text) from None
+
+
+def _encode(zs: ZeroShot, classes: tuple[str, ...], entries: list[tuple[str, str]], targets: list[int], read,
+            progress: ProgressFn | None) -> LabelledSet:
+    """Decode a chunk of images at a time, encode it as bulk work, keep features and thumbnails, drop the images."""
+    feats, thumbs, step = [], [], zs.bulk_images
+    for first in range(0, len(entries), step):
+        images = [read(name) for name, _ in entries[first:first + step]]
+        feats.append(zs.image_features(images, Priority.BULK))  # [b, D]
+        for image in images:
+            thumb = image.copy()
+            thumb.thumbnail((THUMB, THUMB))
+            thumbs.append(thumb)
+        if progress:
+            progress(min(first + step, len(entries)), len(entries), Text("progress_labelled"))
+    return LabelledSet(classes, tuple(n for n, _ in entries), torch.tensor(targets, dtype=torch.int64),
+                       torch.cat(feats), tuple(thumbs))
+
+
+# -- the report ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Accuracy:
+    """One way of answering (a template setting, or few-shot), scored on the same images."""
+
+    setting: str
+    predicted: torch.Tensor  # [n] class index
+    confidence: torch.Tensor  # [n] its probability
+    best_cosine: torch.Tensor  # [n] the best label's cosine (zero-shot)
+    top5: torch.Tensor  # [n] bool
+    targets: torch.Tensor  # [n]
+
+    @property
+    def top1(self) -> float:
+        return float((self.predicted == self.targets).float().mean())
+
+    @property
+    def top5_rate(self) -> float:
+        return float(self.top5.float().mean())
+
+    def per_class(self, n_classes: int) -> list[float | None]:
+        return [float((self.predicted[self.targets == c] == c).float().mean()) if (self.targets == c).any() else None
+                for c in range(n_classes)]
+
+    def confusion(self, n_classes: int) -> torch.Tensor:
+        """`[C, C]` counts: row = true class, column = predicted class."""
+        return torch.bincount(self.targets * n_classes + self.predicted, minlength=n_classes ** 2).reshape(
+            n_classes, n_classes)
+
+
+@dataclass(frozen=True)
+class LabelledReport:
+    """What `evaluate_labelled` measured; `as_dict()` is the JSON the page, the API and the CLI give."""
+
+    classes: tuple[str, ...]
+    scored: torch.Tensor  # [n] indices (into the set) of the images scored: in-set, not held out as examples
+    settings: tuple[Accuracy, ...]  # one template, then the template set (then few-shot, when examples were given)
+    ece: float  # of the template set's softmax(100 cos), on every scored image
+    bins: tuple[calibration.Bin, ...]
+    temperature: float  # fitted on half A of the scored images
+    ece_before: float  # on half B, at temperature 1
+    ece_after: float  # on half B, at the fitted temperature
+    threshold: calibration.Threshold  # "none of these": none-folder vs in-set, or right vs wrong answers
+    threshold_from: str  # "none-folder" or "right-vs-wrong"
+    worst: tuple[tuple[int, int, int, float], ...]  # (set index, true, predicted, probability), most confident first
+    examples: int = 0  # few-shot examples per class held out
+
+    def as_dict(self) -> dict:
+        c = len(self.classes)
+        return {
+            "classes": list(self.classes),
+            "images_scored": len(self.scored),
+            "accuracy": [{"setting": a.setting, "top1": a.top1, "top5": a.top5_rate,
+                          "per_class": dict(zip(self.classes, a.per_class(c)))} for a in self.settings],
+            "calibration": {"ece": self.ece, "bins": [vars(b) for b in self.bins], "temperature": self.temperature,
+                            "ece_before": self.ece_before, "ece_after": self.ece_after,
+                            "note": "scores are relative to the labels given: softmax spreads 1 over them"},
+            "threshold": {"cosine": self.threshold.cosine, "from": self.threshold_from,
+                          "fits_kept": self.threshold.fits_kept, "none_refused": self.threshold.none_refused,
+                          "balanced_accuracy": self.threshold.balanced_accuracy},
+            "few_shot_examples_per_class": self.examples,
+        }
+
+
+def _split(targets: torch.Tensor, n: int, seed: int) -> tuple[list[int], list[int]]:
+    """Per class, `n` images held out as examples (seeded), the rest scored; none-folder images are never examples."""
+    rng = random.Random(seed)
+    examples, scored = [], []
+    for c in sorted(set(targets.tolist())):
+        members = [i for i, t in enumerate(targets.tolist()) if t == c]
+        if c >= 0:
+            rng.shuffle(members)
+            examples += members[:n]
+            members = members[n:]
+        scored += members
+    return sorted(examples), sorted(scored)
+
+
+def _halves(indices: list[int], seed: int) -> tuple[list[int], list[int]]:
+    order = list(indices)
+    random.Random(seed + 1).shuffle(order)
+    return sorted(order[::2]), sorted(order[1::2])
+
+
+def evaluate_labelled(zs: ZeroShot, data: LabelledSet, template_set: tuple[str, ...], *, examples: int = 0,
+                      seed: int = 0, encoder: str = "clip", progress: ProgressFn | None = None) -> LabelledReport:
+    """Measure CLIP on a labelled set: zero-shot with one template and with `template_set`, side by side, and with
+    `examples` images per class held out as few-shot examples (Tip-Adapter over the template set), all scored on
+    the same images; calibration, and the "none of these" threshold. LabelledError when a class is too small to
+    hold `examples` out and still be scored."""
+    counts = Counter(t for t in data.targets.tolist() if t >= 0)
+    if examples and (small := [data.classes[c] for c in range(len(data.classes)) if counts[c] <= examples]):
+        raise LabelledError("labelled_examples", small[0][:40], counts[data.classes.index(small[0])], examples)
+    held, scored = _split(data.targets, examples, seed)
+    in_set = [i for i in scored if data.targets[i] >= 0]
+    feats, targets = data.features[in_set], data.targets[in_set]  # [n, D], [n]
+    settings = []
+    text_sets = {"single template": LabelSet.of(data.classes, SINGLE_TEMPLATE, encoder=encoder),
+                 "template set": LabelSet.of(data.classes, template_set, encoder=encoder)}
+    for name, label_set in text_sets.items():
+        cos, probs = scores(feats, zs.text_features(label_set, progress))  # [n, C], [n, C]
+        conf, pred = probs.max(dim=-1)
+        hit5 = (probs.topk(min(5, probs.shape[1]), dim=-1).indices == targets[:, None]).any(dim=-1)
+        settings.append(Accuracy(name, pred, conf, cos.max(dim=-1).values, hit5, targets))
+    text = zs.text_features(text_sets["template set"])  # [C, D]
+    if examples:
+        logits = calibration.tip_adapter(feats, text, data.features[held], data.targets[held])  # [n, C]
+        probs = logits.softmax(dim=-1)
+        conf, pred = probs.max(dim=-1)
+        hit5 = (probs.topk(min(5, probs.shape[1]), dim=-1).indices == targets[:, None]).any(dim=-1)
+        settings.append(Accuracy(f"few-shot ({examples} per class)", pred, conf, settings[1].best_cosine, hit5,
+                                 targets))
+    best = settings[1]
+    correct = best.predicted == targets
+    cosines_all = feats @ text.T  # [n, C]
+    half_a, half_b = _halves(list(range(len(in_set))), seed)
+    temperature = calibration.fit_temperature(cosines_all[half_a], targets[half_a])
+    before = calibration.probabilities(cosines_all[half_b]).max(dim=-1).values
+    after = calibration.probabilities(cosines_all[half_b], temperature).max(dim=-1).values
+    right_b = correct[half_b]
+    none = [i for i in scored if data.targets[i] < 0]
+    if none:
+        none_best = (data.features[none] @ text.T).max(dim=-1).values  # [m]
+        threshold, source = calibration.best_threshold(best.best_cosine, none_best), "none-folder"
+    else:
+        if correct.all() or not correct.any():
+            raise LabelledError("labelled_threshold")
+        threshold = calibration.best_threshold(best.best_cosine[correct], best.best_cosine[~correct])
+        source = "right-vs-wrong"
+    wrong = (~correct).nonzero().flatten()
+    order = wrong[best.confidence[wrong].argsort(descending=True)][:12]
+    worst = tuple((in_set[int(i)], int(targets[i]), int(best.predicted[i]), float(best.confidence[i])) for i in order)
+    return LabelledReport(data.classes, torch.tensor(in_set), tuple(settings),
+                          calibration.ece(best.confidence, correct), tuple(calibration.reliability(best.confidence,
+                                                                                                   correct)),
+                          temperature, calibration.ece(before, right_b), calibration.ece(after, right_b),
+                          threshold, source, worst, examples)

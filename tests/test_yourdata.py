@@ -1,0 +1,246 @@
+"""Your own labelled images (issue #26, the parts landed so far): the calibration, threshold and few-shot math
+against hand computations and constructed features; reading a labelled zip or folder with its refusals; the
+report on the tiny model against a reference computation; the CLI's `evaluate --labelled` and `predict
+--threshold`; the API's `threshold`."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from clipdemo.core import calibration
+from clipdemo.core.calibration import best_threshold, ece, fit_temperature, probabilities, reliability, tip_adapter
+from clipdemo.core.labels import CIFAR_TEMPLATES, LabelSet
+from clipdemo.core.zeroshot import scores
+from clipdemo.serving.service import ZeroShot
+from clipdemo.tasks.classify import BatchError
+from clipdemo.tasks.yourdata import LabelledError, evaluate_labelled, label_text, read_labelled
+
+ROOT = Path(__file__).resolve().parent.parent
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "dark_blue": (20, 30, 160)}
+
+
+# -- the math --------------------------------------------------------------------------------------------------
+def test_ece_and_reliability_by_hand():
+    conf = torch.tensor([0.95, 0.95, 0.55, 0.55])
+    right = torch.tensor([True, False, True, True])
+    bins = reliability(conf, right)
+    assert [b.count for b in bins] == [0, 0, 0, 0, 0, 2, 0, 0, 0, 2]
+    assert bins[9].accuracy == 0.5 and bins[5].accuracy == 1.0
+    assert ece(conf, right) == pytest.approx(0.5 * 0.45 + 0.5 * 0.45)
+
+
+def test_the_fitted_temperature_is_the_likelihoods_minimum_and_mends_an_overconfident_model():
+    """Cosines whose softmax(100 cos) says about 95% where the truth is about 70% (a wrong answer's true class is the
+    runner-up): the fitted temperature is where the likelihood is best (a fine grid agrees), and it lowers ECE on
+    the other half."""
+    g = torch.Generator().manual_seed(0)
+    n, c = 400, 5
+    targets = torch.randint(0, c, (n,), generator=g)
+    right = torch.rand(n, generator=g) < 0.7
+    shown = torch.where(right, targets, (targets + 1) % c)  # the class the model favours
+    cosines = 0.2 + 0.05 * torch.rand(n, c, generator=g)
+    cosines[torch.arange(n), shown] += 0.08  # a margin of 8 logits: over-confident
+    cosines[torch.arange(n)[~right], targets[~right]] += 0.06  # when wrong, the truth is the runner-up
+    a, b = slice(0, 200), slice(200, 400)
+    t = fit_temperature(cosines[a], targets[a])
+    grid = torch.linspace(math.log(0.05), math.log(20), 2000).exp()
+    nll = [float(torch.nn.functional.cross_entropy(100 * cosines[a].double() / x, targets[a])) for x in grid]
+    assert t == pytest.approx(float(grid[int(torch.tensor(nll).argmin())]), rel=0.01) and t > 1
+    conf = lambda temp: probabilities(cosines[b], temp).max(dim=-1).values  # noqa: E731
+    right_b = probabilities(cosines[b]).argmax(dim=-1) == targets[b]
+    assert ece(conf(t), right_b) < ece(conf(1.0), right_b) / 2  # 0.20 before, 0.08 after
+
+
+def test_the_threshold_maximises_balanced_accuracy_by_hand():
+    t = best_threshold(torch.tensor([0.30, 0.28, 0.25]), torch.tensor([0.20, 0.26]))
+    assert t.cosine == pytest.approx(0.27) and t.fits_kept == pytest.approx(2 / 3) and t.none_refused == 1.0
+    assert t.balanced_accuracy == pytest.approx(5 / 6)
+    with pytest.raises(ValueError, match="both groups"):
+        best_threshold(torch.tensor([0.3]), torch.tensor([]))
+
+
+def test_tip_adapter_is_its_formula_and_nothing_without_examples():
+    g = torch.Generator().manual_seed(1)
+    unit = lambda *s: torch.nn.functional.normalize(torch.randn(*s, generator=g), dim=-1)  # noqa: E731
+    f, w, k = unit(4, 8), unit(3, 8), unit(6, 8)
+    kt = torch.tensor([0, 0, 1, 1, 2, 2])
+    expected = torch.zeros(4, 3)
+    for i in range(4):
+        for cls in range(3):
+            cache = sum(math.exp(-calibration.TIP_BETA * (1 - float(f[i] @ k[m]))) for m in range(6) if kt[m] == cls)
+            expected[i, cls] = 100 * float(f[i] @ w[cls]) + calibration.TIP_ALPHA * cache
+    assert torch.allclose(tip_adapter(f, w, k, kt), expected, atol=1e-4)
+    assert torch.equal(tip_adapter(f, w, k[:0], kt[:0]), 100 * f @ w.T)
+
+
+def test_constructed_features_few_shot_mends_a_misleading_prompt_and_the_threshold_refuses_the_unseen():
+    """Three classes along three axes; class 1's prompt also reads as class 2's images (a misleading prompt), so
+    zero-shot calls class 2's images class 1; four examples per class mend it (the cache model's own mechanism,
+    with a weight large enough for a prompt this wrong); images along a sixth axis (no class) are refused by the
+    threshold learnt from them."""
+    g = torch.Generator().manual_seed(2)
+    axes = torch.eye(6)
+    def images(axis: int, n: int):
+        return torch.nn.functional.normalize(axes[axis] + 0.15 * torch.randn(n, 6, generator=g), dim=-1)
+    text = torch.nn.functional.normalize(torch.stack([axes[0], axes[1] + 0.4 * axes[2], 0.2 * axes[2] + axes[3]]),
+                                         dim=-1)
+    test = torch.cat([images(0, 20), images(1, 20), images(2, 20)])  # [60, 6]
+    truth = torch.arange(3).repeat_interleave(20)
+    keys, key_targets = torch.cat([images(0, 4), images(1, 4), images(2, 4)]), torch.arange(3).repeat_interleave(4)
+    zero = (test @ text.T).argmax(dim=-1)
+    few = tip_adapter(test, text, keys, key_targets, alpha=30.0, beta=5.0).argmax(dim=-1)
+    assert float((zero == truth).float().mean()) < 0.8 < float((few == truth).float().mean())
+    unseen = images(5, 20)
+    t = best_threshold((test @ text.T).max(dim=-1).values, (unseen @ text.T).max(dim=-1).values)
+    assert t.balanced_accuracy > 0.95
+
+
+# -- reading a labelled set -----------------------------------------------------------------------------------
+def _png(colour, size=40) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), colour).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _colours(per_class=6, other=0, top="shots/") -> dict[str, bytes]:
+    out = {}
+    for name, rgb in COLOURS.items():
+        for i in range(per_class):
+            shade = tuple(max(0, min(255, v + 7 * i - 20)) for v in rgb)
+            out[f"{top}{name}/{i}.png"] = _png(shade)
+    for i in range(other):
+        out[f"{top}other/{i}.png"] = _png((200, 200, 0 + 20 * i))
+    return out
+
+
+@pytest.fixture(scope="module")
+def zs(tiny_loaded):
+    return ZeroShot(tiny_loaded)
+
+
+def test_a_labelled_zip_is_read_as_features_and_thumbnails(zs, tmp_path):
+    data = read_labelled(zs, _zip(tmp_path / "set.zip", _colours(other=3)))
+    assert data.classes == ("dark blue", "green", "red")  # folder names as labels, sorted
+    assert len(data.names) == 21 and data.features.shape == (21, 32) and len(data.thumbs) == 21
+    assert data.has_none and int((data.targets == -1).sum()) == 3
+    assert all(t.size[0] <= 48 for t in data.thumbs)
+    reference = zs.image_features([Image.open(io.BytesIO(_png(COLOURS["red"]))).convert("RGB")])  # red/3.png
+    assert data.names.index("shots/red/3.png") >= 0 and label_text("golden_retriever") == "golden retriever"
+
+
+def test_a_folder_and_a_csv_are_read_too(zs, tmp_path):
+    folder = tmp_path / "folder"
+    for name, data in _colours(per_class=2, top="").items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    assert read_labelled(zs, folder).classes == ("dark blue", "green", "red")
+    members = {f"img{i}.png": _png((10 * i, 0, 0)) for i in range(4)}
+    members["labels.csv"] = b"filename,label\nimg0.png,cat\nimg1.png,cat\nimg2.png,dog\nimg3.png,dog\n"
+    data = read_labelled(zs, _zip(tmp_path / "csv.zip", members))
+    assert data.classes == ("cat", "dog") and data.targets.tolist() == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("members, error, message", [
+    ({"a/1.png": _png("red"), "a/2.png": _png("red"), "other/1.png": _png("blue")}, LabelledError,
+     'at least 2 classes \\(an "other" or "_none" folder is not a class\\); this one has 1'),
+    ({"a/1.png": _png("red"), "b/1.png": _png("blue")}, LabelledError, "The class a has one image"),
+    ({"golden_retriever/1.png": _png("red"), "golden_retriever/2.png": _png("red"),
+      "Golden Retriever/1.png": _png("blue"), "Golden Retriever/2.png": _png("blue")}, LabelledError,
+     r"The class folders Golden Retriever and golden_retriever are the same label once read as text"),
+    ({"x.png": _png("red"), "labels.csv": b"filename,label\nx.png,cat\ny.png,dog\n"}, LabelledError,
+     "The CSV names y.png, which is not an image in the set"),
+    ({"a/1.png": _png("red"), "a/2.png": b"not a png at all", "b/1.png": _png("blue"), "b/2.png": _png("blue")},
+     BatchError, "a/2.png"),
+    ({"loose.png": _png("red"), "a/1.png": _png("red")}, LabelledError, "loose.png is not inside a class folder"),
+])
+def test_a_bad_labelled_set_gets_a_sentence(zs, tmp_path, members, error, message):
+    with pytest.raises(error, match=message):
+        read_labelled(zs, _zip(tmp_path / "bad.zip", members))
+
+
+def test_the_limits_are_said(zs, tmp_path, monkeypatch):
+    from clipdemo.tasks import yourdata
+
+    monkeypatch.setattr(yourdata, "MAX_IMAGES", 10)
+    with pytest.raises(LabelledError, match="This set has 18 images; the limit is 10"):
+        read_labelled(zs, _zip(tmp_path / "many.zip", _colours(per_class=6)))
+    monkeypatch.setattr(yourdata, "MAX_IMAGES", 2000)
+    monkeypatch.setattr(yourdata, "MAX_CLASSES", 2)
+    with pytest.raises(LabelledError, match="This set has 3 classes; the limit is 2"):
+        read_labelled(zs, _zip(tmp_path / "classes.zip", _colours(per_class=2)))
+
+
+# -- the report -------------------------------------------------------------------------------------------------
+def test_the_report_equals_a_reference_and_keeps_examples_apart(zs, tmp_path):
+    data = read_labelled(zs, _zip(tmp_path / "set.zip", _colours(per_class=6, other=4)))
+    report = evaluate_labelled(zs, data, CIFAR_TEMPLATES, examples=2)
+    assert [a.setting for a in report.settings] == ["single template", "template set", "few-shot (2 per class)"]
+    assert len(report.scored) == 3 * 4  # 2 of each class held out, the "other" images not scored for accuracy
+    assert report.threshold_from == "none-folder" and 0 <= report.threshold.balanced_accuracy <= 1
+    text = zs.text_features(LabelSet.of(data.classes, CIFAR_TEMPLATES))
+    cos, probs = scores(data.features[report.scored], text)
+    assert torch.equal(report.settings[1].predicted, probs.argmax(dim=-1))
+    doc = report.as_dict()
+    assert set(doc) == {"classes", "images_scored", "accuracy", "calibration", "threshold",
+                        "few_shot_examples_per_class"}
+    assert doc["calibration"]["note"].startswith("scores are relative to the labels given")
+    with pytest.raises(LabelledError, match="The class dark blue has 6 images: holding out 6"):
+        evaluate_labelled(zs, data, CIFAR_TEMPLATES, examples=6)
+
+
+# -- the CLI and the API ---------------------------------------------------------------------------------------
+def test_cli_evaluate_labelled_and_predict_threshold(tmp_path, tiny_ckpts):
+    env = {"CLIPDEMO_CACHE": str(tmp_path), "CLIPDEMO_DOWNLOAD": "0", "PATH": "/usr/bin:/bin",
+           "CLIPDEMO_BACKEND": "eager"}
+    zipped = _zip(tmp_path / "set.zip", _colours(per_class=5, other=3))
+    run = subprocess.run([sys.executable, "-m", "clipdemo", "evaluate", "--labelled", str(zipped), "--examples", "2",
+                          "--weights", str(tiny_ckpts["state_dict"]), "--out", str(tmp_path / "report.json")],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    for word in ("accuracy", "ECE", "threshold", "zero-shot", "few-shot"):
+        assert word in run.stdout, word
+    assert json.loads((tmp_path / "report.json").read_text())["few_shot_examples_per_class"] == 2
+    assert (tmp_path / "report.csv").read_text().splitlines()[0].startswith("image,true,single template")
+    image = tmp_path / "red.png"
+    Image.new("RGB", (40, 40), "red").save(image)
+    base = [sys.executable, "-m", "clipdemo", "predict", "--image", str(image), "--labels", "red,blue",
+            "--weights", str(tiny_ckpts["state_dict"])]
+    none = subprocess.run([*base, "--threshold", "0.99"], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env=env)
+    assert none.returncode == 0 and "None of these labels fits: the best cosine" in none.stdout
+    js = json.loads(subprocess.run([*base, "--threshold", "-1", "--json"], capture_output=True, text=True,
+                                   timeout=300, cwd=ROOT, env=env).stdout)
+    assert js["fits"] is True and all(r["fits"] for r in js["top"])
+    bad = subprocess.run([*base, "--threshold", "2"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert bad.returncode == 2 and "threshold must be a cosine between -1 and 1" in bad.stderr
+
+
+def test_the_api_threshold_marks_what_fits(tiny_loaded):
+    from clipdemo.core.words import Refusal
+    from clipdemo.tasks.classify import classify
+
+    zs = ZeroShot(tiny_loaded)
+    image = Image.new("RGB", (40, 40), "red")
+    plain = classify(zs, image, ["red", "blue"])
+    assert all("fits" not in row for row in plain)  # without a threshold, exactly as before
+    marked = classify(zs, image, ["red", "blue"], threshold=plain[1]["cosine"] + 1e-6)
+    assert [row["fits"] for row in marked] == [plain[0]["cosine"] > plain[1]["cosine"] + 1e-6, False]
+    with pytest.raises(Refusal, match="threshold must be a cosine between -1 and 1"):
+        classify(zs, image, ["red", "blue"], threshold=float("nan"))
