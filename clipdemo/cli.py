@@ -508,12 +508,11 @@ def _evaluate_labelled(args: argparse.Namespace, cfg: settings_mod.Settings) -> 
         print(f"\n{note}")
     if args.out:
         args.out.write_text(json.dumps(report.as_dict(), indent=1, ensure_ascii=False))
+        rows = report.rows(data.names)
         with open(args.out.with_suffix(".csv"), "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["image", "true", *(a.setting for a in report.settings)])
-            for row, i in enumerate(report.scored.tolist()):
-                writer.writerow([data.names[i], report.classes[int(data.targets[i])],
-                                 *(report.classes[int(a.predicted[row])] for a in report.settings)])
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
         print(f"Wrote {args.out} and {args.out.with_suffix('.csv')}")
     return 0
 

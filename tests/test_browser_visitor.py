@@ -320,3 +320,43 @@ def test_a_turkish_page_classifies_with_the_turkish_preset_and_the_multilingual_
     expect(page.locator("#result-chart")).to_contain_text("çok dilli metin kodlayıcısı")
     _shot(page, "turkish-multilingual")
     ctx.close()
+
+
+def test_a_visitor_measures_their_own_labelled_images_and_takes_the_threshold(browser, app_url, tmp_path):
+    """Evaluate → Your labelled images: upload a zip (three colour folders and an "other" folder), edit a label,
+    ask for 2 few-shot examples per class, see the report (zero-shot vs few-shot side by side, calibration, the
+    threshold drawn on the cosines), take the recommended threshold, and see it on Predict's verdict."""
+    from playwright.sync_api import expect
+
+    from test_yourdata import _colours, _zip
+
+    zipped = _zip(tmp_path / "colours.zip", _colours(per_class=5, other=3))
+    ctx, page = _open(browser, app_url)
+    page.get_by_role("tab", name="Evaluate", exact=True).click()
+    expect(page.locator("#eval-results")).to_be_hidden()  # nothing but the controls before a run
+    page.get_by_role("tab", name="Your labelled images", exact=True).click()
+    expect(page.locator("#labelled-results")).to_be_hidden()
+    page.locator("#labelled-zip input[type=file]").set_input_files(str(zipped))
+    expect(page.locator("#labelled-note")).to_contain_text("Read 18 images in 3 classes (3")
+    classes = page.locator("#labelled-classes textarea")
+    expect(classes).to_have_value("dark blue\ngreen\nred")
+    classes.fill("navy square\ngreen square\nred square")
+    page.locator("#labelled-examples input[type=number]").fill("2")
+    page.locator("#labelled-examples input[type=number]").press("Enter")
+    page.locator("#labelled-run").click()
+    summary = page.locator("#labelled-summary")
+    expect(summary).to_contain_text("few-shot (2 per class)")
+    expect(summary).to_contain_text("Zero-shot vs few-shot")
+    expect(summary).to_contain_text("ECE")
+    expect(page.locator("#labelled-reliability .js-plotly-plot")).to_be_visible()
+    expect(page.locator("#labelled-cosines .js-plotly-plot")).to_be_visible()
+    recommended = re.search(r"\*\*(-?\d\.\d{3})\*\*|best cosine of (-?\d\.\d{3})|is (-?\d\.\d{3})",
+                            summary.inner_text())
+    _shot(page, "your-labelled-images")
+    page.locator("#labelled-use-threshold").click()
+    page.get_by_role("tab", name="Predict", exact=True).click()
+    expect(page.locator("#threshold input")).not_to_have_value("")
+    page.get_by_role("button", name="Classify", exact=True).click()
+    expect(page.locator("#verdict")).to_contain_text("the threshold")
+    assert recommended is not None
+    ctx.close()

@@ -57,7 +57,7 @@ def _check_weights_fault(tmp_path, settings, expect, caplog, monkeypatch, served
         status = page.status.status()[page.status.line].replace("\\", "")
         Image.new("RGB", (16, 16), (5, 6, 7)).save(tmp_path / "x.png")
         with pytest.raises(gr.Error, match="The model could not be loaded"):
-            page.predict.predict_image(str(tmp_path / "x.png"), 3, page.labels.state.value, None, lambda *a, **k: None)
+            page.predict.predict_image(str(tmp_path / "x.png"), 3, page.labels.state.value, None, None, lambda *a, **k: None)
     assert "The model could not be loaded" in status and expect in status, status
     assert "<details>" in status and str(tmp_path) not in status  # details collapsed, no server path
     assert rt._zs is None  # no half-loaded model

@@ -391,13 +391,13 @@ def test_a_turkish_page_with_the_turkish_preset_and_the_multilingual_tower(page)
     turkish = picked[lab.state]
     assert turkish.labels == CIFAR100_CLASSES_TR and turkish.encoder == "multilingual"
     assert "Metin kodlayıcısı: **Her dil (çok dilli kodlayıcı)**" in picked[lab.summary]
-    out = p.predict_index(15, 5, turkish, Turkish(), no_progress)
+    out = p.predict_index(15, 5, turkish, None, Turkish(), no_progress)
     assert set(out[p.result]) <= set(CIFAR100_CLASSES_TR)
     true = CIFAR100_CLASSES_TR[CIFAR100_CLASSES.index(page.rt.dataset().true_label(15))]
     assert f"**{true}**" in out[p.truth] and "sıra" in out[p.truth]  # the true class is found in Turkish
     assert "çok dilli metin kodlayıcısı" in out[p.chart].layout.title.text  # the chart names the tower
     assert "eğitilmemiş" in out[p.chart].layout.title.text  # and says its weights are random
-    english = p.predict_index(15, 5, LabelSet.preset(), Turkish(), no_progress)
+    english = p.predict_index(15, 5, LabelSet.preset(), None, Turkish(), no_progress)
     shown = english[p.chart].data[0].y
     assert all(re.fullmatch(r".+ \(.+\)", y) for y in shown)  # "lion (aslan)": Turkish beside English
     assert with_turkish(page.rt.dataset().true_label(15)) in english[p.truth].replace("\\", "")
@@ -408,7 +408,7 @@ def test_explaining_a_multilingual_label_shows_the_image_side_and_says_so(page):
 
     p, ex = page.predict, page.predict.explain
     turkish = LabelSet.of(["aslan", "kaplan", "deve"], ["bir {} fotoğrafı"], encoder="multilingual")
-    p.predict_index(3, 3, turkish, None, no_progress)
+    p.predict_index(3, 3, turkish, None, None, no_progress)
     out = ex.explain("aslan", None, {"kind": "index", "index": 3}, turkish, None, no_progress)
     assert out[ex.relevancy].size[0] > 0
     assert out[ex.words] == [("bir ", None), ("aslan ", None), ("fotoğrafı ", None)]  # its words, unshaded

@@ -28,7 +28,7 @@ def test_predict_index_returns_views_and_results(page, tiny_loaded):
     from clipdemo.fakes import notebook_top5
 
     p = page.predict
-    r = p.predict_index(15, 5, DEFAULT, None, no_progress)
+    r = p.predict_index(15, 5, DEFAULT, None, None, no_progress)
     assert set(r) == set(p.index_outputs)  # every output of the event, by component
     assert r[p.last_input] == {"kind": "index", "index": 15} and r[p.share] == "?index=15&k=5&tab=predict"
     assert tiny_loaded.config.image_resolution == 32  # the tiny model's 32x32 input is shown enlarged
@@ -51,8 +51,8 @@ def test_labels_are_per_session_state(page):
     assert mine == LabelSet.of(["cat", "dog"], ["a drawing of a {}"]) and mine.label_preset is None
     assert "dropped duplicates: Dog" in summary
     assert DEFAULT.labels == CIFAR100_CLASSES  # the other session's set is untouched (and frozen)
-    assert set(p.predict_index(3, 5, mine, None, no_progress)[p.result]) == {"cat", "dog"}
-    other = p.predict_index(3, 5, DEFAULT, None, no_progress)[p.result]
+    assert set(p.predict_index(3, 5, mine, None, None, no_progress)[p.result]) == {"cat", "dog"}
+    other = p.predict_index(3, 5, DEFAULT, None, None, no_progress)[p.result]
     assert set(other) <= set(CIFAR100_CLASSES) and len(other) == 5
 
 
@@ -86,7 +86,7 @@ def test_refusals_are_said_in_the_visitors_language(page):
     check = page.labels.check_labels("cat\ndog", "a {}", request=Turkish())[page.labels.check]
     assert check.startswith("✓ ") and "2 etiket" in check
     with pytest.raises(gr.Error) as err:
-        page.predict.predict_index(1, 50, DEFAULT, Turkish(), no_progress)
+        page.predict.predict_index(1, 50, DEFAULT, None, Turkish(), no_progress)
     assert err.value.message == "Top-k değeri 1 ile 20 arasında olmalıdır, 50 değil."
 
 
@@ -104,23 +104,23 @@ def test_predict_image_and_errors(page, tmp_path, monkeypatch):
     p = page.predict
     path = tmp_path / "x.png"
     Image.new("RGBA", (40, 30), (255, 0, 0, 128)).save(path)
-    r = p.predict_image(str(path), 3, DEFAULT, None, no_progress)
+    r = p.predict_image(str(path), 3, DEFAULT, None, None, no_progress)
     assert r[p.upload_input].size == (224, 224) and len(r[p.result]) == 3
     assert r[p.last_input] == {"kind": "upload", "path": str(path)} and r[p.share] == "?k=3&tab=predict"
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     with pytest.raises(gr.Error, match="not an image"):
-        p.predict_image(str(bad), 3, DEFAULT, None, no_progress)
+        p.predict_image(str(bad), 3, DEFAULT, None, None, no_progress)
     with pytest.raises(gr.Error, match="Upload an image first"):
-        p.predict_image(None, 3, DEFAULT, None, no_progress)
+        p.predict_image(None, 3, DEFAULT, None, None, no_progress)
     for elsewhere in ("/etc/passwd", "/etc/no-such-file", str(tmp_path / ".." / "x.png"), "relative.png"):
         with pytest.raises(gr.Error, match=r"^'?Only images uploaded to this Space \(or sent as data: URLs\) can be "
                                            r"classified\.'?$"):
-            p.predict_image(elsewhere, 3, DEFAULT, None, no_progress)
+            p.predict_image(elsewhere, 3, DEFAULT, None, None, no_progress)
     with pytest.raises(gr.Error, match="out of range"):
-        p.predict_index(10_000, 3, DEFAULT, None, no_progress)
+        p.predict_index(10_000, 3, DEFAULT, None, None, no_progress)
     with pytest.raises(gr.Error, match="Top-k must be between 1 and 20"):
-        p.predict_index(1, 50, DEFAULT, None, no_progress)
+        p.predict_index(1, 50, DEFAULT, None, None, no_progress)
 
 
 def test_architecture_and_status(page):
@@ -222,7 +222,7 @@ def test_a_batch_table_speaks_the_visitors_language(page, tmp_path):
         Image.new("RGB", (40, 30), colour).save(tmp_path / name)
     b = page.predict.batch
     paths = [str(tmp_path / "red.png"), str(tmp_path / "blue.png")]
-    tr, en = (b.classify_all(paths, 2, DEFAULT, req, no_progress)[b.table] for req in (Turkish(), None))
+    tr, en = (b.classify_all(paths, 2, DEFAULT, None, req, no_progress)[b.table] for req in (Turkish(), None))
     assert tr["headers"] == ["görüntü", "ilk tahmin", "olasılık", "ilk k"]
     assert en["headers"] == ["image", "top-1", "probability", "top-k"] and tr["data"] == en["data"]
     assert [row[0] for row in en["data"]] == ["red.png", "blue.png"]

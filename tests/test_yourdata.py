@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import subprocess
 import sys
 import zipfile
@@ -244,3 +245,64 @@ def test_the_api_threshold_marks_what_fits(tiny_loaded):
     assert [row["fits"] for row in marked] == [plain[0]["cosine"] > plain[1]["cosine"] + 1e-6, False]
     with pytest.raises(Refusal, match="threshold must be a cosine between -1 and 1"):
         classify(zs, image, ["red", "blue"], threshold=float("nan"))
+
+
+# -- the page ------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def page(tiny_loaded, cifar_root, tmp_path_factory):
+    from uiserver import built_page, runtime_for
+
+    return built_page(runtime_for(tiny_loaded, cifar_root, tmp=tmp_path_factory.mktemp("yourdata-page")))
+
+
+def test_the_page_states_the_limits_the_code_enforces():
+    from clipdemo.core.words import STRINGS
+    from clipdemo.tasks import yourdata
+
+    for lang, thousands in (("en", "2,000"), ("tr", "2.000")):
+        intro = STRINGS[lang]["labelled_intro"]
+        assert f"{thousands} " in intro and f"{yourdata.MAX_CLASSES} " in intro
+        assert f"{yourdata.MAX_SET_BYTES // 2**20} MB" in intro and "20 MB" in intro
+    assert yourdata.MAX_IMAGES == 2000
+
+
+def test_the_evaluate_tab_reads_a_zip_and_shows_the_report_only_then(page, tmp_path):
+    from uiserver import no_progress
+
+    box = page.evaluate.yours
+    assert not box.results.visible and not page.evaluate.results.visible  # no wall of empty boxes before a run
+    with pytest.raises(Exception, match="Upload a labelled zip first"):
+        box.run(None, "", 0, LabelSet.preset(), None, no_progress)
+    loaded = box.load(str(_zip(tmp_path / "set.zip", _colours(per_class=5, other=3))), None, no_progress)
+    data = loaded[box.data]
+    assert loaded[box.classes].value == "dark blue\ngreen\nred" and "Read 18 images in 3 classes (3" in loaded[box.note]
+    with pytest.raises(Exception, match="The set has 3 classes: give one label per class"):
+        box.run(data, "blue\ngreen", 2, LabelSet.preset(), None, no_progress)
+    out = box.run(data, "navy square\ngreen square\nred square", 2, LabelSet.preset(), None, no_progress)
+    summary = out[box.summary]
+    assert out[box.results].visible
+    for words in ("top-1 accuracy", "Zero-shot vs few-shot", "ECE", "threshold"):
+        assert words in summary, words
+    assert [t.name for t in out[box.per_class].data] == [
+        "single template", "template set", "few-shot (2 per class)"]
+    named = re.search(r"\*\*(-?\d\.\d{3})\*\*", summary)[1]  # the threshold the text names
+    assert out[box.recommended] == pytest.approx(float(named), abs=1e-3)
+    assert box.use_threshold(out[box.recommended]) == round(out[box.recommended], 3)
+    csv_path, json_path = out[box.files]
+    assert Path(csv_path).read_text().startswith("image,true,single template,template set,few-shot")
+    assert json.loads(Path(json_path).read_text())["classes"] == ["navy square", "green square", "red square"]
+
+
+def test_predict_says_none_of_these_under_the_sessions_threshold(page):
+    from uiserver import no_progress
+
+    p = page.predict
+    plain = p.predict_index(3, 3, LabelSet.of(["red", "blue"], ["{}"]), None, None, no_progress)
+    assert plain[p.verdict] == ""
+    high = p.predict_index(3, 3, LabelSet.of(["red", "blue"], ["{}"]), 0.99, None, no_progress)
+    assert high[p.verdict].startswith("🚫 **None of these labels fits**: the best cosine")
+    low = p.predict_index(3, 3, LabelSet.of(["red", "blue"], ["{}"]), -1.0, None, no_progress)
+    assert low[p.verdict].startswith("✓ A label fits")
+    assert p.set_threshold(0.25) == 0.25 and p.set_threshold(None) is None
+    with pytest.raises(Exception, match="threshold must be a cosine between -1 and 1"):
+        p.set_threshold(3)

@@ -22,7 +22,7 @@ from ..core.zeroshot import Prediction
 
 __all__ = ["plot_text", "treemap", "patch_figure", "attention_overlay", "similarity_figure", "colormap", "per_class_chart",
            "confusion_figure", "overlay_base", "with_colour_bar", "themed", "enlarge", "input_view", "bar_chart",
-           "counts_chart", "contact_sheet", "CLIP_MEAN", "CLIP_STD"]
+           "counts_chart", "contact_sheet", "reliability_figure", "cosine_histograms", "CLIP_MEAN", "CLIP_STD"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # clip's Normalize(), to undo it for display
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -238,3 +238,31 @@ def confusion_figure(classes: tuple[str, ...], confusion: torch.Tensor, title: s
     fig.update_yaxes(type="category", title=axes[1], autorange="reversed", showticklabels=False)
     themed(fig)
     return fig
+
+
+def reliability_figure(bins, title: str, axes: tuple[str, str] = ("confidence", "accuracy"),
+                       legend: tuple[str, str] = ("accuracy per bin", "perfect calibration")) -> go.Figure:
+    """A reliability diagram: each confidence bin's accuracy (`core.calibration.Bin`s) against the diagonal a
+    calibrated model would follow; a bar's hover says how many predictions it holds."""
+    shown = [b for b in bins if b.count]
+    fig = go.Figure([
+        go.Bar(x=[(b.low + b.high) / 2 for b in shown], y=[b.accuracy for b in shown],
+               width=[b.high - b.low for b in shown], marker_color=BLUE, name=legend[0], customdata=[b.count for b in shown],
+               hovertemplate="confidence %{x:.2f}: accuracy %{y:.2f} (%{customdata} images)<extra></extra>"),
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color=ORANGE, dash="dash"), name=legend[1]),
+    ])
+    fig.update_layout(title=title, xaxis_title=axes[0], yaxis_title=axes[1], xaxis_range=[0, 1], yaxis_range=[0, 1],
+                      height=360, margin=dict(l=5, r=5, t=40, b=5))
+    return themed(fig)
+
+
+def cosine_histograms(groups: dict[str, list[float]], threshold: float, title: str, axis: str = "best cosine",
+                      marker: str = "threshold") -> go.Figure:
+    """Overlaid histograms of best cosines by group (the labelled images vs the none-folder's, or right vs wrong
+    answers), with the recommended threshold as a vertical line."""
+    colours = [BLUE, ORANGE, GREEN]
+    fig = go.Figure([go.Histogram(x=values, name=name, opacity=0.6, marker_color=colour, nbinsx=30)
+                     for (name, values), colour in zip(groups.items(), colours)])
+    fig.add_vline(x=threshold, line_dash="dash", line_color=GREEN, annotation_text=f"{marker} {threshold:.3f}")
+    fig.update_layout(title=title, barmode="overlay", xaxis_title=axis, height=340, margin=dict(l=5, r=5, t=40, b=5))
+    return themed(fig)

@@ -222,7 +222,17 @@ class LabelledReport:
     threshold: calibration.Threshold  # "none of these": none-folder vs in-set, or right vs wrong answers
     threshold_from: str  # "none-folder" or "right-vs-wrong"
     worst: tuple[tuple[int, int, int, float], ...]  # (set index, true, predicted, probability), most confident first
+    none_cosines: torch.Tensor  # [m] the best cosines of the none-folder's images (empty without one)
     examples: int = 0  # few-shot examples per class held out
+
+    def rows(self, names: tuple[str, ...]) -> list[dict]:
+        """One row per scored image (the CSV the page and the CLI write): its name, true class, and each setting's
+        answer, with the template set's probability and best cosine."""
+        best = self.settings[1]
+        return [{"image": names[i], "true": self.classes[int(best.targets[row])],
+                 **{a.setting: self.classes[int(a.predicted[row])] for a in self.settings},
+                 "probability": float(best.confidence[row]), "best_cosine": float(best.best_cosine[row])}
+                for row, i in enumerate(self.scored.tolist())]
 
     def as_dict(self) -> dict:
         c = len(self.classes)
@@ -298,8 +308,8 @@ def evaluate_labelled(zs: ZeroShot, data: LabelledSet, template_set: tuple[str, 
     after = calibration.probabilities(cosines_all[half_b], temperature).max(dim=-1).values
     right_b = correct[half_b]
     none = [i for i in scored if data.targets[i] < 0]
+    none_best = (data.features[none] @ text.T).max(dim=-1).values if none else torch.zeros(0)  # [m]
     if none:
-        none_best = (data.features[none] @ text.T).max(dim=-1).values  # [m]
         threshold, source = calibration.best_threshold(best.best_cosine, none_best), "none-folder"
     else:
         if correct.all() or not correct.any():
@@ -313,4 +323,4 @@ def evaluate_labelled(zs: ZeroShot, data: LabelledSet, template_set: tuple[str, 
                           calibration.ece(best.confidence, correct), tuple(calibration.reliability(best.confidence,
                                                                                                    correct)),
                           temperature, calibration.ece(before, right_b), calibration.ece(after, right_b),
-                          threshold, source, worst, examples)
+                          threshold, source, worst, none_best, examples)

@@ -77,7 +77,7 @@ class PageOpen:
         """Classify the linked image when the slider's change event will not (the link names image 15)."""
         if not classify:  # an empty dict would be read as one value: every output is left as it is
             return {c: gr.skip() for c in self.predict.index_outputs}
-        return self.predict.predict_index(index, top_k, label_set, request, progress)
+        return self.predict.predict_index(index, top_k, label_set, None, request, progress)
 
     def search_link(self, run: bool, query_text: str, negative: str, raw: bool, n: float, source: str, image,
                     weight: float, like, gallery, request: gr.Request = None, progress=gr.Progress()) -> dict:

@@ -18,6 +18,7 @@ from ..core.search import SearchQuery
 from ..core.zeroshot import Prediction
 from ..tasks.evaluate import EvalResult
 from ..tasks.search import SearchResult
+from ..tasks.yourdata import LabelledReport
 
 __all__ = ["RESULTS_MAX_AGE_S", "results_dir", "label_file", "prediction_files", "evaluation_files",
            "batch_files", "search_files"]
@@ -76,18 +77,21 @@ def evaluation_files(results: list[EvalResult]) -> list[str]:
     return [str(stem.with_suffix(".csv")), str(stem.with_suffix(".json"))]
 
 
-def batch_files(names: list[str], preds: list[Prediction]) -> list[str]:
-    """Write a batch's results: a CSV row per (image, rank) and a JSON; returns the two paths."""
+def batch_files(names: list[str], preds: list[Prediction], threshold: float | None = None) -> list[str]:
+    """Write a batch's results: a CSV row per (image, rank) and a JSON (with a threshold, each row says whether its
+    label fits); returns the two paths."""
     stem = _stem("batch")
     with open(stem.with_suffix(".csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["image", "rank", "label", "probability", "cosine"])
+        w.writerow(["image", "rank", "label", "probability", "cosine", *(["fits"] if threshold is not None else [])])
         for name, pred in zip(names, preds):
-            for rank, row in enumerate(pred.rows(), start=1):
-                w.writerow([_cell(name), rank, _cell(row["label"]), f"{row['score']:.6f}", f"{row['cosine']:.6f}"])
+            for rank, row in enumerate(pred.rows(threshold), start=1):
+                w.writerow([_cell(name), rank, _cell(row["label"]), f"{row['score']:.6f}", f"{row['cosine']:.6f}",
+                            *([row["fits"]] if threshold is not None else [])])
     labels = len(preds[0].labels) if preds else 0
     stem.with_suffix(".json").write_text(json.dumps(
-        {"labels": labels, "images": [{"image": name, "predictions": pred.rows()} for name, pred in zip(names, preds)]},
+        {"labels": labels, "threshold": threshold,
+         "images": [{"image": name, "predictions": pred.rows(threshold)} for name, pred in zip(names, preds)]},
         indent=1, ensure_ascii=False), encoding="utf-8")
     return [str(stem.with_suffix(".csv")), str(stem.with_suffix(".json"))]
 
@@ -107,4 +111,17 @@ def search_files(result: SearchResult, query: SearchQuery) -> list[str]:
         {"query": query.text, "negative": query.negative, "prompt": query.prompt, "source": result.source,
          "covered": result.covered, "total": result.total, "results": rows}, indent=1, ensure_ascii=False),
         encoding="utf-8")
+    return [str(stem.with_suffix(".csv")), str(stem.with_suffix(".json"))]
+
+
+def labelled_files(report: LabelledReport, names: tuple[str, ...]) -> list[str]:
+    """Write a labelled-images report: a CSV row per scored image (`LabelledReport.rows`) and a JSON with
+    everything; returns the two paths."""
+    stem = _stem("labelled")
+    rows = report.rows(names)
+    with open(stem.with_suffix(".csv"), "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows({k: _cell(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows)
+    stem.with_suffix(".json").write_text(json.dumps(report.as_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
     return [str(stem.with_suffix(".csv")), str(stem.with_suffix(".json"))]

@@ -40,9 +40,10 @@ class BatchTab:
     def __init__(self, runtime: Runtime):
         self.rt = runtime
 
-    def classify_all(self, uploads: list | None, top_k: float, label_set: LabelSet, request: gr.Request = None,
-                     progress=gr.Progress()) -> dict:
-        """Classify every image of `uploads` (image files, or zips of images; at most 64 images)."""
+    def classify_all(self, uploads: list | None, top_k: float, label_set: LabelSet, threshold: float | None = None,
+                     request: gr.Request = None, progress=gr.Progress()) -> dict:
+        """Classify every image of `uploads` (image files, or zips of images; at most 64 images); with the session's
+        "none of these" `threshold`, an image no label fits says so in the top-1 column."""
         lang = lang_of(request)
         paths = [f if isinstance(f, str) else f.get("path") for f in (uploads or [])]
         with told(lang):
@@ -54,17 +55,19 @@ class BatchTab:
             preds = classify_batch(zs, [image for _, image in items], label_set, k,
                                    progress=progress_fn(progress, lang))
         names = [name for name, _ in items]
-        table = [[name, p.top[0][0], round(p.top[0][1], 4), ", ".join(f"{lab} {100 * q:.1f}%" for lab, q in p.top)]
-                 for name, p in zip(names, preds)]
+        none = text("none_of_these", lang)
+        table = [[name, p.top[0][0] if threshold is None or p.fits(threshold) else none, round(p.top[0][1], 4),
+                  ", ".join(f"{lab} {100 * q:.1f}%" for lab, q in p.top)] for name, p in zip(names, preds)]
         gallery = [(_thumb(image), f"{name}: {p.top[0][0]} {100 * p.top[0][1]:.1f}%")
                    for (name, image), p in zip(items, preds)]
         note = "" if zs.loaded.info.trained else text("untrained_suffix", lang)
         return {self.summary: text("batch_summary", lang, len(preds), len(label_set.labels), note),
                 self.table: {"headers": [text(c, lang) for c in COLUMNS], "data": table}, self.gallery: gallery,
-                self.files: files.batch_files(names, preds)}
+                self.files: files.batch_files(names, preds, threshold)}
 
-    def build(self, labels_state: gr.State) -> None:
-        """Lay out the sub-tab (inside Predict's tabs) and wire its event."""
+    def build(self, labels_state: gr.State, threshold_state: gr.State) -> None:
+        """Lay out the sub-tab (inside Predict's tabs) and wire its event; `threshold_state` is the session's "none of
+        these" threshold (Predict's)."""
         with gr.Tab(L("tab_batch"), id="batch"):
             uploads = gr.File(label=L("batch_files"), file_count="multiple", file_types=["image", ".zip"],
                               elem_id="batch-files")
@@ -77,6 +80,7 @@ class BatchTab:
             self.gallery = gr.Gallery(label=L("batch_gallery"), columns=8, height=260)
             self.files = gr.File(label=L("downloads"), file_count="multiple", interactive=False,
                                  elem_id="batch-downloads")
-        run.click(self.classify_all, [uploads, top_k, labels_state], [self.summary, self.table, self.gallery, self.files],
+        run.click(self.classify_all, [uploads, top_k, labels_state, threshold_state],
+                  [self.summary, self.table, self.gallery, self.files],
                   api_name="classify_batch_ui", api_visibility=UI_API,
                   concurrency_id="batch", concurrency_limit=1)  # one batch at a time: it is bulk work

@@ -23,6 +23,7 @@ from ...serving.runtime import Runtime
 from ...tasks.evaluate import (PUBLISHED, SPELLINGS, SUBSETS, TEMPLATE_CHOICES, EvalResult, Evaluation, Report, Step,
                                run)
 from .. import files
+from .yourdata import YourDataBox
 from ..common import UI_API, md_message, told, wait_for_service
 from ..lang import L, lang_of
 
@@ -82,27 +83,38 @@ class EvaluateTab:
         worst = [(figures.enlarge(data.image(i), 96), f"#{i}: {best.classes[tr]} → {best.classes[p]} ({100 * q:.0f}%)")
                  for i, tr, p, q in best.worst_mistakes(12)]
         return {self.summary: _summary(report, ev, info, lang, tower), self.chart: chart, self.confusion: confusion,
-                self.pairs: pairs, self.worst: worst, self.files: files.evaluation_files(report.results)}
+                self.pairs: pairs, self.worst: worst, self.files: files.evaluation_files(report.results),
+                self.results: gr.Column(visible=True)}  # the panels appear once there are results
 
     # -- layout and wiring -------------------------------------------------------------------------
-    def build(self) -> None:
-        """Lay out the tab (inside the app's `gr.Tabs`) and wire its events."""
-        with gr.Tab(L("tab_evaluate"), id="evaluate"):
-            gr.Markdown(L("eval_intro"))
-            with gr.Row():
-                subset = gr.Radio([(L(SUBSET_TITLES[k]), k) for k in SUBSETS], value="first", label=L("eval_images"))
-                first_n = gr.Number(1000, precision=0, minimum=1, maximum=checks.TEST_SIZE, label=L("eval_n"))
-                per_class = gr.Number(10, precision=0, minimum=1, maximum=100, label=L("eval_k"))
-                seed = gr.Number(0, precision=0, label=L("eval_seed"))
-            with gr.Row():
-                templates = gr.Radio([(L(TEMPLATE_TITLES[k]), k) for k in TEMPLATE_CHOICES], value="both",
-                                     label=L("eval_templates"))
-                spelling = gr.Dropdown([(LABEL_PRESETS[k].title, k) for k in SPELLINGS],
-                                       value=SPELLINGS[0], label=L("eval_class_names"))
-            with gr.Row():
-                run_btn = gr.Button(L("eval_run"), variant="primary")
-                stop_btn = gr.Button(L("eval_stop"), variant="stop")
-            self.summary = gr.Markdown(elem_id="eval-summary")
+    def build(self, labels_state: gr.State, threshold: gr.Number) -> None:
+        """Lay out the tab (inside the app's `gr.Tabs`) and wire its events: CIFAR-100, and the visitor's own labelled
+        images (`yourdata.YourDataBox`; `threshold` is Predict's "none of these" threshold, which its report sets)."""
+        with gr.Tab(L("tab_evaluate"), id="evaluate"), gr.Tabs():
+            with gr.Tab(L("eval_source_cifar"), id="evaluate-cifar"):
+                self._build_cifar()
+            with gr.Tab(L("eval_source_yours"), id="evaluate-yours"):
+                self.yours = YourDataBox(self.rt)
+                self.yours.build(labels_state, threshold)
+
+    def _build_cifar(self) -> None:
+        """The CIFAR-100 evaluation's layout and wiring (its result panels appear once there are results)."""
+        gr.Markdown(L("eval_intro"))
+        with gr.Row():
+            subset = gr.Radio([(L(SUBSET_TITLES[k]), k) for k in SUBSETS], value="first", label=L("eval_images"))
+            first_n = gr.Number(1000, precision=0, minimum=1, maximum=checks.TEST_SIZE, label=L("eval_n"))
+            per_class = gr.Number(10, precision=0, minimum=1, maximum=100, label=L("eval_k"))
+            seed = gr.Number(0, precision=0, label=L("eval_seed"))
+        with gr.Row():
+            templates = gr.Radio([(L(TEMPLATE_TITLES[k]), k) for k in TEMPLATE_CHOICES], value="both",
+                                 label=L("eval_templates"))
+            spelling = gr.Dropdown([(LABEL_PRESETS[k].title, k) for k in SPELLINGS],
+                                   value=SPELLINGS[0], label=L("eval_class_names"))
+        with gr.Row():
+            run_btn = gr.Button(L("eval_run"), variant="primary")
+            stop_btn = gr.Button(L("eval_stop"), variant="stop")
+        self.summary = gr.Markdown(elem_id="eval-summary")
+        with gr.Column(visible=False, elem_id="eval-results") as self.results:  # shown once there are results
             self.chart = gr.Plot(label=L("eval_chart"))
             self.confusion = gr.Plot(label=L("eval_confusion"))
             with gr.Row():
@@ -111,7 +123,8 @@ class EvaluateTab:
             self.files = gr.File(label=L("eval_files"), file_count="multiple", interactive=False)
 
         running = run_btn.click(self.run, [subset, first_n, per_class, seed, templates, spelling],
-                                [self.summary, self.chart, self.confusion, self.pairs, self.worst, self.files],
+                                [self.summary, self.chart, self.confusion, self.pairs, self.worst, self.files,
+                                 self.results],
                                 api_name="evaluate", api_visibility=UI_API, concurrency_id="evaluation",
                                 concurrency_limit=1)
         # One evaluation at a time across the Space: others wait in Gradio's queue, which shows their place.

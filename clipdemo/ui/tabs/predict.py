@@ -52,6 +52,14 @@ def head_choices(config: ClipConfig) -> list[str]:
     return [MEAN_HEADS, *map(str, range(1, config.vision_heads + 1))]
 
 
+def fits_line(pred: Prediction, threshold: float | None, lang: str) -> str:
+    """With a "none of these" threshold: whether any label fits (the best cosine against it); else nothing."""
+    if threshold is None:
+        return ""
+    best = f"{max(pred.cosines):.3f}"
+    return text("fits_yes" if pred.fits(threshold) else "fits_none", lang, best, f"{threshold:g}")
+
+
 def shown_name(lang: str):
     """How a label is written on a page in `lang`: a Turkish page shows CIFAR-100's Turkish names beside English."""
     return with_turkish if lang == "tr" else str
@@ -85,7 +93,7 @@ class PredictTab:
         self.rt = runtime
 
     def _shown(self, zs: ZeroShot, pred: Prediction, image: Image.Image, what: str, last: dict,
-               label_set: LabelSet, lang: str) -> dict:
+               label_set: LabelSet, lang: str, threshold: float | None = None) -> dict:
         """What every prediction shows: the label list, the chart, the notebook's lines, files, the link."""
         tower = zs.tower_loaded if label_set.encoder != CLIP else None
         trained = zs.loaded.info.trained and (tower is None or tower.info.trained)
@@ -93,12 +101,12 @@ class PredictTab:
                  + ("" if trained else text("untrained_suffix", lang)))
         share = Link(index=last.get("index"), k=len(pred.top), label_set=label_set, tab="predict")
         chart = figures.bar_chart(pred, title, text("chart_probability", lang), shown_name(lang))
-        return {self.result: dict(pred.top), self.chart: chart,
+        return {self.result: dict(pred.top), self.chart: chart, self.verdict: fits_line(pred, threshold, lang),
                 self.lines: "\n".join(pred.lines()), self.truth: truth_markdown(pred, lang),
                 self.files: files.prediction_files(pred, what), self.last_input: last, self.share: link_query(share)}
 
-    def predict_index(self, index: float, top_k: float, label_set: LabelSet, request: gr.Request = None,
-                      progress=gr.Progress()) -> dict:
+    def predict_index(self, index: float, top_k: float, label_set: LabelSet, threshold: float | None = None,
+                      request: gr.Request = None, progress=gr.Progress()) -> dict:
         """Classify CIFAR-100 test image `index` against the session's labels."""
         lang = lang_of(request)
         with told(lang):
@@ -113,10 +121,10 @@ class PredictTab:
             pred = zs.predict_feature(feat, label_set, k, true)
         return {self.original: figures.enlarge(image), self.model_input: figures.input_view(zs.pixels(image)),
                 **self._shown(zs, pred, image, f"CIFAR-100 test image #{i}", {"kind": "index", "index": i},
-                              label_set, lang)}
+                              label_set, lang, threshold)}
 
-    def predict_image(self, upload: dict | str | None, top_k: float, label_set: LabelSet, request: gr.Request = None,
-                      progress=gr.Progress()) -> dict:
+    def predict_image(self, upload: dict | str | None, top_k: float, label_set: LabelSet,
+                      threshold: float | None = None, request: gr.Request = None, progress=gr.Progress()) -> dict:
         """Classify an uploaded image (a file Gradio received) against the session's labels.
 
         The event runs with `preprocess=False`: `upload` is Gradio's raw file record, and the bytes are
@@ -133,7 +141,8 @@ class PredictTab:
         with told(lang):
             pred = zs.predict(image, label_set, k=k)
         return {self.upload_input: figures.input_view(zs.pixels(image)),
-                **self._shown(zs, pred, image, "uploaded image", {"kind": "upload", "path": path}, label_set, lang)}
+                **self._shown(zs, pred, image, "uploaded image", {"kind": "upload", "path": path}, label_set, lang,
+                              threshold)}
 
     @staticmethod
     def _decode(record: dict, fit: int) -> tuple[Image.Image, str]:
@@ -147,6 +156,11 @@ class PredictTab:
             image.save(path)
             return image, str(path)
         return image, str(source)
+
+    def set_threshold(self, value: float | None, request: gr.Request = None) -> float | None:
+        """The session's "none of these" threshold (empty: none); a value out of -1..1 is a sentence."""
+        with told(lang_of(request)):
+            return checks.threshold(value)
 
     def random_index(self) -> int:
         """A random CIFAR-100 test index."""
@@ -192,7 +206,12 @@ class PredictTab:
         shared links open (the Space's page on Hugging Face; empty: this page's own address)."""
         config = self.rt.config()
         with gr.Tab(L("tab_predict"), id="predict"):
-            self.top_k = gr.Slider(1, checks.MAX_TOP_K, value=5, step=1, label=L("top_k"))
+            with gr.Row():
+                self.top_k = gr.Slider(1, checks.MAX_TOP_K, value=5, step=1, label=L("top_k"), scale=3)
+                # "None of these": a cosine below which no label fits (empty: off); kept for the session
+                self.threshold = gr.Number(None, label=L("threshold_label"), info=L("threshold_info"), minimum=-1,
+                                           maximum=1, step=0.01, elem_id="threshold", scale=1, min_width=160)
+            self.threshold_state = gr.State(None)
             with gr.Tabs() as self.sources:  # a CIFAR-100 index, an upload or a batch
                 with gr.Tab(L("tab_index"), id="index"):
                     with gr.Row(elem_classes="index-row"):
@@ -215,10 +234,11 @@ class PredictTab:
                         self.upload_input = gr.Image(label=L("model_input"), type="pil", height=280, interactive=False)
                     run_upload = gr.Button(L("classify_upload"), variant="primary")
                 self.batch = BatchTab(self.rt)
-                self.batch.build(labels_state)
+                self.batch.build(labels_state, self.threshold_state)
             with gr.Row():
                 self.result = gr.Label(label=L("top_k"), num_top_classes=checks.MAX_TOP_K, elem_id="result-label")
                 self.chart = gr.Plot(label=L("probabilities"), elem_id="result-chart")
+            self.verdict = gr.Markdown(elem_id="verdict")  # "none of these", with a threshold
             gr.Markdown(L("score_note"), elem_id="score-note")
             with gr.Row(equal_height=True):
                 self.share = gr.Textbox(visible=False)  # the result's query string; the browser makes the full link
@@ -242,13 +262,17 @@ class PredictTab:
             self.explain = ExplainBox(self)
             self.explain.build(labels_state)  # "Why this label?"
 
-        shown = [self.result, self.chart, self.lines, self.truth, self.files, self.last_input, self.share]
+        shown = [self.result, self.chart, self.lines, self.truth, self.files, self.last_input, self.share, self.verdict]
         self.index_outputs = [self.original, self.model_input, *shown]  # a shared link's prediction fills these too
-        gr.on([run_index.click, self.index.change], self.predict_index, [self.index, self.top_k, labels_state],
-              self.index_outputs, api_name="predict_index", api_visibility=UI_API, trigger_mode="always_last")
-        gr.on([run_upload.click, upload.upload], self.predict_image, [upload, self.top_k, labels_state],
-              [self.upload_input, *shown], api_name="predict_image", api_visibility=UI_API,
+        gr.on([run_index.click, self.index.change], self.predict_index,
+              [self.index, self.top_k, labels_state, self.threshold_state], self.index_outputs,
+              api_name="predict_index", api_visibility=UI_API, trigger_mode="always_last")
+        gr.on([run_upload.click, upload.upload], self.predict_image,
+              [upload, self.top_k, labels_state, self.threshold_state], [self.upload_input, *shown],
+              api_name="predict_image", api_visibility=UI_API,
               preprocess=False)  # the handler decodes uploads itself (clipdemo.io.images)
+        self.threshold.change(self.set_threshold, self.threshold, self.threshold_state, api_visibility="private",
+                              queue=False)
         # The attention view follows whatever was classified last (a State change), or a new layer or head.
         gr.on([self.layer.input, self.head.input, self.last_input.change], self.attention,
               [self.layer, self.head, self.last_input], [self.patches, self.overlay, self.caption],

@@ -174,7 +174,7 @@ class SearchTab:
         """Classify the selected result when the index slider already showed it (no change event then)."""
         if not classify:
             return {c: gr.skip() for c in self.predict.index_outputs}
-        return self.predict.predict_index(index, top_k, label_set, request, progress)
+        return self.predict.predict_index(index, top_k, label_set, None, request, progress)
 
     def explain_match(self, selected: dict | None, query_text: str, negative: str, raw: bool, gallery: Gallery,
                       request: gr.Request = None, progress=gr.Progress()) -> dict:

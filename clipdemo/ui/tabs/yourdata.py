@@ -1,0 +1,147 @@
+"""The Evaluate tab's "Your labelled images": a visitor's own labelled zip, measured (issue #26).
+
+Holds `YourDataBox`: `load` (a zip read and encoded into the session: features and thumbnails only, never the
+images; its class names shown as editable labels), `run` (the report: accuracy with one template and with the
+active templates side by side, few-shot with examples held out, calibration, the "none of these" threshold),
+`use_threshold` (the recommended threshold put on the Predict tab), and `build`. The reading, the checks and
+the math are `clipdemo.tasks.yourdata`'s; the report's panels appear once there is a report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gradio as gr
+
+from ...core.labels import LabelSet, PromptError
+from ...core.words import text
+from ...io import figures
+from ...serving.runtime import Runtime
+from ...tasks.yourdata import LabelledReport, LabelledSet, evaluate_labelled, read_labelled
+from .. import files
+from ..common import UI_API, md_text, progress_fn, told, wait_for_service
+from ..lang import L, lang_of
+
+__all__ = ["YourDataBox"]
+
+
+class YourDataBox:
+    """A visitor's labelled images, inside the Evaluate tab; gradio calls these, and so do tests."""
+
+    def __init__(self, runtime: Runtime):
+        self.rt = runtime
+
+    def load(self, path: str | None, request: gr.Request = None, progress=gr.Progress()) -> dict:
+        """Read and encode a labelled zip into this session (its features and thumbnails only)."""
+        lang = lang_of(request)
+        if not path:
+            return {self.data: None, self.classes: gr.Textbox(value="", visible=False), self.note: ""}
+        zs = wait_for_service(self.rt, progress, lang)
+        with told(lang):
+            data = read_labelled(zs, path, progress_fn(progress, lang))
+        others = int((data.targets < 0).sum())
+        return {self.data: data, self.classes: gr.Textbox(value="\n".join(data.classes), visible=True),
+                self.note: text("labelled_loaded", lang, len(data.names), len(data.classes), others)}
+
+    def run(self, data: LabelledSet | None, classes_text: str, examples: float, label_set: LabelSet,
+            request: gr.Request = None, progress=gr.Progress()) -> dict:
+        """The report on the session's labelled images, with the active label set's templates (and text tower)."""
+        lang = lang_of(request)
+        if data is None:
+            raise gr.Error(text("labelled_first", lang))
+        classes = tuple(line.strip() for line in (classes_text or "").splitlines() if line.strip())
+        with told(lang):
+            if len(classes) != len(data.classes):
+                raise PromptError("labelled_edit_count", len(data.classes), len(classes))
+            checked = LabelSet.of(classes, label_set.templates, duplicates="error", encoder=label_set.encoder)
+            data = dataclasses.replace(data, classes=checked.labels)
+            zs = wait_for_service(self.rt, progress, lang)
+            progress(0, desc=text("labelled_measuring", lang))
+            report = evaluate_labelled(zs, data, checked.templates, examples=int(examples or 0),
+                                       encoder=label_set.encoder, progress=progress_fn(progress, lang))
+        return self._shown(report, data, lang)
+
+    def _shown(self, report: LabelledReport, data: LabelledSet, lang: str) -> dict:
+        c = len(report.classes)
+        per_class = figures.per_class_chart(report.classes, {a.setting: a.per_class(c) for a in report.settings},
+                                            text("per_class_title", lang, " · ".join(a.setting for a in
+                                                                                      report.settings)),
+                                            text("per_class_axis", lang))
+        best = report.settings[1]
+        confusion = figures.confusion_figure(report.classes, best.confusion(c), text("confusion_title", lang,
+                                                                                      best.setting),
+                                             (text("predicted", lang), text("true", lang)))
+        reliability = figures.reliability_figure(report.bins, text("labelled_reliability", lang, f"{report.ece:.3f}"),
+                                                 (text("labelled_confidence", lang), text("labelled_accuracy", lang)))
+        if report.threshold_from == "none-folder":
+            groups = {text("labelled_in_set", lang): best.best_cosine.tolist(),
+                      text("labelled_none_set", lang): report.none_cosines.tolist()}
+        else:
+            right = best.predicted == best.targets
+            groups = {text("labelled_right", lang): best.best_cosine[right].tolist(),
+                      text("labelled_wrong", lang): best.best_cosine[~right].tolist()}
+        hist = figures.cosine_histograms(groups, report.threshold.cosine, text("labelled_cosines", lang),
+                                         text("labelled_best_cosine", lang), text("labelled_threshold_mark", lang))
+        worst = [(figures.enlarge(data.thumbs[i], 96) if max(data.thumbs[i].size) < 96 else data.thumbs[i],
+                  f"{data.names[i]}: {report.classes[t]} → {report.classes[p]} ({100 * q:.0f}%)")
+                 for i, t, p, q in report.worst]
+        return {self.summary: _summary(report, lang), self.per_class: per_class, self.confusion: confusion,
+                self.reliability: reliability, self.cosines: hist, self.worst: worst,
+                self.files: files.labelled_files(report, data.names), self.recommended: report.threshold.cosine,
+                self.results: gr.Column(visible=True)}  # the panels appear once there is a report
+
+    def use_threshold(self, recommended: float | None) -> float | None:
+        """Put the report's recommended threshold on the Predict tab (its change event keeps it for the session)."""
+        return None if recommended is None else round(recommended, 3)
+
+    # -- layout and wiring -------------------------------------------------------------------------
+    def build(self, labels_state: gr.State, threshold: gr.Number) -> None:
+        """Lay out the box (inside the Evaluate tab) and wire its events; `threshold` is Predict's."""
+        gr.Markdown(L("labelled_intro"))  # it states the limits (tests check them against the code's)
+        with gr.Row():
+            upload = gr.File(label=L("labelled_zip"), file_types=[".zip"], type="filepath", elem_id="labelled-zip")
+            with gr.Column():
+                self.classes = gr.Textbox(label=L("labelled_classes"), lines=6, max_lines=12, visible=False,
+                                          elem_id="labelled-classes")
+                examples = gr.Slider(0, 16, value=0, step=1, label=L("labelled_examples_label"),
+                                     elem_id="labelled-examples")
+                run = gr.Button(L("labelled_run"), variant="primary", elem_id="labelled-run")
+        self.note = gr.Markdown(elem_id="labelled-note")
+        self.data = gr.State(None)  # this session's LabelledSet: features and thumbnails, dropped with the session
+        self.recommended = gr.State(None)
+        with gr.Column(visible=False, elem_id="labelled-results") as self.results:  # shown once there is a report
+            self.summary = gr.Markdown(elem_id="labelled-summary")
+            self.use = gr.Button(L("labelled_use_threshold"), elem_id="labelled-use-threshold")
+            with gr.Row():
+                self.per_class = gr.Plot(label=L("eval_chart"))
+                self.confusion = gr.Plot(label=L("eval_confusion"))
+            with gr.Row():
+                self.reliability = gr.Plot(label=L("labelled_reliability_plot"), elem_id="labelled-reliability")
+                self.cosines = gr.Plot(label=L("labelled_cosines_plot"), elem_id="labelled-cosines")
+            self.worst = gr.Gallery(label=L("eval_worst"), columns=6, height=260)
+            self.files = gr.File(label=L("eval_files"), file_count="multiple", interactive=False)
+
+        upload.upload(self.load, upload, [self.data, self.classes, self.note], api_visibility="private")
+        upload.clear(self.load, upload, [self.data, self.classes, self.note], api_visibility="private")
+        run.click(self.run, [self.data, self.classes, examples, labels_state],
+                  [self.summary, self.per_class, self.confusion, self.reliability, self.cosines, self.worst, self.files,
+                   self.recommended, self.results], api_name="evaluate_labelled", api_visibility=UI_API,
+                  concurrency_id="evaluation", concurrency_limit=1)
+        self.use.click(self.use_threshold, self.recommended, threshold, api_visibility="private", queue=False)
+
+
+def _summary(report: LabelledReport, lang: str) -> str:
+    rows = [text("labelled_table_head", lang), "|---|---|---|"]
+    rows += [f"| {md_text(a.setting)} | {100 * a.top1:.2f}% | {100 * a.top5_rate:.2f}% |" for a in report.settings]
+    notes = []
+    if report.examples:
+        notes.append(text("labelled_few_shot", lang, report.examples, f"{100 * report.settings[1].top1:.2f}",
+                          f"{100 * report.settings[-1].top1:.2f}"))
+    notes.append(text("labelled_calibration", lang, f"{report.ece:.3f}", f"{report.temperature:.2f}",
+                      f"{report.ece_before:.3f}", f"{report.ece_after:.3f}"))
+    t = report.threshold
+    notes.append(text("labelled_threshold_none" if report.threshold_from == "none-folder" else "labelled_threshold_rw",
+                      lang, f"{t.cosine:.3f}", f"{100 * t.fits_kept:.1f}", f"{100 * t.none_refused:.1f}",
+                      f"{100 * t.balanced_accuracy:.1f}"))
+    return "\n".join(rows) + "\n\n" + "\n\n".join(notes)
+
