@@ -95,6 +95,30 @@ def test_the_text_encoder_parameter_reads_labels_in_any_language(server, cifar_r
         c.predict(image, labels, "{}", 2, "klingon", api_name="/classify")
 
 
+def test_threshold_and_few_shot_examples_through_the_api(server):
+    """`threshold` marks what fits (and leaves the rows as before without it); `examples` turns the scores
+    few-shot, equal to the library's, and a label that is not a candidate is refused in a sentence."""
+    from clipdemo.tasks.classify import classify
+
+    url, rt = server
+    c = Client(url, verbose=False)
+    red, blue = Image.new("RGB", (16, 16), (220, 20, 20)), Image.new("RGB", (16, 16), (20, 20, 220))
+    labels = ["red thing", "blue thing", "tree"]
+    plain = c.predict(_data_url(red), labels, "a photo of a {}", 3, "clip", None, None, api_name="/classify")
+    assert all("fits" not in row for row in plain)
+    marked = c.predict(_data_url(red), labels, "a photo of a {}", 3, "clip", 0.99, None, api_name="/classify")
+    assert [row["fits"] for row in marked] == [False, False, False]
+    shots = {"red thing": [_data_url(red)] * 2, "blue thing": [_data_url(blue)]}
+    few = c.predict(_data_url(red), labels, "a photo of a {}", 3, "clip", None, shots, api_name="/classify")
+    reference = classify(rt.service(), red, labels, top_k=3, examples={"red thing": [red, red], "blue thing": [blue]})
+    assert [r["label"] for r in few] == [r["label"] for r in reference]
+    assert [r["score"] for r in few] == pytest.approx([r["score"] for r in reference], abs=1e-5)
+    assert few[0]["label"] == "red thing" and few[0]["score"] > max(r["score"] for r in plain if r["label"] == "red thing")
+    with pytest.raises(Exception, match="Few-shot examples were given for lion, which is not one of the labels"):
+        c.predict(_data_url(red), labels, "a photo of a {}", 3, "clip", None, {"lion": [_data_url(red)]},
+                  api_name="/classify")
+
+
 def test_architecture_summary_is_plain_json(server):
     url, _ = server
     out = Client(url, verbose=False).predict(1, api_name="/architecture_summary")
@@ -152,7 +176,7 @@ def test_mcp_lists_exactly_the_typed_tools_and_classifies_a_base64_image(server,
     assert described["classify"].startswith("Zero-shot classify one image against your own labels")
     schema = next(t for t in tools if t.name == "classify").inputSchema
     assert set(schema["properties"]) == {"image", "candidate_labels", "hypothesis_template", "top_k", "text_encoder",
-                                         "threshold"}
+                                         "threshold", "examples"}
     encoder = schema["properties"]["text_encoder"]
     assert encoder["enum"] == ["clip", "multilingual"] and encoder["default"] == "clip"
     assert encoder["description"].startswith("The text tower that reads the labels")
@@ -230,7 +254,8 @@ def test_the_readme_curl_recipe(server):
     import httpx
 
     url, _ = server
-    body = {"data": [_data_url(Image.new("RGB", (8, 8), "red")), ["cat", "dog"], "a photo of a {}", 2, "clip", None]}
+    body = {"data": [_data_url(Image.new("RGB", (8, 8), "red")), ["cat", "dog"], "a photo of a {}", 2, "clip", None,
+                     None]}
     event_id = httpx.post(f"{url}/gradio_api/call/classify", json=body, timeout=60).json()["event_id"]
     stream = httpx.get(f"{url}/gradio_api/call/classify/{event_id}", timeout=60).text
     lines = stream.splitlines()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import torch
@@ -22,19 +23,21 @@ from PIL import Image
 
 from ..core import checks
 from ..core.labels import CLIP, DEFAULT_LABELS, LABEL_PRESETS, LabelSet, parse_label_text
+from ..core.calibration import tip_adapter
 from ..core.words import ProgressFn, Refusal, Text
 from ..core.zeroshot import Prediction, scores
 from ..io.cifar import Cifar100
 from ..io.images import MAX_BYTES, ImageError, open_image
 from ..serving.service import Priority, ZeroShot
 
-__all__ = ["BatchError", "batch_count", "checked_members", "read_member", "member_image", "candidates", "classify", "classify_index", "read_batch", "classify_batch", "MAX_BATCH",
+__all__ = ["BatchError", "FewShot", "MAX_EXAMPLES", "batch_count", "checked_members", "read_member", "member_image", "candidates", "classify", "classify_index", "read_batch", "classify_batch", "MAX_BATCH",
            "MAX_ZIP_BYTES", "MAX_RATIO", "DEFAULT_TEMPLATE"]
 
 DEFAULT_TEMPLATE = "a photo of a {}"  # the Hugging Face task's hypothesis template, and the notebook's prompt
 MAX_BATCH = 64  # images in one batch
 MAX_ZIP_BYTES = 256 * 2**20  # all members of a zip together, uncompressed
 MAX_RATIO = 100  # uncompressed / compressed size of one member; images hardly compress, bombs do by ~1000x
+MAX_EXAMPLES = 16  # few-shot example images per label
 _JUNK = ("__MACOSX/", ".DS_Store", "Thumbs.db")  # what zip tools add on their own: skipped, not refused
 
 
@@ -57,16 +60,17 @@ def candidates(candidate_labels: list[str] | str | None, hypothesis_template: st
 
 def classify(zs: ZeroShot, image: Image.Image | str | Path, candidate_labels: list[str] | str | None,
              hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5, text_encoder: str = CLIP,
-             threshold: float | None = None) -> list[dict]:
+             threshold: float | None = None, examples: dict[str, list[Image.Image]] | None = None) -> list[dict]:
     """One image (or an image file's path) against the candidate labels: `[{label, score, cosine}]`, best first,
     `top_k` long. `score` is `softmax(100 * cos)` over the candidate labels (all of them sum to 1), `cosine` the
     image-prompt cosine similarity in [-1, 1]. `text_encoder`: "clip" (CLIP's own, English) or "multilingual".
-    With a `threshold` on the cosine, each row also says whether its label `fits` ("none of these" when none does)."""
+    With a `threshold` on the cosine, each row also says whether its label `fits` ("none of these" when none does).
+    With `examples` (label -> 1..16 images), the scores are few-shot (Tip-Adapter, training-free)."""
     label_set, k = candidates(candidate_labels, hypothesis_template, text_encoder), checks.top_k(top_k)
     threshold = checks.threshold(threshold)
     if not isinstance(image, Image.Image):
         image = open_image(image, fit=zs.loaded.config.image_resolution)
-    (pred,) = classify_batch(zs, [image], label_set, k)  # one image, one path for all
+    (pred,) = classify_batch(zs, [image], label_set, k, few_shot=FewShot.of(zs, label_set, examples))
     return pred.rows(threshold)
 
 
@@ -167,14 +171,41 @@ def batch_count(images: list | None) -> int:
     return len(images)
 
 
+@dataclass(frozen=True, eq=False)
+class FewShot:
+    """Example images' features for some labels of a set (issue #26): `[M, D]` normalised features and `[M]`
+    indices into the set's labels. Empty: zero-shot."""
+
+    keys: torch.Tensor
+    targets: torch.Tensor
+
+    @classmethod
+    def of(cls, zs: ZeroShot, label_set: LabelSet, examples: dict[str, list[Image.Image]] | None) -> FewShot:
+        """Encode `examples` (label -> 1..MAX_EXAMPLES images; every label one of the set's); BatchError otherwise."""
+        keys, targets = [], []
+        for label, images in (examples or {}).items():
+            if label not in label_set.labels:
+                raise BatchError("examples_label", str(label)[:40])
+            if not 1 <= len(images) <= MAX_EXAMPLES:
+                raise BatchError("examples_count", MAX_EXAMPLES, str(label)[:40], len(images))
+            keys.append(zs.image_features(images))  # [n, D]
+            targets += [label_set.labels.index(label)] * len(images)
+        dim = zs.loaded.config.embed_dim
+        return cls(torch.cat(keys) if keys else torch.zeros(0, dim), torch.tensor(targets, dtype=torch.int64))
+
+
 def classify_batch(zs: ZeroShot, images: list[Image.Image], label_set: LabelSet, k: int = 5,
-                   progress: ProgressFn | None = None) -> list[Prediction]:
+                   progress: ProgressFn | None = None, few_shot: FewShot | None = None) -> list[Prediction]:
     """Every image against the label set, in order: its text features once (cached), the images in chunks of
-    `zs.bulk_images`, each chunk one bulk model call once there is more than one chunk."""
+    `zs.bulk_images`, each chunk one bulk model call once there is more than one chunk. With `few_shot` examples the
+    probabilities are Tip-Adapter's (`core.calibration.tip_adapter`: the text prototypes mixed with the examples,
+    no training); the cosines stay the image-prompt ones."""
     k = checks.top_k(k)
     batch_count(images)
     text = zs.text_features(label_set)  # [L, D]
     priority = Priority.BULK if len(images) > zs.bulk_images else Priority.INTERACTIVE
     feats = zs.image_features(images, priority, progress, Text("progress_classifying"))  # [B, D]
     cosines, probs = scores(feats, text)  # [B, L], [B, L]
+    if few_shot is not None and len(few_shot.keys):
+        probs = tip_adapter(feats, text, few_shot.keys, few_shot.targets).softmax(dim=-1)  # [B, L]
     return [Prediction.of(c, p, label_set.labels, k, zs.loaded.info) for c, p in zip(cosines, probs)]

@@ -20,7 +20,7 @@ from ..core.labels import CLIP, TEXT_ENCODERS
 from ..io.images import image_from_reference
 from ..serving.runtime import Runtime
 from ..core.search import DEFAULT_RESULTS, SearchQuery, results
-from ..tasks.classify import DEFAULT_TEMPLATE, batch_count, candidates, classify, classify_batch, \
+from ..tasks.classify import DEFAULT_TEMPLATE, MAX_EXAMPLES, BatchError, batch_count, candidates, classify, classify_batch, \
     classify_index
 from ..tasks.search import search_cifar
 from .common import MODEL_WAIT_S, told
@@ -37,7 +37,8 @@ class ApiEndpoints:
         self.rt = runtime
 
     def classify(self, image: str, candidate_labels: list[str], hypothesis_template: str = DEFAULT_TEMPLATE,
-                 top_k: int = 5, text_encoder: TextEncoder = CLIP, threshold: float | None = None) -> list[dict]:
+                 top_k: int = 5, text_encoder: TextEncoder = CLIP, threshold: float | None = None,
+                 examples: dict[str, list[str]] | None = None) -> list[dict]:
         """Zero-shot classify one image against your own labels with OpenAI CLIP ViT-B/32.
 
         Args:
@@ -51,6 +52,9 @@ class ApiEndpoints:
                 Turkish among them, aligned with the same ViT-B/32 image features).
             threshold: Optional: a cosine (-1 to 1, e.g. 0.2) below which a label does not fit. When given, each
                 prediction carries "fits" (true or false); none fitting means "none of these labels".
+            examples: Optional few-shot examples: {label: [images]} with 1 to 16 images (data URLs or uploaded files)
+                for any of the labels. The scores then mix the text prompts with the examples (Tip-Adapter, no
+                training); the cosines stay the image-prompt ones.
 
         Returns:
             A list of {"label", "score", "cosine"}, best first. "score" is the probability over the candidate
@@ -60,7 +64,14 @@ class ApiEndpoints:
         with told("en"):
             picture = image_from_reference(image, gr.utils.get_upload_folder(), self.rt.config().image_resolution)
             zs = self.rt.service(timeout=MODEL_WAIT_S)
-            return classify(zs, picture, candidate_labels, hypothesis_template, top_k, text_encoder, threshold)
+            if examples is not None and not (isinstance(examples, dict)
+                                             and all(isinstance(v, list) for v in examples.values())):
+                raise BatchError("examples_shape")
+            root, fit = gr.utils.get_upload_folder(), self.rt.config().image_resolution
+            shots = {label: [image_from_reference(ref, root, fit) for ref in refs[:MAX_EXAMPLES + 1]]
+                     for label, refs in (examples or {}).items()}
+            return classify(zs, picture, candidate_labels, hypothesis_template, top_k, text_encoder, threshold,
+                            shots)
 
     def classify_cifar(self, index: int, candidate_labels: list[str] | None = None,
                        hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5,

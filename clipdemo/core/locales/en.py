@@ -470,4 +470,7 @@ STRINGS = {
     'labelled_calibration': '**Calibration:** ECE {} for softmax(100·cos). One temperature fitted on half of your images, {}, takes ECE on the other half from {} to {}. Scores are relative to the labels given: softmax spreads 100% over them whether or not any fits.',
     'labelled_threshold_none': '**None of these:** the recommended threshold is a best cosine of **{}**, from your "other" images against the labelled ones: it keeps {}% of the labelled images and refuses {}% of the others (balanced accuracy {}%).',
     'labelled_threshold_rw': '**None of these:** without an "other" folder, the best cosines of right and wrong answers are compared; the threshold that best separates them is **{}**: it keeps {}% of the right answers and refuses {}% of the wrong ones (balanced accuracy {}%).',
+    'examples_label': 'Few-shot examples were given for {}, which is not one of the labels.',
+    'examples_count': 'Give 1 to {} example images for each label with examples ({} has {}).',
+    'examples_shape': 'Few-shot examples are {label: [images]}: a list of images for each label.',
 }

@@ -470,4 +470,7 @@ STRINGS = {
     'labelled_calibration': "**Kalibrasyon:** softmax(100·cos) için ECE {}. Görüntülerinizin yarısında uydurulan tek bir sıcaklık, {}, öbür yarıda ECE'yi {} değerinden {} değerine getiriyor. Puanlar verilen etiketlere görelidir: softmax, herhangi biri uysun ya da uymasın, %100'ü onlara dağıtır.",
     'labelled_threshold_none': '**Hiçbiri:** önerilen eşik, "other" görüntülerinizin etiketlilere karşı karşılaştırılmasından, **{}** en iyi kosinüsüdür: etiketli görüntülerin %{} kadarını tutar, ötekilerin %{} kadarını reddeder (dengeli doğruluk %{}).',
     'labelled_threshold_rw': '**Hiçbiri:** "other" klasörü olmadan doğru ve yanlış yanıtların en iyi kosinüsleri karşılaştırılır; onları en iyi ayıran eşik **{}**: doğru yanıtların %{} kadarını tutar, yanlışların %{} kadarını reddeder (dengeli doğruluk %{}).',
+    'examples_label': 'Az örnekli öğrenme örnekleri etiketlerden biri olmayan {} için verildi.',
+    'examples_count': 'Örnekli her etiket için 1 ile {} arasında örnek görüntü verin ({} için {} verildi).',
+    'examples_shape': 'Az örnekli öğrenme örnekleri {etiket: [görüntüler]} biçimindedir: her etiket için bir görüntü listesi.',
 }
