@@ -7,8 +7,8 @@ and CIFAR-100 is a synthetic split in the real on-disk format: the figures are a
 accuracy. The run also measures this machine's fp32 matmul floor, so R3 reads as distance from it, and
 prints the cost table of `bench.cost` (each typed endpoint's server CPU beside its model work), and search's
 figures (`bench.search`: R10 to R12, server-side latencies, the brute-force curve to a million vectors), and the
-multilingual text tower's (`bench.multilingual`: R13, R14, its RSS and first use after start).
-Ends with one line: `ratios: R1=<x> R2=<x> ... R14=<x>`.
+multilingual text tower's (`bench.multilingual`: R13, R14, its RSS and first use after start), and your labelled
+data's (`bench.yourdata`: R15, R16). Ends with one line: `ratios: R1=<x> R2=<x> ... R16=<x>`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from bench.common import rss_mb, served_app, stand_ins, wait_ready
-from bench import multilingual, search
+from bench import multilingual, search, yourdata
 from bench.cost import cost_table
 from bench.peers import HFZeroShot, floor_report
 from bench.timing import paired, report
@@ -114,6 +114,7 @@ def in_process(q: bool, work: Path) -> dict[str, float]:
     r.update(search.in_process(zs, data, q))
     r.update(multilingual.in_process(zs, upload, q))
     multilingual.first_use(work)
+    r.update(yourdata.in_process(zs, data, upload, q))
     return r
 
 
@@ -189,7 +190,7 @@ def main() -> int:
         if not q:
             served(q, work, backend="eager")  # memory without the ONNX Runtime copy of the weights
         r.update(search.served(q, work))
-    print("ratios: " + " ".join(f"R{i}={r[f'R{i}']:.2f}" for i in range(1, 15)))
+    print("ratios: " + " ".join(f"R{i}={r[f'R{i}']:.2f}" for i in range(1, 17)))
     return 0
 
 

@@ -499,11 +499,14 @@ def _evaluate_labelled(args: argparse.Namespace, cfg: settings_mod.Settings) -> 
     print(f"\nCalibration: ECE {report.ece:.3f} of softmax(100 cos) (scores are relative to the labels given); a "
           f"temperature fitted on half the images, {report.temperature:.2f}, takes ECE on the other half from "
           f"{report.ece_before:.3f} to {report.ece_after:.3f}.")
-    where = ("the 'other' images vs the labelled ones" if report.threshold_from == "none-folder"
-             else "right vs wrong answers")
-    print(f"Recommended threshold (none of these): cosine {t.cosine:.3f}, from {where}: it keeps "
-          f"{100 * t.fits_kept:.1f}% and refuses {100 * t.none_refused:.1f}% (balanced accuracy "
-          f"{100 * t.balanced_accuracy:.1f}%).")
+    if t is None:
+        print(f"No threshold (none of these): {Text('labelled_threshold')}")
+    else:
+        where = ("the 'other' images vs the labelled ones" if report.threshold_from == "none-folder"
+                 else "right vs wrong answers")
+        print(f"Recommended threshold (none of these): cosine {t.cosine:.3f}, from {where}: it keeps "
+              f"{100 * t.fits_kept:.1f}% and refuses {100 * t.none_refused:.1f}% (balanced accuracy "
+              f"{100 * t.balanced_accuracy:.1f}%).")
     if note := _weights_note(zs.loaded.info):
         print(f"\n{note}")
     if args.out:

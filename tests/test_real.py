@@ -118,3 +118,36 @@ def test_the_label_languages_on_all_10000(real):
                                 "-", None, "issue #25: the label languages side by side"))
     assert rows["en · CLIP"].top1 > 0.5  # the notebook's recipe (about 62% published)
     assert rows["en · multilingual"].top1 > 0.2 and rows["tr · multilingual"].top1 > 0.1
+
+
+def test_cifar10_through_the_your_data_path_equals_its_evaluation(real, tmp_path):
+    """Issue #26's recorded check: CIFAR-10 test images written as a visitor's ImageFolder zip (PNG, lossless) and
+    measured through the "your data" path give the accuracy the CIFAR-10 evaluation gives on the same images."""
+    import io
+    import zipfile
+
+    import torch
+
+    from clipdemo.core.labels import CIFAR10_CLASSES, CIFAR_TEMPLATES, LabelSet
+    from clipdemo.tasks.yourdata import MAX_IMAGES, evaluate_labelled, read_labelled
+
+    zs, _ = real
+    root = Path(os.environ.get("CLIPDEMO_CIFAR10", DATA)).expanduser()
+    if reason := selfcheck.not_real_data(root, ref.CIFAR10_MD5):
+        pytest.skip(f"{reason}: put cifar-10-batches-py/ under {root} (or set CLIPDEMO_CIFAR10)")
+    cifar10 = open_cifar10(root)
+    n = MAX_IMAGES
+    with zipfile.ZipFile(tmp_path / "cifar10.zip", "w") as zf:
+        for i in range(n):
+            buf = io.BytesIO()
+            cifar10.image(i).save(buf, "PNG")
+            zf.writestr(f"cifar10/{CIFAR10_CLASSES[cifar10.target(i)]}/{i}.png", buf.getvalue())
+    data = read_labelled(zs, tmp_path / "cifar10.zip")
+    ours = evaluate_labelled(zs, data, CIFAR_TEMPLATES).settings[1].top1
+    feats = zs.image_features([cifar10.image(i) for i in range(n)])
+    text = zs.text_features(LabelSet.of(CIFAR10_CLASSES, CIFAR_TEMPLATES))
+    reference = float(((feats @ text.T).argmax(dim=-1) == torch.tensor(cifar10.targets[:n])).float().mean())
+    _record(selfcheck.Check(f"CIFAR-10 via your-data path, first {n}", f"{100 * reference:.2f}% (evaluation)",
+                            f"{100 * ours:.2f}%", f"{100 * (ours - reference):+.2f}", abs(ours - reference) < 1e-9,
+                            "issue #26"))
+    assert ours == pytest.approx(reference, abs=1e-9)

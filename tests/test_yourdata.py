@@ -5,6 +5,7 @@ report on the tiny model against a reference computation; the CLI's `evaluate --
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -306,3 +307,13 @@ def test_predict_says_none_of_these_under_the_sessions_threshold(page):
     assert p.set_threshold(0.25) == 0.25 and p.set_threshold(None) is None
     with pytest.raises(Exception, match="threshold must be a cosine between -1 and 1"):
         p.set_threshold(3)
+
+
+def test_a_report_with_every_answer_right_says_why_it_has_no_threshold(zs, tmp_path, monkeypatch):
+    from clipdemo.tasks import yourdata
+
+    data = read_labelled(zs, _zip(tmp_path / "set.zip", _colours(per_class=4)))
+    perfect = dataclasses.replace(data, features=zs.text_features(LabelSet.of(data.classes, ["a photo of a {}"]))[
+        data.targets])  # each image's feature is its own label's: every answer right
+    report = evaluate_labelled(zs, perfect, ["a photo of a {}"])
+    assert report.settings[0].top1 == 1.0 and report.threshold is None and report.as_dict()["threshold"] is None

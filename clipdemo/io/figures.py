@@ -256,13 +256,14 @@ def reliability_figure(bins, title: str, axes: tuple[str, str] = ("confidence", 
     return themed(fig)
 
 
-def cosine_histograms(groups: dict[str, list[float]], threshold: float, title: str, axis: str = "best cosine",
+def cosine_histograms(groups: dict[str, list[float]], threshold: float | None, title: str, axis: str = "best cosine",
                       marker: str = "threshold") -> go.Figure:
     """Overlaid histograms of best cosines by group (the labelled images vs the none-folder's, or right vs wrong
-    answers), with the recommended threshold as a vertical line."""
+    answers), with the recommended threshold as a vertical line (when there is one)."""
     colours = [BLUE, ORANGE, GREEN]
     fig = go.Figure([go.Histogram(x=values, name=name, opacity=0.6, marker_color=colour, nbinsx=30)
                      for (name, values), colour in zip(groups.items(), colours)])
-    fig.add_vline(x=threshold, line_dash="dash", line_color=GREEN, annotation_text=f"{marker} {threshold:.3f}")
+    if threshold is not None:
+        fig.add_vline(x=threshold, line_dash="dash", line_color=GREEN, annotation_text=f"{marker} {threshold:.3f}")
     fig.update_layout(title=title, barmode="overlay", xaxis_title=axis, height=340, margin=dict(l=5, r=5, t=40, b=5))
     return themed(fig)

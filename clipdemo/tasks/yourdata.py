@@ -219,8 +219,8 @@ class LabelledReport:
     temperature: float  # fitted on half A of the scored images
     ece_before: float  # on half B, at temperature 1
     ece_after: float  # on half B, at the fitted temperature
-    threshold: calibration.Threshold  # "none of these": none-folder vs in-set, or right vs wrong answers
-    threshold_from: str  # "none-folder" or "right-vs-wrong"
+    threshold: calibration.Threshold | None  # "none of these": none-folder vs in-set, or right vs wrong answers
+    threshold_from: str  # "none-folder", "right-vs-wrong", or "" (no threshold: every answer right, or every one wrong)
     worst: tuple[tuple[int, int, int, float], ...]  # (set index, true, predicted, probability), most confident first
     none_cosines: torch.Tensor  # [m] the best cosines of the none-folder's images (empty without one)
     examples: int = 0  # few-shot examples per class held out
@@ -244,9 +244,9 @@ class LabelledReport:
             "calibration": {"ece": self.ece, "bins": [vars(b) for b in self.bins], "temperature": self.temperature,
                             "ece_before": self.ece_before, "ece_after": self.ece_after,
                             "note": "scores are relative to the labels given: softmax spreads 1 over them"},
-            "threshold": {"cosine": self.threshold.cosine, "from": self.threshold_from,
-                          "fits_kept": self.threshold.fits_kept, "none_refused": self.threshold.none_refused,
-                          "balanced_accuracy": self.threshold.balanced_accuracy},
+            "threshold": None if self.threshold is None else {
+                "cosine": self.threshold.cosine, "from": self.threshold_from, "fits_kept": self.threshold.fits_kept,
+                "none_refused": self.threshold.none_refused, "balanced_accuracy": self.threshold.balanced_accuracy},
             "few_shot_examples_per_class": self.examples,
         }
 
@@ -311,9 +311,9 @@ def evaluate_labelled(zs: ZeroShot, data: LabelledSet, template_set: tuple[str, 
     none_best = (data.features[none] @ text.T).max(dim=-1).values if none else torch.zeros(0)  # [m]
     if none:
         threshold, source = calibration.best_threshold(best.best_cosine, none_best), "none-folder"
+    elif correct.all() or not correct.any():  # nothing to set a threshold between: the report says so
+        threshold, source = None, ""
     else:
-        if correct.all() or not correct.any():
-            raise LabelledError("labelled_threshold")
         threshold = calibration.best_threshold(best.best_cosine[correct], best.best_cosine[~correct])
         source = "right-vs-wrong"
     wrong = (~correct).nonzero().flatten()

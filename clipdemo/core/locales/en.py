@@ -433,7 +433,7 @@ STRINGS = {
     'labelled_many': 'This set has {} images; the limit is {}.',
     'labelled_not_zip': '{} is neither a zip nor a folder of labelled images.',
     'labelled_examples': 'The class {} has {} images: holding out {} as few-shot examples would leave none to score. Use fewer examples.',
-    'labelled_threshold': 'Every scored image was answered right, or every one wrong: there is nothing to set a threshold between. Add an "other" folder of images no class fits.',
+    'labelled_threshold': '**None of these:** every scored image was answered right, or every one wrong: there is nothing to set a threshold between. Add an "other" folder of images no class fits.',
     'progress_labelled': 'encoding your labelled images',
     'name_examples': 'Examples per class',
     'threshold_label': 'None of these below',

@@ -433,7 +433,7 @@ STRINGS = {
     'labelled_many': 'Bu kümede {} görüntü var; sınır {}.',
     'labelled_not_zip': '{} ne bir zip ne de etiketli görüntülerden oluşan bir klasör.',
     'labelled_examples': '{} sınıfında {} görüntü var: {} tanesini az örnekli öğrenme örneği olarak ayırmak puanlanacak görüntü bırakmaz. Daha az örnek kullanın.',
-    'labelled_threshold': 'Puanlanan her görüntü doğru ya da her biri yanlış yanıtlandı: arasına eşik konacak bir şey yok. Hiçbir sınıfa uymayan görüntülerden oluşan bir "other" klasörü ekleyin.',
+    'labelled_threshold': '**Hiçbiri:** puanlanan her görüntü doğru ya da her biri yanlış yanıtlandı: arasına eşik konacak bir şey yok. Hiçbir sınıfa uymayan görüntülerden oluşan bir "other" klasörü ekleyin.',
     'progress_labelled': 'etiketli görüntüleriniz kodlanıyor',
     'name_examples': 'Sınıf başına örnek',
     'threshold_label': 'Şunun altında hiçbiri',

@@ -80,14 +80,16 @@ class YourDataBox:
             right = best.predicted == best.targets
             groups = {text("labelled_right", lang): best.best_cosine[right].tolist(),
                       text("labelled_wrong", lang): best.best_cosine[~right].tolist()}
-        hist = figures.cosine_histograms(groups, report.threshold.cosine, text("labelled_cosines", lang),
-                                         text("labelled_best_cosine", lang), text("labelled_threshold_mark", lang))
+        hist = figures.cosine_histograms(groups, report.threshold.cosine if report.threshold else None,
+                                         text("labelled_cosines", lang), text("labelled_best_cosine", lang),
+                                         text("labelled_threshold_mark", lang))
         worst = [(figures.enlarge(data.thumbs[i], 96) if max(data.thumbs[i].size) < 96 else data.thumbs[i],
                   f"{data.names[i]}: {report.classes[t]} → {report.classes[p]} ({100 * q:.0f}%)")
                  for i, t, p, q in report.worst]
         return {self.summary: _summary(report, lang), self.per_class: per_class, self.confusion: confusion,
                 self.reliability: reliability, self.cosines: hist, self.worst: worst,
-                self.files: files.labelled_files(report, data.names), self.recommended: report.threshold.cosine,
+                self.files: files.labelled_files(report, data.names),
+                self.recommended: report.threshold.cosine if report.threshold else None,
                 self.results: gr.Column(visible=True)}  # the panels appear once there is a report
 
     def use_threshold(self, recommended: float | None) -> float | None:
@@ -140,8 +142,11 @@ def _summary(report: LabelledReport, lang: str) -> str:
     notes.append(text("labelled_calibration", lang, f"{report.ece:.3f}", f"{report.temperature:.2f}",
                       f"{report.ece_before:.3f}", f"{report.ece_after:.3f}"))
     t = report.threshold
-    notes.append(text("labelled_threshold_none" if report.threshold_from == "none-folder" else "labelled_threshold_rw",
-                      lang, f"{t.cosine:.3f}", f"{100 * t.fits_kept:.1f}", f"{100 * t.none_refused:.1f}",
-                      f"{100 * t.balanced_accuracy:.1f}"))
+    if t is None:
+        notes.append(text("labelled_threshold", lang))
+    else:
+        notes.append(text("labelled_threshold_none" if report.threshold_from == "none-folder"
+                          else "labelled_threshold_rw", lang, f"{t.cosine:.3f}", f"{100 * t.fits_kept:.1f}",
+                          f"{100 * t.none_refused:.1f}", f"{100 * t.balanced_accuracy:.1f}"))
     return "\n".join(rows) + "\n\n" + "\n\n".join(notes)
 
