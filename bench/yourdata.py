@@ -52,7 +52,7 @@ def in_process(zs: ZeroShot, data: Cifar100, upload: Image.Image, q: bool) -> di
     labels = LabelSet.of(["cat", "dog", "car", "tree", "house", "lion", "boat", "plane"], ["a photo of a {}"])
     g = torch.Generator().manual_seed(0)
     keys = torch.nn.functional.normalize(torch.randn(16 * 8, zs.loaded.config.embed_dim, generator=g), dim=-1)
-    shots = FewShot(keys, torch.arange(8).repeat_interleave(16))  # 16 examples per label, their features made once
+    shots = FewShot(keys, torch.arange(8).repeat_interleave(16), 1.17, 1.0)  # 16 examples per label, made once
     zs.text_features(labels)
     r["R16"] = report("R16", "a warm prediction (8 labels, an uploaded image): zero-shot vs few-shot with 16 examples "
                              "per label (goal: about 1)",

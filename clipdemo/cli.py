@@ -491,7 +491,8 @@ def _evaluate_labelled(args: argparse.Namespace, cfg: settings_mod.Settings) -> 
         print(f"{a.setting:>26s} {100 * a.top1:14.2f}% {100 * a.top5_rate:7.2f}%")
     if report.examples:
         print(f"zero-shot vs few-shot on the same images: {100 * report.settings[1].top1:.2f}% vs "
-              f"{100 * report.settings[-1].top1:.2f}% top-1 accuracy")
+              f"{100 * report.settings[-1].top1:.2f}% top-1 accuracy (Tip-Adapter, weights chosen on the examples "
+              f"alone: alpha {report.tip[0]:g}, beta {report.tip[1]:g})")
     print("\nPer class (template set):")
     for name, acc in zip(report.classes, report.settings[1].per_class(len(report.classes))):
         print(f"  {name:>24s}: {'-' if acc is None else f'{100 * acc:.1f}%'}")

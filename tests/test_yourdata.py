@@ -201,7 +201,8 @@ def test_the_report_equals_a_reference_and_keeps_examples_apart(zs, tmp_path):
     assert torch.equal(report.settings[1].predicted, probs.argmax(dim=-1))
     doc = report.as_dict()
     assert set(doc) == {"classes", "images_scored", "accuracy", "calibration", "threshold",
-                        "few_shot_examples_per_class"}
+                        "few_shot_examples_per_class", "few_shot_weights"}
+    assert (doc["few_shot_weights"]["alpha"], doc["few_shot_weights"]["beta"]) in calibration.TIP_GRID
     assert doc["calibration"]["note"].startswith("scores are relative to the labels given")
     with pytest.raises(LabelledError, match="The class dark blue has 6 images: holding out 6"):
         evaluate_labelled(zs, data, CIFAR_TEMPLATES, examples=6)
@@ -317,3 +318,46 @@ def test_a_report_with_every_answer_right_says_why_it_has_no_threshold(zs, tmp_p
         data.targets])  # each image's feature is its own label's: every answer right
     report = evaluate_labelled(zs, perfect, ["a photo of a {}"])
     assert report.settings[0].top1 == 1.0 and report.threshold is None and report.as_dict()["threshold"] is None
+
+
+# -- the proofs on a model that has learned something ---------------------------------------------------------------
+def test_on_the_trained_squares_the_threshold_calibration_and_few_shot_do_their_jobs(squares):
+    """The tiny CLIP trained to tell red squares from blue ones (conftest's `squares`): images of a colour it never
+    saw (green) fall below the threshold learnt against them; ambiguous purple squares, labelled at random, make
+    softmax(100 cos) over-confident and the fitted temperature lowers ECE on held-out images; and with a prompt for
+    "blue" that means nothing of the kind, zero-shot misses every blue square while four examples per class, their
+    weights chosen on the examples alone, mend it."""
+    g = torch.Generator().manual_seed(3)
+
+    def feats(colour, n, start=0):
+        with torch.no_grad():
+            x = torch.stack([squares.image((start + i) % 16, colour) for i in range(n)])
+            return torch.nn.functional.normalize(squares.model.visual(x), dim=-1)
+
+    red, blue = feats(squares.RED, 32), feats(squares.BLUE, 32)
+    seen, truth = torch.cat([red, blue]), torch.arange(2).repeat_interleave(32)
+    green = feats(torch.tensor([-0.5, 1.0, -0.5]) * 1.5, 32)
+    t = best_threshold((seen @ squares.texts.T).max(-1).values, (green @ squares.texts.T).max(-1).values)
+    assert t.balanced_accuracy == 1.0  # every seen square kept, every green one refused
+
+    purple = feats((squares.RED + squares.BLUE) / 2, 48)
+    images, labels = torch.cat([seen, purple]), torch.cat([truth, torch.randint(0, 2, (48,), generator=g)])
+    order = torch.randperm(len(labels), generator=g)
+    a, b = order[::2], order[1::2]
+    cos = images @ squares.texts.T
+    temperature = fit_temperature(cos[a], labels[a])
+    right = probabilities(cos[b]).argmax(-1) == labels[b]
+    before = ece(probabilities(cos[b]).max(-1).values, right)
+    after = ece(probabilities(cos[b], temperature).max(-1).values, right)
+    assert temperature > 1 and after < before
+
+    misleading = torch.nn.functional.normalize(torch.stack([squares.texts[0], torch.randn(16, generator=g)]), dim=-1)
+    zero = (seen @ misleading.T).argmax(-1)
+    keys = torch.cat([feats(squares.RED, 4, 3), feats(squares.BLUE, 4, 7)])
+    key_targets = torch.arange(2).repeat_interleave(4)
+    alpha, beta = calibration.tune_tip(misleading, keys, key_targets)
+    few = tip_adapter(seen, misleading, keys, key_targets, alpha, beta).argmax(-1)
+    assert float((zero == truth).float().mean()) == 0.5 and float((few == truth).float().mean()) > 0.9
+    assert (alpha, beta) != (0.0, 1.0)  # the examples asked for a strong cache: the prompt contradicts them
+    default = tip_adapter(seen, misleading, keys, key_targets).argmax(-1)  # the paper's starting weights
+    assert float((default == truth).float().mean()) == 0.5  # too weak here: why the weights are chosen, not fixed

@@ -5,7 +5,8 @@ Holds: `reliability` (confidence vs accuracy in equal-width bins) and `ece` (the
 negative log-likelihood) and `probabilities` (the scores with a temperature); `best_threshold` (the cosine that
 best separates images some label fits from images none fits, by balanced accuracy: "none of these"); and
 `tip_adapter` (Tip-Adapter's training-free cache model, Zhang et al., ECCV 2022: a few labelled examples per
-class mixed with the text prototypes). No model calls, no I/O: the tasks run these on features the service made.
+class mixed with the text prototypes) with `tune_tip` (its two weights chosen on the examples alone). No model
+calls, no I/O: the tasks run these on features the service made.
 
 Scores are relative to the labels given: `softmax` spreads 1 over them whether or not any fits, which is why the
 threshold reads the raw cosine, never the probability.
@@ -21,11 +22,13 @@ import torch
 from .zeroshot import LOGIT_SCALE
 
 __all__ = ["Bin", "reliability", "ece", "probabilities", "fit_temperature", "Threshold", "best_threshold",
-           "tip_adapter", "TIP_ALPHA", "TIP_BETA"]
+           "tip_adapter", "tune_tip", "TIP_ALPHA", "TIP_BETA", "TIP_GRID"]
 
-# Tip-Adapter's own starting values (gaopengcuhk/Tip-Adapter, configs/imagenet.yaml: init_alpha 1.17, init_beta 1),
-# used as they are: the few examples a visitor gives are too few to tune them on without fooling ourselves.
+# Tip-Adapter's own starting values (gaopengcuhk/Tip-Adapter, configs/imagenet.yaml: init_alpha 1.17, init_beta 1).
 TIP_ALPHA, TIP_BETA = 1.17, 1.0
+# What `tune_tip` chooses from, by leave-one-out on the examples alone: the residual weight from none (zero-shot)
+# to strong, at the starting sharpness and at the paper's ImageNet one (5.5). Ascending, so ties keep the weaker.
+TIP_GRID: tuple[tuple[float, float], ...] = tuple((a, b) for a in (0.0, TIP_ALPHA, 3.0, 10.0, 30.0) for b in (1.0, 5.5))
 
 
 @dataclass(frozen=True)
@@ -126,3 +129,22 @@ def tip_adapter(image_feats: torch.Tensor, text_feats: torch.Tensor, keys: torch
     values = torch.nn.functional.one_hot(key_targets, text_feats.shape[0]).to(image_feats.dtype)  # [M, C]
     affinity = image_feats @ keys.T  # [N, M]
     return clip_logits + alpha * (-beta * (1 - affinity)).exp() @ values  # [N, C]
+
+
+def tune_tip(text_feats: torch.Tensor, keys: torch.Tensor, key_targets: torch.Tensor,
+             grid: tuple[tuple[float, float], ...] = TIP_GRID) -> tuple[float, float]:
+    """Tip-Adapter's (alpha, beta) chosen on the examples alone, by leave-one-out: each example is classified by the
+    text prototypes `[C, D]` and the other examples `[M, D]`; the pair with the most right answers wins (ties: the
+    first, the weakest). With a prompt the examples contradict, it picks a strong weight; with a good one, a weak
+    one. Never sees the images a report scores."""
+    values = torch.nn.functional.one_hot(key_targets, text_feats.shape[0]).to(keys.dtype)  # [M, C]
+    clip_logits = LOGIT_SCALE * keys @ text_feats.T  # [M, C]
+    affinity = keys @ keys.T  # [M, M]
+    best, chosen = -1, (TIP_ALPHA, TIP_BETA)
+    for alpha, beta in grid:
+        weights = (-beta * (1 - affinity)).exp()
+        weights.fill_diagonal_(0)  # an example never votes for itself
+        right = int(((clip_logits + alpha * weights @ values).argmax(dim=-1) == key_targets).sum())
+        if right > best:
+            best, chosen = right, (alpha, beta)
+    return chosen

@@ -23,7 +23,7 @@ from PIL import Image
 
 from ..core import checks
 from ..core.labels import CLIP, DEFAULT_LABELS, LABEL_PRESETS, LabelSet, parse_label_text
-from ..core.calibration import tip_adapter
+from ..core.calibration import tip_adapter, tune_tip
 from ..core.words import ProgressFn, Refusal, Text
 from ..core.zeroshot import Prediction, scores
 from ..io.cifar import Cifar100
@@ -178,6 +178,8 @@ class FewShot:
 
     keys: torch.Tensor
     targets: torch.Tensor
+    alpha: float = 0.0  # Tip-Adapter's weights, chosen on the examples alone (`core.calibration.tune_tip`)
+    beta: float = 0.0
 
     @classmethod
     def of(cls, zs: ZeroShot, label_set: LabelSet, examples: dict[str, list[Image.Image]] | None) -> FewShot:
@@ -190,8 +192,10 @@ class FewShot:
                 raise BatchError("examples_count", MAX_EXAMPLES, str(label)[:40], len(images))
             keys.append(zs.image_features(images))  # [n, D]
             targets += [label_set.labels.index(label)] * len(images)
-        dim = zs.loaded.config.embed_dim
-        return cls(torch.cat(keys) if keys else torch.zeros(0, dim), torch.tensor(targets, dtype=torch.int64))
+        if not keys:
+            return cls(torch.zeros(0, zs.loaded.config.embed_dim), torch.zeros(0, dtype=torch.int64))
+        keys, targets = torch.cat(keys), torch.tensor(targets, dtype=torch.int64)
+        return cls(keys, targets, *tune_tip(zs.text_features(label_set), keys, targets))
 
 
 def classify_batch(zs: ZeroShot, images: list[Image.Image], label_set: LabelSet, k: int = 5,
@@ -207,5 +211,6 @@ def classify_batch(zs: ZeroShot, images: list[Image.Image], label_set: LabelSet,
     feats = zs.image_features(images, priority, progress, Text("progress_classifying"))  # [B, D]
     cosines, probs = scores(feats, text)  # [B, L], [B, L]
     if few_shot is not None and len(few_shot.keys):
-        probs = tip_adapter(feats, text, few_shot.keys, few_shot.targets).softmax(dim=-1)  # [B, L]
+        probs = tip_adapter(feats, text, few_shot.keys, few_shot.targets, few_shot.alpha,
+                            few_shot.beta).softmax(dim=-1)  # [B, L]
     return [Prediction.of(c, p, label_set.labels, k, zs.loaded.info) for c, p in zip(cosines, probs)]

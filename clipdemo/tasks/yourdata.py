@@ -224,6 +224,7 @@ class LabelledReport:
     worst: tuple[tuple[int, int, int, float], ...]  # (set index, true, predicted, probability), most confident first
     none_cosines: torch.Tensor  # [m] the best cosines of the none-folder's images (empty without one)
     examples: int = 0  # few-shot examples per class held out
+    tip: tuple[float, float] = (0.0, 0.0)  # the (alpha, beta) chosen on the examples
 
     def rows(self, names: tuple[str, ...]) -> list[dict]:
         """One row per scored image (the CSV the page and the CLI write): its name, true class, and each setting's
@@ -248,6 +249,8 @@ class LabelledReport:
                 "cosine": self.threshold.cosine, "from": self.threshold_from, "fits_kept": self.threshold.fits_kept,
                 "none_refused": self.threshold.none_refused, "balanced_accuracy": self.threshold.balanced_accuracy},
             "few_shot_examples_per_class": self.examples,
+            "few_shot_weights": {"alpha": self.tip[0], "beta": self.tip[1],
+                                 "chosen_by": "leave-one-out on the examples"},
         }
 
 
@@ -292,8 +295,11 @@ def evaluate_labelled(zs: ZeroShot, data: LabelledSet, template_set: tuple[str, 
         hit5 = (probs.topk(min(5, probs.shape[1]), dim=-1).indices == targets[:, None]).any(dim=-1)
         settings.append(Accuracy(name, pred, conf, cos.max(dim=-1).values, hit5, targets))
     text = zs.text_features(text_sets["template set"])  # [C, D]
+    alpha, beta = 0.0, 0.0
     if examples:
-        logits = calibration.tip_adapter(feats, text, data.features[held], data.targets[held])  # [n, C]
+        keys, key_targets = data.features[held], data.targets[held]
+        alpha, beta = calibration.tune_tip(text, keys, key_targets)  # on the examples alone
+        logits = calibration.tip_adapter(feats, text, keys, key_targets, alpha, beta)  # [n, C]
         probs = logits.softmax(dim=-1)
         conf, pred = probs.max(dim=-1)
         hit5 = (probs.topk(min(5, probs.shape[1]), dim=-1).indices == targets[:, None]).any(dim=-1)
@@ -323,4 +329,4 @@ def evaluate_labelled(zs: ZeroShot, data: LabelledSet, template_set: tuple[str, 
                           calibration.ece(best.confidence, correct), tuple(calibration.reliability(best.confidence,
                                                                                                    correct)),
                           temperature, calibration.ece(before, right_b), calibration.ece(after, right_b),
-                          threshold, source, worst, none_best, examples)
+                          threshold, source, worst, none_best, examples, (alpha, beta))

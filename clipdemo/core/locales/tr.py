@@ -466,7 +466,7 @@ STRINGS = {
     'labelled_best_cosine': 'en iyi kosinüs',
     'labelled_threshold_mark': 'eşik',
     'labelled_table_head': '| ayar | top-1 doğruluk | top-5 |',
-    'labelled_few_shot': "Aynı görüntülerde **sıfır atış ile az örnekli**, sınıf başına {} örnekle (Tip-Adapter'ın eğitimsiz önbelleği): top-1 doğruluk %{} ile %{}.",
+    'labelled_few_shot': "Aynı görüntülerde **sıfır atış ile az örnekli**, sınıf başına {} örnekle (Tip-Adapter'ın eğitimsiz önbelleği): top-1 doğruluk %{} ile %{}. Ağırlıkları yalnızca örneklerle, birini dışarıda bırakarak seçildi: α {}, β {}.",
     'labelled_calibration': "**Kalibrasyon:** softmax(100·cos) için ECE {}. Görüntülerinizin yarısında uydurulan tek bir sıcaklık, {}, öbür yarıda ECE'yi {} değerinden {} değerine getiriyor. Puanlar verilen etiketlere görelidir: softmax, herhangi biri uysun ya da uymasın, %100'ü onlara dağıtır.",
     'labelled_threshold_none': '**Hiçbiri:** önerilen eşik, "other" görüntülerinizin etiketlilere karşı karşılaştırılmasından, **{}** en iyi kosinüsüdür: etiketli görüntülerin %{} kadarını tutar, ötekilerin %{} kadarını reddeder (dengeli doğruluk %{}).',
     'labelled_threshold_rw': '**Hiçbiri:** "other" klasörü olmadan doğru ve yanlış yanıtların en iyi kosinüsleri karşılaştırılır; onları en iyi ayıran eşik **{}**: doğru yanıtların %{} kadarını tutar, yanlışların %{} kadarını reddeder (dengeli doğruluk %{}).',

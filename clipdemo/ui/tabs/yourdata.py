@@ -138,7 +138,7 @@ def _summary(report: LabelledReport, lang: str) -> str:
     notes = []
     if report.examples:
         notes.append(text("labelled_few_shot", lang, report.examples, f"{100 * report.settings[1].top1:.2f}",
-                          f"{100 * report.settings[-1].top1:.2f}"))
+                          f"{100 * report.settings[-1].top1:.2f}", f"{report.tip[0]:g}", f"{report.tip[1]:g}"))
     notes.append(text("labelled_calibration", lang, f"{report.ece:.3f}", f"{report.temperature:.2f}",
                       f"{report.ece_before:.3f}", f"{report.ece_after:.3f}"))
     t = report.threshold
