@@ -354,8 +354,11 @@ def test_a_visitor_measures_their_own_labelled_images_and_takes_the_threshold(br
                             summary.inner_text())
     _shot(page, "your-labelled-images")
     page.locator("#labelled-use-threshold").click()
+    page.locator("#labelled-use-examples").click()  # the report's held-out examples, for Predict's few-shot
     page.get_by_role("tab", name="Predict", exact=True).click()
     expect(page.locator("#threshold input")).not_to_have_value("")
+    page.get_by_text("Teach it with examples (few-shot, no training)").click()
+    expect(page.locator("#examples-note")).to_contain_text("navy square (2), green square (2), red square (2)")
     page.get_by_role("button", name="Classify", exact=True).click()
     expect(page.locator("#verdict")).to_contain_text("the threshold")
     assert recommended is not None

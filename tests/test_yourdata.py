@@ -24,7 +24,7 @@ from clipdemo.core.calibration import best_threshold, ece, fit_temperature, prob
 from clipdemo.core.labels import CIFAR_TEMPLATES, LabelSet
 from clipdemo.core.zeroshot import scores
 from clipdemo.serving.service import ZeroShot
-from clipdemo.tasks.classify import BatchError
+from clipdemo.tasks.classify import Answering, BatchError
 from clipdemo.tasks.yourdata import LabelledError, evaluate_labelled, label_text, read_labelled
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -301,13 +301,13 @@ def test_predict_says_none_of_these_under_the_sessions_threshold(page):
     p = page.predict
     plain = p.predict_index(3, 3, LabelSet.of(["red", "blue"], ["{}"]), None, None, no_progress)
     assert plain[p.verdict] == ""
-    high = p.predict_index(3, 3, LabelSet.of(["red", "blue"], ["{}"]), 0.99, None, no_progress)
+    high = p.predict_index(3, 3, LabelSet.of(["red", "blue"], ["{}"]), Answering(0.99), None, no_progress)
     assert high[p.verdict].startswith("🚫 **None of these labels fits**: the best cosine")
-    low = p.predict_index(3, 3, LabelSet.of(["red", "blue"], ["{}"]), -1.0, None, no_progress)
+    low = p.predict_index(3, 3, LabelSet.of(["red", "blue"], ["{}"]), Answering(-1.0), None, no_progress)
     assert low[p.verdict].startswith("✓ A label fits")
-    assert p.set_threshold(0.25) == 0.25 and p.set_threshold(None) is None
+    assert p.set_threshold(0.25, None).threshold == 0.25 and p.set_threshold(None, Answering(0.3)).threshold is None
     with pytest.raises(Exception, match="threshold must be a cosine between -1 and 1"):
-        p.set_threshold(3)
+        p.set_threshold(3, None)
 
 
 def test_a_report_with_every_answer_right_says_why_it_has_no_threshold(zs, tmp_path, monkeypatch):
@@ -361,3 +361,37 @@ def test_on_the_trained_squares_the_threshold_calibration_and_few_shot_do_their_
     assert (alpha, beta) != (0.0, 1.0)  # the examples asked for a strong cache: the prompt contradicts them
     default = tip_adapter(seen, misleading, keys, key_targets).argmax(-1)  # the paper's starting weights
     assert float((default == truth).float().mean()) == 0.5  # too weak here: why the weights are chosen, not fixed
+
+
+def test_examples_on_predict_make_its_answers_few_shot_for_this_session(page, tmp_path):
+    """Example images added for a label (or handed over by the report) change this session's predictions to
+    Tip-Adapter's, equal to the reference; other sessions (no examples) stay zero-shot; forgetting them goes back."""
+    from clipdemo.tasks.classify import predict_with
+    from uiserver import no_progress
+
+    p, zs = page.predict, page.rt.service()
+    labels = LabelSet.of(["red square", "green square", "blue square"], ["a photo of a {}"])
+    paths = []
+    for i in range(3):
+        Image.new("RGB", (40, 40), (220, 30 + 10 * i, 30)).save(tmp_path / f"r{i}.png")
+        paths.append(str(tmp_path / f"r{i}.png"))
+    with pytest.raises(Exception, match="Few-shot examples were given for lion"):
+        p.add_examples("lion", paths, None, labels, None, no_progress)
+    added = p.add_examples("red square", paths, None, labels, None, no_progress)
+    answering = added[p.answering]
+    assert answering.describe() == [("red square", 3)] and "red square (3)" in added[p.examples_note]
+    few = p.predict_index(5, 3, labels, answering, None, no_progress)
+    data = page.rt.dataset()
+    feat = zs.cifar_feature(5, data.image(5), len(data))
+    reference = predict_with(zs, feat, labels, 3, answering.few_shot(zs, labels))
+    assert list(few[p.result].values()) == pytest.approx([q for _, q in reference.top], abs=1e-6)
+    zero = p.predict_index(5, 3, labels, None, None, no_progress)  # another session: no examples
+    assert list(zero[p.result].values()) == pytest.approx([q for _, q in zs.predict_feature(feat, labels, 3).top],
+                                                          abs=1e-6)
+    cleared = p.clear_examples(answering)
+    assert cleared[p.answering].describe() == [] and cleared[p.examples_note].startswith("No examples")
+    box = page.evaluate.yours
+    data_set = box.load(str(_zip(tmp_path / "set.zip", _colours(per_class=5))), None, no_progress)[box.data]
+    report = box.run(data_set, "dark blue\ngreen\nred", 2, LabelSet.preset(), None, no_progress)
+    handed = box.use_examples(report[box.held], None)
+    assert sorted(handed[p.answering].describe()) == [("dark blue", 2), ("green", 2), ("red", 2)]

@@ -13,9 +13,10 @@ the library). No gradio.
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import torch
@@ -30,7 +31,7 @@ from ..io.cifar import Cifar100
 from ..io.images import MAX_BYTES, ImageError, open_image
 from ..serving.service import Priority, ZeroShot
 
-__all__ = ["BatchError", "FewShot", "MAX_EXAMPLES", "batch_count", "checked_members", "read_member", "member_image", "candidates", "classify", "classify_index", "read_batch", "classify_batch", "MAX_BATCH",
+__all__ = ["BatchError", "FewShot", "Answering", "predict_with", "MAX_EXAMPLES", "batch_count", "checked_members", "read_member", "member_image", "candidates", "classify", "classify_index", "read_batch", "classify_batch", "MAX_BATCH",
            "MAX_ZIP_BYTES", "MAX_RATIO", "DEFAULT_TEMPLATE"]
 
 DEFAULT_TEMPLATE = "a photo of a {}"  # the Hugging Face task's hypothesis template, and the notebook's prompt
@@ -196,6 +197,49 @@ class FewShot:
             return cls(torch.zeros(0, zs.loaded.config.embed_dim), torch.zeros(0, dtype=torch.int64))
         keys, targets = torch.cat(keys), torch.tensor(targets, dtype=torch.int64)
         return cls(keys, targets, *tune_tip(zs.text_features(label_set), keys, targets))
+
+
+@dataclass(frozen=True, eq=False)
+class Answering:
+    """How a visitor's session answers, beyond its labels (issue #26): a "none of these" `threshold` on the best
+    cosine (None: off), and few-shot `examples`: label -> `[n, D]` example features (at most MAX_EXAMPLES each),
+    used for whichever of them the active label set holds. Immutable: each change makes a new one."""
+
+    threshold: float | None = None
+    examples: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def with_threshold(self, value: object) -> Answering:
+        return dataclasses.replace(self, threshold=checks.threshold(value))
+
+    def with_examples(self, label: str, feats: torch.Tensor) -> Answering:
+        """`feats` `[n, D]` added to `label`'s examples (the latest MAX_EXAMPLES kept)."""
+        kept = torch.cat([self.examples[label], feats]) if label in self.examples else feats
+        return dataclasses.replace(self, examples={**self.examples, label: kept[-MAX_EXAMPLES:]})
+
+    def few_shot(self, zs: ZeroShot, label_set: LabelSet) -> FewShot | None:
+        """The examples of the set's labels as a FewShot (its weights chosen on them), or None when it has none."""
+        held = [(label_set.labels.index(lab), f) for lab, f in self.examples.items() if lab in label_set.labels]
+        if not held:
+            return None
+        keys = torch.cat([f for _, f in held])
+        targets = torch.tensor([i for i, f in held for _ in range(len(f))], dtype=torch.int64)
+        return FewShot(keys, targets, *tune_tip(zs.text_features(label_set), keys, targets))
+
+    def describe(self) -> list[tuple[str, int]]:
+        """(label, how many examples) for each label with examples."""
+        return [(lab, len(f)) for lab, f in self.examples.items()]
+
+
+def predict_with(zs: ZeroShot, feat: torch.Tensor, label_set: LabelSet, k: int, few_shot: FewShot | None,
+                 true_label: str | None = None) -> Prediction:
+    """One image's prediction from its feature `[D]`: zero-shot, or few-shot with `few_shot` (its probabilities
+    Tip-Adapter's; its cosines the image-prompt ones)."""
+    if few_shot is None:
+        return zs.predict_feature(feat, label_set, k, true_label)
+    text = zs.text_features(label_set)  # [L, D]
+    cosines = feat[None] @ text.T  # [1, L]
+    probs = tip_adapter(feat[None], text, few_shot.keys, few_shot.targets, few_shot.alpha, few_shot.beta).softmax(-1)
+    return Prediction.of(cosines[0], probs[0], label_set.labels, k, zs.loaded.info, true_label)
 
 
 def classify_batch(zs: ZeroShot, images: list[Image.Image], label_set: LabelSet, k: int = 5,

@@ -225,6 +225,12 @@ class LabelledReport:
     none_cosines: torch.Tensor  # [m] the best cosines of the none-folder's images (empty without one)
     examples: int = 0  # few-shot examples per class held out
     tip: tuple[float, float] = (0.0, 0.0)  # the (alpha, beta) chosen on the examples
+    held: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))  # [M] the examples' indices
+
+    def example_features(self, data: LabelledSet) -> dict[str, torch.Tensor]:
+        """The held-out examples as label -> `[n, D]` features (what Predict's few-shot takes)."""
+        return {label: data.features[self.held[data.targets[self.held] == c]]
+                for c, label in enumerate(self.classes) if bool((data.targets[self.held] == c).any())}
 
     def rows(self, names: tuple[str, ...]) -> list[dict]:
         """One row per scored image (the CSV the page and the CLI write): its name, true class, and each setting's
@@ -329,4 +335,5 @@ def evaluate_labelled(zs: ZeroShot, data: LabelledSet, template_set: tuple[str, 
                           calibration.ece(best.confidence, correct), tuple(calibration.reliability(best.confidence,
                                                                                                    correct)),
                           temperature, calibration.ece(before, right_b), calibration.ece(after, right_b),
-                          threshold, source, worst, none_best, examples, (alpha, beta))
+                          threshold, source, worst, none_best, examples, (alpha, beta),
+                          torch.tensor(held, dtype=torch.int64))

@@ -110,7 +110,7 @@ class Page:
                 self.predict.build(labels_state, share_base)
                 self.search.build(tabs, self.predict, labels_state, share_base)
                 self.labels.build(labels_state, store)
-                self.evaluate.build(labels_state, self.predict.threshold)
+                self.evaluate.build(labels_state, self.predict)
                 self.architecture.build()
                 checks, towers = about.build(self.labels, labels_state)
             self.status.wire(demo, self.predict, checks, towers)

@@ -473,4 +473,13 @@ STRINGS = {
     'examples_label': 'Few-shot examples were given for {}, which is not one of the labels.',
     'examples_count': 'Give 1 to {} example images for each label with examples ({} has {}).',
     'examples_shape': 'Few-shot examples are {label: [images]}: a list of images for each label.',
+    'examples_accordion': 'Teach it with examples (few-shot, no training)',
+    'examples_intro': "Give 1 to 16 example images for any of your labels: from then on, your predictions mix the text prompts with the examples (Tip-Adapter's training-free cache, its weights chosen on your examples). They are kept as features in your session only. The Evaluate tab's report can hand over its held-out examples too.",
+    'examples_for': 'Label',
+    'examples_files': 'Example images',
+    'examples_add': 'Add examples',
+    'examples_clear': 'Forget the examples',
+    'examples_none': 'No examples: predictions are zero-shot.',
+    'examples_held': 'Few-shot examples in this session: {}. Predictions for labels among yours use them.',
+    'labelled_use_examples': 'Use the held-out examples on Predict',
 }

@@ -473,4 +473,13 @@ STRINGS = {
     'examples_label': 'Az örnekli öğrenme örnekleri etiketlerden biri olmayan {} için verildi.',
     'examples_count': 'Örnekli her etiket için 1 ile {} arasında örnek görüntü verin ({} için {} verildi).',
     'examples_shape': 'Az örnekli öğrenme örnekleri {etiket: [görüntüler]} biçimindedir: her etiket için bir görüntü listesi.',
+    'examples_accordion': 'Örneklerle öğretin (az örnekli, eğitimsiz)',
+    'examples_intro': "Etiketlerinizden herhangi biri için 1 ile 16 arasında örnek görüntü verin: bundan sonra tahminleriniz metin istemlerini örneklerle karıştırır (Tip-Adapter'ın eğitimsiz önbelleği; ağırlıkları örneklerinizle seçilir). Yalnızca oturumunuzda öznitelik olarak tutulurlar. Değerlendir sekmesinin raporu da ayırdığı örnekleri aktarabilir.",
+    'examples_for': 'Etiket',
+    'examples_files': 'Örnek görüntüler',
+    'examples_add': 'Örnek ekle',
+    'examples_clear': 'Örnekleri unut',
+    'examples_none': 'Örnek yok: tahminler sıfır atışlı.',
+    'examples_held': 'Bu oturumdaki az örnekli öğrenme örnekleri: {}. Etiketleriniz arasındakiler için tahminler bunları kullanır.',
+    'labelled_use_examples': "Ayrılan örnekleri Tahmin'de kullan",
 }

@@ -15,7 +15,7 @@ from ...core.labels import LabelSet
 from ...core.words import text
 from ...io import figures
 from ...serving.runtime import Runtime
-from ...tasks.classify import classify_batch, read_batch
+from ...tasks.classify import Answering, classify_batch, read_batch
 from .. import files
 from ..common import UI_API, ensure_text, progress_fn, told, wait_for_service
 from ..lang import L, lang_of
@@ -40,10 +40,10 @@ class BatchTab:
     def __init__(self, runtime: Runtime):
         self.rt = runtime
 
-    def classify_all(self, uploads: list | None, top_k: float, label_set: LabelSet, threshold: float | None = None,
+    def classify_all(self, uploads: list | None, top_k: float, label_set: LabelSet, answering: Answering | None = None,
                      request: gr.Request = None, progress=gr.Progress()) -> dict:
-        """Classify every image of `uploads` (image files, or zips of images; at most 64 images); with the session's
-        "none of these" `threshold`, an image no label fits says so in the top-1 column."""
+        """Classify every image of `uploads` (image files, or zips of images; at most 64 images), with the session's
+        few-shot examples; under its "none of these" threshold, an image no label fits says so in the top-1 column."""
         lang = lang_of(request)
         paths = [f if isinstance(f, str) else f.get("path") for f in (uploads or [])]
         with told(lang):
@@ -51,9 +51,10 @@ class BatchTab:
             items = read_batch([p for p in paths if p], fit=self.rt.config().image_resolution)
         zs = wait_for_service(self.rt, progress, lang)
         ensure_text(zs, label_set, progress, lang)
+        threshold = answering.threshold if answering else None
         with told(lang):
-            preds = classify_batch(zs, [image for _, image in items], label_set, k,
-                                   progress=progress_fn(progress, lang))
+            preds = classify_batch(zs, [image for _, image in items], label_set, k, progress=progress_fn(progress, lang),
+                                   few_shot=answering.few_shot(zs, label_set) if answering else None)
         names = [name for name, _ in items]
         none = text("none_of_these", lang)
         table = [[name, p.top[0][0] if threshold is None or p.fits(threshold) else none, round(p.top[0][1], 4),
@@ -65,9 +66,9 @@ class BatchTab:
                 self.table: {"headers": [text(c, lang) for c in COLUMNS], "data": table}, self.gallery: gallery,
                 self.files: files.batch_files(names, preds, threshold)}
 
-    def build(self, labels_state: gr.State, threshold_state: gr.State) -> None:
-        """Lay out the sub-tab (inside Predict's tabs) and wire its event; `threshold_state` is the session's "none of
-        these" threshold (Predict's)."""
+    def build(self, labels_state: gr.State, answering: gr.State) -> None:
+        """Lay out the sub-tab (inside Predict's tabs) and wire its event; `answering` is the session's threshold and
+        few-shot examples (Predict's)."""
         with gr.Tab(L("tab_batch"), id="batch"):
             uploads = gr.File(label=L("batch_files"), file_count="multiple", file_types=["image", ".zip"],
                               elem_id="batch-files")
@@ -80,7 +81,7 @@ class BatchTab:
             self.gallery = gr.Gallery(label=L("batch_gallery"), columns=8, height=260)
             self.files = gr.File(label=L("downloads"), file_count="multiple", interactive=False,
                                  elem_id="batch-downloads")
-        run.click(self.classify_all, [uploads, top_k, labels_state, threshold_state],
+        run.click(self.classify_all, [uploads, top_k, labels_state, answering],
                   [self.summary, self.table, self.gallery, self.files],
                   api_name="classify_batch_ui", api_visibility=UI_API,
                   concurrency_id="batch", concurrency_limit=1)  # one batch at a time: it is bulk work

@@ -87,15 +87,15 @@ class EvaluateTab:
                 self.results: gr.Column(visible=True)}  # the panels appear once there are results
 
     # -- layout and wiring -------------------------------------------------------------------------
-    def build(self, labels_state: gr.State, threshold: gr.Number) -> None:
+    def build(self, labels_state: gr.State, predict) -> None:
         """Lay out the tab (inside the app's `gr.Tabs`) and wire its events: CIFAR-100, and the visitor's own labelled
-        images (`yourdata.YourDataBox`; `threshold` is Predict's "none of these" threshold, which its report sets)."""
+        images (`yourdata.YourDataBox`; `predict` is the Predict tab, whose threshold and examples its report sets)."""
         with gr.Tab(L("tab_evaluate"), id="evaluate"), gr.Tabs():
             with gr.Tab(L("eval_source_cifar"), id="evaluate-cifar"):
                 self._build_cifar()
             with gr.Tab(L("eval_source_yours"), id="evaluate-yours"):
                 self.yours = YourDataBox(self.rt)
-                self.yours.build(labels_state, threshold)
+                self.yours.build(labels_state, predict)
 
     def _build_cifar(self) -> None:
         """The CIFAR-100 evaluation's layout and wiring (its result panels appear once there are results)."""

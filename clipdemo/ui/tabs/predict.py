@@ -27,6 +27,7 @@ from ...io import figures
 from ...io.images import image_source, open_image
 from ...serving.runtime import Runtime
 from ...serving.service import ZeroShot
+from ...tasks.classify import MAX_EXAMPLES, Answering, BatchError, predict_with, read_batch
 from .. import files
 from ..common import UI_API, ensure_text, hide_paths, md_text, told, toast_text, wait_for_service
 from ..lang import L, lang_of
@@ -50,6 +51,14 @@ def layer_choices(config: ClipConfig) -> list[str]:
 def head_choices(config: ClipConfig) -> list[str]:
     """The head dropdown: the mean over heads, then 1..heads of this architecture."""
     return [MEAN_HEADS, *map(str, range(1, config.vision_heads + 1))]
+
+
+def examples_note(answering: Answering, lang: str) -> str:
+    """Which labels have few-shot examples in this session, and how many."""
+    held = answering.describe()
+    if not held:
+        return text("examples_none", lang)
+    return text("examples_held", lang, ", ".join(f"{md_text(lab)} ({n})" for lab, n in held))
 
 
 def fits_line(pred: Prediction, threshold: float | None, lang: str) -> str:
@@ -93,7 +102,7 @@ class PredictTab:
         self.rt = runtime
 
     def _shown(self, zs: ZeroShot, pred: Prediction, image: Image.Image, what: str, last: dict,
-               label_set: LabelSet, lang: str, threshold: float | None = None) -> dict:
+               label_set: LabelSet, lang: str, answering: Answering | None = None) -> dict:
         """What every prediction shows: the label list, the chart, the notebook's lines, files, the link."""
         tower = zs.tower_loaded if label_set.encoder != CLIP else None
         trained = zs.loaded.info.trained and (tower is None or tower.info.trained)
@@ -101,11 +110,12 @@ class PredictTab:
                  + ("" if trained else text("untrained_suffix", lang)))
         share = Link(index=last.get("index"), k=len(pred.top), label_set=label_set, tab="predict")
         chart = figures.bar_chart(pred, title, text("chart_probability", lang), shown_name(lang))
+        threshold = answering.threshold if answering else None
         return {self.result: dict(pred.top), self.chart: chart, self.verdict: fits_line(pred, threshold, lang),
                 self.lines: "\n".join(pred.lines()), self.truth: truth_markdown(pred, lang),
                 self.files: files.prediction_files(pred, what), self.last_input: last, self.share: link_query(share)}
 
-    def predict_index(self, index: float, top_k: float, label_set: LabelSet, threshold: float | None = None,
+    def predict_index(self, index: float, top_k: float, label_set: LabelSet, answering: Answering | None = None,
                       request: gr.Request = None, progress=gr.Progress()) -> dict:
         """Classify CIFAR-100 test image `index` against the session's labels."""
         lang = lang_of(request)
@@ -118,13 +128,14 @@ class PredictTab:
         with told(lang):
             feat = zs.cifar_feature(i, image, len(data))  # [D]: stored, or encoded once and stored
             true = true_name(label_set.labels, data.true_label(i), label_set.label_preset)  # in the set's spelling
-            pred = zs.predict_feature(feat, label_set, k, true)
+            pred = predict_with(zs, feat, label_set, k, answering.few_shot(zs, label_set) if answering else None,
+                                true)
         return {self.original: figures.enlarge(image), self.model_input: figures.input_view(zs.pixels(image)),
                 **self._shown(zs, pred, image, f"CIFAR-100 test image #{i}", {"kind": "index", "index": i},
-                              label_set, lang, threshold)}
+                              label_set, lang, answering)}
 
     def predict_image(self, upload: dict | str | None, top_k: float, label_set: LabelSet,
-                      threshold: float | None = None, request: gr.Request = None, progress=gr.Progress()) -> dict:
+                      answering: Answering | None = None, request: gr.Request = None, progress=gr.Progress()) -> dict:
         """Classify an uploaded image (a file Gradio received) against the session's labels.
 
         The event runs with `preprocess=False`: `upload` is Gradio's raw file record, and the bytes are
@@ -139,10 +150,11 @@ class PredictTab:
         zs = wait_for_service(self.rt, progress, lang)
         ensure_text(zs, label_set, progress, lang)
         with told(lang):
-            pred = zs.predict(image, label_set, k=k)
+            few_shot = answering.few_shot(zs, label_set) if answering else None
+            pred = predict_with(zs, zs.image_features([image])[0], label_set, k, few_shot)
         return {self.upload_input: figures.input_view(zs.pixels(image)),
                 **self._shown(zs, pred, image, "uploaded image", {"kind": "upload", "path": path}, label_set, lang,
-                              threshold)}
+                              answering)}
 
     @staticmethod
     def _decode(record: dict, fit: int) -> tuple[Image.Image, str]:
@@ -157,10 +169,33 @@ class PredictTab:
             return image, str(path)
         return image, str(source)
 
-    def set_threshold(self, value: float | None, request: gr.Request = None) -> float | None:
+    def set_threshold(self, value: float | None, answering: Answering | None, request: gr.Request = None) -> Answering:
         """The session's "none of these" threshold (empty: none); a value out of -1..1 is a sentence."""
         with told(lang_of(request)):
-            return checks.threshold(value)
+            return (answering or Answering()).with_threshold(value)
+
+    def add_examples(self, label: str | None, uploads: list | None, answering: Answering | None, label_set: LabelSet,
+                     request: gr.Request = None, progress=gr.Progress()) -> dict:
+        """Example images for one of the active labels (1 to 16 a label, kept as features in the session): from now
+        on this session's predictions are few-shot for the labels with examples."""
+        lang = lang_of(request)
+        answering = answering or Answering()
+        paths = [f if isinstance(f, str) else f.get("path") for f in (uploads or [])]
+        with told(lang):
+            if label not in label_set.labels:
+                raise BatchError("examples_label", str(label or "")[:40])
+            items = read_batch([p for p in paths if p], fit=self.rt.config().image_resolution, limit=MAX_EXAMPLES)
+            zs = wait_for_service(self.rt, progress, lang)
+            answering = answering.with_examples(label, zs.image_features([image for _, image in items]))
+        return {self.answering: answering, self.examples_note: examples_note(answering, lang)}
+
+    def clear_examples(self, answering: Answering | None, request: gr.Request = None) -> dict:
+        answering = Answering((answering or Answering()).threshold)
+        return {self.answering: answering, self.examples_note: examples_note(answering, lang_of(request))}
+
+    def example_labels(self, label_set: LabelSet) -> dict:
+        """The labels examples can be given for: the active set's."""
+        return gr.Dropdown(choices=list(label_set.labels), value=label_set.labels[0])
 
     def random_index(self) -> int:
         """A random CIFAR-100 test index."""
@@ -211,7 +246,7 @@ class PredictTab:
                 # "None of these": a cosine below which no label fits (empty: off); kept for the session
                 self.threshold = gr.Number(None, label=L("threshold_label"), info=L("threshold_info"), minimum=-1,
                                            maximum=1, step=0.01, elem_id="threshold", scale=1, min_width=160)
-            self.threshold_state = gr.State(None)
+            self.answering = gr.State(Answering())  # the session's threshold and few-shot examples
             with gr.Tabs() as self.sources:  # a CIFAR-100 index, an upload or a batch
                 with gr.Tab(L("tab_index"), id="index"):
                     with gr.Row(elem_classes="index-row"):
@@ -234,11 +269,22 @@ class PredictTab:
                         self.upload_input = gr.Image(label=L("model_input"), type="pil", height=280, interactive=False)
                     run_upload = gr.Button(L("classify_upload"), variant="primary")
                 self.batch = BatchTab(self.rt)
-                self.batch.build(labels_state, self.threshold_state)
+                self.batch.build(labels_state, self.answering)
             with gr.Row():
                 self.result = gr.Label(label=L("top_k"), num_top_classes=checks.MAX_TOP_K, elem_id="result-label")
                 self.chart = gr.Plot(label=L("probabilities"), elem_id="result-chart")
             self.verdict = gr.Markdown(elem_id="verdict")  # "none of these", with a threshold
+            with gr.Accordion(L("examples_accordion"), open=False, elem_id="examples"):
+                gr.Markdown(L("examples_intro"))
+                with gr.Row():
+                    self.example_label = gr.Dropdown(choices=list(LabelSet.preset().labels), label=L("examples_for"),
+                                                     elem_id="example-label", scale=1)
+                    example_files = gr.File(label=L("examples_files"), file_count="multiple", file_types=["image"],
+                                            elem_id="example-files", scale=2)
+                with gr.Row():
+                    add_examples = gr.Button(L("examples_add"), elem_id="examples-add")
+                    clear_examples = gr.Button(L("examples_clear"), elem_id="examples-clear")
+                self.examples_note = gr.Markdown(elem_id="examples-note")
             gr.Markdown(L("score_note"), elem_id="score-note")
             with gr.Row(equal_height=True):
                 self.share = gr.Textbox(visible=False)  # the result's query string; the browser makes the full link
@@ -265,14 +311,20 @@ class PredictTab:
         shown = [self.result, self.chart, self.lines, self.truth, self.files, self.last_input, self.share, self.verdict]
         self.index_outputs = [self.original, self.model_input, *shown]  # a shared link's prediction fills these too
         gr.on([run_index.click, self.index.change], self.predict_index,
-              [self.index, self.top_k, labels_state, self.threshold_state], self.index_outputs,
+              [self.index, self.top_k, labels_state, self.answering], self.index_outputs,
               api_name="predict_index", api_visibility=UI_API, trigger_mode="always_last")
         gr.on([run_upload.click, upload.upload], self.predict_image,
-              [upload, self.top_k, labels_state, self.threshold_state], [self.upload_input, *shown],
+              [upload, self.top_k, labels_state, self.answering], [self.upload_input, *shown],
               api_name="predict_image", api_visibility=UI_API,
               preprocess=False)  # the handler decodes uploads itself (clipdemo.io.images)
-        self.threshold.change(self.set_threshold, self.threshold, self.threshold_state, api_visibility="private",
-                              queue=False)
+        self.threshold.change(self.set_threshold, [self.threshold, self.answering], self.answering,
+                              api_visibility="private", queue=False)
+        add_examples.click(self.add_examples, [self.example_label, example_files, self.answering, labels_state],
+                           [self.answering, self.examples_note], api_visibility="private")
+        clear_examples.click(self.clear_examples, self.answering, [self.answering, self.examples_note],
+                             api_visibility="private", queue=False)
+        labels_state.change(self.example_labels, labels_state, self.example_label, api_visibility="private",
+                            queue=False)
         # The attention view follows whatever was classified last (a State change), or a new layer or head.
         gr.on([self.layer.input, self.head.input, self.last_input.change], self.attention,
               [self.layer, self.head, self.last_input], [self.patches, self.overlay, self.caption],

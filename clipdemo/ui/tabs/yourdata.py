@@ -17,10 +17,12 @@ from ...core.labels import LabelSet, PromptError
 from ...core.words import text
 from ...io import figures
 from ...serving.runtime import Runtime
+from ...tasks.classify import Answering
 from ...tasks.yourdata import LabelledReport, LabelledSet, evaluate_labelled, read_labelled
 from .. import files
 from ..common import UI_API, md_text, progress_fn, told, wait_for_service
 from ..lang import L, lang_of
+from .predict import examples_note
 
 __all__ = ["YourDataBox"]
 
@@ -90,15 +92,26 @@ class YourDataBox:
                 self.reliability: reliability, self.cosines: hist, self.worst: worst,
                 self.files: files.labelled_files(report, data.names),
                 self.recommended: report.threshold.cosine if report.threshold else None,
+                self.held: report.example_features(data), self.use_held: gr.Button(visible=bool(report.examples)),
                 self.results: gr.Column(visible=True)}  # the panels appear once there is a report
 
     def use_threshold(self, recommended: float | None) -> float | None:
         """Put the report's recommended threshold on the Predict tab (its change event keeps it for the session)."""
         return None if recommended is None else round(recommended, 3)
 
+    def use_examples(self, held: dict | None, answering: Answering | None, request: gr.Request = None) -> dict:
+        """Hand the report's held-out examples to Predict: its predictions become few-shot for those labels."""
+        answering = answering or Answering()
+        for label, feats in (held or {}).items():
+            answering = answering.with_examples(label, feats)
+        return {self.predict.answering: answering,
+                self.predict.examples_note: examples_note(answering, lang_of(request))}
+
     # -- layout and wiring -------------------------------------------------------------------------
-    def build(self, labels_state: gr.State, threshold: gr.Number) -> None:
-        """Lay out the box (inside the Evaluate tab) and wire its events; `threshold` is Predict's."""
+    def build(self, labels_state: gr.State, predict) -> None:
+        """Lay out the box (inside the Evaluate tab) and wire its events; `predict` is the Predict tab, whose threshold
+        and few-shot examples the report can set."""
+        self.predict = predict
         gr.Markdown(L("labelled_intro"))  # it states the limits (tests check them against the code's)
         with gr.Row():
             upload = gr.File(label=L("labelled_zip"), file_types=[".zip"], type="filepath", elem_id="labelled-zip")
@@ -111,9 +124,12 @@ class YourDataBox:
         self.note = gr.Markdown(elem_id="labelled-note")
         self.data = gr.State(None)  # this session's LabelledSet: features and thumbnails, dropped with the session
         self.recommended = gr.State(None)
+        self.held = gr.State(None)  # the report's held-out examples: label -> [n, D] features
         with gr.Column(visible=False, elem_id="labelled-results") as self.results:  # shown once there is a report
             self.summary = gr.Markdown(elem_id="labelled-summary")
-            self.use = gr.Button(L("labelled_use_threshold"), elem_id="labelled-use-threshold")
+            with gr.Row():
+                self.use = gr.Button(L("labelled_use_threshold"), elem_id="labelled-use-threshold")
+                self.use_held = gr.Button(L("labelled_use_examples"), elem_id="labelled-use-examples")
             with gr.Row():
                 self.per_class = gr.Plot(label=L("eval_chart"))
                 self.confusion = gr.Plot(label=L("eval_confusion"))
@@ -127,9 +143,11 @@ class YourDataBox:
         upload.clear(self.load, upload, [self.data, self.classes, self.note], api_visibility="private")
         run.click(self.run, [self.data, self.classes, examples, labels_state],
                   [self.summary, self.per_class, self.confusion, self.reliability, self.cosines, self.worst, self.files,
-                   self.recommended, self.results], api_name="evaluate_labelled", api_visibility=UI_API,
+                   self.recommended, self.held, self.use_held, self.results], api_name="evaluate_labelled", api_visibility=UI_API,
                   concurrency_id="evaluation", concurrency_limit=1)
-        self.use.click(self.use_threshold, self.recommended, threshold, api_visibility="private", queue=False)
+        self.use.click(self.use_threshold, self.recommended, predict.threshold, api_visibility="private", queue=False)
+        self.use_held.click(self.use_examples, [self.held, predict.answering],
+                                [predict.answering, predict.examples_note], api_visibility="private", queue=False)
 
 
 def _summary(report: LabelledReport, lang: str) -> str:
