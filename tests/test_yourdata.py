@@ -395,3 +395,25 @@ def test_examples_on_predict_make_its_answers_few_shot_for_this_session(page, tm
     report = box.run(data_set, "dark blue\ngreen\nred", 2, LabelSet.preset(), None, no_progress)
     handed = box.use_examples(report[box.held], None)
     assert sorted(handed[p.answering].describe()) == [("dark blue", 2), ("green", 2), ("red", 2)]
+
+
+def test_the_fitted_temperature_can_show_predicts_scores(page, tmp_path):
+    """The report's temperature, taken to Predict: the probabilities become softmax(100 cos / T) (a reference by
+    hand), the ranking and the cosines stay, and the chart and the note say so."""
+    from uiserver import no_progress
+
+    p, zs, box = page.predict, page.rt.service(), page.evaluate.yours
+    data = box.load(str(_zip(tmp_path / "set.zip", _colours(per_class=5))), None, no_progress)[box.data]
+    report = box.run(data, "dark blue\ngreen\nred", 0, LabelSet.preset(), None, no_progress)
+    taken = box.use_temperature(report[box.fitted], None)
+    answering = taken[p.answering]
+    assert answering.temperature == pytest.approx(report[box.fitted]) and "softmax(100·cos / " in taken[
+        p.examples_note]
+    labels = LabelSet.of(["red", "green", "blue"], ["a photo of a {}"])
+    out = p.predict_index(7, 3, labels, answering, None, no_progress)
+    dataset = page.rt.dataset()
+    cos = zs.cifar_feature(7, dataset.image(7), len(dataset)) @ zs.text_features(labels).T  # [3]
+    expected = probabilities(cos[None], answering.temperature)[0]
+    assert sorted(out[p.result].values(), reverse=True) == pytest.approx(sorted(expected.tolist(), reverse=True),
+                                                                          abs=1e-6)
+    assert f"temperature {answering.temperature:.2f}" in out[p.chart].layout.title.text

@@ -26,7 +26,7 @@ from ..core import checks
 from ..core.labels import CLIP, DEFAULT_LABELS, LABEL_PRESETS, LabelSet, parse_label_text
 from ..core.calibration import tip_adapter, tune_tip
 from ..core.words import ProgressFn, Refusal, Text
-from ..core.zeroshot import Prediction, scores
+from ..core.zeroshot import LOGIT_SCALE, Prediction, scores
 from ..io.cifar import Cifar100
 from ..io.images import MAX_BYTES, ImageError, open_image
 from ..serving.service import Priority, ZeroShot
@@ -202,14 +202,19 @@ class FewShot:
 @dataclass(frozen=True, eq=False)
 class Answering:
     """How a visitor's session answers, beyond its labels (issue #26): a "none of these" `threshold` on the best
-    cosine (None: off), and few-shot `examples`: label -> `[n, D]` example features (at most MAX_EXAMPLES each),
-    used for whichever of them the active label set holds. Immutable: each change makes a new one."""
+    cosine (None: off), few-shot `examples`: label -> `[n, D]` example features (at most MAX_EXAMPLES each), used
+    for whichever of them the active label set holds, and a calibration `temperature`. Immutable: each change makes
+    a new one."""
 
     threshold: float | None = None
     examples: dict[str, torch.Tensor] = field(default_factory=dict)
+    temperature: float = 1.0  # scores as softmax(100 cos / T): a temperature fitted on the visitor's labelled images
 
     def with_threshold(self, value: object) -> Answering:
         return dataclasses.replace(self, threshold=checks.threshold(value))
+
+    def with_temperature(self, value: float) -> Answering:
+        return dataclasses.replace(self, temperature=float(value))
 
     def with_examples(self, label: str, feats: torch.Tensor) -> Answering:
         """`feats` `[n, D]` added to `label`'s examples (the latest MAX_EXAMPLES kept)."""
@@ -231,14 +236,16 @@ class Answering:
 
 
 def predict_with(zs: ZeroShot, feat: torch.Tensor, label_set: LabelSet, k: int, few_shot: FewShot | None,
-                 true_label: str | None = None) -> Prediction:
+                 true_label: str | None = None, temperature: float = 1.0) -> Prediction:
     """One image's prediction from its feature `[D]`: zero-shot, or few-shot with `few_shot` (its probabilities
-    Tip-Adapter's; its cosines the image-prompt ones)."""
-    if few_shot is None:
+    Tip-Adapter's; its cosines the image-prompt ones); the logits divided by `temperature` (1: the notebook's)."""
+    if few_shot is None and temperature == 1.0:
         return zs.predict_feature(feat, label_set, k, true_label)
     text = zs.text_features(label_set)  # [L, D]
     cosines = feat[None] @ text.T  # [1, L]
-    probs = tip_adapter(feat[None], text, few_shot.keys, few_shot.targets, few_shot.alpha, few_shot.beta).softmax(-1)
+    logits = (tip_adapter(feat[None], text, few_shot.keys, few_shot.targets, few_shot.alpha, few_shot.beta)
+              if few_shot is not None else LOGIT_SCALE * cosines)  # [1, L]
+    probs = (logits / temperature).softmax(-1)
     return Prediction.of(cosines[0], probs[0], label_set.labels, k, zs.loaded.info, true_label)
 
 

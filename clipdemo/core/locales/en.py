@@ -482,4 +482,7 @@ STRINGS = {
     'examples_none': 'No examples: predictions are zero-shot.',
     'examples_held': 'Few-shot examples in this session: {}. Predictions for labels among yours use them.',
     'labelled_use_examples': 'Use the held-out examples on Predict',
+    'labelled_use_temperature': "Show Predict's scores with the fitted temperature",
+    'temperature_in_use': 'Scores use the temperature fitted on your images: softmax(100·cos / {}).',
+    'chart_temperature': ' · temperature {}',
 }

@@ -482,4 +482,7 @@ STRINGS = {
     'examples_none': 'Örnek yok: tahminler sıfır atışlı.',
     'examples_held': 'Bu oturumdaki az örnekli öğrenme örnekleri: {}. Etiketleriniz arasındakiler için tahminler bunları kullanır.',
     'labelled_use_examples': "Ayrılan örnekleri Tahmin'de kullan",
+    'labelled_use_temperature': "Tahmin'in puanlarını uydurulan sıcaklıkla göster",
+    'temperature_in_use': 'Puanlar görüntülerinizde uydurulan sıcaklığı kullanır: softmax(100·cos / {}).',
+    'chart_temperature': ' · sıcaklık {}',
 }

@@ -54,11 +54,13 @@ def head_choices(config: ClipConfig) -> list[str]:
 
 
 def examples_note(answering: Answering, lang: str) -> str:
-    """Which labels have few-shot examples in this session, and how many."""
+    """Which labels have few-shot examples in this session, and how many (and a calibration temperature in use)."""
     held = answering.describe()
-    if not held:
-        return text("examples_none", lang)
-    return text("examples_held", lang, ", ".join(f"{md_text(lab)} ({n})" for lab, n in held))
+    said = (text("examples_held", lang, ", ".join(f"{md_text(lab)} ({n})" for lab, n in held)) if held
+            else text("examples_none", lang))
+    if answering.temperature != 1.0:
+        said += " " + text("temperature_in_use", lang, f"{answering.temperature:.2f}")
+    return said
 
 
 def fits_line(pred: Prediction, threshold: float | None, lang: str) -> str:
@@ -107,6 +109,8 @@ class PredictTab:
         tower = zs.tower_loaded if label_set.encoder != CLIP else None
         trained = zs.loaded.info.trained and (tower is None or tower.info.trained)
         title = (text("chart_top", lang) + (text("chart_multilingual", lang) if tower else "")
+                 + (text("chart_temperature", lang, f"{answering.temperature:.2f}")
+                    if answering and answering.temperature != 1.0 else "")
                  + ("" if trained else text("untrained_suffix", lang)))
         share = Link(index=last.get("index"), k=len(pred.top), label_set=label_set, tab="predict")
         chart = figures.bar_chart(pred, title, text("chart_probability", lang), shown_name(lang))
@@ -129,7 +133,7 @@ class PredictTab:
             feat = zs.cifar_feature(i, image, len(data))  # [D]: stored, or encoded once and stored
             true = true_name(label_set.labels, data.true_label(i), label_set.label_preset)  # in the set's spelling
             pred = predict_with(zs, feat, label_set, k, answering.few_shot(zs, label_set) if answering else None,
-                                true)
+                                true, answering.temperature if answering else 1.0)
         return {self.original: figures.enlarge(image), self.model_input: figures.input_view(zs.pixels(image)),
                 **self._shown(zs, pred, image, f"CIFAR-100 test image #{i}", {"kind": "index", "index": i},
                               label_set, lang, answering)}
@@ -151,7 +155,8 @@ class PredictTab:
         ensure_text(zs, label_set, progress, lang)
         with told(lang):
             few_shot = answering.few_shot(zs, label_set) if answering else None
-            pred = predict_with(zs, zs.image_features([image])[0], label_set, k, few_shot)
+            pred = predict_with(zs, zs.image_features([image])[0], label_set, k, few_shot,
+                                temperature=answering.temperature if answering else 1.0)
         return {self.upload_input: figures.input_view(zs.pixels(image)),
                 **self._shown(zs, pred, image, "uploaded image", {"kind": "upload", "path": path}, label_set, lang,
                               answering)}

@@ -93,6 +93,7 @@ class YourDataBox:
                 self.files: files.labelled_files(report, data.names),
                 self.recommended: report.threshold.cosine if report.threshold else None,
                 self.held: report.example_features(data), self.use_held: gr.Button(visible=bool(report.examples)),
+                self.fitted: report.temperature,
                 self.results: gr.Column(visible=True)}  # the panels appear once there is a report
 
     def use_threshold(self, recommended: float | None) -> float | None:
@@ -104,6 +105,12 @@ class YourDataBox:
         answering = answering or Answering()
         for label, feats in (held or {}).items():
             answering = answering.with_examples(label, feats)
+        return {self.predict.answering: answering,
+                self.predict.examples_note: examples_note(answering, lang_of(request))}
+
+    def use_temperature(self, fitted: float | None, answering: Answering | None, request: gr.Request = None) -> dict:
+        """Show Predict's scores with the temperature fitted on the visitor's images (softmax(100 cos / T))."""
+        answering = (answering or Answering()).with_temperature(fitted or 1.0)
         return {self.predict.answering: answering,
                 self.predict.examples_note: examples_note(answering, lang_of(request))}
 
@@ -125,11 +132,13 @@ class YourDataBox:
         self.data = gr.State(None)  # this session's LabelledSet: features and thumbnails, dropped with the session
         self.recommended = gr.State(None)
         self.held = gr.State(None)  # the report's held-out examples: label -> [n, D] features
+        self.fitted = gr.State(None)  # the report's fitted temperature
         with gr.Column(visible=False, elem_id="labelled-results") as self.results:  # shown once there is a report
             self.summary = gr.Markdown(elem_id="labelled-summary")
             with gr.Row():
                 self.use = gr.Button(L("labelled_use_threshold"), elem_id="labelled-use-threshold")
                 self.use_held = gr.Button(L("labelled_use_examples"), elem_id="labelled-use-examples")
+                use_temperature = gr.Button(L("labelled_use_temperature"), elem_id="labelled-use-temperature")
             with gr.Row():
                 self.per_class = gr.Plot(label=L("eval_chart"))
                 self.confusion = gr.Plot(label=L("eval_confusion"))
@@ -143,11 +152,14 @@ class YourDataBox:
         upload.clear(self.load, upload, [self.data, self.classes, self.note], api_visibility="private")
         run.click(self.run, [self.data, self.classes, examples, labels_state],
                   [self.summary, self.per_class, self.confusion, self.reliability, self.cosines, self.worst, self.files,
-                   self.recommended, self.held, self.use_held, self.results], api_name="evaluate_labelled", api_visibility=UI_API,
+                   self.recommended, self.held, self.use_held, self.fitted, self.results],
+                  api_name="evaluate_labelled", api_visibility=UI_API,
                   concurrency_id="evaluation", concurrency_limit=1)
         self.use.click(self.use_threshold, self.recommended, predict.threshold, api_visibility="private", queue=False)
         self.use_held.click(self.use_examples, [self.held, predict.answering],
-                                [predict.answering, predict.examples_note], api_visibility="private", queue=False)
+                            [predict.answering, predict.examples_note], api_visibility="private", queue=False)
+        use_temperature.click(self.use_temperature, [self.fitted, predict.answering],
+                              [predict.answering, predict.examples_note], api_visibility="private", queue=False)
 
 
 def _summary(report: LabelledReport, lang: str) -> str:
