@@ -507,17 +507,20 @@ def _evaluate_labelled(args: argparse.Namespace, cfg: settings_mod.Settings) -> 
                  else "right vs wrong answers")
         print(f"Recommended threshold (none of these): cosine {t.cosine:.3f}, from {where}: it keeps "
               f"{100 * t.fits_kept:.1f}% and refuses {100 * t.none_refused:.1f}% (balanced accuracy "
-              f"{100 * t.balanced_accuracy:.1f}%).")
+              f"{100 * t.balanced_accuracy:.1f}%). It holds for these labels with the {args.template_set} "
+              f"templates: use it with them (predict --templates {args.template_set}).")
     if note := _weights_note(zs.loaded.info):
         print(f"\n{note}")
     if args.out:
         args.out.write_text(json.dumps(report.as_dict(), indent=1, ensure_ascii=False))
         rows = report.rows(data.names)
-        with open(args.out.with_suffix(".csv"), "w", newline="", encoding="utf-8") as f:
+        table = args.out.with_name(args.out.stem + "-images.csv")  # never the JSON's own path
+        with open(table, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        print(f"Wrote {args.out} and {args.out.with_suffix('.csv')}")
+            writer.writeheader()  # a cell that a spreadsheet would take for a formula is defused
+            writer.writerows({k: "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
+                              for k, v in row.items()} for row in rows)
+        print(f"Wrote {args.out} and {table}")
     return 0
 
 

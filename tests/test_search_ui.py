@@ -69,7 +69,7 @@ def test_a_click_shows_the_result_large_and_opens_it_in_predict(page):
     assert opened[s.tabs].selected == "predict" and opened[p.sources].selected == "index"
     same = s.open_in_predict(picked[s.selected], hit.index)
     assert same[s.classify] is True  # the slider already shows it: classified by the chained event instead
-    shown = s.classify_same(True, hit.index, 5, LabelSet.preset(), None, no_progress)
+    shown = s.classify_same(True, hit.index, 5, LabelSet.preset(), None, None, no_progress)
     assert hit.label in shown[p.truth]
     assert all(v == gr.skip() for v in s.classify_same(False, 0, 5, LabelSet.preset()).values())  # left as it is
     with pytest.raises(gr.Error, match="Click a result first"):

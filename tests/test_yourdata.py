@@ -143,8 +143,10 @@ def test_a_labelled_zip_is_read_as_features_and_thumbnails(zs, tmp_path):
     assert len(data.names) == 21 and data.features.shape == (21, 32) and len(data.thumbs) == 21
     assert data.has_none and int((data.targets == -1).sum()) == 3
     assert all(t.size[0] <= 48 for t in data.thumbs)
-    reference = zs.image_features([Image.open(io.BytesIO(_png(COLOURS["red"]))).convert("RGB")])  # red/3.png
-    assert data.names.index("shots/red/3.png") >= 0 and label_text("golden_retriever") == "golden retriever"
+    shade = tuple(max(0, min(255, v + 7 * 3 - 20)) for v in COLOURS["red"])  # what _colours wrote as red/3.png
+    reference = zs.image_features([Image.open(io.BytesIO(_png(shade))).convert("RGB")])[0]
+    assert torch.allclose(data.features[data.names.index("shots/red/3.png")], reference, atol=1e-6)
+    assert label_text("golden_retriever") == "golden retriever"
 
 
 def test_a_folder_and_a_csv_are_read_too(zs, tmp_path):
@@ -195,7 +197,10 @@ def test_the_report_equals_a_reference_and_keeps_examples_apart(zs, tmp_path):
     report = evaluate_labelled(zs, data, CIFAR_TEMPLATES, examples=2)
     assert [a.setting for a in report.settings] == ["single template", "template set", "few-shot (2 per class)"]
     assert len(report.scored) == 3 * 4  # 2 of each class held out, the "other" images not scored for accuracy
-    assert report.threshold_from == "none-folder" and 0 <= report.threshold.balanced_accuracy <= 1
+    assert report.threshold_from == "none-folder" and len(report.none_cosines) == 4
+    assert not set(report.held.tolist()) & set(report.scored.tolist())  # examples are never scored
+    assert sorted(data.targets[report.held].tolist()) == [0, 0, 1, 1, 2, 2]
+    json.dumps(report.as_dict(), allow_nan=False)  # valid JSON (an empty bin is null, not NaN)
     text = zs.text_features(LabelSet.of(data.classes, CIFAR_TEMPLATES))
     cos, probs = scores(data.features[report.scored], text)
     assert torch.equal(report.settings[1].predicted, probs.argmax(dim=-1))
@@ -220,7 +225,8 @@ def test_cli_evaluate_labelled_and_predict_threshold(tmp_path, tiny_ckpts):
     for word in ("accuracy", "ECE", "threshold", "zero-shot", "few-shot"):
         assert word in run.stdout, word
     assert json.loads((tmp_path / "report.json").read_text())["few_shot_examples_per_class"] == 2
-    assert (tmp_path / "report.csv").read_text().splitlines()[0].startswith("image,true,single template")
+    assert (tmp_path / "report-images.csv").read_text().splitlines()[0].startswith("image,true,single template")
+    assert "It holds for these labels with the cifar18 templates" in run.stdout
     image = tmp_path / "red.png"
     Image.new("RGB", (40, 40), "red").save(image)
     base = [sys.executable, "-m", "clipdemo", "predict", "--image", str(image), "--labels", "red,blue",
@@ -381,6 +387,7 @@ def test_examples_on_predict_make_its_answers_few_shot_for_this_session(page, tm
     answering = added[p.answering]
     assert answering.describe() == [("red square", 3)] and "red square (3)" in added[p.examples_note]
     few = p.predict_index(5, 3, labels, answering, None, no_progress)
+    assert answering.few_shot(zs, labels).alpha > 0  # one label's examples: the starting weights, not zero-shot
     data = page.rt.dataset()
     feat = zs.cifar_feature(5, data.image(5), len(data))
     reference = predict_with(zs, feat, labels, 3, answering.few_shot(zs, labels))
@@ -388,6 +395,9 @@ def test_examples_on_predict_make_its_answers_few_shot_for_this_session(page, tm
     zero = p.predict_index(5, 3, labels, None, None, no_progress)  # another session: no examples
     assert list(zero[p.result].values()) == pytest.approx([q for _, q in zs.predict_feature(feat, labels, 3).top],
                                                           abs=1e-6)
+    assert zero[p.result] != pytest.approx(few[p.result], abs=1e-4)  # the examples changed the answer
+    again = answering.with_examples("red square", answering.examples["red square"])  # the same images again
+    assert again.describe() == [("red square", 3)]  # an example given twice is one
     cleared = p.clear_examples(answering)
     assert cleared[p.answering].describe() == [] and cleared[p.examples_note].startswith("No examples")
     box = page.evaluate.yours
@@ -417,3 +427,28 @@ def test_the_fitted_temperature_can_show_predicts_scores(page, tmp_path):
     assert sorted(out[p.result].values(), reverse=True) == pytest.approx(sorted(expected.tolist(), reverse=True),
                                                                           abs=1e-6)
     assert f"temperature {answering.temperature:.2f}" in out[p.chart].layout.title.text
+
+
+def test_more_refusals_and_a_csv_beside_the_images_in_a_zipped_folder(zs, tmp_path):
+    members = {"set/a.png": _png("red"), "set/b.png": _png("red"), "set/c.png": _png("blue"),
+               "set/d.png": _png("blue"),
+               "set/labels.csv": b"filename,label\na.png,red\nb.png,red\nc.png,blue\nd.png,blue\n"}
+    assert read_labelled(zs, _zip(tmp_path / "folder.zip", members)).classes == ("blue", "red")
+    twice = {**members, "set/labels.csv": b"a.png,red\na.png,red\nc.png,blue\nd.png,blue\n"}
+    with pytest.raises(LabelledError, match="The CSV names a.png twice"):
+        read_labelled(zs, _zip(tmp_path / "twice.zip", twice))
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(_zip(tmp_path / "ok.zip", members).read_bytes()[:-30])  # its directory cut short
+    with pytest.raises((BatchError, LabelledError)):
+        read_labelled(zs, broken)
+
+
+def test_leave_one_out_needs_two_labels_of_two_and_ignores_copies():
+    g = torch.Generator().manual_seed(4)
+    text = torch.nn.functional.normalize(torch.randn(3, 8, generator=g), dim=-1)
+    one = torch.nn.functional.normalize(torch.randn(2, 8, generator=g), dim=-1)
+    assert calibration.tune_tip(text, one, torch.tensor([0, 1])) == (calibration.TIP_ALPHA, calibration.TIP_BETA)
+    copies = torch.cat([one, one])  # each example twice: a copy must not vote for its twin
+    # with the copies left out, no example has a true neighbour: the cache cannot help, zero-shot (the first) stays;
+    # had a copy voted, every example would be right through its twin and the strongest cache would win
+    assert calibration.tune_tip(text, copies, torch.tensor([0, 1, 0, 1])) == calibration.TIP_GRID[0]

@@ -27,8 +27,9 @@ __all__ = ["Bin", "reliability", "ece", "probabilities", "fit_temperature", "Thr
 # Tip-Adapter's own starting values (gaopengcuhk/Tip-Adapter, configs/imagenet.yaml: init_alpha 1.17, init_beta 1).
 TIP_ALPHA, TIP_BETA = 1.17, 1.0
 # What `tune_tip` chooses from, by leave-one-out on the examples alone: the residual weight from none (zero-shot)
-# to strong, at the starting sharpness and at the paper's ImageNet one (5.5). Ascending, so ties keep the weaker.
-TIP_GRID: tuple[tuple[float, float], ...] = tuple((a, b) for a in (0.0, TIP_ALPHA, 3.0, 10.0, 30.0) for b in (1.0, 5.5))
+# to strong, at the paper's ImageNet sharpness (5.5, the weaker cache) and at the starting one (1). Weakest first,
+# so ties keep the weaker.
+TIP_GRID: tuple[tuple[float, float], ...] = tuple((a, b) for a in (0.0, TIP_ALPHA, 3.0, 10.0, 30.0) for b in (5.5, 1.0))
 
 
 @dataclass(frozen=True)
@@ -119,11 +120,12 @@ def best_threshold(fits: torch.Tensor, none: torch.Tensor) -> Threshold:
 
 
 def tip_adapter(image_feats: torch.Tensor, text_feats: torch.Tensor, keys: torch.Tensor, key_targets: torch.Tensor,
-                alpha: float = TIP_ALPHA, beta: float = TIP_BETA) -> torch.Tensor:
+                alpha: float = TIP_ALPHA, beta: float = TIP_BETA, temperature: float = 1.0) -> torch.Tensor:
     """Tip-Adapter's logits: `100 * f W^T + alpha * exp(-beta * (1 - f K^T)) V`, with `[N, D]` normalised image
     features f, `[C, D]` text features W, `[M, D]` normalised example features K and their `[M]` classes (V: their
-    one-hot rows). With no examples it is CLIP's own zero-shot logits. -> `[N, C]`."""
-    clip_logits = LOGIT_SCALE * image_feats @ text_feats.T  # [N, C]
+    one-hot rows). With no examples it is CLIP's own zero-shot logits. `temperature` divides CLIP's term only (where
+    a fitted temperature was measured). -> `[N, C]`."""
+    clip_logits = LOGIT_SCALE / temperature * image_feats @ text_feats.T  # [N, C]
     if not len(keys):
         return clip_logits
     values = torch.nn.functional.one_hot(key_targets, text_feats.shape[0]).to(image_feats.dtype)  # [M, C]
@@ -136,14 +138,17 @@ def tune_tip(text_feats: torch.Tensor, keys: torch.Tensor, key_targets: torch.Te
     """Tip-Adapter's (alpha, beta) chosen on the examples alone, by leave-one-out: each example is classified by the
     text prototypes `[C, D]` and the other examples `[M, D]`; the pair with the most right answers wins (ties: the
     first, the weakest). With a prompt the examples contradict, it picks a strong weight; with a good one, a weak
-    one. Never sees the images a report scores."""
+    one. Never sees the images a report scores. Without two labels of two examples each, the starting values."""
+    counts = torch.bincount(key_targets, minlength=text_feats.shape[0])
+    if int((counts > 0).sum()) < 2 or int(counts[counts > 0].min()) < 2:
+        return TIP_ALPHA, TIP_BETA  # leave-one-out needs two labels with two examples each: the starting values
     values = torch.nn.functional.one_hot(key_targets, text_feats.shape[0]).to(keys.dtype)  # [M, C]
     clip_logits = LOGIT_SCALE * keys @ text_feats.T  # [M, C]
     affinity = keys @ keys.T  # [M, M]
     best, chosen = -1, (TIP_ALPHA, TIP_BETA)
     for alpha, beta in grid:
         weights = (-beta * (1 - affinity)).exp()
-        weights.fill_diagonal_(0)  # an example never votes for itself
+        weights[affinity > 1 - 1e-6] = 0  # an example never votes for itself, nor for a copy of itself
         right = int(((clip_logits + alpha * weights @ values).argmax(dim=-1) == key_targets).sum())
         if right > best:
             best, chosen = right, (alpha, beta)

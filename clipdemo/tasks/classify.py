@@ -31,8 +31,9 @@ from ..io.cifar import Cifar100
 from ..io.images import MAX_BYTES, ImageError, open_image
 from ..serving.service import Priority, ZeroShot
 
-__all__ = ["BatchError", "FewShot", "Answering", "predict_with", "MAX_EXAMPLES", "batch_count", "checked_members", "read_member", "member_image", "candidates", "classify", "classify_index", "read_batch", "classify_batch", "MAX_BATCH",
-           "MAX_ZIP_BYTES", "MAX_RATIO", "DEFAULT_TEMPLATE"]
+__all__ = ["BatchError", "FewShot", "Answering", "predict_with", "check_examples", "MAX_EXAMPLES", "batch_count",
+           "checked_members", "read_member", "member_image", "candidates", "classify", "classify_index",
+           "read_batch", "classify_batch", "MAX_BATCH", "MAX_ZIP_BYTES", "MAX_RATIO", "DEFAULT_TEMPLATE"]
 
 DEFAULT_TEMPLATE = "a photo of a {}"  # the Hugging Face task's hypothesis template, and the notebook's prompt
 MAX_BATCH = 64  # images in one batch
@@ -172,6 +173,18 @@ def batch_count(images: list | None) -> int:
     return len(images)
 
 
+def check_examples(label_set: LabelSet, counts: dict[str, int]) -> None:
+    """Few-shot examples' shape, before any image is decoded: each for one of the set's labels, 1..MAX_EXAMPLES a
+    label, at most MAX_BATCH in all; BatchError naming what is not."""
+    for label, n in counts.items():
+        if label not in label_set.labels:
+            raise BatchError("examples_label", str(label)[:40])
+        if not 1 <= n <= MAX_EXAMPLES:
+            raise BatchError("examples_count", MAX_EXAMPLES, str(label)[:40], n)
+    if (total := sum(counts.values())) > MAX_BATCH:
+        raise _too_many(total, MAX_BATCH)
+
+
 @dataclass(frozen=True, eq=False)
 class FewShot:
     """Example images' features for some labels of a set (issue #26): `[M, D]` normalised features and `[M]`
@@ -184,14 +197,14 @@ class FewShot:
 
     @classmethod
     def of(cls, zs: ZeroShot, label_set: LabelSet, examples: dict[str, list[Image.Image]] | None) -> FewShot:
-        """Encode `examples` (label -> 1..MAX_EXAMPLES images; every label one of the set's); BatchError otherwise."""
+        """Encode `examples` (label -> 1..MAX_EXAMPLES images; every label one of the set's; at most MAX_BATCH in
+        all); BatchError otherwise."""
+        examples = examples or {}
+        check_examples(label_set, {label: len(images) for label, images in examples.items()})
+        priority = Priority.BULK if sum(map(len, examples.values())) > zs.bulk_images else Priority.INTERACTIVE
         keys, targets = [], []
-        for label, images in (examples or {}).items():
-            if label not in label_set.labels:
-                raise BatchError("examples_label", str(label)[:40])
-            if not 1 <= len(images) <= MAX_EXAMPLES:
-                raise BatchError("examples_count", MAX_EXAMPLES, str(label)[:40], len(images))
-            keys.append(zs.image_features(images))  # [n, D]
+        for label, images in examples.items():
+            keys.append(zs.image_features(images, priority))  # [n, D]
             targets += [label_set.labels.index(label)] * len(images)
         if not keys:
             return cls(torch.zeros(0, zs.loaded.config.embed_dim), torch.zeros(0, dtype=torch.int64))
@@ -218,8 +231,14 @@ class Answering:
 
     def with_examples(self, label: str, feats: torch.Tensor) -> Answering:
         """`feats` `[n, D]` added to `label`'s examples (the latest MAX_EXAMPLES kept)."""
-        kept = torch.cat([self.examples[label], feats]) if label in self.examples else feats
-        return dataclasses.replace(self, examples={**self.examples, label: kept[-MAX_EXAMPLES:]})
+        if label in self.examples:  # an example given twice is one example (it would vote for its copy)
+            old = self.examples[label]
+            feats = feats[(feats @ old.T).max(dim=-1).values < 1 - 1e-5] if len(old) else feats
+            feats = torch.cat([old, feats])
+        return dataclasses.replace(self, examples={**self.examples, label: feats[-MAX_EXAMPLES:]})
+
+    def without_examples(self) -> Answering:
+        return dataclasses.replace(self, examples={})
 
     def few_shot(self, zs: ZeroShot, label_set: LabelSet) -> FewShot | None:
         """The examples of the set's labels as a FewShot (its weights chosen on them), or None when it has none."""
@@ -243,14 +262,20 @@ def predict_with(zs: ZeroShot, feat: torch.Tensor, label_set: LabelSet, k: int, 
         return zs.predict_feature(feat, label_set, k, true_label)
     text = zs.text_features(label_set)  # [L, D]
     cosines = feat[None] @ text.T  # [1, L]
-    logits = (tip_adapter(feat[None], text, few_shot.keys, few_shot.targets, few_shot.alpha, few_shot.beta)
-              if few_shot is not None else LOGIT_SCALE * cosines)  # [1, L]
-    probs = (logits / temperature).softmax(-1)
+    probs = _logits(feat[None], text, few_shot, temperature).softmax(-1)  # [1, L]
     return Prediction.of(cosines[0], probs[0], label_set.labels, k, zs.loaded.info, true_label)
 
 
+def _logits(feats: torch.Tensor, text: torch.Tensor, few_shot: FewShot | None, temperature: float) -> torch.Tensor:
+    """`[B, L]` logits: CLIP's `100 cos / T`, plus the few-shot cache when there is one."""
+    if few_shot is None:
+        return LOGIT_SCALE / temperature * feats @ text.T
+    return tip_adapter(feats, text, few_shot.keys, few_shot.targets, few_shot.alpha, few_shot.beta, temperature)
+
+
 def classify_batch(zs: ZeroShot, images: list[Image.Image], label_set: LabelSet, k: int = 5,
-                   progress: ProgressFn | None = None, few_shot: FewShot | None = None) -> list[Prediction]:
+                   progress: ProgressFn | None = None, few_shot: FewShot | None = None,
+                   temperature: float = 1.0) -> list[Prediction]:
     """Every image against the label set, in order: its text features once (cached), the images in chunks of
     `zs.bulk_images`, each chunk one bulk model call once there is more than one chunk. With `few_shot` examples the
     probabilities are Tip-Adapter's (`core.calibration.tip_adapter`: the text prototypes mixed with the examples,
@@ -261,7 +286,7 @@ def classify_batch(zs: ZeroShot, images: list[Image.Image], label_set: LabelSet,
     priority = Priority.BULK if len(images) > zs.bulk_images else Priority.INTERACTIVE
     feats = zs.image_features(images, priority, progress, Text("progress_classifying"))  # [B, D]
     cosines, probs = scores(feats, text)  # [B, L], [B, L]
-    if few_shot is not None and len(few_shot.keys):
-        probs = tip_adapter(feats, text, few_shot.keys, few_shot.targets, few_shot.alpha,
-                            few_shot.beta).softmax(dim=-1)  # [B, L]
+    if (few_shot is not None and len(few_shot.keys)) or temperature != 1.0:
+        probs = _logits(feats, text, few_shot if few_shot is not None and len(few_shot.keys) else None,
+                        temperature).softmax(dim=-1)  # [B, L]
     return [Prediction.of(c, p, label_set.labels, k, zs.loaded.info) for c, p in zip(cosines, probs)]

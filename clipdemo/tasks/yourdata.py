@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import random
 import zipfile
 from collections import Counter
@@ -75,21 +76,34 @@ def _class_of(path: str, depth: int) -> str:
     return PurePosixPath(path).parts[depth]
 
 
-def _entries(names: list[str], csv_text: str | None) -> list[tuple[str, str]]:
-    """(member name, class folder or label) of every image, from the folders or from the CSV."""
+def _csv_rows(csv_text: str) -> list[list[str]]:
+    try:
+        rows = [r for r in csv.reader(io.StringIO(csv_text)) if r and r[0].strip()]
+    except csv.Error as exc:
+        raise LabelledError("labelled_csv_bad", exc) from None
+    if rows and rows[0][0].strip().lower() in {"filename", "file", "image", "path"}:
+        rows = rows[1:]
+    return rows
+
+
+def _entries(names: list[str], csv_text: str | None, csv_folder: str = "") -> list[tuple[str, str]]:
+    """(member name, class folder or label) of every image, from the folders or from the CSV (its names relative
+    to `csv_folder`, the CSV's own folder; a bare file name only where it is not ambiguous)."""
     images = [n for n in names if PurePosixPath(n).suffix.lower() in IMAGE_SUFFIXES]
     if csv_text is not None:
-        rows = [r for r in csv.reader(io.StringIO(csv_text)) if r and r[0].strip()]
-        if rows and rows[0][0].strip().lower() in {"filename", "file", "image", "path"}:
-            rows = rows[1:]
-        known = {n: n for n in images} | {PurePosixPath(n).name: n for n in images}
-        out = []
-        for row in rows:
+        bare = Counter(PurePosixPath(n).name for n in images)
+        known = ({PurePosixPath(n).name: n for n in images if bare[PurePosixPath(n).name] == 1}
+                 | {n: n for n in images} | {n.removeprefix(csv_folder): n for n in images if n.startswith(csv_folder)})
+        out, seen = [], set()
+        for row in _csv_rows(csv_text):
             if len(row) < 2 or not row[1].strip():
                 raise LabelledError("labelled_csv_row", ",".join(row)[:60])
             name = row[0].strip()
             if name not in known:
                 raise LabelledError("labelled_csv_missing", name[:80])
+            if known[name] in seen:  # one image in two rows could be both an example and scored
+                raise LabelledError("labelled_csv_twice", name[:80])
+            seen.add(known[name])
             out.append((known[name], row[1].strip()))
         return out
     parts = [PurePosixPath(n).parts for n in images]
@@ -134,23 +148,38 @@ def read_labelled(zs: ZeroShot, path: str | Path, progress: ProgressFn | None = 
         files = sorted(p for p in path.rglob("*") if p.is_file())
         names = [p.relative_to(path).as_posix() for p in files]
         csvs = [p for p in files if p.suffix.lower() == ".csv" and p.parent == path]
-        entries = _entries(names, csvs[0].read_text(encoding="utf-8-sig") if csvs else None)
+        try:
+            csv_text = csvs[0].read_text(encoding="utf-8-sig") if csvs else None
+        except (UnicodeDecodeError, OSError) as exc:
+            raise LabelledError("labelled_csv_bad", exc) from None
+        entries = _entries(names, csv_text)
         if len(entries) > MAX_IMAGES:
             raise LabelledError("labelled_many", len(entries), MAX_IMAGES)
         classes, targets = _classes(entries)
         return _encode(zs, classes, entries, targets, lambda name: _open_file(path / name, fit), progress)
     if not zipfile.is_zipfile(path):
         raise LabelledError("labelled_not_zip", path.name[:80])
-    with zipfile.ZipFile(path) as zf:
-        # members beyond the images (a CSV, text files) are allowed; too many images is said below, by count
-        infos = {i.filename: i for i in checked_members(zf, 10 * MAX_IMAGES, MAX_SET_BYTES)}
-        csvs = [i for n, i in infos.items() if n.lower().endswith(".csv") and "/" not in n.strip("/")]
-        csv_text = read_member(zf, csvs[0]).decode("utf-8-sig", errors="replace") if csvs else None
-        entries = _entries(list(infos), csv_text)
-        if len(entries) > MAX_IMAGES:
-            raise LabelledError("labelled_many", len(entries), MAX_IMAGES)
-        classes, targets = _classes(entries)
-        return _encode(zs, classes, entries, targets, lambda name: member_image(zf, infos[name], fit), progress)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return _read_zip(zs, zf, fit, progress)
+    except zipfile.BadZipFile as exc:
+        raise BatchError("zip_bad", path.name, exc) from None
+
+
+def _read_zip(zs: ZeroShot, zf: zipfile.ZipFile, fit: int, progress: ProgressFn | None) -> LabelledSet:
+    # members beyond the images (a CSV, text files) are allowed; too many images is said below, by count
+    infos = {i.filename: i for i in checked_members(zf, 10 * MAX_IMAGES, MAX_SET_BYTES)}
+    # a CSV at the top, or in the one folder that holds everything (as zipping a folder makes); its names are
+    # relative to its folder
+    tops = {n.split("/", 1)[0] for n in infos}
+    folder = f"{next(iter(tops))}/" if len(tops) == 1 and all("/" in n for n in infos) else ""
+    csvs = [i for n, i in infos.items() if n.lower().endswith(".csv") and "/" not in n.removeprefix(folder)]
+    csv_text = read_member(zf, csvs[0]).decode("utf-8-sig", errors="replace") if csvs else None
+    entries = _entries(list(infos), csv_text, folder)
+    if len(entries) > MAX_IMAGES:
+        raise LabelledError("labelled_many", len(entries), MAX_IMAGES)
+    classes, targets = _classes(entries)
+    return _encode(zs, classes, entries, targets, lambda name: member_image(zf, infos[name], fit), progress)
 
 
 def _open_file(path: Path, fit: int) -> Image.Image:
@@ -248,7 +277,9 @@ class LabelledReport:
             "images_scored": len(self.scored),
             "accuracy": [{"setting": a.setting, "top1": a.top1, "top5": a.top5_rate,
                           "per_class": dict(zip(self.classes, a.per_class(c)))} for a in self.settings],
-            "calibration": {"ece": self.ece, "bins": [vars(b) for b in self.bins], "temperature": self.temperature,
+            "calibration": {"ece": self.ece, "temperature": self.temperature,
+                            "bins": [{k: None if isinstance(v, float) and math.isnan(v) else v
+                                      for k, v in vars(b).items()} for b in self.bins],
                             "ece_before": self.ece_before, "ece_after": self.ece_after,
                             "note": "scores are relative to the labels given: softmax spreads 1 over them"},
             "threshold": None if self.threshold is None else {

@@ -20,7 +20,7 @@ from ..core.labels import CLIP, TEXT_ENCODERS
 from ..io.images import image_from_reference
 from ..serving.runtime import Runtime
 from ..core.search import DEFAULT_RESULTS, SearchQuery, results
-from ..tasks.classify import DEFAULT_TEMPLATE, MAX_EXAMPLES, BatchError, batch_count, candidates, classify, classify_batch, \
+from ..tasks.classify import DEFAULT_TEMPLATE, BatchError, batch_count, check_examples, candidates, classify, classify_batch, \
     classify_index
 from ..tasks.search import search_cifar
 from .common import MODEL_WAIT_S, told
@@ -67,8 +67,10 @@ class ApiEndpoints:
             if examples is not None and not (isinstance(examples, dict)
                                              and all(isinstance(v, list) for v in examples.values())):
                 raise BatchError("examples_shape")
+            check_examples(candidates(candidate_labels, hypothesis_template, text_encoder),
+                           {label: len(refs) for label, refs in (examples or {}).items()})  # before any decoding
             root, fit = gr.utils.get_upload_folder(), self.rt.config().image_resolution
-            shots = {label: [image_from_reference(ref, root, fit) for ref in refs[:MAX_EXAMPLES + 1]]
+            shots = {label: [image_from_reference(ref, root, fit) for ref in refs]
                      for label, refs in (examples or {}).items()}
             return classify(zs, picture, candidate_labels, hypothesis_template, top_k, text_encoder, threshold,
                             shots)

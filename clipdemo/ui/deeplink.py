@@ -72,12 +72,12 @@ class PageOpen:
             out[self.tabs] = gr.Tabs(selected=tab)
         return out
 
-    def classify_link(self, classify: bool, index: float, top_k: float, label_set: LabelSet,
+    def classify_link(self, classify: bool, index: float, top_k: float, label_set: LabelSet, answering=None,
                       request: gr.Request = None, progress=gr.Progress()) -> dict:
         """Classify the linked image when the slider's change event will not (the link names image 15)."""
         if not classify:  # an empty dict would be read as one value: every output is left as it is
             return {c: gr.skip() for c in self.predict.index_outputs}
-        return self.predict.predict_index(index, top_k, label_set, None, request, progress)
+        return self.predict.predict_index(index, top_k, label_set, answering, request, progress)
 
     def search_link(self, run: bool, query_text: str, negative: str, raw: bool, n: float, source: str, image,
                     weight: float, like, gallery, request: gr.Request = None, progress=gr.Progress()) -> dict:
@@ -99,7 +99,7 @@ class PageOpen:
         self.search_outputs = s.outputs
         opened = demo.load(self.open_page, [query, store], outputs, js="(query, store) => [window.location.search, store]",
                            api_visibility="private")
-        opened.then(self.classify_link, [self.classify, p.index, p.top_k, labels_state], p.index_outputs,
+        opened.then(self.classify_link, [self.classify, p.index, p.top_k, labels_state, p.answering], p.index_outputs,
                     api_visibility="private")
         opened.then(self.search_link, [self.run_search, *s.inputs], s.outputs, api_visibility="private",
                     preprocess=False)

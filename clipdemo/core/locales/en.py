@@ -468,8 +468,8 @@ STRINGS = {
     'labelled_table_head': '| setting | top-1 accuracy | top-5 |',
     'labelled_few_shot': "**Zero-shot vs few-shot** on the same images, with {} examples per class (Tip-Adapter's training-free cache): {}% vs {}% top-1 accuracy. Its weights were chosen on the examples alone, by leave-one-out: α {}, β {}.",
     'labelled_calibration': '**Calibration:** ECE {} for softmax(100·cos). One temperature fitted on half of your images, {}, takes ECE on the other half from {} to {}. Scores are relative to the labels given: softmax spreads 100% over them whether or not any fits.',
-    'labelled_threshold_none': '**None of these:** the recommended threshold is a best cosine of **{}**, from your "other" images against the labelled ones: it keeps {}% of the labelled images and refuses {}% of the others (balanced accuracy {}%).',
-    'labelled_threshold_rw': '**None of these:** without an "other" folder, the best cosines of right and wrong answers are compared; the threshold that best separates them is **{}**: it keeps {}% of the right answers and refuses {}% of the wrong ones (balanced accuracy {}%).',
+    'labelled_threshold_none': '**None of these:** the recommended threshold is a best cosine of **{}**, from your "other" images against the labelled ones: it keeps {}% of the labelled images and refuses {}% of the others (balanced accuracy {}%). It holds for these labels and templates: use it with them.',
+    'labelled_threshold_rw': '**None of these:** without an "other" folder, the best cosines of right and wrong answers are compared; the threshold that best separates them is **{}**: it keeps {}% of the right answers and refuses {}% of the wrong ones (balanced accuracy {}%). It holds for these labels and templates: use it with them.',
     'examples_label': 'Few-shot examples were given for {}, which is not one of the labels.',
     'examples_count': 'Give 1 to {} example images for each label with examples ({} has {}).',
     'examples_shape': 'Few-shot examples are {label: [images]}: a list of images for each label.',
@@ -485,4 +485,6 @@ STRINGS = {
     'labelled_use_temperature': "Show Predict's scores with the fitted temperature",
     'temperature_in_use': 'Scores use the temperature fitted on your images: softmax(100·cos / {}).',
     'chart_temperature': ' · temperature {}',
+    'labelled_csv_bad': 'The CSV cannot be read: {}',
+    'labelled_csv_twice': 'The CSV names {} twice.',
 }

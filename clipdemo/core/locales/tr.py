@@ -468,8 +468,8 @@ STRINGS = {
     'labelled_table_head': '| ayar | top-1 doğruluk | top-5 |',
     'labelled_few_shot': "Aynı görüntülerde **sıfır atış ile az örnekli**, sınıf başına {} örnekle (Tip-Adapter'ın eğitimsiz önbelleği): top-1 doğruluk %{} ile %{}. Ağırlıkları yalnızca örneklerle, birini dışarıda bırakarak seçildi: α {}, β {}.",
     'labelled_calibration': "**Kalibrasyon:** softmax(100·cos) için ECE {}. Görüntülerinizin yarısında uydurulan tek bir sıcaklık, {}, öbür yarıda ECE'yi {} değerinden {} değerine getiriyor. Puanlar verilen etiketlere görelidir: softmax, herhangi biri uysun ya da uymasın, %100'ü onlara dağıtır.",
-    'labelled_threshold_none': '**Hiçbiri:** önerilen eşik, "other" görüntülerinizin etiketlilere karşı karşılaştırılmasından, **{}** en iyi kosinüsüdür: etiketli görüntülerin %{} kadarını tutar, ötekilerin %{} kadarını reddeder (dengeli doğruluk %{}).',
-    'labelled_threshold_rw': '**Hiçbiri:** "other" klasörü olmadan doğru ve yanlış yanıtların en iyi kosinüsleri karşılaştırılır; onları en iyi ayıran eşik **{}**: doğru yanıtların %{} kadarını tutar, yanlışların %{} kadarını reddeder (dengeli doğruluk %{}).',
+    'labelled_threshold_none': '**Hiçbiri:** önerilen eşik, "other" görüntülerinizin etiketlilere karşı karşılaştırılmasından, **{}** en iyi kosinüsüdür: etiketli görüntülerin %{} kadarını tutar, ötekilerin %{} kadarını reddeder (dengeli doğruluk %{}). Bu etiketler ve şablonlar için geçerlidir: onlarla kullanın.',
+    'labelled_threshold_rw': '**Hiçbiri:** "other" klasörü olmadan doğru ve yanlış yanıtların en iyi kosinüsleri karşılaştırılır; onları en iyi ayıran eşik **{}**: doğru yanıtların %{} kadarını tutar, yanlışların %{} kadarını reddeder (dengeli doğruluk %{}). Bu etiketler ve şablonlar için geçerlidir: onlarla kullanın.',
     'examples_label': 'Az örnekli öğrenme örnekleri etiketlerden biri olmayan {} için verildi.',
     'examples_count': 'Örnekli her etiket için 1 ile {} arasında örnek görüntü verin ({} için {} verildi).',
     'examples_shape': 'Az örnekli öğrenme örnekleri {etiket: [görüntüler]} biçimindedir: her etiket için bir görüntü listesi.',
@@ -485,4 +485,6 @@ STRINGS = {
     'labelled_use_temperature': "Tahmin'in puanlarını uydurulan sıcaklıkla göster",
     'temperature_in_use': 'Puanlar görüntülerinizde uydurulan sıcaklığı kullanır: softmax(100·cos / {}).',
     'chart_temperature': ' · sıcaklık {}',
+    'labelled_csv_bad': 'CSV okunamıyor: {}',
+    'labelled_csv_twice': 'CSV {} görüntüsünü iki kez adlandırıyor.',
 }

@@ -54,7 +54,8 @@ class BatchTab:
         threshold = answering.threshold if answering else None
         with told(lang):
             preds = classify_batch(zs, [image for _, image in items], label_set, k, progress=progress_fn(progress, lang),
-                                   few_shot=answering.few_shot(zs, label_set) if answering else None)
+                                   few_shot=answering.few_shot(zs, label_set) if answering else None,
+                                   temperature=answering.temperature if answering else 1.0)
         names = [name for name, _ in items]
         none = text("none_of_these", lang)
         table = [[name, p.top[0][0] if threshold is None or p.fits(threshold) else none, round(p.top[0][1], 4),

@@ -195,7 +195,7 @@ class PredictTab:
         return {self.answering: answering, self.examples_note: examples_note(answering, lang)}
 
     def clear_examples(self, answering: Answering | None, request: gr.Request = None) -> dict:
-        answering = Answering((answering or Answering()).threshold)
+        answering = (answering or Answering()).without_examples()
         return {self.answering: answering, self.examples_note: examples_note(answering, lang_of(request))}
 
     def example_labels(self, label_set: LabelSet) -> dict:

@@ -169,12 +169,13 @@ class SearchTab:
         return {self.tabs: gr.Tabs(selected="predict"), p.sources: gr.Tabs(selected="index"), p.index: selected["index"],
                 self.classify: int(current) == selected["index"]}  # an unchanged slider fires no change event
 
-    def classify_same(self, classify: bool, index: float, top_k: float, label_set, request: gr.Request = None,
-                      progress=gr.Progress()) -> dict:
-        """Classify the selected result when the index slider already showed it (no change event then)."""
+    def classify_same(self, classify: bool, index: float, top_k: float, label_set, answering=None,
+                      request: gr.Request = None, progress=gr.Progress()) -> dict:
+        """Classify the selected result when the index slider already showed it (no change event then), as the
+        session answers (its threshold and examples)."""
         if not classify:
             return {c: gr.skip() for c in self.predict.index_outputs}
-        return self.predict.predict_index(index, top_k, label_set, None, request, progress)
+        return self.predict.predict_index(index, top_k, label_set, answering, request, progress)
 
     def explain_match(self, selected: dict | None, query_text: str, negative: str, raw: bool, gallery: Gallery,
                       request: gr.Request = None, progress=gr.Progress()) -> dict:
@@ -311,7 +312,7 @@ class SearchTab:
         p = predict
         classify.click(self.open_in_predict, [self.selected, p.index], [tabs, p.sources, p.index, self.classify],
                        queue=False, api_visibility="private").then(
-            self.classify_same, [self.classify, p.index, p.top_k, labels_state], p.index_outputs,
+            self.classify_same, [self.classify, p.index, p.top_k, labels_state, p.answering], p.index_outputs,
             api_visibility="private")
         explain.click(self.explain_match, [self.selected, self.query, self.negative, self.raw, self.gallery],
                       [self.big, self.info], api_name="explain_match", api_visibility=UI_API)

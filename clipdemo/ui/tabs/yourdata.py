@@ -17,7 +17,8 @@ from ...core.labels import LabelSet, PromptError
 from ...core.words import text
 from ...io import figures
 from ...serving.runtime import Runtime
-from ...tasks.classify import Answering
+from ...core import checks
+from ...tasks.classify import MAX_EXAMPLES, Answering
 from ...tasks.yourdata import LabelledReport, LabelledSet, evaluate_labelled, read_labelled
 from .. import files
 from ..common import UI_API, md_text, progress_fn, told, wait_for_service
@@ -36,14 +37,15 @@ class YourDataBox:
     def load(self, path: str | None, request: gr.Request = None, progress=gr.Progress()) -> dict:
         """Read and encode a labelled zip into this session (its features and thumbnails only)."""
         lang = lang_of(request)
-        if not path:
-            return {self.data: None, self.classes: gr.Textbox(value="", visible=False), self.note: ""}
+        cleared = {self.results: gr.Column(visible=False), self.recommended: None, self.held: None, self.fitted: None}
+        if not path:  # a new set, or none: the last report goes (and what it could hand to Predict)
+            return {self.data: None, self.classes: gr.Textbox(value="", visible=False), self.note: "", **cleared}
         zs = wait_for_service(self.rt, progress, lang)
         with told(lang):
             data = read_labelled(zs, path, progress_fn(progress, lang))
         others = int((data.targets < 0).sum())
         return {self.data: data, self.classes: gr.Textbox(value="\n".join(data.classes), visible=True),
-                self.note: text("labelled_loaded", lang, len(data.names), len(data.classes), others)}
+                self.note: text("labelled_loaded", lang, len(data.names), len(data.classes), others), **cleared}
 
     def run(self, data: LabelledSet | None, classes_text: str, examples: float, label_set: LabelSet,
             request: gr.Request = None, progress=gr.Progress()) -> dict:
@@ -53,13 +55,14 @@ class YourDataBox:
             raise gr.Error(text("labelled_first", lang))
         classes = tuple(line.strip() for line in (classes_text or "").splitlines() if line.strip())
         with told(lang):
+            examples = checks.count(examples or 0, 0, MAX_EXAMPLES, "name_examples")
             if len(classes) != len(data.classes):
                 raise PromptError("labelled_edit_count", len(data.classes), len(classes))
             checked = LabelSet.of(classes, label_set.templates, duplicates="error", encoder=label_set.encoder)
             data = dataclasses.replace(data, classes=checked.labels)
             zs = wait_for_service(self.rt, progress, lang)
             progress(0, desc=text("labelled_measuring", lang))
-            report = evaluate_labelled(zs, data, checked.templates, examples=int(examples or 0),
+            report = evaluate_labelled(zs, data, checked.templates, examples=examples,
                                        encoder=label_set.encoder, progress=progress_fn(progress, lang))
         return self._shown(report, data, lang)
 
@@ -148,8 +151,9 @@ class YourDataBox:
             self.worst = gr.Gallery(label=L("eval_worst"), columns=6, height=260)
             self.files = gr.File(label=L("eval_files"), file_count="multiple", interactive=False)
 
-        upload.upload(self.load, upload, [self.data, self.classes, self.note], api_visibility="private")
-        upload.clear(self.load, upload, [self.data, self.classes, self.note], api_visibility="private")
+        loaded = [self.data, self.classes, self.note, self.results, self.recommended, self.held, self.fitted]
+        upload.upload(self.load, upload, loaded, api_visibility="private")
+        upload.clear(self.load, upload, loaded, api_visibility="private")
         run.click(self.run, [self.data, self.classes, examples, labels_state],
                   [self.summary, self.per_class, self.confusion, self.reliability, self.cosines, self.worst, self.files,
                    self.recommended, self.held, self.use_held, self.fitted, self.results],
