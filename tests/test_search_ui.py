@@ -160,3 +160,11 @@ def test_one_visitors_pictures_are_not_anothers(tiny_loaded, cifar_root, tmp_pat
             bob.predict("red", "", False, 5, "gallery", None, 0.5, api_name="/search_page")
         theirs = bob.predict("red", "", False, 5, "cifar", None, 0.5, api_name="/search_page")
         assert "mine.png" not in str(theirs[0]) and "**5 results**" in theirs[1]
+
+
+def test_opening_the_tab_says_the_coverage_without_touching_a_search_answered_meanwhile(page):
+    """A link's search and the tab's own coverage line arrive in either order: the coverage has a line of its own,
+    so the search's answer is never overwritten (it was, under load, when both wrote the one status)."""
+    s = page.search
+    opened = s.show_coverage()
+    assert set(opened) == {s.cover} and opened[s.cover] == s.coverage("en")  # not the status

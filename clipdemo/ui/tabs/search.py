@@ -64,7 +64,9 @@ class SearchTab:
         return text("search_cover_partial", lang, f"{st.covered:,}", f"{st.total:,}")
 
     def show_coverage(self, request: gr.Request = None) -> dict:
-        return {self.status: self.coverage(lang_of(request))}
+        """What search covers, when the tab opens: in a line of its own, so that a search answered meanwhile (a link's)
+        is never overwritten by it."""
+        return {self.cover: self.coverage(lang_of(request))}
 
     # -- searching -----------------------------------------------------------------------------------------
     def search(self, query_text: str, negative: str, raw: bool, n: float, source: str, image: dict | str | None,
@@ -134,7 +136,8 @@ class SearchTab:
         # A link carries the query only: never an image, nor a visitor's own pictures.
         share = (link_query(Link(tab="search", search=query, n=k)) if cifar and query.text and like is None else "")
         return {self.results: shown, self.status: status, self.chart: chart, self.files: files.search_files(result, query),
-                self.found: result, self.selected: None, self.big: None, self.info: "", self.share: share}
+                self.found: result, self.selected: None, self.big: None, self.info: "", self.share: share,
+                self.cover: ""}  # the status says the coverage now
 
     def _like_name(self, like: dict, gallery: Gallery) -> str:
         if like["source"] == "gallery" and like["index"] < len(gallery):
@@ -272,7 +275,9 @@ class SearchTab:
                     clear = gr.Button(L("gallery_clear"), elem_id="gallery-clear")
                 self.gallery_note = gr.Markdown(elem_id="gallery-note")
             run = gr.Button(L("search_run"), variant="primary", elem_id="search-run")
-            self.status = gr.Markdown(elem_id="search-status")
+            with gr.Column(elem_id="search-status"):
+                self.status = gr.Markdown()
+                self.cover = gr.Markdown()  # what search covers, shown when the tab opens
             self.results = gr.Gallery(label=L("search_results"), columns=5, height="auto", allow_preview=False,
                                       elem_id="search-results", elem_classes="pixelated")
             with gr.Row():
@@ -301,12 +306,12 @@ class SearchTab:
         self.inputs = inputs = [self.query, self.negative, self.raw, self.n, self.source, self.image, self.weight,
                                 self.like, self.gallery]
         self.outputs = outputs = [self.results, self.status, self.chart, self.files, self.found, self.selected,
-                                  self.big, self.info, self.share]
+                                  self.big, self.info, self.share, self.cover]
         gr.on([run.click, self.query.submit, self.negative.submit], self.search, inputs, outputs,
               api_name="search_page", api_visibility=UI_API, preprocess=False, trigger_mode="always_last")
         gr.on([self.query.input, self.image.upload, self.image.clear], self.forget_like, None, self.like, queue=False,
               api_visibility="private")
-        tab.select(self.show_coverage, None, self.status, queue=False, api_visibility="private")
+        tab.select(self.show_coverage, None, self.cover, queue=False, api_visibility="private")
         self.results.select(self.select, [self.found, self.gallery], [self.selected, self.big, self.info],
                             queue=False, api_visibility="private")
         p = predict
