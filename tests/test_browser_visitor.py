@@ -363,3 +363,18 @@ def test_a_visitor_measures_their_own_labelled_images_and_takes_the_threshold(br
     expect(page.locator("#verdict")).to_contain_text("the threshold")
     assert recommended is not None
     ctx.close()
+
+
+def test_the_clip_family_side_by_side(browser, app_url):
+    from playwright.sync_api import expect
+
+    ctx, page = _open(browser, app_url)
+    page.get_by_role("tab", name="Architecture", exact=True).click()
+    page.get_by_text("Compare with the CLIP family").click()
+    page.locator("#family-show").click()
+    expect(page.locator("#family-table")).to_contain_text("87.85M")
+    expect(page.locator("#family-table")).to_contain_text("RN50x64")
+    expect(page.locator("#family-plot .js-plotly-plot")).to_be_visible()
+    expect(page.locator("#family-note")).to_contain_text("meta device")
+    page.locator("#family").screenshot(path=str(ARTIFACTS / "clip-family.png"))
+    ctx.close()

@@ -100,3 +100,24 @@ def test_the_cli_prints_the_family():
     row = next(line for line in done.stdout.splitlines() if line.startswith("ViT-B/32 "))
     assert "87.85M" in row and "63.43M" in row and "151.28M" in row and "8.82" in row and "5.96" in row
     assert "architectures, built on PyTorch's meta device" in done.stdout
+
+
+def test_the_architecture_tab_compares_the_family_through_a_real_server(tiny_loaded, cifar_root, tmp_path):
+    """The page's "Compare with the CLIP family": the table (from gradio_client, as a visitor's browser gets it),
+    the log-log scatter, the ViTs' patch grids, and a note saying which weights the Space has."""
+    from gradio_client import Client
+
+    from uiserver import running_app, runtime_for
+
+    rt = runtime_for(tiny_loaded, cifar_root, tmp=tmp_path)
+    with running_app(rt) as (url, _):
+        table, scatter, g32, g16, g14, note = Client(url, verbose=False).predict(api_name="/family")
+    rows = {row[0]: row for row in table["data"]}
+    assert list(rows) == list(FAMILY) and table["headers"][8] == "image params"
+    assert rows["ViT-B/32"][1:] == ["ViT", 224, 32, 50, 768, 12, 12, "87.85M", "63.43M", 8.82, 5.96]
+    assert rows["RN50x64"][6] == "3-15-36-10" and rows["RN50x64"][8] == "420.38M"
+    plot = json.loads(scatter["plot"])
+    assert plot["layout"]["xaxis"]["type"] == "log" and len(plot["data"][0]["x"]) == 9
+    assert [json.loads(g["plot"])["layout"]["title"]["text"] for g in (g32, g16, g14)] == [
+        "32 px patches: 49 tokens", "16 px patches: 196 tokens", "14 px patches: 256 tokens"]
+    assert "This Space has weights for random:tiny" in note and "meta device" in note

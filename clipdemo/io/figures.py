@@ -22,7 +22,7 @@ from ..core.zeroshot import Prediction
 
 __all__ = ["plot_text", "treemap", "patch_figure", "attention_overlay", "similarity_figure", "colormap", "per_class_chart",
            "confusion_figure", "overlay_base", "with_colour_bar", "themed", "enlarge", "input_view", "bar_chart",
-           "counts_chart", "contact_sheet", "reliability_figure", "cosine_histograms", "CLIP_MEAN", "CLIP_STD"]
+           "counts_chart", "contact_sheet", "reliability_figure", "cosine_histograms", "family_scatter", "CLIP_MEAN", "CLIP_STD"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # clip's Normalize(), to undo it for display
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -266,4 +266,20 @@ def cosine_histograms(groups: dict[str, list[float]], threshold: float | None, t
     if threshold is not None:
         fig.add_vline(x=threshold, line_dash="dash", line_color=GREEN, annotation_text=f"{marker} {threshold:.3f}")
     fig.update_layout(title=title, barmode="overlay", xaxis_title=axis, height=340, margin=dict(l=5, r=5, t=40, b=5))
+    return themed(fig)
+
+
+def family_scatter(points: list[tuple[str, float, float]], loaded: str, title: str,
+                   axes: tuple[str, str] = ("parameters (millions)", "image GFLOPs")) -> go.Figure:
+    """Parameters against image GFLOPs for each model (`[(name, Mparams, GFLOPs)]`), both axes logarithmic; the
+    loaded model in orange."""
+    fig = go.Figure(go.Scatter(
+        x=[p for _, p, _ in points], y=[f for _, _, f in points], text=[plot_text(n) for n, _, _ in points],
+        mode="markers+text", textposition="top center",
+        marker=dict(size=12, color=[ORANGE if n == loaded else BLUE for n, _, _ in points]),
+        hovertemplate="%{text}: %{x:.2f}M parameters, %{y:.2f} image GFLOPs<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title=axes[0], yaxis_title=axes[1], height=420,
+                      margin=dict(l=5, r=5, t=40, b=5))
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log")
     return themed(fig)

@@ -9,16 +9,22 @@ service that `Runtime.architecture_service` hands out.
 from __future__ import annotations
 
 import gradio as gr
+from PIL import Image
 
 from ...core import checks
 from ...core.architecture import TowerSummary, config_card, module_tree, parameter_tree
+from ...core.family import FAMILY, profile
 from ...core.words import text
 from ...io import figures
 from ...serving.runtime import Runtime
 from ..common import UI_API, told
 from ..lang import L, lang_of
 
-__all__ = ["ArchitectureTab"]
+__all__ = ["ArchitectureTab", "FAMILY_COLUMNS"]
+
+FAMILY_COLUMNS = ("family_col_model", "family_col_kind", "family_col_input", "family_col_patch", "family_col_tokens",
+                  "family_col_width", "family_col_layers", "family_col_heads", "family_col_image", "family_col_text",
+                  "family_col_image_gflops", "family_col_text_gflops")  # the table's headers, by key
 
 
 def _table(summary: TowerSummary) -> dict:
@@ -46,6 +52,30 @@ class ArchitectureTab:
                 self.text_table: _table(words), self.text_text: words.text, self.tree: module_tree(zs.loaded),
                 self.treemap: treemap}
 
+    def family(self, request: gr.Request = None) -> dict:
+        """The OpenAI CLIP family side by side (issue #27): every member built on the meta device, no weights; its
+        table, parameters against image FLOPs, and the ViTs' patch grids over one image."""
+        lang = lang_of(request)
+        loaded = self.rt.settings.weights
+        rows, points = [], []
+        for name, m in FAMILY.items():
+            p = profile(m)
+            rows.append([name + (" ✓" if name == loaded else ""), m.kind, m.image_resolution,
+                         m.vision_patch_size or "-", m.tokens, m.vision_width,
+                         "-".join(map(str, m.vision_layers)) if m.kind == "ResNet" else m.vision_layers,
+                         m.vision_width // 64 if m.kind == "ViT" else "-",
+                         f"{p.image_params / 1e6:.2f}M", f"{p.text_params / 1e6:.2f}M",
+                         round(p.image_flops / 1e9, 2), round(p.text_flops / 1e9, 2)])
+            points.append((name, p.params / 1e6, p.image_flops / 1e9))
+        image = figures.enlarge(Image.effect_mandelbrot((224, 224), (-2, -1.2, 1, 1.2), 40).convert("RGB"), 224)
+        grids = [figures.patch_figure(image, patch, text("family_grid", lang, patch, (224 // patch) ** 2))
+                 for patch in (32, 16, 14)]
+        return {self.family_table: {"headers": [text(k, lang) for k in FAMILY_COLUMNS], "data": rows},
+                self.family_plot: figures.family_scatter(points, loaded, text("family_scatter", lang),
+                                                         (text("family_params", lang), text("family_gflops", lang))),
+                self.grid32: grids[0], self.grid16: grids[1], self.grid14: grids[2],
+                self.family_note: text("family_note", lang, loaded)}
+
     # -- layout and wiring -------------------------------------------------------------------------
     def build(self) -> None:
         """Lay out the tab (inside the app's `gr.Tabs`) and wire its events."""
@@ -65,7 +95,16 @@ class ArchitectureTab:
             with gr.Accordion(L("module_tree_accordion"), open=False):
                 self.tree = gr.Textbox(label=L("module_tree"), lines=30, buttons=["copy"])
             self.treemap = gr.Plot(label=L("treemap_plot"))
+            with gr.Accordion(L("family_accordion"), open=False, elem_id="family"):
+                show = gr.Button(L("family_show"), elem_id="family-show")
+                self.family_note = gr.Markdown(elem_id="family-note")
+                self.family_table = gr.Dataframe(label=L("family_table"), wrap=True, elem_id="family-table")
+                self.family_plot = gr.Plot(label=L("family_plot"), elem_id="family-plot")
+                with gr.Row():
+                    self.grid32, self.grid16, self.grid14 = (gr.Plot(label=f"{p} px") for p in (32, 16, 14))
 
+        show.click(self.family, None, [self.family_table, self.family_plot, self.grid32, self.grid16, self.grid14,
+                                       self.family_note], api_name="family", api_visibility=UI_API)
         gr.on([depth.release, tab.select], self.architecture, depth,
               [self.card, self.vision_table, self.vision_text, self.text_table, self.text_text, self.tree, self.treemap],
               api_name="architecture", api_visibility=UI_API)
