@@ -492,13 +492,13 @@ def _evaluate_labelled(args: argparse.Namespace, cfg: settings_mod.Settings) -> 
           f"{len(report.scored)} scored")
     print(f"{'setting':>26s} {'top-1 accuracy':>15s} {'top-5':>8s}")
     for a in report.settings:
-        print(f"{a.setting:>26s} {100 * a.top1:14.2f}% {100 * a.top5_rate:7.2f}%")
+        print(f"{a.setting:>26s} {100 * a.top1:14.2f}% {100 * a.top5:7.2f}%")
     if report.examples:
         print(f"zero-shot vs few-shot on the same images: {100 * report.settings[1].top1:.2f}% vs "
               f"{100 * report.settings[-1].top1:.2f}% top-1 accuracy (Tip-Adapter, weights chosen on the examples "
               f"alone: alpha {report.tip[0]:g}, beta {report.tip[1]:g})")
     print("\nPer class (template set):")
-    for name, acc in zip(report.classes, report.settings[1].per_class(len(report.classes))):
+    for name, acc in zip(report.classes, report.settings[1].per_class):
         print(f"  {name:>24s}: {'-' if acc is None else f'{100 * acc:.1f}%'}")
     t = report.threshold
     print(f"\nCalibration: ECE {report.ece:.3f} of softmax(100 cos) (scores are relative to the labels given); a "

@@ -19,15 +19,20 @@ DEPTHS = (1, 4)  # torchinfo summary depths offered
 TOWERS = ("visual", "text")
 
 
+def _number(value: object) -> float:
+    """`value` as a float, or NaN when it is none (a bool is not a number here)."""
+    if not isinstance(value, bool):
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError):
+            pass
+    return float("nan")
+
+
 def whole(value: object, what: str) -> int:
     """`value` as a whole number (an int, or a float with nothing after the point; not a bool). `what` is the
     key of the value's name in the string tables (`name_top_k`, ...)."""
-    number = float("nan")
-    if not isinstance(value, bool):
-        try:
-            number = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError, OverflowError):
-            pass
+    number = _number(value)
     if not number.is_integer():  # NaN and infinities are not either
         raise Refusal("not_whole", Text(what), repr(value)[:40])
     return int(number)
@@ -70,12 +75,7 @@ def threshold(value: object) -> float | None:
     """A "none of these" threshold on the best cosine: a number in -1..1, or None (no threshold)."""
     if value is None or value == "":
         return None
-    number = float("nan")
-    if not isinstance(value, bool):
-        try:
-            number = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError, OverflowError):
-            pass
+    number = _number(value)
     if not -1.0 <= number <= 1.0:  # NaN is not either
         raise Refusal("threshold_range", repr(value)[:40])
     return number

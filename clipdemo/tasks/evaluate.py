@@ -26,7 +26,7 @@ from ..core.zeroshot import scores
 from ..io.cifar import Cifar100
 from ..serving.service import Priority, ZeroShot
 
-__all__ = ["Evaluation", "Step", "Report", "run", "evaluate", "score", "EvalResult", "PUBLISHED", "SUBSETS",
+__all__ = ["Evaluation", "Step", "Report", "run", "evaluate", "score", "score_probs", "EvalResult", "PUBLISHED", "SUBSETS",
            "TEMPLATE_CHOICES", "Setting", "SETTINGS", "SPELLINGS"]
 
 # Published zero-shot CIFAR-100 figures for ViT-B/32 (quoted, not measured here), by template setting.
@@ -192,7 +192,13 @@ class EvalResult:
 def score(image_feats: torch.Tensor, targets: torch.Tensor, text_feats: torch.Tensor, *, setting: str,
           classes: tuple[str, ...], indices: torch.Tensor | None = None, images_per_s: float = 0.0) -> EvalResult:
     """Score `[N, D]` image features against `[C, D]` class text features (both normalised)."""
-    probs = scores(image_feats, text_feats)[1]  # [N, C]
+    return score_probs(scores(image_feats, text_feats)[1], targets, setting=setting, classes=classes, indices=indices,
+                       images_per_s=images_per_s)
+
+
+def score_probs(probs: torch.Tensor, targets: torch.Tensor, *, setting: str, classes: tuple[str, ...],
+                indices: torch.Tensor | None = None, images_per_s: float = 0.0) -> EvalResult:
+    """Score `[N, C]` probabilities over the classes, however they were made (zero-shot, few-shot)."""
     conf, pred = probs.max(dim=-1)  # [N], [N]
     top5 = probs.topk(min(5, probs.shape[1]), dim=-1).indices  # [N, 5]
     hit5 = (top5 == targets[:, None]).any(dim=-1)  # [N]

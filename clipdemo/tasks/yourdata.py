@@ -31,10 +31,10 @@ from PIL import Image
 from ..core import calibration
 from ..core.labels import SINGLE_TEMPLATE, LabelSet, normalise
 from ..core.words import ProgressFn, Refusal, Text
-from ..core.zeroshot import scores
 from ..io.images import ALLOWED_FORMATS, ImageError, open_image
 from ..serving.service import Priority, ZeroShot
 from .classify import BatchError, checked_members, member_image, read_member
+from .evaluate import EvalResult, score, score_probs
 
 __all__ = ["MAX_IMAGES", "MAX_CLASSES", "MAX_SET_BYTES", "NONE_FOLDERS", "LabelledSet", "read_labelled",
            "label_text", "evaluate_labelled", "LabelledReport", "THUMB"]
@@ -208,41 +208,13 @@ def _encode(zs: ZeroShot, classes: tuple[str, ...], entries: list[tuple[str, str
 
 # -- the report ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Accuracy:
-    """One way of answering (a template setting, or few-shot), scored on the same images."""
-
-    setting: str
-    predicted: torch.Tensor  # [n] class index
-    confidence: torch.Tensor  # [n] its probability
-    best_cosine: torch.Tensor  # [n] the best label's cosine (zero-shot)
-    top5: torch.Tensor  # [n] bool
-    targets: torch.Tensor  # [n]
-
-    @property
-    def top1(self) -> float:
-        return float((self.predicted == self.targets).float().mean())
-
-    @property
-    def top5_rate(self) -> float:
-        return float(self.top5.float().mean())
-
-    def per_class(self, n_classes: int) -> list[float | None]:
-        return [float((self.predicted[self.targets == c] == c).float().mean()) if (self.targets == c).any() else None
-                for c in range(n_classes)]
-
-    def confusion(self, n_classes: int) -> torch.Tensor:
-        """`[C, C]` counts: row = true class, column = predicted class."""
-        return torch.bincount(self.targets * n_classes + self.predicted, minlength=n_classes ** 2).reshape(
-            n_classes, n_classes)
-
-
-@dataclass(frozen=True)
 class LabelledReport:
     """What `evaluate_labelled` measured; `as_dict()` is the JSON the page, the API and the CLI give."""
 
     classes: tuple[str, ...]
-    scored: torch.Tensor  # [n] indices (into the set) of the images scored: in-set, not held out as examples
-    settings: tuple[Accuracy, ...]  # one template, then the template set (then few-shot, when examples were given)
+    # one template, then the template set (then few-shot, when examples were given), each scored on the same images
+    settings: tuple[EvalResult, ...]
+    best_cosine: torch.Tensor  # [n] each scored image's best cosine with the template set (zero-shot)
     ece: float  # of the template set's softmax(100 cos), on every scored image
     bins: tuple[calibration.Bin, ...]
     temperature: float  # fitted on half A of the scored images
@@ -261,22 +233,26 @@ class LabelledReport:
         return {label: data.features[self.held[data.targets[self.held] == c]]
                 for c, label in enumerate(self.classes) if bool((data.targets[self.held] == c).any())}
 
+    @property
+    def scored(self) -> torch.Tensor:
+        """`[n]` indices (into the set) of the images scored: in-set, not held out as examples."""
+        return self.settings[0].indices
+
     def rows(self, names: tuple[str, ...]) -> list[dict]:
         """One row per scored image (the CSV the page and the CLI write): its name, true class, and each setting's
         answer, with the template set's probability and best cosine."""
         best = self.settings[1]
         return [{"image": names[i], "true": self.classes[int(best.targets[row])],
                  **{a.setting: self.classes[int(a.predicted[row])] for a in self.settings},
-                 "probability": float(best.confidence[row]), "best_cosine": float(best.best_cosine[row])}
+                 "probability": float(best.confidence[row]), "best_cosine": float(self.best_cosine[row])}
                 for row, i in enumerate(self.scored.tolist())]
 
     def as_dict(self) -> dict:
-        c = len(self.classes)
         return {
             "classes": list(self.classes),
             "images_scored": len(self.scored),
-            "accuracy": [{"setting": a.setting, "top1": a.top1, "top5": a.top5_rate,
-                          "per_class": dict(zip(self.classes, a.per_class(c)))} for a in self.settings],
+            "accuracy": [{"setting": a.setting, "top1": a.top1, "top5": a.top5,
+                          "per_class": dict(zip(self.classes, a.per_class))} for a in self.settings],
             "calibration": {"ece": self.ece, "temperature": self.temperature,
                             "bins": [{k: None if isinstance(v, float) and math.isnan(v) else v
                                       for k, v in vars(b).items()} for b in self.bins],
@@ -323,28 +299,22 @@ def evaluate_labelled(zs: ZeroShot, data: LabelledSet, template_set: tuple[str, 
     held, scored = _split(data.targets, examples, seed)
     in_set = [i for i in scored if data.targets[i] >= 0]
     feats, targets = data.features[in_set], data.targets[in_set]  # [n, D], [n]
-    settings = []
     text_sets = {"single template": LabelSet.of(data.classes, SINGLE_TEMPLATE, encoder=encoder),
                  "template set": LabelSet.of(data.classes, template_set, encoder=encoder)}
-    for name, label_set in text_sets.items():
-        cos, probs = scores(feats, zs.text_features(label_set, progress))  # [n, C], [n, C]
-        conf, pred = probs.max(dim=-1)
-        hit5 = (probs.topk(min(5, probs.shape[1]), dim=-1).indices == targets[:, None]).any(dim=-1)
-        settings.append(Accuracy(name, pred, conf, cos.max(dim=-1).values, hit5, targets))
+    scored_as = dict(classes=data.classes, indices=torch.tensor(in_set, dtype=torch.int64))
+    settings = [score(feats, targets, zs.text_features(label_set, progress), setting=name, **scored_as)
+                for name, label_set in text_sets.items()]
     text = zs.text_features(text_sets["template set"])  # [C, D]
+    cosines_all = feats @ text.T  # [n, C]
+    best_cosine = cosines_all.max(dim=-1).values  # [n]
     alpha, beta = 0.0, 0.0
     if examples:
         keys, key_targets = data.features[held], data.targets[held]
         alpha, beta = calibration.tune_tip(text, keys, key_targets)  # on the examples alone
-        logits = calibration.tip_adapter(feats, text, keys, key_targets, alpha, beta)  # [n, C]
-        probs = logits.softmax(dim=-1)
-        conf, pred = probs.max(dim=-1)
-        hit5 = (probs.topk(min(5, probs.shape[1]), dim=-1).indices == targets[:, None]).any(dim=-1)
-        settings.append(Accuracy(f"few-shot ({examples} per class)", pred, conf, settings[1].best_cosine, hit5,
-                                 targets))
+        probs = calibration.tip_adapter(feats, text, keys, key_targets, alpha, beta).softmax(dim=-1)  # [n, C]
+        settings.append(score_probs(probs, targets, setting=f"few-shot ({examples} per class)", **scored_as))
     best = settings[1]
     correct = best.predicted == targets
-    cosines_all = feats @ text.T  # [n, C]
     half_a, half_b = _halves(list(range(len(in_set))), seed)
     temperature = calibration.fit_temperature(cosines_all[half_a], targets[half_a])
     before = calibration.probabilities(cosines_all[half_b]).max(dim=-1).values
@@ -353,16 +323,16 @@ def evaluate_labelled(zs: ZeroShot, data: LabelledSet, template_set: tuple[str, 
     none = [i for i in scored if data.targets[i] < 0]
     none_best = (data.features[none] @ text.T).max(dim=-1).values if none else torch.zeros(0)  # [m]
     if none:
-        threshold, source = calibration.best_threshold(best.best_cosine, none_best), "none-folder"
+        threshold, source = calibration.best_threshold(best_cosine, none_best), "none-folder"
     elif correct.all() or not correct.any():  # nothing to set a threshold between: the report says so
         threshold, source = None, ""
     else:
-        threshold = calibration.best_threshold(best.best_cosine[correct], best.best_cosine[~correct])
+        threshold = calibration.best_threshold(best_cosine[correct], best_cosine[~correct])
         source = "right-vs-wrong"
     wrong = (~correct).nonzero().flatten()
     order = wrong[best.confidence[wrong].argsort(descending=True)][:12]
     worst = tuple((in_set[int(i)], int(targets[i]), int(best.predicted[i]), float(best.confidence[i])) for i in order)
-    return LabelledReport(data.classes, torch.tensor(in_set), tuple(settings),
+    return LabelledReport(data.classes, tuple(settings), best_cosine,
                           calibration.ece(best.confidence, correct), tuple(calibration.reliability(best.confidence,
                                                                                                    correct)),
                           temperature, calibration.ece(before, right_b), calibration.ece(after, right_b),

@@ -67,24 +67,23 @@ class YourDataBox:
         return self._shown(report, data, lang)
 
     def _shown(self, report: LabelledReport, data: LabelledSet, lang: str) -> dict:
-        c = len(report.classes)
-        per_class = figures.per_class_chart(report.classes, {a.setting: a.per_class(c) for a in report.settings},
+        per_class = figures.per_class_chart(report.classes, {a.setting: a.per_class for a in report.settings},
                                             text("per_class_title", lang, " · ".join(a.setting for a in
                                                                                       report.settings)),
                                             text("per_class_axis", lang))
         best = report.settings[1]
-        confusion = figures.confusion_figure(report.classes, best.confusion(c), text("confusion_title", lang,
+        confusion = figures.confusion_figure(report.classes, best.confusion, text("confusion_title", lang,
                                                                                       best.setting),
                                              (text("predicted", lang), text("true", lang)))
         reliability = figures.reliability_figure(report.bins, text("labelled_reliability", lang, f"{report.ece:.3f}"),
                                                  (text("labelled_confidence", lang), text("labelled_accuracy", lang)))
         if report.threshold_from == "none-folder":
-            groups = {text("labelled_in_set", lang): best.best_cosine.tolist(),
+            groups = {text("labelled_in_set", lang): report.best_cosine.tolist(),
                       text("labelled_none_set", lang): report.none_cosines.tolist()}
         else:
             right = best.predicted == best.targets
-            groups = {text("labelled_right", lang): best.best_cosine[right].tolist(),
-                      text("labelled_wrong", lang): best.best_cosine[~right].tolist()}
+            groups = {text("labelled_right", lang): report.best_cosine[right].tolist(),
+                      text("labelled_wrong", lang): report.best_cosine[~right].tolist()}
         hist = figures.cosine_histograms(groups, report.threshold.cosine if report.threshold else None,
                                          text("labelled_cosines", lang), text("labelled_best_cosine", lang),
                                          text("labelled_threshold_mark", lang))
@@ -168,7 +167,7 @@ class YourDataBox:
 
 def _summary(report: LabelledReport, lang: str) -> str:
     rows = [text("labelled_table_head", lang), "|---|---|---|"]
-    rows += [f"| {md_text(a.setting)} | {100 * a.top1:.2f}% | {100 * a.top5_rate:.2f}% |" for a in report.settings]
+    rows += [f"| {md_text(a.setting)} | {100 * a.top1:.2f}% | {100 * a.top5:.2f}% |" for a in report.settings]
     notes = []
     if report.examples:
         notes.append(text("labelled_few_shot", lang, report.examples, f"{100 * report.settings[1].top1:.2f}",
