@@ -8,7 +8,8 @@ accuracy. The run also measures this machine's fp32 matmul floor, so R3 reads as
 prints the cost table of `bench.cost` (each typed endpoint's server CPU beside its model work), and search's
 figures (`bench.search`: R10 to R12, server-side latencies, the brute-force curve to a million vectors), and the
 multilingual text tower's (`bench.multilingual`: R13, R14, its RSS and first use after start), and your labelled
-data's (`bench.yourdata`: R15, R16). Ends with one line: `ratios: R1=<x> R2=<x> ... R16=<x>`.
+data's (`bench.yourdata`: R15, R16), and the CLIP family's ViT image towers on this CPU (`bench.family`, written to
+`clipdemo/io/family_cost.json` for the Architecture tab). Ends with one line: `ratios: R1=<x> R2=<x> ... R16=<x>`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 from PIL import Image
 
 from bench.common import rss_mb, served_app, stand_ins, wait_ready
-from bench import multilingual, search, yourdata
+from bench import family, multilingual, search, yourdata
 from bench.cost import cost_table
 from bench.peers import HFZeroShot, floor_report
 from bench.timing import paired, report
@@ -190,6 +191,7 @@ def main() -> int:
         if not q:
             served(q, work, backend="eager")  # memory without the ONNX Runtime copy of the weights
         r.update(search.served(q, work))
+    family.run(q)  # the CLIP family's ViT image towers on this CPU, written for the Architecture tab
     print("ratios: " + " ".join(f"R{i}={r[f'R{i}']:.2f}" for i in range(1, 17)))
     return 0
 

@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 from .core import checks
-from .core.architecture import config_card
+from .core.architecture import INDENT, config_card
+from .core.family import FAMILY, member, member_card, member_summary
 from .core.labels import (CLIP, LABEL_PRESETS, TEMPLATE_SETS, TEXT_ENCODERS, LabelSet, fill,
                           read_label_file, suggests_multilingual, true_name)
 from .core.search import DEFAULT_RESULTS, MAX_RESULTS, SearchQuery, results
@@ -116,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("architecture", help="print the configuration and torchinfo summaries of both towers")
     a.add_argument("--depth", type=_argument(checks.summary_depth), default=2,
                    help=f"summary depth, {checks.DEPTHS[0]}..{checks.DEPTHS[1]} (default 2)")
+    a.add_argument("--model", type=_argument(member),
+                   help="any OpenAI CLIP architecture (" + ", ".join(FAMILY) + "), built on PyTorch's meta device: "
+                        "nothing is loaded or downloaded (default: the loaded weights' model)")
+    a.add_argument("--flops", action="store_true",
+                   help="print each layer's FLOPs (torch's FlopCounterMode) beside torchinfo's mult-adds, and "
+                        "reconcile the two counts")
     _model_args(a)
     a.set_defaults(func=cmd_architecture)
 
@@ -333,18 +340,35 @@ def cmd_explain(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
 
 
 def cmd_architecture(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
-    zs = _load(args, cfg)
-    card = config_card(zs.loaded)
+    if args.model is not None:  # an architecture only: never loads weights
+        card = member_card(args.model)
+        towers = [member_summary(args.model, tower, args.depth) for tower in checks.TOWERS]
+    else:
+        zs = _load(args, cfg)
+        card = config_card(zs.loaded)
+        towers = [zs.tower_summary(tower, args.depth) for tower in checks.TOWERS]
     v, t, p = card["vision"], card["text"], card["parameters"]
     print(f"Weights: {card['weights']}; device {card['device']}, {card['dtype']}")
     print(f"Embedding dim {card['embed_dim']}")
-    print(f"Vision: width {v['width']}, {v['layers']} layers, {v['heads']} heads, {v['patch_embedding']}, "
-          f"{v['input_resolution']}px -> {v['grid']} patches + class token = {v['tokens']} tokens")
+    grid = (f"{v['patch_embedding']}, {v['input_resolution']}px -> {v['grid']} patches + class token"
+            if "patch_embedding" in v else f"ResNet stem, {v['input_resolution']}px -> {v['grid']} grid + mean token")
+    print(f"Vision: width {v['width']}, {v['layers']} layers, {v['heads']} heads, {grid} = {v['tokens']} tokens")
     print(f"Text:   width {t['width']}, {t['layers']} layers, {t['heads']} heads, context {t['context_length']}, "
           f"vocabulary {t['vocab_size']}")
-    print(f"Parameters: {p['total']:,} (vision {p['vision']:,}, text {p['text']:,}, logit scale {p['logit_scale']})")
-    for tower in checks.TOWERS:
-        print(f"\n{tower} tower:\n{zs.tower_summary(tower, args.depth).text}")
+    print(f"Parameters: {p['total']:,} = {p['total'] / 1e6:.2f}M (vision {p['vision'] / 1e6:.2f}M, text "
+          f"{p['text'] / 1e6:.2f}M, logit scale {p['logit_scale']})")
+    for s in towers:
+        print(f"\n{s.tower} tower:")
+        if not args.flops:
+            print(s.text)
+            continue
+        print(f"{'layer':<44s} {'output shape':>16s} {'parameters':>13s} {'mult-adds':>17s} {'FLOPs':>17s}")
+        for layer, _, shape, params, macs, flops in s.rows:
+            print(f"{layer.replace(INDENT, '  '):<44s} {shape:>16s} {params:>13,} {macs:>17,} {flops:>17,}")
+        print(f"torchinfo: {s.total_mult_adds:,} mult-adds. FlopCounterMode: {s.total_flops:,} FLOPs = 2 x "
+              f"{s.total_flops // 2:,} multiply-adds, of which {s.attention_flops // 2:,} inside attention (one fused "
+              f"function: torchinfo's total leaves them out) and {s.rest_mult_adds:+,} the rest (bare matmuls "
+              "outside any module, less the biases, norms and lookups only torchinfo counts).")
     return 0
 
 

@@ -126,6 +126,23 @@ def test_architecture_summary_is_plain_json(server):
     assert out["towers"]["visual"]["parameters"] > 0 and "Total params" in out["towers"]["text"]["table"]
 
 
+def test_architecture_summary_of_any_family_member_loads_no_weights(server):
+    """`model="ViT-L/14"`: the architecture built on the meta device, with its exact counts; the Space's own model
+    (the tiny one here) stays what the default answers."""
+    from clipdemo.core.family import FAMILY, profile
+
+    url, _ = server
+    client = Client(url, verbose=False)
+    large = client.predict(1, "ViT-L/14", api_name="/architecture_summary")
+    p = profile(FAMILY["ViT-L/14"])
+    assert large["config"]["weights"].startswith("none: ViT-L/14") and large["config"]["device"] == "meta"
+    assert large["config"]["vision"]["tokens"] == 257 and large["config"]["parameters"]["total"] == p.params + 1
+    assert (large["towers"]["visual"]["parameters"], large["towers"]["visual"]["flops"]) == (p.image_params, p.image_flops)
+    assert large["towers"]["text"]["flops"] == p.text_flops and large["towers"]["visual"]["attention_flops"] > 0
+    own = client.predict(1, "", api_name="/architecture_summary")
+    assert own["config"]["vision"]["width"] == 64 and own["towers"]["visual"]["flops"] < p.image_flops / 10_000
+
+
 @pytest.mark.parametrize("image, labels, message", [
     ("/etc/passwd", ["cat", "dog"], "Only images uploaded to this Space"),
     ("data:image/png;base64," + "A" * (MAX_BYTES * 4 // 3 + 8), ["cat", "dog"], "the limit is 20 MB"),

@@ -376,5 +376,11 @@ def test_the_clip_family_side_by_side(browser, app_url):
     expect(page.locator("#family-table")).to_contain_text("RN50x64")
     expect(page.locator("#family-plot .js-plotly-plot")).to_be_visible()
     expect(page.locator("#family-note")).to_contain_text("meta device")
+    expect(page.locator("#family-cost .js-plotly-plot")).to_be_visible()  # make bench's figures, and estimates
+    expect(page.locator("#family-cost-note")).to_contain_text("make bench")
+    expect(page.locator("#family-compare-note")).to_contain_text(
+        "ViT-B/16 has 0.98× the parameters and 3.98× the FLOPs of ViT-B/32 in the vision tower.")
+    expect(page.locator("#family-compare-b")).to_contain_text("35126906880")  # ViT-B/16's image FLOPs, exact
+    expect(page.locator("#flops-note")).to_contain_text("inside attention")
     page.locator("#family").screenshot(path=str(ARTIFACTS / "clip-family.png"))
     ctx.close()

@@ -110,10 +110,13 @@ def test_missing_dataset_and_weights_are_one_line_errors_in_a_real_process(tmp_p
 def test_architecture_command(env, capsys):
     assert main(["architecture", "--weights", "random", "--depth", "1"]) == 0
     out = capsys.readouterr().out
-    assert "Parameters: 151,277,313 (vision 87,849,216, text 63,428,096, logit scale 1)" in out
+    assert "Parameters: 151,277,313 = 151.28M (vision 87.85M, text 63.43M, logit scale 1)" in out
     assert "Conv2d(3, 768, kernel=32, stride=32, bias=False), 224px -> 7x7 patches + class token = 50 tokens" in out
     assert "width 512, 12 layers, 8 heads, context 77, vocabulary 49408" in out
     assert "[1, 768, 7, 7]" in out and "[1, 77, 512]" in out and "untrained random weights" in out
+    assert main(["architecture", "--weights", "random", "--depth", "1", "--flops"]) == 0  # the loaded model's FLOPs
+    out = capsys.readouterr().out  # on the CPU, counted in torchinfo's pass: the meta device's count, and the hand's
+    assert "FlopCounterMode: 8,817,623,040 FLOPs = 2 x 4,408,811,520 multiply-adds, of which 1,461,657,600 inside" in out
     with pytest.raises(SystemExit) as exc:
         main(["architecture", "--depth", "9"])
     assert exc.value.code == 2 and "argument --depth: Depth must be between 1 and 4, not 9." in capsys.readouterr().err

@@ -132,8 +132,15 @@ def test_architecture_and_status(page):
         q.numel() for q in page.rt.service().loaded.model.parameters())
     assert v[a.vision_table]["headers"][0] == "layer" and "Conv2d" in v[a.vision_text] and "Embedding" in v[a.text_text]
     assert v[a.tree].startswith("CLIP(")
+    vision = page.rt.service().tower_summary("visual", 2)  # the note's figures add up: torchinfo's + attention + rest
+    assert vision.total_flops // 2 == vision.total_mult_adds + vision.attention_flops // 2 + vision.rest_mult_adds
+    assert (f"| vision | {vision.total_mult_adds:,} | {vision.total_flops:,} | {vision.total_flops // 2:,} | "
+            f"{vision.attention_flops // 2:,} | {vision.rest_mult_adds:+,} |") in v[a.flops_note]
+    assert v[a.vision_table]["headers"][-1] == "FLOPs" and v[a.vision_table]["data"][0][-1] == vision.total_flops
     with pytest.raises(gr.Error, match="Depth must be between 1 and 4, not 5"):
         a.architecture(5)
+    with pytest.raises(gr.Error, match="Unknown CLIP model 'ViT-B/8'"):
+        a.compare("ViT-B/32", "ViT-B/8")
     line = page.status.status()[page.status.line]
     assert "tiny-state.pt" in line.replace("\\", "") and "10,000 test images" in line
     turkish = page.status.status(Turkish())[page.status.line].replace("\\", "")

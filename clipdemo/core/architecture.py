@@ -17,7 +17,7 @@ from . import checks
 from .model import LoadedModel
 
 __all__ = ["TextTower", "config_card", "parameter_split", "tower_summary", "TowerSummary", "module_tree",
-           "parameter_tree"]
+           "parameter_tree", "summarize", "tower_input", "flop_counter"]
 
 INDENT = "\u2003"  # an em space: HTML tables keep it where they collapse ordinary spaces
 
@@ -80,42 +80,96 @@ def config_card(loaded: LoadedModel) -> dict[str, object]:
 
 @dataclass(frozen=True)
 class TowerSummary:
-    """torchinfo's result for one tower, as data: rows of the table, totals and the printed text."""
+    """torchinfo's result for one tower, as data: rows of the table, totals and the printed text; beside
+    torchinfo's mult-adds, the FLOPs that torch's FlopCounterMode counted in the same forward pass."""
 
     tower: str
     depth: int
     columns: tuple[str, ...]
-    rows: tuple[tuple, ...]  # (layer, depth, output shape, parameters, mult-adds)
+    rows: tuple[tuple, ...]  # (layer, depth, output shape, parameters, mult-adds, FLOPs)
     total_params: int
     total_mult_adds: int
     text: str
+    total_flops: int  # FlopCounterMode: 2 x the multiply-adds of every matmul and convolution, attention included
+    attention_flops: int  # of those, the ones inside the attention modules (torchinfo's total leaves them out)
+
+    @property
+    def rest_mult_adds(self) -> int:
+        """What is left when FlopCounterMode's count (as multiply-adds) is reconciled with torchinfo's: plus what
+        runs outside any module (a ViT's final `x @ proj`, a bare parameter), minus what torchinfo counts as a
+        multiply-add and FlopCounterMode does not (biases, norm scales and embedding lookups)."""
+        return self.total_flops // 2 - self.attention_flops // 2 - self.total_mult_adds
 
 
-def tower_summary(loaded: LoadedModel, tower: str, depth: int = 2) -> TowerSummary:
-    """torchinfo summary of the `visual` tower (input 1x3xRxR) or the `text` tower (input 1x77 tokens)."""
+def tower_input(tower: str, image_resolution: int, context_length: int, device, dtype) -> torch.Tensor:
+    """One input for `tower`: a `[1, 3, R, R]` image of zeros, or `[1, context]` tokens holding only the start and
+    end of text (where the text tower reads its feature)."""
+    if tower == "visual":
+        return torch.zeros(1, 3, image_resolution, image_resolution, dtype=dtype, device=device)
+    tokens = torch.zeros(1, context_length, dtype=torch.long, device=device)
+    if tokens.device.type != "meta":
+        tokens[0, 0], tokens[0, 1] = 49406, 49407  # start-of-text, end-of-text
+    return tokens
+
+
+def _cpu_flash_attention(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+    return sdpa_flop_count(query_shape, key_shape, value_shape)  # QK^T and the mix of the values: 2 x 2 B H T T d
+
+
+def flop_counter():
+    """torch's FlopCounterMode, also counting the fused attention kernel PyTorch picks on the CPU
+    (`_scaled_dot_product_flash_attention_for_cpu`, which FlopCounterMode does not know): without it a model on the
+    CPU would count its attention products as nothing, while on the meta device (the math path, two bmm) and on
+    CUDA (flash or memory-efficient kernels, known) they are counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+    return FlopCounterMode(display=False, custom_mapping={
+        torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention})
+
+
+def summarize(module: nn.Module, data: torch.Tensor, tower: str, depth: int) -> TowerSummary:
+    """torchinfo's summary of `module` on `data`, run inside FlopCounterMode: one forward pass gives both counts,
+    row by row (a row's FLOPs are everything its module ran, its children included). Works on any device,
+    PyTorch's `meta` device included (nothing is allocated there)."""
     import torchinfo
 
     tower, depth = checks.tower(tower), checks.summary_depth(depth)
-    c, m, dev = loaded.config, loaded.model, loaded.device
-    if tower == "visual":
-        module = m.visual
-        data = torch.zeros(1, 3, c.image_resolution, c.image_resolution, dtype=loaded.dtype, device=dev)
-    else:
-        module = TextTower(m)
-        data = torch.zeros(1, c.context_length, dtype=torch.long, device=dev)
-        data[0, 0], data[0, 1] = 49406, 49407  # start-of-text, end-of-text
-    with torch.inference_mode():
-        stats = torchinfo.summary(module, input_data=[data], depth=int(depth), device=dev, verbose=0,
+    with torch.inference_mode(), flop_counter() as counter:
+        stats = torchinfo.summary(module, input_data=[data], depth=int(depth), device=data.device, verbose=0,
                                   col_names=("output_size", "num_params", "mult_adds"), row_settings=("var_names",))
+    # FlopCounterMode names a module by its root's class and its path ("VisionTransformer.transformer.resblocks.0")
+    root = type(module).__name__
+    names = {id(m): f"{root}.{path}" if path else root for path, m in module.named_modules()}
+    flops = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
+    total = counter.get_total_flops()
+    attention = sum(flops.get(names[id(m)], 0) for m in module.modules() if _is_attention(m))
     rows = tuple(
         (f"{INDENT * max(li.depth - 1, 0)}{li.var_name or li.class_name} ({li.class_name})", li.depth,
          "x".join(str(d) for d in li.output_size) if li.output_size else "",
          int(stats.total_params) if li.depth == 0 else li.num_params,
-         int(stats.total_mult_adds) if li.depth == 0 else li.macs)
+         int(stats.total_mult_adds) if li.depth == 0 else li.macs,
+         total if li.depth == 0 else flops.get(names.get(id(li.module)), 0))
         for li in stats.summary_list if li.depth <= depth
     )
-    return TowerSummary(tower, int(depth), ("layer", "depth", "output shape", "parameters", "mult-adds"), rows,
-                        int(stats.total_params), int(stats.total_mult_adds), str(stats))
+    return TowerSummary(tower, int(depth), ("layer", "depth", "output shape", "parameters", "mult-adds", "FLOPs"),
+                        rows, int(stats.total_params), int(stats.total_mult_adds), str(stats), int(total),
+                        int(attention))
+
+
+def _is_attention(m: nn.Module) -> bool:
+    """An attention module whose projections run inside one fused function, out of torchinfo's sight: a
+    transformer block's `nn.MultiheadAttention`, or a CLIP ResNet's attention pool."""
+    return isinstance(m, nn.MultiheadAttention) or type(m).__name__ == "AttentionPool2d"
+
+
+def tower_summary(loaded: LoadedModel, tower: str, depth: int = 2) -> TowerSummary:
+    """torchinfo summary (with FLOPs) of the loaded model's `visual` tower (input 1x3xRxR) or `text` tower
+    (input 1x77 tokens)."""
+    tower = checks.tower(tower)
+    c, m = loaded.config, loaded.model
+    module = m.visual if tower == "visual" else TextTower(m)
+    return summarize(module, tower_input(tower, c.image_resolution, c.context_length, loaded.device, loaded.dtype),
+                     tower, depth)
 
 
 def module_tree(loaded: LoadedModel) -> str:

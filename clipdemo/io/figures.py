@@ -283,3 +283,21 @@ def family_scatter(points: list[tuple[str, float, float]], loaded: str, title: s
     fig.update_xaxes(type="log")
     fig.update_yaxes(type="log")
     return themed(fig)
+
+
+def cost_bars(bars: list[tuple[str, float, bool]], loaded: str, title: str, axis: str,
+              legend: tuple[str, str] = ("measured", "estimated")) -> go.Figure:
+    """Milliseconds per image for each model (`[(name, ms, estimated)]`) on a log axis: measured bars solid (the
+    loaded model's orange), estimates hatched and pale."""
+    fig = go.Figure()
+    for estimated, name in ((False, legend[0]), (True, legend[1])):
+        chosen = [b for b in bars if b[2] == estimated]
+        fig.add_bar(x=[plot_text(n) for n, _, _ in chosen], y=[ms for _, ms, _ in chosen], name=name,
+                    text=[f"{'~' if estimated else ''}{ms:,.0f} ms" for _, ms, _ in chosen], textposition="outside",
+                    marker=dict(color=[ORANGE if n == loaded and not estimated else BLUE for n, _, _ in chosen],
+                                opacity=0.45 if estimated else 1.0, pattern_shape="/" if estimated else ""),
+                    cliponaxis=False, hovertemplate="%{x}: %{text}<extra>" + name + "</extra>")
+    fig.update_layout(title=title, yaxis_title=axis, height=380, margin=dict(l=5, r=5, t=70, b=5),
+                      xaxis=dict(categoryorder="array", categoryarray=[plot_text(n) for n, _, _ in bars]))
+    fig.update_yaxes(type="log")
+    return themed(fig)

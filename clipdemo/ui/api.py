@@ -16,6 +16,7 @@ import gradio as gr
 
 from ..core import checks
 from ..core.architecture import config_card
+from ..core.family import FAMILY, member, member_card, member_summary
 from ..core.labels import CLIP, TEXT_ENCODERS
 from ..io.images import image_from_reference
 from ..serving.runtime import Runtime
@@ -24,6 +25,8 @@ from ..tasks.classify import DEFAULT_TEMPLATE, BatchError, batch_count, check_ex
     classify_index
 from ..tasks.search import search_cifar
 from .common import MODEL_WAIT_S, told
+
+FamilyName = Literal["", *FAMILY]  # "" for the loaded model; else an architecture, built with no weights
 
 __all__ = ["ApiEndpoints", "TextEncoder"]
 
@@ -130,23 +133,33 @@ class ApiEndpoints:
             return [{"image": i, "predictions": pred.rows(threshold)}
                     for i, pred in enumerate(classify_batch(zs, pictures, label_set, k))]
 
-    def architecture_summary(self, depth: int = 2) -> dict:
-        """The architecture of the loaded CLIP model: its configuration and torchinfo summaries of both towers.
+    def architecture_summary(self, depth: int = 2, model: FamilyName = "") -> dict:
+        """The architecture of a CLIP model: its configuration, and torchinfo summaries of both towers with the FLOPs
+        torch's FlopCounterMode counts (attention included) beside torchinfo's mult-adds.
 
         Args:
             depth: How deep the layer tables go (1 to 4).
+            model: Empty for the model this Space runs, with its weights; or any OpenAI CLIP architecture (RN50,
+                RN101, RN50x4, RN50x16, RN50x64, ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14@336px), built from its
+                configuration on PyTorch's meta device: no weights are loaded or downloaded.
 
         Returns:
-            {"config": the configuration derived from the weights, "towers": {"visual" and "text": their
-            total parameters, multiply-adds and torchinfo's table as text}}.
+            {"config": the configuration (derived from the weights, or the architecture's), "towers": {"visual" and
+            "text": their total "parameters", torchinfo's "mult_adds", "flops" (2 x multiply-adds, every matmul and
+            convolution), "attention_flops" (the part inside attention, which torchinfo's total leaves out) and
+            torchinfo's "table" as text}}.
         """
         with told("en"):
             depth = checks.summary_depth(depth)
-            zs = self.rt.architecture_service()
-            towers = {t: zs.tower_summary(t, depth) for t in checks.TOWERS}
-            return {"config": config_card(zs.loaded),
-                    "towers": {t: {"parameters": s.total_params, "mult_adds": s.total_mult_adds, "table": s.text}
-                               for t, s in towers.items()}}
+            if model:
+                chosen = member(model)
+                card, towers = member_card(chosen), {t: member_summary(chosen, t, depth) for t in checks.TOWERS}
+            else:
+                zs = self.rt.architecture_service()
+                card, towers = config_card(zs.loaded), {t: zs.tower_summary(t, depth) for t in checks.TOWERS}
+            return {"config": card,
+                    "towers": {t: {"parameters": s.total_params, "mult_adds": s.total_mult_adds, "flops": s.total_flops,
+                                   "attention_flops": s.attention_flops, "table": s.text} for t, s in towers.items()}}
 
     def search(self, query: str = "", top_k: int = DEFAULT_RESULTS, negative: str = "", image: str = "",
                raw: bool = False) -> list[dict]:

@@ -1,9 +1,11 @@
-"""The Architecture tab: the configuration derived from the weights, torchinfo summaries of both towers,
-the module tree, and a treemap of where the parameters are.
+"""The Architecture tab: the configuration derived from the weights, torchinfo summaries of both towers with
+FlopCounterMode's FLOPs beside torchinfo's mult-adds, the module tree, a treemap of where the parameters are, and
+the CLIP family side by side (issue #27).
 
-Holds `ArchitectureTab`: `architecture(depth)`, returning Gradio's `{component: value}` dict, and `build`.
-Works before the model has loaded (on a random-weights stand-in of the same architecture), through the
-service that `Runtime.architecture_service` hands out.
+Holds `ArchitectureTab`: `architecture(depth)`, `family()` and `compare(a, b, tower, depth)`, each returning
+Gradio's `{component: value}` dict, and `build`. The loaded model's views work before it has loaded (on a
+random-weights stand-in of the same architecture), through the service that `Runtime.architecture_service` hands
+out; the family's are built on PyTorch's meta device and never load weights.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from PIL import Image
 
 from ...core import checks
 from ...core.architecture import TowerSummary, config_card, module_tree, parameter_tree
-from ...core.family import FAMILY, profile
+from ...core.family import FAMILY, member, member_summary, profile
 from ...core.words import text
 from ...io import figures
+from ...io.measured import read_measured
 from ...serving.runtime import Runtime
 from ..common import UI_API, told
 from ..lang import L, lang_of
@@ -24,11 +27,26 @@ __all__ = ["ArchitectureTab", "FAMILY_COLUMNS"]
 
 FAMILY_COLUMNS = ("family_col_model", "family_col_kind", "family_col_input", "family_col_patch", "family_col_tokens",
                   "family_col_width", "family_col_layers", "family_col_heads", "family_col_image", "family_col_text",
-                  "family_col_image_gflops", "family_col_text_gflops")  # the table's headers, by key
+                  "family_col_image_gflops", "family_col_text_gflops", "family_col_cpu",
+                  "family_col_floor")  # the table's headers, by key
 
 
 def _table(summary: TowerSummary) -> dict:
     return {"headers": list(summary.columns), "data": [list(r) for r in summary.rows]}
+
+
+def _giga(n: int) -> str:
+    return f"{n / 1e9:,.2f} G"
+
+
+def flops_note(towers: list[TowerSummary], lang: str) -> str:
+    """torchinfo's mult-adds against FlopCounterMode's FLOPs for each tower, reconciled: the multiply-adds inside
+    attention, which torchinfo cannot see, and the rest (exact integers, so the columns add up)."""
+    cells = []
+    for s in towers:
+        cells += [f"{s.total_mult_adds:,}", f"{s.total_flops:,}", f"{s.total_flops // 2:,}",
+                  f"{s.attention_flops // 2:,}", f"{s.rest_mult_adds:+,}"]
+    return text("flops_note", lang, *cells)
 
 
 class ArchitectureTab:
@@ -50,23 +68,34 @@ class ArchitectureTab:
         treemap = figures.treemap(parameter_tree(zs.loaded), text("treemap_title", lang, f"{card['parameters']['total']:,}"))
         return {self.card: card, self.vision_table: _table(vision), self.vision_text: vision.text,
                 self.text_table: _table(words), self.text_text: words.text, self.tree: module_tree(zs.loaded),
-                self.treemap: treemap}
+                self.treemap: treemap, self.flops_note: flops_note([vision, words], lang)}
 
     def family(self, request: gr.Request = None) -> dict:
         """The OpenAI CLIP family side by side (issue #27): every member built on the meta device, no weights; its
         table, parameters against image FLOPs, and the ViTs' patch grids over one image."""
         lang = lang_of(request)
         loaded = self.rt.settings.weights
+        measured = read_measured()
+        costs = measured.costs() if measured else {}
         rows, points = [], []
         for name, m in FAMILY.items():
-            p = profile(m)
+            p, cost = profile(m), costs.get(name)
             rows.append([name + (" ✓" if name == loaded else ""), m.kind, m.image_resolution,
-                         m.vision_patch_size or "-", m.tokens, m.vision_width,
-                         "-".join(map(str, m.vision_layers)) if m.kind == "ResNet" else m.vision_layers,
-                         m.vision_width // 64 if m.kind == "ViT" else "-",
+                         m.vision_patch_size or "-", m.tokens, m.vision_width, m.layers_text,
+                         m.vision_heads if m.kind == "ViT" else "-",
                          f"{p.image_params / 1e6:.2f}M", f"{p.text_params / 1e6:.2f}M",
-                         round(p.image_flops / 1e9, 2), round(p.text_flops / 1e9, 2)])
+                         round(p.image_flops / 1e9, 2), round(p.text_flops / 1e9, 2),
+                         f"{'~' if cost.estimated else ''}{cost.ms:,.0f}" if cost else "-",
+                         f"{cost.fraction:.0%}" if cost else "-"])
             points.append((name, p.params / 1e6, p.image_flops / 1e9))
+        if measured:
+            bars = figures.cost_bars([(n, c.ms, c.estimated) for n, c in costs.items()], loaded,
+                                     text("family_cost_plot", lang), text("family_cost_axis", lang),
+                                     (text("family_measured", lang), text("family_estimated", lang)))
+            cost_note = text("family_cost_note", lang, measured.when[:10], measured.machine,
+                             f"{measured.matmul_gflops:.0f}", ", ".join(measured.ms))
+        else:
+            bars, cost_note = None, text("family_cost_none", lang)
         image = figures.enlarge(Image.effect_mandelbrot((224, 224), (-2, -1.2, 1, 1.2), 40).convert("RGB"), 224)
         grids = [figures.patch_figure(image, patch, text("family_grid", lang, patch, (224 // patch) ** 2))
                  for patch in (32, 16, 14)]
@@ -74,7 +103,26 @@ class ArchitectureTab:
                 self.family_plot: figures.family_scatter(points, loaded, text("family_scatter", lang),
                                                          (text("family_params", lang), text("family_gflops", lang))),
                 self.grid32: grids[0], self.grid16: grids[1], self.grid14: grids[2],
-                self.family_note: text("family_note", lang, loaded)}
+                self.family_note: text("family_note", lang, loaded), self.cost_plot: bars, self.cost_note: cost_note}
+
+    def compare(self, first: str = "ViT-B/32", second: str = "ViT-B/16", tower: str = "visual", depth: float = 2,
+                request: gr.Request = None) -> dict:
+        """Two family members' torchinfo tables of one tower side by side (meta device, FLOPs per row), and how
+        many times the second's parameters and FLOPs are the first's."""
+        lang = lang_of(request)
+        with told(lang):
+            a, b = member(first), member(second)
+            tower, depth = checks.tower(tower), checks.summary_depth(depth)
+            sa, sb = member_summary(a, tower, depth), member_summary(b, tower, depth)
+        where = text("vision_tower" if tower == "visual" else "text_tower", lang)
+
+        def table(m, s: TowerSummary) -> gr.Dataframe:
+            return gr.Dataframe(_table(s), label=text("family_compare_table", lang, m.name, where,
+                                                      f"{s.total_params / 1e6:.2f}M", f"{s.total_flops / 1e9:.2f}"))
+
+        return {self.compare_a: table(a, sa), self.compare_b: table(b, sb),
+                self.compare_note: text("family_compare_note", lang, b.name, f"{sb.total_params / sa.total_params:.2f}",
+                                        f"{sb.total_flops / sa.total_flops:.2f}", a.name, where.lower())}
 
     # -- layout and wiring -------------------------------------------------------------------------
     def build(self) -> None:
@@ -87,7 +135,7 @@ class ArchitectureTab:
                     self.vision_table = gr.Dataframe(label=L("vision_table"), wrap=True, elem_id="vision-summary")
                 with gr.Column():
                     self.text_table = gr.Dataframe(label=L("text_table"), wrap=True, elem_id="text-summary")
-            gr.Markdown(L("multadds_note"))
+            self.flops_note = gr.Markdown(elem_id="flops-note")
             with gr.Accordion(L("torchinfo_text"), open=False):
                 with gr.Row():
                     self.vision_text = gr.Textbox(label=L("vision_tower"), lines=20, buttons=["copy"])
@@ -102,9 +150,26 @@ class ArchitectureTab:
                 self.family_plot = gr.Plot(label=L("family_plot"), elem_id="family-plot")
                 with gr.Row():
                     self.grid32, self.grid16, self.grid14 = (gr.Plot(label=f"{p} px") for p in (32, 16, 14))
+                self.cost_note = gr.Markdown(elem_id="family-cost-note")
+                self.cost_plot = gr.Plot(label=L("family_cost_plot"), elem_id="family-cost")
+                gr.Markdown(L("family_compare_head"))
+                with gr.Row():
+                    first = gr.Dropdown(list(FAMILY), value="ViT-B/32", label=L("family_compare_a"))
+                    second = gr.Dropdown(list(FAMILY), value="ViT-B/16", label=L("family_compare_b"))
+                    tower = gr.Radio([(L("vision_tower"), "visual"), (L("text_tower"), "text")], value="visual",
+                                     label=L("family_compare_tower"))
+                    compare_depth = gr.Slider(*checks.DEPTHS, value=2, step=1, label=L("summary_depth"))
+                compare = gr.Button(L("family_compare_show"), elem_id="family-compare")
+                self.compare_note = gr.Markdown(elem_id="family-compare-note")
+                with gr.Row():
+                    self.compare_a = gr.Dataframe(wrap=True, elem_id="family-compare-a")
+                    self.compare_b = gr.Dataframe(wrap=True, elem_id="family-compare-b")
 
         show.click(self.family, None, [self.family_table, self.family_plot, self.grid32, self.grid16, self.grid14,
-                                       self.family_note], api_name="family", api_visibility=UI_API)
+                                       self.family_note, self.cost_plot, self.cost_note],
+                   api_name="family", api_visibility=UI_API)
+        gr.on([show.click, compare.click, tower.change, compare_depth.release], self.compare, [first, second, tower, compare_depth],
+              [self.compare_a, self.compare_b, self.compare_note], api_name="family_compare", api_visibility=UI_API)
         gr.on([depth.release, tab.select], self.architecture, depth,
-              [self.card, self.vision_table, self.vision_text, self.text_table, self.text_text, self.tree, self.treemap],
-              api_name="architecture", api_visibility=UI_API)
+              [self.card, self.vision_table, self.vision_text, self.text_table, self.text_text, self.tree, self.treemap,
+               self.flops_note], api_name="architecture", api_visibility=UI_API)
