@@ -20,6 +20,7 @@ from pathlib import Path
 from .core import checks
 from .core.architecture import INDENT, config_card
 from .core.family import FAMILY, member, member_card, member_summary
+from .tasks.bulk import PARTITION_SIZE
 from .core.labels import (CLIP, LABEL_PRESETS, TEMPLATE_SETS, TEXT_ENCODERS, LabelSet, fill,
                           read_label_file, suggests_multilingual, true_name)
 from .core.search import DEFAULT_RESULTS, MAX_RESULTS, SearchQuery, results
@@ -63,6 +64,13 @@ def _image_args(p: argparse.ArgumentParser):
     src.add_argument("--index", type=_argument(checks.cifar_index),
                      help=f"CIFAR-100 test image index, 0..{checks.TEST_SIZE - 1}")
     src.add_argument("--image", type=Path, help="path to an image file (JPEG, PNG, WebP, GIF, BMP)")
+    _label_args(p)
+    _model_args(p)
+    return src
+
+
+def _label_args(p: argparse.ArgumentParser) -> None:
+    """The label, template and text tower options (`predict`, `explain`, `bulk`)."""
     lab = p.add_mutually_exclusive_group()
     lab.add_argument("--labels", help='comma-separated labels, e.g. "cat,dog,car"')
     lab.add_argument("--labels-file", type=Path, help="a text file, one label per line (or a .csv: first column)")
@@ -73,8 +81,6 @@ def _image_args(p: argparse.ArgumentParser):
     p.add_argument("--text-encoder", choices=list(TEXT_ENCODERS), default=CLIP,
                    help="the text tower that reads the labels: clip (CLIP's own, English; default) or multilingual "
                         "(labels in 50+ languages, Turkish among them)")
-    _model_args(p)
-    return src
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--raw", action="store_true", help='send the query as typed (default: "a photo of <query>")')
     like = s.add_mutually_exclusive_group()
     like.add_argument("--image", type=Path, help="an image to look like (weighted equally with the query)")
-    like.add_argument("--index", type=_argument(checks.cifar_index), help="a CIFAR-100 test image to look like")
+    like.add_argument("--index", type=_argument(_index_or_collection), metavar="N|OUT",
+                      help="a CIFAR-100 test image to look like (0..9999); or the folder of a `bulk --embeddings` "
+                           "run, to search its images instead of CIFAR-100's")
     s.add_argument("--top-k", type=_argument(results), default=DEFAULT_RESULTS,
                    help=f"how many results, 1..{MAX_RESULTS} (default {DEFAULT_RESULTS})")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -129,6 +137,30 @@ def build_parser() -> argparse.ArgumentParser:
     fam = sub.add_parser("family", help="the OpenAI CLIP family side by side: parameters and exact FLOPs per tower "
                                         "(architectures only: nothing is loaded or downloaded)")
     fam.set_defaults(func=cmd_family)
+
+    b = sub.add_parser("bulk", help="classify (and embed) a whole collection, resumably, on this machine or on Ray "
+                                    "Data, in clip-retrieval's layout")
+    b.add_argument("--images", type=Path, help="a folder of images (searched recursively)")
+    b.add_argument("--table", type=Path, help="a parquet or CSV table of image paths (its 'path' column, or its first)")
+    b.add_argument("--shards", type=Path, nargs="+", help="webdataset .tar shards")
+    b.add_argument("--out", type=Path, required=True, help="the output folder (a rerun finishes what is missing)")
+    _label_args(b)
+    b.add_argument("--top-k", type=_argument(checks.top_k), default=5,
+                   help=f"labels kept per image, 1..{checks.MAX_TOP_K} (default 5)")
+    b.add_argument("--threshold", type=_argument(checks.threshold), metavar="C",
+                   help='a cosine (-1..1): an image whose best label is below it is "none of these" (fits = false)')
+    b.add_argument("--embeddings", action="store_true", help="also write the image embeddings (float16) to img_emb/")
+    b.add_argument("--partition-size", type=_argument(lambda v: checks.count(v, 1, 1_000_000, "name_partition")),
+                   default=PARTITION_SIZE, help=f"images per output partition (default {PARTITION_SIZE:,})")
+    b.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (default): this process; ray: Ray Data (pip install 'ray[data]')")
+    b.add_argument("--address", help="a Ray cluster's address (default: start a local Ray with this machine's CPUs)")
+    b.add_argument("--actors", type=_argument(lambda v: checks.count(v, 1, 10_000, "name_actors")), default=None,
+                   help="model actors for --engine ray (default: one per GPU, else CPUs / threads per actor)")
+    b.add_argument("--batch-size", type=_argument(lambda v: checks.count(v, 1, 4096, "name_batch_size")),
+                   default=None, help="images per model batch for --engine ray (default: 256 on a GPU, 64 on a CPU)")
+    _model_args(b)
+    b.set_defaults(func=cmd_bulk)
 
     f = sub.add_parser("features", help="encode the CIFAR-100 test split into a features file the app loads")
     f.add_argument("--out", type=Path, help="output file (default: the cache path the app looks in)")
@@ -173,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(c)
     c.set_defaults(func=cmd_selfcheck)
     return parser
+
+
+def _index_or_collection(value: str) -> int | Path:
+    """`search --index`: a folder (a bulk run's output) or a CIFAR-100 test index."""
+    folder = Path(value).expanduser()
+    return folder if folder.is_dir() else checks.cifar_index(value)
 
 
 def _batch_args(p: argparse.ArgumentParser) -> None:
@@ -416,6 +454,9 @@ def cmd_search(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     from .serving.runtime import speed_up
     from .tasks.search import search_cifar
 
+    if isinstance(args.index, Path):
+        return _search_collection(args, cfg)
+
     query = SearchQuery.of(args.query, args.negative, raw=args.raw,
                            has_image=args.image is not None or args.index is not None)  # checked before any loading
     picture = open_image(args.image) if args.image is not None else None
@@ -447,6 +488,68 @@ def cmd_search(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
         print(f"{rank:>4}  {h.index:>5}  {h.label:<16} {h.cosine:.4f}")
     if args.sheet is not None:
         print(f"\nContact sheet: {args.sheet}")
+    if note := _weights_note(zs.loaded.info):
+        print(f"\n{note}")
+    return 0
+
+
+def _search_collection(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
+    """`search --index OUT "query"`: a bulk run's embeddings, searched with the same weights' text features."""
+    from .core.search import combine, nearest
+    from .tasks.bulk import BulkIndex
+
+    query = SearchQuery.of(args.query, args.negative, raw=args.raw, has_image=args.image is not None)
+    picture = open_image(args.image) if args.image is not None else None
+    zs = _load(args, cfg)
+    index = BulkIndex.open(args.index, zs.loaded.info.identity)
+    text = zs.prompt_features((query.prompt,))[0] if query.text else None  # [D]
+    negative = zs.prompt_features((query.negative_prompt,))[0] if query.negative else None
+    image = zs.image_features([picture])[0] if picture is not None else None
+    rows, cosines = nearest(index.features, combine(text, image, negative), args.top_k)
+    hits = [{"rank": r + 1, "image_path": index.paths[i], "cosine": c} for r, (i, c) in enumerate(zip(rows, cosines))]
+    if args.json:
+        print(json.dumps({"query": query.prompt, "negative": query.negative_prompt, "index": str(args.index),
+                          "weights": str(zs.loaded.info.label), "results": hits}, ensure_ascii=False))
+        return 0
+    print(f"Weights: {zs.loaded.info.label}; {len(index.paths):,} images in {args.index} searched")
+    print(f"Query: {query.prompt or '(no text)'}" + (f"; not: {query.negative_prompt}" if query.negative else ""))
+    print(f"\n{'rank':>4}  cosine  image")
+    for h in hits:
+        print(f"{h['rank']:>4}  {h['cosine']:.4f}  {h['image_path']}")
+    if note := _weights_note(zs.loaded.info):
+        print(f"\n{note}")
+    return 0
+
+
+def cmd_bulk(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
+    """Classify (and embed) a whole collection into OUT: local, or on Ray Data with `--engine ray`."""
+    from tqdm import tqdm
+
+    from .tasks.bulk import BulkSettings, list_inputs, plan, run_local, todo
+
+    label_set = _label_set(args)  # checked before anything is read or loaded
+    if args.images is None and args.table is None and not args.shards:
+        raise Refusal("cli_reason", "give the images: --images DIR, --table FILE or --shards A.tar [B.tar ...]")
+    items = list_inputs(args.images, args.table, args.shards)
+    cfg = dataclasses.replace(cfg, weights=args.weights or cfg.weights, device=args.device or cfg.device)
+    zs = _load(args, cfg, batch_work=True)
+    settings = BulkSettings.of(label_set, args.top_k, args.threshold, args.embeddings, zs.loaded.info.identity,
+                               args.partition_size)
+    if args.engine == "ray":
+        from .tasks.bulk_ray import run_ray
+        report = run_ray(zs, cfg, args.out, items, settings, address=args.address, actors=args.actors,
+                         batch_size=args.batch_size)
+    else:
+        left = sum(len(p.items) for p in todo(args.out, plan(items, settings))) if args.out.is_dir() else len(items)
+        with tqdm(total=left, desc="bulk", unit="img", file=sys.stderr, disable=not left) as bar:
+            report = run_local(zs, args.out, items, settings, progress=lambda done, total: bar.update(done - bar.n))
+    print(f"Weights: {zs.loaded.info.label}; {len(items):,} images in {report.partitions} partitions "
+          f"({report.skipped} already written) -> {args.out}")
+    if report.images or report.errors:
+        print(f"This run: {report.images:,} images scored, {report.errors:,} could not be read "
+              f"(errors.parquet), {report.rate:.1f} images/s")
+    else:
+        print("Nothing left to do: every partition was written before.")
     if note := _weights_note(zs.loaded.info):
         print(f"\n{note}")
     return 0

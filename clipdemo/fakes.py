@@ -106,3 +106,25 @@ def notebook_top5(model, preprocess, image, classes, device="cpu") -> tuple[list
     similarity = (100.0 * image_features @ text_features.T).softmax(dim=-1)
     values, indices = similarity[0].topk(5)
     return [(classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())], similarity[0]
+
+
+def dying_scorer():
+    """A bulk `Scorer` for Ray whose actor process dies at its first batch, once in a run: the first actor to create
+    `<cache_dir>/bulk-die-once` exits at once, as a killed worker would (tests/test_bulk.py)."""
+    import os
+
+    from .tasks.bulk_ray import Scorer
+
+    class DyingScorer(Scorer):
+        def __init__(self, cfg, *args, **kwargs):
+            super().__init__(cfg, *args, **kwargs)
+            self.marker = Path(cfg.cache_dir) / "bulk-die-once"
+
+        def __call__(self, batch):
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                return super().__call__(batch)
+            os._exit(1)  # no cleanup, no exception: the process is gone mid-batch
+
+    return DyingScorer

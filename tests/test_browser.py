@@ -143,6 +143,7 @@ def test_a_batch_of_three_images_and_a_zip(page, tmp_path):
     expect(page.locator("#batch-files a[href$='more.zip']")).to_be_attached()  # all four uploaded
     page.locator("#batch-run").click()
     expect(page.locator("#batch-summary")).to_contain_text("Classified 5 image(s)")
+    expect(page.locator("#batch-bulk-hint")).to_contain_text("python -m clipdemo bulk")  # past 64 images
     table = page.locator("#batch-table")
     for name in ("red.png", "green.png", "blue.png", "zipped/one.png", "zipped/two.png"):
         expect(table).to_contain_text(name)

@@ -82,6 +82,7 @@ class BatchTab:
             self.gallery = gr.Gallery(label=L("batch_gallery"), columns=8, height=260)
             self.files = gr.File(label=L("downloads"), file_count="multiple", interactive=False,
                                  elem_id="batch-downloads")
+            gr.Markdown(L("batch_bulk_hint"), elem_id="batch-bulk-hint")
         run.click(self.classify_all, [uploads, top_k, labels_state, answering],
                   [self.summary, self.table, self.gallery, self.files],
                   api_name="classify_batch_ui", api_visibility=UI_API,

@@ -1,0 +1,234 @@
+"""`python -m clipdemo bulk` (issue #28): a collection of 200 generated images (some corrupt) on the tiny checkpoint,
+locally and on a local Ray (`ray.init(num_cpus=2)`): the output files in clip-retrieval's layout, read back as its
+tools read them (pyarrow, numpy); the errors file; a rerun that touches no file; a run cut short and finished by a
+rerun; results equal to `predict --images` in its chunks of 64; Ray's equal to the local path's, also with a model
+actor killed mid-run; `search --index` over the embeddings, refusing other weights; the README's two commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clipdemo.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+LABELS = "red thing,green thing,blue thing,yellow thing"
+FOLDERS = ("a", "b", "c", "d")  # 4 x 49 good images: each at most 64, as `predict --images` takes them
+
+
+def _collection(root: Path) -> Path:
+    """196 good images in four folders (PNG and JPEG, of several sizes) and four bad files in a fifth."""
+    rng = np.random.default_rng(7)
+    photos = root / "photos"
+    for f, folder in enumerate(FOLDERS):
+        (photos / folder).mkdir(parents=True)
+        for i in range(49):
+            h, w = int(rng.integers(20, 90)), int(rng.integers(20, 90))
+            colour = rng.integers(0, 255, 3)
+            pixels = np.clip(colour + rng.normal(0, 30, (h, w, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(photos / folder / f"{folder}{i:02d}.{'png' if i % 3 else 'jpg'}")
+    bad = photos / "zbad"
+    bad.mkdir()
+    (bad / "text.jpg").write_bytes(b"this is not an image")
+    (bad / "empty.png").write_bytes(b"")
+    good = (photos / "a" / "a01.png").read_bytes()
+    (bad / "truncated.png").write_bytes(good[: len(good) // 2])
+    (bad / "garbage.webp").write_bytes(os.urandom(300))
+    return photos
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory) -> Path:
+    return _collection(tmp_path_factory.mktemp("bulk"))
+
+
+@pytest.fixture
+def env(monkeypatch, tiny_ckpts, tmp_path):
+    monkeypatch.setenv("CLIPDEMO_WEIGHTS", str(tiny_ckpts["state_dict"]))
+    monkeypatch.setenv("CLIPDEMO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CLIPDEMO_DOWNLOAD", "0")
+    return tmp_path
+
+
+def _files(out: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(out)): (p.stat().st_mtime_ns, p.stat().st_ino) for p in sorted(out.rglob("*"))
+            if p.is_file()}
+
+
+def _bulk(out: Path, photos: Path, *extra: str) -> list[str]:
+    return ["bulk", "--images", str(photos), "--out", str(out), "--labels", LABELS, "--top-k", "3",
+            "--threshold", "0.1", "--embeddings", "--partition-size", "64", *extra]
+
+
+def _read(out: Path) -> tuple[list[dict], np.ndarray, list[str], list[dict]]:
+    """The output as clip-retrieval's tools read it: pyarrow over each folder, numpy over the sorted shards."""
+    import pyarrow.parquet as pq
+
+    preds = pq.read_table(out / "predictions").to_pylist()
+    shards = sorted((out / "img_emb").glob("*.npy"))
+    emb = np.concatenate([np.load(s) for s in shards])
+    meta = pq.read_table(out / "metadata").column("image_path").to_pylist()
+    errors = pq.read_table(out / "errors.parquet").to_pylist()
+    return preds, emb, meta, errors
+
+
+def test_local_bulk_writes_clip_retrievals_layout_and_equals_predict(env, collection, capsys):
+    out = env / "out"
+    assert main(_bulk(out, collection)) == 0
+    said = capsys.readouterr().out
+    assert "200 images in 4 partitions (0 already written)" in said and "196 images scored, 4 could not be read" in said
+    assert sorted(p.name for p in (out / "img_emb").iterdir()) == [f"img_emb_{n:05d}.npy" for n in range(4)]
+    assert sorted(p.name for p in (out / "metadata").iterdir()) == [f"metadata_{n:05d}.parquet" for n in range(4)]
+    preds, emb, meta, errors = _read(out)
+    assert emb.dtype == np.float16 and emb.shape == (196, 32)  # the tiny model's embedding width
+    assert np.allclose(np.linalg.norm(emb.astype(np.float32), axis=1), 1, atol=2e-3)
+    assert meta == [p["image_path"] for p in preds] and len(set(meta)) == 196  # embedding rows = metadata rows
+    reasons = {Path(e["image_path"]).name: e["reason"] for e in errors}
+    fmt = "This file is not an image in an accepted format (JPEG, PNG, WEBP, GIF, BMP)."
+    assert reasons == {"empty.png": reasons["empty.png"], "garbage.webp": fmt, "text.jpg": fmt,
+                       "truncated.png": reasons["truncated.png"]}
+    assert "empty" in reasons["empty.png"] and "truncated" in reasons["truncated.png"]
+    assert all(len(p["labels"]) == 3 and p["fits"] == (p["cosines"][0] >= 0.1) for p in preds)
+    manifest = json.loads((out / "bulk.json").read_text())
+    assert manifest["settings"]["labels"] == LABELS.split(",") and manifest["embed_dim"] == 32
+
+    by_name = {Path(p["image_path"]).name: p for p in preds}
+    for folder in FOLDERS:  # `predict --images` in its chunks of 64: the same labels, scores and cosines
+        assert main(["predict", "--images", str(collection / folder), "--labels", LABELS, "--top-k", "3",
+                     "--json"]) == 0
+        for row in json.loads(capsys.readouterr().out)["images"]:
+            mine = by_name[row["image"]]
+            assert mine["labels"] == [r["label"] for r in row["predictions"]]
+            assert np.allclose(mine["scores"], [r["score"] for r in row["predictions"]], atol=1e-5)
+            assert np.allclose(mine["cosines"], [r["cosine"] for r in row["predictions"]], atol=1e-5)
+
+    before = _files(out)
+    assert main(_bulk(out, collection)) == 0  # a rerun: nothing left, and no file touched
+    assert "Nothing left to do" in capsys.readouterr().out and _files(out) == before
+    assert main(_bulk(out, collection, "--top-k", "2")) == 2  # other settings: refused, files as they were
+    assert "holds a bulk run with other inputs or settings" in capsys.readouterr().err and _files(out) == before
+
+
+def test_a_run_cut_short_is_finished_by_a_rerun(env, collection, tiny_loaded, capsys):
+    """The run stops after its first partition (as a killed process would, between two partitions or inside one:
+    only whole partitions are ever on disk); the rerun writes the rest and touches what was there."""
+    from clipdemo.core.labels import LabelSet
+    from clipdemo.serving.service import ZeroShot
+    from clipdemo.tasks import bulk
+
+    zs = ZeroShot(tiny_loaded)
+    items = bulk.list_inputs(collection)
+    settings = bulk.BulkSettings.of(LabelSet.from_text(LABELS.replace(",", "\n"), "a photo of a {}."), 3, 0.1, True,
+                                    tiny_loaded.info.identity, 64)
+    out = env / "cut"
+
+    def stop(done, total):
+        if done > 64:  # inside the second partition
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        bulk.run_local(zs, out, items, settings, progress=stop)
+    assert sorted(p.name for p in (out / "predictions").iterdir()) == ["predictions_00000.parquet"]
+    assert not list(out.rglob("*.tmp"))
+    first = _files(out)
+    report = bulk.run_local(zs, out, items, settings)
+    assert (report.partitions, report.skipped, report.images + report.errors) == (4, 1, 200 - 64)
+    assert {k: v for k, v in _files(out).items() if k in first} == first
+    whole = env / "whole"
+    bulk.run_local(zs, whole, items, settings)
+    a, b = _read(out), _read(whole)
+    assert a[0] == b[0] and np.array_equal(a[1], b[1]) and a[2] == b[2] and a[3] == b[3]
+
+
+def test_search_index_finds_by_text_and_refuses_other_weights(env, collection, capsys, tiny_ckpts):
+    out = env / "out"
+    assert main(_bulk(out, collection)) == 0
+    capsys.readouterr()
+    assert main(["search", "--index", str(out), "red thing", "--top-k", "5", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert len(found["results"]) == 5 and found["query"] == "a photo of red thing"  # as CIFAR search reads it
+    from clipdemo.core.search import nearest
+    from clipdemo.serving.runtime import open_service
+    from clipdemo.serving.settings import from_env
+    from clipdemo.tasks.bulk import BulkIndex
+
+    zs = open_service(from_env())
+    index = BulkIndex.open(out, zs.loaded.info.identity)
+    rows, cos = nearest(index.features, zs.prompt_features((found["query"],))[0], 5)
+    assert [r["image_path"] for r in found["results"]] == [index.paths[i] for i in rows]
+    assert [r["cosine"] for r in found["results"]] == pytest.approx(cos, abs=1e-6)
+    assert main(["search", "--index", str(out), "red thing", "--weights", "random"]) == 2
+    err = capsys.readouterr().err
+    assert "were made with other weights (" in err and str(tiny_ckpts["state_dict"].name) in err and "--weights" in err
+
+
+@pytest.mark.slow
+def test_the_readme_commands_run_verbatim(tmp_path, tiny_ckpts):
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- bulk-example -->", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+    assert len(commands) == 2 and "bulk" in commands[0] and "search --index" in commands[1]
+    _collection(tmp_path)
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    env = {**os.environ, "CLIPDEMO_WEIGHTS": str(tiny_ckpts["state_dict"]), "CLIPDEMO_DOWNLOAD": "0",
+           "CLIPDEMO_CACHE": str(tmp_path / "cache")}
+    for command in commands:
+        done = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+        assert done.returncode == 0, (command, done.stderr[-2000:])
+    assert len(list((tmp_path / "collection" / "predictions").iterdir())) == 1  # 200 images: one partition
+    assert "rank  cosine  image" in done.stdout and done.stdout.count("photos/") >= 5
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_equals_local_and_survives_a_dying_actor(local_ray, collection, tiny_ckpts, tmp_path):
+    """Two model actors on a local Ray (2 CPUs): the same predictions and, in float16, the same embeddings to one
+    float16 step, in the same layout; then again with one actor's process killed at its first batch."""
+    import dataclasses
+
+    from clipdemo.core.labels import LabelSet
+    from clipdemo.fakes import dying_scorer
+    from clipdemo.serving.runtime import open_service
+    from clipdemo.serving.settings import Settings
+    from clipdemo.tasks import bulk
+    from clipdemo.tasks.bulk_ray import run_ray
+
+    cfg = Settings(weights=str(tiny_ckpts["state_dict"]), cache_dir=tmp_path / "cache", allow_download=False,
+                   device="cpu")
+    cfg.cache_dir.mkdir()
+    zs = open_service(cfg)
+    items = bulk.list_inputs(collection)
+    settings = bulk.BulkSettings.of(LabelSet.from_text(LABELS.replace(",", "\n"), "a photo of a {}."), 3, 0.1, True,
+                                    zs.loaded.info.identity, 64)
+    bulk.run_local(zs, tmp_path / "local", items, settings)
+    report = run_ray(zs, cfg, tmp_path / "ray", items, settings, actors=2)
+    assert (report.partitions, report.images, report.errors) == (4, 196, 4)
+    dying = dataclasses.replace(cfg, cache_dir=tmp_path / "dying-cache")
+    dying.cache_dir.mkdir()
+    run_ray(zs, dying, tmp_path / "killed", items, settings, actors=2, scorer=dying_scorer())
+    assert (dying.cache_dir / "bulk-die-once").exists()  # an actor did die
+    local = _read(tmp_path / "local")
+    for name in ("ray", "killed"):
+        got = _read(tmp_path / name)
+        assert _files(tmp_path / name).keys() == _files(tmp_path / "local").keys()
+        assert [p["image_path"] for p in got[0]] == [p["image_path"] for p in local[0]]  # none lost, none twice
+        assert [p["labels"] for p in got[0]] == [p["labels"] for p in local[0]]
+        for mine, theirs in zip(got[0], local[0]):
+            assert np.allclose(mine["cosines"], theirs["cosines"], atol=1e-5)
+        a, b = got[1].astype(np.float32), local[1].astype(np.float32)
+        assert np.all(np.abs(a - b) <= np.spacing(np.abs(b).astype(np.float16)).astype(np.float32))
+        assert got[2] == local[2] and got[3] == local[3]
