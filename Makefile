@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast test-real bench audit venv clean
+.PHONY: run test test-fast test-real bench bench-bulk audit venv clean
 
 venv: $(STAMP)
 
@@ -44,6 +44,10 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 
 bench: $(BENCH_STAMP)
 	$(PY) -m bench.run $(if $(QUICK),--quick,)
+
+# `python -m clipdemo bulk`'s figures: local vs the evaluation, and Ray Data's 2 actors vs local (R17, R18).
+bench-bulk: $(BENCH_STAMP)
+	$(PY) -m bench.bulk $(if $(QUICK),--quick,)
 
 # pip-audit over the pinned requirements (CI runs it after the tests).
 audit: $(STAMP)

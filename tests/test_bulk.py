@@ -6,6 +6,7 @@ actor killed mid-run; `search --index` over the embeddings, refusing other weigh
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -232,3 +233,68 @@ def test_ray_equals_local_and_survives_a_dying_actor(local_ray, collection, tiny
         a, b = got[1].astype(np.float32), local[1].astype(np.float32)
         assert np.all(np.abs(a - b) <= np.spacing(np.abs(b).astype(np.float16)).astype(np.float32))
         assert got[2] == local[2] and got[3] == local[3]
+
+
+def test_the_ray_writer_takes_rows_as_ray_hands_them_back(tmp_path):
+    """A partition's rows out of order, lists as numpy arrays, and a `fits` column of None that Ray's blocks turned
+    into NaN: written as the local path writes them (no threshold: `fits` is null)."""
+    import pyarrow.parquet as pq
+
+    from clipdemo.tasks import bulk
+    from clipdemo.tasks.bulk_ray import write_group
+
+    pytest.importorskip("ray")
+    items = [bulk.Item(f"/x/{i}.png", f"/x/{i}.png", "", 10) for i in range(3)]
+    settings = bulk.BulkSettings(("a", "b"), ("{}",), "clip", 2, None, True, "w", 8)
+    [partition] = bulk.plan(items, settings)
+    emb = np.eye(3, 4, dtype=np.float32)
+    group = {"key": np.array(["/x/2.png", "/x/0.png", "/x/1.png"], dtype=object), "partition": np.array([0, 0, 0]),
+             "position": np.array([2, 0, 1]), "error": np.array(["", "", "broken"], dtype=object),
+             "embedding": emb[[2, 0, 1]], "labels": np.array([np.array(["b", "a"]), np.array(["a", "b"]), np.array([])],
+                                                            dtype=object),
+             "scores": np.array([np.array([0.6, 0.4]), np.array([0.7, 0.3]), np.array([])], dtype=object),
+             "cosines": np.array([np.array([0.2, 0.1]), np.array([0.3, 0.2]), np.array([])], dtype=object),
+             "fits": np.array([np.nan, np.nan, np.nan])}
+    summary = write_group(group, str(tmp_path), {0: partition}, settings)
+    assert (summary["images"][0], summary["errors"][0]) == (2, 1)
+    preds = pq.read_table(tmp_path / "predictions").to_pylist()
+    assert preds == [{"image_path": "/x/0.png", "labels": ["a", "b"], "scores": [0.7, 0.3], "cosines": [0.3, 0.2],
+                      "fits": None},
+                     {"image_path": "/x/2.png", "labels": ["b", "a"], "scores": [0.6, 0.4], "cosines": [0.2, 0.1],
+                      "fits": None}]
+    assert np.array_equal(np.load(tmp_path / "img_emb" / "img_emb_00000.npy"), emb[[0, 2]].astype(np.float16))
+    assert pq.read_table(tmp_path / "errors.parquet").to_pylist() == [{"image_path": "/x/1.png", "reason": "broken"}]
+    assert bulk.partition_done(tmp_path, partition)
+
+
+def test_shards_and_tables_of_paths_are_inputs_too(env, collection, capsys, tmp_path):
+    """Webdataset shards (image members by key, other members ignored) and a CSV of paths give the same predictions
+    as the folder; a broken shard and an empty input are sentences."""
+    import tarfile
+
+    import pyarrow.parquet as pq
+
+    files = sorted((collection / "a").iterdir())[:10]
+    with tarfile.open(tmp_path / "shard-000.tar", "w") as tar:
+        for f in files:
+            tar.add(f, arcname=f"{f.stem}.{f.suffix[1:]}")
+            info = tarfile.TarInfo(f"{f.stem}.json")
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"{}"))
+    (tmp_path / "paths.csv").write_text("path\n" + "\n".join(str(f) for f in files) + "\n")
+    for name, source in (("tar", ["--shards", str(tmp_path / "shard-000.tar")]),
+                         ("csv", ["--table", str(tmp_path / "paths.csv")])):
+        args = ["bulk", *source, "--out", str(tmp_path / name), "--labels", LABELS, "--top-k", "3"]
+        assert main(args) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    tar_rows = pq.read_table(tmp_path / "tar" / "predictions").to_pylist()
+    csv_rows = pq.read_table(tmp_path / "csv" / "predictions").to_pylist()
+    assert [r["image_path"] for r in tar_rows] == [f"{tmp_path / 'shard-000.tar'}/{f.name}" for f in files]
+    assert [r["labels"] for r in tar_rows] == [r["labels"] for r in csv_rows]
+    assert np.allclose([r["cosines"] for r in tar_rows], [r["cosines"] for r in csv_rows], atol=1e-6)
+    (tmp_path / "broken.tar").write_bytes(b"not a tar file at all" * 30)
+    assert main(["bulk", "--shards", str(tmp_path / "broken.tar"), "--out", str(tmp_path / "x"), "--labels", LABELS]) == 2
+    assert "is not a readable tar file" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["bulk", "--images", str(tmp_path / "empty"), "--out", str(tmp_path / "y"), "--labels", LABELS]) == 2
+    assert "No images found in" in capsys.readouterr().err

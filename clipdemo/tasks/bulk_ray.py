@@ -103,7 +103,9 @@ def write_group(group: dict[str, np.ndarray], out: str, partitions: dict[int, Pa
             keys.append(str(group["key"][i]))
             rows.append(i)
     features = np.asarray(group["embedding"])[rows].astype(np.float32) if rows else np.zeros((0, 0), np.float32)
-    columns = {k: [_plain(group[k][i]) for i in rows] for k in ("labels", "scores", "cosines", "fits")}
+    columns = {k: [_plain(group[k][i]) for i in rows] for k in ("labels", "scores", "cosines")}
+    # a column of None comes back from Ray's blocks as NaN: without a threshold there is no answer to "fits"
+    columns["fits"] = [None if settings.threshold is None else bool(group["fits"][i]) for i in rows]
     write_partition(Path(out), partitions[n], settings, keys, features, columns, errors)
     return {"partition": np.array([n]), "images": np.array([len(keys)]), "errors": np.array([len(errors)])}
 
