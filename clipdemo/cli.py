@@ -20,7 +20,7 @@ from pathlib import Path
 from .core import checks
 from .core.architecture import INDENT, config_card
 from .core.family import FAMILY, member, member_card, member_summary
-from .tasks.bulk import PARTITION_SIZE
+from .tasks.bulk import PARTITION_SIZE, BulkError
 from .core.labels import (CLIP, LABEL_PRESETS, TEMPLATE_SETS, TEXT_ENCODERS, LabelSet, fill,
                           read_label_file, suggests_multilingual, true_name)
 from .core.search import DEFAULT_RESULTS, MAX_RESULTS, SearchQuery, results
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--address", help="a Ray cluster's address (default: start a local Ray with this machine's CPUs)")
     b.add_argument("--actors", type=_argument(lambda v: checks.count(v, 1, 10_000, "name_actors")), default=None,
                    help="model actors for --engine ray (default: one per GPU, else CPUs / threads per actor)")
-    b.add_argument("--batch-size", type=_argument(lambda v: checks.count(v, 1, 4096, "name_batch_size")),
+    b.add_argument("--batch-size", type=_argument(lambda v: checks.count(v, 1, 1024, "name_batch_size")),
                    default=None, help="images per model batch for --engine ray (default: 256 on a GPU, 64 on a CPU)")
     _model_args(b)
     b.set_defaults(func=cmd_bulk)
@@ -208,9 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _index_or_collection(value: str) -> int | Path:
-    """`search --index`: a folder (a bulk run's output) or a CIFAR-100 test index."""
+    """`search --index`: a CIFAR-100 test index (a whole number), or the folder of a bulk run's output."""
+    if value.strip().lstrip("+-").isdigit():
+        return checks.cifar_index(value)
     folder = Path(value).expanduser()
-    return folder if folder.is_dir() else checks.cifar_index(value)
+    if not folder.is_dir():
+        raise BulkError("bulk_not_folder", value)
+    return folder
 
 
 def _batch_args(p: argparse.ArgumentParser) -> None:
@@ -234,11 +238,16 @@ def _label_set(args: argparse.Namespace) -> LabelSet:
     return LabelSet.of(LABEL_PRESETS[args.preset].items, templates, encoder=args.text_encoder)
 
 
+def _model_settings(args: argparse.Namespace, cfg: settings_mod.Settings) -> settings_mod.Settings:
+    """The settings with `--weights` and `--device` applied."""
+    return dataclasses.replace(cfg, weights=args.weights or cfg.weights, device=args.device or cfg.device)
+
+
 def _load(args: argparse.Namespace, cfg: settings_mod.Settings, *, batch_work: bool = False):
     """The model service for `--weights`/`--device`; for batch work also the (parity-checked) image backend."""
     from .serving.runtime import open_service, speed_up
 
-    cfg = dataclasses.replace(cfg, weights=args.weights or cfg.weights, device=args.device or cfg.device)
+    cfg = _model_settings(args, cfg)
     zs = open_service(cfg)
     if batch_work:
         speed_up(zs, cfg, stored_features=False)
@@ -495,18 +504,19 @@ def cmd_search(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
 
 def _search_collection(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     """`search --index OUT "query"`: a bulk run's embeddings, searched with the same weights' text features."""
-    from .core.search import combine, nearest
+    from .core.search import nearest
+    from .io.figures import contact_sheet
     from .tasks.bulk import BulkIndex
+    from .tasks.search import query_feature
 
-    query = SearchQuery.of(args.query, args.negative, raw=args.raw, has_image=args.image is not None)
-    picture = open_image(args.image) if args.image is not None else None
+    query = SearchQuery.of(args.query, args.negative, raw=args.raw)  # by text (--image and --index exclude each other)
     zs = _load(args, cfg)
     index = BulkIndex.open(args.index, zs.loaded.info.identity)
-    text = zs.prompt_features((query.prompt,))[0] if query.text else None  # [D]
-    negative = zs.prompt_features((query.negative_prompt,))[0] if query.negative else None
-    image = zs.image_features([picture])[0] if picture is not None else None
-    rows, cosines = nearest(index.features, combine(text, image, negative), args.top_k)
+    rows, cosines = nearest(index.features, query_feature(zs, query), args.top_k)
     hits = [{"rank": r + 1, "image_path": index.paths[i], "cosine": c} for r, (i, c) in enumerate(zip(rows, cosines))]
+    if args.sheet is not None:
+        contact_sheet([_thumbnail(h["image_path"]) for h in hits],
+                      [f"{h['rank']}. {Path(h['image_path']).name} {h['cosine']:.3f}" for h in hits]).save(args.sheet)
     if args.json:
         print(json.dumps({"query": query.prompt, "negative": query.negative_prompt, "index": str(args.index),
                           "weights": str(zs.loaded.info.label), "results": hits}, ensure_ascii=False))
@@ -516,9 +526,22 @@ def _search_collection(args: argparse.Namespace, cfg: settings_mod.Settings) -> 
     print(f"\n{'rank':>4}  cosine  image")
     for h in hits:
         print(f"{h['rank']:>4}  {h['cosine']:.4f}  {h['image_path']}")
+    if args.sheet is not None:
+        print(f"\nContact sheet: {args.sheet}")
     if note := _weights_note(zs.loaded.info):
         print(f"\n{note}")
     return 0
+
+
+def _thumbnail(path: str):
+    """A found image for the contact sheet: the file, or a grey square when it cannot be read now (moved, or a
+    webdataset member)."""
+    from PIL import Image
+
+    try:
+        return open_image(path, fit=224)
+    except (Refusal, OSError):
+        return Image.new("RGB", (224, 224), "grey")
 
 
 def cmd_bulk(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
@@ -531,18 +554,19 @@ def cmd_bulk(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     if args.images is None and args.table is None and not args.shards:
         raise Refusal("cli_reason", "give the images: --images DIR, --table FILE or --shards A.tar [B.tar ...]")
     items = list_inputs(args.images, args.table, args.shards)
-    cfg = dataclasses.replace(cfg, weights=args.weights or cfg.weights, device=args.device or cfg.device)
+    cfg = _model_settings(args, cfg)
     zs = _load(args, cfg, batch_work=True)
-    settings = BulkSettings.of(label_set, args.top_k, args.threshold, args.embeddings, zs.loaded.info.identity,
-                               args.partition_size)
-    if args.engine == "ray":
-        from .tasks.bulk_ray import run_ray
-        report = run_ray(zs, cfg, args.out, items, settings, address=args.address, actors=args.actors,
-                         batch_size=args.batch_size)
-    else:
-        left = sum(len(p.items) for p in todo(args.out, plan(items, settings))) if args.out.is_dir() else len(items)
-        with tqdm(total=left, desc="bulk", unit="img", file=sys.stderr, disable=not left) as bar:
-            report = run_local(zs, args.out, items, settings, progress=lambda done, total: bar.update(done - bar.n))
+    settings = BulkSettings(label_set, args.top_k, args.threshold, args.embeddings, zs.loaded.info.identity,
+                            args.partition_size)
+    left = sum(len(p.items) for p in todo(args.out, plan(items, settings))) if args.out.is_dir() else len(items)
+    with tqdm(total=left, desc=f"bulk ({args.engine})", unit="img", file=sys.stderr, disable=not left) as bar:
+        moved = lambda done, total, _: bar.update(done - bar.n)  # noqa: E731
+        if args.engine == "ray":  # the bar moves a partition at a time (each is written as soon as it is whole)
+            from .tasks.bulk_ray import run_ray
+            report = run_ray(zs, cfg, args.out, items, settings, address=args.address, actors=args.actors,
+                             batch_size=args.batch_size, progress=moved)
+        else:
+            report = run_local(zs, args.out, items, settings, progress=moved)
     print(f"Weights: {zs.loaded.info.label}; {len(items):,} images in {report.partitions} partitions "
           f"({report.skipped} already written) -> {args.out}")
     if report.images or report.errors:

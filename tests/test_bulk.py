@@ -117,28 +117,34 @@ def test_local_bulk_writes_clip_retrievals_layout_and_equals_predict(env, collec
     assert "holds a bulk run with other inputs or settings" in capsys.readouterr().err and _files(out) == before
 
 
-def test_a_run_cut_short_is_finished_by_a_rerun(env, collection, tiny_loaded, capsys):
-    """The run stops after its first partition (as a killed process would, between two partitions or inside one:
-    only whole partitions are ever on disk); the rerun writes the rest and touches what was there."""
+def test_a_run_cut_short_is_finished_by_a_rerun(env, collection, tiny_loaded, monkeypatch):
+    """The run dies while writing its second partition, after that partition's errors, embeddings and metadata files
+    and before its predictions file (the mark that a partition is whole): the rerun writes partitions 1 to 3, touches
+    nothing of partition 0, and ends equal to a run never cut; search reads only whole partitions meanwhile."""
     from clipdemo.core.labels import LabelSet
     from clipdemo.serving.service import ZeroShot
     from clipdemo.tasks import bulk
 
     zs = ZeroShot(tiny_loaded)
     items = bulk.list_inputs(collection)
-    settings = bulk.BulkSettings.of(LabelSet.from_text(LABELS.replace(",", "\n"), "a photo of a {}."), 3, 0.1, True,
-                                    tiny_loaded.info.identity, 64)
+    settings = bulk.BulkSettings(LabelSet.from_text(LABELS.replace(",", "\n"), "a photo of a {}."), 3, 0.1, True,
+                                 tiny_loaded.info.identity, 64)
     out = env / "cut"
+    whole_write = bulk._write_whole
 
-    def stop(done, total):
-        if done > 64:  # inside the second partition
-            raise KeyboardInterrupt
+    def dies_at_the_second_predictions(path, write):
+        if path.name == "predictions_00001.parquet":
+            raise KeyboardInterrupt  # as a killed process: nothing after this point happens
+        whole_write(path, write)
 
+    monkeypatch.setattr(bulk, "_write_whole", dies_at_the_second_predictions)
     with pytest.raises(KeyboardInterrupt):
-        bulk.run_local(zs, out, items, settings, progress=stop)
+        bulk.run_local(zs, out, items, settings)
+    monkeypatch.setattr(bulk, "_write_whole", whole_write)
     assert sorted(p.name for p in (out / "predictions").iterdir()) == ["predictions_00000.parquet"]
-    assert not list(out.rglob("*.tmp"))
-    first = _files(out)
+    assert (out / "img_emb" / "img_emb_00001.npy").is_file() and not list(out.rglob("*.tmp"))
+    assert len(bulk.BulkIndex.open(out, tiny_loaded.info.identity).paths) == 64  # partition 0 only: a00..b14
+    first = {k: v for k, v in _files(out).items() if "00000" in k or k == "bulk.json"}
     report = bulk.run_local(zs, out, items, settings)
     assert (report.partitions, report.skipped, report.images + report.errors) == (4, 1, 200 - 64)
     assert {k: v for k, v in _files(out).items() if k in first} == first
@@ -196,11 +202,10 @@ def local_ray():
 
 
 @pytest.mark.slow
-def test_ray_equals_local_and_survives_a_dying_actor(local_ray, collection, tiny_ckpts, tmp_path):
-    """Two model actors on a local Ray (2 CPUs): the same predictions and, in float16, the same embeddings to one
-    float16 step, in the same layout; then again with one actor's process killed at its first batch."""
-    import dataclasses
-
+def test_ray_equals_local_even_when_an_actor_dies(local_ray, collection, tiny_ckpts, tmp_path):
+    """Two model actors on a local Ray (2 CPUs), one of whose processes is killed at its first batch: the run
+    completes, with the same predictions as the local path and, in float16, the same embeddings to one float16 step,
+    in the same layout, every image once."""
     from clipdemo.core.labels import LabelSet
     from clipdemo.fakes import dying_scorer
     from clipdemo.serving.runtime import open_service
@@ -213,58 +218,64 @@ def test_ray_equals_local_and_survives_a_dying_actor(local_ray, collection, tiny
     cfg.cache_dir.mkdir()
     zs = open_service(cfg)
     items = bulk.list_inputs(collection)
-    settings = bulk.BulkSettings.of(LabelSet.from_text(LABELS.replace(",", "\n"), "a photo of a {}."), 3, 0.1, True,
-                                    zs.loaded.info.identity, 64)
+    settings = bulk.BulkSettings(LabelSet.from_text(LABELS.replace(",", "\n"), "a photo of a {}."), 3, 0.1, True,
+                                 zs.loaded.info.identity, 64)
     bulk.run_local(zs, tmp_path / "local", items, settings)
-    report = run_ray(zs, cfg, tmp_path / "ray", items, settings, actors=2)
+    seen = []
+    report = run_ray(zs, cfg, tmp_path / "ray", items, settings, actors=2, scorer=dying_scorer(),
+                     progress=lambda done, total, _: seen.append((done, total)))
+    assert (cfg.cache_dir / "bulk-die-once").exists()  # an actor did die
     assert (report.partitions, report.images, report.errors) == (4, 196, 4)
-    dying = dataclasses.replace(cfg, cache_dir=tmp_path / "dying-cache")
-    dying.cache_dir.mkdir()
-    run_ray(zs, dying, tmp_path / "killed", items, settings, actors=2, scorer=dying_scorer())
-    assert (dying.cache_dir / "bulk-die-once").exists()  # an actor did die
-    local = _read(tmp_path / "local")
-    for name in ("ray", "killed"):
-        got = _read(tmp_path / name)
-        assert _files(tmp_path / name).keys() == _files(tmp_path / "local").keys()
-        assert [p["image_path"] for p in got[0]] == [p["image_path"] for p in local[0]]  # none lost, none twice
-        assert [p["labels"] for p in got[0]] == [p["labels"] for p in local[0]]
-        for mine, theirs in zip(got[0], local[0]):
-            assert np.allclose(mine["cosines"], theirs["cosines"], atol=1e-5)
-        a, b = got[1].astype(np.float32), local[1].astype(np.float32)
-        assert np.all(np.abs(a - b) <= np.spacing(np.abs(b).astype(np.float16)).astype(np.float32))
-        assert got[2] == local[2] and got[3] == local[3]
+    assert len(seen) == 4 and seen[-1] == (200, 200)  # a partition at a time, each written as it was whole
+    local, got = _read(tmp_path / "local"), _read(tmp_path / "ray")
+    assert _files(tmp_path / "ray").keys() == _files(tmp_path / "local").keys()
+    assert [p["image_path"] for p in got[0]] == [p["image_path"] for p in local[0]]  # none lost, none twice
+    assert [p["labels"] for p in got[0]] == [p["labels"] for p in local[0]]
+    assert [p["fits"] for p in got[0]] == [p["fits"] for p in local[0]]
+    for mine, theirs in zip(got[0], local[0]):
+        assert np.allclose(mine["cosines"], theirs["cosines"], atol=1e-5)
+    a, b = got[1].astype(np.float32), local[1].astype(np.float32)
+    assert np.all(np.abs(a - b) <= np.spacing(np.abs(b).astype(np.float16)).astype(np.float32))
+    assert got[2] == local[2] and got[3] == local[3]
 
 
 def test_the_ray_writer_takes_rows_as_ray_hands_them_back(tmp_path):
-    """A partition's rows out of order, lists as numpy arrays, and a `fits` column of None that Ray's blocks turned
-    into NaN: written as the local path writes them (no threshold: `fits` is null)."""
+    """Rows of a partition out of order, in two batches, one row twice (a retried batch), lists as numpy arrays, a
+    `fits` column of None that Ray's blocks turned into NaN, and a partition with no readable image: each written
+    as the local path writes it, once complete (no threshold: `fits` is null)."""
     import pyarrow.parquet as pq
 
+    from clipdemo.core.labels import LabelSet
     from clipdemo.tasks import bulk
-    from clipdemo.tasks.bulk_ray import write_group
+    from clipdemo.tasks.bulk_ray import PartitionRows
 
-    pytest.importorskip("ray")
-    items = [bulk.Item(f"/x/{i}.png", f"/x/{i}.png", "", 10) for i in range(3)]
-    settings = bulk.BulkSettings(("a", "b"), ("{}",), "clip", 2, None, True, "w", 8)
-    [partition] = bulk.plan(items, settings)
-    emb = np.eye(3, 4, dtype=np.float32)
-    group = {"key": np.array(["/x/2.png", "/x/0.png", "/x/1.png"], dtype=object), "partition": np.array([0, 0, 0]),
-             "position": np.array([2, 0, 1]), "error": np.array(["", "", "broken"], dtype=object),
-             "embedding": emb[[2, 0, 1]], "labels": np.array([np.array(["b", "a"]), np.array(["a", "b"]), np.array([])],
-                                                            dtype=object),
-             "scores": np.array([np.array([0.6, 0.4]), np.array([0.7, 0.3]), np.array([])], dtype=object),
-             "cosines": np.array([np.array([0.2, 0.1]), np.array([0.3, 0.2]), np.array([])], dtype=object),
-             "fits": np.array([np.nan, np.nan, np.nan])}
-    summary = write_group(group, str(tmp_path), {0: partition}, settings)
-    assert (summary["images"][0], summary["errors"][0]) == (2, 1)
+    items = [bulk.Item(f"/x/{i}.png", f"/x/{i}.png", "", 10) for i in range(4)]
+    settings = bulk.BulkSettings(LabelSet.of(["a", "b"], ["{}"]), 2, None, True, "w", 3)
+    first, second = bulk.plan(items, settings)
+    emb = np.eye(4, 4, dtype=np.float32)
+
+    def batch(rows):  # (key index, partition, position, error)
+        k = [r[0] for r in rows]
+        return {"key": np.array([f"/x/{i}.png" for i in k], dtype=object), "partition": np.array([r[1] for r in rows]),
+                "position": np.array([r[2] for r in rows]), "error": np.array([r[3] for r in rows], dtype=object),
+                "embedding": emb[k], "labels": np.array([np.array(["b", "a"]) for _ in rows] + [None], dtype=object)[:-1],
+                "scores": np.array([np.array([0.6, 0.4]) for _ in rows] + [None], dtype=object)[:-1],
+                "cosines": np.array([np.array([0.2, 0.1]) for _ in rows] + [None], dtype=object)[:-1],
+                "fits": np.full(len(rows), np.nan)}
+
+    rows = PartitionRows(tmp_path, [first, second], settings)
+    assert rows.add(batch([(2, 0, 2, ""), (0, 0, 0, "")])) == []
+    assert rows.add(batch([(2, 0, 2, ""), (3, 1, 0, "broken"), (1, 0, 1, "bad")])) == [1, 0]
+    assert (rows.images, rows.errors) == (2, 2)
+    assert rows.add(batch([(0, 0, 0, "")])) == [] and (rows.images, rows.errors) == (2, 2)  # once written: ignored
     preds = pq.read_table(tmp_path / "predictions").to_pylist()
-    assert preds == [{"image_path": "/x/0.png", "labels": ["a", "b"], "scores": [0.7, 0.3], "cosines": [0.3, 0.2],
-                      "fits": None},
-                     {"image_path": "/x/2.png", "labels": ["b", "a"], "scores": [0.6, 0.4], "cosines": [0.2, 0.1],
-                      "fits": None}]
+    assert preds == [{"image_path": f"/x/{i}.png", "labels": ["b", "a"], "scores": [0.6, 0.4], "cosines": [0.2, 0.1],
+                      "fits": None} for i in (0, 2)]
     assert np.array_equal(np.load(tmp_path / "img_emb" / "img_emb_00000.npy"), emb[[0, 2]].astype(np.float16))
-    assert pq.read_table(tmp_path / "errors.parquet").to_pylist() == [{"image_path": "/x/1.png", "reason": "broken"}]
-    assert bulk.partition_done(tmp_path, partition)
+    assert np.load(tmp_path / "img_emb" / "img_emb_00001.npy").shape == (0, 4)  # no readable image: (0, D)
+    assert pq.read_table(tmp_path / "errors.parquet").to_pylist() == [{"image_path": "/x/1.png", "reason": "bad"},
+                                                                        {"image_path": "/x/3.png", "reason": "broken"}]
+    assert bulk.partition_done(tmp_path, first) and bulk.partition_done(tmp_path, second)
 
 
 def test_shards_and_tables_of_paths_are_inputs_too(env, collection, capsys, tmp_path):
@@ -282,8 +293,10 @@ def test_shards_and_tables_of_paths_are_inputs_too(env, collection, capsys, tmp_
             info.size = 2
             tar.addfile(info, io.BytesIO(b"{}"))
     (tmp_path / "paths.csv").write_text("path\n" + "\n".join(str(f) for f in files) + "\n")
+    (tmp_path / "plain.csv").write_text("\n".join(str(f) for f in files) + "\n")  # no header: every line a path
     for name, source in (("tar", ["--shards", str(tmp_path / "shard-000.tar")]),
-                         ("csv", ["--table", str(tmp_path / "paths.csv")])):
+                         ("csv", ["--table", str(tmp_path / "paths.csv")]),
+                         ("plain", ["--table", str(tmp_path / "plain.csv")])):
         args = ["bulk", *source, "--out", str(tmp_path / name), "--labels", LABELS, "--top-k", "3"]
         assert main(args) == 0, capsys.readouterr().err
     capsys.readouterr()
@@ -292,6 +305,10 @@ def test_shards_and_tables_of_paths_are_inputs_too(env, collection, capsys, tmp_
     assert [r["image_path"] for r in tar_rows] == [f"{tmp_path / 'shard-000.tar'}/{f.name}" for f in files]
     assert [r["labels"] for r in tar_rows] == [r["labels"] for r in csv_rows]
     assert np.allclose([r["cosines"] for r in tar_rows], [r["cosines"] for r in csv_rows], atol=1e-6)
+    assert pq.read_table(tmp_path / "plain" / "predictions").to_pylist() == csv_rows
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 but not really")
+    assert main(["bulk", "--table", str(tmp_path / "bad.parquet"), "--out", str(tmp_path / "z"), "--labels", LABELS]) == 2
+    assert "bad.parquet cannot be read" in capsys.readouterr().err
     (tmp_path / "broken.tar").write_bytes(b"not a tar file at all" * 30)
     assert main(["bulk", "--shards", str(tmp_path / "broken.tar"), "--out", str(tmp_path / "x"), "--labels", LABELS]) == 2
     assert "is not a readable tar file" in capsys.readouterr().err

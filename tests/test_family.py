@@ -225,3 +225,32 @@ def test_the_architecture_tab_compares_the_family_through_a_real_server(tiny_loa
     assert b["value"]["data"][0][3] == 38_316_896 and b["value"]["data"][0][5] == 12_222_939_136
     assert a["value"]["headers"][-1] == "FLOPs"
     assert compared == "RN50 has 0.44× the parameters and 1.39× the FLOPs of ViT-B/32 in the vision tower."
+
+
+def test_flops_are_counted_for_this_threads_modules_only():
+    """FlopCounterMode's module tracker hooks every module's forward in the process: another thread inside a module
+    while this one counts would be credited with this thread's FLOPs (and a same-named row of ours with its). Ours
+    sees only its own thread: the other thread's module never appears."""
+    import threading
+
+    import torch
+
+    from clipdemo.core.architecture import flop_counter
+
+    started, release = threading.Event(), threading.Event()
+
+    class Waiting(torch.nn.Module):
+        def forward(self, x):
+            started.set()
+            release.wait(30)
+            return x
+
+    other = threading.Thread(target=lambda: Waiting()(torch.zeros(1)))
+    with flop_counter() as counter:
+        other.start()
+        assert started.wait(30)
+        torch.nn.Linear(4, 3)(torch.zeros(2, 4))  # 2 x 4 x 3 multiply-adds, in this thread, inside "Linear"
+        release.set()
+        other.join()
+    counts = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
+    assert counts == {"Global": 48, "Linear": 48}

@@ -93,8 +93,8 @@ def test_bad_input_is_a_clear_error_and_server_survives(app):
 def test_architecture_and_status_endpoints(app):
     url, _ = app
     c = _client(url)
-    card, vis, vis_text, txt, txt_text, tree, treemap = c.predict(3, api_name="/architecture")
-    assert treemap["type"] == "plotly"
+    card, vis, vis_text, txt, txt_text, tree, treemap, flops = c.predict(3, api_name="/architecture")
+    assert treemap["type"] == "plotly" and "inside attention" in flops and vis["headers"][-1] == "FLOPs"
     assert card["text"]["context_length"] == 77 and vis["headers"][0] == "layer"
     assert "VisionTransformer" in vis_text and tree.startswith("CLIP(")
     status, *_ = c.predict(api_name="/status")

@@ -8,10 +8,12 @@ forward pass (attention, tokens) is `clipdemo.core.inside`; nothing here renders
 
 from __future__ import annotations
 
+import threading  # only to tell this thread's module forwards from others' (flop_counter); no threads of its own
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.module_tracker import ModuleTracker
 
 from . import checks
 from .model import LoadedModel
@@ -118,13 +120,35 @@ def _cpu_flash_attention(query_shape, key_shape, value_shape, *args, out_shape=N
 
 
 def flop_counter():
-    """torch's FlopCounterMode, also counting the fused attention kernel PyTorch picks on the CPU
-    (`_scaled_dot_product_flash_attention_for_cpu`, which FlopCounterMode does not know): without it a model on the
-    CPU would count its attention products as nothing, while on the meta device (the math path, two bmm) and on
-    CUDA (flash or memory-efficient kernels, known) they are counted."""
+    """torch's FlopCounterMode, with two changes:
+    - it also counts the fused attention kernel PyTorch picks on the CPU
+      (`_scaled_dot_product_flash_attention_for_cpu`, which FlopCounterMode does not know). Without it a model on
+      the CPU would count its attention products as nothing, while on the meta device (the math path, two bmm) and
+      on CUDA (flash or memory-efficient kernels, known) they are counted;
+    - its module tracker sees only this thread's modules. FlopCounterMode's own hangs global hooks on every module's
+      forward in the process, so another thread's forward (a visitor's prediction, another summary) would put its
+      modules among the parents of this thread's ops: same-named rows would be credited with each other's FLOPs."""
     from torch.utils.flop_counter import FlopCounterMode
-    return FlopCounterMode(display=False, custom_mapping={
+    counter = FlopCounterMode(display=False, custom_mapping={
         torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention})
+    counter.mod_tracker = _ThisThreadTracker()
+    return counter
+
+
+class _ThisThreadTracker(ModuleTracker):
+    """ModuleTracker whose (process-wide) hooks ignore the forwards of other threads."""
+
+    def __init__(self):
+        super().__init__()
+        self._thread = threading.get_ident()
+
+    def _fw_pre_hook(self, mod, input) -> None:
+        if threading.get_ident() == self._thread:
+            super()._fw_pre_hook(mod, input)
+
+    def _fw_post_hook(self, mod, input, output) -> None:
+        if threading.get_ident() == self._thread:
+            super()._fw_post_hook(mod, input, output)
 
 
 def summarize(module: nn.Module, data: torch.Tensor, tower: str, depth: int) -> TowerSummary:

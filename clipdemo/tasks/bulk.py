@@ -2,7 +2,8 @@
 
 Holds what both engines share, so that they differ only in who runs it:
 - `Item`, `list_inputs` (a folder, recursively; a parquet or CSV table of paths; webdataset tar shards), `read_bytes`
-  and `decode` (an item's bytes, and the RGB image `open_image` makes of them, reduced to the model's input);
+  and `decode_item` (an item's bytes, and the RGB image `open_image` makes of them, reduced to the model's input, or
+  the reason it could not be read);
 - `BulkSettings` (labels, templates, text tower, top-k, threshold, embeddings, the weights' identity) and `plan`
   (the items in partitions, each keyed by its inputs and the settings: `Partition.fingerprint`);
 - `score` (a batch of decoded images -> features and predictions: the one model function);
@@ -22,13 +23,13 @@ partition whose predictions file is there was written whole (it is written last,
 
 from __future__ import annotations
 
-import dataclasses
+import csv
 import hashlib
 import json
 import os
 import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,23 +38,33 @@ import torch
 from PIL import Image
 
 from ..core.labels import LabelSet
-from ..core.words import Refusal
+from ..core.words import ProgressFn, Refusal
 from ..core.zeroshot import Prediction, scores
 from ..io.images import ALLOWED_FORMATS, ImageError, open_image
 from ..serving.service import Priority
 
-__all__ = ["BulkError", "Item", "list_inputs", "read_bytes", "decode", "BulkSettings", "Partition", "plan", "Scored",
-           "score", "write_partition", "partition_done", "Manifest", "run_local", "BulkReport", "BulkIndex",
-           "IMAGE_SUFFIXES", "PARTITION_SIZE"]
+__all__ = ["BulkError", "Item", "list_inputs", "read_bytes", "decode_item", "BulkSettings", "Partition", "plan",
+           "Scored", "score", "prediction_columns", "write_partition", "partition_done", "Manifest", "run_local",
+           "BulkReport", "BulkIndex", "IMAGE_SUFFIXES", "PARTITION_SIZE"]
 
 PARTITION_SIZE = 10_000  # images per partition: one predictions file, one embeddings shard (~10 MB at D=512)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
+IMAGE_SUFFIXES = {".jpg", *(f".{fmt.lower()}" for fmt in ALLOWED_FORMATS)}  # the formats the app decodes
 MANIFEST = "bulk.json"
 FORMAT = "clipdemo-bulk/1"
 
 
 class BulkError(Refusal):
     """A bulk run cannot start or go on: no inputs, an OUT that holds another run, a missing optional package."""
+
+
+def _arrow_read(read: Callable, path: Path):
+    """A pyarrow read of `path`; a file pyarrow cannot read is a BulkError naming it, not a traceback."""
+    pa = _pyarrow()
+    try:
+        return read(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise BulkError("bulk_unreadable", str(path), str(exc).strip().splitlines()[0][:200] if str(exc) else
+                        type(exc).__name__) from None
 
 
 def _pyarrow():
@@ -68,9 +79,9 @@ def _pyarrow():
 # -- inputs -------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True, order=True)
 class Item:
-    """One image of the collection: `key` is what the outputs call it (the file's path, or `shard.tar/member` for
-    a webdataset member); `source` the file to read; `member` the tar member, if any; `size` its bytes (part of the
-    partition's key, so a file that changed is a new input)."""
+    """One image of the collection: `key` is what the outputs call it (the file's absolute path, or
+    `shard.tar/member` for a webdataset member); `source` the file to read; `member` the tar member, if any; `size`
+    its bytes (part of the partition's key, so a file whose size changed is a new input)."""
 
     key: str
     source: str
@@ -79,29 +90,33 @@ class Item:
 
 
 def _images_in(folder: Path) -> list[Item]:
-    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = sorted(p for p in folder.resolve().rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     return [Item(str(p), str(p), "", p.stat().st_size) for p in paths]
 
 
 def _paths_in(table: Path) -> list[Item]:
-    """A parquet or CSV table of paths: its `path` (or `image_path`) column, else its first; relative paths are
-    read from the table's folder."""
-    pa = _pyarrow()
+    """A parquet or CSV table of paths: its `path` (or `image_path`) column, else its first; a CSV without either
+    header is a plain list, one path a line. Relative paths are read from the table's folder."""
     if table.suffix.lower() == ".parquet":
-        t = pa.parquet.read_table(table)
+        t = _arrow_read(_pyarrow().parquet.read_table, table)
+        names = t.column_names
+        column = next((c for c in ("path", "image_path") if c in names), names[0] if names else None)
+        values = t.column(column).to_pylist() if column is not None else []
     else:
-        import pyarrow.csv
-        t = pyarrow.csv.read_csv(table)
-    names = t.column_names
-    column = next((c for c in ("path", "image_path") if c in names), names[0] if names else None)
-    if column is None:
-        raise BulkError("bulk_none", str(table))
+        try:
+            with open(table, newline="", encoding="utf-8") as f:
+                rows = [r for r in csv.reader(f) if r]
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise BulkError("bulk_unreadable", str(table), exc) from None
+        head = [c.strip() for c in rows[0]] if rows else []
+        column = next((head.index(c) for c in ("path", "image_path") if c in head), None)
+        values = [r[column or 0] if len(r) > (column or 0) else "" for r in rows[1 if column is not None else 0:]]
     items = []
-    for raw in t.column(column).to_pylist():
+    for raw in values:
         if raw is None or not str(raw).strip():
             continue
-        p = Path(str(raw)).expanduser()
-        p = p if p.is_absolute() else table.parent / p
+        p = Path(str(raw).strip()).expanduser()
+        p = (p if p.is_absolute() else table.parent / p).resolve()
         items.append(Item(str(p), str(p), "", p.stat().st_size if p.is_file() else 0))
     return items
 
@@ -110,6 +125,7 @@ def _members_of(shard: Path) -> list[Item]:
     """A webdataset shard's image members (`<key>.<ext>`, any of IMAGE_SUFFIXES), in the tar's order."""
     try:
         with tarfile.open(shard) as tar:
+            shard = shard.resolve()
             return [Item(f"{shard}/{m.name}", str(shard), m.name, m.size) for m in tar.getmembers()
                     if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES]
     except (tarfile.TarError, OSError) as exc:
@@ -146,16 +162,11 @@ def read_bytes(item: Item) -> bytes:
         raise OSError(str(exc)) from None
 
 
-def decode(data: bytes, fit: int) -> Image.Image:
-    """The RGB image the app makes of these bytes, reduced to what the model keeps (`open_image`): ImageError with
-    the reason for anything that is not a readable image."""
-    return open_image(data, fit=fit)
-
-
 def decode_item(item: Item, fit: int) -> tuple[Image.Image | None, str]:
-    """(image, "") or (None, the reason it could not be read): never raises for a bad file."""
+    """(the RGB image the app makes of the item's bytes, reduced to what the model keeps: `open_image`, "") or
+    (None, the reason it could not be read): never raises for a bad file."""
     try:
-        return decode(read_bytes(item), fit), ""
+        return open_image(read_bytes(item), fit=fit), ""
     except ImageError as exc:
         return None, str(exc)
     except OSError as exc:
@@ -167,27 +178,30 @@ def decode_item(item: Item, fit: int) -> tuple[Image.Image | None, str]:
 class BulkSettings:
     """What a run computes; every field is part of each partition's key."""
 
-    labels: tuple[str, ...]
-    templates: tuple[str, ...]
-    encoder: str
+    label_set: LabelSet  # the labels, their templates and the text tower that reads them
     top_k: int
     threshold: float | None
     embeddings: bool
     weights: str  # the weights' identity (WeightsInfo.identity): embeddings of other weights are other numbers
     partition_size: int = PARTITION_SIZE
 
-    @classmethod
-    def of(cls, label_set: LabelSet, top_k: int, threshold: float | None, embeddings: bool, weights: str,
-           partition_size: int = PARTITION_SIZE) -> BulkSettings:
-        return cls(label_set.labels, label_set.templates, label_set.encoder, top_k, threshold, embeddings, weights,
-                   partition_size)
+    def as_json(self) -> dict:
+        """The settings as plain values (the label set as its labels, templates and text tower)."""
+        ls = self.label_set
+        return {"labels": list(ls.labels), "templates": list(ls.templates), "encoder": ls.encoder,
+                "top_k": self.top_k, "threshold": self.threshold, "embeddings": self.embeddings,
+                "weights": self.weights, "partition_size": self.partition_size}
 
-    def label_set(self) -> LabelSet:
-        return LabelSet.of(self.labels, self.templates, encoder=self.encoder)
+    @classmethod
+    def from_json(cls, raw: dict) -> BulkSettings:
+        return cls(LabelSet.of(raw["labels"], raw["templates"], encoder=raw["encoder"]), raw["top_k"],
+                   raw["threshold"], raw["embeddings"], raw["weights"], raw["partition_size"])
 
 
 @dataclass(frozen=True)
 class Partition:
+    """A slice of the collection: one predictions file, one embeddings shard, one metadata and one errors file."""
+
     number: int
     items: tuple[Item, ...]
     fingerprint: str  # sha256 of the settings and the partition's items (key and size)
@@ -195,7 +209,7 @@ class Partition:
 
 def plan(items: list[Item], settings: BulkSettings) -> list[Partition]:
     """The items in partitions of `settings.partition_size`, in order."""
-    common = json.dumps(dataclasses.asdict(settings), sort_keys=True)
+    common = json.dumps(settings.as_json(), sort_keys=True)
     out = []
     for n, first in enumerate(range(0, len(items), settings.partition_size)):
         chunk = tuple(items[first:first + settings.partition_size])
@@ -263,7 +277,7 @@ def partition_done(out: Path, partition: Partition) -> bool:
     path = _paths(out, partition.number)["predictions"]
     if not path.is_file():
         return False
-    meta = _pyarrow().parquet.read_schema(path).metadata or {}
+    meta = _arrow_read(_pyarrow().parquet.read_schema, path).metadata or {}
     if meta.get(b"clipdemo.fingerprint", b"").decode() != partition.fingerprint:
         raise BulkError("bulk_other_run", str(out))
     return True
@@ -314,7 +328,7 @@ class Manifest:
             if Manifest.read(out) != self:
                 raise BulkError("bulk_other_run", str(out))
             return False
-        body = json.dumps({"format": FORMAT, "settings": dataclasses.asdict(self.settings),
+        body = json.dumps({"format": FORMAT, "settings": self.settings.as_json(),
                            "weights_label": self.weights_label, "embed_dim": self.embed_dim}, indent=1)
         _write_whole(path, lambda p: p.write_text(body + "\n", encoding="utf-8"))
         return True
@@ -323,10 +337,7 @@ class Manifest:
     def read(cls, out: Path) -> Manifest:
         try:
             raw = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-            s = raw["settings"]
-            settings = BulkSettings(tuple(s["labels"]), tuple(s["templates"]), s["encoder"], s["top_k"],
-                                    s["threshold"], s["embeddings"], s["weights"], s["partition_size"])
-            return cls(settings, raw["weights_label"], raw["embed_dim"])
+            return cls(BulkSettings.from_json(raw["settings"]), raw["weights_label"], raw["embed_dim"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BulkError("bulk_no_manifest", str(out), exc) from None
 
@@ -334,6 +345,8 @@ class Manifest:
 # -- the local engine ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BulkReport:
+    """What a run did: the partitions planned and skipped, the images scored and refused, and how long it took."""
+
     partitions: int  # in the plan
     skipped: int  # already written
     images: int  # read and scored this run
@@ -343,9 +356,6 @@ class BulkReport:
     @property
     def rate(self) -> float:
         return (self.images + self.errors) / self.seconds if self.seconds > 0 else 0.0
-
-
-ProgressFn = Callable[[int, int], None]  # (images done, images to do this run)
 
 
 def todo(out: Path, partitions: list[Partition]) -> list[Partition]:
@@ -368,7 +378,7 @@ def run_partition(zs, out: Path, partition: Partition, settings: BulkSettings, t
                 good.append(item.key)
                 pictures.append(image)
         if pictures:
-            s = score(zs, pictures, text, settings.labels, settings.top_k)
+            s = score(zs, pictures, text, settings.label_set.labels, settings.top_k)
             keys += good
             feats.append(s.features)
             preds += s.predictions
@@ -381,16 +391,17 @@ def run_partition(zs, out: Path, partition: Partition, settings: BulkSettings, t
 
 def run_local(zs, out: Path, items: list[Item], settings: BulkSettings,
               progress: ProgressFn | None = None) -> BulkReport:
-    """The collection on this machine: the text features once, then each partition not yet written, in order."""
+    """The collection on this machine: the text features once, then each partition not yet written, in order;
+    `progress(images done, images to do, None)` as it goes."""
     out.mkdir(parents=True, exist_ok=True)
     Manifest(settings, str(zs.loaded.info.label), zs.loaded.config.embed_dim).write_or_check(out)
     partitions = plan(items, settings)
     left = todo(out, partitions)
     total, done, scored, errors, started = sum(len(p.items) for p in left), 0, 0, 0, time.perf_counter()
-    text = zs.text_features(settings.label_set()) if left else None  # [L, D]
+    text = zs.text_features(settings.label_set) if left else None  # [L, D]
     for p in left:
         n, e = run_partition(zs, out, p, settings, text,
-                             (lambda d, base=done: progress(base + d, total)) if progress else None)
+                             (lambda d, base=done: progress(base + d, total, None)) if progress else None)
         done += len(p.items)
         scored, errors = scored + n, errors + e
     return BulkReport(len(partitions), len(partitions) - len(left), scored, errors, time.perf_counter() - started)
@@ -412,14 +423,16 @@ class BulkIndex:
         manifest = Manifest.read(out)
         if manifest.settings.weights != weights:
             raise BulkError("bulk_other_weights", str(out), manifest.weights_label)
-        shards = sorted((out / "img_emb").glob("img_emb_*.npy"))
+        # a partition is whole once its predictions file is there (a run killed while writing one leaves the rest)
+        shards = [s for s in sorted((out / "img_emb").glob("img_emb_*.npy"))
+                  if (out / "predictions" / s.name.replace("img_emb", "predictions").replace(".npy", ".parquet")).is_file()]
         if not manifest.settings.embeddings or not shards:
             raise BulkError("bulk_no_embeddings", str(out))
         pq = _pyarrow().parquet
         feats, paths = [], []
         for shard in shards:
             meta = out / "metadata" / shard.name.replace("img_emb", "metadata").replace(".npy", ".parquet")
-            rows = pq.read_table(meta).column("image_path").to_pylist()
+            rows = _arrow_read(pq.read_table, meta).column("image_path").to_pylist()
             arr = np.load(shard)
             if arr.shape[0] != len(rows):
                 raise BulkError("bulk_misaligned", shard.name, arr.shape[0], len(rows))
@@ -427,7 +440,3 @@ class BulkIndex:
             paths += rows
         features = torch.cat(feats)
         return cls(manifest, features / features.norm(dim=-1, keepdim=True).clamp_min(1e-12), tuple(paths))
-
-
-def iter_partitions(out: Path) -> Iterator[Path]:
-    yield from sorted((out / "predictions").glob("predictions_*.parquet"))

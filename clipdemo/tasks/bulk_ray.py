@@ -1,15 +1,16 @@
 """The bulk run on Ray Data (issue #28): `python -m clipdemo bulk --engine ray [--address ADDR]`.
 
 The same pipeline as `bulk.run_local`, with Ray Data doing the distributing: the plan (the partitions not yet written)
-as a parquet table of paths, read by `read_parquet`; `decode_batch`, stateless tasks that read each image's bytes and
+as an Arrow table of paths (`from_arrow`, split into blocks of 64); `decode_batch`, stateless tasks that read each image's bytes and
 decode them with the local path's function (`bulk.read_bytes`, `bulk.decode`), a bad file becoming a row with its
 reason, never an exception; `Scorer`, a model-holding class run by an actor pool (`ActorPoolStrategy`), one
 actor per GPU (`num_gpus=1`) or per few CPUs, which runs the local path's one model function (`bulk.score`) against
-the text features encoded once on the driver and sent to every actor; and `write_group`, one task per partition
-(`groupby("partition").map_groups`), which writes that partition's files with the local path's writer (the layout
-is clip-retrieval's: one embeddings shard per metadata file, so Ray's own `write_parquet`, which names files by
-its blocks, cannot write it). A partition is written whole or not at all, so a task or actor that dies and is
-retried, or a run stopped and started again, loses and duplicates nothing.
+the text features encoded once on the driver and sent to every actor; and `PartitionRows`, on the driver, which
+takes the scored rows as they stream back and writes each partition with the local path's writer as soon as it is
+complete (the layout is clip-retrieval's: one embeddings shard per metadata file, so Ray's own `write_parquet`,
+which names files by its blocks, cannot write it; and no all-to-all shuffle holds the collection back until the
+end). A partition is written whole or not at all, and a row that comes back twice counts once, so a task or actor
+that dies and is retried, or a run stopped and started again, loses and duplicates nothing.
 
 `ray` is an optional extra (`pip install "ray[data]"`); the Space never installs it.
 """
@@ -17,18 +18,17 @@ retried, or a run stopped and started again, loses and duplicates nothing.
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from ..core.words import ProgressFn
 from .bulk import (BulkError, BulkReport, BulkSettings, Item, Manifest, Partition, decode_item, plan,
                    prediction_columns, score, todo, write_partition)
 
-__all__ = ["run_ray", "Scorer", "decode_batch", "write_group"]
+__all__ = ["run_ray", "Scorer", "decode_batch", "PartitionRows"]
 
 
 def _ray():
@@ -64,7 +64,7 @@ class Scorer:
         self.zs = open_service(cfg)
         speed_up(self.zs, cfg, stored_features=False)  # the parity-checked backend, as the local path
         self.settings = settings
-        self.text = torch.from_numpy(text).to(self.zs.loaded.device)  # [L, D]
+        self.text = torch.from_numpy(text)  # [L, D], on the CPU: the service hands image features back there
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ok = [i for i, e in enumerate(batch["error"]) if not e]
@@ -74,7 +74,7 @@ class Scorer:
         cols = {k: v * len(batch["key"]) for k, v in empty.items()}
         if ok:
             pictures = [Image.fromarray(batch["pixels"][i]) for i in ok]
-            s = score(self.zs, pictures, self.text, self.settings.labels, self.settings.top_k)
+            s = score(self.zs, pictures, self.text, self.settings.label_set.labels, self.settings.top_k)
             got = prediction_columns(s.predictions, self.settings.threshold)
             for j, i in enumerate(ok):
                 emb[i] = s.features[j]
@@ -90,24 +90,46 @@ def _objects(values: list) -> np.ndarray:
     return out
 
 
-def write_group(group: dict[str, np.ndarray], out: str, partitions: dict[int, Partition],
-                settings: BulkSettings) -> dict[str, np.ndarray]:
-    """One partition's rows (any order) -> its files, written by the local path's writer; a one-row summary."""
-    order = np.argsort(group["position"], kind="stable")
-    n = int(group["partition"][0])
-    keys, rows, errors = [], [], []
-    for i in order:
-        if group["error"][i]:
-            errors.append((str(group["key"][i]), str(group["error"][i])))
-        else:
-            keys.append(str(group["key"][i]))
-            rows.append(i)
-    features = np.asarray(group["embedding"])[rows].astype(np.float32) if rows else np.zeros((0, 0), np.float32)
-    columns = {k: [_plain(group[k][i]) for i in rows] for k in ("labels", "scores", "cosines")}
-    # a column of None comes back from Ray's blocks as NaN: without a threshold there is no answer to "fits"
-    columns["fits"] = [None if settings.threshold is None else bool(group["fits"][i]) for i in rows]
-    write_partition(Path(out), partitions[n], settings, keys, features, columns, errors)
-    return {"partition": np.array([n]), "images": np.array([len(keys)]), "errors": np.array([len(errors)])}
+class PartitionRows:
+    """The scored rows of the partitions under way, gathered as Ray hands them back (in any order), each partition
+    written by the local path's writer as soon as all its rows are in, then let go: what is held is bounded by the
+    rows in flight, not by the collection. A row that comes twice (a retried batch) counts once."""
+
+    def __init__(self, out: Path, partitions: list[Partition], settings: BulkSettings):
+        self.out, self.settings = out, settings
+        self.partitions = {p.number: p for p in partitions}
+        self.rows: dict[int, dict[int, dict]] = {p.number: {} for p in partitions}  # partition -> position -> row
+        self.images = self.errors = 0
+
+    def add(self, batch: dict[str, np.ndarray]) -> list[int]:
+        """Take a scored batch; the numbers of the partitions it completed (and that were written)."""
+        done = []
+        for i in range(len(batch["key"])):
+            n, position = int(batch["partition"][i]), int(batch["position"][i])
+            if n not in self.rows:  # its partition is written already: a row of a retried batch, again
+                continue
+            self.rows[n][position] = {k: batch[k][i] for k in ("key", "error", "embedding", *COLUMNS)}
+            if len(self.rows[n]) == len(self.partitions[n].items):
+                self._write(n)
+                done.append(n)
+        return done
+
+    def _write(self, n: int) -> None:
+        gathered = self.rows.pop(n)
+        rows = [gathered[pos] for pos in range(len(self.partitions[n].items))]
+        good = [r for r in rows if not r["error"]]
+        width = len(rows[0]["embedding"])
+        features = np.array([r["embedding"] for r in good], np.float32).reshape(len(good), width)  # [n, D]
+        columns = {k: [_plain(r[k]) for r in good] for k in ("labels", "scores", "cosines")}
+        # a column of None comes back from Ray's blocks as NaN: without a threshold there is no answer to "fits"
+        columns["fits"] = [None if self.settings.threshold is None else bool(r["fits"]) for r in good]
+        errors = [(str(r["key"]), str(r["error"])) for r in rows if r["error"]]
+        write_partition(self.out, self.partitions[n], self.settings, [str(r["key"]) for r in good], features, columns,
+                        errors)
+        self.images, self.errors = self.images + len(good), self.errors + len(errors)
+
+
+COLUMNS = ("labels", "scores", "cosines", "fits")
 
 
 def _plain(value):
@@ -118,12 +140,16 @@ def _plain(value):
 
 
 def run_ray(zs, cfg, out: Path, items: list[Item], settings: BulkSettings, *, address: str | None = None,
-            actors: int | None = None, batch_size: int | None = None, scorer: type = Scorer) -> BulkReport:
+            actors: int | None = None, batch_size: int | None = None, scorer: type = Scorer,
+            progress: ProgressFn | None = None) -> BulkReport:
     """Run the partitions of `items` not yet written under `out` on Ray Data; `zs` (the driver's model) encodes the
-    text features once. Without `address`, a local Ray with this machine's CPUs (stopped at the end)."""
+    text features once. The driver writes each partition as its rows come back, so OUT is the driver's folder
+    (a cluster's workers need only read the images). Without `address`, a local Ray with this machine's CPUs
+    (stopped at the end). `progress(images done, images to do, None)` as partitions are written."""
     ray = _ray()
     import pyarrow as pa
-    import pyarrow.parquet as pq
+
+    from ..serving.cpus import cpu_threads
 
     out.mkdir(parents=True, exist_ok=True)
     Manifest(settings, str(zs.loaded.info.label), zs.loaded.config.embed_dim).write_or_check(out)
@@ -131,50 +157,44 @@ def run_ray(zs, cfg, out: Path, items: list[Item], settings: BulkSettings, *, ad
     left = todo(out, partitions)
     if not left:
         return BulkReport(len(partitions), len(partitions), 0, 0, 0.0)
-    text = zs.text_features(settings.label_set()).float().cpu().numpy()  # [L, D]: encoded once, here
-    work = out / ".plan"  # the plan as a table of paths, for read_parquet (removed at the end)
-    work.mkdir(exist_ok=True)
+    text = zs.text_features(settings.label_set).float().cpu().numpy()  # [L, D]: encoded once, here
     rows = [(it.key, it.source, it.member, it.size, p.number, i) for p in left for i, it in enumerate(p.items)]
-    pq.write_table(pa.table({name: [r[j] for r in rows] for j, name in
-                             enumerate(("key", "source", "member", "size", "partition", "position"))}),
-                   work / "plan.parquet")
+    table = pa.table({name: [r[j] for r in rows]  # the plan: a table of paths, in Ray's object store
+                      for j, name in enumerate(("key", "source", "member", "size", "partition", "position"))})
     started = time.perf_counter()
     own = not ray.is_initialized()
-    if own:
-        try:
-            ray.init(address=address, num_cpus=None if address else os.cpu_count(), include_dashboard=False,
-                     log_to_driver=False, configure_logging=False)
-        except Exception as exc:  # a bad address, a cluster that does not answer: a sentence, not a traceback
-            shutil.rmtree(work, ignore_errors=True)
-            raise BulkError("bulk_engine", exc) from None
+    gathered = PartitionRows(out, left, settings)
     try:
+        if own:
+            ray.init(address=address, num_cpus=None if address else cpu_threads(), include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
         pool = actors or (gpus if gpus else max(1, cpus // 2))
         threads = 1 if gpus else max(1, cpus // pool)  # torch's threads per actor: the CPUs, shared out
-        # Ray counts CPUs logically: an actor that asked for its threads' worth would leave none for the read,
-        # decode and write tasks, and the stream would stall; so it asks for a share, and its threads use the rest.
-        fit = zs.loaded.config.image_resolution
-        by_number = {p.number: p for p in left}
-        ds = (ray.data.read_parquet(str(work / "plan.parquet"))
-              .map_batches(decode_batch, fn_kwargs={"fit": fit}, batch_size=64, batch_format="numpy")
+        # Ray counts CPUs logically: an actor that asked for its threads' worth would leave none for the read and
+        # decode tasks, and the stream would stall; so it asks for a share, and its threads use the rest.
+        ds = (ray.data.from_arrow([table.slice(i, 64) for i in range(0, len(rows), 64)])  # a block per 64 images
+              .map_batches(decode_batch, fn_kwargs={"fit": zs.loaded.config.image_resolution}, batch_size=64,
+                           batch_format="numpy")
               .map_batches(scorer, fn_constructor_kwargs={"cfg": cfg, "settings": settings, "text": text,
                                                           "threads": threads},
                            batch_size=batch_size or (256 if gpus else 64), batch_format="numpy",
                            compute=ray.data.ActorPoolStrategy(size=pool), num_gpus=1 if gpus else 0,
-                           num_cpus=0.5 / pool if not gpus else 0.5)
-              .groupby("partition", num_partitions=min(len(left), 64))
-              .map_groups(write_group, fn_kwargs={"out": str(out), "partitions": by_number, "settings": settings},
-                          batch_format="numpy"))
-        summary = ds.take_all()
+                           num_cpus=0.5 / pool if not gpus else 0.5))
+        total, written = len(rows), 0
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            for n in gathered.add(batch):
+                written += len(gathered.partitions[n].items)
+                if progress:
+                    progress(written, total, None)
     except BulkError:
         raise
-    except Exception as exc:  # a task that failed past its retries: said in a line; what was written stays
-        raise BulkError("bulk_engine", str(exc).strip().splitlines()[-1][:300]) from None
+    except Exception as exc:  # a bad address, a task that failed past its retries: a sentence; what was written stays
+        said = str(exc).strip().splitlines()
+        raise BulkError("bulk_engine", f"{type(exc).__name__}: {said[-1] if said else ''}"[:300]) from None
     finally:
-        if own:
+        if own and ray.is_initialized():
             ray.shutdown()
-        shutil.rmtree(work, ignore_errors=True)
-    images = sum(int(r["images"]) for r in summary)
-    errors = sum(int(r["errors"]) for r in summary)
-    return BulkReport(len(partitions), len(partitions) - len(left), images, errors, time.perf_counter() - started)
+    return BulkReport(len(partitions), len(partitions) - len(left), gathered.images, gathered.errors,
+                      time.perf_counter() - started)

@@ -26,7 +26,7 @@ from ..tasks.classify import DEFAULT_TEMPLATE, BatchError, batch_count, check_ex
 from ..tasks.search import search_cifar
 from .common import MODEL_WAIT_S, told
 
-FamilyName = Literal["", *FAMILY]  # "" for the loaded model; else an architecture, built with no weights
+FamilyName = Literal[("", *FAMILY)]  # "" for the loaded model; else an architecture, built with no weights
 
 __all__ = ["ApiEndpoints", "TextEncoder"]
 

@@ -537,4 +537,5 @@ STRINGS = {
     'batch_bulk_hint': 'More than 64 images? `python -m clipdemo bulk` classifies and embeds a whole folder (100,000 photos or a million) on your machine or on a Ray cluster, resumably, in the layout clip-retrieval and autofaiss read. See "Beyond the Space" in the README.',
     'name_partition': '--partition-size',
     'name_actors': '--actors',
+    'bulk_unreadable': '{} cannot be read as a table of paths or a bulk output file: {}.',
 }

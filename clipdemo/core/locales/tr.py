@@ -537,4 +537,5 @@ STRINGS = {
     'batch_bulk_hint': '64\'ten fazla görüntü mü? `python -m clipdemo bulk` bütün bir klasörü (100.000 ya da bir milyon fotoğraf) kendi makinenizde ya da bir Ray kümesinde, kaldığı yerden sürdürülebilir biçimde, clip-retrieval ve autofaiss\'in okuduğu düzende sınıflandırır ve gömer. README\'deki "Beyond the Space" bölümüne bakın.',
     'name_partition': '--partition-size',
     'name_actors': '--actors',
+    'bulk_unreadable': '{} yolların bir tablosu ya da bir toplu çıktı dosyası olarak okunamıyor: {}.',
 }
