@@ -495,6 +495,11 @@ def cmd_search(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     print(f"\n{'rank':>4}  {'index':>5}  {'class':<16} cosine")
     for rank, h in enumerate(result.hits, start=1):
         print(f"{rank:>4}  {h.index:>5}  {h.label:<16} {h.cosine:.4f}")
+    return _search_footer(args, zs)
+
+
+def _search_footer(args: argparse.Namespace, zs) -> int:
+    """The end of a search's text output: where the contact sheet went, and what the weights are."""
     if args.sheet is not None:
         print(f"\nContact sheet: {args.sheet}")
     if note := _weights_note(zs.loaded.info):
@@ -526,11 +531,7 @@ def _search_collection(args: argparse.Namespace, cfg: settings_mod.Settings) -> 
     print(f"\n{'rank':>4}  cosine  image")
     for h in hits:
         print(f"{h['rank']:>4}  {h['cosine']:.4f}  {h['image_path']}")
-    if args.sheet is not None:
-        print(f"\nContact sheet: {args.sheet}")
-    if note := _weights_note(zs.loaded.info):
-        print(f"\n{note}")
-    return 0
+    return _search_footer(args, zs)
 
 
 def _thumbnail(path: str):

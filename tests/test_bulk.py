@@ -171,6 +171,11 @@ def test_search_index_finds_by_text_and_refuses_other_weights(env, collection, c
     rows, cos = nearest(index.features, zs.prompt_features((found["query"],))[0], 5)
     assert [r["image_path"] for r in found["results"]] == [index.paths[i] for i in rows]
     assert [r["cosine"] for r in found["results"]] == pytest.approx(cos, abs=1e-6)
+    assert main(["search", "--index", str(out), "red thing", "--top-k", "4", "--sheet", str(env / "sheet.png")]) == 0
+    assert "Contact sheet:" in capsys.readouterr().out and Image.open(env / "sheet.png").size[0] > 200
+    with pytest.raises(SystemExit) as exc:  # a folder mistyped: said as one, not as a bad CIFAR index
+        main(["search", "--index", str(env / "nowhere"), "red thing"])
+    assert exc.value.code == 2 and "nowhere is not a folder" in capsys.readouterr().err
     assert main(["search", "--index", str(out), "red thing", "--weights", "random"]) == 2
     err = capsys.readouterr().err
     assert "were made with other weights (" in err and str(tiny_ckpts["state_dict"].name) in err and "--weights" in err
