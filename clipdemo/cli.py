@@ -683,15 +683,14 @@ def _evaluate_labelled(args: argparse.Namespace, cfg: settings_mod.Settings) -> 
 def cmd_family(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     """Print the CLIP family's table: each member built on the meta device (no weights, no memory), its
     parameters per tower in millions and its FLOPs for one image and one 77-token text (2 x multiply-adds)."""
-    from .core.family import FAMILY, profile
+    from .core.family import profile
 
     print(f"{'model':<15s} {'kind':<6s} {'input':>5s} {'patch':>5s} {'tokens':>6s} {'width':>5s} {'layers':>13s} "
           f"{'image':>9s} {'text':>8s} {'total':>9s} {'image GFLOPs':>12s} {'text GFLOPs':>11s}")
     for name, m in FAMILY.items():
         p = profile(m)
-        layers = "-".join(map(str, m.vision_layers)) if m.kind == "ResNet" else str(m.vision_layers)
         print(f"{name:<15s} {m.kind:<6s} {m.image_resolution:>5d} {m.vision_patch_size or '-':>5} {m.tokens:>6d} "
-              f"{m.vision_width:>5d} {layers:>13s} {p.image_params / 1e6:>8.2f}M {p.text_params / 1e6:>7.2f}M "
+              f"{m.vision_width:>5d} {m.layers_text:>13s} {p.image_params / 1e6:>8.2f}M {p.text_params / 1e6:>7.2f}M "
               f"{p.params / 1e6:>8.2f}M {p.image_flops / 1e9:>12.2f} {p.text_flops / 1e9:>11.2f}")
     print(f"\nThis Space has weights for {cfg.weights} only; the rest are architectures, built on PyTorch's meta "
           "device (nothing allocated). FLOPs are 2 x multiply-adds, counted by torch's FlopCounterMode, attention "

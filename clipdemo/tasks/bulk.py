@@ -44,8 +44,8 @@ from ..io.images import ALLOWED_FORMATS, ImageError, open_image
 from ..serving.service import Priority
 
 __all__ = ["BulkError", "Item", "list_inputs", "read_bytes", "decode_item", "BulkSettings", "Partition", "plan",
-           "Scored", "score", "prediction_columns", "write_partition", "partition_done", "Manifest", "run_local",
-           "BulkReport", "BulkIndex", "IMAGE_SUFFIXES", "PARTITION_SIZE"]
+           "Scored", "score", "prediction_columns", "write_partition", "partition_done", "Manifest", "todo", "begin",
+           "run_local", "BulkReport", "BulkIndex", "IMAGE_SUFFIXES", "PARTITION_SIZE"]
 
 PARTITION_SIZE = 10_000  # images per partition: one predictions file, one embeddings shard (~10 MB at D=512)
 IMAGE_SUFFIXES = {".jpg", *(f".{fmt.lower()}" for fmt in ALLOWED_FORMATS)}  # the formats the app decodes
@@ -303,12 +303,11 @@ def write_partition(out: Path, partition: Partition, settings: BulkSettings, key
         _write_whole(paths["embeddings"], save)
     meta = pa.table({"image_path": pa.array(keys, pa.string())}).replace_schema_metadata(fields)
     _write_whole(paths["metadata"], lambda p: pa.parquet.write_table(meta, p))
-    cols = columns
     preds = pa.table({"image_path": pa.array(keys, pa.string()),
-                      "labels": pa.array(cols["labels"], pa.list_(pa.string())),
-                      "scores": pa.array(cols["scores"], pa.list_(pa.float64())),
-                      "cosines": pa.array(cols["cosines"], pa.list_(pa.float64())),
-                      "fits": pa.array(cols["fits"], pa.bool_())}).replace_schema_metadata(fields)
+                      "labels": pa.array(columns["labels"], pa.list_(pa.string())),
+                      "scores": pa.array(columns["scores"], pa.list_(pa.float64())),
+                      "cosines": pa.array(columns["cosines"], pa.list_(pa.float64())),
+                      "fits": pa.array(columns["fits"], pa.bool_())}).replace_schema_metadata(fields)
     _write_whole(paths["predictions"], lambda p: pa.parquet.write_table(preds, p))
 
 
@@ -363,6 +362,15 @@ def todo(out: Path, partitions: list[Partition]) -> list[Partition]:
     return [p for p in partitions if not partition_done(out, p)]
 
 
+def begin(zs, out: Path, items: list[Item], settings: BulkSettings) -> tuple[list[Partition], list[Partition]]:
+    """What both engines do first: OUT made, its manifest written or checked (BulkError for another run), and
+    (every partition of the plan, those not yet written)."""
+    out.mkdir(parents=True, exist_ok=True)
+    Manifest(settings, str(zs.loaded.info.label), zs.loaded.config.embed_dim).write_or_check(out)
+    partitions = plan(items, settings)
+    return partitions, todo(out, partitions)
+
+
 def run_partition(zs, out: Path, partition: Partition, settings: BulkSettings, text: torch.Tensor,
                   progress: Callable[[int], None] | None = None, chunk: int = 256) -> tuple[int, int]:
     """Read, decode, score and write one partition, `chunk` images at a time; (images scored, errors)."""
@@ -393,10 +401,7 @@ def run_local(zs, out: Path, items: list[Item], settings: BulkSettings,
               progress: ProgressFn | None = None) -> BulkReport:
     """The collection on this machine: the text features once, then each partition not yet written, in order;
     `progress(images done, images to do, None)` as it goes."""
-    out.mkdir(parents=True, exist_ok=True)
-    Manifest(settings, str(zs.loaded.info.label), zs.loaded.config.embed_dim).write_or_check(out)
-    partitions = plan(items, settings)
-    left = todo(out, partitions)
+    partitions, left = begin(zs, out, items, settings)
     total, done, scored, errors, started = sum(len(p.items) for p in left), 0, 0, 0, time.perf_counter()
     text = zs.text_features(settings.label_set) if left else None  # [L, D]
     for p in left:

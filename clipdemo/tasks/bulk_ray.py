@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image
 
 from ..core.words import ProgressFn
-from .bulk import (BulkError, BulkReport, BulkSettings, Item, Manifest, Partition, decode_item, plan,
-                   prediction_columns, score, todo, write_partition)
+from .bulk import (BulkError, BulkReport, BulkSettings, Item, Partition, begin, decode_item, prediction_columns,
+                   score, write_partition)
 
 __all__ = ["run_ray", "Scorer", "decode_batch", "PartitionRows"]
 
@@ -151,10 +151,7 @@ def run_ray(zs, cfg, out: Path, items: list[Item], settings: BulkSettings, *, ad
 
     from ..serving.cpus import cpu_threads
 
-    out.mkdir(parents=True, exist_ok=True)
-    Manifest(settings, str(zs.loaded.info.label), zs.loaded.config.embed_dim).write_or_check(out)
-    partitions = plan(items, settings)
-    left = todo(out, partitions)
+    partitions, left = begin(zs, out, items, settings)
     if not left:
         return BulkReport(len(partitions), len(partitions), 0, 0, 0.0)
     text = zs.text_features(settings.label_set).float().cpu().numpy()  # [L, D]: encoded once, here
