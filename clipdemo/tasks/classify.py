@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import zipfile
-import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -32,7 +33,7 @@ from ..io.images import MAX_BYTES, ImageError, open_image
 from ..serving.service import Priority, ZeroShot
 
 __all__ = ["BatchError", "FewShot", "Answering", "predict_with", "check_examples", "MAX_EXAMPLES", "batch_count",
-           "checked_members", "read_member", "member_image", "candidates", "classify", "classify_index",
+           "open_zip", "checked_members", "read_member", "member_image", "candidates", "classify", "classify_index",
            "read_batch", "classify_batch", "MAX_BATCH", "MAX_ZIP_BYTES", "MAX_RATIO", "DEFAULT_TEMPLATE"]
 
 DEFAULT_TEMPLATE = "a photo of a {}"  # the Hugging Face task's hypothesis template, and the notebook's prompt
@@ -115,15 +116,27 @@ def checked_members(zf: zipfile.ZipFile, limit: int, max_total: int = MAX_ZIP_BY
     return infos
 
 
-def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    """A checked member's bytes, never more than MAX_BYTES whatever its header says; BatchError when unreadable."""
+@contextmanager
+def open_zip(path: str | Path, name: str) -> Iterator[zipfile.ZipFile]:
+    """A zip opened for reading. Any failure to open it is a BatchError naming `name`, whatever zipfile raised: a
+    damaged directory, a member flagged UTF-8 whose name is not, a truncated file."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: BadZipFile, UnicodeDecodeError, ValueError, OSError...
+        raise BatchError("zip_bad", name, exc) from None
+    with zf:
+        yield zf
+
+
+def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int = MAX_BYTES) -> bytes:
+    """A checked member's bytes, never more than `limit` whatever its header says; BatchError when unreadable."""
     try:
         with zf.open(info) as member:
-            data = member.read(MAX_BYTES + 1)  # the header's sizes may lie: never read past the limit
-    except (RuntimeError, NotImplementedError, zlib.error, EOFError, OSError, zipfile.BadZipFile) as exc:
+            data = member.read(limit + 1)  # the header's sizes may lie: never read past the limit
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: encrypted, unsupported, damaged, a bad name...
         raise BatchError("zip_unreadable", info.filename, exc) from None
-    if len(data) > MAX_BYTES:
-        raise BatchError("zip_member_big", info.filename, MAX_BYTES // 2**20)
+    if len(data) > limit:
+        raise BatchError("zip_member_big", info.filename, max(limit // 2**20, 1))
     return data
 
 
@@ -135,8 +148,8 @@ def member_image(zf: zipfile.ZipFile, info: zipfile.ZipInfo, fit: int) -> Image.
         raise BatchError("zip_not_image", info.filename, exc.text) from None
 
 
-def _zip_members(path: Path, fit: int, limit: int) -> list[tuple[str, Image.Image]]:
-    with zipfile.ZipFile(path) as zf:
+def _zip_members(path: Path, name: str, fit: int, limit: int) -> list[tuple[str, Image.Image]]:
+    with open_zip(path, name) as zf:
         return [(info.filename, member_image(zf, info, fit)) for info in checked_members(zf, limit)]
 
 
@@ -150,10 +163,7 @@ def read_batch(paths: list[str | Path], names: list[str] | None = None, *, fit: 
         path = Path(raw)
         name = names[i] if names else path.name
         if zipfile.is_zipfile(path):
-            try:
-                items += _zip_members(path, fit, limit)
-            except zipfile.BadZipFile as exc:
-                raise BatchError("zip_bad", name, exc) from None
+            items += _zip_members(path, name, fit, limit)
         else:
             try:
                 items.append((name, open_image(path, fit=fit)))

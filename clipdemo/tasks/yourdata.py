@@ -22,6 +22,7 @@ import math
 import random
 import zipfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -33,14 +34,15 @@ from ..core.labels import SINGLE_TEMPLATE, LabelSet, normalise
 from ..core.words import ProgressFn, Refusal, Text
 from ..io.images import ALLOWED_FORMATS, ImageError, open_image
 from ..serving.service import Priority, ZeroShot
-from .classify import BatchError, checked_members, member_image, read_member
+from .classify import BatchError, checked_members, member_image, open_zip, read_member
 from .evaluate import EvalResult, score, score_probs
 
-__all__ = ["MAX_IMAGES", "MAX_CLASSES", "MAX_SET_BYTES", "NONE_FOLDERS", "LabelledSet", "read_labelled",
+__all__ = ["MAX_IMAGES", "MAX_CLASSES", "MAX_CSV_BYTES", "MAX_SET_BYTES", "NONE_FOLDERS", "LabelledSet", "read_labelled",
            "label_text", "evaluate_labelled", "LabelledReport", "THUMB"]
 
 MAX_IMAGES = 2000  # images in one labelled set
 MAX_CLASSES = 50
+MAX_CSV_BYTES = 2 * 2**20  # a labels CSV: 2,000 rows of long paths fit many times over
 MAX_SET_BYTES = 200 * 2**20  # all images of a zip together, uncompressed
 NONE_FOLDERS = ("_none", "other")  # a folder of images no class fits (for "none of these"); not a class
 THUMB = 48  # px: the thumbnails a report keeps of its images (for its worst mistakes)
@@ -76,14 +78,21 @@ def _class_of(path: str, depth: int) -> str:
     return PurePosixPath(path).parts[depth]
 
 
-def _csv_rows(csv_text: str) -> list[list[str]]:
+def _csv_rows(csv_text: str) -> Iterator[list[str]]:
+    """The CSV's rows (a header skipped), read one at a time and counted as they come: more rows than a set may
+    have images is refused at the first one over, before the rest are read."""
+    first = True
     try:
-        rows = [r for r in csv.reader(io.StringIO(csv_text)) if r and r[0].strip()]
+        for count, row in enumerate((r for r in csv.reader(io.StringIO(csv_text)) if r and r[0].strip()), start=1):
+            if first and row[0].strip().lower() in {"filename", "file", "image", "path"}:
+                first = False
+                continue
+            first = False
+            if count > MAX_IMAGES + 1:  # the header, then at most MAX_IMAGES images
+                raise LabelledError("labelled_many", f"{MAX_IMAGES:,}+", MAX_IMAGES)
+            yield row
     except csv.Error as exc:
         raise LabelledError("labelled_csv_bad", exc) from None
-    if rows and rows[0][0].strip().lower() in {"filename", "file", "image", "path"}:
-        rows = rows[1:]
-    return rows
 
 
 def _entries(names: list[str], csv_text: str | None, csv_folder: str = "") -> list[tuple[str, str]]:
@@ -148,10 +157,7 @@ def read_labelled(zs: ZeroShot, path: str | Path, progress: ProgressFn | None = 
         files = sorted(p for p in path.rglob("*") if p.is_file())
         names = [p.relative_to(path).as_posix() for p in files]
         csvs = [p for p in files if p.suffix.lower() == ".csv" and p.parent == path]
-        try:
-            csv_text = csvs[0].read_text(encoding="utf-8-sig") if csvs else None
-        except (UnicodeDecodeError, OSError) as exc:
-            raise LabelledError("labelled_csv_bad", exc) from None
+        csv_text = _csv_file(csvs[0]) if csvs else None
         entries = _entries(names, csv_text)
         if len(entries) > MAX_IMAGES:
             raise LabelledError("labelled_many", len(entries), MAX_IMAGES)
@@ -159,11 +165,18 @@ def read_labelled(zs: ZeroShot, path: str | Path, progress: ProgressFn | None = 
         return _encode(zs, classes, entries, targets, lambda name: _open_file(path / name, fit), progress)
     if not zipfile.is_zipfile(path):
         raise LabelledError("labelled_not_zip", path.name[:80])
+    with open_zip(path, path.name) as zf:
+        return _read_zip(zs, zf, fit, progress)
+
+
+def _csv_file(path: Path) -> str:
+    """A folder's labels CSV as text, refused before it is read when over MAX_CSV_BYTES."""
     try:
-        with zipfile.ZipFile(path) as zf:
-            return _read_zip(zs, zf, fit, progress)
-    except zipfile.BadZipFile as exc:
-        raise BatchError("zip_bad", path.name, exc) from None
+        if path.stat().st_size > MAX_CSV_BYTES:
+            raise LabelledError("labelled_csv_big", path.name[:80], MAX_CSV_BYTES // 2**20)
+        return path.read_text(encoding="utf-8-sig")
+    except (UnicodeDecodeError, OSError) as exc:
+        raise LabelledError("labelled_csv_bad", exc) from None
 
 
 def _read_zip(zs: ZeroShot, zf: zipfile.ZipFile, fit: int, progress: ProgressFn | None) -> LabelledSet:
@@ -174,7 +187,9 @@ def _read_zip(zs: ZeroShot, zf: zipfile.ZipFile, fit: int, progress: ProgressFn 
     tops = {n.split("/", 1)[0] for n in infos}
     folder = f"{next(iter(tops))}/" if len(tops) == 1 and all("/" in n for n in infos) else ""
     csvs = [i for n, i in infos.items() if n.lower().endswith(".csv") and "/" not in n.removeprefix(folder)]
-    csv_text = read_member(zf, csvs[0]).decode("utf-8-sig", errors="replace") if csvs else None
+    if csvs and csvs[0].file_size > MAX_CSV_BYTES:  # the header's size; read_member holds to the limit if it lies
+        raise LabelledError("labelled_csv_big", csvs[0].filename[:80], MAX_CSV_BYTES // 2**20)
+    csv_text = read_member(zf, csvs[0], MAX_CSV_BYTES).decode("utf-8-sig", errors="replace") if csvs else None
     entries = _entries(list(infos), csv_text, folder)
     if len(entries) > MAX_IMAGES:
         raise LabelledError("labelled_many", len(entries), MAX_IMAGES)

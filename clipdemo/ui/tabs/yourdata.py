@@ -151,8 +151,11 @@ class YourDataBox:
             self.files = gr.File(label=L("eval_files"), file_count="multiple", interactive=False)
 
         loaded = [self.data, self.classes, self.note, self.results, self.recommended, self.held, self.fitted]
-        upload.upload(self.load, upload, loaded, api_visibility="private")
-        upload.clear(self.load, upload, loaded, api_visibility="private")
+        # Unpacking and encoding a set is heavy: one at a time, however many visitors upload at once.
+        upload.upload(self.load, upload, loaded, api_visibility="private", concurrency_id="labelled",
+                      concurrency_limit=1)
+        upload.clear(self.load, upload, loaded, api_visibility="private", concurrency_id="labelled",
+                     concurrency_limit=1)
         run.click(self.run, [self.data, self.classes, examples, labels_state],
                   [self.summary, self.per_class, self.confusion, self.reliability, self.cosines, self.worst, self.files,
                    self.recommended, self.held, self.use_held, self.fitted, self.results],
