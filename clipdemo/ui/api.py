@@ -65,16 +65,19 @@ class ApiEndpoints:
             similarity of the image and the prompt (-1 to 1), comparable across label sets.
         """
         with told("en"):
-            picture = image_from_reference(image, gr.utils.get_upload_folder(), self.rt.config().image_resolution)
-            zs = self.rt.service(timeout=MODEL_WAIT_S)
+            # Every cheap check first, in the order the arguments come; only then is any image decoded.
+            label_set = candidates(candidate_labels, hypothesis_template, text_encoder)
+            checks.top_k(top_k)
+            checks.threshold(threshold)
             if examples is not None and not (isinstance(examples, dict)
                                              and all(isinstance(v, list) for v in examples.values())):
                 raise BatchError("examples_shape")
-            check_examples(candidates(candidate_labels, hypothesis_template, text_encoder),
-                           {label: len(refs) for label, refs in (examples or {}).items()})  # before any decoding
+            check_examples(label_set, {label: len(refs) for label, refs in (examples or {}).items()})
             root, fit = gr.utils.get_upload_folder(), self.rt.config().image_resolution
+            picture = image_from_reference(image, root, fit)
             shots = {label: [image_from_reference(ref, root, fit) for ref in refs]
                      for label, refs in (examples or {}).items()}
+            zs = self.rt.service(timeout=MODEL_WAIT_S)
             return classify(zs, picture, candidate_labels, hypothesis_template, top_k, text_encoder, threshold,
                             shots)
 
@@ -97,6 +100,8 @@ class ApiEndpoints:
             `classify` returns them.
         """
         with told("en"):
+            checks.top_k(top_k)
+            candidates(candidate_labels or None, hypothesis_template, text_encoder)  # before the dataset is read
             data = self.rt.dataset()
             zs = self.rt.service(timeout=MODEL_WAIT_S)
             return classify_index(zs, data, index, candidate_labels or None, hypothesis_template, top_k, text_encoder)
@@ -181,9 +186,9 @@ class ApiEndpoints:
         """
         with told("en"):
             k = results(top_k)
+            q = SearchQuery.of(query, negative, raw=raw, has_image=bool(image))  # checked before any decoding
             picture = (image_from_reference(image, gr.utils.get_upload_folder(), self.rt.config().image_resolution)
                        if image else None)
-            q = SearchQuery.of(query, negative, raw=raw, has_image=picture is not None)
             zs = self.rt.service(timeout=MODEL_WAIT_S)
             feature = zs.image_features([picture])[0] if picture is not None else None
             self.rt.build_index_in_request()  # on ZeroGPU the first search builds the index, in its request
