@@ -16,7 +16,7 @@ import torch
 from .clip_package import import_clip
 from .model import WeightsInfo
 
-__all__ = ["tokenize", "encode_text", "prompt_features", "ensemble", "scores", "top_k", "normalise", "Prediction",
+__all__ = ["tokenize", "token_lengths", "cost_chunks", "encode_text", "prompt_features", "ensemble", "scores", "top_k", "normalise", "Prediction",
            "LOGIT_SCALE"]
 
 LOGIT_SCALE = 100.0  # the notebook's fixed temperature (CLIP's learned scale is ~100 as well)
@@ -25,6 +25,28 @@ LOGIT_SCALE = 100.0  # the notebook's fixed temperature (CLIP's learned scale is
 def tokenize(prompts: list[str], context_length: int = 77) -> torch.Tensor:
     """CLIP BPE tokens, zero-padded: `[n_prompts, context_length]` int."""
     return import_clip().tokenize(prompts, context_length=context_length)
+
+
+def token_lengths(tokens: torch.Tensor) -> list[int]:
+    """Each prompt's length in tokens, start and end-of-text included: `[N, 77]` -> N ints (what `encode_text`
+    computes over: a chunk costs its prompts times its longest)."""
+    return (tokens.argmax(dim=-1) + 1).tolist()  # end-of-text has the largest token id
+
+
+def cost_chunks(lengths: list[int], budget: float, most: int) -> list[slice]:
+    """Consecutive chunks of prompts whose cost, prompts x the chunk's longest (each chunk is padded to its
+    longest), stays within `budget` tokens, and at most `most` prompts; a prompt over the budget alone is a chunk
+    of one. Every prompt in exactly one chunk, in order."""
+    chunks, first, longest = [], 0, 0
+    for i, n in enumerate(lengths):
+        wider = max(longest, n)
+        if i > first and ((i - first + 1) * wider > budget or i - first >= most):
+            chunks.append(slice(first, i))
+            first, wider = i, n
+        longest = wider
+    if lengths:
+        chunks.append(slice(first, len(lengths)))
+    return chunks
 
 
 def encode_text(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:

@@ -45,12 +45,16 @@ class ComputePath:
     onnx: bool  # may the parity-checked ONNX Runtime image backend be chosen?
     load_before_launch: bool  # ZeroGPU: build the model and move it to CUDA before the server starts
     warm_up: bool  # may start-up run the model (encode the default labels) outside a visitor's request?
-    text_chunk: int  # prompts per model call when encoding labels
+    text_chunk: int  # the most prompts in one model call when encoding labels
     bulk_images: int  # images per model call in bulk work (evaluation)
+    # What one text model call may cost, in seconds at the tower's measured rate: prompts x the chunk's longest
+    # prompt (each chunk is padded to its longest) x seconds per token (`zeroshot.cost_chunks`).
+    text_chunk_s: float = 0.25
 
 
 PATHS: dict[str, ComputePath] = {
-    # 64 prompts ~0.3 s and 8 images ~0.4 s on 2 vCPUs: visitors' predictions go in between bulk chunks.
+    # A text chunk ~0.25 s (by its cost in tokens, whatever the prompts' length) and 8 images ~0.4 s on 2 vCPUs:
+    # visitors' predictions go in between bulk chunks.
     "cpu": ComputePath("cpu", "CPU, fp32", onnx=True, load_before_launch=False, warm_up=True,
                        text_chunk=64, bulk_images=8),
     "cuda": ComputePath("cuda", "CUDA GPU, fp16 (as clip.load runs it)", onnx=False,
@@ -60,7 +64,8 @@ PATHS: dict[str, ComputePath] = {
     # Each task is a GPU request with its own start-up, so calls are few and large (fp16 pixels: 256 images
     # are ~77 MB pickled to the worker).
     "zerogpu": ComputePath("zerogpu", "ZeroGPU (a shared GPU attached per request), fp16", onnx=False,
-                           load_before_launch=True, warm_up=False, text_chunk=4096, bulk_images=256),
+                           load_before_launch=True, warm_up=False, text_chunk=4096, bulk_images=256,
+                           text_chunk_s=math.inf),  # a GPU request per call: by count only
 }
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from ..core.clip_package import import_clip
-from ..core.labels import LabelSet
+from ..core.labels import CLIP, LabelSet
 from ..core.model import DEFAULT_MODEL, PRESETS, ClipConfig, LoadedModel, random_preset
 from ..core.multilingual import LoadedTower
 from ..core.words import ProgressFn, Refusal, Text
@@ -39,7 +39,7 @@ from .accel import Tasks
 from .cpus import cpu_threads
 from .features import FeatureFileError, ImageFeatureStore
 from .scheduler import Priority
-from .service import DEFAULT_TEXT_RATE, ZeroShot
+from .service import DEFAULT_TOKEN_RATES, ZeroShot
 from .settings import Settings, to_env
 
 __all__ = ["Runtime", "ModelState", "ModelStatus", "ModelUnavailable", "ModelFailed", "IndexStatus", "open_service",
@@ -324,7 +324,7 @@ class Runtime:
 
     def text_seconds(self, cost: int) -> float:
         """About how long encoding prompts of `cost` tokens takes (measured once the model has encoded some)."""
-        return self._zs.text_seconds(cost) if self._zs is not None else cost / DEFAULT_TEXT_RATE
+        return self._zs.text_seconds(cost) if self._zs is not None else cost / DEFAULT_TOKEN_RATES[CLIP]
 
     def architecture_service(self) -> ZeroShot:
         """The loaded service, or, while there is none, ViT-B/32 with random weights (same architecture)."""

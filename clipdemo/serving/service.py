@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..core import checks, zeroshot
 from ..core.architecture import TowerSummary
 from ..core.inside import Explanation, VisionTrace
-from ..core.labels import CLIP, LabelSet, PromptError, fill, prompt_where
+from ..core.labels import CLIP, MULTILINGUAL, LabelSet, PromptError, fill, prompt_where
 from ..core.model import LoadedModel, WeightsError
 from ..core.multilingual import LoadedTower
 from ..core.words import ProgressFn, Refusal, Text
@@ -40,11 +40,14 @@ from .backends import ImageEncoder, eager_encoder
 from .features import ImageFeatureStore, default_path
 from .scheduler import MAX_WAIT_S, MAX_WAITING, GateStats, ModelGate, Priority
 
-__all__ = ["ZeroShot", "LRU", "Priority", "BULK_AFTER_S", "TOWER_RETRY_S"]
+__all__ = ["ZeroShot", "LRU", "Priority", "BULK_AFTER_S", "TOWER_RETRY_S", "DEFAULT_TOKEN_RATES"]
 
 BULK_AFTER_S = 2.0  # label sets whose encoding should take longer than this run as bulk work
 TOWER_RETRY_S = 60.0  # after a failed load of the multilingual tower, its sentence is said this long before a retry
-DEFAULT_TEXT_RATE = 1500.0  # prompt tokens/s before anything was measured (ViT-B/32 text tower, 2 vCPUs)
+# Padded prompt tokens per second of each text tower before any chunk was measured (ViT-B/32's text tower and the
+# multilingual DistilBERT on 2 vCPUs: 1,400 to 1,800 measured, taken low so the first chunks are not too long).
+DEFAULT_TOKEN_RATES = {CLIP: 1200.0, MULTILINGUAL: 1200.0}
+_RATE_WEIGHT = 0.3  # each measured chunk moves a tower's rate this far towards what it measured
 
 
 class LRU:
@@ -115,7 +118,7 @@ class ZeroShot:
         self._gate = ModelGate(max_waiting, max_wait_s)  # one model call at a time, interactive first
         self._inflight: dict[LabelSet, threading.Lock] = {}  # label sets being encoded now
         self._inflight_lock = threading.Lock()
-        self._text_rate = DEFAULT_TEXT_RATE  # prompt tokens encoded per second, measured at each encoding
+        self._token_rates = dict(DEFAULT_TOKEN_RATES)  # tower -> padded prompt tokens/s, measured at each chunk
         self._text = LRU(text_cache_size)  # (identity, label set) -> [L, D]
         self._queries = LRU(4 * text_cache_size)  # (identity, prompts) -> [n, D]: search queries
         self._traces = LRU(trace_cache_size)  # (identity, input key) -> VisionTrace
@@ -212,7 +215,7 @@ class ZeroShot:
     def text_features(self, label_set: LabelSet, progress: ProgressFn | None = None) -> torch.Tensor:
         """One normalised feature per label: `[n_labels, D]`, cached. Do not modify the result in place.
 
-        The prompts are tokenised, encoded in chunks of the path's `text_chunk` (each chunk one model call:
+        The prompts are tokenised, encoded in chunks by cost (`_encode_prompts`; each chunk one model call:
         `zeroshot.prompt_features`) and ensembled per label (`zeroshot.ensemble`). A set that should take longer
         than BULK_AFTER_S runs as bulk work, so visitors' predictions go in between its chunks. One thread
         encodes a set; others asking for it meanwhile wait and share the result.
@@ -240,12 +243,9 @@ class ZeroShot:
 
     def _encode_labels(self, label_set: LabelSet, progress: ProgressFn | None) -> torch.Tensor:
         cost = label_set.cost if label_set.encoder == CLIP else self._tower_cost(label_set, progress)
-        priority = Priority.BULK if self.text_seconds(cost) > BULK_AFTER_S else Priority.INTERACTIVE
-        start = time.perf_counter()
+        priority = Priority.BULK if self.text_seconds(cost, label_set.encoder) > BULK_AFTER_S else Priority.INTERACTIVE
         prompts = tuple(label_set.prompts())
         feats = self._encode_prompts(prompts, priority, progress, label_set.encoder)  # [P = L * T, D]
-        if label_set.encoder == CLIP:
-            self._text_rate = cost / max(time.perf_counter() - start, 1e-6)
         return zeroshot.ensemble(feats, len(label_set.labels), len(label_set.templates))  # [L, D]
 
     def _tower_cost(self, label_set: LabelSet, progress: ProgressFn | None) -> int:
@@ -262,32 +262,47 @@ class ZeroShot:
             raise PromptError("budget_tower", f"{cost:,}", f"{tower.config.prompt_budget:,}")
         return cost
 
+    def chunk_budget(self, encoder: str = CLIP) -> float:
+        """What one text model call may cost on this path, in padded prompt tokens: the path's `text_chunk_s` at
+        the tower's measured rate."""
+        return self.path.text_chunk_s * self._token_rates[encoder]
+
     def _encode_prompts(self, prompts: tuple[str, ...], priority: Priority, progress: ProgressFn | None = None,
                         encoder: str = CLIP) -> torch.Tensor:
-        """The one text encoder: prompts tokenised by the chosen text tower's tokenizer, encoded in chunks of the
-        path's `text_chunk`, each chunk one model call (CLIP's: `zeroshot.prompt_features`; the multilingual
-        tower's: `Tasks.encode_multilingual`): `[P, D]` normalised."""
+        """The one text encoder: prompts tokenised by the chosen text tower's tokenizer and encoded in chunks by
+        cost (`zeroshot.cost_chunks`: prompts x the chunk's longest within `chunk_budget`, so a chunk of long
+        prompts is short and visitors wait behind at most one), each chunk one model call (CLIP's:
+        `zeroshot.prompt_features`; the multilingual tower's: `Tasks.encode_multilingual`): `[P, D]` normalised."""
         if encoder == CLIP:
             tokens = zeroshot.tokenize(list(prompts))  # [P, 77]
-            step = self.path.text_chunk
-            batches = ((tokens[first:first + step],) for first in range(0, len(tokens), step))
+            lengths = zeroshot.token_lengths(tokens)
+            batch = lambda part: (tokens[part],)  # noqa: E731 - [b, 77]
             task = self._tasks.encode_prompts
         else:
             tokenizer = self.tower(progress).tokenizer
+            with self._tokenizing:
+                lengths = tokenizer.counts(list(prompts))
 
-            def tokenized(first: int) -> tuple[torch.Tensor, torch.Tensor]:
+            def batch(part: slice) -> tuple[torch.Tensor, torch.Tensor]:
                 with self._tokenizing:
-                    return tokenizer(list(prompts[first:first + self.path.text_chunk]))  # [b, T] ids, [b, T] mask
-            batches = (tokenized(first) for first in range(0, len(prompts), self.path.text_chunk))
+                    return tokenizer(list(prompts[part]))  # [b, T] ids, [b, T] mask, T: the chunk's longest
             task = self._tasks.encode_multilingual
         chunks, done = [], 0
-        for batch in batches:
+        for part in zeroshot.cost_chunks(lengths, self.chunk_budget(encoder), self.path.text_chunk):
+            args = batch(part)
             with self._model_call(priority):
-                chunks.append(task(self._key, *batch))  # [b, D]
-            done += len(batch[0])
+                start = time.perf_counter()
+                chunks.append(task(self._key, *args))  # [b, D]
+                self._measured(encoder, (part.stop - part.start) * max(lengths[part]), time.perf_counter() - start)
+            done = part.stop
             if progress:
                 progress(done, len(prompts), Text("progress_encoding_prompts"))
         return torch.cat(chunks)
+
+    def _measured(self, encoder: str, tokens: int, seconds: float) -> None:
+        """A text chunk of `tokens` padded tokens took `seconds`: the tower's rate moves towards it."""
+        rate = tokens / max(seconds, 1e-6)
+        self._token_rates[encoder] += _RATE_WEIGHT * (rate - self._token_rates[encoder])
 
     def prompt_features(self, prompts: tuple[str, ...]) -> torch.Tensor:
         """Normalised features of a few prompts as typed, by CLIP's own text tower (search queries, each checked to
@@ -329,9 +344,9 @@ class ZeroShot:
         the process holds then) and that failed: say so from now on, never load it later."""
         self._tower_failed = (math.inf, WeightsError("ml_tower_late", exc.text))  # at +inf: never retried
 
-    def text_seconds(self, cost: int) -> float:
-        """About how long encoding prompts of `cost` tokens takes here (from the last encoding measured)."""
-        return cost / self._text_rate
+    def text_seconds(self, cost: int, encoder: str = CLIP) -> float:
+        """About how long encoding prompts of `cost` tokens takes here (at the tower's measured rate)."""
+        return cost / self._token_rates[encoder]
 
     # -- the image side ------------------------------------------------------------------------------
     def pixels(self, image: Image.Image) -> torch.Tensor:
