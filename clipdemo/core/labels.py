@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -125,6 +126,9 @@ MIN_LABELS = 2  # a softmax over one label is always 100%
 MAX_LABELS = 500  # a cap on the list itself; what encoding costs is bounded by PROMPT_BUDGET
 MAX_LABEL_CHARS = 200
 MAX_TEMPLATES = 32
+# A list is refused by its length before any item is looked at when it is longer than this many times its cap
+# (repeats, dropped on the way, may bring a longer list within the cap; a list of millions never is).
+_WALK_FACTOR = 2
 # The text-encoding cost one label set may have, in prompt tokens (start and end-of-text included). The
 # largest preset pair, CIFAR-100 with CLIP's 18 templates, costs 17,304; on 2 vCPUs that is ~10 s.
 PROMPT_BUDGET = 20_000
@@ -194,12 +198,20 @@ def _short(text: str, n: int = 40) -> str:
     return repr(text if len(text) <= n else text[: n - 1] + "…")
 
 
+def _short_text(text: str | None) -> str:
+    """Editor text no longer than a label file may be (PromptError otherwise), before it is split."""
+    text = text or ""
+    if len(text) > MAX_FILE_BYTES:
+        raise PromptError("labels_text_long", f"{len(text):,}", f"{MAX_FILE_BYTES:,}")
+    return text
+
+
 def parse_label_text(text: str) -> list[str]:
     """Split editor text into labels: one per line; a single line is split on commas.
 
     Blank lines are skipped; blank items between commas are kept (and refused by the checker).
     """
-    lines = [ln for ln in (text or "").splitlines() if ln.strip()]
+    lines = [ln for ln in _short_text(text).splitlines() if ln.strip()]
     if len(lines) == 1 and "," in lines[0]:
         items = lines[0].split(",")
         if items and not items[-1].strip():
@@ -303,6 +315,16 @@ def _prompt_cost(labels: tuple[str, ...], templates: tuple[str, ...]) -> int:
     return cost
 
 
+def _bounded(items, cap: int, key: str) -> tuple:
+    """The items as a tuple, taking at most `_WALK_FACTOR * cap + 1` of them: a longer list is refused (PromptError
+    `key`) before its items are walked, hashed or checked."""
+    limit = _WALK_FACTOR * cap
+    out = tuple(itertools.islice(items, limit + 1))
+    if len(out) > limit:
+        raise PromptError(key, f"{len(items):,}" if hasattr(items, "__len__") else f"{limit:,}+", cap)
+    return out
+
+
 @lru_cache(maxsize=256)
 def _checked(labels: tuple, templates: tuple, duplicates: str, encoder: str) -> LabelSet:
     kept, dropped = _labels(labels, duplicates)
@@ -335,7 +357,8 @@ class LabelSet:
         "drop" keeps the first of case- and space-insensitive repeats and records the rest; "error" refuses.
         `encoder`: the text tower, one of TEXT_ENCODERS (CLIP's checks its 77 tokens here; the multilingual one
         counts its own when it encodes)."""
-        labels, templates = tuple(labels), tuple(templates)
+        labels = _bounded(labels, MAX_LABELS, "labels_many")
+        templates = _bounded(templates, MAX_TEMPLATES, "templates_many")
         for items, key in ((labels, "label_not_text"), (templates, "template_not_text")):
             if (i := next((i for i, x in enumerate(items, start=1) if not isinstance(x, str)), None)) is not None:
                 raise PromptError(key, i)  # before the memo, which needs every item hashable
@@ -356,7 +379,7 @@ class LabelSet:
     def from_text(cls, label_text: str, template_text: str, *, duplicates: str = "drop",
                   encoder: str = CLIP) -> LabelSet:
         """The editors' text: labels one per line (or comma-separated on one line), templates one per line."""
-        templates = [ln for ln in (template_text or "").splitlines() if ln.strip()]
+        templates = [ln for ln in _short_text(template_text).splitlines() if ln.strip()]
         return cls.of(parse_label_text(label_text), templates, duplicates=duplicates, encoder=encoder)
 
     @classmethod

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from ..core.labels import LabelSet
 from ..io.images import MAX_BYTES
@@ -21,6 +22,7 @@ from ..serving.settings import Settings, from_env
 from ..tasks import selfcheck
 from . import files
 from .api import ApiEndpoints
+from .bodycap import BodyCap
 from .deeplink import PageOpen
 from .lang import HEAD, I18N, L
 from .mcp import McpServer
@@ -137,12 +139,13 @@ def launch_kwargs(runtime: Runtime) -> dict:
     The MCP server (at /gradio_api/mcp/) is `clipdemo.ui.mcp`'s, offering the typed endpoints of `ui/api.py` as
     tools that answer in JSON; Gradio's own is off. Run history is off: Gradio 6 would keep every visitor's
     runs (inputs and outputs, uploaded images among them) in their browser and list them at /gradio_api/runs,
-    where the next person at a shared computer would find them.
+    where the next person at a shared computer would find them. Every request body is bounded before it is
+    parsed (`clipdemo.ui.bodycap`).
     """
     tools = McpServer(ApiEndpoints(runtime).functions())
     return dict(theme=gr.themes.Soft(), css=CSS, head=HEAD + A11Y, i18n=I18N, max_file_size=MAX_BYTES, show_error=False,
                 enable_monitoring=False, share=False, mcp_server=False, run_history=False,
-                app_kwargs={"lifespan": tools.lifespan})
+                app_kwargs={"lifespan": tools.lifespan, "middleware": [Middleware(BodyCap)]})
 
 
 def file_janitor(demo: gr.Blocks, ttl_s: float) -> Janitor:

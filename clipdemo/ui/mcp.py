@@ -6,7 +6,9 @@ option, `gr.tool(structured_output=True)`, wraps that same text. So this module 
 with the `mcp` SDK's own low-level server: each tool publishes an input schema (from the function's type
 hints and its docstring's `Args:`) and an output schema, and answers with JSON text plus `structuredContent`
 (a dict as it is; a list as `{"result": [...]}`, the SDK's convention). Errors are the same sentences the API
-gives. Holds `McpServer` (`tools`, `call`, and `lifespan`, which mounts it on Gradio's app as the server
+gives. Arguments are checked in the tool's worker thread, never on the event loop: an unknown, missing, over-large
+(by length alone, first) or mistyped one is refused by name; the SDK's own validation, which walked whatever was
+sent on the loop, is off (the body itself is bounded before any of this, `clipdemo.ui.bodycap`). Holds `McpServer` (`tools`, `call`, and `lifespan`, which mounts it on Gradio's app as the server
 starts: Starlette does not run a mounted app's lifespan, and a session manager runs once, so each start
 makes its own). `gradio_client` never uses MCP: its callers get exactly what they got before.
 """
@@ -24,11 +26,14 @@ from contextlib import asynccontextmanager
 
 import anyio
 import gradio as gr
+import jsonschema
 from mcp import types
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from pydantic import TypeAdapter
 from starlette.routing import Route
+
+from .bodycap import DATA_URL_CAP
 
 __all__ = ["McpServer", "PATHS"]
 
@@ -86,6 +91,7 @@ class McpServer:
 
     def __init__(self, functions: list[Callable]):
         self.functions = {fn.__name__: fn for fn in functions}
+        self._inputs = {name: _schemas(fn)[0] for name, fn in self.functions.items()}
 
     def tools(self) -> list[types.Tool]:
         """Each function as a tool: its name, its docstring, and the schemas of its arguments and answer."""
@@ -97,13 +103,21 @@ class McpServer:
         return out
 
     async def call(self, name: str, arguments: dict) -> types.CallToolResult | tuple[list, dict]:
-        """Run one tool in a worker thread (its model calls block); JSON text and structured content, or an
-        error result with the API's sentence."""
+        """Check the arguments and run one tool, both in a worker thread (the checks walk what a caller sent, the
+        model calls block): JSON text and structured content, or an error result with the API's sentence."""
         fn = self.functions.get(name)
         if fn is None:
             return _error(f"Unknown tool {name!r}; the tools are: {', '.join(self.functions)}.")
+        schema = self._inputs[name]
+
+        def run():
+            if (refused := _check_arguments(name, schema, arguments)) is not None:
+                return refused
+            return fn(**arguments)
         try:
-            result = await anyio.to_thread.run_sync(lambda: fn(**arguments))
+            result = await anyio.to_thread.run_sync(run)
+            if isinstance(result, types.CallToolResult):
+                return result
         except gr.Error as exc:  # the API's own sentence (escaped for a toast there: plain text here)
             return _error(html.unescape(str(exc.message)))
         except Exception:  # noqa: BLE001 - never a traceback to a caller
@@ -120,7 +134,7 @@ class McpServer:
         async def list_tools() -> list[types.Tool]:
             return tools
 
-        @server.call_tool()
+        @server.call_tool(validate_input=False)  # validated in `call`, off the event loop, after the size checks
         async def call_tool(name: str, arguments: dict):
             return await self.call(name, arguments)
 
@@ -150,6 +164,37 @@ class _Asgi:
 
     async def __call__(self, scope, receive, send) -> None:
         await self.fn(scope, receive, send)
+
+
+MAX_ARGUMENT_ITEMS = 1000  # items in one list or object argument: twice the most labels a tool takes
+MAX_ARGUMENT_CHARS = DATA_URL_CAP  # one string argument: the largest image as a data URL
+
+
+def _size(value) -> int:
+    """Items of a list or object, characters of a string, and 1 for anything else."""
+    return len(value) if isinstance(value, (list, dict, str)) else 1
+
+
+def _check_arguments(name: str, schema: dict, arguments: dict) -> types.CallToolResult | None:
+    """An error naming the argument that is unknown, missing, too large or of the wrong type, or None when all are
+    fine. Sizes are checked first, each by its length alone, so the schema check after them walks little."""
+    known = schema["properties"]
+    if unknown := [a for a in arguments if a not in known]:
+        return _error(f"Unknown argument {unknown[0][:40]!r} for {name}; it takes: {', '.join(known)}.")
+    if missing := [a for a in schema["required"] if a not in arguments]:
+        return _error(f"{name} needs the argument {missing[0]!r}.")
+    for arg, value in arguments.items():
+        limit = MAX_ARGUMENT_CHARS if isinstance(value, str) else MAX_ARGUMENT_ITEMS
+        inner = (value.values() if isinstance(value, dict) else value) if isinstance(value, (list, dict)) else ()
+        if _size(value) > limit or any(_size(v) > limit for v in inner):
+            return _error(f"The argument {arg!r} is too large ({_size(value):,} "
+                          f"{'characters' if isinstance(value, str) else 'items'}); at most {limit:,}.")
+    try:
+        jsonschema.validate(instance=arguments, schema=schema)
+    except jsonschema.ValidationError as exc:
+        where = ".".join(str(p) for p in exc.absolute_path) or "arguments"
+        return _error(f"The argument {where!r} is not valid: {exc.message[:200]}")
+    return None
 
 
 def _error(text: str) -> types.CallToolResult:
