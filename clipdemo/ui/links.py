@@ -17,13 +17,13 @@ from ..core.labels import LabelSet
 from ..core.search import SearchQuery, results
 from ..core.words import Refusal
 
-__all__ = ["Link", "read_link", "link_query", "TABS", "MAX_QUERY", "MAX_LINK_LABELS"]
+__all__ = ["Link", "read_link", "link_query", "left_out", "TABS", "MAX_QUERY", "MAX_LINK_LABELS"]
 
 TABS = ("predict", "search", "labels", "evaluate", "architecture", "about")  # the app's tab ids
 MAX_QUERY = 4000  # characters of query string read at all; a longer one is ignored whole
 MAX_LINK_LABELS = 100  # labels a link may carry (a longer list belongs in a saved set or a file)
-PARAMS = ("index", "k", "labels", "template", "preset", "tab", "q", "neg", "raw", "n")
-SET_PARAMS = ("labels", "template", "preset")
+PARAMS = ("index", "k", "labels", "template", "preset", "encoder", "tab", "q", "neg", "raw", "n")
+SET_PARAMS = ("labels", "template", "preset", "encoder")
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,7 @@ def link_query(link: Link) -> str:
         s = link.search
         pairs = [("index", link.index), ("k", link.k), ("preset", fields.get("preset")),
                  ("template", fields.get("template")), ("labels", fields.get("labels")),
+                 ("encoder", fields.get("encoder")),
                  ("q", s.text if s and s.text else None), ("neg", s.negative if s and s.negative else None),
                  ("raw", "1" if s and s.raw else None), ("n", link.n), ("tab", link.tab)]
         query = urlencode([(k, v) for k, v in pairs if v is not None], safe=",{}")
@@ -103,3 +104,15 @@ def link_query(link: Link) -> str:
         fields.pop("labels", None)
         query = encoded(fields)
     return query
+
+
+def left_out(link: Link) -> tuple[str, ...]:
+    """What of the link's label set its query cannot carry (it reads back otherwise): "labels", "templates",
+    "encoder", in that order; empty when the whole set travels."""
+    if link.label_set is None:
+        return ()
+    back = read_link(link_query(link))[0].label_set or LabelSet.preset()
+    sent = link.label_set
+    return tuple(part for part, same in (("labels", back.labels == sent.labels),
+                                         ("templates", back.templates == sent.templates),
+                                         ("encoder", back.encoder == sent.encoder)) if not same)

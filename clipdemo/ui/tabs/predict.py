@@ -31,7 +31,7 @@ from ...tasks.classify import MAX_EXAMPLES, Answering, BatchError, predict_with,
 from .. import files
 from ..common import UI_API, ensure_text, hide_paths, md_text, told, toast_text, wait_for_service
 from ..lang import L, lang_of
-from ..links import Link, link_query
+from ..links import Link, left_out, link_query
 from .batch import BatchTab
 from .explain import ExplainBox
 
@@ -97,6 +97,19 @@ def _pick(value: str | None, whole: str, what: str) -> int | None:
         raise Refusal("pick_number", what, whole, value) from None
 
 
+LINK_PARTS = {"labels": "link_part_labels", "templates": "link_part_templates", "encoder": "link_part_encoder"}
+
+
+def link_note(link: Link, answering: Answering | None, lang: str) -> str:
+    """What a result's link leaves behind, in words ("" when it carries every choice): labels or templates it
+    cannot hold, and the session's threshold, examples and temperature, which stay in this session."""
+    parts = [text(LINK_PARTS[part], lang) for part in left_out(link)]
+    if answering is not None and (answering.threshold is not None or answering.examples
+                                  or answering.temperature != 1.0):
+        parts.append(text("link_part_answering", lang))
+    return text("link_left_out", lang, "; ".join(parts)) if parts else ""
+
+
 class PredictTab:
     """Predictions and the attention view, over the shared runtime; gradio calls these, and so do tests."""
 
@@ -117,7 +130,8 @@ class PredictTab:
         threshold = answering.threshold if answering else None
         return {self.result: dict(pred.top), self.chart: chart, self.verdict: fits_line(pred, threshold, lang),
                 self.lines: "\n".join(pred.lines()), self.truth: truth_markdown(pred, lang),
-                self.files: files.prediction_files(pred, what), self.last_input: last, self.share: link_query(share)}
+                self.files: files.prediction_files(pred, what), self.last_input: last, self.share: link_query(share),
+                self.share_note: link_note(share, answering, lang)}
 
     def predict_index(self, index: float, top_k: float, label_set: LabelSet, answering: Answering | None = None,
                       request: gr.Request = None, progress=gr.Progress()) -> dict:
@@ -296,6 +310,7 @@ class PredictTab:
                 link = gr.Textbox(label=L("share_link"), interactive=False, buttons=["copy"], elem_id="share-link",
                                   scale=4)
                 copy_link = gr.Button(L("copy_link"), scale=1, min_width=120, elem_id="copy-link")
+            self.share_note = gr.Markdown(elem_id="share-note")
             with gr.Row():
                 self.lines = gr.Textbox(label=L("notebook_lines"), lines=5, buttons=["copy"], interactive=False,
                                         elem_id="notebook-lines")
@@ -313,7 +328,8 @@ class PredictTab:
             self.explain = ExplainBox(self)
             self.explain.build(labels_state)  # "Why this label?"
 
-        shown = [self.result, self.chart, self.lines, self.truth, self.files, self.last_input, self.share, self.verdict]
+        shown = [self.result, self.chart, self.lines, self.truth, self.files, self.last_input, self.share, self.verdict,
+                 self.share_note]
         self.index_outputs = [self.original, self.model_input, *shown]  # a shared link's prediction fills these too
         gr.on([run_index.click, self.index.change], self.predict_index,
               [self.index, self.top_k, labels_state, self.answering], self.index_outputs,
@@ -325,7 +341,8 @@ class PredictTab:
         self.threshold.change(self.set_threshold, [self.threshold, self.answering], self.answering,
                               api_visibility="private", queue=False)
         add_examples.click(self.add_examples, [self.example_label, example_files, self.answering, labels_state],
-                           [self.answering, self.examples_note], api_visibility="private")
+                           [self.answering, self.examples_note], api_visibility="private",
+                           concurrency_id="batch", concurrency_limit=1)  # unpacks files and zips, as a batch does
         clear_examples.click(self.clear_examples, self.answering, [self.answering, self.examples_note],
                              api_visibility="private", queue=False)
         labels_state.change(self.example_labels, labels_state, self.example_label, api_visibility="private",
