@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast test-real bench bench-bulk audit venv clean
+.PHONY: run test test-fast test-real bench bench-bulk bench-hostile family-cost audit venv clean
 
 venv: $(STAMP)
 
@@ -44,6 +44,14 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 
 bench: $(BENCH_STAMP)
 	$(PY) -m bench.run $(if $(QUICK),--quick,)
+
+# The CLIP family's CPU figures, measured again and written into the package (the page reads them; commit them).
+family-cost: $(BENCH_STAMP)
+	$(PY) -m bench.family --publish $(if $(QUICK),--quick,)
+
+# Hostile requests through a real server (issue #34): RSS growth, refusal times, others' /ping and uploads meanwhile.
+bench-hostile: $(BENCH_STAMP)
+	$(PY) -m bench.hostile $(if $(QUICK),--quick,)
 
 # `python -m clipdemo bulk`'s figures: local vs the evaluation, and Ray Data's 2 actors vs local (R17, R18).
 bench-bulk: $(BENCH_STAMP)

@@ -27,6 +27,7 @@ from pathlib import Path
 from PIL import Image
 
 from bench.common import served_app, wait_ready
+from bench.hostile import behind_largest_sets, print_behind
 from bench.timing import p95
 from clipdemo.core.labels import CIFAR100_CLASSES, CIFAR_TEMPLATES
 EVAL_ALL = ("all", 1000, 10, 0, "single", "cifar100")
@@ -150,6 +151,7 @@ def main() -> int:
                       f"{idle[2] + busy[2]} | {idle[3] + busy[3]} | {'none' if idle[4] + busy[4] == 0 else 'YES'} |",
                       flush=True)
                 time.sleep(2)
+            print_behind(behind_largest_sets(url, image, 10))
     return 0
 
 

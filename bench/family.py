@@ -2,8 +2,9 @@
 same shapes and cost as the released ones), each against this machine's fp32 matmul rate.
 
 Measures the ViTs that fit the bench's time (ViT-B/32 and ViT-B/16); the app estimates the others from their
-FLOPs (`clipdemo.core.family.cpu_costs`). Writes `clipdemo/io/family_cost.json`, which the Architecture tab
-shows. `python -m bench.family [--quick]` runs it alone.
+FLOPs (`clipdemo.core.family.cpu_costs`). Writes its figures to `~/.cache/clipdemo/bench/family_cost.json` (or
+`--out PATH`): never into the tracked tree. The Architecture tab reads the committed `clipdemo/io/family_cost.json`,
+which only `make family-cost` (`--publish`) rewrites. `python -m bench.family [--quick]` runs it alone.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import statistics
+from pathlib import Path
 
 import torch
 
@@ -20,6 +22,7 @@ from clipdemo.core.family import FAMILY, profile
 from clipdemo.core.model import ClipConfig, build_random
 from clipdemo.io.measured import COST_FILE, Measured, write_measured
 from clipdemo.serving.cpus import describe
+from clipdemo.weights.load import default_cache
 
 MEASURED = ("ViT-B/32", "ViT-B/16")
 
@@ -46,13 +49,27 @@ def measure(q: bool) -> Measured:
                     describe(torch.get_num_threads()), rate, ms)
 
 
-def run(q: bool) -> None:
-    measured = measure(q)
-    write_measured(measured)
-    print(f"    wrote {COST_FILE} (the Architecture tab's 'Compare with the CLIP family' reads it)")
+def default_out() -> Path:
+    """Where a bench run's figures go: the cache, outside the tracked tree."""
+    return default_cache() / "bench" / COST_FILE.name
+
+
+def run(q: bool, out: Path | None = None) -> Path:
+    """Measure and write the figures to `out` (default: `default_out()`); returns where they went."""
+    out = Path(out or default_out())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_measured(measure(q), out)
+    note = (" (the Architecture tab reads it: commit it)" if out == COST_FILE
+            else f" (the page reads the package's {COST_FILE.name}: `make family-cost` rewrites it)")
+    print(f"    wrote {out}{note}")
+    return out
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
-    run(ap.parse_args().quick)
+    ap.add_argument("--out", type=Path, default=None, help="where to write the figures (default: the cache)")
+    ap.add_argument("--publish", action="store_true", help=f"write them to {COST_FILE.name} in the package, which "
+                                                           "the page reads and the repository commits")
+    args = ap.parse_args()
+    run(args.quick, COST_FILE if args.publish else args.out)

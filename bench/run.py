@@ -9,7 +9,7 @@ prints the cost table of `bench.cost` (each typed endpoint's server CPU beside i
 figures (`bench.search`: R10 to R12, server-side latencies, the brute-force curve to a million vectors), and the
 multilingual text tower's (`bench.multilingual`: R13, R14, its RSS and first use after start), and your labelled
 data's (`bench.yourdata`: R15, R16), and the CLIP family's ViT image towers on this CPU (`bench.family`, written to
-`clipdemo/io/family_cost.json` for the Architecture tab). Ends with one line: `ratios: R1=<x> R2=<x> ... R16=<x>`.
+the cache; `make family-cost` publishes them to `clipdemo/io/family_cost.json` for the Architecture tab). Ends with one line: `ratios: R1=<x> R2=<x> ... R16=<x>`.
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def main() -> int:
         if not q:
             served(q, work, backend="eager")  # memory without the ONNX Runtime copy of the weights
         r.update(search.served(q, work))
-    family.run(q)  # the CLIP family's ViT image towers on this CPU, written for the Architecture tab
+    family.run(q)  # the CLIP family's ViT image towers on this CPU, into the cache (never the tracked tree)
     print("ratios: " + " ".join(f"R{i}={r[f'R{i}']:.2f}" for i in range(1, 17)))
     return 0
 

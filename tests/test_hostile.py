@@ -92,8 +92,13 @@ def test_inline_data_urls_obey_the_same_rules(app):
     assert event == "error" and "the limit is 40 megapixels" in payload
     event, payload = inline(bad_files()["svg"][1])
     assert event == "error" and "not an image in an accepted format" in payload
-    event, payload = inline(b"\x89PNG" + b"\0" * (21 * 1024 * 1024))  # over the size limit, sent inline
+    event, payload = inline(b"\x89PNG" + b"\0" * (20 * 1024 * 1024 + 512 * 1024))  # over the size limit, inline
     assert event == "error" and "the limit is 20 MB" in payload
+    # a data URL past the largest image as base64 is refused with the body, before anything parses it (#34)
+    big = "data:image/png;base64," + base64.b64encode(b"\0" * (21 * 1024 * 1024)).decode()
+    r = httpx.post(f"{app}/gradio_api/call/predict_image", timeout=30,
+                   json={"data": [{"url": big, "meta": {"_type": "gradio.FileData"}}, 3]})
+    assert r.status_code == 413 and "the limit here is 27.7 MB" in r.json()["error"]
 
 
 def test_file_over_max_file_size_is_refused_at_upload(app):

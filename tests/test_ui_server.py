@@ -53,7 +53,8 @@ def test_predict_index_matches_the_engine(app, tiny_loaded, cifar_root):
     from clipdemo.io.cifar import open_cifar100
     url, _ = app
     out = _client(url).predict(15, 5, api_name="/predict_index")
-    original, model_input, label, plot, lines, truth, files, share, verdict = out
+    original, model_input, label, plot, lines, truth, files, share, verdict, share_note = out
+    assert share_note == ""  # the default set travels whole
     assert verdict == ""  # no "none of these" threshold in this session
     ref = ZeroShot(tiny_loaded).predict(open_cifar100(cifar_root).image(15), LabelSet.preset(), 5)
     got = [(c["label"], c["confidence"]) for c in label["confidences"]]
