@@ -30,13 +30,15 @@ from .core.zeroshot import LOGIT_SCALE
 from .io.cifar import open_cifar10, open_cifar100
 from .io.images import ALLOWED_FORMATS, open_image
 from .serving import settings as settings_mod
-from .tasks.classify import BatchError, classify_batch, read_batch
+from .tasks.classify import (MAX_BATCH, MAX_EXAMPLES, Answering, BatchError, classify_batch, predict_with,
+                             read_batch, read_examples)
 from .tasks.evaluate import SPELLINGS, TEMPLATE_CHOICES, Evaluation, Report, Step, run
 from .tasks.yourdata import evaluate_labelled, read_labelled
 
 __all__ = ["main", "build_parser"]
 
 log = logging.getLogger("clipdemo")
+JSON_SCHEMA = 1  # `predict --json`'s shape: see docs/cli.md and CHANGELOG.md before changing a key
 SUFFIXES = {".zip", ".jpg", *(f".{fmt.lower()}" for fmt in ALLOWED_FORMATS)}  # JPEG's files are .jpg or .jpeg
 
 
@@ -96,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--threshold", type=_argument(checks.threshold), metavar="C",
                    help='a cosine (-1..1): labels below it do not fit, and none fitting is "none of these"')
+    p.add_argument("--examples", type=Path, metavar="DIR",
+                   help=f"few-shot examples: a folder holding one folder of images per label, named as the label "
+                        f"(1..{MAX_EXAMPLES} each, {MAX_BATCH} in all), mixed with the prompts as the API does "
+                        f"(Tip-Adapter, no training)")
+    p.add_argument("--temperature", type=_argument(checks.temperature), default=1.0, metavar="T",
+                   help="divide the logits by T, e.g. the one `evaluate --labelled` fitted (default 1: the "
+                        "notebook's softmax(100 cos))")
     p.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("search", help="find CIFAR-100 test images by text, by image, or both")
@@ -285,29 +294,61 @@ def _dtype(zs) -> str:
     return str(zs.loaded.dtype).removeprefix("torch.")
 
 
+def _answering(args: argparse.Namespace, zs, label_set: LabelSet) -> Answering:
+    """How `predict` answers: the threshold, the few-shot examples of `--examples` and the temperature, as the API's
+    `classify` takes them (`Answering.of`)."""
+    examples = (read_examples(args.examples, label_set, zs.loaded.config.image_resolution)
+                if args.examples is not None else None)
+    return Answering.of(zs, label_set, examples, threshold=args.threshold, temperature=args.temperature)
+
+
+def _answering_json(zs, label_set: LabelSet, answering: Answering) -> dict:
+    """The settings every `predict --json` answer carries, as machine values."""
+    return {"schema": JSON_SCHEMA, "weights": {"name": zs.loaded.info.name, "sha256": zs.loaded.info.sha256,
+                                               "trained": zs.loaded.info.trained, "verified": zs.loaded.info.verified},
+            "device": str(zs.loaded.device), "dtype": _dtype(zs), "text_encoder": label_set.encoder,
+            **({} if label_set.encoder == CLIP else
+               {"text_encoder_weights": {"name": zs.tower().info.name, "trained": zs.tower().info.trained}}),
+            "threshold": answering.threshold, "temperature": answering.temperature,
+            "examples": dict(answering.describe())}
+
+
+def _answering_lines(answering: Answering) -> list[str]:
+    lines = []
+    if answering.examples:
+        lines.append("Few-shot examples: " + ", ".join(f"{lab} ({n})" for lab, n in answering.describe()))
+    if answering.temperature != 1.0:
+        lines.append(f"Temperature: {answering.temperature:g} (scores are softmax(100 cos / T))")
+    return lines
+
+
 def cmd_predict(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     label_set = _label_set(args)
     if args.images is not None:  # a batch
         return _predict_batch(args, cfg, label_set)
     image, what, true_label = _subject(args, cfg)
     zs = _load(args, cfg)
+    answering = _answering(args, zs, label_set)
     if true_label is not None:  # the class's name in the set's spelling (the Turkish preset's, the paper's)
         true_label = true_name(label_set.labels, true_label, label_set.label_preset)
-    pred = zs.predict(image, label_set, k=args.top_k, true_label=true_label)
+    zs.text_features(label_set)  # the labels before an image forward pass: a bad label costs no image
+    pred = predict_with(zs, zs.image_features([image])[0], label_set, args.top_k, answering.few_shot(zs, label_set),
+                        true_label, answering.temperature)
     if args.json:
-        out = {**pred.as_dict(), "image": what, "device": str(zs.loaded.device), "dtype": _dtype(zs),
-               "text_encoder": _text_encoder(zs, label_set)}
-        if args.threshold is not None:
-            out.update(top=pred.rows(args.threshold), fits=pred.fits(args.threshold))
+        out = {**_answering_json(zs, label_set, answering), **pred.as_dict(), "image": what,
+               "top": pred.rows(answering.threshold)}
+        if answering.threshold is not None:
+            out["fits"] = pred.fits(answering.threshold)
         print(json.dumps(out, ensure_ascii=False))
         return 0
     print(f"Weights: {pred.weights.label}; device {zs.loaded.device}, {_dtype(zs)}")
     print(f"Text encoder: {_text_encoder(zs, label_set)}")
-    print(f"Image: {what}" + (f" (true class: {true_label})" if true_label else ""))
+    print("\n".join([f"Image: {what}" + (f" (true class: {true_label})" if true_label else ""),
+                     *_answering_lines(answering)]))
     print("\nTop predictions:\n")
     print("\n".join(pred.lines()))
-    if args.threshold is not None:
-        print(f"\n{_fits_line(pred, args.threshold)}")
+    if answering.threshold is not None:
+        print(f"\n{_fits_line(pred, answering.threshold)}")
     if true_label is not None and pred.true_rank is not None:
         print(f"\nTrue class {true_label!r}: rank {pred.true_rank} of {len(label_set.labels)}, "
               f"{100 * pred.true_prob:.2f}%")
@@ -335,17 +376,21 @@ def image_paths(spec: str) -> list[Path]:
 def _predict_batch(args: argparse.Namespace, cfg: settings_mod.Settings, label_set: LabelSet) -> int:
     paths = image_paths(args.images)
     zs = _load(args, cfg)
+    answering = _answering(args, zs, label_set)
     items = read_batch(paths, fit=zs.loaded.config.image_resolution)
-    preds = classify_batch(zs, [image for _, image in items], label_set, args.top_k)
+    preds = classify_batch(zs, [image for _, image in items], label_set, args.top_k,
+                           few_shot=answering.few_shot(zs, label_set), temperature=answering.temperature)
     if args.json:
-        print(json.dumps({"weights": str(zs.loaded.info.label),
-                          "images": [{"image": name, "predictions": p.rows(args.threshold)}
+        print(json.dumps({**_answering_json(zs, label_set, answering),
+                          "images": [{"image": name, "predictions": p.rows(answering.threshold)}
                                      for (name, _), p in zip(items, preds)]}, ensure_ascii=False))
         return 0
     print(f"Weights: {zs.loaded.info.label}; {len(items)} images, {len(label_set.labels)} labels")
+    if lines := _answering_lines(answering):
+        print("\n".join(lines))
     width = max(len(name) for name, _ in items)
     for (name, _), pred in zip(items, preds):
-        none = args.threshold is not None and not pred.fits(args.threshold)
+        none = answering.threshold is not None and not pred.fits(answering.threshold)
         print(f"{name:<{width}}  " + ("(none of these) " if none else "")
               + ", ".join(f"{lab} {100 * p:.2f}%" for lab, p in pred.top))
     if note := _weights_note(zs.loaded.info):

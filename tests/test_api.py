@@ -193,7 +193,7 @@ def test_mcp_lists_exactly_the_typed_tools_and_classifies_a_base64_image(server,
     assert described["classify"].startswith("Zero-shot classify one image against your own labels")
     schema = next(t for t in tools if t.name == "classify").inputSchema
     assert set(schema["properties"]) == {"image", "candidate_labels", "hypothesis_template", "top_k", "text_encoder",
-                                         "threshold", "examples"}
+                                         "threshold", "examples", "temperature"}
     encoder = schema["properties"]["text_encoder"]
     assert encoder["enum"] == ["clip", "multilingual"] and encoder["default"] == "clip"
     assert encoder["description"].startswith("The text tower that reads the labels")
@@ -272,7 +272,7 @@ def test_the_readme_curl_recipe(server):
 
     url, _ = server
     body = {"data": [_data_url(Image.new("RGB", (8, 8), "red")), ["cat", "dog"], "a photo of a {}", 2, "clip", None,
-                     None]}
+                     None, 1]}
     event_id = httpx.post(f"{url}/gradio_api/call/classify", json=body, timeout=60).json()["event_id"]
     stream = httpx.get(f"{url}/gradio_api/call/classify/{event_id}", timeout=60).text
     lines = stream.splitlines()

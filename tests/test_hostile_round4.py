@@ -281,3 +281,16 @@ def test_a_link_says_what_it_cannot_carry():
     assert note == ("This link cannot carry your prompt templates (several of your own); the threshold, examples "
                     "and temperature (they stay in this session): whoever opens it gets the defaults there.")
     assert link_note(Link(index=1, label_set=LabelSet.preset()), Answering(), "en") == ""
+
+
+# -- also: a bench run never rewrites a tracked file --------------------------------------------------------------
+def test_the_family_bench_writes_to_the_cache_and_only_publish_writes_the_packages_file(tmp_path, monkeypatch):
+    from bench import family
+    from clipdemo.io.measured import COST_FILE, Measured, read_measured
+    before = COST_FILE.read_bytes()
+    monkeypatch.setattr(family, "measure", lambda q: Measured("2026-12-08T00:00:00+00:00", "test", 1.0,
+                                                              {"ViT-B/32": 1.0, "ViT-B/16": 2.0}))
+    monkeypatch.setattr(family, "default_cache", lambda: tmp_path)
+    out = family.run(True)
+    assert out == tmp_path / "bench" / "family_cost.json" and read_measured(out).machine == "test"
+    assert COST_FILE.read_bytes() == before

@@ -346,7 +346,8 @@ def test_cli_takes_the_text_encoder_and_says_which(tmp_path, tiny_ckpts):
     assert run.returncode == 0, run.stderr[-2000:]
     out = json.loads(run.stdout)
     assert {p["label"] for p in out["top"]} == {"aslan", "kaplan", "deve"}
-    assert out["text_encoder"].startswith("multilingual text encoder: random multilingual, untrained")
+    assert (out["text_encoder"], out["text_encoder_weights"]) == ("multilingual",
+                                                                  {"name": "random multilingual", "trained": False})
     bad = subprocess.run([sys.executable, "-m", "clipdemo", "predict", "--image", str(image), "--labels", "a,b",
                           "--text-encoder", "klingon"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
     assert bad.returncode == 2 and "invalid choice: 'klingon'" in bad.stderr

@@ -79,3 +79,11 @@ def threshold(value: object) -> float | None:
     if not -1.0 <= number <= 1.0:  # NaN is not either
         raise Refusal("threshold_range", repr(value)[:40])
     return number
+
+
+def temperature(value: object) -> float:
+    """A calibration temperature dividing the logits: a number in 0.01..100 (1: the notebook's scores)."""
+    number = _number(value)
+    if not 0.01 <= number <= 100.0:  # NaN is not either
+        raise Refusal("temperature_range", repr(value)[:40])
+    return number

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from ..core import checks
-from ..core.labels import CLIP, DEFAULT_LABELS, LABEL_PRESETS, LabelSet, parse_label_text
+from ..core.labels import CLIP, DEFAULT_LABELS, LABEL_PRESETS, LabelSet, normalise, parse_label_text
 from ..core.calibration import tip_adapter, tune_tip
 from ..core.words import ProgressFn, Refusal, Text
 from ..core.zeroshot import LOGIT_SCALE, Prediction, scores
@@ -32,7 +32,7 @@ from ..io.cifar import Cifar100
 from ..io.images import MAX_BYTES, ImageError, open_image
 from ..serving.service import Priority, ZeroShot
 
-__all__ = ["BatchError", "FewShot", "Answering", "predict_with", "check_examples", "MAX_EXAMPLES", "batch_count",
+__all__ = ["BatchError", "FewShot", "Answering", "predict_with", "read_examples", "check_examples", "MAX_EXAMPLES", "batch_count",
            "open_zip", "checked_members", "read_member", "member_image", "candidates", "classify", "classify_index",
            "read_batch", "classify_batch", "MAX_BATCH", "MAX_ZIP_BYTES", "MAX_RATIO", "DEFAULT_TEMPLATE"]
 
@@ -63,18 +63,21 @@ def candidates(candidate_labels: list[str] | str | None, hypothesis_template: st
 
 def classify(zs: ZeroShot, image: Image.Image | str | Path, candidate_labels: list[str] | str | None,
              hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5, text_encoder: str = CLIP,
-             threshold: float | None = None, examples: dict[str, list[Image.Image]] | None = None) -> list[dict]:
+             threshold: float | None = None, examples: dict[str, list[Image.Image]] | None = None,
+             temperature: float = 1.0) -> list[dict]:
     """One image (or an image file's path) against the candidate labels: `[{label, score, cosine}]`, best first,
     `top_k` long. `score` is `softmax(100 * cos)` over the candidate labels (all of them sum to 1), `cosine` the
     image-prompt cosine similarity in [-1, 1]. `text_encoder`: "clip" (CLIP's own, English) or "multilingual".
     With a `threshold` on the cosine, each row also says whether its label `fits` ("none of these" when none does).
-    With `examples` (label -> 1..16 images), the scores are few-shot (Tip-Adapter, training-free)."""
+    With `examples` (label -> 1..16 images), the scores are few-shot (Tip-Adapter, training-free); with a
+    `temperature`, the logits are divided by it."""
     label_set, k = candidates(candidate_labels, hypothesis_template, text_encoder), checks.top_k(top_k)
-    threshold = checks.threshold(threshold)
+    answering = Answering.of(zs, label_set, examples, threshold=threshold, temperature=temperature)
     if not isinstance(image, Image.Image):
         image = open_image(image, fit=zs.loaded.config.image_resolution)
-    (pred,) = classify_batch(zs, [image], label_set, k, few_shot=FewShot.of(zs, label_set, examples))
-    return pred.rows(threshold)
+    (pred,) = classify_batch(zs, [image], label_set, k, few_shot=answering.few_shot(zs, label_set),
+                             temperature=answering.temperature)
+    return pred.rows(answering.threshold)
 
 
 def classify_index(zs: ZeroShot, data: Cifar100, index: int, candidate_labels: list[str] | str | None = None,
@@ -183,6 +186,19 @@ def batch_count(images: list | None) -> int:
     return len(images)
 
 
+def read_examples(folder: str | Path, label_set: LabelSet, fit: int) -> dict[str, list[Image.Image]]:
+    """Few-shot examples from a folder holding one folder of images per label, named as the label (`_` for a
+    space): label -> images, checked by count (`check_examples`) before any is decoded; BatchError otherwise."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BatchError("examples_folder", str(folder)[:80])
+    by_label = {normalise(sub.name.replace("_", " ")): sorted(p for p in sub.iterdir() if p.is_file())
+                for sub in sorted(folder.iterdir()) if sub.is_dir()}
+    check_examples(label_set, {label: len(paths) for label, paths in by_label.items()})
+    return {label: [image for _, image in read_batch(paths, fit=fit, limit=MAX_EXAMPLES)]
+            for label, paths in by_label.items()}
+
+
 def check_examples(label_set: LabelSet, counts: dict[str, int]) -> None:
     """Few-shot examples' shape, before any image is decoded: each for one of the set's labels, 1..MAX_EXAMPLES a
     label, at most MAX_BATCH in all; BatchError naming what is not."""
@@ -205,22 +221,6 @@ class FewShot:
     alpha: float = 0.0  # Tip-Adapter's weights, chosen on the examples alone (`core.calibration.tune_tip`)
     beta: float = 0.0
 
-    @classmethod
-    def of(cls, zs: ZeroShot, label_set: LabelSet, examples: dict[str, list[Image.Image]] | None) -> FewShot:
-        """Encode `examples` (label -> 1..MAX_EXAMPLES images; every label one of the set's; at most MAX_BATCH in
-        all); BatchError otherwise."""
-        examples = examples or {}
-        check_examples(label_set, {label: len(images) for label, images in examples.items()})
-        priority = Priority.BULK if sum(map(len, examples.values())) > zs.bulk_images else Priority.INTERACTIVE
-        keys, targets = [], []
-        for label, images in examples.items():
-            keys.append(zs.image_features(images, priority))  # [n, D]
-            targets += [label_set.labels.index(label)] * len(images)
-        if not keys:
-            return cls(torch.zeros(0, zs.loaded.config.embed_dim), torch.zeros(0, dtype=torch.int64))
-        keys, targets = torch.cat(keys), torch.tensor(targets, dtype=torch.int64)
-        return cls(keys, targets, *tune_tip(zs.text_features(label_set), keys, targets))
-
 
 @dataclass(frozen=True, eq=False)
 class Answering:
@@ -232,6 +232,20 @@ class Answering:
     threshold: float | None = None
     examples: dict[str, torch.Tensor] = field(default_factory=dict)
     temperature: float = 1.0  # scores as softmax(100 cos / T): a temperature fitted on the visitor's labelled images
+
+    @classmethod
+    def of(cls, zs: ZeroShot, label_set: LabelSet, examples: dict[str, list[Image.Image]] | None = None, *,
+           threshold: object = None, temperature: object = 1.0) -> Answering:
+        """An answering from a call's values, for the API and the CLI alike: `examples` (label -> 1..MAX_EXAMPLES
+        images, every label one of the set's, at most MAX_BATCH in all; BatchError otherwise) encoded as the page
+        encodes a visitor's, the threshold and the temperature checked."""
+        examples = examples or {}
+        check_examples(label_set, {label: len(images) for label, images in examples.items()})
+        answering = cls(checks.threshold(threshold), {}, checks.temperature(temperature))
+        priority = Priority.BULK if sum(map(len, examples.values())) > zs.bulk_images else Priority.INTERACTIVE
+        for label, images in examples.items():
+            answering = answering.with_examples(label, zs.image_features(images, priority))  # [n, D]
+        return answering
 
     def with_threshold(self, value: object) -> Answering:
         return dataclasses.replace(self, threshold=checks.threshold(value))

@@ -41,7 +41,7 @@ class ApiEndpoints:
 
     def classify(self, image: str, candidate_labels: list[str], hypothesis_template: str = DEFAULT_TEMPLATE,
                  top_k: int = 5, text_encoder: TextEncoder = CLIP, threshold: float | None = None,
-                 examples: dict[str, list[str]] | None = None) -> list[dict]:
+                 examples: dict[str, list[str]] | None = None, temperature: float = 1.0) -> list[dict]:
         """Zero-shot classify one image against your own labels with OpenAI CLIP ViT-B/32.
 
         Args:
@@ -58,6 +58,8 @@ class ApiEndpoints:
             examples: Optional few-shot examples: {label: [images]} with 1 to 16 images (data URLs or uploaded files)
                 for any of the labels. The scores then mix the text prompts with the examples (Tip-Adapter, no
                 training); the cosines stay the image-prompt ones.
+            temperature: Optional: divides the logits (0.01 to 100; 1 leaves softmax(100 x cosine) as it is), e.g.
+                a temperature fitted on your own labelled images.
 
         Returns:
             A list of {"label", "score", "cosine"}, best first. "score" is the probability over the candidate
@@ -69,6 +71,7 @@ class ApiEndpoints:
             label_set = candidates(candidate_labels, hypothesis_template, text_encoder)
             checks.top_k(top_k)
             checks.threshold(threshold)
+            checks.temperature(temperature)
             if examples is not None and not (isinstance(examples, dict)
                                              and all(isinstance(v, list) for v in examples.values())):
                 raise BatchError("examples_shape")
@@ -79,7 +82,7 @@ class ApiEndpoints:
                      for label, refs in (examples or {}).items()}
             zs = self.rt.service(timeout=MODEL_WAIT_S)
             return classify(zs, picture, candidate_labels, hypothesis_template, top_k, text_encoder, threshold,
-                            shots)
+                            shots, temperature)
 
     def classify_cifar(self, index: int, candidate_labels: list[str] | None = None,
                        hypothesis_template: str = DEFAULT_TEMPLATE, top_k: int = 5,

@@ -1,0 +1,80 @@
+"""One answer for every shell (issue #35, part): the CLI's `predict`, the API's `classify` and the page's upload
+handler give identical rows for the same image, labels, few-shot examples, threshold and temperature."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from clipdemo.cli import JSON_SCHEMA, main
+from clipdemo.core.labels import LabelSet
+
+LABELS = ["red thing", "blue thing", "green thing"]
+
+
+def _data_url(image: Image.Image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("one-answer")
+    examples = {"red thing": [(220, 30 + 9 * i, 20) for i in range(3)], "blue thing": [(20, 40, 200 - 9 * i) for i in range(2)]}
+    for label, colours in examples.items():
+        (root / "examples" / label.replace(" ", "_")).mkdir(parents=True)
+        for i, colour in enumerate(colours):
+            Image.new("RGB", (40, 40), colour).save(root / "examples" / label.replace(" ", "_") / f"{i}.png")
+    image = Image.effect_mandelbrot((64, 48), (-2, -1.2, 1, 1.2), 30).convert("RGB")
+    image.save(root / "query.png")
+    images = {label: [Image.open(p).convert("RGB") for p in sorted((root / "examples" / label.replace(" ", "_")).iterdir())]
+              for label in examples}
+    return root, image, images
+
+
+def test_the_cli_the_api_and_the_page_give_the_same_rows(inputs, tiny_ckpts, tiny_loaded, cifar_root, tmp_path,
+                                                         capsys, monkeypatch):
+    from uiserver import built_page, runtime_for
+    from clipdemo.tasks.classify import Answering
+    from clipdemo.ui.api import ApiEndpoints
+    root, image, images = inputs
+    monkeypatch.setenv("CLIPDEMO_DOWNLOAD", "0")
+    threshold, temperature = 0.05, 0.5
+
+    assert main(["predict", "--image", str(root / "query.png"), "--labels", ",".join(LABELS), "--examples",
+                 str(root / "examples"), "--threshold", str(threshold), "--temperature", str(temperature),
+                 "--top-k", "3", "--json", "--weights", str(tiny_ckpts["state_dict"])]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert (cli["schema"], cli["text_encoder"], cli["examples"], cli["temperature"]) == \
+        (JSON_SCHEMA, "clip", {"red thing": 3, "blue thing": 2}, temperature)
+
+    rt = runtime_for(tiny_loaded, cifar_root, tmp=tmp_path)
+    api = ApiEndpoints(rt).classify(_data_url(image), LABELS, top_k=3, threshold=threshold, temperature=temperature,
+                                    examples={label: [_data_url(i) for i in imgs] for label, imgs in images.items()})
+    assert api == cli["top"]
+
+    page = built_page(rt)
+    zs = rt.service()
+    answering = Answering().with_threshold(threshold).with_temperature(temperature)
+    for label, imgs in images.items():
+        answering = answering.with_examples(label, zs.image_features(imgs))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # files here count as uploads
+    (tmp_path / "upload.png").write_bytes((root / "query.png").read_bytes())
+    out = page.predict.predict_image(str(tmp_path / "upload.png"), 3, LabelSet.of(LABELS, ["a photo of a {}"]),
+                                     answering, None, lambda *a, **k: None)
+    assert list(out[page.predict.result].items()) == [(r["label"], r["score"]) for r in cli["top"]]
+    verdict = "fits" if cli["fits"] else "none"
+    assert (verdict == "none") == ("None of these" in out[page.predict.verdict])
+
+
+def test_a_cli_example_folder_for_a_label_the_set_lacks_is_a_sentence(inputs, tiny_ckpts, capsys, monkeypatch):
+    root, _, _ = inputs
+    monkeypatch.setenv("CLIPDEMO_DOWNLOAD", "0")
+    assert main(["predict", "--image", str(root / "query.png"), "--labels", "red thing,car", "--examples",
+                 str(root / "examples"), "--weights", str(tiny_ckpts["state_dict"])]) == 2
+    assert "Few-shot examples were given for blue thing, which is not one of the labels." in capsys.readouterr().err
