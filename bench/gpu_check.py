@@ -27,6 +27,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from clipdemo.tasks.classify import predict_image
 
 
 def main() -> int:
@@ -65,7 +66,7 @@ def main() -> int:
                 return timing
             return wrap if task is None else wrap(task)
 
-    tasks = accel.Tasks(gpu=Timed())
+    tasks = accel.ModelCalls(gpu=Timed())
     weights = os.environ.get("CLIPDEMO_WEIGHTS", "random")
     fp16 = ZeroShot(load_model(weights, device=args.device), tasks=tasks, path=accel.PATHS["zerogpu"])
     loaded32 = load_model(weights, device=args.device)
@@ -102,7 +103,7 @@ def main() -> int:
     from clipdemo.serving.settings import from_env
     picture = Image.effect_mandelbrot((320, 240), (-2, -1.2, 1, 1.2), 60).convert("RGB")
     _, row = notebook_top5(fp16.loaded.model, fp16.loaded.preprocess, picture, CIFAR100_CLASSES, device=args.device)
-    served = fp16.predict(picture, labels)
+    served = predict_image(fp16, picture, labels)
     diff = max(abs(p - row[i].item()) for i, p in enumerate(served.probs))  # the same label order
     print(f"parity on {args.device} ({fp16.loaded.dtype}): the notebook's code vs the app's service, 100 labels: max probability "
           f"difference {diff:.1e}")

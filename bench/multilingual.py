@@ -39,6 +39,8 @@ from PIL import Image
 from clipdemo.core.labels import LabelSet
 from clipdemo.serving.runtime import open_service
 from clipdemo.serving.settings import Settings
+from clipdemo.tasks.classify import predict_image
+from clipdemo.tasks.classify import predict_image
 
 def rss():
     fields = dict(l.split(":", 1) for l in Path("/proc/self/status").read_text().splitlines() if ":" in l)
@@ -47,14 +49,14 @@ def rss():
 zs = open_service(Settings(weights="random", cache_dir=Path(sys.argv[1]), allow_download=False))
 upload = Image.effect_mandelbrot((640, 480), (-2, -1.2, 1, 1.2), 60).convert("RGB")
 english = LabelSet.preset()
-zs.predict(upload, english, 5)  # the app encodes the default labels at start-up
-t = time.perf_counter(); zs.predict(upload, english, 5); warm = time.perf_counter() - t
+predict_image(zs, upload, english, 5)  # the app encodes the default labels at start-up
+t = time.perf_counter(); predict_image(zs, upload, english, 5); warm = time.perf_counter() - t
 clip_rss, _ = rss()
 loaded_before = "transformers" in sys.modules or zs.tower_loaded is not None
 turkish = LabelSet.preset("cifar100-tr", "single-tr", encoder="multilingual")
-t = time.perf_counter(); zs.predict(upload, turkish, 5); first = time.perf_counter() - t
+t = time.perf_counter(); predict_image(zs, upload, turkish, 5); first = time.perf_counter() - t
 both_rss, peak = rss()
-t = time.perf_counter(); zs.predict(upload, turkish, 5); second = time.perf_counter() - t
+t = time.perf_counter(); predict_image(zs, upload, turkish, 5); second = time.perf_counter() - t
 print(json.dumps(dict(warm=warm, first=first, second=second, clip_rss=clip_rss, both_rss=both_rss, peak=peak,
                       loaded_before=loaded_before)))
 """
@@ -73,7 +75,7 @@ def in_process(zs: ZeroShot, upload: Image.Image, q: bool) -> dict[str, float]:
     zs.text_features(english), zs.text_features(turkish)  # both cached, as after each set's first use
     r["R14"] = report("R14", "warm prediction (100 labels, uploaded image): CLIP's text tower vs the multilingual "
                              "tower (goal: about 1)",
-                      paired(lambda: zs.predict(upload, english, 5), lambda: zs.predict(upload, turkish, 5),
+                      paired(lambda: predict_image(zs, upload, english, 5), lambda: predict_image(zs, upload, turkish, 5),
                              5 if q else 15, 1, 3))
     return r
 

@@ -41,6 +41,7 @@ from clipdemo.weights.load import load_model
 from clipdemo.fakes import notebook_top5
 from clipdemo.core.labels import CIFAR100_CLASSES, CIFAR_TEMPLATES, LabelSet
 from clipdemo.serving.service import ZeroShot
+from clipdemo.tasks.classify import predict_image, predict_with
 def in_process(q: bool, work: Path) -> dict[str, float]:
     r = {}
     loaded = load_model("random", device="cpu")
@@ -55,19 +56,19 @@ def in_process(q: bool, work: Path) -> dict[str, float]:
     zs.text_features(single)  # warm: the app encodes the default labels at start-up
     r["R1"] = report("R1", "notebook recipe per prediction vs our warm prediction (100 labels, uploaded image)",
                      paired(lambda: notebook_top5(model, pre, upload, CIFAR100_CLASSES),
-                            lambda: zs.predict(upload, single, 5), 3 if q else 7, 1, 5))
+                            lambda: predict_image(zs, upload, single, 5), 3 if q else 7, 1, 5))
 
     hf = HFZeroShot(CIFAR100_CLASSES)
     r["R7"] = report("R7", "transformers CLIPModel as its zero-shot pipeline runs (every prompt re-encoded, padded "
                            "to the longest) vs our warm prediction (100 labels, uploaded image)",
-                     paired(lambda: hf(upload), lambda: zs.predict(upload, single, 5),
+                     paired(lambda: hf(upload), lambda: predict_image(zs, upload, single, 5),
                             5 if q else 15, 1, 3))
 
     fresh = iter(range(10**6))  # a new cache key each call: the relevancy is computed, never looked up
     r["R9"] = report("R9", "relevancy map (\"Why this label?\": a backward pass through each tower, fp32) vs a warm "
                            "prediction (100 labels, uploaded image): how many predictions one map costs",
                      paired(lambda: zs.explain(upload, ("bench", next(fresh)), "lion", single),
-                            lambda: zs.predict(upload, single, 5), 3 if q else 7, 1, 3))
+                            lambda: predict_image(zs, upload, single, 5), 3 if q else 7, 1, 3))
 
     tokens = engine.tokenize(single.prompts())  # [100, 77]
     with torch.inference_mode():
@@ -96,8 +97,8 @@ def in_process(q: bool, work: Path) -> dict[str, float]:
         data = open_cifar100(root)
     zs.cifar_feature(15, data.image(15), len(data))
     r["R4"] = report("R4", "CIFAR index prediction without vs with stored features",
-                     paired(lambda: zs.predict_feature(zs.image_features([data.image(15)])[0], single, 5),
-                            lambda: zs.predict_feature(zs.cifar_feature(15, data.image(15), len(data)), single, 5),
+                     paired(lambda: predict_with(zs, zs.image_features([data.image(15)])[0], single, 5),
+                            lambda: predict_with(zs, zs.cifar_feature(15, data.image(15), len(data)), single, 5),
                             10 if q else 30, 1, 10))
 
     n = 100 if q else 1000

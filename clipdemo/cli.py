@@ -28,9 +28,9 @@ from .core.inside import prompt_words
 from .core.words import Refusal, Text
 from .core.zeroshot import LOGIT_SCALE
 from .io.cifar import open_cifar10, open_cifar100
-from .io.images import ALLOWED_FORMATS, open_image
+from .io.images import IMAGE_SUFFIXES, open_image
 from .serving import settings as settings_mod
-from .tasks.classify import (MAX_BATCH, MAX_EXAMPLES, Answering, BatchError, classify_batch, predict_with,
+from .tasks.classify import (MAX_BATCH, MAX_EXAMPLES, Answering, BatchError, classify_batch, predict_image,
                              read_batch, read_examples)
 from .tasks.evaluate import SPELLINGS, TEMPLATE_CHOICES, Evaluation, Report, Step, run
 from .tasks.yourdata import evaluate_labelled, read_labelled
@@ -39,7 +39,7 @@ __all__ = ["main", "build_parser"]
 
 log = logging.getLogger("clipdemo")
 JSON_SCHEMA = 1  # `predict --json`'s shape: see docs/cli.md and CHANGELOG.md before changing a key
-SUFFIXES = {".zip", ".jpg", *(f".{fmt.lower()}" for fmt in ALLOWED_FORMATS)}  # JPEG's files are .jpg or .jpeg
+SUFFIXES = IMAGE_SUFFIXES | {".zip"}  # what a folder of images for `predict --images` may hold
 
 
 def _argument(check):
@@ -181,8 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="zero-shot accuracy on the CIFAR-100 test split")
     subset = e.add_mutually_exclusive_group()
-    subset.add_argument("--limit", type=int, help="the first N test images (default 1000)")
-    subset.add_argument("--per-class", type=int, help="a seeded stratified sample of K images per class")
+    subset.add_argument("--limit", type=_argument(lambda v: checks.count(v, 1, checks.TEST_SIZE, "name_limit")),
+                        help="the first N test images (default 1000)")
+    subset.add_argument("--per-class", type=_argument(lambda v: checks.count(v, 1, 100, "name_per_class")),
+                        help="a seeded stratified sample of K images per class (1..100)")
     subset.add_argument("--all", action="store_true", help="all 10,000 test images")
     e.add_argument("--seed", type=int, default=0, help="seed of the stratified sample")
     e.add_argument("--templates", choices=list(TEMPLATE_CHOICES), default="both",
@@ -331,9 +333,7 @@ def cmd_predict(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     answering = _answering(args, zs, label_set)
     if true_label is not None:  # the class's name in the set's spelling (the Turkish preset's, the paper's)
         true_label = true_name(label_set.labels, true_label, label_set.label_preset)
-    zs.text_features(label_set)  # the labels before an image forward pass: a bad label costs no image
-    pred = predict_with(zs, zs.image_features([image])[0], label_set, args.top_k, answering.few_shot(zs, label_set),
-                        true_label, answering.temperature)
+    pred = predict_image(zs, image, label_set, args.top_k, answering, true_label)
     if args.json:
         out = {**_answering_json(zs, label_set, answering), **pred.as_dict(), "image": what,
                "top": pred.rows(answering.threshold)}
@@ -378,8 +378,7 @@ def _predict_batch(args: argparse.Namespace, cfg: settings_mod.Settings, label_s
     zs = _load(args, cfg)
     answering = _answering(args, zs, label_set)
     items = read_batch(paths, fit=zs.loaded.config.image_resolution)
-    preds = classify_batch(zs, [image for _, image in items], label_set, args.top_k,
-                           few_shot=answering.few_shot(zs, label_set), temperature=answering.temperature)
+    preds = classify_batch(zs, [image for _, image in items], label_set, args.top_k, answering=answering)
     if args.json:
         print(json.dumps({**_answering_json(zs, label_set, answering),
                           "images": [{"image": name, "predictions": p.rows(answering.threshold)}
@@ -406,7 +405,7 @@ def cmd_explain(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     label_set = _label_set(args)
     image, what, true_label = _subject(args, cfg)
     zs = _load(args, cfg)
-    label = args.label or zs.predict(image, label_set, k=1).top[0][0]
+    label = args.label or predict_image(zs, image, label_set, k=1).top[0][0]
     ex = zs.explain(image, ("cli", what), label, label_set, args.versus)
     amap = ex.image  # [grid, grid]
     prompt = fill(label_set.templates[0], label)
@@ -631,7 +630,7 @@ def cmd_features(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     out = args.out or zs.features_path(cfg.cache_dir)
     if out is None:
         raise Refusal("features_random_out")
-    _fill_with_bar(zs, data, list(range(args.limit or len(data))), args)
+    _fill_with_bar(zs, data, list(range(args.limit if args.limit is not None else len(data))), args)
     zs.cifar.save(out)
     print(f"Saved {len(zs.cifar)} image features ({zs.loaded.info.label}) to {out}")
     return 0
@@ -646,7 +645,7 @@ def cmd_evaluate(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     elif args.per_class is not None:
         ev = Evaluation("per-class", args.per_class, args.seed, args.templates, args.spelling)
     else:
-        ev = Evaluation("first", args.limit or min(1000, len(data)), templates=args.templates, spelling=args.spelling)
+        ev = Evaluation("first", args.limit if args.limit is not None else min(1000, len(data)), templates=args.templates, spelling=args.spelling)
     ev.indices(data.targets)  # check the values before loading anything
     zs = _load(args, cfg, batch_work=True)
     report = _run_with_bar(run(zs, data, ev, batch_size=args.batch_size, workers=max(0, args.workers)),

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from clipdemo.tasks.classify import MAX_BATCH, BatchError, classify_batch, read_batch
+from clipdemo.tasks.classify import MAX_BATCH, BatchError, classify_batch, predict_image, read_batch
 from clipdemo.core.labels import CIFAR100_CLASSES, LabelSet
 from clipdemo.serving.scheduler import Priority
 from clipdemo.serving.service import ZeroShot
@@ -79,7 +79,7 @@ def test_a_batch_gives_each_image_its_single_prediction(tiny_loaded, tmp_path):
     done = classify_batch(zs, [image for _, image in items], label_set, k=3)
     assert len(done) == len(items)
     for (_, image), d in zip(items, done):
-        single = zs.predict(image, label_set, k=3)  # one image alone: a batch of one, another model call
+        single = predict_image(zs, image, label_set, k=3)  # one image alone: a batch of one, another model call
         assert [lab for lab, _ in d.top] == [lab for lab, _ in single.top]
         assert max(abs(p - q) for (_, p), (_, q) in zip(d.top, single.top)) < 1e-6
     assert zs.gate_stats.grants[Priority.BULK] >= 2  # 11 images: two bulk chunks

@@ -10,6 +10,7 @@ from PIL import Image
 
 from clipdemo.cli import main
 from clipdemo.core.labels import CIFAR100_CLASSES, LabelSet
+from clipdemo.tasks.classify import predict_image
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def test_predict_index_json(env, capsys, tiny_loaded, cifar_root):
     assert out["true_label"] == "lion" and out["image"] == "CIFAR-100 test image #15"
     assert out["weights"]["name"] == "tiny-state.pt" and out["weights"]["trained"] is True
     assert len(out["top"]) == 3
-    ref = ZeroShot(tiny_loaded).predict(open_cifar100(cifar_root).image(15), LabelSet.preset(), 3)
+    ref = predict_image(ZeroShot(tiny_loaded), open_cifar100(cifar_root).image(15), LabelSet.preset(), 3)
     assert [(t["label"], t["score"]) for t in out["top"]] == [(lab, pytest.approx(p, abs=1e-6)) for lab, p in ref.top]
     assert 1 <= out["true_rank"] <= 100
 

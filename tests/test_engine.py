@@ -11,6 +11,7 @@ from clipdemo.core import zeroshot
 from clipdemo.core.labels import CIFAR100_CLASSES, CIFAR_TEMPLATES, LabelSet
 from clipdemo.fakes import notebook_top5
 from clipdemo.serving.service import ZeroShot
+from clipdemo.tasks.classify import predict_image
 
 MIXED = ["a", "a photo of a lion", "a photo of " + " ".join(["very"] * 30) + " big lion",
          " ".join(["x"] * 75)]  # the last one is exactly 77 tokens with start and end
@@ -84,7 +85,7 @@ def test_notebook_parity(tiny_loaded):
     for seed in (0, 1):
         image = _image(seed)
         ref_top, ref_probs = notebook_top5(tiny_loaded.model, tiny_loaded.preprocess, image, CIFAR100_CLASSES)
-        pred = zs.predict(image, LabelSet.preset("cifar100", "single"), k=5)
+        pred = predict_image(zs, image, LabelSet.preset("cifar100", "single"), k=5)
         assert torch.allclose(torch.tensor(pred.probs), ref_probs.float(), atol=1e-5)
         assert [p for _, p in pred.top] == pytest.approx([p for _, p in ref_top], abs=1e-5)
         assert [lab for lab, _ in pred.top] == [lab for lab, _ in ref_top]
@@ -104,7 +105,7 @@ def test_text_feature_cache_key_is_the_labels_and_templates(tiny_loaded):
 def test_predictions_carry_the_cosines_of_encode_image_and_encode_text(tiny_loaded):
     zs, labels = ZeroShot(tiny_loaded), ("red square", "blue circle", "lion")
     image = Image.new("RGB", (40, 40), (200, 30, 30))
-    pred = zs.predict(image, LabelSet.of(labels, ("a photo of a {}",)), k=3)
+    pred = predict_image(zs, image, LabelSet.of(labels, ("a photo of a {}",)), k=3)
     with torch.inference_mode():
         img = _unit(tiny_loaded.model.encode_image(tiny_loaded.preprocess(image)[None]).float())[0]  # [D]
         txt = _unit(tiny_loaded.model.encode_text(zeroshot.tokenize([f"a photo of a {lab}" for lab in labels])).float())

@@ -143,8 +143,8 @@ def test_a_crashing_handler_does_not_kill_the_server(tmp_path, tiny_loaded, cifa
     rt = runtime_for(tiny_loaded, cifar_root, tmp=tmp_path)
     with running_app(rt) as (url, _):
         c = _client(url)
-        zs = rt.service()
-        real = zs.predict_feature
+        import clipdemo.ui.tabs.predict as predict_tab
+        real = predict_tab.predict_with
         calls = []
 
         def flaky(*args, **kwargs):
@@ -153,7 +153,7 @@ def test_a_crashing_handler_does_not_kill_the_server(tmp_path, tiny_loaded, cifa
                 raise RuntimeError("simulated bug")
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(zs, "predict_feature", flaky)
+        monkeypatch.setattr(predict_tab, "predict_with", flaky)
         from gradio_client.exceptions import AppError
 
         with pytest.raises(AppError) as err:

@@ -9,6 +9,7 @@ from gradio_client import Client, handle_file
 
 from corpus import bad_files, good_files
 from uiserver import running_app, runtime_for
+from clipdemo.tasks.classify import predict_image
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +64,7 @@ def test_good_images_through_gradio_client(app, tmp_path, tiny_loaded):
         path = tmp_path / name
         path.write_bytes(data)
         model_input, label, *_ = c.predict(handle_file(str(path)), 3, api_name="/predict_image")
-        want = ref.predict(open_image(data, fit=tiny_loaded.config.image_resolution), LabelSet.preset(), 3)
+        want = predict_image(ref, open_image(data, fit=tiny_loaded.config.image_resolution), LabelSet.preset(), 3)
         got = [(x["label"], x["confidence"]) for x in label["confidences"]]
         assert [g[0] for g in got] == [lab for lab, _ in want.top], key
         assert [g[1] for g in got] == pytest.approx([p for _, p in want.top], abs=1e-6), key

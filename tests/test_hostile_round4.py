@@ -197,15 +197,17 @@ def test_a_list_of_millions_is_refused_by_its_length_before_it_is_walked():
         LabelSet.of(["ab"] * 20_000_000, ["{}"])
 
 
+@pytest.fixture(scope="module")
+def app(tiny_loaded, cifar_root, tmp_path_factory):
+    """One served app for the body cap and MCP tests."""
+    from uiserver import running_app, runtime_for
+    with running_app(runtime_for(tiny_loaded, cifar_root, tmp=tmp_path_factory.mktemp("r4"))) as (url, _):
+        yield url
+
+
 @pytest.mark.slow
 class TestServed:
-    """One served app for the body cap, MCP and the order of checks through the HTTP routes."""
-
-    @pytest.fixture(scope="class")
-    def app(self, tiny_loaded, cifar_root, tmp_path_factory):
-        from uiserver import running_app, runtime_for
-        with running_app(runtime_for(tiny_loaded, cifar_root, tmp=tmp_path_factory.mktemp("r4"))) as (url, demo):
-            yield url
+    """Bodies and MCP calls through the real HTTP routes."""
 
     def test_a_body_over_its_routes_cap_is_refused_unread(self, app):
         huge = b"x" * (DATA_URL_CAP + 1)

@@ -78,3 +78,15 @@ def test_a_cli_example_folder_for_a_label_the_set_lacks_is_a_sentence(inputs, ti
     assert main(["predict", "--image", str(root / "query.png"), "--labels", "red thing,car", "--examples",
                  str(root / "examples"), "--weights", str(tiny_ckpts["state_dict"])]) == 2
     assert "Few-shot examples were given for blue thing, which is not one of the labels." in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["evaluate", "--limit", "0"], "--limit must be between 1 and 10000, not 0"),
+    (["evaluate", "--per-class", "0"], "--per-class must be between 1 and 100, not 0"),
+    (["predict", "--index", "1", "--top-k", "0"], "between 1 and 20"),
+    (["predict", "--index", "1", "--temperature", "0"], "The temperature must be a number between 0.01 and 100"),
+])
+def test_a_value_that_cannot_mean_anything_is_refused_in_a_sentence(argv, said, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and said in capsys.readouterr().err

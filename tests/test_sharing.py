@@ -22,6 +22,7 @@ from clipdemo.serving.accel import PATHS
 from clipdemo.serving.scheduler import Priority
 from clipdemo.serving.service import ZeroShot
 from uiserver import running_app, runtime_for
+from clipdemo.tasks.classify import predict_image
 
 BULK_IMAGES = PATHS["cpu"].bulk_images
 CHUNK = 2 * BULK_IMAGES  # images the Evaluate tab encodes between two yields (a chance to stop)
@@ -66,8 +67,8 @@ def reference(vitb32, cifar_root):
     from clipdemo.io.cifar import open_cifar100
     ref, data = ZeroShot(vitb32), open_cifar100(cifar_root)
     image = Image.new("RGB", (64, 48), (30, 160, 90))
-    return {"index": ref.predict(data.image(7777), LabelSet.preset(), 3),
-            "upload": ref.predict(image, LabelSet.of(("a red thing", "a green thing", "a blue thing"), ("{}",)), 3),
+    return {"index": predict_image(ref, data.image(7777), LabelSet.preset(), 3),
+            "upload": predict_image(ref, image, LabelSet.of(("a red thing", "a green thing", "a blue thing"), ("{}",)), 3),
             "image": image}
 
 

@@ -9,6 +9,7 @@ from clipdemo.tasks.evaluate import Evaluation, evaluate
 from clipdemo.serving.features import FeatureFileError, ImageFeatureStore, default_path
 from clipdemo.core.model import PRESETS, build_random
 from clipdemo.serving.service import ZeroShot
+from clipdemo.tasks.classify import predict_image, predict_with
 def _probe(res, seed=0):
     return torch.randn(3, 3, res, res, generator=torch.Generator().manual_seed(seed))
 
@@ -110,9 +111,9 @@ def test_prediction_from_store_equals_fresh_encoding(tiny_loaded, cifar_root):
     data = open_cifar100(cifar_root)
     zs = ZeroShot(tiny_loaded)
     label_set = LabelSet.of(CIFAR100_CLASSES, ("a photo of a {}",))
-    fresh = zs.predict(data.image(15), label_set, 5)
+    fresh = predict_image(zs, data.image(15), label_set, 5)
     zs.cifar_feature(15, data.image(15), len(data))
-    stored = zs.predict_feature(zs.cifar.get(15), label_set, 5)
+    stored = predict_with(zs, zs.cifar.get(15), label_set, 5)
     assert [lab for lab, _ in stored.top] == [lab for lab, _ in fresh.top]
     assert [p for _, p in stored.top] == pytest.approx([p for _, p in fresh.top], abs=1e-6)
 

@@ -7,6 +7,7 @@ from PIL import Image
 from clipdemo.core.labels import CIFAR100_CLASSES, LabelSet
 from clipdemo.serving.service import ZeroShot
 from uiserver import running_app, runtime_for
+from clipdemo.tasks.classify import predict_image
 
 pytestmark = pytest.mark.slow
 PUBLIC = {"/status", "/predict_index", "/random_index", "/predict_image", "/set_labels", "/architecture", "/attention",
@@ -56,7 +57,7 @@ def test_predict_index_matches_the_engine(app, tiny_loaded, cifar_root):
     original, model_input, label, plot, lines, truth, files, share, verdict, share_note = out
     assert share_note == ""  # the default set travels whole
     assert verdict == ""  # no "none of these" threshold in this session
-    ref = ZeroShot(tiny_loaded).predict(open_cifar100(cifar_root).image(15), LabelSet.preset(), 5)
+    ref = predict_image(ZeroShot(tiny_loaded), open_cifar100(cifar_root).image(15), LabelSet.preset(), 5)
     got = [(c["label"], c["confidence"]) for c in label["confidences"]]
     assert [lab for lab, _ in got] == [lab for lab, _ in ref.top]
     assert [p for _, p in got] == pytest.approx([p for _, p in ref.top], abs=1e-6)

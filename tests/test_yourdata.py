@@ -22,7 +22,6 @@ from PIL import Image
 from clipdemo.core import calibration
 from clipdemo.core.calibration import best_threshold, ece, fit_temperature, probabilities, reliability, tip_adapter
 from clipdemo.core.labels import CIFAR_TEMPLATES, LabelSet
-from clipdemo.core.zeroshot import scores
 from clipdemo.serving.service import ZeroShot
 from clipdemo.tasks.classify import Answering, BatchError
 from clipdemo.tasks.yourdata import LabelledError, evaluate_labelled, label_text, read_labelled
@@ -202,7 +201,8 @@ def test_the_report_equals_a_reference_and_keeps_examples_apart(zs, tmp_path):
     assert sorted(data.targets[report.held].tolist()) == [0, 0, 1, 1, 2, 2]
     json.dumps(report.as_dict(), allow_nan=False)  # valid JSON (an empty bin is null, not NaN)
     text = zs.text_features(LabelSet.of(data.classes, CIFAR_TEMPLATES))
-    cos, probs = scores(data.features[report.scored], text)
+    cos = data.features[report.scored] @ text.T  # the notebook's own lines, as a reference
+    probs = (100.0 * cos).softmax(dim=-1)
     assert torch.equal(report.settings[1].predicted, probs.argmax(dim=-1))
     doc = report.as_dict()
     assert set(doc) == {"classes", "images_scored", "accuracy", "calibration", "threshold",
@@ -390,10 +390,10 @@ def test_examples_on_predict_make_its_answers_few_shot_for_this_session(page, tm
     assert answering.few_shot(zs, labels).alpha > 0  # one label's examples: the starting weights, not zero-shot
     data = page.rt.dataset()
     feat = zs.cifar_feature(5, data.image(5), len(data))
-    reference = predict_with(zs, feat, labels, 3, answering.few_shot(zs, labels))
+    reference = predict_with(zs, feat, labels, 3, answering)
     assert list(few[p.result].values()) == pytest.approx([q for _, q in reference.top], abs=1e-6)
     zero = p.predict_index(5, 3, labels, None, None, no_progress)  # another session: no examples
-    assert list(zero[p.result].values()) == pytest.approx([q for _, q in zs.predict_feature(feat, labels, 3).top],
+    assert list(zero[p.result].values()) == pytest.approx([q for _, q in predict_with(zs, feat, labels, 3).top],
                                                           abs=1e-6)
     assert zero[p.result] != pytest.approx(few[p.result], abs=1e-4)  # the examples changed the answer
     again = answering.with_examples("red square", answering.examples["red square"])  # the same images again

@@ -56,7 +56,7 @@ def contract_app(tiny_ckpts, cifar_root, tmp_path):
     """The app with every model task wrapped in a FakeZeroGPU (passed to its runtime, as the app passes
     spaces.GPU's): the runtime, a client, and the fake with its record of calls."""
     fake = FakeZeroGPU()
-    rt = Runtime(_settings(tiny_ckpts, cifar_root, tmp_path), tasks=accel.Tasks(gpu=fake))
+    rt = Runtime(_settings(tiny_ckpts, cifar_root, tmp_path), tasks=accel.ModelCalls(gpu=fake))
     rt.start()
     rt.settle(120)
     assert {name for name, _ in fake.calls} == {"encode_prompts"}  # start-up encoded the default labels through it
@@ -174,10 +174,10 @@ def test_on_zerogpu_a_cpu_model_never_goes_to_a_gpu_worker_and_bad_inputs_never_
     from clipdemo.serving.service import ZeroShot
 
     on_zerogpu = FakeZeroGPU()
-    ZeroShot(tiny_loaded, tasks=accel.Tasks(gpu=on_zerogpu, zerogpu=True)).tower_summary("visual", 1)  # a CPU model
+    ZeroShot(tiny_loaded, tasks=accel.ModelCalls(gpu=on_zerogpu, zerogpu=True)).tower_summary("visual", 1)  # a CPU model
     assert on_zerogpu.calls == []  # ran in process, not through the (stand-in) GPU wrapper
     elsewhere = FakeZeroGPU()
-    zs = ZeroShot(tiny_loaded, tasks=accel.Tasks(gpu=elsewhere))
+    zs = ZeroShot(tiny_loaded, tasks=accel.ModelCalls(gpu=elsewhere))
     with pytest.raises(ValueError, match="Depth must be between 1 and 4, not 7"):
         zs.tower_summary("visual", 7)
     with pytest.raises(ValueError, match="Unknown tower 'audio'"):

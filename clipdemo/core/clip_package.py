@@ -82,12 +82,8 @@ def tokenizer():
 def import_transformers() -> ModuleType:
     """`import transformers` with what the multilingual tower uses, once and whole: the first caller imports under
     the lock, so a request thread and the start-up thread never see it half made (it takes seconds on a busy host).
-    Not installed: a WeightsError with the fix."""
+    Not installed: ImportError (`core.multilingual` says it with the fix)."""
     with _LOCK:
-        try:
-            import transformers
-            from transformers import BertTokenizerFast, DistilBertConfig, DistilBertModel  # noqa: F401
-        except ImportError as exc:
-            from .model import WeightsError  # model imports this module: the error type is taken when needed
-            raise WeightsError("ml_not_installed", exc) from exc
+        import transformers
+        from transformers import BertTokenizerFast, DistilBertConfig, DistilBertModel  # noqa: F401
         return transformers

@@ -28,7 +28,17 @@ from .words import Text
 
 __all__ = ["TowerConfig", "TOWER_PRESETS", "TextTower", "WordPieces", "LoadedTower",
            "standin_vocabulary", "build_random", "build_from_state_dicts", "text_features", "VOCAB_SIZE",
-           "MAX_TOKENS", "HUB_REPO"]
+           "MAX_TOKENS", "HUB_REPO", "transformers_module"]
+
+
+def transformers_module():
+    """`transformers`, imported whole once (`clip_package.import_transformers`); not installed: a WeightsError with
+    the fix, never an ImportError in a visitor's face."""
+    try:
+        return import_transformers()
+    except ImportError as exc:
+        raise WeightsError("ml_not_installed", exc) from exc
+
 
 HUB_REPO = "sentence-transformers/clip-ViT-B-32-multilingual-v1"
 VOCAB_SIZE = 119_547  # multilingual DistilBERT's cased WordPiece vocabulary
@@ -72,7 +82,7 @@ class TowerConfig:
 
     def bert(self):
         """The `transformers.DistilBertConfig` of these sizes (GELU, learned positions, as the Hub's config.json)."""
-        t = import_transformers()
+        t = transformers_module()
         return t.DistilBertConfig(vocab_size=self.vocab_size, dim=self.dim, n_layers=self.n_layers,
                                   n_heads=self.n_heads, hidden_dim=self.hidden_dim,
                                   max_position_embeddings=self.max_position_embeddings, activation="gelu",
@@ -95,7 +105,7 @@ class TextTower(torch.nn.Module):
     def __init__(self, config: TowerConfig):
         super().__init__()
         self.config = config
-        self.bert = import_transformers().DistilBertModel(config.bert())
+        self.bert = transformers_module().DistilBertModel(config.bert())
         self.dense = torch.nn.Linear(config.dim, config.embed_dim, bias=False)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -135,7 +145,7 @@ class WordPieces:
     service calls it under a lock of its own."""
 
     def __init__(self, vocab: str | list[str], max_tokens: int = MAX_TOKENS):
-        t = import_transformers()
+        t = transformers_module()
         source = {w: i for i, w in enumerate(vocab)} if isinstance(vocab, list) else str(vocab)
         self._tok = t.BertTokenizerFast(vocab=source, do_lower_case=False, strip_accents=None,
                                         tokenize_chinese_chars=True)

@@ -5,7 +5,7 @@ tag such as `tr-TR` -> `tr`, anything else -> `en`), `text(key, lang, *values)` 
 places filled in order, without `str.format`, so a `{` in a value or a translation stays literal), `Text`
 (a key and its values, said later), `Refusal` (the one error type every layer raises for what a user or an
 operator must be told: a `ValueError` carrying a `Text`; `str()` is the English), `ProgressFn` (how long
-work reports: `(done, total, Text)`) and `Cancelled`. The core never writes a sentence for a reader: the UI
+work reports: `(done, total, Text)`). The core never writes a sentence for a reader: the UI
 says a key in the visitor's language, the CLI and the log in English. No gradio here.
 """
 
@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 from .locales import en, tr
 
-__all__ = ["LANGUAGES", "STRINGS", "DEFAULT", "language", "text", "places", "Text", "Refusal", "ProgressFn",
-           "Cancelled"]
+__all__ = ["LANGUAGES", "STRINGS", "DEFAULT", "language", "text", "places", "Text", "Refusal", "ProgressFn"]
 
 DEFAULT = "en"
 STRINGS: dict[str, dict[str, str]] = {"en": en.STRINGS, "tr": tr.STRINGS}
@@ -85,10 +84,6 @@ class Refusal(ValueError):
 
     def say(self, lang: str) -> str:
         return self.text.say(lang)
-
-
-class Cancelled(Refusal):
-    """Long work stopped because its caller asked it to (a Stop button, a time limit)."""
 
 
 ProgressFn = Callable[[int, int, Text], None]  # (done, total, what is being done); total 0 when unknown

@@ -1,9 +1,9 @@
 """Zero-shot classification math, as pure functions over a CLIP model and tensors, and its result.
 
-Holds: tokenisation, exact short-context text encoding, prompt features and their ensemble per label,
-the cosines and `softmax(100 * cos)` probabilities, top-k, and `Prediction` (one image's result, with the
-notebook's lines and the one JSON shape every shell gives). Holds no caching, no I/O and no UI: the
-service (`clipdemo.serving.service`) runs these in model calls and caches what they make; nothing here
+Tokenisation, exact short-context text encoding (in chunks by cost), prompt features and their ensemble per
+label, top-k, and `Prediction`: one image's result, with the notebook's lines and the one JSON shape every shell
+gives. Turning features into probabilities is `tasks.classify.answer`'s, in one place. No caching, no I/O and no
+UI: the service (`clipdemo.serving.service`) runs these in model calls and caches what they make; nothing here
 mutates its inputs.
 """
 
@@ -16,7 +16,7 @@ import torch
 from .clip_package import import_clip
 from .model import WeightsInfo
 
-__all__ = ["tokenize", "token_lengths", "cost_chunks", "encode_text", "prompt_features", "ensemble", "scores", "top_k", "normalise", "Prediction",
+__all__ = ["tokenize", "token_lengths", "cost_chunks", "encode_text", "prompt_features", "ensemble", "top_k", "normalise", "Prediction",
            "LOGIT_SCALE"]
 
 LOGIT_SCALE = 100.0  # the notebook's fixed temperature (CLIP's learned scale is ~100 as well)
@@ -101,14 +101,6 @@ def ensemble(prompt_feats: torch.Tensor, n_labels: int, n_templates: int) -> tor
     return normalise(feats.mean(dim=1))  # [L, D]
 
 
-def scores(image_feats: torch.Tensor, text_feats: torch.Tensor,
-           scale: float = LOGIT_SCALE) -> tuple[torch.Tensor, torch.Tensor]:
-    """The cosines `image @ text.T` and the probabilities `softmax(scale * cosines)`: `[B, D]`, `[L, D]` (both
-    normalised) -> (`[B, L]`, `[B, L]`)."""
-    cosines = image_feats @ text_feats.T  # [B, L]
-    return cosines, (scale * cosines).softmax(dim=-1)
-
-
 def top_k(probs: torch.Tensor, labels: tuple[str, ...], k: int) -> list[tuple[str, float]]:
     """The `k` most probable labels of one image: `[L]` probabilities -> [(label, p), ...], best first."""
     if probs.dim() != 1 or probs.shape[0] != len(labels):
@@ -132,7 +124,7 @@ class Prediction:
     @classmethod
     def of(cls, cosines: torch.Tensor, probs: torch.Tensor, labels: tuple[str, ...], k: int, weights: WeightsInfo,
            true_label: str | None = None) -> Prediction:
-        """From one image's `[L]` cosines and probabilities (a row of `scores`)."""
+        """From one image's `[L]` cosines and probabilities (a row of `tasks.classify.answer`)."""
         return cls(tuple(labels), tuple(probs.tolist()), tuple(top_k(probs, tuple(labels), k)), weights, true_label,
                    tuple(cosines.tolist()))
 

@@ -20,9 +20,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..core.words import Refusal
 
 __all__ = ["image_source", "image_from_reference", "ImageError", "open_image", "fit_to_model", "decode_data_url",
-           "inside_folder", "ALLOWED_FORMATS", "MAX_PIXELS", "MAX_BYTES", "DECODE_SLOTS"]
+           "inside_folder", "ALLOWED_FORMATS", "IMAGE_SUFFIXES", "MAX_PIXELS", "MAX_BYTES", "DECODE_SLOTS"]
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+IMAGE_SUFFIXES = frozenset({".jpg", *(f".{fmt.lower()}" for fmt in ALLOWED_FORMATS)})  # JPEG's are .jpg or .jpeg
 MAX_PIXELS = 40_000_000  # ~ 6300 x 6300; checked from the header, before any pixel is decoded
 MAX_BYTES = 20 * 1024 * 1024
 # Images decoded at once across the process (a full frame of MAX_PIXELS is 120 MB as RGB, twice that while a mode

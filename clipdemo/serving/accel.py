@@ -3,14 +3,14 @@
 On ZeroGPU (Hugging Face's shared GPUs) a GPU is attached only while a function decorated with
 `spaces.GPU` runs, and that function runs in a worker process forked from the app's: its arguments and
 result are pickled, and nothing it changes reaches the app's process. So every model call of the app is
-one of the tasks of a `Tasks` object: it takes an engine's key and CPU tensors and returns CPU tensors (or
+one of the tasks of a `ModelCalls` object: it takes an engine's key and CPU tensors and returns CPU tensors (or
 plain data); the service (`clipdemo.serving.service`) keeps every cache in the app's process and decides
-when to call. A `Tasks` made with `spaces.GPU` wraps each task once, when it is made (before the server
+when to call. A `ModelCalls` made with `spaces.GPU` wraps each task once, when it is made (before the server
 starts: ZeroGPU counts the decorated functions at launch); one made without runs them in process, at no
 cost (the CPU path, the CLI and most tests). Off ZeroGPU, `spaces.GPU` returns the function itself.
 
 Holds `ComputePath` and `PATHS` (the paths as data), `path_for`, `Engine` (what the tasks run: a model and
-its current image encoder), `Tasks` (the engines by key, and the tasks `encode_images`, `encode_prompts`,
+its current image encoder), `ModelCalls` (the engines by key, and the tasks `encode_images`, `encode_prompts`,
 `encode_multilingual`, `attention`, `relevancy`, `tower_summary` with their ZeroGPU durations), `tasks_for_host()` (with
 `spaces.GPU` when the `spaces` package is installed) and `Contract` (a stand-in for `spaces.GPU` that keeps
 ZeroGPU's contract in process, for tests and `bench.gpu_check`). Nothing happens at import.
@@ -33,7 +33,7 @@ from ..core import multilingual
 from ..core.model import LoadedModel
 from .backends import ImageEncoder
 
-__all__ = ["ComputePath", "PATHS", "path_for", "Engine", "Tasks", "tasks_for_host", "Contract", "TASK_START_S"]
+__all__ = ["ComputePath", "PATHS", "path_for", "Engine", "ModelCalls", "tasks_for_host", "Contract", "TASK_START_S"]
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def _prompt_seconds(_key: str, tokens: torch.Tensor, *_mask) -> int:
     return TASK_START_S + math.ceil(len(tokens) / 1000)
 
 
-class Tasks:
+class ModelCalls:
     """Every model call of the app, each run by key on a registered `Engine`.
 
     `gpu` is `spaces.GPU` (or a stand-in with its signature): each task is wrapped in `gpu(duration=...)` once,
@@ -193,7 +193,7 @@ class Tasks:
         return architecture.tower_summary(self.engine(key).loaded, tower, depth)
 
 
-def tasks_for_host() -> Tasks:
+def tasks_for_host() -> ModelCalls:
     """The tasks for this process: wrapped in `spaces.GPU` when the `spaces` package is installed (a no-op off
     ZeroGPU), else in process. The app makes them once, before the model loads and the server starts; the CLI
     never does (it does not pay for importing `spaces`, and gradio with it, on ZeroGPU)."""
@@ -201,8 +201,8 @@ def tasks_for_host() -> Tasks:
         import spaces
         from spaces.config import Config
     except ImportError:
-        return Tasks()
-    return Tasks(gpu=spaces.GPU, zerogpu=bool(Config.zero_gpu))
+        return ModelCalls()
+    return ModelCalls(gpu=spaces.GPU, zerogpu=bool(Config.zero_gpu))
 
 
 class Contract:

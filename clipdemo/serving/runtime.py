@@ -35,7 +35,7 @@ from ..core.words import ProgressFn, Refusal, Text
 from ..io.cifar import Cifar100, DataError, DataUnavailable, open_cifar100
 from ..weights.load import load_model, load_tower
 from . import accel
-from .accel import Tasks
+from .accel import ModelCalls
 from .cpus import cpu_threads
 from .features import FeatureFileError, ImageFeatureStore
 from .scheduler import Priority
@@ -74,7 +74,7 @@ def release_freed_memory() -> None:
         pass
 
 
-def open_service(settings: Settings, progress: ProgressFn | None = None, tasks: Tasks | None = None) -> ZeroShot:
+def open_service(settings: Settings, progress: ProgressFn | None = None, tasks: ModelCalls | None = None) -> ZeroShot:
     """Set the CPU threads and load the weights `settings` name; WeightsError (or another Refusal) says why not."""
     torch.set_num_threads(settings.threads or cpu_threads())
     loaded = load_model(settings.weights, device=settings.device, cache_dir=settings.cache_dir,
@@ -177,12 +177,12 @@ class IndexStatus:
 class Runtime:
     """Owns the shared model service and dataset; thread-safe; created once per process."""
 
-    def __init__(self, settings: Settings, *, loaded: LoadedModel | None = None, tasks: Tasks | None = None,
+    def __init__(self, settings: Settings, *, loaded: LoadedModel | None = None, tasks: ModelCalls | None = None,
                  self_check: Callable[[ZeroShot, Cifar100, Settings], list] | None = None):
         """`loaded`: a model already loaded (tests); `tasks`: the model tasks (the app passes the spaces.GPU-wrapped
         ones, `accel.tasks_for_host()`); `self_check`: run after start-up, its results kept in `checks`."""
         self.settings = settings
-        self.tasks = tasks or Tasks()
+        self.tasks = tasks or ModelCalls()
         self._self_check_fn = self_check
         self._lock = threading.Lock()
         self._ready = threading.Event()

@@ -2,7 +2,7 @@
 
 Holds `ZeroShot`, which owns one `LoadedModel` and runs every model call (label encoding, image encoding,
 attention traces, relevancy maps, torchinfo summaries, the ONNX export) through one gate
-(`clipdemo.serving.scheduler`), so two calls never overlap on the CPU, each call being one of its `Tasks`
+(`clipdemo.serving.scheduler`), so two calls never overlap on the CPU, each call being one of its `ModelCalls`
 (what ZeroGPU schedules, `clipdemo.serving.accel`); bounded LRUs keyed by the weights' identity (label text
 features, attention traces, relevancy maps, tower summaries); and the CIFAR-100 image feature store. The math
 is the core's (`clipdemo.core.zeroshot`, `.inside`, `.architecture`); the tasks (`clipdemo.tasks`) and the
@@ -31,11 +31,10 @@ from ..core.labels import CLIP, MULTILINGUAL, LabelSet, PromptError, fill, promp
 from ..core.model import LoadedModel, WeightsError
 from ..core.multilingual import LoadedTower
 from ..core.words import ProgressFn, Refusal, Text
-from ..core.zeroshot import Prediction
 from ..io.cifar import Cifar100
 from ..weights.load import load_tower
 from . import accel, backends
-from .accel import ComputePath, Tasks
+from .accel import ComputePath, ModelCalls
 from .backends import ImageEncoder, eager_encoder
 from .features import ImageFeatureStore, default_path
 from .scheduler import MAX_WAIT_S, MAX_WAITING, GateStats, ModelGate, Priority
@@ -98,7 +97,7 @@ class _Preprocessed(Dataset):
 class ZeroShot:
     """Classify and look inside images with one shared model; safe to call from many threads."""
 
-    def __init__(self, loaded: LoadedModel, *, tasks: Tasks | None = None, path: ComputePath | None = None,
+    def __init__(self, loaded: LoadedModel, *, tasks: ModelCalls | None = None, path: ComputePath | None = None,
                  text_cache_size: int = 32, trace_cache_size: int = 32, summary_cache_size: int = 16,
                  max_waiting: int = MAX_WAITING, max_wait_s: float = MAX_WAIT_S,
                  tower_loader: Callable[[ProgressFn | None], LoadedTower] | None = None):
@@ -112,7 +111,7 @@ class ZeroShot:
         self._tower_failed: tuple[float, Refusal] | None = None  # when and why the last load failed
         self._tokenizing = threading.Lock()  # the tower's fast tokenizer is not for two threads at once
         self.path = path or accel.path_for(loaded.device.type)  # CPU, CUDA or ZeroGPU (accel.PATHS)
-        self._tasks = tasks or Tasks()  # in process unless the app passes the spaces.GPU-wrapped ones
+        self._tasks = tasks or ModelCalls()  # in process unless the app passes the spaces.GPU-wrapped ones
         self._engine = accel.Engine(loaded, eager_encoder(loaded.model))  # what the tasks run
         self._key = self._tasks.register(self._engine)
         self._gate = ModelGate(max_waiting, max_wait_s)  # one model call at a time, interactive first
@@ -272,7 +271,7 @@ class ZeroShot:
         """The one text encoder: prompts tokenised by the chosen text tower's tokenizer and encoded in chunks by
         cost (`zeroshot.cost_chunks`: prompts x the chunk's longest within `chunk_budget`, so a chunk of long
         prompts is short and visitors wait behind at most one), each chunk one model call (CLIP's:
-        `zeroshot.prompt_features`; the multilingual tower's: `Tasks.encode_multilingual`): `[P, D]` normalised."""
+        `zeroshot.prompt_features`; the multilingual tower's: `ModelCalls.encode_multilingual`): `[P, D]` normalised."""
         if encoder == CLIP:
             tokens = zeroshot.tokenize(list(prompts))  # [P, 77]
             lengths = zeroshot.token_lengths(tokens)
@@ -407,17 +406,6 @@ class ZeroShot:
             store.put([index], feat[None])
         return feat
 
-    # -- classification ---------------------------------------------------------------------------------
-    def predict_feature(self, image_feat: torch.Tensor, label_set: LabelSet, k: int,
-                        true_label: str | None = None) -> Prediction:
-        """Score one image feature `[D]` against the label set's text features."""
-        cosines, probs = zeroshot.scores(image_feat[None], self.text_features(label_set))  # [1, L], [1, L]
-        return Prediction.of(cosines[0], probs[0], label_set.labels, k, self.loaded.info, true_label)
-
-    def predict(self, image: Image.Image, label_set: LabelSet, k: int = 5, true_label: str | None = None) -> Prediction:
-        """Classify one RGB image: the notebook's recipe, with text features cached."""
-        self.text_features(label_set)  # encode the labels before spending an image forward pass
-        return self.predict_feature(self.image_features([image])[0], label_set, k, true_label)
 
     # -- looking inside -------------------------------------------------------------------------------------
     def vision_trace(self, image: Image.Image, key: Hashable) -> VisionTrace:

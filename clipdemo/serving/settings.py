@@ -69,8 +69,18 @@ class Settings:
     hub: Hub = field(default_factory=Hub)  # the Hugging Face Hub, its cache (which `preload_from_hub` fills) and HF_HUB_OFFLINE
 
 
-def _flag(value: str) -> bool:
-    return value.strip().lower() not in {"0", "false", "no", "off", ""}
+_TRUE, _FALSE = {"1", "t", "true", "yes", "on"}, {"0", "f", "false", "no", "off"}
+
+
+def _flag(env, name: str, default: bool) -> bool:
+    """The one reading of an on/off variable, ours and Hugging Face's alike: 1/true/yes/on or 0/false/no/off (any
+    case), unset or empty for `default`; anything else is refused, naming the variable."""
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value not in _TRUE | _FALSE:
+        raise Refusal("setting_not_flag", name, repr(env[name])[:40])
+    return value in _TRUE
 
 
 def _int(env, name: str) -> int:
@@ -99,7 +109,7 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         raise Refusal("setting_at_least", "CLIPDEMO_FILE_TTL", 60, file_ttl)
     space_id = env.get("SPACE_ID", "").strip()
     device = env.get("CLIPDEMO_DEVICE", "auto").strip().lower() or "auto"
-    if device == "auto" and env.get("SPACES_ZERO_GPU", "").strip().lower() in {"1", "t", "true"}:
+    if device == "auto" and _flag(env, "SPACES_ZERO_GPU", False):
         device = "zerogpu"  # the Space's hardware says ZeroGPU (the test `spaces` itself uses)
     if device not in {"auto", "cpu", "zerogpu"} and not device.startswith("cuda"):
         raise Refusal("setting_device", repr(device))
@@ -108,19 +118,19 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         cache_dir=cache,
         data_root=Path(env.get("CLIPDEMO_DATA", str(cache / "data"))).expanduser(),
         device=device,
-        allow_download=_flag(env.get("CLIPDEMO_DOWNLOAD", "1")),
+        allow_download=_flag(env, "CLIPDEMO_DOWNLOAD", True),
         seed=seed,
         backend=env.get("CLIPDEMO_BACKEND", "auto").strip().lower() or "auto",
         threads=threads,
         max_wait_s=max_wait_s,
         max_waiting=max_waiting,
         file_ttl_s=file_ttl,
-        search_index=_flag(env.get("CLIPDEMO_SEARCH_INDEX", "1")),
+        search_index=_flag(env, "CLIPDEMO_SEARCH_INDEX", True),
         browser_key=env.get("CLIPDEMO_BROWSER_KEY", "").strip() or BROWSER_KEY,
         browser_secret=env.get("CLIPDEMO_BROWSER_SECRET", "").strip() or f"clipdemo:{space_id or 'local'}",
         space_id=space_id,
         hub=Hub(_hf_hub_cache(env), (env.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/"),
-                env.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}),
+                _flag(env, "HF_HUB_OFFLINE", False)),
     )
 
 

@@ -6,7 +6,7 @@ Holds what both engines share, so that they differ only in who runs it:
   the reason it could not be read);
 - `BulkSettings` (labels, templates, text tower, top-k, threshold, embeddings, the weights' identity) and `plan`
   (the items in partitions, each keyed by its inputs and the settings: `Partition.fingerprint`);
-- `score` (a batch of decoded images -> features and predictions: the one model function);
+- `classify_images` (a batch of decoded images -> features and predictions: the one model function);
 - `write_partition` / `partition_done` (clip-retrieval's layout, each file written whole or not at all) and
   `Manifest` (`bulk.json`: the settings and the weights' identity, which `BulkIndex` checks before a search);
 - `run_local` (the local engine) and `BulkIndex` (the embeddings, searched).
@@ -39,16 +39,16 @@ from PIL import Image
 
 from ..core.labels import LabelSet
 from ..core.words import ProgressFn, Refusal
-from ..core.zeroshot import Prediction, scores
-from ..io.images import ALLOWED_FORMATS, ImageError, open_image
+from ..core.zeroshot import Prediction
+from ..io.images import IMAGE_SUFFIXES, ImageError, open_image
 from ..serving.service import Priority
+from .classify import answer
 
 __all__ = ["BulkError", "Item", "list_inputs", "read_bytes", "decode_item", "BulkSettings", "Partition", "plan",
-           "Scored", "score", "prediction_columns", "write_partition", "partition_done", "Manifest", "todo", "begin",
-           "run_local", "BulkReport", "BulkIndex", "IMAGE_SUFFIXES", "PARTITION_SIZE"]
+           "Scored", "classify_images", "prediction_columns", "write_partition", "partition_done", "Manifest", "todo", "begin",
+           "run_local", "BulkReport", "BulkIndex", "PARTITION_SIZE"]
 
 PARTITION_SIZE = 10_000  # images per partition: one predictions file, one embeddings shard (~10 MB at D=512)
-IMAGE_SUFFIXES = {".jpg", *(f".{fmt.lower()}" for fmt in ALLOWED_FORMATS)}  # the formats the app decodes
 MANIFEST = "bulk.json"
 FORMAT = "clipdemo-bulk/1"
 
@@ -229,11 +229,11 @@ class Scored:
     predictions: list[Prediction]
 
 
-def score(zs, images: list[Image.Image], text: torch.Tensor, labels: tuple[str, ...], k: int) -> Scored:
+def classify_images(zs, images: list[Image.Image], text: torch.Tensor, labels: tuple[str, ...], k: int) -> Scored:
     """Decoded images -> features and predictions against `text` (`[L, D]`, the label set's features, encoded once
     by the caller): the one function both engines run. The images go through the service in its bulk chunks."""
     feats = zs.image_features(images, Priority.BULK)  # [B, D]
-    cosines, probs = scores(feats, text)  # [B, L], [B, L]
+    cosines, probs = answer(feats, text)  # [B, L], [B, L]
     preds = [Prediction.of(c, p, labels, k, zs.loaded.info) for c, p in zip(cosines, probs)]
     return Scored(feats.float().cpu().numpy(), preds)
 
@@ -386,7 +386,7 @@ def run_partition(zs, out: Path, partition: Partition, settings: BulkSettings, t
                 good.append(item.key)
                 pictures.append(image)
         if pictures:
-            s = score(zs, pictures, text, settings.label_set.labels, settings.top_k)
+            s = classify_images(zs, pictures, text, settings.label_set.labels, settings.top_k)
             keys += good
             feats.append(s.features)
             preds += s.predictions

@@ -4,7 +4,7 @@ The same pipeline as `bulk.run_local`, with Ray Data doing the distributing: the
 as an Arrow table of paths (`from_arrow`, split into blocks of 64); `decode_batch`, stateless tasks that read each image's bytes and
 decode them with the local path's function (`bulk.read_bytes`, `bulk.decode`), a bad file becoming a row with its
 reason, never an exception; `Scorer`, a model-holding class run by an actor pool (`ActorPoolStrategy`), one
-actor per GPU (`num_gpus=1`) or per few CPUs, which runs the local path's one model function (`bulk.score`) against
+actor per GPU (`num_gpus=1`) or per few CPUs, which runs the local path's one model function (`bulk.classify_images`) against
 the text features encoded once on the driver and sent to every actor; and `PartitionRows`, on the driver, which
 takes the scored rows as they stream back and writes each partition with the local path's writer as soon as it is
 complete (the layout is clip-retrieval's: one embeddings shard per metadata file, so Ray's own `write_parquet`,
@@ -26,7 +26,7 @@ from PIL import Image
 
 from ..core.words import ProgressFn
 from .bulk import (BulkError, BulkReport, BulkSettings, Item, Partition, begin, decode_item, prediction_columns,
-                   score, write_partition)
+                   classify_images, write_partition)
 
 __all__ = ["run_ray", "Scorer", "decode_batch", "PartitionRows"]
 
@@ -74,7 +74,7 @@ class Scorer:
         cols = {k: v * len(batch["key"]) for k, v in empty.items()}
         if ok:
             pictures = [Image.fromarray(batch["pixels"][i]) for i in ok]
-            s = score(self.zs, pictures, self.text, self.settings.label_set.labels, self.settings.top_k)
+            s = classify_images(self.zs, pictures, self.text, self.settings.label_set.labels, self.settings.top_k)
             got = prediction_columns(s.predictions, self.settings.threshold)
             for j, i in enumerate(ok):
                 emb[i] = s.features[j]

@@ -27,12 +27,13 @@ from ..core import checks
 from ..core.labels import CLIP, DEFAULT_LABELS, LABEL_PRESETS, LabelSet, normalise, parse_label_text
 from ..core.calibration import tip_adapter, tune_tip
 from ..core.words import ProgressFn, Refusal, Text
-from ..core.zeroshot import LOGIT_SCALE, Prediction, scores
+from ..core.zeroshot import LOGIT_SCALE, Prediction
 from ..io.cifar import Cifar100
 from ..io.images import MAX_BYTES, ImageError, open_image
 from ..serving.service import Priority, ZeroShot
 
-__all__ = ["BatchError", "FewShot", "Answering", "predict_with", "read_examples", "check_examples", "MAX_EXAMPLES", "batch_count",
+__all__ = ["BatchError", "FewShot", "Answering", "PLAIN", "answer", "predictions", "predict_with", "predict_image",
+           "read_examples", "check_examples", "MAX_EXAMPLES", "batch_count",
            "open_zip", "checked_members", "read_member", "member_image", "candidates", "classify", "classify_index",
            "read_batch", "classify_batch", "MAX_BATCH", "MAX_ZIP_BYTES", "MAX_RATIO", "DEFAULT_TEMPLATE"]
 
@@ -75,8 +76,7 @@ def classify(zs: ZeroShot, image: Image.Image | str | Path, candidate_labels: li
     answering = Answering.of(zs, label_set, examples, threshold=threshold, temperature=temperature)
     if not isinstance(image, Image.Image):
         image = open_image(image, fit=zs.loaded.config.image_resolution)
-    (pred,) = classify_batch(zs, [image], label_set, k, few_shot=answering.few_shot(zs, label_set),
-                             temperature=answering.temperature)
+    (pred,) = classify_batch(zs, [image], label_set, k, answering=answering)
     return pred.rows(answering.threshold)
 
 
@@ -87,7 +87,7 @@ def classify_index(zs: ZeroShot, data: Cifar100, index: int, candidate_labels: l
     store (encoded once, then shared with the page), as the page's own index predictions take it."""
     i = checks.cifar_index(index, len(data))
     label_set, k = candidates(candidate_labels, hypothesis_template, text_encoder), checks.top_k(top_k)
-    pred = zs.predict_feature(zs.cifar_feature(i, data.image(i), len(data)), label_set, k)
+    pred = predict_with(zs, zs.cifar_feature(i, data.image(i), len(data)), label_set, k)
     return {"index": i, "true_label": data.true_label(i), "predictions": pred.rows()}
 
 
@@ -278,39 +278,55 @@ class Answering:
         return [(lab, len(f)) for lab, f in self.examples.items()]
 
 
-def predict_with(zs: ZeroShot, feat: torch.Tensor, label_set: LabelSet, k: int, few_shot: FewShot | None,
-                 true_label: str | None = None, temperature: float = 1.0) -> Prediction:
-    """One image's prediction from its feature `[D]`: zero-shot, or few-shot with `few_shot` (its probabilities
-    Tip-Adapter's; its cosines the image-prompt ones); the logits divided by `temperature` (1: the notebook's)."""
-    if few_shot is None and temperature == 1.0:
-        return zs.predict_feature(feat, label_set, k, true_label)
+PLAIN = Answering()  # the notebook's answer: zero-shot softmax(100 cos), no threshold, no examples
+
+
+def answer(feats: torch.Tensor, text: torch.Tensor, few_shot: FewShot | None = None,
+           temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one place image features become an answer, for every shell (the page, the API and MCP, the CLI, batches,
+    bulk, the evaluations): `[B, D]` image and `[L, D]` label features, both normalised -> (`[B, L]` cosines,
+    `[B, L]` probabilities). The probabilities are `softmax(100 cos / T)`, or with few-shot examples Tip-Adapter's
+    (`core.calibration.tip_adapter`: the text prototypes mixed with the examples, no training); the cosines stay
+    the image-prompt ones. A threshold reads the cosines (`Prediction.rows`)."""
+    cosines = feats @ text.T  # [B, L]
+    if few_shot is None or not len(few_shot.keys):
+        return cosines, (LOGIT_SCALE / temperature * cosines).softmax(dim=-1)
+    logits = tip_adapter(feats, text, few_shot.keys, few_shot.targets, few_shot.alpha, few_shot.beta, temperature)
+    return cosines, logits.softmax(dim=-1)  # [B, L], [B, L]
+
+
+def predictions(zs: ZeroShot, feats: torch.Tensor, label_set: LabelSet, k: int, answering: Answering = PLAIN,
+                true_labels: list[str | None] | None = None) -> list[Prediction]:
+    """`[B, D]` image features answered against the label set as the session answers (`answer`): one Prediction
+    each, top `k`."""
     text = zs.text_features(label_set)  # [L, D]
-    cosines = feat[None] @ text.T  # [1, L]
-    probs = _logits(feat[None], text, few_shot, temperature).softmax(-1)  # [1, L]
-    return Prediction.of(cosines[0], probs[0], label_set.labels, k, zs.loaded.info, true_label)
+    cosines, probs = answer(feats, text, answering.few_shot(zs, label_set), answering.temperature)
+    truths = true_labels or [None] * len(feats)
+    return [Prediction.of(c, p, label_set.labels, k, zs.loaded.info, t) for c, p, t in zip(cosines, probs, truths)]
 
 
-def _logits(feats: torch.Tensor, text: torch.Tensor, few_shot: FewShot | None, temperature: float) -> torch.Tensor:
-    """`[B, L]` logits: CLIP's `100 cos / T`, plus the few-shot cache when there is one."""
-    if few_shot is None:
-        return LOGIT_SCALE / temperature * feats @ text.T
-    return tip_adapter(feats, text, few_shot.keys, few_shot.targets, few_shot.alpha, few_shot.beta, temperature)
+def predict_with(zs: ZeroShot, feat: torch.Tensor, label_set: LabelSet, k: int, answering: Answering = PLAIN,
+                 true_label: str | None = None) -> Prediction:
+    """One image's prediction from its feature `[D]` (`predictions` of one)."""
+    return predictions(zs, feat[None], label_set, k, answering, [true_label])[0]
+
+
+def predict_image(zs: ZeroShot, image: Image.Image, label_set: LabelSet, k: int = 5, answering: Answering = PLAIN,
+                  true_label: str | None = None) -> Prediction:
+    """One RGB image's prediction, the notebook's recipe: the labels encoded first (cached; a bad label costs no
+    image forward pass), then the image."""
+    zs.text_features(label_set)
+    return predict_with(zs, zs.image_features([image])[0], label_set, k, answering, true_label)
 
 
 def classify_batch(zs: ZeroShot, images: list[Image.Image], label_set: LabelSet, k: int = 5,
-                   progress: ProgressFn | None = None, few_shot: FewShot | None = None,
-                   temperature: float = 1.0) -> list[Prediction]:
+                   progress: ProgressFn | None = None, answering: Answering = PLAIN) -> list[Prediction]:
     """Every image against the label set, in order: its text features once (cached), the images in chunks of
-    `zs.bulk_images`, each chunk one bulk model call once there is more than one chunk. With `few_shot` examples the
-    probabilities are Tip-Adapter's (`core.calibration.tip_adapter`: the text prototypes mixed with the examples,
-    no training); the cosines stay the image-prompt ones."""
+    `zs.bulk_images`, each chunk one bulk model call once there is more than one chunk; answered as `answering`
+    says (`predictions`)."""
     k = checks.top_k(k)
     batch_count(images)
-    text = zs.text_features(label_set)  # [L, D]
+    zs.text_features(label_set)  # [L, D], cached: before any image is encoded
     priority = Priority.BULK if len(images) > zs.bulk_images else Priority.INTERACTIVE
     feats = zs.image_features(images, priority, progress, Text("progress_classifying"))  # [B, D]
-    cosines, probs = scores(feats, text)  # [B, L], [B, L]
-    if (few_shot is not None and len(few_shot.keys)) or temperature != 1.0:
-        probs = _logits(feats, text, few_shot if few_shot is not None and len(few_shot.keys) else None,
-                        temperature).softmax(dim=-1)  # [B, L]
-    return [Prediction.of(c, p, label_set.labels, k, zs.loaded.info) for c, p in zip(cosines, probs)]
+    return predictions(zs, feats, label_set, k, answering)

@@ -22,9 +22,9 @@ import torch
 from ..core import checks
 from ..core.labels import CLASS_NAME_SPELLINGS, CLIP, LABEL_PRESETS, MULTILINGUAL, TEMPLATE_SETS, LabelSet
 from ..core.words import Refusal, Text
-from ..core.zeroshot import scores
 from ..io.cifar import Cifar100
 from ..serving.service import Priority, ZeroShot
+from .classify import answer
 
 __all__ = ["Evaluation", "Step", "Report", "run", "evaluate", "score", "score_probs", "EvalResult", "PUBLISHED", "SUBSETS",
            "TEMPLATE_CHOICES", "Setting", "SETTINGS", "SPELLINGS"]
@@ -192,7 +192,7 @@ class EvalResult:
 def score(image_feats: torch.Tensor, targets: torch.Tensor, text_feats: torch.Tensor, *, setting: str,
           classes: tuple[str, ...], indices: torch.Tensor | None = None, images_per_s: float = 0.0) -> EvalResult:
     """Score `[N, D]` image features against `[C, D]` class text features (both normalised)."""
-    return score_probs(scores(image_feats, text_feats)[1], targets, setting=setting, classes=classes, indices=indices,
+    return score_probs(answer(image_feats, text_feats)[1], targets, setting=setting, classes=classes, indices=indices,
                        images_per_s=images_per_s)
 
 

@@ -30,6 +30,7 @@ from ..io.cifar import Cifar100
 from ..serving.service import Priority, ZeroShot
 from ..serving.settings import Settings
 from ..weights.sources import file_digest
+from .classify import predict_image
 from .evaluate import Evaluation, Step, evaluate, run, score
 from .search import retrieval
 
@@ -195,7 +196,7 @@ def not_real_data(root: Path, md5s: dict[str, str] = CIFAR100_MD5) -> Text | Non
 
 def _index15(zs: ZeroShot, data: Cifar100) -> list[Check]:
     image = data.image(NOTEBOOK_INDEX)
-    pred = zs.predict(image, LabelSet.preset("cifar100", "single"), k=5)
+    pred = predict_image(zs, image, LabelSet.preset("cifar100", "single"), k=5)
     measured = [(lab, 100 * p) for lab, p in pred.top]
     trace = zs.vision_trace(image, ("cifar100", NOTEBOOK_INDEX))
     return [top5_check(measured, NOTEBOOK_TOP5, TOP5_TOL_PP[zs.loaded.device.type]),

@@ -32,9 +32,9 @@ from PIL import Image
 from ..core import calibration
 from ..core.labels import SINGLE_TEMPLATE, LabelSet, normalise
 from ..core.words import ProgressFn, Refusal, Text
-from ..io.images import ALLOWED_FORMATS, ImageError, open_image
+from ..io.images import IMAGE_SUFFIXES, ImageError, open_image
 from ..serving.service import Priority, ZeroShot
-from .classify import BatchError, checked_members, member_image, open_zip, read_member
+from .classify import BatchError, FewShot, answer, checked_members, member_image, open_zip, read_member
 from .evaluate import EvalResult, score, score_probs
 
 __all__ = ["MAX_IMAGES", "MAX_CLASSES", "MAX_CSV_BYTES", "MAX_SET_BYTES", "NONE_FOLDERS", "LabelledSet", "read_labelled",
@@ -46,7 +46,6 @@ MAX_CSV_BYTES = 2 * 2**20  # a labels CSV: 2,000 rows of long paths fit many tim
 MAX_SET_BYTES = 200 * 2**20  # all images of a zip together, uncompressed
 NONE_FOLDERS = ("_none", "other")  # a folder of images no class fits (for "none of these"); not a class
 THUMB = 48  # px: the thumbnails a report keeps of its images (for its worst mistakes)
-IMAGE_SUFFIXES = {".jpg", *(f".{fmt.lower()}" for fmt in ALLOWED_FORMATS)}  # JPEG's files are .jpg or .jpeg
 
 
 class LabelledError(Refusal):
@@ -326,7 +325,7 @@ def evaluate_labelled(zs: ZeroShot, data: LabelledSet, template_set: tuple[str, 
     if examples:
         keys, key_targets = data.features[held], data.targets[held]
         alpha, beta = calibration.tune_tip(text, keys, key_targets)  # on the examples alone
-        probs = calibration.tip_adapter(feats, text, keys, key_targets, alpha, beta).softmax(dim=-1)  # [n, C]
+        probs = answer(feats, text, FewShot(keys, key_targets, alpha, beta))[1]  # [n, C]
         settings.append(score_probs(probs, targets, setting=f"few-shot ({examples} per class)", **scored_as))
     best = settings[1]
     correct = best.predicted == targets

@@ -35,10 +35,10 @@ from starlette.routing import Route
 
 from .bodycap import DATA_URL_CAP
 
-__all__ = ["McpServer", "PATHS"]
+__all__ = ["McpServer", "MCP_ROUTES"]
 
 log = logging.getLogger(__name__)
-PATHS = ("/gradio_api/mcp", "/gradio_api/mcp/")  # where Gradio's own server was, so client configs stay valid
+MCP_ROUTES = ("/gradio_api/mcp", "/gradio_api/mcp/")  # where Gradio's own server was, so client configs stay valid
 
 
 def _arg_docs(doc: str) -> dict[str, str]:
@@ -151,7 +151,7 @@ class McpServer:
         async def endpoint(scope, receive, send) -> None:
             await manager.handle_request(scope, receive, send)
 
-        app.router.routes[0:0] = [Route(path, endpoint=_Asgi(endpoint)) for path in PATHS]
+        app.router.routes[0:0] = [Route(path, endpoint=_Asgi(endpoint)) for path in MCP_ROUTES]
         async with manager.run():
             yield
 

@@ -15,7 +15,7 @@ from ...core.labels import LabelSet
 from ...core.words import text
 from ...io import figures
 from ...serving.runtime import Runtime
-from ...tasks.classify import Answering, classify_batch, read_batch
+from ...tasks.classify import PLAIN, Answering, classify_batch, read_batch
 from .. import files
 from ..common import UI_API, ensure_text, progress_fn, told, wait_for_service
 from ..lang import L, lang_of
@@ -54,8 +54,7 @@ class BatchTab:
         threshold = answering.threshold if answering else None
         with told(lang):
             preds = classify_batch(zs, [image for _, image in items], label_set, k, progress=progress_fn(progress, lang),
-                                   few_shot=answering.few_shot(zs, label_set) if answering else None,
-                                   temperature=answering.temperature if answering else 1.0)
+                                   answering=answering or PLAIN)
         names = [name for name, _ in items]
         none = text("none_of_these", lang)
         table = [[name, p.top[0][0] if threshold is None or p.fits(threshold) else none, round(p.top[0][1], 4),

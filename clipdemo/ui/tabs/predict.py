@@ -27,7 +27,7 @@ from ...io import figures
 from ...io.images import image_source, open_image
 from ...serving.runtime import Runtime
 from ...serving.service import ZeroShot
-from ...tasks.classify import MAX_EXAMPLES, Answering, BatchError, predict_with, read_batch
+from ...tasks.classify import MAX_EXAMPLES, PLAIN, Answering, BatchError, predict_with, read_batch
 from .. import files
 from ..common import UI_API, ensure_text, hide_paths, md_text, told, toast_text, wait_for_service
 from ..lang import L, lang_of
@@ -146,8 +146,7 @@ class PredictTab:
         with told(lang):
             feat = zs.cifar_feature(i, image, len(data))  # [D]: stored, or encoded once and stored
             true = true_name(label_set.labels, data.true_label(i), label_set.label_preset)  # in the set's spelling
-            pred = predict_with(zs, feat, label_set, k, answering.few_shot(zs, label_set) if answering else None,
-                                true, answering.temperature if answering else 1.0)
+            pred = predict_with(zs, feat, label_set, k, answering or PLAIN, true)
         return {self.original: figures.enlarge(image), self.model_input: figures.input_view(zs.pixels(image)),
                 **self._shown(zs, pred, image, f"CIFAR-100 test image #{i}", {"kind": "index", "index": i},
                               label_set, lang, answering)}
@@ -168,9 +167,7 @@ class PredictTab:
         zs = wait_for_service(self.rt, progress, lang)
         ensure_text(zs, label_set, progress, lang)
         with told(lang):
-            few_shot = answering.few_shot(zs, label_set) if answering else None
-            pred = predict_with(zs, zs.image_features([image])[0], label_set, k, few_shot,
-                                temperature=answering.temperature if answering else 1.0)
+            pred = predict_with(zs, zs.image_features([image])[0], label_set, k, answering or PLAIN)
         return {self.upload_input: figures.input_view(zs.pixels(image)),
                 **self._shown(zs, pred, image, "uploaded image", {"kind": "upload", "path": path}, label_set, lang,
                               answering)}
