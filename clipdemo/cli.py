@@ -469,9 +469,9 @@ def _progress_bar(desc: str):
 
     bar = tqdm(total=0, desc=desc, unit="img", file=sys.stderr)
 
-    def update(step: Step) -> None:
-        bar.total, bar.n = step.total, step.done
-        bar.set_postfix_str(str(step.text), refresh=False)
+    def update(done: int, total: int, what: Text) -> None:  # a ProgressFn
+        bar.total, bar.n = total, done
+        bar.set_postfix_str(str(what), refresh=False)
         bar.refresh()
 
     return bar, update
@@ -483,7 +483,7 @@ def _run_with_bar(steps, desc: str) -> Report:
     with bar:
         for step in steps:
             if isinstance(step, Step):
-                update(step)
+                update(step.done, step.total, step.text)
             elif step.stopped is not None:
                 raise Refusal("cli_stopped", step.stopped)
             else:

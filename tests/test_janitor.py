@@ -11,7 +11,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from clipdemo.serving.janitor import Janitor, sweep
+from clipdemo.ui.janitor import Janitor, sweep
 from uiserver import running_app, runtime_for
 
 

@@ -38,7 +38,7 @@ import torch
 from PIL import Image
 
 from ..core.labels import LabelSet
-from ..core.words import ProgressFn, Refusal
+from ..core.words import ProgressFn, Refusal, Text
 from ..core.zeroshot import Prediction
 from ..io.images import IMAGE_SUFFIXES, ImageError, open_image
 from ..serving.service import Priority
@@ -372,7 +372,7 @@ def begin(zs, out: Path, items: list[Item], settings: BulkSettings) -> tuple[lis
 
 
 def run_partition(zs, out: Path, partition: Partition, settings: BulkSettings, text: torch.Tensor,
-                  progress: Callable[[int], None] | None = None, chunk: int = 256) -> tuple[int, int]:
+                  progress: ProgressFn | None = None, chunk: int = 256) -> tuple[int, int]:
     """Read, decode, score and write one partition, `chunk` images at a time; (images scored, errors)."""
     fit = zs.loaded.config.image_resolution
     keys, feats, preds, errors = [], [], [], []
@@ -391,7 +391,7 @@ def run_partition(zs, out: Path, partition: Partition, settings: BulkSettings, t
             feats.append(s.features)
             preds += s.predictions
         if progress:
-            progress(min(first + chunk, len(partition.items)))
+            progress(min(first + chunk, len(partition.items)), len(partition.items), Text("progress_bulk"))
     features = np.concatenate(feats) if feats else np.zeros((0, zs.loaded.config.embed_dim), np.float32)
     write_partition(out, partition, settings, keys, features, prediction_columns(preds, settings.threshold), errors)
     return len(keys), len(errors)
@@ -400,13 +400,13 @@ def run_partition(zs, out: Path, partition: Partition, settings: BulkSettings, t
 def run_local(zs, out: Path, items: list[Item], settings: BulkSettings,
               progress: ProgressFn | None = None) -> BulkReport:
     """The collection on this machine: the text features once, then each partition not yet written, in order;
-    `progress(images done, images to do, None)` as it goes."""
+    `progress(images done, images to do, what)` as it goes."""
     partitions, left = begin(zs, out, items, settings)
     total, done, scored, errors, started = sum(len(p.items) for p in left), 0, 0, 0, time.perf_counter()
     text = zs.text_features(settings.label_set) if left else None  # [L, D]
     for p in left:
         n, e = run_partition(zs, out, p, settings, text,
-                             (lambda d, base=done: progress(base + d, total, None)) if progress else None)
+                             (lambda d, _, what, base=done: progress(base + d, total, what)) if progress else None)
         done += len(p.items)
         scored, errors = scored + n, errors + e
     return BulkReport(len(partitions), len(partitions) - len(left), scored, errors, time.perf_counter() - started)

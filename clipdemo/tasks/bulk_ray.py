@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..core.words import ProgressFn
+from ..core.words import ProgressFn, Text
 from .bulk import (BulkError, BulkReport, BulkSettings, Item, Partition, begin, decode_item, prediction_columns,
                    classify_images, write_partition)
 
@@ -145,7 +145,7 @@ def run_ray(zs, cfg, out: Path, items: list[Item], settings: BulkSettings, *, ad
     """Run the partitions of `items` not yet written under `out` on Ray Data; `zs` (the driver's model) encodes the
     text features once. The driver writes each partition as its rows come back, so OUT is the driver's folder
     (a cluster's workers need only read the images). Without `address`, a local Ray with this machine's CPUs
-    (stopped at the end). `progress(images done, images to do, None)` as partitions are written."""
+    (stopped at the end). `progress(images done, images to do, what)` as partitions are written."""
     ray = _ray()
     import pyarrow as pa
 
@@ -184,7 +184,7 @@ def run_ray(zs, cfg, out: Path, items: list[Item], settings: BulkSettings, *, ad
             for n in gathered.add(batch):
                 written += len(gathered.partitions[n].items)
                 if progress:
-                    progress(written, total, None)
+                    progress(written, total, Text("progress_bulk"))
     except BulkError:
         raise
     except Exception as exc:  # a bad address, a task that failed past its retries: a sentence; what was written stays

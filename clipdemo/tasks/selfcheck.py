@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import torch
 from ..core.inside import cls_attention_map
 from ..core.labels import CIFAR10_CLASSES, LabelSet
 from ..core.model import WeightsInfo
-from ..core.words import Text
+from ..core.words import ProgressFn, Text
 from ..io.cifar import Cifar100
 from ..serving.service import Priority, ZeroShot
 from ..serving.settings import Settings
@@ -228,7 +227,7 @@ def background_checks(zs: ZeroShot, data: Cifar100, settings: Settings) -> list[
 
 
 def full_checks(zs: ZeroShot, data: Cifar100, *, cifar10: Cifar100 | None = None,
-                progress: Callable[[Step], None] | None = None, workers: int = 0) -> list[Check]:
+                progress: ProgressFn | None = None, workers: int = 0) -> list[Check]:
     """Everything: index 15, all 10,000 images with one prompt and with the 18 templates (the paper's recipe:
     its class names and templates), and CIFAR-10 when `cifar10` (its test split) is given. `progress` sees
     each step of the encoding."""
@@ -238,7 +237,7 @@ def full_checks(zs: ZeroShot, data: Cifar100, *, cifar10: Cifar100 | None = None
                     priority=Priority.INTERACTIVE):
         if isinstance(step, Step):
             if progress:
-                progress(step)
+                progress(step.done, step.total, step.text)
         else:
             (single,) = step.results
     (ens,) = evaluate(zs, data, Evaluation("all", templates="cifar18", spelling="cifar100-paper")).results

@@ -16,7 +16,7 @@ from starlette.middleware import Middleware
 
 from ..core.labels import LabelSet
 from ..io.images import MAX_BYTES
-from ..serving.janitor import Janitor
+from .janitor import Janitor
 from ..serving.runtime import Runtime
 from ..serving.settings import Settings, from_env
 from ..tasks import selfcheck

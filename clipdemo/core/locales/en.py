@@ -221,6 +221,7 @@ STRINGS = {
     'prev': '◀ prev',
     'probabilities': 'Probabilities',
     'progress_classifying': 'classifying images',
+    'progress_bulk': 'classifying and embedding images',
     'progress_encoding_prompts': 'encoding prompts',
     'progress_gallery': 'encoding your pictures',
     'progress_index': 'encoding the test images for search (once)',

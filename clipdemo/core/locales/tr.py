@@ -221,6 +221,7 @@ STRINGS = {
     'prev': '◀ önceki',
     'probabilities': 'Olasılıklar',
     'progress_classifying': 'görüntüler sınıflandırılıyor',
+    'progress_bulk': 'görüntüler sınıflandırılıyor ve gömülüyor',
     'progress_encoding_prompts': 'istemler kodlanıyor',
     'progress_gallery': 'resimleriniz kodlanıyor',
     'progress_index': 'arama için test görüntüleri kodlanıyor (bir kez)',
