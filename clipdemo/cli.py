@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"summary depth, {checks.DEPTHS[0]}..{checks.DEPTHS[1]} (default 2)")
     a.add_argument("--model", type=_argument(member),
                    help="any OpenAI CLIP architecture (" + ", ".join(FAMILY) + "), built on PyTorch's meta device: "
-                        "nothing is loaded or downloaded (default: the loaded weights' model)")
+                        "nothing is loaded or downloaded (default: the architecture --weights names; a checkpoint "
+                        "or random weights are loaded)")
     a.add_argument("--flops", action="store_true",
                    help="print each layer's FLOPs (torch's FlopCounterMode) beside torchinfo's mult-adds, and "
                         "reconcile the two counts")
@@ -250,15 +251,16 @@ def _label_set(args: argparse.Namespace) -> LabelSet:
 
 
 def _model_settings(args: argparse.Namespace, cfg: settings_mod.Settings) -> settings_mod.Settings:
-    """The settings with `--weights` and `--device` applied."""
-    return dataclasses.replace(cfg, weights=args.weights or cfg.weights, device=args.device or cfg.device)
+    """The settings with the sub-command's `--weights` and `--device` applied (those that have them): every step of
+    a command reads this one Settings, never the environment again."""
+    weights, device = getattr(args, "weights", None), getattr(args, "device", None)
+    return dataclasses.replace(cfg, weights=weights or cfg.weights, device=device or cfg.device)
 
 
 def _load(args: argparse.Namespace, cfg: settings_mod.Settings, *, batch_work: bool = False):
     """The model service for `--weights`/`--device`; for batch work also the (parity-checked) image backend."""
     from .serving.runtime import open_service, speed_up
 
-    cfg = _model_settings(args, cfg)
     zs = open_service(cfg)
     if batch_work:
         speed_up(zs, cfg, stored_features=False)
@@ -431,9 +433,10 @@ def cmd_explain(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
 
 
 def cmd_architecture(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
-    if args.model is not None:  # an architecture only: never loads weights
-        card = member_card(args.model)
-        towers = [member_summary(args.model, tower, args.depth) for tower in checks.TOWERS]
+    model = args.model or (member(cfg.weights) if cfg.weights in FAMILY else None)  # a known architecture needs no weights
+    if model is not None:  # an architecture only: never loads weights
+        card = member_card(model)
+        towers = [member_summary(model, tower, args.depth) for tower in checks.TOWERS]
     else:
         zs = _load(args, cfg)
         card = config_card(zs.loaded)
@@ -516,8 +519,8 @@ def cmd_search(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     data = open_cifar100(cfg.data_root, download=cfg.allow_download)
     zs = _load(args, cfg)
     speed_up(zs, cfg)  # the parity-checked image encoder, and the saved features: the index, when there is one
-    if _fill_with_bar(zs, data, list(range(len(data))), args) and (path := zs.features_path(cfg.cache_dir)):
-        zs.cifar.save(path)  # the next search starts from here
+    if _fill_with_bar(zs, data, list(range(len(data))), args):
+        zs.cifar.save(zs.features_path(cfg.cache_dir))  # the next search starts from here, random weights too
     if picture is not None:
         feature = zs.image_features([picture])[0]
     elif args.index is not None:
@@ -599,7 +602,6 @@ def cmd_bulk(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     if args.images is None and args.table is None and not args.shards:
         raise Refusal("cli_reason", "give the images: --images DIR, --table FILE or --shards A.tar [B.tar ...]")
     items = list_inputs(args.images, args.table, args.shards)
-    cfg = _model_settings(args, cfg)
     zs = _load(args, cfg, batch_work=True)
     settings = BulkSettings(label_set, args.top_k, args.threshold, args.embeddings, zs.loaded.info.identity,
                             args.partition_size)
@@ -628,8 +630,6 @@ def cmd_features(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     data = open_cifar100(cfg.data_root, download=cfg.allow_download)
     zs = _load(args, cfg, batch_work=True)
     out = args.out or zs.features_path(cfg.cache_dir)
-    if out is None:
-        raise Refusal("features_random_out")
     _fill_with_bar(zs, data, list(range(args.limit if args.limit is not None else len(data))), args)
     zs.cifar.save(out)
     print(f"Saved {len(zs.cifar)} image features ({zs.loaded.info.label}) to {out}")
@@ -758,7 +758,7 @@ def cmd_selfcheck(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     zs = _load(args, cfg)
     if reason := selfcheck.not_real_weights(zs.loaded.info):
         raise Refusal("cli_reason", reason)
-    speed_up(zs, dataclasses.replace(cfg, weights=args.weights or cfg.weights), stored_features=False)
+    speed_up(zs, cfg, stored_features=False)
     data = open_cifar100(cfg.data_root, download=cfg.allow_download)  # downloaded where allowed, then checked
     if reason := selfcheck.not_real_data(cfg.data_root):
         raise Refusal("cli_reason", reason)
@@ -778,7 +778,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        cfg = settings_mod.from_env()
+        cfg = _model_settings(args, settings_mod.from_env())  # one Settings: the environment, then the flags
         return args.func(args, cfg)
     except (Refusal, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -90,3 +90,24 @@ def test_a_value_that_cannot_mean_anything_is_refused_in_a_sentence(argv, said, 
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_architecture_needs_no_weights_for_a_known_architecture(capsys, monkeypatch, tmp_path):
+    """Offline, with nothing cached: the default ViT-B/32 is built on the meta device, never downloaded."""
+    monkeypatch.setenv("CLIPDEMO_DOWNLOAD", "0")
+    monkeypatch.setenv("CLIPDEMO_CACHE", str(tmp_path))
+    monkeypatch.delenv("CLIPDEMO_WEIGHTS", raising=False)
+    assert main(["architecture", "--depth", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "device meta" in out and "Parameters: 151,277,313" in out
+
+
+def test_seeded_random_weights_have_an_identity_so_their_features_are_saved_and_read_again(tiny_loaded, tmp_path):
+    """`search --weights random` encodes the 10,000 test images once: the next run reads them (issue #35)."""
+    from clipdemo.serving.service import ZeroShot
+    from clipdemo.weights.load import load_model
+    random_a, random_b = load_model("random:tiny", device="cpu"), load_model("random:tiny", device="cpu", seed=1)
+    path = ZeroShot(random_a).features_path(tmp_path)
+    assert path == ZeroShot(load_model("random:tiny", device="cpu")).features_path(tmp_path)  # the same init
+    assert path != ZeroShot(random_b).features_path(tmp_path)  # another seed is other weights
+    assert path != ZeroShot(tiny_loaded).features_path(tmp_path)

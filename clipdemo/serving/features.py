@@ -27,10 +27,10 @@ class FeatureFileError(Refusal):
     """A features file that does not belong to these weights, or is not a features file."""
 
 
-def default_path(cache_dir: Path, sha256: str | None, precision: str) -> Path | None:
-    """Where the CIFAR-100 test features for weights with this SHA-256, computed in `precision` (the service's
-    `features_precision`), live (None for random weights)."""
-    return Path(cache_dir) / f"cifar100-test-features-{sha256[:16]}-{precision}.pt" if sha256 else None
+def default_path(cache_dir: Path, key: str, precision: str) -> Path:
+    """Where the CIFAR-100 test features for weights with this key (their SHA-256, or a digest of a seeded random
+    init's identity), computed in `precision` (the service's `features_precision`), live."""
+    return Path(cache_dir) / f"cifar100-test-features-{key[:16]}-{precision}.pt"
 
 
 class ImageFeatureStore:

@@ -116,7 +116,7 @@ def speed_up(zs: ZeroShot, settings: Settings, *, stored_features: bool = True) 
     release_freed_memory()  # the export's temporary buffers
     log.info("image encoder: %s", note)
     path = zs.features_path(settings.cache_dir)
-    if stored_features and path is not None and path.is_file():
+    if stored_features and path.is_file():
         try:
             added = zs.add_stored_features(ImageFeatureStore.load(path, zs.features_identity))
             log.info("loaded %d stored CIFAR-100 image features from %s", added, path)
@@ -367,7 +367,7 @@ class Runtime:
     def _fill_index(self, zs: ZeroShot, data: Cifar100, priority: Priority, progress: ProgressFn | None = None) -> int:
         """The index's one loop (the background thread's and a request's): every test image the store lacks,
         through `fill_store` at `priority`, its rate kept for the status, saved every INDEX_SAVE_EVERY_S and at
-        the end (not for random weights: kept in memory only). Returns how many were done."""
+        the end (random weights too: their identity keys the file). Returns how many were done."""
         path = zs.features_path(self.settings.cache_dir)
         start = saved = time.perf_counter()
         done = 0
@@ -376,10 +376,10 @@ class Runtime:
             self._index_rate = done / max(now - start, 1e-9)
             if progress:
                 progress(len(zs.cifar), len(data), Text("progress_index"))
-            if path is not None and now - saved > INDEX_SAVE_EVERY_S:
+            if now - saved > INDEX_SAVE_EVERY_S:
                 zs.cifar.save(path)
                 saved = now
-        if path is not None and done:
+        if done:
             zs.cifar.save(path)
         return done
 

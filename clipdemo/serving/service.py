@@ -12,6 +12,7 @@ shells call this, never the model: the import contracts keep them away from the 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import threading
 import time
@@ -192,9 +193,12 @@ class ZeroShot:
         """The feature store's key: the weights' identity and the precision."""
         return f"{self.loaded.info.identity} {self.features_precision}"
 
-    def features_path(self, cache_dir: Path) -> Path | None:
-        """Where this service's CIFAR-100 features are saved (None for random weights)."""
-        return default_path(cache_dir, self.loaded.info.sha256, self.features_precision)
+    def features_path(self, cache_dir: Path) -> Path:
+        """Where this service's CIFAR-100 features are saved: keyed by the weights' SHA-256, or for seeded random
+        weights by their identity (preset and seed) and the torch version that initialised them."""
+        info = self.loaded.info
+        key = info.sha256 or hashlib.sha256(f"{info.identity} torch {torch.__version__}".encode()).hexdigest()
+        return default_path(cache_dir, key, self.features_precision)
 
     def cifar_store(self, size: int) -> ImageFeatureStore:
         """The CIFAR-100 feature store for these weights and this precision (created empty on first use, once)."""

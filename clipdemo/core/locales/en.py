@@ -110,7 +110,6 @@ STRINGS = {
     'features_merge': 'Features of other weights or another split cannot be merged.',
     'features_not_ours': '{} is not a clipdemo features file.',
     'features_other_weights': '{} was made with other weights, or in another precision ({}…).',
-    'features_random_out': 'Random weights have no SHA-256 to key a features file by; pass --out PATH.',
     'features_ready': 'text features ready ✓',
     'features_unreadable': '{} is not a readable features file: {}',
     'gallery_add': 'Add to my pictures',

@@ -110,7 +110,6 @@ STRINGS = {
     'features_merge': 'Başka ağırlıkların ya da başka bir bölümün öznitelikleri birleştirilemez.',
     'features_not_ours': '{} bir clipdemo öznitelik dosyası değil.',
     'features_other_weights': '{} başka ağırlıklarla ya da başka bir hassasiyette oluşturulmuş ({}…).',
-    'features_random_out': 'Rastgele ağırlıkların, bir öznitelik dosyasını adlandırmak için kullanılabilecek bir SHA-256 değeri yok; --out PATH verin.',
     'features_ready': 'metin öznitelikleri hazır ✓',
     'features_unreadable': '{} okunabilir bir öznitelik dosyası değil: {}',
     'gallery_add': 'Resimlerime ekle',
