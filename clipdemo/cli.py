@@ -1,9 +1,7 @@
-"""Command line: `python -m clipdemo predict ...` and the other sub-commands.
+"""Command line: `python -m clipdemo SUB-COMMAND ...` (the sub-commands and `predict`'s JSON: docs/cli.md).
 
-Holds the argparse parser, one function per sub-command (predict, with `--images` for a batch; search;
-explain; architecture; features; evaluate; export-onnx; selfcheck), and `main(argv) -> exit code`. Every value is
-checked by the checker the page and the API use (`clipdemo.core.checks`, `LabelSet`); every refusal prints
-one line `error: ...` in English on stderr and exits 2, never a traceback. Progress is a tqdm bar on stderr.
+One Settings from the environment and the flags, passed down; every value checked by the checker the page and
+the API use; every refusal one line `error: ...` on stderr and exit 2, never a traceback; progress a tqdm bar.
 """
 
 from __future__ import annotations

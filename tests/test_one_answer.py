@@ -111,3 +111,22 @@ def test_seeded_random_weights_have_an_identity_so_their_features_are_saved_and_
     assert path == ZeroShot(load_model("random:tiny", device="cpu")).features_path(tmp_path)  # the same init
     assert path != ZeroShot(random_b).features_path(tmp_path)  # another seed is other weights
     assert path != ZeroShot(tiny_loaded).features_path(tmp_path)
+
+
+def test_every_sub_command_named_in_the_docs_exists_and_each_is_named():
+    """README.md at most 200 lines; every `python -m clipdemo X` in README or docs/ is a sub-command, and
+    docs/cli.md names every sub-command there is (the module docstring's list drifted before)."""
+    import re
+    from pathlib import Path
+
+    from clipdemo.cli import build_parser
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 200
+    parser = build_parser()
+    commands = set(next(a for a in parser._actions if a.dest == "command").choices)
+    texts = [readme, *(p.read_text(encoding="utf-8") for p in (root / "docs").glob("*.md"))]
+    named = {m for t in texts for m in re.findall(r"(?:python -m clipdemo|`clipdemo) ([a-z][a-z-]+)", t)}
+    assert named - {"predict"} and named <= commands, named - commands
+    cli_doc = (root / "docs" / "cli.md").read_text(encoding="utf-8")
+    assert all(f"`{c}`" in cli_doc for c in commands), [c for c in commands if f"`{c}`" not in cli_doc]
