@@ -119,8 +119,8 @@ def main() -> int:
     print(f"multilingual text feature cosine fp16 vs fp32: min {(ml16 * ml32).sum(-1).min():.6f}, 100 Turkish "
           f"prompts; top-1 agreement {100 * (ml_top16 == ml_top32).float().mean():.1f}% "
           f"({fp16.tower_loaded.model.dense.weight.dtype} tower on {fp16.tower_loaded.model.dense.weight.device})")
-    trace = fp16.vision_trace(picture, "mandelbrot")
-    summary = fp16.tower_summary("visual", 2)
+    trace = fp16.inside.vision_trace(picture, "mandelbrot")
+    summary = fp16.inside.tower_summary("visual", 2)
     print(f"attention task: {tuple(trace.attentions.shape)} on {trace.attentions.device}; torchinfo task: "
           f"{summary.total_params:,} parameters in the vision tower")
 

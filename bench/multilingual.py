@@ -31,6 +31,7 @@ from bench.timing import paired, report
 from clipdemo.core.labels import LabelSet
 from clipdemo.serving.scheduler import Priority
 from clipdemo.serving.service import ZeroShot
+from clipdemo.tasks.classify import predict_image
 
 FIRST_USE = """
 import json, os, sys, time
@@ -39,7 +40,6 @@ from PIL import Image
 from clipdemo.core.labels import LabelSet
 from clipdemo.serving.runtime import open_service
 from clipdemo.serving.settings import Settings
-from clipdemo.tasks.classify import predict_image
 from clipdemo.tasks.classify import predict_image
 
 def rss():

@@ -67,7 +67,7 @@ def in_process(q: bool, work: Path) -> dict[str, float]:
     fresh = iter(range(10**6))  # a new cache key each call: the relevancy is computed, never looked up
     r["R9"] = report("R9", "relevancy map (\"Why this label?\": a backward pass through each tower, fp32) vs a warm "
                            "prediction (100 labels, uploaded image): how many predictions one map costs",
-                     paired(lambda: zs.explain(upload, ("bench", next(fresh)), "lion", single),
+                     paired(lambda: zs.inside.explain(upload, ("bench", next(fresh)), "lion", single),
                             lambda: predict_image(zs, upload, single, 5), 3 if q else 7, 1, 3))
 
     tokens = engine.tokenize(single.prompts())  # [100, 77]

@@ -20,7 +20,6 @@ import re
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from pathlib import Path

@@ -9,7 +9,6 @@ import json
 import zipfile
 
 import pytest
-import torch
 from PIL import Image
 
 from clipdemo.tasks.classify import MAX_BATCH, BatchError, classify_batch, predict_image, read_batch

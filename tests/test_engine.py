@@ -68,10 +68,11 @@ def test_the_text_path_is_chunked_the_same_whatever_the_chunk(tiny_loaded):
     assert small.gate_stats.grants[next(iter(small.gate_stats.grants))] == 3  # ceil(7 / 3) model calls
 
 
-def test_scores_top_k_and_probabilities_against_a_hand_softmax():
+def test_the_one_scorer_top_k_and_probabilities_against_a_hand_softmax():
+    from clipdemo.tasks.classify import answer
     img = torch.tensor([[1.0, 0.0]])
     txt = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
-    cosines, probs = zeroshot.scores(img, txt)
+    cosines, probs = answer(img, txt)
     assert torch.equal(cosines, torch.tensor([[1.0, 0.0, 0.6]]))
     e = (torch.tensor([100.0, 0.0, 60.0]) - 100).exp()  # softmax(100 * cos), written out (shifted: no overflow)
     assert torch.allclose(probs[0], e / e.sum())
@@ -116,3 +117,19 @@ def test_predictions_carry_the_cosines_of_encode_image_and_encode_text(tiny_load
     assert [r["label"] for r in pred.rows()] == [labels[i] for i in order]
     assert [r["score"] for r in pred.rows()] == pytest.approx([probs[i] / sum(probs) for i in order], abs=1e-4)
     assert [r["cosine"] for r in pred.rows()] == pytest.approx([cos[i].item() for i in order], abs=1e-5)
+
+
+def test_the_one_scorer_divides_by_the_temperature_and_mixes_in_examples_by_tip_adapters_formula():
+    from clipdemo.core.calibration import tip_adapter
+    from clipdemo.tasks.classify import FewShot, answer
+    g = torch.Generator().manual_seed(3)
+    img = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=-1)  # [B, D]
+    txt = torch.nn.functional.normalize(torch.randn(3, 8, generator=g), dim=-1)  # [L, D]
+    cos, probs = answer(img, txt, temperature=2.0)
+    assert torch.allclose(probs, (50.0 * img @ txt.T).softmax(-1))  # softmax(100 cos / T), T = 2
+    keys = torch.nn.functional.normalize(torch.randn(5, 8, generator=g), dim=-1)
+    shots = FewShot(keys, torch.tensor([0, 0, 1, 2, 2]), 1.0, 5.0)
+    cos_few, probs_few = answer(img, txt, shots)
+    assert torch.equal(cos_few, cos)  # the cosines stay the image-prompt ones
+    assert torch.allclose(probs_few, tip_adapter(img, txt, keys, shots.targets, 1.0, 5.0, 1.0).softmax(-1))
+    assert not torch.allclose(probs_few, answer(img, txt)[1])

@@ -12,7 +12,6 @@ import zipfile
 import gradio as gr
 import httpx
 import pytest
-import torch
 from PIL import Image
 
 from clipdemo.core.labels import MAX_LABELS, LabelSet, PromptError

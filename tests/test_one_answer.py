@@ -81,8 +81,6 @@ def test_a_cli_example_folder_for_a_label_the_set_lacks_is_a_sentence(inputs, ti
 
 
 @pytest.mark.parametrize("argv, said", [
-    (["evaluate", "--limit", "0"], "--limit must be between 1 and 10000, not 0"),
-    (["evaluate", "--per-class", "0"], "--per-class must be between 1 and 100, not 0"),
     (["predict", "--index", "1", "--top-k", "0"], "between 1 and 20"),
     (["predict", "--index", "1", "--temperature", "0"], "The temperature must be a number between 0.01 and 100"),
 ])
@@ -90,6 +88,15 @@ def test_a_value_that_cannot_mean_anything_is_refused_in_a_sentence(argv, said, 
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2 and said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, said", [("--limit", "N must be between 1 and 10000, not 0"),
+                                        ("--per-class", "K must be between 1 and 100, not 0")])
+def test_evaluate_refuses_zero_images_where_it_took_the_default(flag, said, cifar_root, tiny_ckpts, monkeypatch,
+                                                                capsys):
+    monkeypatch.setenv("CLIPDEMO_DATA", str(cifar_root))
+    assert main(["evaluate", "--weights", str(tiny_ckpts["state_dict"]), flag, "0"]) == 2
+    assert said in capsys.readouterr().err
 
 
 def test_architecture_needs_no_weights_for_a_known_architecture(capsys, monkeypatch, tmp_path):

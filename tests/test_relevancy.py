@@ -127,12 +127,12 @@ def test_the_service_caches_maps_and_makes_the_versus_map(tiny_loaded):
     zs = ZeroShot(tiny_loaded)
     image = Image.effect_mandelbrot((64, 64), (-2, -1.2, 1, 1.2), 40).convert("RGB")
     label_set = LabelSet.of(("cat", "dog", "lion"), ("a photo of a {}",))
-    lion = zs.explain(image, "img", "lion", label_set)
-    assert zs.explain(image, "img", "lion", label_set) is lion  # cached
-    cat = zs.explain(image, "img", "cat", label_set)
-    versus = zs.explain(image, "img", "lion", label_set, versus="cat")
+    lion = zs.inside.explain(image, "img", "lion", label_set)
+    assert zs.inside.explain(image, "img", "lion", label_set) is lion  # cached
+    cat = zs.inside.explain(image, "img", "cat", label_set)
+    versus = zs.inside.explain(image, "img", "lion", label_set, versus="cat")
     assert torch.equal(versus.image, (lion.image - cat.image).clamp(min=0)) and not torch.equal(versus.image, lion.image)
     assert versus.words is lion.words and versus.logit == lion.logit  # only the image map is a difference
-    assert zs.explain(image, "img", "lion", label_set, versus="lion") is lion
+    assert zs.inside.explain(image, "img", "lion", label_set, versus="lion") is lion
     with pytest.raises(Refusal, match="'tiger' is not one of the active labels"):
-        zs.explain(image, "img", "tiger", label_set)
+        zs.inside.explain(image, "img", "tiger", label_set)

@@ -140,7 +140,7 @@ def test_the_match_of_one_visitors_picture_is_never_anothers_from_the_shared_cac
         Image.new("RGB", (60, 40), colour).save(tmp_path / f"{colour}.png")
         gallery = s.add_to_gallery([str(tmp_path / f"{colour}.png")], Gallery(), None, no_progress)[s.gallery]
         shown = s.explain_match({"source": "gallery", "index": 0}, "red", "", False, gallery, None, no_progress)
-        fresh = page.rt.service().explain_prompt(gallery.thumbs[0], ("test", colour), "a photo of red")
+        fresh = page.rt.service().inside.explain_prompt(gallery.thumbs[0], ("test", colour), "a photo of red")
         maps.append((shown[s.info], f"(cosine {fresh.logit / 100:.3f}, on the 96-pixel thumbnail"))
     assert maps[0][1] != maps[1][1]  # the two pictures match "red" differently ...
     assert all(cosine in info for info, cosine in maps)  # ... and each visitor sees their own picture's match

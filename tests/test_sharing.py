@@ -17,7 +17,7 @@ from gradio_client import Client, handle_file
 from gradio_client.utils import Status
 from PIL import Image
 
-from clipdemo.core.labels import CIFAR100_CLASSES, CIFAR_TEMPLATES, LABEL_PRESETS, LabelSet
+from clipdemo.core.labels import CIFAR_TEMPLATES, LABEL_PRESETS, LabelSet
 from clipdemo.serving.accel import PATHS
 from clipdemo.serving.scheduler import Priority
 from clipdemo.serving.service import ZeroShot

@@ -132,7 +132,7 @@ def test_architecture_and_status(page):
         q.numel() for q in page.rt.service().loaded.model.parameters())
     assert v[a.vision_table]["headers"][0] == "layer" and "Conv2d" in v[a.vision_text] and "Embedding" in v[a.text_text]
     assert v[a.tree].startswith("CLIP(")
-    vision = page.rt.service().tower_summary("visual", 2)  # the note shows the summary's own counts, exactly
+    vision = page.rt.service().inside.tower_summary("visual", 2)  # the note shows the summary's own counts, exactly
     assert (f"| vision | {vision.total_mult_adds:,} | {vision.total_flops:,} | {vision.total_flops // 2:,} | "
             f"{vision.attention_flops // 2:,} | {vision.rest_mult_adds:+,} |") in v[a.flops_note]
     assert v[a.vision_table]["headers"][-1] == "FLOPs" and v[a.vision_table]["data"][0][-1] == vision.total_flops

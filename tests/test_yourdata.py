@@ -317,7 +317,6 @@ def test_predict_says_none_of_these_under_the_sessions_threshold(page):
 
 
 def test_a_report_with_every_answer_right_says_why_it_has_no_threshold(zs, tmp_path, monkeypatch):
-    from clipdemo.tasks import yourdata
 
     data = read_labelled(zs, _zip(tmp_path / "set.zip", _colours(per_class=4)))
     perfect = dataclasses.replace(data, features=zs.text_features(LabelSet.of(data.classes, ["a photo of a {}"]))[

@@ -174,16 +174,16 @@ def test_on_zerogpu_a_cpu_model_never_goes_to_a_gpu_worker_and_bad_inputs_never_
     from clipdemo.serving.service import ZeroShot
 
     on_zerogpu = FakeZeroGPU()
-    ZeroShot(tiny_loaded, tasks=accel.ModelCalls(gpu=on_zerogpu, zerogpu=True)).tower_summary("visual", 1)  # a CPU model
+    ZeroShot(tiny_loaded, tasks=accel.ModelCalls(gpu=on_zerogpu, zerogpu=True)).inside.tower_summary("visual", 1)  # a CPU model
     assert on_zerogpu.calls == []  # ran in process, not through the (stand-in) GPU wrapper
     elsewhere = FakeZeroGPU()
     zs = ZeroShot(tiny_loaded, tasks=accel.ModelCalls(gpu=elsewhere))
     with pytest.raises(ValueError, match="Depth must be between 1 and 4, not 7"):
-        zs.tower_summary("visual", 7)
+        zs.inside.tower_summary("visual", 7)
     with pytest.raises(ValueError, match="Unknown tower 'audio'"):
-        zs.tower_summary("audio", 2)
+        zs.inside.tower_summary("audio", 2)
     assert elsewhere.calls == []  # refused before any task
-    zs.tower_summary("text", 1)
+    zs.inside.tower_summary("text", 1)
     assert [name for name, _ in elsewhere.calls] == ["tower_summary"]  # off ZeroGPU: through the wrapper
 
 

@@ -1,23 +1,20 @@
-"""The service: the one owner of model access, and of every cache of model-derived things.
+"""The service: the gated encoder, the one owner of model access.
 
-Holds `ZeroShot`, which owns one `LoadedModel` and runs every model call (label encoding, image encoding,
-attention traces, relevancy maps, torchinfo summaries, the ONNX export) through one gate
-(`clipdemo.serving.scheduler`), so two calls never overlap on the CPU, each call being one of its `ModelCalls`
-(what ZeroGPU schedules, `clipdemo.serving.accel`); bounded LRUs keyed by the weights' identity (label text
-features, attention traces, relevancy maps, tower summaries); and the CIFAR-100 image feature store. The math
-is the core's (`clipdemo.core.zeroshot`, `.inside`, `.architecture`); the tasks (`clipdemo.tasks`) and the
-shells call this, never the model: the import contracts keep them away from the tasks and the gate.
+`ZeroShot` owns one `LoadedModel` and encodes: label sets (cached, in chunks by cost), search prompts, images and
+the CIFAR-100 feature store, each model call one of its `ModelCalls` (what ZeroGPU schedules,
+`clipdemo.serving.accel`) through one gate (`clipdemo.serving.scheduler`), so two calls never overlap on the
+CPU. Looking inside the model is `zs.inside` (`clipdemo.serving.introspection`), through the same gate; turning
+features into answers is `tasks.classify.answer`'s. The tasks and the shells call this, never the model: the
+import contracts keep them away from the tasks and the gate.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,10 +22,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from ..core import checks, zeroshot
-from ..core.architecture import TowerSummary
-from ..core.inside import Explanation, VisionTrace
-from ..core.labels import CLIP, MULTILINGUAL, LabelSet, PromptError, fill, prompt_where
+from ..core import zeroshot
+from ..core.labels import CLIP, MULTILINGUAL, LabelSet, PromptError, prompt_where
 from ..core.model import LoadedModel, WeightsError
 from ..core.multilingual import LoadedTower
 from ..core.words import ProgressFn, Refusal, Text
@@ -38,6 +33,8 @@ from . import accel, backends
 from .accel import ComputePath, ModelCalls
 from .backends import ImageEncoder, eager_encoder
 from .features import ImageFeatureStore, default_path
+from .introspection import Introspection
+from .lru import LRU
 from .scheduler import MAX_WAIT_S, MAX_WAITING, GateStats, ModelGate, Priority
 
 __all__ = ["ZeroShot", "LRU", "Priority", "BULK_AFTER_S", "TOWER_RETRY_S", "DEFAULT_TOKEN_RATES"]
@@ -48,37 +45,6 @@ TOWER_RETRY_S = 60.0  # after a failed load of the multilingual tower, its sente
 # multilingual DistilBERT on 2 vCPUs: 1,400 to 1,800 measured, taken low so the first chunks are not too long).
 DEFAULT_TOKEN_RATES = {CLIP: 1200.0, MULTILINGUAL: 1200.0}
 _RATE_WEIGHT = 0.3  # each measured chunk moves a tower's rate this far towards what it measured
-
-
-class LRU:
-    """A small thread-safe least-recently-used map with a fixed bound: every cache here is one."""
-
-    def __init__(self, maxsize: int):
-        self.maxsize = maxsize
-        self._data: OrderedDict[Hashable, object] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable):
-        with self._lock:
-            if key in self._data:
-                self._data.move_to_end(key)
-                return self._data[key]
-            return None
-
-    def put(self, key: Hashable, value: object) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
-
-    def __contains__(self, key: Hashable) -> bool:
-        with self._lock:
-            return key in self._data
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._data)
 
 
 class _Preprocessed(Dataset):
@@ -121,18 +87,30 @@ class ZeroShot:
         self._token_rates = dict(DEFAULT_TOKEN_RATES)  # tower -> padded prompt tokens/s, measured at each chunk
         self._text = LRU(text_cache_size)  # (identity, label set) -> [L, D]
         self._queries = LRU(4 * text_cache_size)  # (identity, prompts) -> [n, D]: search queries
-        self._traces = LRU(trace_cache_size)  # (identity, input key) -> VisionTrace
-        self._summaries = LRU(summary_cache_size)  # (identity, tower, depth) -> TowerSummary
-        self._explained = LRU(trace_cache_size)  # (identity, input key, label, label set) -> Explanation
+        self._inside_sizes = (trace_cache_size, summary_cache_size)
+        self._inside: Introspection | None = None
         self._store_lock = threading.Lock()
         self.encoder_note = "eager PyTorch"
         self.cifar: ImageFeatureStore | None = None  # CIFAR-100 test features for these weights
 
     @contextmanager
-    def _model_call(self, priority: Priority = Priority.INTERACTIVE) -> Iterator[None]:
+    def model_call(self, priority: Priority = Priority.INTERACTIVE) -> Iterator[None]:
         """Hold the model for one call; every model call in the app passes through here (Busy when full)."""
         with self._gate.hold(priority):
             yield
+
+    def call(self, task: str, *args, priority: Priority = Priority.INTERACTIVE):
+        """Run one of the model tasks (`ModelCalls`) on these weights through the gate: how `Introspection`
+        borrows the model."""
+        with self.model_call(priority):
+            return getattr(self._tasks, task)(self._key, *args)
+
+    @property
+    def inside(self) -> Introspection:
+        """Looking inside the model (attention, relevancy, tower summaries, the ONNX export), through this gate."""
+        if self._inside is None:
+            self._inside = Introspection(self, *self._inside_sizes)
+        return self._inside
 
     @property
     def gate_stats(self) -> GateStats:
@@ -161,7 +139,7 @@ class ZeroShot:
 
     def use_encoder(self, encoder: ImageEncoder, note: str) -> None:
         """Switch the image backend (between model calls)."""
-        with self._model_call():
+        with self.model_call():
             self._engine.encoder, self.encoder_note = encoder, note
 
     def choose_backend(self, name: str, cache_dir: Path, exporter=None) -> str:
@@ -174,11 +152,6 @@ class ZeroShot:
                                         self.loaded.info.identity, exporter)
         self.use_encoder(encoder, note)
         return note
-
-    def export_onnx(self, path: Path) -> Path:
-        """Export the vision tower to ONNX at `path` (what the backend's child process runs)."""
-        with self._model_call():
-            return backends.export_onnx(self.loaded.model, self.loaded.config.image_resolution, path)
 
     # -- CIFAR-100 feature store ----------------------------------------------------------------------
     @property
@@ -293,7 +266,7 @@ class ZeroShot:
         chunks, done = [], 0
         for part in zeroshot.cost_chunks(lengths, self.chunk_budget(encoder), self.path.text_chunk):
             args = batch(part)
-            with self._model_call(priority):
+            with self.model_call(priority):
                 start = time.perf_counter()
                 chunks.append(task(self._key, *args))  # [b, D]
                 self._measured(encoder, (part.stop - part.start) * max(lengths[part]), time.perf_counter() - start)
@@ -361,7 +334,7 @@ class ZeroShot:
 
         Bulk callers pass `Priority.BULK` and batches small enough to be one chunk (see `bulk_images`).
         """
-        with self._model_call(priority):
+        with self.model_call(priority):
             feats = self._tasks.encode_images(self._key, pixels.to(self.loaded.dtype))  # [B, D]; fp16 on a GPU path
         return zeroshot.normalise(feats)
 
@@ -409,64 +382,3 @@ class ZeroShot:
             feat = self.image_features([image])[0]
             store.put([index], feat[None])
         return feat
-
-
-    # -- looking inside -------------------------------------------------------------------------------------
-    def vision_trace(self, image: Image.Image, key: Hashable) -> VisionTrace:
-        """Every attention map of the vision tower for `image`, cached under `key` (what the image is)."""
-        cache_key = (self.loaded.info.identity, key)
-        trace = self._traces.get(cache_key)
-        if trace is None:
-            pixels = self.pixels(image)  # [3, R, R]
-            with self._model_call():
-                trace = self._tasks.attention(self._key, pixels[None])
-            self._traces.put(cache_key, trace)
-        return trace
-
-    def explain(self, image: Image.Image, key: Hashable, label: str, label_set: LabelSet,
-                versus: str | None = None) -> Explanation:
-        """Why `image` (cached under `key`) matched `label` of the set: relevancy over its patches for the label's
-        (ensemble) feature, and over the words of its first prompt (`inside.explain`); cached, bounded. With
-        `versus`, the image map is where `label`'s relevancy exceeds `versus`'s: `relu(map - map_versus)`."""
-        found = self._explain(image, key, label, label_set)
-        if versus and versus != label:
-            other = self._explain(image, key, versus, label_set).image
-            found = dataclasses.replace(found, image=(found.image - other).clamp(min=0))  # [grid, grid]
-        return found
-
-    def _explain(self, image: Image.Image, key: Hashable, label: str, label_set: LabelSet) -> Explanation:
-        if label not in label_set.labels:
-            raise Refusal("explain_not_active", label)
-        text = self.text_features(label_set)[label_set.labels.index(label)]  # [D], normalised
-        words = fill(label_set.templates[0], label) if label_set.encoder == CLIP else None  # CLIP's words only
-        return self._relevancy(image, key, text, words, (label, label_set))
-
-    def explain_prompt(self, image: Image.Image, key: Hashable, prompt: str) -> Explanation:
-        """Why `image` (cached under `key`) matched one prompt as typed (a search query): relevancy over its
-        patches and over the prompt's words; cached, bounded."""
-        return self._relevancy(image, key, self.prompt_features((prompt,))[0], prompt, prompt)
-
-    def _relevancy(self, image: Image.Image, key: Hashable, text: torch.Tensor, prompt: str | None,
-                   what: Hashable) -> Explanation:
-        """The relevancy map of `image` for the text feature `text` `[D]` (the words: `prompt`'s through CLIP's
-        text tower; None: no words), cached under (weights, `key`, `what`)."""
-        cache_key = (self.loaded.info.identity, key, what)
-        found = self._explained.get(cache_key)
-        if found is None:
-            tokens = zeroshot.tokenize([prompt]) if prompt is not None else None  # [1, 77]
-            with self._model_call():
-                found = self._tasks.relevancy(self._key, self.pixels(image)[None], text, tokens)
-            self._explained.put(cache_key, found)
-        return found
-
-    def tower_summary(self, tower: str, depth: int) -> TowerSummary:
-        """torchinfo summary of one tower (runs a forward pass once per tower and depth; cached). A bad tower or
-        depth is refused here (`clipdemo.core.checks`), before any GPU task: a bad input is the caller's."""
-        tower, depth = checks.tower(tower), checks.summary_depth(depth)
-        key = (self.loaded.info.identity, tower, depth)
-        summary = self._summaries.get(key)
-        if summary is None:
-            with self._model_call():
-                summary = self._tasks.tower_summary(self._key, tower, depth)
-            self._summaries.put(key, summary)
-        return summary

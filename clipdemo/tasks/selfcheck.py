@@ -197,7 +197,7 @@ def _index15(zs: ZeroShot, data: Cifar100) -> list[Check]:
     image = data.image(NOTEBOOK_INDEX)
     pred = predict_image(zs, image, LabelSet.preset("cifar100", "single"), k=5)
     measured = [(lab, 100 * p) for lab, p in pred.top]
-    trace = zs.vision_trace(image, ("cifar100", NOTEBOOK_INDEX))
+    trace = zs.inside.vision_trace(image, ("cifar100", NOTEBOOK_INDEX))
     return [top5_check(measured, NOTEBOOK_TOP5, TOP5_TOL_PP[zs.loaded.device.type]),
             rollout_check(cls_attention_map(trace))]
 

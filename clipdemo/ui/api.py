@@ -164,7 +164,7 @@ class ApiEndpoints:
                 card, towers = member_card(chosen), {t: member_summary(chosen, t, depth) for t in checks.TOWERS}
             else:
                 zs = self.rt.architecture_service()
-                card, towers = config_card(zs.loaded), {t: zs.tower_summary(t, depth) for t in checks.TOWERS}
+                card, towers = config_card(zs.loaded), {t: zs.inside.tower_summary(t, depth) for t in checks.TOWERS}
             return {"config": card,
                     "towers": {t: {"parameters": s.total_params, "mult_adds": s.total_mult_adds, "flops": s.total_flops,
                                    "attention_flops": s.attention_flops, "table": s.text} for t, s in towers.items()}}

@@ -192,7 +192,6 @@ STRINGS = {
     'name_depth': 'Depth',
     'name_index': 'Image index',
     'name_k': 'K',
-    'name_per_class': '--per-class',
     'name_limit': '--limit',
     'name_n': 'N',
     'name_negative': 'The negative query',

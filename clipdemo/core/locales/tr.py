@@ -192,7 +192,6 @@ STRINGS = {
     'name_depth': 'Derinlik',
     'name_index': 'Görüntü indeksi',
     'name_k': 'K',
-    'name_per_class': '--per-class',
     'name_limit': '--limit',
     'name_n': 'N',
     'name_negative': 'Olumsuz sorgu',

@@ -61,7 +61,7 @@ class ArchitectureTab:
         zs = self.rt.architecture_service()
         with told(lang):
             depth = checks.summary_depth(depth)
-            vision, words = (zs.tower_summary(tower, depth) for tower in checks.TOWERS)
+            vision, words = (zs.inside.tower_summary(tower, depth) for tower in checks.TOWERS)
         card = config_card(zs.loaded)
         if not zs.loaded.info.trained:
             card["note"] = text("arch_random_note", lang)

@@ -20,7 +20,7 @@ from ...core.words import text
 from ...io import figures
 from ...io.cifar import Cifar100
 from ...serving.runtime import Runtime
-from ...tasks.evaluate import (PUBLISHED, SPELLINGS, SUBSETS, TEMPLATE_CHOICES, EvalResult, Evaluation, Report, Step,
+from ...tasks.evaluate import (PUBLISHED, SPELLINGS, SUBSETS, TEMPLATE_CHOICES, Evaluation, Report, Step,
                                run)
 from .. import files
 from .yourdata import YourDataBox

@@ -50,8 +50,8 @@ class ExplainBox:
         key = tuple(sorted(last.items()))
         progress(0, desc=text("explain_working", lang))
         with told(lang):
-            ex = zs.explain(image, key, label, label_set, versus)  # ex.image: [grid, grid]
-            trace = zs.vision_trace(image, key)
+            ex = zs.inside.explain(image, key, label, label_set, versus)  # ex.image: [grid, grid]
+            trace = zs.inside.vision_trace(image, key)
         big = figures.overlay_base(figures.input_view(zs.pixels(image), min_size=0))
         prompt = fill(label_set.templates[0], label)
         if label_set.encoder == CLIP:

@@ -237,7 +237,7 @@ class PredictTab:
         zs = wait_for_service(self.rt, progress, lang)
         image, what = self.image_for(last, lang)
         with told(lang):
-            trace = zs.vision_trace(image, tuple(sorted(last.items())))
+            trace = zs.inside.vision_trace(image, tuple(sorted(last.items())))
             li = _pick(layer, ROLLOUT, text("layer", lang))
             hi = None if li is None else _pick(head, MEAN_HEADS, text("head", lang))
             amap = cls_attention_map(trace, li, hi)  # [grid, grid]

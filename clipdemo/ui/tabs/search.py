@@ -203,7 +203,7 @@ class SearchTab:
             else:
                 image = self.rt.dataset().image(selected["index"])
                 key = ("search", selected["index"])
-            ex = zs.explain_prompt(image, key, query.prompt)
+            ex = zs.inside.explain_prompt(image, key, query.prompt)
         big = figures.overlay_base(figures.input_view(zs.pixels(image), min_size=0))
         words, cosine = md_text(query.prompt), f"{ex.logit / LOGIT_SCALE:.3f}"
         info = (text("search_explained_own", lang, words, cosine, THUMB) if selected["source"] == "gallery"
