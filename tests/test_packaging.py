@@ -8,6 +8,7 @@ second multi-GB torch install would add minutes and nothing to the check); the w
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -22,9 +23,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_wheel_in_a_fresh_venv_answers_clipdemo_predict(tmp_path):
-    dist = tmp_path / "dist"
+    src, dist = tmp_path / "src", tmp_path / "dist"  # built from a copy: setuptools leaves build/ in its source
+    shutil.copytree(ROOT / "clipdemo", src / "clipdemo", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
-                    str(ROOT)], check=True, timeout=300)
+                    str(src)], check=True, timeout=300)
     (wheel,) = dist.glob("clipdemo-*.whl")
     fresh = tmp_path / "fresh"
     venv.create(fresh, with_pip=False)
