@@ -250,11 +250,13 @@ class TestServed:
                             or real(*a))
         too_many = self._rpc(app, {"image": "data:,", "candidate_labels": ["a"] * 1001})
         assert "The argument 'candidate_labels' is too large (1,001 items); at most 1,000." in str(too_many)
+        inner = self._rpc(app, {"image": "data:,", "candidate_labels": ["a", "b"], "examples": {"a": ["data:,"] * 1001}})
+        assert "The argument 'examples' is too large (1,001 items); at most 1,000." in str(inner)  # one of its items
         extra = self._rpc(app, {"image": "data:,", "candidate_labels": ["a", "b"], "colour": "red"})
         assert "Unknown argument 'colour' for classify; it takes: image, candidate_labels" in str(extra)
         wrong = self._rpc(app, {"image": "data:,", "candidate_labels": ["a", "b"], "top_k": "five"})
         assert "The argument 'top_k' is not valid" in str(wrong)
-        assert len(threads) == 3 and not any(t == "MainThread" or "uvicorn" in t.lower() for t in threads)
+        assert len(threads) == 4 and not any(t == "MainThread" or "uvicorn" in t.lower() for t in threads)
 
 
 # -- 7. links carry every choice that fits, and the page says what a link leaves out ---------------------------

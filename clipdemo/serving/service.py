@@ -87,8 +87,8 @@ class ZeroShot:
         self._token_rates = dict(DEFAULT_TOKEN_RATES)  # tower -> padded prompt tokens/s, measured at each chunk
         self._text = LRU(text_cache_size)  # (identity, label set) -> [L, D]
         self._queries = LRU(4 * text_cache_size)  # (identity, prompts) -> [n, D]: search queries
-        self._inside_sizes = (trace_cache_size, summary_cache_size)
-        self._inside: Introspection | None = None
+        # looking inside the model (attention, relevancy, tower summaries, the ONNX export), through this gate
+        self.inside = Introspection(self, trace_cache_size, summary_cache_size)
         self._store_lock = threading.Lock()
         self.encoder_note = "eager PyTorch"
         self.cifar: ImageFeatureStore | None = None  # CIFAR-100 test features for these weights
@@ -104,13 +104,6 @@ class ZeroShot:
         borrows the model."""
         with self.model_call(priority):
             return getattr(self._tasks, task)(self._key, *args)
-
-    @property
-    def inside(self) -> Introspection:
-        """Looking inside the model (attention, relevancy, tower summaries, the ONNX export), through this gate."""
-        if self._inside is None:
-            self._inside = Introspection(self, *self._inside_sizes)
-        return self._inside
 
     @property
     def gate_stats(self) -> GateStats:
@@ -255,13 +248,13 @@ class ZeroShot:
             batch = lambda part: (tokens[part],)  # noqa: E731 - [b, 77]
             task = self._tasks.encode_prompts
         else:
-            tokenizer = self.tower(progress).tokenizer
             with self._tokenizing:
-                lengths = tokenizer.counts(list(prompts))
+                ids, mask = self.tower(progress).tokenizer(list(prompts))  # [P, T], [P, T]: padded to the longest
+            lengths = mask.sum(dim=-1).tolist()
 
             def batch(part: slice) -> tuple[torch.Tensor, torch.Tensor]:
-                with self._tokenizing:
-                    return tokenizer(list(prompts[part]))  # [b, T] ids, [b, T] mask, T: the chunk's longest
+                longest = max(lengths[part])  # padding is on the right: the chunk keeps its longest prompt's width
+                return ids[part, :longest], mask[part, :longest]  # [b, T'], [b, T']
             task = self._tasks.encode_multilingual
         chunks, done = [], 0
         for part in zeroshot.cost_chunks(lengths, self.chunk_budget(encoder), self.path.text_chunk):

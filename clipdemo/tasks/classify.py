@@ -33,7 +33,7 @@ from ..io.images import MAX_BYTES, ImageError, open_image
 from ..serving.service import Priority, ZeroShot
 
 __all__ = ["BatchError", "FewShot", "Answering", "PLAIN", "answer", "predictions", "predict_with", "predict_image",
-           "read_examples", "check_examples", "MAX_EXAMPLES", "batch_count",
+           "label_text", "read_examples", "check_examples", "MAX_EXAMPLES", "batch_count",
            "open_zip", "checked_members", "read_member", "member_image", "candidates", "classify", "classify_index",
            "read_batch", "classify_batch", "MAX_BATCH", "MAX_ZIP_BYTES", "MAX_RATIO", "DEFAULT_TEMPLATE"]
 
@@ -186,13 +186,18 @@ def batch_count(images: list | None) -> int:
     return len(images)
 
 
+def label_text(folder: str) -> str:
+    """A class folder's name as a prompt's label: `golden_retriever` -> "golden retriever"."""
+    return normalise(folder.replace("_", " "))
+
+
 def read_examples(folder: str | Path, label_set: LabelSet, fit: int) -> dict[str, list[Image.Image]]:
     """Few-shot examples from a folder holding one folder of images per label, named as the label (`_` for a
     space): label -> images, checked by count (`check_examples`) before any is decoded; BatchError otherwise."""
     folder = Path(folder)
     if not folder.is_dir():
         raise BatchError("examples_folder", str(folder)[:80])
-    by_label = {normalise(sub.name.replace("_", " ")): sorted(p for p in sub.iterdir() if p.is_file())
+    by_label = {label_text(sub.name): sorted(p for p in sub.iterdir() if p.is_file())
                 for sub in sorted(folder.iterdir()) if sub.is_dir()}
     check_examples(label_set, {label: len(paths) for label, paths in by_label.items()})
     return {label: [image for _, image in read_batch(paths, fit=fit, limit=MAX_EXAMPLES)]

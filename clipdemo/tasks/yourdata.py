@@ -30,11 +30,12 @@ import torch
 from PIL import Image
 
 from ..core import calibration
-from ..core.labels import SINGLE_TEMPLATE, LabelSet, normalise
+from ..core.labels import SINGLE_TEMPLATE, LabelSet
 from ..core.words import ProgressFn, Refusal, Text
 from ..io.images import IMAGE_SUFFIXES, ImageError, open_image
 from ..serving.service import Priority, ZeroShot
-from .classify import BatchError, FewShot, answer, checked_members, member_image, open_zip, read_member
+from .classify import (BatchError, FewShot, answer, checked_members, label_text, member_image, open_zip,
+                       read_member)
 from .evaluate import EvalResult, score, score_probs
 
 __all__ = ["MAX_IMAGES", "MAX_CLASSES", "MAX_CSV_BYTES", "MAX_SET_BYTES", "NONE_FOLDERS", "LabelledSet", "read_labelled",
@@ -50,11 +51,6 @@ THUMB = 48  # px: the thumbnails a report keeps of its images (for its worst mis
 
 class LabelledError(Refusal):
     """A labelled set was refused; the sentence says why."""
-
-
-def label_text(folder: str) -> str:
-    """A class folder's name as a prompt's label: `golden_retriever` -> "golden retriever"."""
-    return normalise(folder.replace("_", " "))
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,14 +76,12 @@ def _class_of(path: str, depth: int) -> str:
 def _csv_rows(csv_text: str) -> Iterator[list[str]]:
     """The CSV's rows (a header skipped), read one at a time and counted as they come: more rows than a set may
     have images is refused at the first one over, before the rest are read."""
-    first = True
+    rows = (r for r in csv.reader(io.StringIO(csv_text)) if r and r[0].strip())
     try:
-        for count, row in enumerate((r for r in csv.reader(io.StringIO(csv_text)) if r and r[0].strip()), start=1):
-            if first and row[0].strip().lower() in {"filename", "file", "image", "path"}:
-                first = False
-                continue
-            first = False
-            if count > MAX_IMAGES + 1:  # the header, then at most MAX_IMAGES images
+        for count, row in enumerate(rows):
+            if count == 0 and row[0].strip().lower() in {"filename", "file", "image", "path"}:
+                continue  # the header
+            if count > MAX_IMAGES:  # a header, then at most MAX_IMAGES images
                 raise LabelledError("labelled_many", f"{MAX_IMAGES:,}+", MAX_IMAGES)
             yield row
     except csv.Error as exc:

@@ -32,9 +32,8 @@ UPLOAD_CAP = MAX_BATCH * MAX_BYTES + MiB  # one request may upload a whole batch
 SMALL_CAP = 4 * MiB  # anything else (cancel, reset, component updates, a login)
 MAX_BODY_ITEMS = 100_000  # values in one JSON body (500 labels of 200 characters, commas and all, fit)
 # The routes that take images inline (data URLs): the queue, the REST calls and MCP, under Gradio's API prefix.
-DATA_ROUTES = ("/gradio_api/queue/join", "/gradio_api/call/", "/gradio_api/run/", "/gradio_api/api/",
-               "/gradio_api/mcp")
-MCP_ROUTES = ("/gradio_api/mcp",)
+MCP_PREFIX = "/gradio_api/mcp"  # every MCP route (`clipdemo.ui.mcp.MCP_ROUTES`, and any transport added later)
+DATA_ROUTES = ("/gradio_api/queue/join", "/gradio_api/call/", "/gradio_api/run/", "/gradio_api/api/", MCP_PREFIX)
 
 
 def cap_for(path: str, content_type: str) -> int:
@@ -124,7 +123,7 @@ def _capped(receive, cap: int):
 
 
 async def _refuse(send, path: str, sentence: str) -> None:
-    if path.startswith(MCP_ROUTES):  # what an MCP client reads: a JSON-RPC error with the sentence
+    if path.startswith(MCP_PREFIX):  # what an MCP client reads: a JSON-RPC error with the sentence
         payload = {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": sentence}}
     else:
         payload = {"error": sentence}

@@ -33,12 +33,12 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from pydantic import TypeAdapter
 from starlette.routing import Route
 
-from .bodycap import DATA_URL_CAP
+from .bodycap import DATA_URL_CAP, MCP_PREFIX
 
 __all__ = ["McpServer", "MCP_ROUTES"]
 
 log = logging.getLogger(__name__)
-MCP_ROUTES = ("/gradio_api/mcp", "/gradio_api/mcp/")  # where Gradio's own server was, so client configs stay valid
+MCP_ROUTES = (MCP_PREFIX, f"{MCP_PREFIX}/")  # where Gradio's own server was, so client configs stay valid
 
 
 def _arg_docs(doc: str) -> dict[str, str]:
@@ -91,13 +91,13 @@ class McpServer:
 
     def __init__(self, functions: list[Callable]):
         self.functions = {fn.__name__: fn for fn in functions}
-        self._inputs = {name: _schemas(fn)[0] for name, fn in self.functions.items()}
+        self._schemas = {name: _schemas(fn) for name, fn in self.functions.items()}  # name -> (input, output)
 
     def tools(self) -> list[types.Tool]:
         """Each function as a tool: its name, its docstring, and the schemas of its arguments and answer."""
         out = []
         for name, fn in self.functions.items():
-            inputs, outputs = _schemas(fn)
+            inputs, outputs = self._schemas[name]
             out.append(types.Tool(name=name, description=_description(fn.__doc__ or ""), inputSchema=inputs,
                                   outputSchema=outputs))
         return out
@@ -108,7 +108,7 @@ class McpServer:
         fn = self.functions.get(name)
         if fn is None:
             return _error(f"Unknown tool {name!r}; the tools are: {', '.join(self.functions)}.")
-        schema = self._inputs[name]
+        schema = self._schemas[name][0]
 
         def run():
             if (refused := _check_arguments(name, schema, arguments)) is not None:
@@ -186,8 +186,8 @@ def _check_arguments(name: str, schema: dict, arguments: dict) -> types.CallTool
     for arg, value in arguments.items():
         limit = MAX_ARGUMENT_CHARS if isinstance(value, str) else MAX_ARGUMENT_ITEMS
         inner = (value.values() if isinstance(value, dict) else value) if isinstance(value, (list, dict)) else ()
-        if _size(value) > limit or any(_size(v) > limit for v in inner):
-            return _error(f"The argument {arg!r} is too large ({_size(value):,} "
+        if (size := max([_size(value), *(_size(v) for v in inner)])) > limit:  # the argument, or one of its items
+            return _error(f"The argument {arg!r} is too large ({size:,} "
                           f"{'characters' if isinstance(value, str) else 'items'}); at most {limit:,}.")
     try:
         jsonschema.validate(instance=arguments, schema=schema)
