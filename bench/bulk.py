@@ -56,7 +56,7 @@ def main() -> int:
         for i in range(2 * n):
             data.image(i).save(photos / f"{i:05d}.png")
         labels = LabelSet.of(CIFAR100_CLASSES, ["a photo of a {}."])
-        settings = bulk.BulkSettings(labels, 5, None, True, zs.loaded.info.identity, 256)
+        settings = bulk.BulkSettings(labels, 5, True, zs.loaded.info.identity, 256)
         items = bulk.list_inputs(photos)
         first, both = items[:n], items
         zs.text_features(labels)

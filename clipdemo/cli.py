@@ -23,14 +23,14 @@ from .core.labels import (CLIP, LABEL_PRESETS, TEMPLATE_SETS, TEXT_ENCODERS, Lab
                           read_label_file, suggests_multilingual, true_name)
 from .core.search import DEFAULT_RESULTS, MAX_RESULTS, SearchQuery, results
 from .core.inside import prompt_words
-from .core.words import Refusal, Text
+from .core.words import Progress, Refusal, Text
 from .core.zeroshot import LOGIT_SCALE
 from .io.cifar import open_cifar10, open_cifar100
 from .io.images import IMAGE_SUFFIXES, open_image
 from .serving import settings as settings_mod
-from .tasks.classify import (MAX_BATCH, MAX_EXAMPLES, Answering, BatchError, classify_batch, predict_image,
+from .tasks.classify import (MAX_BATCH, MAX_EXAMPLES, Answering, classify_batch, predict_image,
                              read_batch, read_examples)
-from .tasks.evaluate import SPELLINGS, TEMPLATE_CHOICES, Evaluation, Report, Step, run
+from .tasks.evaluate import SPELLINGS, TEMPLATE_CHOICES, Evaluation, Report, run
 from .tasks.yourdata import evaluate_labelled, read_labelled
 
 __all__ = ["main", "build_parser"]
@@ -83,6 +83,20 @@ def _label_args(p: argparse.ArgumentParser) -> None:
                         "(labels in 50+ languages, Turkish among them)")
 
 
+def _answering_args(p: argparse.ArgumentParser) -> None:
+    """How an image is answered beyond its labels, as the API's `classify` takes it (`predict`, `bulk`)."""
+    p.add_argument("--threshold", type=_argument(checks.threshold), metavar="C",
+                   help='a cosine (-1..1): labels below it do not fit, and none fitting is "none of these" '
+                        '(bulk: fits = false)')
+    p.add_argument("--examples", type=Path, metavar="DIR",
+                   help=f"few-shot examples: a folder holding one folder of images per label, named as the label "
+                        f"(1..{MAX_EXAMPLES} each, {MAX_BATCH} in all), mixed with the prompts as the API does "
+                        f"(Tip-Adapter, no training)")
+    p.add_argument("--temperature", type=_argument(checks.temperature), default=1.0, metavar="T",
+                   help="divide the logits by T, e.g. the one `evaluate --labelled` fitted (default 1: the "
+                        "notebook's softmax(100 cos))")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m clipdemo", description="OpenAI CLIP zero-shot classification.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -94,15 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=_argument(checks.top_k), default=5,
                    help=f"how many labels to show, 1..{checks.MAX_TOP_K} (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("--threshold", type=_argument(checks.threshold), metavar="C",
-                   help='a cosine (-1..1): labels below it do not fit, and none fitting is "none of these"')
-    p.add_argument("--examples", type=Path, metavar="DIR",
-                   help=f"few-shot examples: a folder holding one folder of images per label, named as the label "
-                        f"(1..{MAX_EXAMPLES} each, {MAX_BATCH} in all), mixed with the prompts as the API does "
-                        f"(Tip-Adapter, no training)")
-    p.add_argument("--temperature", type=_argument(checks.temperature), default=1.0, metavar="T",
-                   help="divide the logits by T, e.g. the one `evaluate --labelled` fitted (default 1: the "
-                        "notebook's softmax(100 cos))")
+    _answering_args(p)
     p.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("search", help="find CIFAR-100 test images by text, by image, or both")
@@ -155,8 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     _label_args(b)
     b.add_argument("--top-k", type=_argument(checks.top_k), default=5,
                    help=f"labels kept per image, 1..{checks.MAX_TOP_K} (default 5)")
-    b.add_argument("--threshold", type=_argument(checks.threshold), metavar="C",
-                   help='a cosine (-1..1): an image whose best label is below it is "none of these" (fits = false)')
+    _answering_args(b)
     b.add_argument("--embeddings", action="store_true", help="also write the image embeddings (float16) to img_emb/")
     b.add_argument("--partition-size", type=_argument(lambda v: checks.count(v, 1, 1_000_000, "name_partition")),
                    default=PARTITION_SIZE, help=f"images per output partition (default {PARTITION_SIZE:,})")
@@ -295,7 +300,7 @@ def _dtype(zs) -> str:
 
 
 def _answering(args: argparse.Namespace, zs, label_set: LabelSet) -> Answering:
-    """How `predict` answers: the threshold, the few-shot examples of `--examples` and the temperature, as the API's
+    """How `predict` and `bulk` answer: the threshold, the few-shot examples of `--examples` and the temperature, as the API's
     `classify` takes them (`Answering.of`)."""
     examples = (read_examples(args.examples, label_set, zs.loaded.config.image_resolution)
                 if args.examples is not None else None)
@@ -360,14 +365,14 @@ def cmd_predict(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
 
 
 def image_paths(spec: str) -> list[Path]:
-    """The files `spec` names: a folder's image files (and zips), or a glob's matches; BatchError if none."""
+    """The files `spec` names: a folder's image files (and zips), or a glob's matches; a Refusal if none."""
     folder = Path(spec).expanduser()
     if folder.is_dir():
         paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
     else:
         paths = sorted(Path(p) for p in glob.glob(str(folder)) if Path(p).is_file())
     if not paths:
-        raise BatchError("batch_none_found", repr(spec))
+        raise Refusal("batch_none_found", repr(spec))
     return paths
 
 
@@ -468,9 +473,9 @@ def _progress_bar(desc: str):
 
     bar = tqdm(total=0, desc=desc, unit="img", file=sys.stderr)
 
-    def update(done: int, total: int, what: Text) -> None:  # a ProgressFn
-        bar.total, bar.n = total, done
-        bar.set_postfix_str(str(what), refresh=False)
+    def update(step: Progress) -> None:  # a ProgressFn
+        bar.total, bar.n = step.total, step.done
+        bar.set_postfix_str(str(step.what), refresh=False)
         bar.refresh()
 
     return bar, update
@@ -481,8 +486,8 @@ def _run_with_bar(steps, desc: str) -> Report:
     bar, update = _progress_bar(desc)
     with bar:
         for step in steps:
-            if isinstance(step, Step):
-                update(step.done, step.total, step.text)
+            if isinstance(step, Progress):
+                update(step)
             elif step.stopped is not None:
                 raise Refusal("cli_stopped", step.stopped)
             else:
@@ -599,11 +604,11 @@ def cmd_bulk(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
         raise Refusal("cli_reason", "give the images: --images DIR, --table FILE or --shards A.tar [B.tar ...]")
     items = list_inputs(args.images, args.table, args.shards)
     zs = _load(args, cfg, batch_work=True)
-    settings = BulkSettings(label_set, args.top_k, args.threshold, args.embeddings, zs.loaded.info.identity,
-                            args.partition_size)
+    settings = BulkSettings(label_set, args.top_k, args.embeddings, zs.loaded.info.identity, args.partition_size,
+                            _answering(args, zs, label_set))
     left = sum(len(p.items) for p in todo(args.out, plan(items, settings))) if args.out.is_dir() else len(items)
     with tqdm(total=left, desc=f"bulk ({args.engine})", unit="img", file=sys.stderr, disable=not left) as bar:
-        moved = lambda done, total, _: bar.update(done - bar.n)  # noqa: E731
+        moved = lambda step: bar.update(step.done - bar.n)  # noqa: E731
         if args.engine == "ray":  # the bar moves a partition at a time (each is written as soon as it is whole)
             from .tasks.bulk_ray import run_ray
             report = run_ray(zs, cfg, args.out, items, settings, address=args.address, actors=args.actors,
@@ -675,9 +680,9 @@ def _evaluate_labelled(args: argparse.Namespace, cfg: settings_mod.Settings) -> 
 
     zs = _load(args, cfg, batch_work=True)
     with tqdm(total=0, desc="your labelled images", unit="img", file=sys.stderr) as bar:
-        def progress(done: int, total: int, what) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+        def progress(step: Progress) -> None:
+            bar.total = step.total
+            bar.update(step.done - bar.n)
         data = read_labelled(zs, args.labelled, progress)
     report = evaluate_labelled(zs, data, TEMPLATE_SETS[args.template_set].items, examples=args.examples)
     print(f"Weights: {zs.loaded.info.label}; {len(data.names)} images, {len(data.classes)} classes; "

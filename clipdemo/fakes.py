@@ -1,12 +1,8 @@
 """What clipdemo is checked with, never used by the app: stand-ins made locally, and the notebook's recipe.
 
-Holds: `write_cifar100` (a CIFAR-100 split in torchvision's exact on-disk format, filled with seeded
-synthetic images), `cifar_checksums` (points torchvision's md5 check at such files),
-`write_full_size_checkpoint` (a ViT-B/32 with seeded random weights saved as a TorchScript archive in
-fp16, the official file's format and size), and `notebook_top5` (the classic CLIP notebook's prediction
-code, as written there: the reference the app's results and speed are measured against). Nothing here is
-real data. It lives in the package, not in tests/, because the tests, the benchmarks (bench/) and checks
-run outside the suite all import it from `clipdemo.fakes`.
+Nothing here is real data; `notebook_top5` is the classic CLIP notebook's code as written there, the reference the
+app's results and speed are measured against. It lives in the package, not in tests/, because the tests, the
+benchmarks (bench/) and checks run outside the suite all import it from `clipdemo.fakes`.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ import zipfile
 import pytest
 from PIL import Image
 
-from clipdemo.tasks.classify import MAX_BATCH, BatchError, classify_batch, predict_image, read_batch
+from clipdemo.core.words import Refusal
+from clipdemo.tasks.classify import MAX_BATCH, classify_batch, predict_image, read_batch
 from clipdemo.core.labels import CIFAR100_CLASSES, LabelSet
 from clipdemo.serving.scheduler import Priority
 from clipdemo.serving.service import ZeroShot
@@ -54,19 +55,19 @@ def test_bad_zips_are_refused_with_a_sentence_and_nothing_is_written(tmp_path, m
     folder.mkdir()
     z = _zip(folder / "upload.zip", members)
     before = sorted(p for p in tmp_path.rglob("*"))
-    with pytest.raises(BatchError, match=message):
+    with pytest.raises(Refusal, match=message):
         read_batch([z], fit=224)
     assert sorted(p for p in tmp_path.rglob("*")) == before  # no member extracted anywhere
 
 
 def test_too_many_files_and_a_non_image_file(tmp_path):
     many = [_png(tmp_path / f"{i}.png") for i in range(MAX_BATCH + 1)]
-    with pytest.raises(BatchError, match="Too many images: 65"):
+    with pytest.raises(Refusal, match="Too many images: 65"):
         read_batch(many, fit=224)
     (tmp_path / "x.txt").write_text("not an image")
-    with pytest.raises(BatchError, match="x.txt is not an image this app reads"):
+    with pytest.raises(Refusal, match="x.txt is not an image this app reads"):
         read_batch([tmp_path / "x.txt"], fit=224)
-    with pytest.raises(BatchError, match="Give at least one image"):
+    with pytest.raises(Refusal, match="Give at least one image"):
         read_batch([], fit=224)
 
 

@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from clipdemo.cli import main
+from clipdemo.tasks.classify import Answering
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = "red thing,green thing,blue thing,yellow thing"
@@ -126,8 +127,8 @@ def test_a_run_cut_short_is_finished_by_a_rerun(env, collection, tiny_loaded, mo
 
     zs = ZeroShot(tiny_loaded)
     items = bulk.list_inputs(collection)
-    settings = bulk.BulkSettings(LabelSet.from_text(LABELS.replace(",", "\n"), "a photo of a {}."), 3, 0.1, True,
-                                 tiny_loaded.info.identity, 64)
+    settings = bulk.BulkSettings(LabelSet.from_text(LABELS.replace(",", "\n"), "a photo of a {}."), 3, True,
+                                 tiny_loaded.info.identity, 64, Answering(threshold=0.1))
     out = env / "cut"
     whole_write = bulk._write_whole
 
@@ -222,12 +223,12 @@ def test_ray_equals_local_even_when_an_actor_dies(local_ray, collection, tiny_ck
     cfg.cache_dir.mkdir()
     zs = open_service(cfg)
     items = bulk.list_inputs(collection)
-    settings = bulk.BulkSettings(LabelSet.from_text(LABELS.replace(",", "\n"), "a photo of a {}."), 3, 0.1, True,
-                                 zs.loaded.info.identity, 64)
+    settings = bulk.BulkSettings(LabelSet.from_text(LABELS.replace(",", "\n"), "a photo of a {}."), 3, True,
+                                 zs.loaded.info.identity, 64, Answering(threshold=0.1))
     bulk.run_local(zs, tmp_path / "local", items, settings)
     seen = []
     report = run_ray(zs, cfg, tmp_path / "ray", items, settings, actors=2, scorer=dying_scorer(),
-                     progress=lambda done, total, _: seen.append((done, total)))
+                     progress=lambda step: seen.append(step[:2]))
     assert (cfg.cache_dir / "bulk-die-once").exists()  # an actor did die
     assert (report.partitions, report.images, report.errors) == (4, 196, 4)
     assert len(seen) == 4 and seen[-1] == (200, 200)  # a partition at a time, each written as it was whole
@@ -254,7 +255,7 @@ def test_the_ray_writer_takes_rows_as_ray_hands_them_back(tmp_path):
     from clipdemo.tasks.bulk_ray import PartitionRows
 
     items = [bulk.Item(f"/x/{i}.png", f"/x/{i}.png", "", 10) for i in range(4)]
-    settings = bulk.BulkSettings(LabelSet.of(["a", "b"], ["{}"]), 2, None, True, "w", 3)
+    settings = bulk.BulkSettings(LabelSet.of(["a", "b"], ["{}"]), 2, True, "w", 3)
     first, second = bulk.plan(items, settings)
     emb = np.eye(4, 4, dtype=np.float32)
 

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from clipdemo.core.labels import CIFAR100_CLASSES, CIFAR100_CLASSES_PAPER, CIFAR_TEMPLATES, LabelSet
-from clipdemo.core.words import Refusal
+from clipdemo.core.words import Progress, Refusal
 from clipdemo.io.cifar import open_cifar100
 from clipdemo.serving import backends
 from clipdemo.serving.service import ZeroShot
-from clipdemo.tasks.evaluate import Evaluation, Report, Step, evaluate, run, score
+from clipdemo.tasks.evaluate import Evaluation, Report, evaluate, run, score
 
 CLASSES = tuple("abcdefg")  # 7 classes, so top-5 is a real test
 
@@ -110,16 +110,16 @@ class FakeClock:
         return self.now
 
 
-def test_the_run_yields_a_step_per_chunk_then_the_report(tiny_loaded, cifar_root):
+def test_the_run_yields_its_progress_per_chunk_then_the_report(tiny_loaded, cifar_root):
     """One generator for the tab and the CLI: its chunking is the caller's, and so is the rate's clock."""
     data = open_cifar100(cifar_root)
     zs = ZeroShot(tiny_loaded)
     steps = list(run(zs, data, Evaluation("first", 40, templates="single"), chunk=16, batch_size=8,
                      clock=FakeClock(0.5)))
     *progress, report = steps
-    assert all(isinstance(s, Step) for s in progress) and isinstance(report, Report)
+    assert all(isinstance(s, Progress) for s in progress) and isinstance(report, Report)
     assert [s.done for s in progress] == [16, 32, 40] and {s.total for s in progress} == {40}  # every 16, and the end
-    assert progress[0].text.key == "eval_encoding" and str(progress[0].text).startswith("encoding images: 16/40")
+    assert progress[0].what.key == "eval_encoding" and str(progress[0].what).startswith("encoding images: 16/40")
     assert report.encoded == 40 and report.stopped is None and report.results[0].n == 40
     assert report.rate == pytest.approx(report.results[0].images_per_s) and report.rate > 0
 

@@ -10,8 +10,9 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from clipdemo.core.words import Refusal
 from clipdemo.weights import sources as weights_mod
-from clipdemo.serving.runtime import ModelUnavailable, Runtime
+from clipdemo.serving.runtime import Runtime
 from clipdemo.serving.settings import Settings
 from fixtures import loopback_server
 from uiserver import running_app
@@ -40,7 +41,7 @@ def _check_weights_fault(tmp_path, settings, expect, caplog, monkeypatch, served
     rt = Runtime(settings)
     caplog.set_level(logging.ERROR, logger="clipdemo.serving.runtime")
     rt.start()
-    with pytest.raises(ModelUnavailable, match="could not be loaded"):
+    with pytest.raises(Refusal, match="could not be loaded"):
         rt.service(timeout=60)
     if served:
         with running_app(rt) as (url, _):

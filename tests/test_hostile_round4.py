@@ -14,11 +14,12 @@ import httpx
 import pytest
 from PIL import Image
 
+from clipdemo.core.words import Refusal
 from clipdemo.core.labels import MAX_LABELS, LabelSet, PromptError
 from clipdemo.core.zeroshot import cost_chunks
 from clipdemo.serving.service import ZeroShot
-from clipdemo.tasks.classify import BatchError, read_batch
-from clipdemo.tasks.yourdata import MAX_CSV_BYTES, MAX_IMAGES, LabelledError, read_labelled
+from clipdemo.tasks.classify import read_batch
+from clipdemo.tasks.yourdata import MAX_CSV_BYTES, MAX_IMAGES, read_labelled
 from clipdemo.ui.bodycap import DATA_URL_CAP, MAX_BODY_ITEMS, SMALL_CAP
 from clipdemo.ui.links import Link, left_out, link_query, read_link
 
@@ -57,9 +58,9 @@ def _bad_name_zip(tmp_path):
 
 def test_a_zip_with_a_member_name_that_is_not_utf8_is_a_sentence_everywhere(zs, tmp_path):
     path = _bad_name_zip(tmp_path)
-    with pytest.raises(BatchError, match="names.zip is not a readable zip"):
+    with pytest.raises(Refusal, match="names.zip is not a readable zip"):
         read_batch([path], fit=32)  # the Batch tab, "My pictures", Predict's examples and the CLI read this way
-    with pytest.raises(BatchError, match="names.zip is not a readable zip"):
+    with pytest.raises(Refusal, match="names.zip is not a readable zip"):
         read_labelled(zs, path)  # the labelled-zip box and `evaluate --labelled`
 
 
@@ -69,7 +70,7 @@ def test_a_labels_csv_over_its_size_is_refused_before_it_is_read(zs, tmp_path, m
     (tmp_path / "big.zip").write_bytes(_zip(members))
     import clipdemo.tasks.yourdata as yourdata
     monkeypatch.setattr(yourdata, "read_member", lambda *a: pytest.fail("the CSV was read"))
-    with pytest.raises(LabelledError, match="The CSV labels.csv is larger than 2 MB"):
+    with pytest.raises(Refusal, match="The CSV labels.csv is larger than 2 MB"):
         read_labelled(zs, tmp_path / "big.zip")
 
 
@@ -85,12 +86,12 @@ def test_csv_rows_are_read_one_at_a_time_and_capped(zs, tmp_path, monkeypatch):
     monkeypatch.setattr(yourdata.csv, "reader", counting)
     # the case: two-character rows (no label): refused at the first row, the rest never read
     (tmp_path / "short.zip").write_bytes(_zip({"a.png": _png(), "labels.csv": b"ab\n" * 500_000}))
-    with pytest.raises(LabelledError, match="A CSV row needs a file name and a label: ab"):
+    with pytest.raises(Refusal, match="A CSV row needs a file name and a label: ab"):
         read_labelled(zs, tmp_path / "short.zip")
     assert len(read) == 1
     read.clear()
     rows = yourdata._csv_rows("filename,label\n" + "".join(f"x{i}.png,cat\n" for i in range(3 * MAX_IMAGES)))
-    with pytest.raises(LabelledError, match=f"This set has {MAX_IMAGES:,}\\+ images; the limit is {MAX_IMAGES}"):
+    with pytest.raises(Refusal, match=f"This set has {MAX_IMAGES:,}\\+ images; the limit is {MAX_IMAGES}"):
         list(rows)
     assert len(read) == MAX_IMAGES + 2  # the header, the images allowed, and the first row over the cap
 

@@ -37,7 +37,7 @@ def inputs(tmp_path_factory):
     return root, image, images
 
 
-def test_the_cli_the_api_and_the_page_give_the_same_rows(inputs, tiny_ckpts, tiny_loaded, cifar_root, tmp_path,
+def test_the_cli_the_api_the_page_and_bulk_give_the_same_rows(inputs, tiny_ckpts, tiny_loaded, cifar_root, tmp_path,
                                                          capsys, monkeypatch):
     from uiserver import built_page, runtime_for
     from clipdemo.tasks.classify import Answering
@@ -70,6 +70,20 @@ def test_the_cli_the_api_and_the_page_give_the_same_rows(inputs, tiny_ckpts, tin
     assert list(out[page.predict.result].items()) == [(r["label"], r["score"]) for r in cli["top"]]
     verdict = "fits" if cli["fits"] else "none"
     assert (verdict == "none") == ("None of these" in out[page.predict.verdict])
+
+    # bulk, the same image as a one-image collection: its predictions file holds the same rows
+    import pyarrow.parquet as pq
+    (tmp_path / "collection").mkdir()
+    (tmp_path / "collection" / "query.png").write_bytes((root / "query.png").read_bytes())
+    assert main(["bulk", "--images", str(tmp_path / "collection"), "--out", str(tmp_path / "bulk"), "--labels",
+                 ",".join(LABELS), "--examples", str(root / "examples"), "--threshold", str(threshold),
+                 "--temperature", str(temperature), "--top-k", "3", "--weights", str(tiny_ckpts["state_dict"])]) == 0
+    (row,) = pq.read_table(tmp_path / "bulk" / "predictions").to_pylist()
+    assert row["labels"] == [r["label"] for r in cli["top"]] and row["fits"] == cli["fits"]
+    assert row["scores"] == pytest.approx([r["score"] for r in cli["top"]], abs=1e-6)
+    assert row["cosines"] == pytest.approx([r["cosine"] for r in cli["top"]], abs=1e-6)
+    settings = json.loads((tmp_path / "bulk" / "bulk.json").read_text())["settings"]
+    assert (settings["temperature"], sorted(settings["examples"])) == (temperature, ["blue thing", "red thing"])
 
 
 def test_a_cli_example_folder_for_a_label_the_set_lacks_is_a_sentence(inputs, tiny_ckpts, capsys, monkeypatch):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from clipdemo.core.search import (SEARCH_TEMPLATE, SearchError, SearchQuery, combine, nearest, results,
+from clipdemo.core.search import (SEARCH_TEMPLATE, SearchQuery, combine, nearest, results,
                                   retrieval_scores)
 from clipdemo.core.words import Refusal
 from clipdemo.io.cifar import open_cifar100
@@ -45,7 +45,7 @@ def test_combine_weighs_text_and_image_and_subtracts_the_negative():
     both = combine(t, i, image_weight=0.25)
     assert torch.allclose(both, _unit(torch.tensor([0.75, 0.25, 0.0])))
     assert torch.allclose(combine(t, None, n, negative_weight=0.5), _unit(torch.tensor([1.0, 0.0, -0.5])))
-    with pytest.raises(SearchError, match="Type what to look for"):
+    with pytest.raises(Refusal, match="Type what to look for"):
         combine(None, None)
 
 
@@ -71,7 +71,7 @@ def test_retrieval_scores_against_a_hand_count():
     (dict(text=7), "The query must be text"),
 ])
 def test_bad_queries_are_sentences(kwargs, message):
-    with pytest.raises(SearchError, match=message):
+    with pytest.raises(Refusal, match=message):
         SearchQuery.of(**kwargs)
 
 
@@ -118,7 +118,7 @@ def test_a_text_search_equals_a_hand_matmul_over_the_index(tiny_loaded, cifar_ro
 
 def test_until_the_index_is_complete_search_covers_what_is_encoded(tiny_loaded, cifar_root):
     zs, data = ZeroShot(tiny_loaded), open_cifar100(cifar_root)
-    with pytest.raises(SearchError, match="No CIFAR-100 test image is encoded yet"):
+    with pytest.raises(Refusal, match="No CIFAR-100 test image is encoded yet"):
         search_cifar(zs, data, SearchQuery.of("a lion"), 24)
     for _ in zs.fill_store(data, list(range(100, 160))):  # 60 images encoded so far
         pass
@@ -160,7 +160,7 @@ def test_where_the_model_runs_only_in_requests_the_first_search_builds_the_index
     zs = rt.service()
     assert rt._index_thread is None and not rt.index_status().building and rt.index_status().covered == 0
     steps = []
-    rt.build_index_in_request(lambda done, total, what: steps.append((done, total, what.key)))
+    rt.build_index_in_request(lambda step: steps.append((step.done, step.total, step.what.key)))
     assert steps[-1] == (10_000, 10_000, "progress_index") and len(steps) == 10_000 // zs.bulk_images
     assert rt.index_status().complete and zs.features_path(tmp_path).is_file()
     chunks = zs.gate_stats.grants[Priority.BULK]
@@ -214,9 +214,9 @@ def test_a_gallery_keeps_features_and_thumbnails_and_searches_them(tiny_loaded):
     assert found.hits[0].label == "blue.png" and found.rows()[0]["name"] == "blue.png" and found.source == "gallery"
     bigger = g.add(zs, items[:1])
     assert len(bigger) == 4 and len(g) == 3  # `add` returns a new gallery
-    with pytest.raises(SearchError, match=f"can hold {MAX_GALLERY} images: it has 3, and 198 more"):
+    with pytest.raises(Refusal, match=f"can hold {MAX_GALLERY} images: it has 3, and 198 more"):
         g.add(zs, items[:1] * 198)
-    with pytest.raises(SearchError, match="Add your own pictures first"):
+    with pytest.raises(Refusal, match="Add your own pictures first"):
         Gallery().search(zs, SearchQuery.of("red"), 3)
 
 
@@ -231,7 +231,7 @@ def test_every_visitors_pictures_together_are_bounded_and_a_dropped_gallery_stop
     alice = pool.add(Gallery(), zs, items[:2])
     alice = pool.add(alice, zs, items[2:])  # her own gallery grows: the old version is not counted twice
     assert len(alice) == 3 and pool.held() == 3
-    with pytest.raises(SearchError, match=r"as many visitors' pictures as it can right now \(3 in all\)"):
+    with pytest.raises(Refusal, match=r"as many visitors' pictures as it can right now \(3 in all\)"):
         pool.add(Gallery(), zs, items[:1])  # another session, while Alice's pictures fill the process's room
     del alice  # her session ends
     gc.collect()

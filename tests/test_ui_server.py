@@ -157,14 +157,15 @@ def test_evaluate_endpoint(app):
 
 def test_no_weights_and_no_dataset_app_still_starts(tmp_path):
     """The Space with nothing available: page served, status explains, architecture works."""
-    from clipdemo.serving.runtime import ModelUnavailable, Runtime
+    from clipdemo.core.words import Refusal
+    from clipdemo.serving.runtime import Runtime
     from clipdemo.serving.settings import Settings
     rt = Runtime(Settings(weights="ViT-B/32", cache_dir=tmp_path / "cache", data_root=tmp_path / "data",
                           allow_download=False))
     rt.start()
     with running_app(rt) as (url, _):
         c = _client(url)
-        with pytest.raises(ModelUnavailable, match="could not be loaded"):
+        with pytest.raises(Refusal, match="could not be loaded"):
             rt.service(timeout=30)
         status, *_ = c.predict(api_name="/status")
         status = status.replace("\\", "")  # Markdown escapes, as rendered

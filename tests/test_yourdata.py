@@ -23,8 +23,9 @@ from clipdemo.core import calibration
 from clipdemo.core.calibration import best_threshold, ece, fit_temperature, probabilities, reliability, tip_adapter
 from clipdemo.core.labels import CIFAR_TEMPLATES, LabelSet
 from clipdemo.serving.service import ZeroShot
-from clipdemo.tasks.classify import Answering, BatchError
-from clipdemo.tasks.yourdata import LabelledError, evaluate_labelled, label_text, read_labelled
+from clipdemo.core.words import Refusal
+from clipdemo.tasks.classify import Answering
+from clipdemo.tasks.yourdata import evaluate_labelled, label_text, read_labelled
 
 ROOT = Path(__file__).resolve().parent.parent
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "dark_blue": (20, 30, 160)}
@@ -161,17 +162,17 @@ def test_a_folder_and_a_csv_are_read_too(zs, tmp_path):
 
 
 @pytest.mark.parametrize("members, error, message", [
-    ({"a/1.png": _png("red"), "a/2.png": _png("red"), "other/1.png": _png("blue")}, LabelledError,
+    ({"a/1.png": _png("red"), "a/2.png": _png("red"), "other/1.png": _png("blue")}, Refusal,
      'at least 2 classes \\(an "other" or "_none" folder is not a class\\); this one has 1'),
-    ({"a/1.png": _png("red"), "b/1.png": _png("blue")}, LabelledError, "The class a has one image"),
+    ({"a/1.png": _png("red"), "b/1.png": _png("blue")}, Refusal, "The class a has one image"),
     ({"golden_retriever/1.png": _png("red"), "golden_retriever/2.png": _png("red"),
-      "Golden Retriever/1.png": _png("blue"), "Golden Retriever/2.png": _png("blue")}, LabelledError,
+      "Golden Retriever/1.png": _png("blue"), "Golden Retriever/2.png": _png("blue")}, Refusal,
      r"The class folders Golden Retriever and golden_retriever are the same label once read as text"),
-    ({"x.png": _png("red"), "labels.csv": b"filename,label\nx.png,cat\ny.png,dog\n"}, LabelledError,
+    ({"x.png": _png("red"), "labels.csv": b"filename,label\nx.png,cat\ny.png,dog\n"}, Refusal,
      "The CSV names y.png, which is not an image in the set"),
     ({"a/1.png": _png("red"), "a/2.png": b"not a png at all", "b/1.png": _png("blue"), "b/2.png": _png("blue")},
-     BatchError, "a/2.png"),
-    ({"loose.png": _png("red"), "a/1.png": _png("red")}, LabelledError, "loose.png is not inside a class folder"),
+     Refusal, "a/2.png"),
+    ({"loose.png": _png("red"), "a/1.png": _png("red")}, Refusal, "loose.png is not inside a class folder"),
 ])
 def test_a_bad_labelled_set_gets_a_sentence(zs, tmp_path, members, error, message):
     with pytest.raises(error, match=message):
@@ -182,11 +183,11 @@ def test_the_limits_are_said(zs, tmp_path, monkeypatch):
     from clipdemo.tasks import yourdata
 
     monkeypatch.setattr(yourdata, "MAX_IMAGES", 10)
-    with pytest.raises(LabelledError, match="This set has 18 images; the limit is 10"):
+    with pytest.raises(Refusal, match="This set has 18 images; the limit is 10"):
         read_labelled(zs, _zip(tmp_path / "many.zip", _colours(per_class=6)))
     monkeypatch.setattr(yourdata, "MAX_IMAGES", 2000)
     monkeypatch.setattr(yourdata, "MAX_CLASSES", 2)
-    with pytest.raises(LabelledError, match="This set has 3 classes; the limit is 2"):
+    with pytest.raises(Refusal, match="This set has 3 classes; the limit is 2"):
         read_labelled(zs, _zip(tmp_path / "classes.zip", _colours(per_class=2)))
 
 
@@ -209,7 +210,7 @@ def test_the_report_equals_a_reference_and_keeps_examples_apart(zs, tmp_path):
                         "few_shot_examples_per_class", "few_shot_weights"}
     assert (doc["few_shot_weights"]["alpha"], doc["few_shot_weights"]["beta"]) in calibration.TIP_GRID
     assert doc["calibration"]["note"].startswith("scores are relative to the labels given")
-    with pytest.raises(LabelledError, match="The class dark blue has 6 images: holding out 6"):
+    with pytest.raises(Refusal, match="The class dark blue has 6 images: holding out 6"):
         evaluate_labelled(zs, data, CIFAR_TEMPLATES, examples=6)
 
 
@@ -434,11 +435,11 @@ def test_more_refusals_and_a_csv_beside_the_images_in_a_zipped_folder(zs, tmp_pa
                "set/labels.csv": b"filename,label\na.png,red\nb.png,red\nc.png,blue\nd.png,blue\n"}
     assert read_labelled(zs, _zip(tmp_path / "folder.zip", members)).classes == ("blue", "red")
     twice = {**members, "set/labels.csv": b"a.png,red\na.png,red\nc.png,blue\nd.png,blue\n"}
-    with pytest.raises(LabelledError, match="The CSV names a.png twice"):
+    with pytest.raises(Refusal, match="The CSV names a.png twice"):
         read_labelled(zs, _zip(tmp_path / "twice.zip", twice))
     broken = tmp_path / "broken.zip"
     broken.write_bytes(_zip(tmp_path / "ok.zip", members).read_bytes()[:-30])  # its directory cut short
-    with pytest.raises((BatchError, LabelledError)):
+    with pytest.raises(Refusal):
         read_labelled(zs, broken)
 
 

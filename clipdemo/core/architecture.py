@@ -1,9 +1,7 @@
 """Architecture facts of a CLIP model: configuration card, parameter counts, torchinfo summaries, module tree.
 
-Holds: `TextTower` (the text encoder as one module, sharing the model's parameters), `config_card`,
-`parameter_split`, `parameter_tree`, `tower_summary` (torchinfo's data as table rows, plus its text)
-and `module_tree`. Everything takes a `LoadedModel` and returns plain values; what happens inside one
-forward pass (attention, tokens) is `clipdemo.core.inside`; nothing here renders (see `clipdemo.io.figures`).
+Plain values, never pictures (those are `clipdemo.io.figures`); what happens inside one forward pass is
+`clipdemo.core.inside`. `TextTower` shares the model's parameters rather than copying them.
 """
 
 from __future__ import annotations

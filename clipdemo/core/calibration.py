@@ -1,15 +1,8 @@
 """How far a zero-shot answer can be trusted, as pure functions over features and scores (issue #26).
 
-Holds: `reliability` (confidence vs accuracy in equal-width bins) and `ece` (the expected calibration error);
-`fit_temperature` (the one temperature T that makes `softmax(100 * cos / T)` fit held-out labels best, by
-negative log-likelihood) and `probabilities` (the scores with a temperature); `best_threshold` (the cosine that
-best separates images some label fits from images none fits, by balanced accuracy: "none of these"); and
-`tip_adapter` (Tip-Adapter's training-free cache model, Zhang et al., ECCV 2022: a few labelled examples per
-class mixed with the text prototypes) with `tune_tip` (its two weights chosen on the examples alone). No model
-calls, no I/O: the tasks run these on features the service made.
-
-Scores are relative to the labels given: `softmax` spreads 1 over them whether or not any fits, which is why the
-threshold reads the raw cosine, never the probability.
+No model calls, no I/O: the tasks run these on features the service made. Scores are relative to the labels given:
+`softmax` spreads 1 over them whether or not any fits, which is why the "none of these" threshold reads the raw
+cosine, never the probability.
 """
 
 from __future__ import annotations

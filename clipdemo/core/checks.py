@@ -1,9 +1,7 @@
 """One checker per input value: where a shell (page, link, API, CLI) takes a value, it calls the one here.
 
-Holds the bounds (MAX_TOP_K, TEST_SIZE, the summary depths, the towers) and `whole`, `top_k`, `cifar_index`,
-`summary_depth`, `tower` and `count`: each returns the value in its checked form or raises a `Refusal` that
-names the valid range or choices. Label sets have their own checker (`clipdemo.core.labels.LabelSet.of`);
-images theirs (`clipdemo.io.images`).
+Each returns the value in its checked form or raises a `Refusal` that names the valid range or choices. Label sets
+have their own checker (`clipdemo.core.labels.LabelSet.of`); images theirs (`clipdemo.io.images`).
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """The OpenAI CLIP family as data, built with no weights, and counted exactly (issue #27, first part).
 
-Holds `Member` (one architecture: the arguments of `clip.model.CLIP`) and `FAMILY`, the nine OpenAI releases;
-`Profile` and `profile` (a member built on PyTorch's `meta` device, so that nothing is allocated, its parameters
-counted per tower and its FLOPs for one input counted by `torch.utils.flop_counter.FlopCounterMode`, which sees
-every aten op, the attention inside `nn.MultiheadAttention` included); and `vit_flops_by_hand`, the same count
-written out for a ViT. FLOPs are 2 x multiply-adds (the convention of open_clip's `docs/model_profile.csv` and
-of FlopCounterMode); layer norms, softmax and activations are not counted (nor are they there).
-
-The table's source: `clip/model.py`'s `build_model` derives these from a checkpoint's tensor shapes; the CLIP paper
-(Radford et al., 2021) lists them in Tables 19 and 20; open_clip's `model_configs/<name>.json` hold the same
-values (the tests compare). No I/O, no weights.
+Members are built on PyTorch's `meta` device, so nothing is allocated. FLOPs are 2 x multiply-adds, as
+`FlopCounterMode` and open_clip's `docs/model_profile.csv` count them; layer norms, softmax and activations are not
+counted. The values are the CLIP paper's (Tables 19 and 20) and open_clip's `model_configs` (the tests compare).
+No I/O, no weights.
 """
 
 from __future__ import annotations

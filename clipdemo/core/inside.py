@@ -1,12 +1,8 @@
 """What happens inside CLIP for one input: attention maps, attention rollout, patches, tokens, label similarity.
 
-Holds pure functions over a CLIP model and tensors: `vision_attention` (per-layer, per-head attention
-weights captured by re-running each block's attention with `need_weights=True`; the installed `clip`
-package is not modified), `rollout`, `cls_attention_map`, `patch_grid`, `prompt_tokens`,
-`label_similarity`, and label-conditioned relevancy (Chefer, Gur & Wolf, ICCV 2021): `image_relevancy`
-and `text_relevancy` over `vision_forward`/`text_forward`, forward passes whose attention probabilities
-are part of the autograd graph. Architecture facts (config, parameters, torchinfo) live in
-`clipdemo.core.architecture`; pictures in `clipdemo.io.figures`.
+Pure functions over a model and tensors. Attention weights are captured by re-running each block's attention with
+`need_weights=True`, so the installed `clip` package is never modified; relevancy (Chefer, Gur & Wolf, ICCV 2021)
+uses forward passes whose attention probabilities are part of the autograd graph.
 """
 
 from __future__ import annotations

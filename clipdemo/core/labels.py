@@ -1,12 +1,8 @@
 """Label sets: what a visitor classifies against, as one frozen type from the editors to the model.
 
-Holds the label and template presets as data (CIFAR-100 in torchvision's and the CLIP paper's spelling,
-CIFAR-10, the CIFAR-100 superclasses; the notebook's single prompt and CLIP's 18 CIFAR templates), and
-`LabelSet`: checked labels and templates, with every form a shell needs (the editors' text, a preset's
-name, a link's fields, a browser's JSON) and one checker behind them all: labels normalised (NFC, spaces
-collapsed) and checked by position, templates with exactly one `{}` (filled by plain substitution, never
-`str.format`), every prompt within CLIP's 77 tokens, and the whole set within the prompt budget. Every
-refusal is a `PromptError` (a `Refusal`: a key the UI says in the visitor's language). No model code: the
+Every form of a set (the editors' text, a preset, a link, a browser's JSON) goes through one checker: labels
+normalised (NFC, spaces collapsed), templates with exactly one `{}` filled by plain substitution (never
+`str.format`), every prompt within CLIP's 77 tokens, the whole set within the prompt budget. No model code: the
 tokenizer only counts.
 """
 

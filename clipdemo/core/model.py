@@ -1,10 +1,8 @@
 """What a CLIP model is, as data: its architecture, its weights' identity, and the model built from tensors.
 
-Holds `ClipConfig` (the arguments of `clip.model.CLIP`, derived from a checkpoint's tensor shapes as
-`clip.model.build_model` derives them, with named presets), `WeightsInfo` (where loaded weights came from and
-what is known of them), `LoadedModel` (model + preprocess + device + config + info), `WeightsError`,
-`resolve_device`, `build_random` and `build_from_state_dict`. Where weights come from and how files are read
-is `clipdemo.weights`; the math over a model is `clipdemo.core.zeroshot` and `clipdemo.core.inside`.
+`ClipConfig` is derived from a checkpoint's tensor shapes, as `clip.model.build_model` derives them. Where weights
+come from and how files are read is `clipdemo.weights`; the math over a model is `clipdemo.core.zeroshot` and
+`clipdemo.core.inside`.
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
 """The multilingual text tower: labels in any language, aligned with CLIP ViT-B/32's image features.
 
 `sentence-transformers/clip-ViT-B-32-multilingual-v1` (Apache-2.0) is multilingual DistilBERT, a mean over its
-token states and a 768 -> 512 linear layer (no bias), distilled so that its text features land next to the
-original ViT-B/32 *image* features in 50+ languages. Images still go through CLIP's own vision tower, so the
-image features, the feature store, the search index and the attention maps stay what they are.
-
-Holds `TowerConfig` (DistilBERT's sizes, the token limit, the output width) with its presets, `TextTower` (the
-module: `DistilBertModel` -> masked mean -> linear; `[B, T]` ids and mask -> `[B, embed_dim]`), `WordPieces`
-(the cased multilingual WordPiece tokenizer over a vocabulary: ids, masks and counts, never truncating),
-`standin_vocabulary` (a made-up vocabulary of the real one's size, for random weights: the real one comes with
-the Hub files), `build_random`, `build_from_state_dicts`, `LoadedTower` and `text_features`. `transformers` is
-imported on first use, whole (`clip_package.import_transformers`). No I/O beyond what a caller passes in; where
-the files come from is `clipdemo.weights`, and when the tower runs is the service's.
+token states and a 768 -> 512 linear layer, distilled so that its text features land next to ViT-B/32's *image*
+features in 50+ languages. Images still go through CLIP's own vision tower, so the image features, the search index
+and the attention maps stay what they are. `transformers` is imported on first use; files come from `clipdemo.weights`.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
 """Search by text and by image: CLIP's other half, one embedding space for both.
 
-Holds `SearchQuery` (a text, a negative text, whether the prompt template is applied, and how much an image
-weighs beside the text: checked as typed, frozen, the query-feature cache's key), `combine` (text, image and
-negative features into one query feature, as rclip does), `nearest` (exact top-k over stored features, some
-of which may still be missing), and `retrieval_scores` (precision@k and mean average precision of class
-queries, for the self-check). Pure functions of tensors; the index is a matmul over at most 10,000 x 512
-features here, so no index library is needed (docs/search.md says what would be past a million).
+Pure functions of tensors. Search is an exact matmul over at most 10,000 x 512 features here, so no index library
+is needed (docs/search.md says what would be past a million).
 """
 
 from __future__ import annotations
@@ -18,7 +14,7 @@ from .checks import count
 from .labels import CONTEXT_LENGTH, fill, has_control, normalise, token_count
 from .words import Refusal, Text
 
-__all__ = ["SearchQuery", "SearchError", "combine", "nearest", "retrieval_scores", "MAX_RESULTS", "DEFAULT_RESULTS",
+__all__ = ["SearchQuery", "combine", "nearest", "retrieval_scores", "MAX_RESULTS", "DEFAULT_RESULTS",
            "MAX_QUERY_CHARS", "SEARCH_TEMPLATE", "results"]
 
 MAX_RESULTS = 100  # results one search returns at most (a bound of its own: predict's top-k is 1..20)
@@ -27,26 +23,22 @@ MAX_QUERY_CHARS = 300
 SEARCH_TEMPLATE = "a photo of {}"  # put around a query unless it is raw: "a red car" -> "a photo of a red car"
 
 
-class SearchError(Refusal):
-    """A search that cannot be run as asked; the sentence says why."""
-
-
 def results(value: object) -> int:
     """How many results to return: 1..MAX_RESULTS."""
     return count(value, 1, MAX_RESULTS, "name_results")
 
 
 def _text(raw: object, what: str) -> str:
-    """A query's text, normalised ("" when none); SearchError for control characters or an over-long one."""
+    """A query's text, normalised ("" when none); a Refusal for control characters or an over-long one."""
     if raw is None:
         return ""
     if not isinstance(raw, str):
-        raise SearchError("search_not_text", Text(what))
+        raise Refusal("search_not_text", Text(what))
     if has_control(raw):
-        raise SearchError("search_control", Text(what))
+        raise Refusal("search_control", Text(what))
     text = normalise(raw)
     if len(text) > MAX_QUERY_CHARS:
-        raise SearchError("search_long", Text(what), len(text), MAX_QUERY_CHARS)
+        raise Refusal("search_long", Text(what), len(text), MAX_QUERY_CHARS)
     return text
 
 
@@ -64,14 +56,14 @@ class SearchQuery:
     @classmethod
     def of(cls, text: object = "", negative: object = "", *, raw: bool = False, image_weight: object = 0.5,
            has_image: bool = False) -> SearchQuery:
-        """Check a query as typed. SearchError says what is wrong: nothing to search for, only a negative, a
+        """Check a query as typed. The Refusal says what is wrong: nothing to search for, only a negative, a
         text too long for CLIP (77 tokens) or for the box, a weight outside 0..1."""
         query = cls(_text(text, "name_query"), _text(negative, "name_negative"), bool(raw), _weight(image_weight))
         if not query.text and not has_image:
-            raise SearchError("search_only_negative" if query.negative else "search_empty")
+            raise Refusal("search_only_negative" if query.negative else "search_empty")
         for prompt, what in ((query.prompt, "name_query"), (query.negative_prompt, "name_negative")):
             if prompt and (n := token_count(prompt)) > CONTEXT_LENGTH:
-                raise SearchError("search_tokens", Text(what), n, CONTEXT_LENGTH)
+                raise Refusal("search_tokens", Text(what), n, CONTEXT_LENGTH)
         return query
 
     @property
@@ -93,7 +85,7 @@ def _weight(value: object) -> float:
     except (TypeError, ValueError):
         w = float("nan")
     if isinstance(value, bool) or not 0.0 <= w <= 1.0:
-        raise SearchError("search_weight", repr(value)[:20])
+        raise Refusal("search_weight", repr(value)[:20])
     return w
 
 
@@ -103,7 +95,7 @@ def combine(text: torch.Tensor | None, image: torch.Tensor | None, negative: tor
     (`(1 - image_weight) * text + image_weight * image`; either alone when the other is None), minus
     `negative_weight` times the negative's feature (rclip's "-" query), normalised again."""
     if text is None and image is None:
-        raise SearchError("search_empty")
+        raise Refusal("search_empty")
     if text is None or image is None:
         q = text if image is None else image
     else:

@@ -1,22 +1,19 @@
 """What clipdemo says, as keys with values: every sentence is said in the reader's language when it is read.
 
-Holds `STRINGS` (one table per language, in `clipdemo/core/locales/`), `language(tag)` (a browser language
-tag such as `tr-TR` -> `tr`, anything else -> `en`), `text(key, lang, *values)` (a string with its `{}`
-places filled in order, without `str.format`, so a `{` in a value or a translation stays literal), `Text`
-(a key and its values, said later), `Refusal` (the one error type every layer raises for what a user or an
-operator must be told: a `ValueError` carrying a `Text`; `str()` is the English), `ProgressFn` (how long
-work reports: `(done, total, Text)`). The core never writes a sentence for a reader: the UI
-says a key in the visitor's language, the CLI and the log in English. No gradio here.
+The core never writes a sentence for a reader: the UI says a key in the visitor's language, the CLI and the log in
+English. `text` fills `{}` places in order without `str.format`, so a `{` in a value or a translation stays literal.
+No gradio here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .locales import en, tr
 
-__all__ = ["LANGUAGES", "STRINGS", "DEFAULT", "language", "text", "places", "Text", "Refusal", "ProgressFn"]
+__all__ = ["LANGUAGES", "STRINGS", "DEFAULT", "language", "text", "places", "Text", "Refusal", "Progress", "ProgressFn"]
 
 DEFAULT = "en"
 STRINGS: dict[str, dict[str, str]] = {"en": en.STRINGS, "tr": tr.STRINGS}
@@ -86,4 +83,13 @@ class Refusal(ValueError):
         return self.text.say(lang)
 
 
-ProgressFn = Callable[[int, int, Text], None]  # (done, total, what is being done); total 0 when unknown
+class Progress(NamedTuple):
+    """How far long work has come: `done` of `total` (0 when unknown), and what it is doing. The one shape of
+    progress: the evaluation yields it, and every other long job hands it to a `ProgressFn`."""
+
+    done: int
+    total: int
+    what: Text
+
+
+ProgressFn = Callable[[Progress], None]

@@ -1,8 +1,6 @@
 """CIFAR-100's test split through `torchvision.datasets.CIFAR100`, as PIL images and true labels.
 
-Holds: `DataError` and `DataUnavailable`, `Cifar100` (a thin wrapper: `image(i)`, `target(i)`, `classes`),
-`open_cifar100` and `open_cifar10` (the self-check's optional second dataset). Holds no model code.
-Nothing is read or downloaded at import.
+No model code. Nothing is read or downloaded at import.
 """
 
 from __future__ import annotations

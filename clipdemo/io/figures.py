@@ -1,10 +1,7 @@
 """Every picture the app shows: plotly charts and PIL images, built from plain values.
 
-Holds pure functions from predictions, tensors, PIL images and lists to figures and images: the
-top-k bars, what the model sees (`input_view`, `enlarge`), the parameter treemap, the patch grid,
-attention overlays, label similarity, per-class accuracy and the confusion matrix. The values come
-from the service, `clipdemo.core.architecture`, `clipdemo.core.inside` and `clipdemo.tasks.evaluate`;
-files are written by the UI (`clipdemo.ui.files`). No gradio here.
+Pure functions; the values come from the service, the core and the tasks, and files are written by the UI
+(`clipdemo.ui.files`). No gradio here.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
 """Opening untrusted images safely: an allow-list of formats, a pixel budget, any mode to RGB.
 
-Holds: `ImageError`, `open_image` (a path or bytes -> RGB PIL image), `decode_data_url` (a base64
-`data:` URL -> bytes, size-checked first), `inside_folder` (a path only if it lies in an allowed folder)
-and the limits. Holds no model code. Decoding is done here, never by the web framework, so every input
-obeys the same rules.
+Decoding is done here, never by the web framework, so every input obeys the same rules. No model code.
 """
 
 from __future__ import annotations

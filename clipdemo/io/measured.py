@@ -1,9 +1,7 @@
 """The last CPU figures `make bench` measured for the CLIP family, in a file the app reads (issue #27).
 
-Holds `Measured` (when and where, the machine's fp32 matmul rate, each measured ViT image tower's median ms for
-one image), `COST_FILE` (committed beside this module, so the Space shows the figures its repository was
-measured with), `read_measured` (None when the file is missing or not what `write_measured` writes) and
-`write_measured`. The estimates for the models not measured are `clipdemo.core.family.cpu_costs`.
+The file is committed beside this module, so the Space shows the figures its repository was measured with; a
+missing or malformed file reads as None. Estimates for the models not measured are `clipdemo.core.family.cpu_costs`.
 """
 
 from __future__ import annotations

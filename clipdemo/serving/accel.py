@@ -1,19 +1,9 @@
 """Where model calls run: the compute paths (CPU, CUDA, ZeroGPU) and the model tasks ZeroGPU schedules.
 
-On ZeroGPU (Hugging Face's shared GPUs) a GPU is attached only while a function decorated with
-`spaces.GPU` runs, and that function runs in a worker process forked from the app's: its arguments and
-result are pickled, and nothing it changes reaches the app's process. So every model call of the app is
-one of the tasks of a `ModelCalls` object: it takes an engine's key and CPU tensors and returns CPU tensors (or
-plain data); the service (`clipdemo.serving.service`) keeps every cache in the app's process and decides
-when to call. A `ModelCalls` made with `spaces.GPU` wraps each task once, when it is made (before the server
-starts: ZeroGPU counts the decorated functions at launch); one made without runs them in process, at no
-cost (the CPU path, the CLI and most tests). Off ZeroGPU, `spaces.GPU` returns the function itself.
-
-Holds `ComputePath` and `PATHS` (the paths as data), `path_for`, `Engine` (what the tasks run: a model and
-its current image encoder), `ModelCalls` (the engines by key, and the tasks `encode_images`, `encode_prompts`,
-`encode_multilingual`, `attention`, `relevancy`, `tower_summary` with their ZeroGPU durations), `tasks_for_host()` (with
-`spaces.GPU` when the `spaces` package is installed) and `Contract` (a stand-in for `spaces.GPU` that keeps
-ZeroGPU's contract in process, for tests and `bench.gpu_check`). Nothing happens at import.
+On ZeroGPU a `spaces.GPU` function runs in a worker forked from the app's process: its arguments and result are
+pickled, and nothing it changes reaches the app. So every model call is a `ModelCalls` task (CPU tensors in, CPU
+tensors or plain data out) and every cache stays in the app's process (`clipdemo.serving.service`). Tasks are
+wrapped once, before the server starts: ZeroGPU counts the decorated functions at launch. Nothing happens at import.
 """
 
 from __future__ import annotations

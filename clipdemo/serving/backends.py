@@ -1,10 +1,7 @@
 """Image-encoder backends: the same function (pixels -> image features), computed different ways.
 
-Holds: the `BACKENDS` table (name -> what it is), `ImageEncoder` (a callable
-plus its name), `eager_encoder`, `onnx_encoder` (ONNX Runtime, fp32, exported once per weights and
-cached on disk), `bf16_encoder` (opt-in, approximate), `parity` (max abs difference of normalised
-features on a probe image) and `choose` (the automatic choice: ONNX Runtime only after it passes the
-parity check, else eager PyTorch). Nothing is exported or loaded at import.
+The automatic choice takes ONNX Runtime only after it passes a parity check against eager PyTorch on a probe image,
+else eager; bf16 is opt-in and approximate. The ONNX export is cached on disk; nothing is exported or loaded at import.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """How many CPUs this process may really use: the affinity mask, capped by the cgroup CPU quota.
 
-A Space container is limited by a CFS quota (`cpu.max` on cgroup v2; `cpu.cfs_quota_us` and
-`cpu.cfs_period_us` on v1) while its affinity mask may show all of the host's cores; threads beyond
-the quota only queue for it. Holds `cpu_threads()` = min(affinity, ceil(quota / period)) and
-`cgroup_quota()`, which reads the files of this process's cgroup and its ancestors (the tightest
-wins). Both take the file roots as arguments so tests can hand them fake trees.
+A Space container is limited by a CFS quota (`cpu.max` on cgroup v2; `cpu.cfs_quota_us` and `cpu.cfs_period_us` on
+v1) while its affinity mask may show all of the host's cores; threads beyond the quota only queue for it. The
+tightest quota of this process's cgroup and its ancestors wins; file roots are arguments, so tests hand in fake trees.
 """
 
 from __future__ import annotations

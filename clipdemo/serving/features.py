@@ -1,9 +1,8 @@
 """A store of CIFAR-100 image features for one set of weights: fill lazily, save, load.
 
-Holds: `ImageFeatureStore`, a fixed-size `[n_images, D]` table of L2-normalised image features with a
-filled-mask, keyed by the weights' identity and precision (a store never answers for other weights), saved
-atomically and loaded with `torch.load(weights_only=True)`. Label changes never touch it: image
-features do not depend on labels or templates. It is also the search index (`nearest`).
+Keyed by the weights' identity and precision, so a store never answers for other weights; saved atomically and
+loaded with `torch.load(weights_only=True)`. Label changes never touch it (image features do not depend on labels or
+templates). It is also the search index.
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
 """The app's process-wide resources: the model service (loaded in the background) and the dataset.
 
-Holds the start-up steps the CLI and the app share (`open_service`: threads and model load; `speed_up`: the
-parity-checked image backend, its ONNX export run in a child process by `export_in_child`, and stored
-CIFAR-100 features merged into the store; `preload_imports`), and `Runtime`, which runs them on a thread (so
-the page is served meanwhile), reports load progress and failures as a `ModelStatus` (a `ModelState` and a
-`Text`), opens CIFAR-100 on first use, encodes the default label set once the model is ready, and runs the
-self-check it is given (the app gives `clipdemo.tasks.selfcheck`'s) in the background. Shared by every
-session; holds nothing per user. No gradio here, and no model calls: those go through the `ZeroShot`
-service it hands out.
+Start-up (the model load, the parity-checked image backend, whose ONNX export runs in a child process) runs on a
+thread, so the page is served meanwhile. Shared by every session; holds nothing per user. No gradio here, and no
+model calls: those go through the `ZeroShot` service it hands out.
 """
 
 from __future__ import annotations
@@ -31,7 +26,7 @@ from ..core.clip_package import import_clip
 from ..core.labels import CLIP, LabelSet
 from ..core.model import DEFAULT_MODEL, PRESETS, ClipConfig, LoadedModel, random_preset
 from ..core.multilingual import LoadedTower
-from ..core.words import ProgressFn, Refusal, Text
+from ..core.words import Progress, ProgressFn, Refusal, Text
 from ..io.cifar import Cifar100, DataError, DataUnavailable, open_cifar100
 from ..weights.load import load_model, load_tower
 from . import accel
@@ -42,7 +37,7 @@ from .scheduler import Priority
 from .service import DEFAULT_TOKEN_RATES, ZeroShot
 from .settings import Settings, to_env
 
-__all__ = ["Runtime", "ModelState", "ModelStatus", "ModelUnavailable", "ModelFailed", "IndexStatus", "open_service",
+__all__ = ["Runtime", "ModelState", "ModelStatus", "ModelFailed", "IndexStatus", "open_service",
            "speed_up", "export_in_child", "preload_imports", "BACKGROUND_IMPORTS"]
 
 log = logging.getLogger(__name__)
@@ -126,11 +121,7 @@ def speed_up(zs: ZeroShot, settings: Settings, *, stored_features: bool = True) 
 
 
 # -- the app's runtime ------------------------------------------------------------------------------------------
-class ModelUnavailable(Refusal):
-    """The model is still loading or failed to load; the sentence says which and what to do."""
-
-
-class ModelFailed(ModelUnavailable):
+class ModelFailed(Refusal):
     """The model failed to load (the sentence holds server paths and URLs: for the log)."""
 
 
@@ -229,7 +220,8 @@ class Runtime:
             self._thread = threading.Thread(target=self._load, name="clipdemo-load", daemon=True)
             self._thread.start()
 
-    def _progress(self, done: int, total: int, what: Text) -> None:
+    def _progress(self, step: Progress) -> None:
+        done, total, what = step
         frac = done / total if total else None
         self._status = ModelStatus(ModelState.LOADING, what if frac is None else Text("percent_done", what,
                                                                                         f"{100 * frac:.0f}"), frac)
@@ -311,7 +303,7 @@ class Runtime:
         return self._status.state is ModelState.READY
 
     def service(self, timeout: float = 0.0) -> ZeroShot:
-        """The loaded service, waiting up to `timeout` s; ModelUnavailable says why when there is none."""
+        """The loaded service, waiting up to `timeout` s; a Refusal (ModelFailed when loading failed) says why when there is none."""
         if self._zs is None and self._thread is None:
             self.start()
         self._ready.wait(timeout)
@@ -320,7 +312,7 @@ class Runtime:
         st = self._status
         if st.state is ModelState.FAILED:
             raise ModelFailed("model_failed", st.message)
-        raise ModelUnavailable("model_loading", st.message)
+        raise Refusal("model_loading", st.message)
 
     def text_seconds(self, cost: int) -> float:
         """About how long encoding prompts of `cost` tokens takes (measured once the model has encoded some)."""
@@ -375,7 +367,7 @@ class Runtime:
             now = time.perf_counter()
             self._index_rate = done / max(now - start, 1e-9)
             if progress:
-                progress(len(zs.cifar), len(data), Text("progress_index"))
+                progress(Progress(len(zs.cifar), len(data), Text("progress_index")))
             if now - saved > INDEX_SAVE_EVERY_S:
                 zs.cifar.save(path)
                 saved = now

@@ -1,25 +1,10 @@
-"""Fair sharing of the one model: who runs next, and how many may wait.
+"""Fair sharing of the one model: who runs next, and how many may wait (the policy in full: docs/security.md).
 
-Holds `Priority` (interactive, bulk or background), `ModelGate` and `Busy`. The gate runs one model call at a
-time (on 2 vCPUs overlapping calls only slow each other down). Long work is cut into bulk chunks of
-well under a second, and the two kinds take turns: when a chunk ends, every interactive call that
-waited through it goes first; then the next chunk goes before interactive calls that came later. So
-no interactive call ever waits behind more than one chunk of bulk work, and bulk work gets one chunk
-in after each round of interactive calls, however many visitors there are.
-
-Background chunks (work nobody waits for: the search index) go last. One starts only when the model is free,
-no other call waits, and no interactive call has ended for `quiet_s`: a visitor who is clicking through the
-page, or a client calling back to back, leaves gaps shorter than that, and the background waits them out. So
-that a busy Space still completes its index, a chunk that has waited `max_defer_s` goes at the next moment no
-other call waits (at most one chunk every `max_defer_s` while visitors are active).
-
-Admission is by expected wait: the gate measures how long each kind of call holds the model (a moving
-average), so it knows what a call arriving now would wait for: the rest of the call holding the model,
-every interactive call already waiting, and at most one bulk chunk. An interactive call whose expected wait
-is over `max_wait_s` is refused with a sentence that says the wait (a visitor would rather wait 20 s in line
-than be sent away, but not minutes). Bulk chunks are never refused for their wait: they belong to work
-already under way. A hard cap, `max_waiting`, bounds the waiting calls (each holds a thread and its request);
-a background chunk is never refused, since its one thread would end and nobody would start it again. No model code, no gradio: `clipdemo.serving.service` holds the gate around every model call.
+One model call at a time (on 2 vCPUs overlapping calls only slow each other down). Bulk chunks and rounds of
+interactive calls take turns, so an interactive call waits behind at most one chunk; background chunks (the search
+index) go only when no other call waits, once no interactive call has ended for `quiet_s` or they have waited
+`max_defer_s`. An interactive call is refused when its expected wait (the holder's rest, every interactive call
+ahead, at most one bulk chunk, each a measured moving average) is over `max_wait_s`. No model code, no gradio.
 """
 
 from __future__ import annotations
@@ -33,7 +18,7 @@ from contextlib import contextmanager
 
 from ..core.words import Refusal
 
-__all__ = ["Priority", "ModelGate", "Busy", "GateStats", "MAX_WAIT_S", "MAX_WAITING", "QUIET_S", "MAX_DEFER_S"]
+__all__ = ["Priority", "ModelGate", "GateStats", "MAX_WAIT_S", "MAX_WAITING", "QUIET_S", "MAX_DEFER_S"]
 
 MAX_WAIT_S = 30.0  # an interactive call expected to wait longer than this is refused (CLIPDEMO_MAX_WAIT_S)
 MAX_WAITING = 256  # calls that may wait at once, of any kind (CLIPDEMO_MAX_WAITING): a bound for memory
@@ -47,14 +32,6 @@ class Priority(enum.Enum):
     INTERACTIVE = "interactive"  # a visitor waits for this answer: predictions, views, ordinary label sets
     BULK = "bulk"  # one chunk of long work (evaluation, a large label set)
     BACKGROUND = "background"  # one chunk of work nobody waits for (the search index): after everything else
-
-
-class Busy(Refusal):
-    """A call that would wait too long (or one too many waiting): the sentence says how many wait, and how long."""
-
-    def __init__(self, waiting: int, seconds: float):
-        super().__init__("busy", f"{seconds:.1f}" if seconds < 10 else f"{seconds:.0f}", waiting)
-        self.waiting, self.seconds = waiting, seconds
 
 
 class GateStats:
@@ -143,7 +120,7 @@ class ModelGate:
 
     @contextmanager
     def hold(self, priority: Priority = Priority.INTERACTIVE) -> Iterator[None]:
-        """Wait for the model (Busy if the wait is expected to be too long, or too many already wait), hold it
+        """Wait for the model (refused as "busy" if the wait is expected to be too long, or too many already wait), hold it
         for one call, hand it on."""
         with self._cond:
             waiting = self._count_waiting()
@@ -154,7 +131,7 @@ class ModelGate:
                 full = waiting >= self.max_waiting and priority is not Priority.BACKGROUND
                 if too_long or full:
                     self.stats.refused += 1
-                    raise Busy(waiting, expected)
+                    raise Refusal("busy", f"{expected:.1f}" if expected < 10 else f"{expected:.0f}", waiting)
             if priority is Priority.INTERACTIVE:
                 arrival = self._bulk_done  # a chunk running now finishes later, so it counts as one waited through
                 self._interactive[arrival] += 1

@@ -26,7 +26,7 @@ from ..core import zeroshot
 from ..core.labels import CLIP, MULTILINGUAL, LabelSet, PromptError, prompt_where
 from ..core.model import LoadedModel, WeightsError
 from ..core.multilingual import LoadedTower
-from ..core.words import ProgressFn, Refusal, Text
+from ..core.words import Progress, ProgressFn, Refusal, Text
 from ..io.cifar import Cifar100
 from ..weights.load import load_tower
 from . import accel, backends
@@ -95,7 +95,7 @@ class ZeroShot:
 
     @contextmanager
     def model_call(self, priority: Priority = Priority.INTERACTIVE) -> Iterator[None]:
-        """Hold the model for one call; every model call in the app passes through here (Busy when full)."""
+        """Hold the model for one call; every model call in the app passes through here (a "busy" Refusal when full)."""
         with self._gate.hold(priority):
             yield
 
@@ -265,7 +265,7 @@ class ZeroShot:
                 self._measured(encoder, (part.stop - part.start) * max(lengths[part]), time.perf_counter() - start)
             done = part.stop
             if progress:
-                progress(done, len(prompts), Text("progress_encoding_prompts"))
+                progress(Progress(done, len(prompts), Text("progress_encoding_prompts")))
         return torch.cat(chunks)
 
     def _measured(self, encoder: str, tokens: int, seconds: float) -> None:
@@ -334,13 +334,13 @@ class ZeroShot:
     def image_features(self, images: list[Image.Image], priority: Priority = Priority.INTERACTIVE,
                        progress: ProgressFn | None = None, what: Text | None = None) -> torch.Tensor:
         """`[B, D]` normalised features of RGB images, in chunks of `bulk_images`, each one model call at
-        `priority` (in bulk work visitors' calls go in between); `progress(done, B, what)` after each chunk."""
+        `priority` (in bulk work visitors' calls go in between); a `Progress` (done of B, `what`) after each chunk."""
         chunks, step = [], self.bulk_images
         for first in range(0, len(images), step):
             pixels = torch.stack([self.pixels(im) for im in images[first:first + step]])  # [b, 3, R, R]
             chunks.append(self.encode_pixels(pixels, priority))  # [b, D]
             if progress:
-                progress(min(first + step, len(images)), len(images), what)
+                progress(Progress(min(first + step, len(images)), len(images), what))
         return torch.cat(chunks)
 
     def fill_store(self, data: Cifar100, indices: list[int], *, batch_size: int | None = None, workers: int = 0,

@@ -1,31 +1,8 @@
-"""Configuration read from the environment, in one place.
+"""Configuration read from the environment, in one place; the variables are listed in docs/configuration.md.
 
-Holds: `Settings` (a frozen dataclass whose defaults are the documented ones), `from_env()`, which reads it
-(clipdemo's own variables and Hugging Face's: `HF_HUB_CACHE`/`HF_HOME`, `HF_ENDPOINT`, `HF_HUB_OFFLINE`,
-`SPACE_ID`, `SPACES_ZERO_GPU`), and `to_env()`, its inverse (for child processes). Nothing else in the
-package reads `os.environ`. Reading happens when `from_env()` is called, never at import; a bad value is a
-`Refusal` naming the variable.
-
-The compute path (`clipdemo.serving.accel.PATHS`) is this one setting: `auto` becomes `zerogpu` on a ZeroGPU
-Space (Hugging Face sets SPACES_ZERO_GPU=true there), and otherwise stays `auto`, which the model
-loader resolves to `cuda` when a GPU is visible and `cpu` when not.
-
-| variable            | default                 | meaning                                                        |
-|---------------------|-------------------------|----------------------------------------------------------------|
-| CLIPDEMO_WEIGHTS    | ViT-B/32                | a weight source name, `random`, or a path to a checkpoint file  |
-| CLIPDEMO_CACHE      | ~/.cache/clipdemo       | where downloaded weights and feature files are kept             |
-| CLIPDEMO_DATA       | ~/.cache/clipdemo/data  | root that holds (or receives) `cifar-100-python/`               |
-| CLIPDEMO_DEVICE     | auto                    | the compute path: `auto`, `cpu`, `cuda` or `zerogpu` (below)    |
-| CLIPDEMO_DOWNLOAD   | 1                       | 0 forbids every download (weights and dataset)                  |
-| CLIPDEMO_SEED       | 0                       | seed of the `random` weights                                    |
-| CLIPDEMO_BACKEND    | auto                    | image encoder: auto, eager, onnxruntime, bf16 (approximate)     |
-| CLIPDEMO_THREADS    | the process's vCPUs     | torch / ONNX Runtime threads for the one model                  |
-| CLIPDEMO_MAX_WAIT_S | 30                      | a visitor's call expected to wait longer gets "the Space is busy"|
-| CLIPDEMO_MAX_WAITING| 256                     | model calls that may wait at once (a bound for memory)          |
-| CLIPDEMO_FILE_TTL   | 3600                    | seconds an untouched upload or shown file is kept (janitor.py)  |
-| CLIPDEMO_SEARCH_INDEX | 1                     | 0: do not encode all CIFAR-100 test images for search at start  |
-| CLIPDEMO_BROWSER_KEY| clipdemo-labels-v1      | localStorage key of a visitor's saved label sets (BrowserState) |
-| CLIPDEMO_BROWSER_SECRET | from SPACE_ID       | key that encrypts them; set it as a Space secret to keep it private |
+Nothing else in the package reads a setting from `os.environ`. Reading happens when `from_env()` is called, never at
+import; a bad value is a `Refusal` naming the variable. The compute path `auto` becomes `zerogpu` where Hugging Face
+sets SPACES_ZERO_GPU=true, and is otherwise left to the model loader (`cuda` when a GPU is visible, else `cpu`).
 """
 
 from __future__ import annotations

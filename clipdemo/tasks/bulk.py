@@ -1,24 +1,8 @@
 """A whole collection, classified and embedded (issue #28): `python -m clipdemo bulk`, on this machine or on Ray Data.
 
-Holds what both engines share, so that they differ only in who runs it:
-- `Item`, `list_inputs` (a folder, recursively; a parquet or CSV table of paths; webdataset tar shards), `read_bytes`
-  and `decode_item` (an item's bytes, and the RGB image `open_image` makes of them, reduced to the model's input, or
-  the reason it could not be read);
-- `BulkSettings` (labels, templates, text tower, top-k, threshold, embeddings, the weights' identity) and `plan`
-  (the items in partitions, each keyed by its inputs and the settings: `Partition.fingerprint`);
-- `classify_images` (a batch of decoded images -> features and predictions: the one model function);
-- `write_partition` / `partition_done` (clip-retrieval's layout, each file written whole or not at all) and
-  `Manifest` (`bulk.json`: the settings and the weights' identity, which `BulkIndex` checks before a search);
-- `run_local` (the local engine) and `BulkIndex` (the embeddings, searched).
-
-The layout under OUT, as clip-retrieval writes it (autofaiss and its tools read it):
-    bulk.json                              the settings and the weights' identity
-    predictions/predictions_00000.parquet  image_path, labels, scores, cosines, fits (one row per image read)
-    img_emb/img_emb_00000.npy              float16 [n, D], normalised, rows as metadata's (with --embeddings)
-    metadata/metadata_00000.parquet        image_path
-    errors.parquet/errors_00000.parquet    image_path, reason: the images that could not be read
-A rerun skips the partitions already written (same inputs, same settings) and leaves every file as it is; a
-partition whose predictions file is there was written whole (it is written last, by rename).
+What both engines share, so that they differ only in who runs it. The output is clip-retrieval's layout
+(docs/scale.md). A partition is keyed by its inputs and the settings, and its predictions file is written last, by
+rename: a partition whose predictions file is there is whole, and a rerun skips it and leaves every file as it is.
 """
 
 from __future__ import annotations
@@ -38,11 +22,11 @@ import torch
 from PIL import Image
 
 from ..core.labels import LabelSet
-from ..core.words import ProgressFn, Refusal, Text
+from ..core.words import Progress, ProgressFn, Refusal, Text
 from ..core.zeroshot import Prediction
 from ..io.images import IMAGE_SUFFIXES, ImageError, open_image
 from ..serving.service import Priority
-from .classify import answer
+from .classify import PLAIN, Answering, FewShot, answer
 
 __all__ = ["BulkError", "Item", "list_inputs", "read_bytes", "decode_item", "BulkSettings", "Partition", "plan",
            "Scored", "classify_images", "prediction_columns", "write_partition", "partition_done", "Manifest", "todo", "begin",
@@ -180,22 +164,24 @@ class BulkSettings:
 
     label_set: LabelSet  # the labels, their templates and the text tower that reads them
     top_k: int
-    threshold: float | None
     embeddings: bool
     weights: str  # the weights' identity (WeightsInfo.identity): embeddings of other weights are other numbers
     partition_size: int = PARTITION_SIZE
+    answering: Answering = PLAIN  # threshold, few-shot examples and temperature, as `predict` and the API take them
+
+    @property
+    def threshold(self) -> float | None:
+        return self.answering.threshold
 
     def as_json(self) -> dict:
-        """The settings as plain values (the label set as its labels, templates and text tower)."""
-        ls = self.label_set
+        """The settings as plain values: the label set as its labels, templates and text tower; the few-shot
+        examples as label -> [count, digest of their features] (other pictures, another key)."""
+        ls, a = self.label_set, self.answering
+        examples = {label: [len(f), hashlib.sha256(f.float().cpu().numpy().tobytes()).hexdigest()[:16]]
+                    for label, f in sorted(a.examples.items())}
         return {"labels": list(ls.labels), "templates": list(ls.templates), "encoder": ls.encoder,
-                "top_k": self.top_k, "threshold": self.threshold, "embeddings": self.embeddings,
-                "weights": self.weights, "partition_size": self.partition_size}
-
-    @classmethod
-    def from_json(cls, raw: dict) -> BulkSettings:
-        return cls(LabelSet.of(raw["labels"], raw["templates"], encoder=raw["encoder"]), raw["top_k"],
-                   raw["threshold"], raw["embeddings"], raw["weights"], raw["partition_size"])
+                "top_k": self.top_k, "threshold": a.threshold, "temperature": a.temperature, "examples": examples,
+                "embeddings": self.embeddings, "weights": self.weights, "partition_size": self.partition_size}
 
 
 @dataclass(frozen=True)
@@ -229,11 +215,14 @@ class Scored:
     predictions: list[Prediction]
 
 
-def classify_images(zs, images: list[Image.Image], text: torch.Tensor, labels: tuple[str, ...], k: int) -> Scored:
-    """Decoded images -> features and predictions against `text` (`[L, D]`, the label set's features, encoded once
-    by the caller): the one function both engines run. The images go through the service in its bulk chunks."""
+def classify_images(zs, images: list[Image.Image], text: torch.Tensor, settings: BulkSettings,
+                    few_shot: FewShot | None = None) -> Scored:
+    """Decoded images -> features and predictions against `text` (`[L, D]`, the label set's features) and
+    `few_shot` (the settings' examples, `Answering.few_shot`), both made once by the caller: the one function both
+    engines run. The images go through the service in its bulk chunks."""
     feats = zs.image_features(images, Priority.BULK)  # [B, D]
-    cosines, probs = answer(feats, text)  # [B, L], [B, L]
+    cosines, probs = answer(feats, text, few_shot, settings.answering.temperature)  # [B, L], [B, L]
+    labels, k = settings.label_set.labels, settings.top_k
     preds = [Prediction.of(c, p, labels, k, zs.loaded.info) for c, p in zip(cosines, probs)]
     return Scored(feats.float().cpu().numpy(), preds)
 
@@ -315,7 +304,7 @@ def write_partition(out: Path, partition: Partition, settings: BulkSettings, key
 class Manifest:
     """`bulk.json`: the run's settings, the weights' identity and name, and the embedding width."""
 
-    settings: BulkSettings
+    settings: dict  # BulkSettings.as_json()
     weights_label: str
     embed_dim: int
 
@@ -327,7 +316,7 @@ class Manifest:
             if Manifest.read(out) != self:
                 raise BulkError("bulk_other_run", str(out))
             return False
-        body = json.dumps({"format": FORMAT, "settings": self.settings.as_json(),
+        body = json.dumps({"format": FORMAT, "settings": self.settings,
                            "weights_label": self.weights_label, "embed_dim": self.embed_dim}, indent=1)
         _write_whole(path, lambda p: p.write_text(body + "\n", encoding="utf-8"))
         return True
@@ -336,7 +325,7 @@ class Manifest:
     def read(cls, out: Path) -> Manifest:
         try:
             raw = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-            return cls(BulkSettings.from_json(raw["settings"]), raw["weights_label"], raw["embed_dim"])
+            return cls(dict(raw["settings"]), raw["weights_label"], raw["embed_dim"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BulkError("bulk_no_manifest", str(out), exc) from None
 
@@ -366,13 +355,14 @@ def begin(zs, out: Path, items: list[Item], settings: BulkSettings) -> tuple[lis
     """What both engines do first: OUT made, its manifest written or checked (BulkError for another run), and
     (every partition of the plan, those not yet written)."""
     out.mkdir(parents=True, exist_ok=True)
-    Manifest(settings, str(zs.loaded.info.label), zs.loaded.config.embed_dim).write_or_check(out)
+    Manifest(settings.as_json(), str(zs.loaded.info.label), zs.loaded.config.embed_dim).write_or_check(out)
     partitions = plan(items, settings)
     return partitions, todo(out, partitions)
 
 
 def run_partition(zs, out: Path, partition: Partition, settings: BulkSettings, text: torch.Tensor,
-                  progress: ProgressFn | None = None, chunk: int = 256) -> tuple[int, int]:
+                  few_shot: FewShot | None = None, progress: ProgressFn | None = None,
+                  chunk: int = 256) -> tuple[int, int]:
     """Read, decode, score and write one partition, `chunk` images at a time; (images scored, errors)."""
     fit = zs.loaded.config.image_resolution
     keys, feats, preds, errors = [], [], [], []
@@ -386,12 +376,12 @@ def run_partition(zs, out: Path, partition: Partition, settings: BulkSettings, t
                 good.append(item.key)
                 pictures.append(image)
         if pictures:
-            s = classify_images(zs, pictures, text, settings.label_set.labels, settings.top_k)
+            s = classify_images(zs, pictures, text, settings, few_shot)
             keys += good
             feats.append(s.features)
             preds += s.predictions
         if progress:
-            progress(min(first + chunk, len(partition.items)), len(partition.items), Text("progress_bulk"))
+            progress(Progress(min(first + chunk, len(partition.items)), len(partition.items), Text("progress_bulk")))
     features = np.concatenate(feats) if feats else np.zeros((0, zs.loaded.config.embed_dim), np.float32)
     write_partition(out, partition, settings, keys, features, prediction_columns(preds, settings.threshold), errors)
     return len(keys), len(errors)
@@ -400,13 +390,14 @@ def run_partition(zs, out: Path, partition: Partition, settings: BulkSettings, t
 def run_local(zs, out: Path, items: list[Item], settings: BulkSettings,
               progress: ProgressFn | None = None) -> BulkReport:
     """The collection on this machine: the text features once, then each partition not yet written, in order;
-    `progress(images done, images to do, what)` as it goes."""
+    its `Progress` (images done of images to do) as it goes."""
     partitions, left = begin(zs, out, items, settings)
     total, done, scored, errors, started = sum(len(p.items) for p in left), 0, 0, 0, time.perf_counter()
     text = zs.text_features(settings.label_set) if left else None  # [L, D]
+    few_shot = settings.answering.few_shot(zs, settings.label_set) if left else None
     for p in left:
-        n, e = run_partition(zs, out, p, settings, text,
-                             (lambda d, _, what, base=done: progress(base + d, total, what)) if progress else None)
+        n, e = run_partition(zs, out, p, settings, text, few_shot,
+                             (lambda step, base=done: progress(Progress(base + step.done, total, step.what))) if progress else None)
         done += len(p.items)
         scored, errors = scored + n, errors + e
     return BulkReport(len(partitions), len(partitions) - len(left), scored, errors, time.perf_counter() - started)
@@ -426,12 +417,12 @@ class BulkIndex:
         """The embeddings under `out`; BulkError when there are none, or when they were made with weights other
         than `weights` (an identity): their numbers would mean nothing against this model's text features."""
         manifest = Manifest.read(out)
-        if manifest.settings.weights != weights:
+        if manifest.settings.get("weights") != weights:
             raise BulkError("bulk_other_weights", str(out), manifest.weights_label)
         # a partition is whole once its predictions file is there (a run killed while writing one leaves the rest)
         shards = [s for s in sorted((out / "img_emb").glob("img_emb_*.npy"))
                   if (out / "predictions" / s.name.replace("img_emb", "predictions").replace(".npy", ".parquet")).is_file()]
-        if not manifest.settings.embeddings or not shards:
+        if not manifest.settings.get("embeddings") or not shards:
             raise BulkError("bulk_no_embeddings", str(out))
         pq = _pyarrow().parquet
         feats, paths = [], []

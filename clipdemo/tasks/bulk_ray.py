@@ -1,17 +1,9 @@
 """The bulk run on Ray Data (issue #28): `python -m clipdemo bulk --engine ray [--address ADDR]`.
 
-The same pipeline as `bulk.run_local`, with Ray Data doing the distributing: the plan (the partitions not yet written)
-as an Arrow table of paths (`from_arrow`, split into blocks of 64); `decode_batch`, stateless tasks that read each image's bytes and
-decode them with the local path's function (`bulk.read_bytes`, `bulk.decode`), a bad file becoming a row with its
-reason, never an exception; `Scorer`, a model-holding class run by an actor pool (`ActorPoolStrategy`), one
-actor per GPU (`num_gpus=1`) or per few CPUs, which runs the local path's one model function (`bulk.classify_images`) against
-the text features encoded once on the driver and sent to every actor; and `PartitionRows`, on the driver, which
-takes the scored rows as they stream back and writes each partition with the local path's writer as soon as it is
-complete (the layout is clip-retrieval's: one embeddings shard per metadata file, so Ray's own `write_parquet`,
-which names files by its blocks, cannot write it; and no all-to-all shuffle holds the collection back until the
-end). A partition is written whole or not at all, and a row that comes back twice counts once, so a task or actor
-that dies and is retried, or a run stopped and started again, loses and duplicates nothing.
-
+The local path's functions, distributed: stateless tasks decode, an actor pool holds the model, and the driver writes
+each partition with the local writer as soon as its rows are in (Ray's `write_parquet` names files by its blocks, so
+it cannot write clip-retrieval's layout). A partition is written whole or not at all and a row that comes back twice
+counts once, so a retried task or actor, or a run stopped and started again, loses and duplicates nothing.
 `ray` is an optional extra (`pip install "ray[data]"`); the Space never installs it.
 """
 
@@ -24,9 +16,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..core.words import ProgressFn, Text
+from ..core.words import Progress, ProgressFn, Text
 from .bulk import (BulkError, BulkReport, BulkSettings, Item, Partition, begin, decode_item, prediction_columns,
                    classify_images, write_partition)
+from .classify import FewShot
 
 __all__ = ["run_ray", "Scorer", "decode_batch", "PartitionRows"]
 
@@ -53,9 +46,9 @@ def decode_batch(batch: dict[str, np.ndarray], fit: int) -> dict[str, np.ndarray
 
 
 class Scorer:
-    """Holds the model (one per actor, loaded as the CLI loads it) and scores batches of decoded images."""
+    """One per actor: the model, loaded as the CLI loads it, scoring batches of decoded images."""
 
-    def __init__(self, cfg, settings: BulkSettings, text: np.ndarray, threads: int):
+    def __init__(self, cfg, settings: BulkSettings, text: np.ndarray, threads: int, few_shot: FewShot | None = None):
         import torch
 
         from ..serving.runtime import open_service, speed_up
@@ -65,6 +58,7 @@ class Scorer:
         speed_up(self.zs, cfg, stored_features=False)  # the parity-checked backend, as the local path
         self.settings = settings
         self.text = torch.from_numpy(text)  # [L, D], on the CPU: the service hands image features back there
+        self.few_shot = few_shot
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ok = [i for i, e in enumerate(batch["error"]) if not e]
@@ -74,7 +68,7 @@ class Scorer:
         cols = {k: v * len(batch["key"]) for k, v in empty.items()}
         if ok:
             pictures = [Image.fromarray(batch["pixels"][i]) for i in ok]
-            s = classify_images(self.zs, pictures, self.text, self.settings.label_set.labels, self.settings.top_k)
+            s = classify_images(self.zs, pictures, self.text, self.settings, self.few_shot)
             got = prediction_columns(s.predictions, self.settings.threshold)
             for j, i in enumerate(ok):
                 emb[i] = s.features[j]
@@ -145,7 +139,7 @@ def run_ray(zs, cfg, out: Path, items: list[Item], settings: BulkSettings, *, ad
     """Run the partitions of `items` not yet written under `out` on Ray Data; `zs` (the driver's model) encodes the
     text features once. The driver writes each partition as its rows come back, so OUT is the driver's folder
     (a cluster's workers need only read the images). Without `address`, a local Ray with this machine's CPUs
-    (stopped at the end). `progress(images done, images to do, what)` as partitions are written."""
+    (stopped at the end). its `Progress` (images done of images to do) as partitions are written."""
     ray = _ray()
     import pyarrow as pa
 
@@ -155,6 +149,7 @@ def run_ray(zs, cfg, out: Path, items: list[Item], settings: BulkSettings, *, ad
     if not left:
         return BulkReport(len(partitions), len(partitions), 0, 0, 0.0)
     text = zs.text_features(settings.label_set).float().cpu().numpy()  # [L, D]: encoded once, here
+    few_shot = settings.answering.few_shot(zs, settings.label_set)  # the examples' weights, chosen once, here
     rows = [(it.key, it.source, it.member, it.size, p.number, i) for p in left for i, it in enumerate(p.items)]
     table = pa.table({name: [r[j] for r in rows]  # the plan: a table of paths, in Ray's object store
                       for j, name in enumerate(("key", "source", "member", "size", "partition", "position"))})
@@ -175,7 +170,7 @@ def run_ray(zs, cfg, out: Path, items: list[Item], settings: BulkSettings, *, ad
               .map_batches(decode_batch, fn_kwargs={"fit": zs.loaded.config.image_resolution}, batch_size=64,
                            batch_format="numpy")
               .map_batches(scorer, fn_constructor_kwargs={"cfg": cfg, "settings": settings, "text": text,
-                                                          "threads": threads},
+                                                          "few_shot": few_shot, "threads": threads},
                            batch_size=batch_size or (256 if gpus else 64), batch_format="numpy",
                            compute=ray.data.ActorPoolStrategy(size=pool), num_gpus=1 if gpus else 0,
                            num_cpus=0.5 / pool if not gpus else 0.5))
@@ -184,7 +179,7 @@ def run_ray(zs, cfg, out: Path, items: list[Item], settings: BulkSettings, *, ad
             for n in gathered.add(batch):
                 written += len(gathered.partitions[n].items)
                 if progress:
-                    progress(written, total, Text("progress_bulk"))
+                    progress(Progress(written, total, Text("progress_bulk")))
     except BulkError:
         raise
     except Exception as exc:  # a bad address, a task that failed past its retries: a sentence; what was written stays

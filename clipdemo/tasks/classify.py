@@ -1,24 +1,16 @@
 """Classification as tasks: one image, a CIFAR-100 test image, or a batch, against a label set.
 
-Holds `candidates` (the Hugging Face zero-shot task's inputs, candidate labels and one hypothesis template,
-as a `LabelSet`), `classify` and `classify_index` (its output: `[{label, score, cosine}]`, best first, the
-raw cosine added), `read_batch` (image files and zips of images, read safely: at most MAX_BATCH images, each
-decoded one at a time and reduced to what the model keeps of it; every member of a zip checked before any is
-read: no unsafe names, no member or total over its size limit, no compression ratio a zip bomb would need;
-members read in memory, never written anywhere) and `classify_batch` (the label set encoded once, the images
-in chunks as bulk work, so other visitors' predictions go in between). Every refusal is a `Refusal`
-(`BatchError` for a batch). Inputs are checked here, once for every shell (the API, the MCP tools, the CLI,
-the library). No gradio.
+Inputs are checked here, once for every shell (the API, the MCP tools, the CLI, the library). Every member of a zip
+is checked before any is read, and members are read in memory, never written anywhere; a batch's images are encoded
+in bulk chunks, so other visitors' predictions go in between. No gradio.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -29,24 +21,17 @@ from ..core.calibration import tip_adapter, tune_tip
 from ..core.words import ProgressFn, Refusal, Text
 from ..core.zeroshot import LOGIT_SCALE, Prediction
 from ..io.cifar import Cifar100
-from ..io.images import MAX_BYTES, ImageError, open_image
+from ..io.images import ImageError, open_image
+from ..io.zips import checked_members, member_image, open_zip
 from ..serving.service import Priority, ZeroShot
 
-__all__ = ["BatchError", "FewShot", "Answering", "PLAIN", "answer", "predictions", "predict_with", "predict_image",
+__all__ = ["FewShot", "Answering", "PLAIN", "answer", "predictions", "predict_with", "predict_image",
            "label_text", "read_examples", "check_examples", "MAX_EXAMPLES", "batch_count",
-           "open_zip", "checked_members", "read_member", "member_image", "candidates", "classify", "classify_index",
-           "read_batch", "classify_batch", "MAX_BATCH", "MAX_ZIP_BYTES", "MAX_RATIO", "DEFAULT_TEMPLATE"]
+           "candidates", "classify", "classify_index", "read_batch", "classify_batch", "MAX_BATCH", "DEFAULT_TEMPLATE"]
 
 DEFAULT_TEMPLATE = "a photo of a {}"  # the Hugging Face task's hypothesis template, and the notebook's prompt
 MAX_BATCH = 64  # images in one batch
-MAX_ZIP_BYTES = 256 * 2**20  # all members of a zip together, uncompressed
-MAX_RATIO = 100  # uncompressed / compressed size of one member; images hardly compress, bombs do by ~1000x
 MAX_EXAMPLES = 16  # few-shot example images per label
-_JUNK = ("__MACOSX/", ".DS_Store", "Thumbs.db")  # what zip tools add on their own: skipped, not refused
-
-
-class BatchError(Refusal):
-    """A batch was refused; the sentence says why."""
 
 
 def candidates(candidate_labels: list[str] | str | None, hypothesis_template: str = DEFAULT_TEMPLATE,
@@ -91,64 +76,8 @@ def classify_index(zs: ZeroShot, data: Cifar100, index: int, candidate_labels: l
     return {"index": i, "true_label": data.true_label(i), "predictions": pred.rows()}
 
 
-def _too_many(n: int, limit: int) -> BatchError:
-    return BatchError("batch_many", n, limit)
-
-
-def checked_members(zf: zipfile.ZipFile, limit: int, max_total: int = MAX_ZIP_BYTES) -> list[zipfile.ZipInfo]:
-    """The members of a zip worth reading (folders and what zip tools add on their own left out), every one checked
-    before any is read: a safe name, at most `limit` of them, none over MAX_BYTES, no compression ratio a zip bomb
-    would need, all together at most `max_total` bytes; BatchError naming the first that is not."""
-    infos = [i for i in zf.infolist() if not i.is_dir() and not any(j in i.filename for j in _JUNK)
-             and not PurePosixPath(i.filename).name.startswith("._")]
-    if len(infos) > limit:
-        raise _too_many(len(infos), limit)
-    total = 0
-    for info in infos:
-        name = info.filename
-        parts = PurePosixPath(name.replace("\\", "/")).parts
-        if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
-            raise BatchError("zip_unsafe_name", repr(name))
-        if info.file_size > MAX_BYTES:
-            raise BatchError("zip_member_big", name, MAX_BYTES // 2**20)
-        if info.file_size > MAX_RATIO * max(info.compress_size, 1):
-            raise BatchError("zip_ratio", name, MAX_RATIO)
-        total += info.file_size
-        if total > max_total:
-            raise BatchError("zip_total", max_total // 2**20)
-    return infos
-
-
-@contextmanager
-def open_zip(path: str | Path, name: str) -> Iterator[zipfile.ZipFile]:
-    """A zip opened for reading. Any failure to open it is a BatchError naming `name`, whatever zipfile raised: a
-    damaged directory, a member flagged UTF-8 whose name is not, a truncated file."""
-    try:
-        zf = zipfile.ZipFile(path)
-    except Exception as exc:  # noqa: BLE001 - untrusted bytes: BadZipFile, UnicodeDecodeError, ValueError, OSError...
-        raise BatchError("zip_bad", name, exc) from None
-    with zf:
-        yield zf
-
-
-def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int = MAX_BYTES) -> bytes:
-    """A checked member's bytes, never more than `limit` whatever its header says; BatchError when unreadable."""
-    try:
-        with zf.open(info) as member:
-            data = member.read(limit + 1)  # the header's sizes may lie: never read past the limit
-    except Exception as exc:  # noqa: BLE001 - untrusted bytes: encrypted, unsupported, damaged, a bad name...
-        raise BatchError("zip_unreadable", info.filename, exc) from None
-    if len(data) > limit:
-        raise BatchError("zip_member_big", info.filename, max(limit // 2**20, 1))
-    return data
-
-
-def member_image(zf: zipfile.ZipFile, info: zipfile.ZipInfo, fit: int) -> Image.Image:
-    """A checked member decoded as an image reduced to what a model of input resolution `fit` keeps."""
-    try:
-        return open_image(read_member(zf, info), fit=fit)
-    except ImageError as exc:
-        raise BatchError("zip_not_image", info.filename, exc.text) from None
+def _too_many(n: int, limit: int) -> Refusal:
+    return Refusal("batch_many", n, limit)
 
 
 def _zip_members(path: Path, name: str, fit: int, limit: int) -> list[tuple[str, Image.Image]]:
@@ -159,7 +88,7 @@ def _zip_members(path: Path, name: str, fit: int, limit: int) -> list[tuple[str,
 def read_batch(paths: list[str | Path], names: list[str] | None = None, *, fit: int,
                limit: int = MAX_BATCH) -> list[tuple[str, Image.Image]]:
     """`(name, RGB image)` for every image among `paths` (image files, or zips of images), each reduced to what a
-    model of input resolution `fit` keeps of it; BatchError, naming the file, for anything else or for more than
+    model of input resolution `fit` keeps of it; a Refusal, naming the file, for anything else or for more than
     `limit` images. `names` are what to call the files (default: theirs)."""
     items: list[tuple[str, Image.Image]] = []
     for i, raw in enumerate(paths):
@@ -171,18 +100,18 @@ def read_batch(paths: list[str | Path], names: list[str] | None = None, *, fit: 
             try:
                 items.append((name, open_image(path, fit=fit)))
             except ImageError as exc:
-                raise BatchError("batch_not_image", name, exc.text) from None
+                raise Refusal("batch_not_image", name, exc.text) from None
         if len(items) > limit:
             raise _too_many(len(items), limit)
     if not items:
-        raise BatchError("batch_empty")
+        raise Refusal("batch_empty")
     return items
 
 
 def batch_count(images: list | None) -> int:
-    """How many images a batch holds, 1..MAX_BATCH; checked before any is decoded (BatchError otherwise)."""
+    """How many images a batch holds, 1..MAX_BATCH; checked before any is decoded (a Refusal otherwise)."""
     if not images or len(images) > MAX_BATCH:
-        raise BatchError("batch_count", MAX_BATCH, len(images or []))
+        raise Refusal("batch_count", MAX_BATCH, len(images or []))
     return len(images)
 
 
@@ -193,10 +122,10 @@ def label_text(folder: str) -> str:
 
 def read_examples(folder: str | Path, label_set: LabelSet, fit: int) -> dict[str, list[Image.Image]]:
     """Few-shot examples from a folder holding one folder of images per label, named as the label (`_` for a
-    space): label -> images, checked by count (`check_examples`) before any is decoded; BatchError otherwise."""
+    space): label -> images, checked by count (`check_examples`) before any is decoded; a Refusal otherwise."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise BatchError("examples_folder", str(folder)[:80])
+        raise Refusal("examples_folder", str(folder)[:80])
     by_label = {label_text(sub.name): sorted(p for p in sub.iterdir() if p.is_file())
                 for sub in sorted(folder.iterdir()) if sub.is_dir()}
     check_examples(label_set, {label: len(paths) for label, paths in by_label.items()})
@@ -206,12 +135,12 @@ def read_examples(folder: str | Path, label_set: LabelSet, fit: int) -> dict[str
 
 def check_examples(label_set: LabelSet, counts: dict[str, int]) -> None:
     """Few-shot examples' shape, before any image is decoded: each for one of the set's labels, 1..MAX_EXAMPLES a
-    label, at most MAX_BATCH in all; BatchError naming what is not."""
+    label, at most MAX_BATCH in all; a Refusal naming what is not."""
     for label, n in counts.items():
         if label not in label_set.labels:
-            raise BatchError("examples_label", str(label)[:40])
+            raise Refusal("examples_label", str(label)[:40])
         if not 1 <= n <= MAX_EXAMPLES:
-            raise BatchError("examples_count", MAX_EXAMPLES, str(label)[:40], n)
+            raise Refusal("examples_count", MAX_EXAMPLES, str(label)[:40], n)
     if (total := sum(counts.values())) > MAX_BATCH:
         raise _too_many(total, MAX_BATCH)
 
@@ -242,7 +171,7 @@ class Answering:
     def of(cls, zs: ZeroShot, label_set: LabelSet, examples: dict[str, list[Image.Image]] | None = None, *,
            threshold: object = None, temperature: object = 1.0) -> Answering:
         """An answering from a call's values, for the API and the CLI alike: `examples` (label -> 1..MAX_EXAMPLES
-        images, every label one of the set's, at most MAX_BATCH in all; BatchError otherwise) encoded as the page
+        images, every label one of the set's, at most MAX_BATCH in all; a Refusal otherwise) encoded as the page
         encodes a visitor's, the threshold and the temperature checked."""
         examples = examples or {}
         check_examples(label_set, {label: len(images) for label, images in examples.items()})

@@ -1,12 +1,8 @@
 """Evaluation on CIFAR-100's test split: one generator that encodes what is missing and scores every setting.
 
-Holds `Setting` and `SETTINGS` (one scored row: a template set, the class names, a text tower, as data),
-`Evaluation` (what to evaluate: which images, which settings, which spelling of the class names, each value
-checked), `run` (the generator: it encodes the chosen images not yet in the feature store, in
-bulk model calls so visitors' predictions go in between, yields a `Step` as it goes, stops at its time
-limit, and ends with a `Report`), `evaluate` (the same, run to its end), `score` (metrics from features
-alone, so they can be checked by hand), `EvalResult` and the published figures quoted beside results. The
-Evaluate tab and the CLI render what `run` yields; neither encodes nor computes a rate itself.
+The generator encodes in bulk model calls, so visitors' predictions go in between, and stops at its time limit. The
+Evaluate tab and the CLI render what `run` yields; neither encodes nor computes a rate itself. Scores come from
+features alone, so they can be checked by hand.
 """
 
 from __future__ import annotations
@@ -21,12 +17,12 @@ import torch
 
 from ..core import checks
 from ..core.labels import CLASS_NAME_SPELLINGS, CLIP, LABEL_PRESETS, MULTILINGUAL, TEMPLATE_SETS, LabelSet
-from ..core.words import Refusal, Text
+from ..core.words import Progress, Refusal, Text
 from ..io.cifar import Cifar100
 from ..serving.service import Priority, ZeroShot
 from .classify import answer
 
-__all__ = ["Evaluation", "Step", "Report", "run", "evaluate", "score", "score_probs", "EvalResult", "PUBLISHED", "SUBSETS",
+__all__ = ["Evaluation", "Report", "run", "evaluate", "score", "score_probs", "EvalResult", "PUBLISHED", "SUBSETS",
            "TEMPLATE_CHOICES", "Setting", "SETTINGS", "SPELLINGS"]
 
 # Published zero-shot CIFAR-100 figures for ViT-B/32 (quoted, not measured here), by template setting.
@@ -207,16 +203,6 @@ def score_probs(probs: torch.Tensor, targets: torch.Tensor, *, setting: str, cla
 
 
 @dataclass(frozen=True)
-class Step:
-    """Progress of a run: `done` of `total` new images encoded, and the sentence that says it (with the rate
-    and the time left)."""
-
-    done: int
-    total: int
-    text: Text
-
-
-@dataclass(frozen=True)
 class Report:
     """The end of a run: every setting's result, how many images were encoded and how fast (None when all were
     stored already), or, when the run stopped at its time limit, why (and no results)."""
@@ -229,8 +215,8 @@ class Report:
 
 def run(zs: ZeroShot, data: Cifar100, ev: Evaluation, *, chunk: int | None = None, time_limit_s: float = math.inf,
         batch_size: int | None = None, workers: int = 0, priority: Priority = Priority.BULK,
-        clock: Callable[[], float] = time.perf_counter) -> Iterator[Step | Report]:
-    """Evaluate: yields a `Step` every `chunk` images encoded (default: every batch), then the `Report`.
+        clock: Callable[[], float] = time.perf_counter) -> Iterator[Progress | Report]:
+    """Evaluate: yields a `Progress` every `chunk` images encoded (its sentence with the rate and the time left) (default: every batch), then the `Report`.
 
     The images not yet in the feature store are encoded by the service's one loop (`ZeroShot.fill_store`: batches
     of `batch_size`, default the path's bulk size, preprocessed by `workers` DataLoader processes). Past
@@ -259,7 +245,7 @@ def run(zs: ZeroShot, data: Cifar100, ev: Evaluation, *, chunk: int | None = Non
         if done - reported >= chunk or done == todo:
             reported = done
             rate = done / max(clock() - start, 1e-9)
-            yield Step(done, todo, Text("eval_encoding", done, todo, f"{rate:.0f}", f"{(todo - done) / rate:.0f}"))
+            yield Progress(done, todo, Text("eval_encoding", done, todo, f"{rate:.0f}", f"{(todo - done) / rate:.0f}"))
     rate = done / max(clock() - start, 1e-9) if done else None
     feats = store.gather(indices)  # [N, D]
     targets = torch.tensor([data.target(i) for i in indices])  # [N]

@@ -1,12 +1,8 @@
 """Search by text and by image, over CIFAR-100's test split or a visitor's own pictures.
 
-Holds `Hit` and `SearchResult` (what a search found, best first, with how much of the collection it covered),
-`query_feature` (a `SearchQuery`'s text and negative through the service's one text encoder, combined with an
-image's feature), `search_cifar` (over the feature store, which the runtime fills in the background: until it
-is complete, search covers the images encoded so far), `Gallery` (up to MAX_GALLERY of a visitor's own
-images: their features and small thumbnails only, kept in the visitor's session), `Galleries` (every live
-gallery of the process, bounded together) and `retrieval` (each class's "a photo of a {class}", scored against
-the true labels).
+The runtime fills the feature store in the background: until it is complete, a search covers the images encoded so
+far and says how much. A visitor's gallery keeps features and small thumbnails only, in their session; every live
+gallery of the process is bounded together.
 """
 
 from __future__ import annotations
@@ -20,13 +16,13 @@ import torch
 from PIL import Image
 
 from ..core.labels import LabelSet
-from ..core.search import SearchError, SearchQuery, combine, nearest, results, retrieval_scores
-from ..core.words import ProgressFn, Text
+from ..core.search import SearchQuery, combine, nearest, results, retrieval_scores
+from ..core.words import ProgressFn, Refusal, Text
 from ..io.cifar import Cifar100
 from ..serving.service import Priority, ZeroShot
 
 __all__ = ["Hit", "SearchResult", "query_feature", "search_cifar", "Gallery", "Galleries", "MAX_GALLERY",
-           "MAX_GALLERY_IMAGES", "THUMB", "retrieval", "SearchError"]
+           "MAX_GALLERY_IMAGES", "THUMB", "retrieval"]
 
 MAX_GALLERY = 200  # a visitor's own images searchable at once
 MAX_GALLERY_IMAGES = 20_000  # every visitor's together, in one process (about 600 MB of features and thumbnails)
@@ -80,7 +76,7 @@ def search_cifar(zs: ZeroShot, data: Cifar100, query: SearchQuery, k: object,
     k = results(k)
     store = zs.cifar_store(len(data))
     if len(store) == 0:
-        raise SearchError("search_no_index")
+        raise Refusal("search_no_index")
     indices, cosines = store.nearest(query_feature(zs, query, image_feature), k)
     hits = tuple(Hit(i, c, data.true_label(i)) for i, c in zip(indices, cosines))
     return SearchResult(hits, len(store), len(data))
@@ -100,9 +96,9 @@ class Gallery:
 
     def add(self, zs: ZeroShot, items: list[tuple[str, Image.Image]], progress: ProgressFn | None = None) -> Gallery:
         """This gallery with `items` (name, RGB image) added: encoded in bulk chunks (visitors' predictions go in
-        between), thumbnails kept. SearchError when the gallery would hold more than MAX_GALLERY."""
+        between), thumbnails kept. A Refusal when the gallery would hold more than MAX_GALLERY."""
         if len(self) + len(items) > MAX_GALLERY:
-            raise SearchError("gallery_full", MAX_GALLERY, len(self), len(items))
+            raise Refusal("gallery_full", MAX_GALLERY, len(self), len(items))
         new = (zs.image_features([im for _, im in items], Priority.BULK, progress, Text("progress_gallery"))
                if items else torch.zeros(0, 0))  # [k, D]
         features = new if len(self) == 0 else torch.cat([self.features, new])  # [n, D]
@@ -114,7 +110,7 @@ class Gallery:
         """The `k` pictures of this gallery nearest to the query."""
         k = results(k)
         if len(self) == 0:
-            raise SearchError("gallery_empty")
+            raise Refusal("gallery_empty")
         indices, cosines = nearest(self.features, query_feature(zs, query, image_feature), k)
         return SearchResult(tuple(Hit(i, c, self.names[i]) for i, c in zip(indices, cosines)), len(self), len(self),
                             "gallery")
@@ -137,12 +133,12 @@ class Galleries:
 
     def add(self, gallery: Gallery, zs: ZeroShot, items: list[tuple[str, Image.Image]],
             progress: ProgressFn | None = None) -> Gallery:
-        """`gallery.add(...)`, refused with a sentence (SearchError) when every gallery together would pass
+        """`gallery.add(...)`, refused with a sentence (a Refusal) when every gallery together would pass
         `max_images`; the grown gallery is tracked in place of the old one."""
         with self._lock:
             others = sum(len(g) for g in self._alive if g is not gallery)
         if others + len(gallery) + len(items) > self.max_images:
-            raise SearchError("gallery_space_full", f"{self.max_images:,}")
+            raise Refusal("gallery_space_full", f"{self.max_images:,}")
         grown = gallery.add(zs, items, progress)
         with self._lock:
             self._alive.discard(gallery)

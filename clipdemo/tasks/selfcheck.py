@@ -1,15 +1,7 @@
 """Does the loaded model reproduce the published figures? The figures, the checks, and a result table.
 
-Holds the published figures as data, each with its source (`Figure`; the notebook's top-5 for CIFAR-100 test
-index 15; zero-shot accuracies of ViT-B/32; the md5 sums torchvision publishes for the real CIFAR-100 and
-CIFAR-10 files, so that "real data" is checked rather than assumed: nothing here was measured by this
-project, no real weights or data were ever reachable where it was built), `Check` (one comparison:
-reference, measured, difference, pass), the pure comparisons (`top5_check`, `accuracy_check`,
-`interval_check`, `rollout_check`, `wilson`), `not_real_weights` / `not_real_data` (a Refusal's Text when
-the files are not the published ones, by SHA-256 / md5), the runs (`full_checks`: everything `make
-test-real` and `python -m clipdemo selfcheck` run; `cheap_checks`: the notebook's index 15 and a stratified
-1,000-image sample; `background_checks`: those, on the real files only, as the Space runs them after
-start-up), `summary` and `table`.
+Every figure is quoted with its source, not measured by this project. The real CIFAR files are recognised by the
+md5 sums torchvision publishes, so "real data" is checked rather than assumed.
 """
 
 from __future__ import annotations
@@ -24,13 +16,13 @@ import torch
 from ..core.inside import cls_attention_map
 from ..core.labels import CIFAR10_CLASSES, LabelSet
 from ..core.model import WeightsInfo
-from ..core.words import ProgressFn, Text
+from ..core.words import Progress, ProgressFn, Text
 from ..io.cifar import Cifar100
 from ..serving.service import Priority, ZeroShot
 from ..serving.settings import Settings
 from ..weights.sources import file_digest
 from .classify import predict_image
-from .evaluate import Evaluation, Step, evaluate, run, score
+from .evaluate import Evaluation, evaluate, run, score
 from .search import retrieval
 
 log = logging.getLogger(__name__)
@@ -235,9 +227,9 @@ def full_checks(zs: ZeroShot, data: Cifar100, *, cifar10: Cifar100 | None = None
     single = ens = None
     for step in run(zs, data, Evaluation("all", templates="single"), batch_size=zs.bulk_images * 8, workers=workers,
                     priority=Priority.INTERACTIVE):
-        if isinstance(step, Step):
+        if isinstance(step, Progress):
             if progress:
-                progress(step.done, step.total, step.text)
+                progress(step)
         else:
             (single,) = step.results
     (ens,) = evaluate(zs, data, Evaluation("all", templates="cifar18", spelling="cifar100-paper")).results

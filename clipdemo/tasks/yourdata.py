@@ -1,17 +1,8 @@
 """Your own labelled images (issue #26): read a labelled set, and measure CLIP on it.
 
-Holds the limits (`MAX_IMAGES`, `MAX_CLASSES`, `MAX_SET_BYTES`), `NONE_FOLDERS` (the folder names of images no
-class fits), `LabelledSet` (a labelled set as features: names, class names, targets, `[N, D]` image features and
-small thumbnails; never the images), `read_labelled` (a zip or a folder in the ImageFolder layout, one folder per
-class, or images with a CSV of `filename,label`; every member checked as a batch's are, each image decoded one
-at a time, reduced, encoded in bulk chunks and dropped), `label_text` (a folder's name as a prompt's label),
-and `evaluate_labelled` with its `LabelledReport`: accuracy (top-1, top-5, per class, confusion, the worst
-mistakes) with one template and with a template set side by side; calibration (ECE and the reliability bins of
-`softmax(100 cos)`, and one temperature fitted on a held-out half, with ECE before and after on the other half);
-"none of these" (the threshold on the best cosine that best separates the images of the none-folder, or, without
-one, the best cosines of right and wrong answers); and few-shot (Tip-Adapter's training-free cache model over N
-held-out examples per class, against zero-shot on the same images). The math is `clipdemo.core.calibration`'s;
-the model calls the service's. No gradio.
+A set is kept as features and small thumbnails, never the images: each member is checked as a batch's are, each
+image decoded one at a time, encoded in bulk chunks and dropped. The math is `clipdemo.core.calibration`'s, the
+model calls the service's. No gradio.
 """
 
 from __future__ import annotations
@@ -31,11 +22,11 @@ from PIL import Image
 
 from ..core import calibration
 from ..core.labels import SINGLE_TEMPLATE, LabelSet
-from ..core.words import ProgressFn, Refusal, Text
+from ..core.words import Progress, ProgressFn, Refusal, Text
 from ..io.images import IMAGE_SUFFIXES, ImageError, open_image
+from ..io.zips import checked_members, member_image, open_zip, read_member
 from ..serving.service import Priority, ZeroShot
-from .classify import (BatchError, FewShot, answer, checked_members, label_text, member_image, open_zip,
-                       read_member)
+from .classify import FewShot, answer, label_text
 from .evaluate import EvalResult, score, score_probs
 
 __all__ = ["MAX_IMAGES", "MAX_CLASSES", "MAX_CSV_BYTES", "MAX_SET_BYTES", "NONE_FOLDERS", "LabelledSet", "read_labelled",
@@ -47,10 +38,6 @@ MAX_CSV_BYTES = 2 * 2**20  # a labels CSV: 2,000 rows of long paths fit many tim
 MAX_SET_BYTES = 200 * 2**20  # all images of a zip together, uncompressed
 NONE_FOLDERS = ("_none", "other")  # a folder of images no class fits (for "none of these"); not a class
 THUMB = 48  # px: the thumbnails a report keeps of its images (for its worst mistakes)
-
-
-class LabelledError(Refusal):
-    """A labelled set was refused; the sentence says why."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,10 +69,10 @@ def _csv_rows(csv_text: str) -> Iterator[list[str]]:
             if count == 0 and row[0].strip().lower() in {"filename", "file", "image", "path"}:
                 continue  # the header
             if count > MAX_IMAGES:  # a header, then at most MAX_IMAGES images
-                raise LabelledError("labelled_many", f"{MAX_IMAGES:,}+", MAX_IMAGES)
+                raise Refusal("labelled_many", f"{MAX_IMAGES:,}+", MAX_IMAGES)
             yield row
     except csv.Error as exc:
-        raise LabelledError("labelled_csv_bad", exc) from None
+        raise Refusal("labelled_csv_bad", exc) from None
 
 
 def _entries(names: list[str], csv_text: str | None, csv_folder: str = "") -> list[tuple[str, str]]:
@@ -99,12 +86,12 @@ def _entries(names: list[str], csv_text: str | None, csv_folder: str = "") -> li
         out, seen = [], set()
         for row in _csv_rows(csv_text):
             if len(row) < 2 or not row[1].strip():
-                raise LabelledError("labelled_csv_row", ",".join(row)[:60])
+                raise Refusal("labelled_csv_row", ",".join(row)[:60])
             name = row[0].strip()
             if name not in known:
-                raise LabelledError("labelled_csv_missing", name[:80])
+                raise Refusal("labelled_csv_missing", name[:80])
             if known[name] in seen:  # one image in two rows could be both an example and scored
-                raise LabelledError("labelled_csv_twice", name[:80])
+                raise Refusal("labelled_csv_twice", name[:80])
             seen.add(known[name])
             out.append((known[name], row[1].strip()))
         return out
@@ -113,7 +100,7 @@ def _entries(names: list[str], csv_text: str | None, csv_folder: str = "") -> li
     depth = 1 if parts and all(len(p) >= 3 for p in parts) and len({p[0] for p in parts}) == 1 else 0
     loose = [n for n, p in zip(images, parts) if len(p) <= depth + 1]
     if loose:
-        raise LabelledError("labelled_loose", loose[0][:80])
+        raise Refusal("labelled_loose", loose[0][:80])
     return [(n, p[depth]) for n, p in zip(images, parts)]
 
 
@@ -124,26 +111,26 @@ def _classes(entries: list[tuple[str, str]]) -> tuple[tuple[str, ...], list[int]
     for folder in folders:
         text = label_text(folder)
         if not text:
-            raise LabelledError("labelled_blank_class", folder[:40])
+            raise Refusal("labelled_blank_class", folder[:40])
         if text.casefold() in seen:
-            raise LabelledError("labelled_collide", seen[text.casefold()][:40], folder[:40], text[:40])
+            raise Refusal("labelled_collide", seen[text.casefold()][:40], folder[:40], text[:40])
         seen[text.casefold()] = folder
         labels.append(text)
     if len(labels) < 2:
-        raise LabelledError("labelled_few_classes", len(labels))
+        raise Refusal("labelled_few_classes", len(labels))
     if len(labels) > MAX_CLASSES:
-        raise LabelledError("labelled_many_classes", len(labels), MAX_CLASSES)
+        raise Refusal("labelled_many_classes", len(labels), MAX_CLASSES)
     index = {f: i for i, f in enumerate(folders)}
     targets = [index.get(c, -1) for _, c in entries]
     counts = Counter(t for t in targets if t >= 0)
     if (single := [folders[c] for c in range(len(folders)) if counts[c] < 2]):
-        raise LabelledError("labelled_one_image", single[0][:40])
+        raise Refusal("labelled_one_image", single[0][:40])
     return tuple(labels), targets
 
 
 def read_labelled(zs: ZeroShot, path: str | Path, progress: ProgressFn | None = None) -> LabelledSet:
     """A labelled zip or folder, checked, its images encoded (bulk chunks, progress) and kept as features and
-    thumbnails. Refusals (LabelledError, BatchError) say what is wrong, naming the file."""
+    thumbnails. Refusals say what is wrong, naming the file."""
     path = Path(path)
     fit = zs.loaded.config.image_resolution
     if path.is_dir():
@@ -153,11 +140,11 @@ def read_labelled(zs: ZeroShot, path: str | Path, progress: ProgressFn | None = 
         csv_text = _csv_file(csvs[0]) if csvs else None
         entries = _entries(names, csv_text)
         if len(entries) > MAX_IMAGES:
-            raise LabelledError("labelled_many", len(entries), MAX_IMAGES)
+            raise Refusal("labelled_many", len(entries), MAX_IMAGES)
         classes, targets = _classes(entries)
         return _encode(zs, classes, entries, targets, lambda name: _open_file(path / name, fit), progress)
     if not zipfile.is_zipfile(path):
-        raise LabelledError("labelled_not_zip", path.name[:80])
+        raise Refusal("labelled_not_zip", path.name[:80])
     with open_zip(path, path.name) as zf:
         return _read_zip(zs, zf, fit, progress)
 
@@ -166,10 +153,10 @@ def _csv_file(path: Path) -> str:
     """A folder's labels CSV as text, refused before it is read when over MAX_CSV_BYTES."""
     try:
         if path.stat().st_size > MAX_CSV_BYTES:
-            raise LabelledError("labelled_csv_big", path.name[:80], MAX_CSV_BYTES // 2**20)
+            raise Refusal("labelled_csv_big", path.name[:80], MAX_CSV_BYTES // 2**20)
         return path.read_text(encoding="utf-8-sig")
     except (UnicodeDecodeError, OSError) as exc:
-        raise LabelledError("labelled_csv_bad", exc) from None
+        raise Refusal("labelled_csv_bad", exc) from None
 
 
 def _read_zip(zs: ZeroShot, zf: zipfile.ZipFile, fit: int, progress: ProgressFn | None) -> LabelledSet:
@@ -181,11 +168,11 @@ def _read_zip(zs: ZeroShot, zf: zipfile.ZipFile, fit: int, progress: ProgressFn 
     folder = f"{next(iter(tops))}/" if len(tops) == 1 and all("/" in n for n in infos) else ""
     csvs = [i for n, i in infos.items() if n.lower().endswith(".csv") and "/" not in n.removeprefix(folder)]
     if csvs and csvs[0].file_size > MAX_CSV_BYTES:  # the header's size; read_member holds to the limit if it lies
-        raise LabelledError("labelled_csv_big", csvs[0].filename[:80], MAX_CSV_BYTES // 2**20)
+        raise Refusal("labelled_csv_big", csvs[0].filename[:80], MAX_CSV_BYTES // 2**20)
     csv_text = read_member(zf, csvs[0], MAX_CSV_BYTES).decode("utf-8-sig", errors="replace") if csvs else None
     entries = _entries(list(infos), csv_text, folder)
     if len(entries) > MAX_IMAGES:
-        raise LabelledError("labelled_many", len(entries), MAX_IMAGES)
+        raise Refusal("labelled_many", len(entries), MAX_IMAGES)
     classes, targets = _classes(entries)
     return _encode(zs, classes, entries, targets, lambda name: member_image(zf, infos[name], fit), progress)
 
@@ -194,7 +181,7 @@ def _open_file(path: Path, fit: int) -> Image.Image:
     try:
         return open_image(path, fit=fit)
     except ImageError as exc:
-        raise BatchError("batch_not_image", path.name, exc.text) from None
+        raise Refusal("batch_not_image", path.name, exc.text) from None
 
 
 def _encode(zs: ZeroShot, classes: tuple[str, ...], entries: list[tuple[str, str]], targets: list[int], read,
@@ -209,7 +196,7 @@ def _encode(zs: ZeroShot, classes: tuple[str, ...], entries: list[tuple[str, str
             thumb.thumbnail((THUMB, THUMB))
             thumbs.append(thumb)
         if progress:
-            progress(min(first + step, len(entries)), len(entries), Text("progress_labelled"))
+            progress(Progress(min(first + step, len(entries)), len(entries), Text("progress_labelled")))
     return LabelledSet(classes, tuple(n for n, _ in entries), torch.tensor(targets, dtype=torch.int64),
                        torch.cat(feats), tuple(thumbs))
 
@@ -299,11 +286,11 @@ def evaluate_labelled(zs: ZeroShot, data: LabelledSet, template_set: tuple[str, 
                       seed: int = 0, encoder: str = "clip", progress: ProgressFn | None = None) -> LabelledReport:
     """Measure CLIP on a labelled set: zero-shot with one template and with `template_set`, side by side, and with
     `examples` images per class held out as few-shot examples (Tip-Adapter over the template set), all scored on
-    the same images; calibration, and the "none of these" threshold. LabelledError when a class is too small to
+    the same images; calibration, and the "none of these" threshold. A Refusal when a class is too small to
     hold `examples` out and still be scored."""
     counts = Counter(t for t in data.targets.tolist() if t >= 0)
     if examples and (small := [data.classes[c] for c in range(len(data.classes)) if counts[c] <= examples]):
-        raise LabelledError("labelled_examples", small[0][:40], counts[data.classes.index(small[0])], examples)
+        raise Refusal("labelled_examples", small[0][:40], counts[data.classes.index(small[0])], examples)
     held, scored = _split(data.targets, examples, seed)
     in_set = [i for i in scored if data.targets[i] >= 0]
     feats, targets = data.features[in_set], data.targets[in_set]  # [n, D], [n]

@@ -1,11 +1,8 @@
 """The typed, stateless API: endpoints for scripts and agents, apart from the page's own events.
 
-Holds `ApiEndpoints` (`classify`, `classify_cifar`, `classify_batch`, `search`, `architecture_summary`), registered with
-`gr.api` and served as MCP tools (`clipdemo.ui.mcp`): each is fully typed and documented, takes everything it
-needs in the call (no session state), and returns plain JSON. They are the tasks of `clipdemo.tasks.classify`
-over the page's model service, caches and checks. Images come as base64 `data:` URLs or files uploaded to
-this server; web addresses are refused without any request (`clipdemo.io.images.image_from_reference`).
-The API speaks English (a script has no page language).
+Each endpoint takes everything it needs in the call (no session state) and returns plain JSON; the same functions
+are the MCP tools (`clipdemo.ui.mcp`). Web addresses are refused without any request. The API speaks English (a
+script has no page language).
 """
 
 from __future__ import annotations
@@ -21,7 +18,8 @@ from ..core.labels import CLIP, TEXT_ENCODERS
 from ..io.images import image_from_reference
 from ..serving.runtime import Runtime
 from ..core.search import DEFAULT_RESULTS, SearchQuery, results
-from ..tasks.classify import DEFAULT_TEMPLATE, BatchError, batch_count, check_examples, candidates, classify, classify_batch, \
+from ..core.words import Refusal
+from ..tasks.classify import DEFAULT_TEMPLATE, batch_count, check_examples, candidates, classify, classify_batch, \
     classify_index
 from ..tasks.search import search_cifar
 from .common import MODEL_WAIT_S, told
@@ -74,7 +72,7 @@ class ApiEndpoints:
             checks.temperature(temperature)
             if examples is not None and not (isinstance(examples, dict)
                                              and all(isinstance(v, list) for v in examples.values())):
-                raise BatchError("examples_shape")
+                raise Refusal("examples_shape")
             check_examples(label_set, {label: len(refs) for label, refs in (examples or {}).items()})
             root, fit = gr.utils.get_upload_folder(), self.rt.config().image_resolution
             picture = image_from_reference(image, root, fit)

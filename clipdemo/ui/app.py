@@ -1,8 +1,7 @@
 """The Space assembled: the header, the status line and one tab per module of `clipdemo.ui.tabs`.
 
-Holds `build_app(runtime)`, `queue_kwargs()`, `launch_kwargs(runtime)`, `start_runtime(settings)`,
-`file_janitor` and `main()`. Each tab lays itself out and wires its own events; this module only orders them
-and shares the visitor's label set (a `LabelSet` in `gr.State`) between Predict and Labels.
+Each tab lays itself out and wires its own events; this module only orders them and shares the visitor's label set
+(a `LabelSet` in `gr.State`) between Predict and Labels.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """What every tab shares: refusals told as sentences, progress bars, the model service, visitor-safe text.
 
-Holds `told(lang)` (the one way a handler turns the core's `Refusal`s, and ZeroGPU's refusals, into a
-`gr.Error` sentence in the visitor's language; an unavailable dataset or model is one sentence, with details
-that show no server path), `unavailable` and `details_block`, `progress_fn` (gr.Progress as the core's
-`ProgressFn`, its `Text`s said in the visitor's language), `wait_for_service`, `ensure_text`, and the
-escapers `md_text` (visitor text), `md_message` (the server's own, with links), `toast_text` and
-`hide_paths`. Handlers return Gradio's own `{component: value}` dicts; what they leave out stays as it is.
+`told` is the one way a handler turns a `Refusal` (or ZeroGPU's) into a `gr.Error` in the visitor's language; an
+unavailable dataset or model is one sentence, with details that show no server path. Handlers return Gradio's
+`{component: value}` dicts; what they leave out stays as it is.
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ from contextlib import contextmanager
 import gradio as gr
 
 from ..core.labels import LabelSet
-from ..core.words import ProgressFn, Refusal, Text, text
+from ..core.words import Progress, ProgressFn, Refusal, text
 from ..io.cifar import DataUnavailable
 from ..serving.runtime import ModelFailed, Runtime
 from ..serving.service import ZeroShot
@@ -90,8 +87,9 @@ def details_block(details: str, lang: str) -> str:
 
 
 def progress_fn(progress, lang: str) -> ProgressFn:
-    """A `gr.Progress` as the core's `(done, total, Text)` callback, said in `lang`."""
-    def report(done: int, total: int, what: Text) -> None:
+    """A `gr.Progress` as the core's `Progress` callback, said in `lang`."""
+    def report(step: Progress) -> None:
+        done, total, what = step
         words = what.say(lang)
         progress(done / total if total else None, desc=f"{words} {done}/{total}" if total else words)
 

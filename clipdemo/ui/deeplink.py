@@ -1,11 +1,7 @@
 """Opening the page: a shared link's values (`?index=15&k=5&labels=cat,dog`), or the visitor's last label set.
 
-Holds `PageOpen` (`open_page`, the load handler; `classify_link`, which classifies a linked index the slider
-did not change to; `search_link`, which runs a linked search (`?tab=search&q=...`); each returns Gradio's
-`{component: value}` dicts; `wire`). Links are read by
-`clipdemo.ui.links`: each bad value is ignored with a note above the tabs, never an error page. Hugging Face
-passes a Space page's query string into the app's frame on the first load only, so the page reads
-`window.location.search` once, as it loads, on the Space and on the app's own address alike.
+Each bad value is ignored with a note above the tabs, never an error page. Hugging Face passes a Space page's query
+string into the app's frame on the first load only, so the page reads `window.location.search` once, as it loads.
 """
 
 from __future__ import annotations

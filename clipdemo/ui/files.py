@@ -1,9 +1,7 @@
 """Results as files to download: a prediction, a batch or an evaluation as CSV and JSON, and a label set.
 
-Holds `results_dir()` and `RESULTS_MAX_AGE_S` (the folder the files are written to; the app's janitor removes
-what is older than ten minutes: Gradio copies each file into its own cache as the answer is sent),
-`label_file`, `prediction_files`, `batch_files` and `evaluation_files`. Text cells that a spreadsheet would
-run as formulas are defused. No gradio here.
+The app's janitor removes them after ten minutes: Gradio copies each file into its own cache as the answer is sent.
+Text cells that a spreadsheet would run as formulas are defused. No gradio here.
 """
 
 from __future__ import annotations

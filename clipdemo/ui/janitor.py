@@ -1,11 +1,8 @@
 """Keeping temporary folders bounded: files older than an age are removed by a sweep that never stops.
 
-Holds `sweep(folder, max_age_s)` (one pass: old files, then old empty folders) and `Janitor` (a daemon
-thread that sweeps its folders, each with its own age, every `every_s` seconds and survives any error). Why not Gradio's own
-`delete_cache`: in Gradio 6.31 its sweep iterates a set of paths that request threads add to, so under
-steady traffic it soon raises "Set changed size during iteration", and the background task that runs it
-ends for good; the upload folder then grows without bound (`bench/soak.py` showed it; a test
-reproduces the race). No gradio here: the UI passes the folders and a hook for Gradio's bookkeeping.
+Why not Gradio's own `delete_cache`: in Gradio 6.31 its sweep iterates a set of paths that request threads add to,
+so under steady traffic it raises "Set changed size during iteration" and ends for good, and the upload folder grows
+without bound (`bench/soak.py` showed it; a test reproduces the race). No gradio here.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """The visitor's language in the UI: static text translated in the browser, handlers' words per request.
 
-Holds `I18N` (the `gr.I18n` of `clipdemo.core.words.STRINGS`, given to `launch`), `L(key)` for static text
-(labels, tab names, buttons, Markdown: the browser shows it in its language, and Gradio's settings panel
-switches it), `lang_of(request)` (the language of a request: the `clipdemo_lang` cookie, else the browser's
-Accept-Language, else English) and `HEAD`, a script that keeps that cookie equal to the page's language, so
-handlers follow the settings panel too. Handlers take the `gr.Request` Gradio passes them (never a visible
-input) and say every `Text` and `Refusal` in `lang_of(request)`.
+Handlers take the `gr.Request` Gradio passes them (never a visible input) and speak `lang_of(request)`: the
+`clipdemo_lang` cookie, else Accept-Language, else English. `HEAD` keeps that cookie equal to the page's language,
+so handlers follow Gradio's settings panel too.
 """
 
 from __future__ import annotations

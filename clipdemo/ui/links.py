@@ -1,9 +1,7 @@
 """Shareable links: the small, checked state a page URL may carry, read on load and written for a result.
 
-Holds `Link` (index, k, tab, a `LabelSet`, and a search: a `SearchQuery` and how many results), `read_link(query)`, which keeps each valid value and turns
-each bad one into a note (the `Refusal` its checker raised, said later in the visitor's language), and
-`link_query(link)`, its inverse. A link never carries an image: uploads stay with the visitor. Values are
-checked by the checkers every shell uses (`clipdemo.core.checks`, `LabelSet.from_query`). No gradio here.
+A link never carries an image. Values are checked by the checkers every shell uses; a bad one becomes a note (its
+`Refusal`, said later in the visitor's language), not an error. No gradio here.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
 """The MCP server: the typed endpoints as MCP tools that answer in JSON, at /gradio_api/mcp/ (streamable HTTP).
 
-Why not Gradio's own (`launch(mcp_server=True)`): in Gradio 6.31 a tool's answer is `str(output)`, a Python
-repr (`[{'label': 'sun', ...}]`, single quotes) that JSON parsers reject, with no output schema; its one
-option, `gr.tool(structured_output=True)`, wraps that same text. So this module serves the same functions
-with the `mcp` SDK's own low-level server: each tool publishes an input schema (from the function's type
-hints and its docstring's `Args:`) and an output schema, and answers with JSON text plus `structuredContent`
-(a dict as it is; a list as `{"result": [...]}`, the SDK's convention). Errors are the same sentences the API
-gives. Arguments are checked in the tool's worker thread, never on the event loop: an unknown, missing, over-large
-(by length alone, first) or mistyped one is refused by name; the SDK's own validation, which walked whatever was
-sent on the loop, is off (the body itself is bounded before any of this, `clipdemo.ui.bodycap`). Holds `McpServer` (`tools`, `call`, and `lifespan`, which mounts it on Gradio's app as the server
-starts: Starlette does not run a mounted app's lifespan, and a session manager runs once, so each start
-makes its own). `gradio_client` never uses MCP: its callers get exactly what they got before.
+Why not Gradio's own (`launch(mcp_server=True)`): in Gradio 6.31 a tool's answer is `str(output)`, a Python repr
+that JSON parsers reject, with no output schema. So the `mcp` SDK's low-level server serves the same functions with
+input and output schemas. Arguments are checked in the tool's worker thread, never on the event loop (the SDK's own
+validation is off). Starlette does not run a mounted app's lifespan, so `lifespan` mounts it as the server starts.
 """
 
 from __future__ import annotations

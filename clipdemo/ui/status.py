@@ -1,9 +1,7 @@
 """The status line above the tabs: which model is loaded (or why not), on what, and the dataset; and `/ping`.
 
-Holds `StatusLine` (`status()`, polled each second until start-up work is done, returning Gradio's
-`{component: value}` dict; `ping()`, a health check that never touches the model) and `build`/`wire`. The
-status also brings the Predict tab's layer and head choices in line with the loaded architecture, and shows
-the self-check (a badge with a tooltip here, a section in the About tab) once it ran on the real weights.
+Polled each second until start-up work is done; it also brings the Predict tab's layer and head choices in line with
+the loaded architecture. `/ping` never touches the model.
 """
 
 from __future__ import annotations

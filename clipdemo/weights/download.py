@@ -1,10 +1,8 @@
 """Fetching weights: the mirror chain of a `WeightSource`, walked until one yields a verified file.
 
-Holds `Hub` (where the Hugging Face Hub and its cache are: the settings read them from HF's own variables)
-and `fetch()` (a verified cached file first, in clipdemo's cache or in the Hugging Face cache that the
-Space's `preload_from_hub` fills at build time; then each mirror in order: Hub mirrors through
-`huggingface_hub.hf_hub_download`, URLs streamed to a temp file and renamed into place once verified),
-and `PROBE_TIMEOUT_S`. A file that does not hash to its mirror's pin is removed. Nothing here runs at import.
+A verified cached file comes first (clipdemo's cache, or the Hugging Face cache the Space's `preload_from_hub` fills
+at build time). A downloaded file is renamed into place only once verified, and a file that does not hash to its
+mirror's pin is removed. Nothing here runs at import.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 
 from ..core.model import WeightsError
-from ..core.words import ProgressFn, Text
+from ..core.words import Progress, ProgressFn, Text
 from .sources import Mirror, WeightSource, sha256_file
 
 __all__ = ["Hub", "fetch", "PROBE_TIMEOUT_S"]
@@ -98,7 +96,7 @@ def _progress_bar(progress: ProgressFn | None, what: Text):
     class Report(tqdm):
         def update(self, n=1):
             out = super().update(n)
-            progress(int(self.n), int(self.total or 0), what)
+            progress(Progress(int(self.n), int(self.total or 0), what))
             return out
 
     return Report
@@ -142,7 +140,7 @@ def _download(mirror: Mirror, cache_dir: Path, timeout: float, progress: Progres
                 h.update(block)
                 done += len(block)
                 if progress:
-                    progress(done, total, Text("downloading", mirror.filename))
+                    progress(Progress(done, total, Text("downloading", mirror.filename)))
         if total and done != total:
             raise _Failed(f"download ended early ({done} of {total} bytes)")
         digest = h.hexdigest()

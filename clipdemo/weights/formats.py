@@ -1,9 +1,7 @@
 """Reading checkpoint files into a state dict, whatever their format, without running code from them.
 
-Holds `read_checkpoint(path)`: a TorchScript archive (OpenAI's format, read as `clip.load` reads it), a
-safetensors file (open_clip's on the Hub: plain data, no pickle), or a `torch.save` state dict (read with
-`weights_only=True`), told apart by their bytes. Every failure is a `WeightsError` naming the file.
-No model code here (see `clipdemo.core.model`).
+TorchScript (OpenAI's), safetensors (open_clip's on the Hub) and `torch.save` files (read with `weights_only=True`)
+are told apart by their bytes. Every failure is a `WeightsError` naming the file. No model code here.
 """
 
 from __future__ import annotations

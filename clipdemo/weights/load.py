@@ -1,10 +1,7 @@
 """From a weights name to a loaded model: `load_model`, the one entry point for every weight source.
 
-Holds `load_model` (a registered source fetched and verified, a checkpoint file in any of the three formats, or
-seeded random weights), `load_checkpoint`, and `load_tower` (the multilingual text tower that goes with a loaded
-image model: its pinned Hub files, or random beside random image weights). What a model is lives in
-`clipdemo.core.model`; where files come from in `clipdemo.weights.sources` and `.download`; how they are read in
-`.formats`.
+A registered source is fetched and verified, a checkpoint file is read in any of the three formats, or seeded random
+weights are built; the multilingual text tower is random beside random image weights.
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ from ..core.labels import MULTILINGUAL
 from ..core.multilingual import (TOWER_PRESETS, LoadedTower, TextTower, WordPieces, build_from_state_dicts,
                                  standin_vocabulary)
 from ..core.multilingual import build_random as build_tower
-from ..core.words import ProgressFn, Text
+from ..core.words import Progress, ProgressFn, Text
 from .download import Hub, fetch
 from .formats import read_checkpoint
 from .sources import (TOWER_ROLES, TOWER_SOURCES, WEIGHT_SOURCES, TowerSource, WeightSource, known_release,
@@ -75,7 +72,7 @@ def load_model(weights: str = DEFAULT_MODEL, *, device: str | torch.device = "au
             raise WeightsError("weights_unknown", repr(weights), ", ".join([*sources, "random"]))
         name, origin, digest = path.name, str(path), sha256_file(path)
     if progress:
-        progress(0, 0, Text("loading_file", path.name))
+        progress(Progress(0, 0, Text("loading_file", path.name)))
     model, config = load_checkpoint(path, dev)
     log.info("loaded %s from %s on %s", name, origin, dev)
     return LoadedModel(model, preprocess_for(config), dev, config,
@@ -102,7 +99,7 @@ def load_tower(image: LoadedModel, *, cache_dir: Path | None = None, allow_downl
             raise WeightsError("ml_width", image.config.embed_dim, ", ".join(
                 str(c.embed_dim) for c in TOWER_PRESETS.values()))
         if progress:
-            progress(0, 0, Text("ml_building"))
+            progress(Progress(0, 0, Text("ml_building")))
         model = build_tower(config, seed).to(image.device)
         info = WeightsInfo(f"random {name}", f"seeded random init (seed={seed}), stand-in vocabulary", None,
                            trained=False)
@@ -117,7 +114,7 @@ def load_tower(image: LoadedModel, *, cache_dir: Path | None = None, allow_downl
             tried = exc.text.values[3] if exc.key == "weights_tried" else exc.text
             raise WeightsError("ml_unavailable", source.files[role].name, tried) from exc
     if progress:
-        progress(0, 0, Text("loading_file", paths["bert"].name))
+        progress(Progress(0, 0, Text("loading_file", paths["bert"].name)))
     model = build_from_state_dicts(read_checkpoint(paths["bert"]), read_checkpoint(paths["dense"]))
     if model.config.embed_dim != image.config.embed_dim:
         raise WeightsError("ml_width", image.config.embed_dim, model.config.embed_dim)

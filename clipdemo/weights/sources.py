@@ -1,11 +1,7 @@
 """Where CLIP weights come from, as data: the mirrors of each source, each pinned by SHA-256.
 
-Holds: `Mirror` and `WeightSource`, the `WEIGHT_SOURCES` registry (name -> ordered mirrors, each with
-a pinned SHA-256, Hub mirrors at a pinned revision, and the reason for the order), `KNOWN_RELEASES`
-(files known by their SHA-256), `TowerSource` and `TOWER_SOURCES` (the multilingual text tower's files, each
-pinned the same way, and the image release it goes with) and `file_digest()`. Fetching is
-`clipdemo.weights.download`, reading files `clipdemo.weights.formats`, the whole chain `clipdemo.weights.load`.
-Nothing here touches the network.
+Hub mirrors are also pinned to a revision, and each source's mirror order comes with its reason. Nothing here
+touches the network: fetching is `clipdemo.weights.download`.
 """
 
 from __future__ import annotations

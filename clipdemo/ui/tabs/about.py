@@ -2,8 +2,7 @@
 and, since CLIP ViT-B/32's own text tower learnt from English, the label language: a way back to the English
 labels, and one to the Turkish ones with the multilingual text tower.
 
-Holds `build(labels_tab, labels_state)`; the text itself is `about_md` in `clipdemo/core/locales/`. Either
-button is the Labels tab's own `pick_preset`, as picking both presets and the label language there would be.
+The text itself is `about_md` in `clipdemo/core/locales/`. Either button is the Labels tab's own `pick_preset`.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
-"""The Architecture tab: the configuration derived from the weights, torchinfo summaries of both towers with
-FlopCounterMode's FLOPs beside torchinfo's mult-adds, the module tree, a treemap of where the parameters are, and
-the CLIP family side by side (issue #27).
+"""The Architecture tab (issue #27): the loaded model's configuration, torchinfo summaries with FlopCounterMode's
+FLOPs, the module tree and a parameter treemap, and the CLIP family side by side.
 
-Holds `ArchitectureTab`: `architecture(depth)`, `family()` and `compare(a, b, tower, depth)`, each returning
-Gradio's `{component: value}` dict, and `build`. The loaded model's views work before it has loaded (on a
-random-weights stand-in of the same architecture), through the service that `Runtime.architecture_service` hands
-out; the family's are built on PyTorch's meta device and never load weights.
+The loaded model's views work before it has loaded, on a random-weights stand-in of the same architecture
+(`Runtime.architecture_service`); the family is built on PyTorch's meta device and never loads weights.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """The Batch sub-tab of Predict: many images (files, or a zip of images) against the visitor's labels.
 
-Holds `BatchTab` (`classify_all`, a plain method tests call, returning Gradio's `{component: value}` dict;
-`build`, its layout and wiring). Reading and limits are `clipdemo.tasks.classify`'s; the images are encoded
-as bulk work, so other visitors' predictions go in between; results come as a table, thumbnails and CSV/JSON
-downloads.
+Reading and limits are `clipdemo.tasks.classify`'s; the images are encoded as bulk work, so other visitors'
+predictions go in between.
 """
 
 from __future__ import annotations

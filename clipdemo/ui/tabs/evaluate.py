@@ -1,9 +1,7 @@
 """The Evaluate tab: zero-shot accuracy on CIFAR-100, with progress, stop, charts, galleries and exports.
 
-Holds `EvaluateTab`: `run`, a generator that renders what `clipdemo.tasks.evaluate.run` yields (a progress
-line for each step, then every result as Gradio's `{component: value}` dict; Stop, a closed tab or the time
-limit end it between two steps), and `build`. The numbers and the rate are the core's; the pictures come
-from `clipdemo.io.figures`, the files from `clipdemo.ui.files`.
+It renders what `clipdemo.tasks.evaluate.run` yields; the numbers and the rate are the core's. Stop, a closed tab or
+the time limit end a run between two steps.
 """
 
 from __future__ import annotations
@@ -16,11 +14,11 @@ from ...core import checks
 from ...core.labels import CLIP, LABEL_PRESETS
 from ...core.model import WeightsInfo
 from ...core.multilingual import LoadedTower
-from ...core.words import text
+from ...core.words import Progress, text
 from ...io import figures
 from ...io.cifar import Cifar100
 from ...serving.runtime import Runtime
-from ...tasks.evaluate import (PUBLISHED, SPELLINGS, SUBSETS, TEMPLATE_CHOICES, Evaluation, Report, Step,
+from ...tasks.evaluate import (PUBLISHED, SPELLINGS, SUBSETS, TEMPLATE_CHOICES, Evaluation, Report,
                                run)
 from .. import files
 from .yourdata import YourDataBox
@@ -56,9 +54,9 @@ class EvaluateTab:
         with told(lang):
             # Two bulk model calls between yields: Stop, a closed tab or a lost client ends the run there.
             for step in run(zs, data, ev, chunk=2 * zs.bulk_images, time_limit_s=self.time_limit_s):
-                if isinstance(step, Step):
-                    progress(step.done / step.total, desc=step.text.say(lang))
-                    yield {self.summary: "⏳ " + step.text.say(lang)}
+                if isinstance(step, Progress):
+                    progress(step.done / step.total, desc=step.what.say(lang))
+                    yield {self.summary: "⏳ " + step.what.say(lang)}
                 elif step.stopped is not None:
                     yield {self.summary: step.stopped.say(lang)}
                 else:

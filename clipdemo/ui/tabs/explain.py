@@ -1,10 +1,7 @@
 """The Predict tab's "Why this label?": label-conditioned relevancy for the last classified image.
 
-Holds `ExplainBox` (`label_choices`, which follows each new result, and `explain`, the handler tests and the
-`/relevancy` endpoint call; both return Gradio's `{component: value}` dicts) and `build`; the image comes
-back through `PredictTab.image_for`. The maps come from `ZeroShot.explain` (Chefer, Gur & Wolf, ICCV 2021:
-gradient-weighted attention, accumulated over layers); the attention rollout is shown beside it for
-contrast, and the prompt's words are shaded.
+The maps come from `ZeroShot.explain` (Chefer, Gur & Wolf, ICCV 2021: gradient-weighted attention, accumulated over
+layers); the attention rollout is shown beside it for contrast. The image comes back through `PredictTab.image_for`.
 """
 
 from __future__ import annotations

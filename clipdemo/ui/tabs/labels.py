@@ -1,10 +1,8 @@
 """The Labels tab: the visitor's own label set and prompt templates, their similarity, and CLIP's tokens.
 
-Holds `LabelsTab`: its layout (`build`) and its handlers, plain methods that return Gradio's `{component: value}`
-dicts (`pick_preset`, `check_labels`, `hint`, `set_labels`, `label_summary`, `tokens`, `similarity`). The
-label language is the set's text tower: CLIP's own (English) or the multilingual one; a hint offers the latter
-while the former is active and the labels, the page or a preset is not English. The active set is a `LabelSet` in
-the visitor's `gr.State`, never on the server; the saved sets are `saved_sets.SavedSetsBox`.
+The active set is a `LabelSet` in the visitor's `gr.State`, never on the server. The label language is the set's
+text tower: CLIP's own (English) or the multilingual one, which a hint offers while the labels, the page or a preset
+is not English.
 """
 
 from __future__ import annotations

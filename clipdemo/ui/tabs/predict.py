@@ -1,11 +1,8 @@
 """The Predict tab: a CIFAR-100 test image by index, or an upload, classified against the visitor's labels,
 with the patches and the class token's attention for the classified image beside it.
 
-Holds `PredictTab`: its layout (`build`) and its handlers, plain methods returning Gradio's
-`{component: value}` dicts (`predict_index`, `predict_image`, `attention`, `random_index`, and `image_for`,
-which finds the last classified image again). Model work goes through the `ZeroShot` service; pictures come
-from `clipdemo.io.figures`, files from `clipdemo.ui.files`. The Batch sub-tab and "Why this label?" are
-`batch.BatchTab` and `explain.ExplainBox`.
+Model work goes through the `ZeroShot` service. The Batch sub-tab and "Why this label?" are `batch.BatchTab` and
+`explain.ExplainBox`.
 """
 
 from __future__ import annotations
@@ -27,7 +24,7 @@ from ...io import figures
 from ...io.images import image_source, open_image
 from ...serving.runtime import Runtime
 from ...serving.service import ZeroShot
-from ...tasks.classify import MAX_EXAMPLES, PLAIN, Answering, BatchError, predict_with, read_batch
+from ...tasks.classify import MAX_EXAMPLES, PLAIN, Answering, predict_with, read_batch
 from .. import files
 from ..common import UI_API, ensure_text, hide_paths, md_text, told, toast_text, wait_for_service
 from ..lang import L, lang_of
@@ -199,7 +196,7 @@ class PredictTab:
         paths = [f if isinstance(f, str) else f.get("path") for f in (uploads or [])]
         with told(lang):
             if label not in label_set.labels:
-                raise BatchError("examples_label", str(label or "")[:40])
+                raise Refusal("examples_label", str(label or "")[:40])
             items = read_batch([p for p in paths if p], fit=self.rt.config().image_resolution, limit=MAX_EXAMPLES)
             zs = wait_for_service(self.rt, progress, lang)
             answering = answering.with_examples(label, zs.image_features([image for _, image in items]))

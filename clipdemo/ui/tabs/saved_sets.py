@@ -1,12 +1,8 @@
 """A visitor's saved label sets: named `LabelSet`s kept in their own browser, never on the server, and files.
 
-Holds the store's shape (`{"active": {...} | None, "sets": {name: {"labels": [...], "templates": [...]}}}`,
-each entry a `LabelSet`'s JSON form) and its pure functions (`clean`: what comes back from a browser is
-untrusted, so malformed entries are dropped; `save`, `delete`, `remember`, `names`, `clean_name`), and
-`SavedSetsBox`, the Labels tab's box (save, load, delete, a `.txt` download, a `.txt`/`.csv` upload). The
-store is a `gr.BrowserState` (localStorage, encrypted with the settings' secret). Loading a set or a file
-fills the editors and applies them through the Labels tab, so the same checks and budget hold as for typing;
-every refusal is a `Refusal`, said in the visitor's language.
+The store is a `gr.BrowserState` (localStorage, encrypted with the settings' secret); what comes back from a browser
+is untrusted, so malformed entries are dropped. Loading a set or a file applies it through the Labels tab, so the
+same checks and budget hold as for typing.
 """
 
 from __future__ import annotations

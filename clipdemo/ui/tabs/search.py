@@ -1,16 +1,7 @@
 """The Search tab: find images by text, by image, or both, in CIFAR-100's test split or the visitor's own pictures.
 
-Holds `SearchTab`:
-- `search` checks the query (`SearchQuery.of`) and runs it with `clipdemo.tasks.search`, over the feature store
-  the runtime fills in the background (until it is complete, search covers what is encoded, and says so);
-- it shows the results as a gallery (each one's cosine, index and true class), a chart of the classes found,
-  a link and CSV/JSON;
-- `select` shows a result large, with three actions: `open_in_predict` (classify it), `explain_match` (the
-  relevancy map of the result for the query's words) and `more_like` (the result becomes the query image);
-- `add_to_gallery`/`clear_gallery` manage the visitor's own pictures (features and thumbnails only, in their
-  session);
-- `coverage` says how much of the split search covers.
-Handlers return Gradio's `{component: value}` dicts and say everything in the visitor's language.
+Until the runtime's background index is complete, a search covers what is encoded, and says so. A visitor's own
+pictures are kept as features and thumbnails only, in their session.
 """
 
 from __future__ import annotations

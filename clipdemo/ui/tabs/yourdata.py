@@ -1,10 +1,7 @@
 """The Evaluate tab's "Your labelled images": a visitor's own labelled zip, measured (issue #26).
 
-Holds `YourDataBox`: `load` (a zip read and encoded into the session: features and thumbnails only, never the
-images; its class names shown as editable labels), `run` (the report: accuracy with one template and with the
-active templates side by side, few-shot with examples held out, calibration, the "none of these" threshold),
-`use_threshold` (the recommended threshold put on the Predict tab), and `build`. The reading, the checks and
-the math are `clipdemo.tasks.yourdata`'s; the report's panels appear once there is a report.
+The zip is read into the session as features and thumbnails only, never the images. The reading, the checks and the
+math are `clipdemo.tasks.yourdata`'s; the report's panels appear once there is a report.
 """
 
 from __future__ import annotations
