@@ -36,7 +36,7 @@ from .tasks.yourdata import evaluate_labelled, read_labelled
 __all__ = ["main", "build_parser"]
 
 log = logging.getLogger("clipdemo")
-JSON_SCHEMA = 1  # `predict --json`'s shape: see docs/cli.md and CHANGELOG.md before changing a key
+JSON_SCHEMA = 1  # every sub-command's `--json` shape: see docs/cli.md and CHANGELOG.md before changing a key
 SUFFIXES = IMAGE_SUFFIXES | {".zip"}  # what a folder of images for `predict --images` may hold
 
 
@@ -50,6 +50,35 @@ def _argument(check):
 
     convert.__name__ = check.__name__
     return convert
+
+
+class _Renamed(argparse.Action):
+    """A flag of 0.1 that has a new name now (CHANGELOG.md): said in a sentence, never taken with its old meaning."""
+
+    def __init__(self, option_strings, dest, now: str, **kwargs):
+        super().__init__(option_strings, dest, nargs="?", help=argparse.SUPPRESS, **kwargs)
+        self.now = now
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} is now {self.now} (see CHANGELOG.md)")
+
+
+def _renamed(p: argparse.ArgumentParser, old: str, now: str) -> None:
+    p.add_argument(old, action=_Renamed, now=now, dest="renamed_" + old.strip("-").replace("-", "_"))
+
+
+def _json_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help=f"print the result as JSON (schema {JSON_SCHEMA}: docs/cli.md)")
+
+
+def _emit(command: str, **fields) -> int:
+    """A result as one JSON object on stdout: its schema, the sub-command, then the fields."""
+    print(json.dumps({"schema": JSON_SCHEMA, "command": command, **fields}, ensure_ascii=False, default=str))
+    return 0
+
+
+def _weights_json(info) -> dict:
+    return {"name": info.name, "sha256": info.sha256, "trained": info.trained, "verified": info.verified}
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -107,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--images", help="a folder of images (or zips of images), or a glob: up to 64 images")
     p.add_argument("--top-k", type=_argument(checks.top_k), default=5,
                    help=f"how many labels to show, 1..{checks.MAX_TOP_K} (default 5)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _json_arg(p)
     _answering_args(p)
     p.set_defaults(func=cmd_predict)
 
@@ -117,12 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--raw", action="store_true", help='send the query as typed (default: "a photo of <query>")')
     like = s.add_mutually_exclusive_group()
     like.add_argument("--image", type=Path, help="an image to look like (weighted equally with the query)")
-    like.add_argument("--index", type=_argument(_index_or_collection), metavar="N|OUT",
-                      help="a CIFAR-100 test image to look like (0..9999); or the folder of a `bulk --embeddings` "
-                           "run, to search its images instead of CIFAR-100's")
+    like.add_argument("--index", type=_argument(checks.cifar_index),
+                      help=f"a CIFAR-100 test image to look like, 0..{checks.TEST_SIZE - 1}")
+    like.add_argument("--collection", type=_argument(_collection), metavar="DIR",
+                      help="search the images of a `bulk --embeddings` collection instead of CIFAR-100's (by text)")
     s.add_argument("--top-k", type=_argument(results), default=DEFAULT_RESULTS,
                    help=f"how many results, 1..{MAX_RESULTS} (default {DEFAULT_RESULTS})")
-    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _json_arg(s)
     s.add_argument("--sheet", type=Path, help="also write the results as a contact sheet (PNG)")
     _batch_args(s)
     _model_args(s)
@@ -132,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     _image_args(r)
     r.add_argument("--label", help="the label to explain (default: the top-1 label)")
     r.add_argument("--versus", help="a second label: the map shows where the first one's relevancy exceeds it")
-    r.add_argument("--out", type=Path, help="write the relevancy overlay here (PNG)")
+    r.add_argument("--overlay", type=Path, metavar="PNG", help="write the relevancy overlay here (a PNG file)")
+    _renamed(r, "--out", "--overlay")
+    _json_arg(r)
     r.set_defaults(func=cmd_explain)
 
     a = sub.add_parser("architecture", help="print the configuration and torchinfo summaries of both towers")
@@ -145,19 +177,25 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--flops", action="store_true",
                    help="print each layer's FLOPs (torch's FlopCounterMode) beside torchinfo's mult-adds, and "
                         "reconcile the two counts")
+    _json_arg(a)
     _model_args(a)
     a.set_defaults(func=cmd_architecture)
 
     fam = sub.add_parser("family", help="the OpenAI CLIP family side by side: parameters and exact FLOPs per tower "
                                         "(architectures only: nothing is loaded or downloaded)")
+    _json_arg(fam)
     fam.set_defaults(func=cmd_family)
 
     b = sub.add_parser("bulk", help="classify (and embed) a whole collection, resumably, on this machine or on Ray "
                                     "Data, in clip-retrieval's layout")
-    b.add_argument("--images", type=Path, help="a folder of images (searched recursively)")
+    b.add_argument("--folder", type=Path, metavar="DIR", help="a folder of images (searched recursively)")
     b.add_argument("--table", type=Path, help="a parquet or CSV table of image paths (its 'path' column, or its first)")
     b.add_argument("--shards", type=Path, nargs="+", help="webdataset .tar shards")
-    b.add_argument("--out", type=Path, required=True, help="the output folder (a rerun finishes what is missing)")
+    b.add_argument("--collection", type=Path, required=True, metavar="DIR",
+                   help="the folder the collection is written to (a rerun finishes what is missing); "
+                        "`search --collection DIR` searches it")
+    _renamed(b, "--out", "--collection")
+    _renamed(b, "--images", "--folder (predict's --images is a batch of up to 64)")
     _label_args(b)
     b.add_argument("--top-k", type=_argument(checks.top_k), default=5,
                    help=f"labels kept per image, 1..{checks.MAX_TOP_K} (default 5)")
@@ -172,14 +210,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model actors for --engine ray (default: one per GPU, else CPUs / threads per actor)")
     b.add_argument("--batch-size", type=_argument(lambda v: checks.count(v, 1, 1024, "name_batch_size")),
                    default=None, help="images per model batch for --engine ray (default: 256 on a GPU, 64 on a CPU)")
+    _json_arg(b)
     _model_args(b)
     b.set_defaults(func=cmd_bulk)
 
     f = sub.add_parser("features", help="encode the CIFAR-100 test split into a features file the app loads")
-    f.add_argument("--out", type=Path, help="output file (default: the cache path the app looks in)")
+    f.add_argument("--features-file", type=Path, metavar="FILE",
+                   help="the features file to write (default: the cache path the app looks in)")
+    _renamed(f, "--out", "--features-file")
     f.add_argument("--limit", type=_argument(lambda v: checks.count(v, 1, checks.TEST_SIZE, "name_limit")),
                    help="only the first N test images (default: all 10,000)")
     _batch_args(f)
+    _json_arg(f)
     _model_args(f)
     f.set_defaults(func=cmd_features)
 
@@ -189,9 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     subset.add_argument("--per-class", type=int, help="a seeded stratified sample of K images per class")
     subset.add_argument("--all", action="store_true", help="all 10,000 test images")
     e.add_argument("--seed", type=int, default=0, help="seed of the stratified sample")
-    e.add_argument("--templates", choices=list(TEMPLATE_CHOICES), default="both",
-                   help="the settings scored side by side: single, cifar18, both (default), or languages (English "
-                        "with CLIP's text tower, English and Turkish with the multilingual one)")
+    e.add_argument("--compare", choices=list(TEMPLATE_CHOICES), default="both",
+                   help="CIFAR-100's settings scored side by side: single, cifar18, both (default), or languages "
+                        "(English with CLIP's text tower, English and Turkish with the multilingual one)")
     e.add_argument("--spelling", choices=list(SPELLINGS), default="cifar100",
                    help="class names: torchvision's (default) or the CLIP paper's (--templates languages brings its "
                         "own: torchvision's and the Turkish ones)")
@@ -199,31 +241,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="your own labelled images instead of CIFAR-100: a zip or a folder, one folder per class "
                         "(ImageFolder layout; an 'other' or '_none' folder holds images no class fits), or images "
                         "with a CSV of filename,label")
-    e.add_argument("--examples", type=_argument(lambda v: checks.count(v, 0, 16, "name_examples")), default=0,
+    e.add_argument("--few-shot", type=_argument(lambda v: checks.count(v, 0, 16, "name_examples")), default=0,
                    metavar="N", help="with --labelled: hold out N images per class as few-shot examples (0..16)")
-    e.add_argument("--template-set", choices=list(TEMPLATE_SETS), default="cifar18",
+    e.add_argument("--templates", choices=list(TEMPLATE_SETS), default=None,
                    help="with --labelled: the template set scored beside the single template (default cifar18)")
+    _renamed(e, "--examples", "--few-shot (predict's --examples is a folder)")
+    _renamed(e, "--template-set", "--templates")
     _batch_args(e)
-    e.add_argument("--out", type=Path, help="write the full results (per class, per image) as JSON")
+    e.add_argument("--results", type=Path, metavar="JSON",
+                   help="write the full results (per class, per image) to this JSON file (with --labelled, a "
+                        "per-image CSV beside it)")
+    _renamed(e, "--out", "--results")
+    _json_arg(e)
     _model_args(e)
     e.set_defaults(func=cmd_evaluate)
 
     x = sub.add_parser("export-onnx", help="export the vision tower to ONNX (the app does this by itself)")
-    x.add_argument("--out", type=Path, required=True)
+    x.add_argument("--onnx", type=Path, required=True, metavar="FILE", help="the ONNX file to write")
+    _renamed(x, "--out", "--onnx")
+    _json_arg(x)
     _model_args(x)
     x.set_defaults(func=cmd_export_onnx)
 
     c = sub.add_parser("selfcheck", help="check the real ViT-B/32 on the real CIFAR-100 against the published figures")
     c.add_argument("--cifar10", type=Path, help="a folder holding cifar-10-batches-py/ (optional check)")
+    _json_arg(c)
     _model_args(c)
     c.set_defaults(func=cmd_selfcheck)
     return parser
 
 
-def _index_or_collection(value: str) -> int | Path:
-    """`search --index`: a CIFAR-100 test index (a whole number), or the folder of a bulk run's output."""
-    if value.strip().lstrip("+-").isdigit():
-        return checks.cifar_index(value)
+def _collection(value: str) -> Path:
+    """`search --collection`: the folder a bulk run wrote."""
     folder = Path(value).expanduser()
     if not folder.is_dir():
         raise BulkError("bulk_not_folder", value)
@@ -309,9 +358,7 @@ def _answering(args: argparse.Namespace, zs, label_set: LabelSet) -> Answering:
 
 def _answering_json(zs, label_set: LabelSet, answering: Answering) -> dict:
     """The settings every `predict --json` answer carries, as machine values."""
-    return {"schema": JSON_SCHEMA, "weights": {"name": zs.loaded.info.name, "sha256": zs.loaded.info.sha256,
-                                               "trained": zs.loaded.info.trained, "verified": zs.loaded.info.verified},
-            "device": str(zs.loaded.device), "dtype": _dtype(zs), "text_encoder": label_set.encoder,
+    return {"weights": _weights_json(zs.loaded.info), "device": str(zs.loaded.device), "dtype": _dtype(zs), "text_encoder": label_set.encoder,
             **({} if label_set.encoder == CLIP else
                {"text_encoder_weights": {"name": zs.tower().info.name, "trained": zs.tower().info.trained}}),
             "threshold": answering.threshold, "temperature": answering.temperature,
@@ -342,8 +389,7 @@ def cmd_predict(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
                "top": pred.rows(answering.threshold)}
         if answering.threshold is not None:
             out["fits"] = pred.fits(answering.threshold)
-        print(json.dumps(out, ensure_ascii=False))
-        return 0
+        return _emit("predict", **out)
     print(f"Weights: {pred.weights.label}; device {zs.loaded.device}, {_dtype(zs)}")
     print(f"Text encoder: {_text_encoder(zs, label_set)}")
     print("\n".join([f"Image: {what}" + (f" (true class: {true_label})" if true_label else ""),
@@ -383,10 +429,9 @@ def _predict_batch(args: argparse.Namespace, cfg: settings_mod.Settings, label_s
     items = read_batch(paths, fit=zs.loaded.config.image_resolution)
     preds = classify_batch(zs, [image for _, image in items], label_set, args.top_k, answering=answering)
     if args.json:
-        print(json.dumps({**_answering_json(zs, label_set, answering),
-                          "images": [{"image": name, "predictions": p.rows(answering.threshold)}
-                                     for (name, _), p in zip(items, preds)]}, ensure_ascii=False))
-        return 0
+        return _emit("predict", **_answering_json(zs, label_set, answering),
+                     images=[{"image": name, "predictions": p.rows(answering.threshold)}
+                             for (name, _), p in zip(items, preds)])
     print(f"Weights: {zs.loaded.info.label}; {len(items)} images, {len(label_set.labels)} labels")
     if lines := _answering_lines(answering):
         print("\n".join(lines))
@@ -402,7 +447,7 @@ def _predict_batch(args: argparse.Namespace, cfg: settings_mod.Settings, label_s
 
 def cmd_explain(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     """Print why the image matched a label (its relevancy over the patches as a grid, and over the prompt's
-    words) and write the overlay to `--out`."""
+    words) and write the overlay to `--overlay`."""
     from .io import figures
 
     label_set = _label_set(args)
@@ -412,6 +457,15 @@ def cmd_explain(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     ex = zs.inside.explain(image, ("cli", what), label, label_set, args.versus)
     amap = ex.image  # [grid, grid]
     prompt = fill(label_set.templates[0], label)
+    if args.overlay:
+        figures.attention_overlay(figures.overlay_base(figures.input_view(zs.pixels(image), min_size=0)),
+                                  amap).save(args.overlay)
+    if args.json:
+        words = (dict(zip(("word", "relevancy"), wv)) for wv in zip(prompt_words(prompt), ex.words.tolist()))
+        return _emit("explain", weights=_weights_json(zs.loaded.info), image=what, true_label=true_label,
+                     label=label, versus=args.versus, prompt=prompt, logit=ex.logit, cosine=ex.logit / LOGIT_SCALE,
+                     patches=amap.tolist(), words=list(words) if label_set.encoder == CLIP else None,
+                     overlay=str(args.overlay) if args.overlay else None)
     print(f"Weights: {zs.loaded.info.label}")
     print(f"Image: {what}" + (f" (true class: {true_label})" if true_label else ""))
     versus = f", where its relevancy exceeds {args.versus!r}'s" if args.versus else ""
@@ -424,10 +478,8 @@ def cmd_explain(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
         print("  " + "  ".join(f"{w} {v:.3f}" for w, v in zip(prompt_words(prompt), ex.words.tolist())))
     else:
         print(f"\n{Text('explain_words_tower')}")
-    if args.out:
-        figures.attention_overlay(figures.overlay_base(figures.input_view(zs.pixels(image), min_size=0)),
-                                  amap).save(args.out)
-        print(f"\nOverlay written to {args.out}")
+    if args.overlay:
+        print(f"\nOverlay written to {args.overlay}")
     if not zs.loaded.info.trained:
         print("\nNote: untrained random weights - this map is meaningless.")
     return 0
@@ -442,6 +494,13 @@ def cmd_architecture(args: argparse.Namespace, cfg: settings_mod.Settings) -> in
         zs = _load(args, cfg)
         card = config_card(zs.loaded)
         towers = [zs.inside.tower_summary(tower, args.depth) for tower in checks.TOWERS]
+    if args.json:
+        cols = ("layer", "depth", "output_shape", "parameters", "mult_adds", "flops")
+        return _emit("architecture", card=card, towers=[
+            {"tower": s.tower, "depth": s.depth, "parameters": s.total_params, "mult_adds": s.total_mult_adds,
+             "flops": s.total_flops, "attention_flops": s.attention_flops,
+             "layers": [dict(zip(cols, (row[0].replace(INDENT, "  ").strip(), *row[1:]))) for row in s.rows]}
+            for s in towers])
     v, t, p = card["vision"], card["text"], card["parameters"]
     print(f"Weights: {card['weights']}; device {card['device']}, {card['dtype']}")
     print(f"Embedding dim {card['embed_dim']}")
@@ -511,7 +570,7 @@ def cmd_search(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     from .serving.runtime import speed_up
     from .tasks.search import search_cifar
 
-    if isinstance(args.index, Path):
+    if args.collection is not None:
         return _search_collection(args, cfg)
 
     query = SearchQuery.of(args.query, args.negative, raw=args.raw,
@@ -533,9 +592,9 @@ def cmd_search(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
         contact_sheet([data.image(h.index) for h in result.hits],
                       [f"#{h.index} {h.label} {h.cosine:.3f}" for h in result.hits]).save(args.sheet)
     if args.json:
-        print(json.dumps({"query": query.prompt, "negative": query.negative_prompt, "weights": str(zs.loaded.info.label),
-                          "results": result.rows()}))
-        return 0
+        return _emit("search", weights=_weights_json(zs.loaded.info), query=query.prompt,
+                     negative=query.negative_prompt, like=str(args.image) if args.image else args.index,
+                     searched=result.covered, results=result.rows(), sheet=str(args.sheet) if args.sheet else None)
     print(f"Weights: {zs.loaded.info.label}; {result.covered:,} CIFAR-100 test images searched")
     what = query.prompt or "(no text)"
     print(f"Query: {what}" + (f"; not: {query.negative_prompt}" if query.negative else "")
@@ -556,25 +615,25 @@ def _search_footer(args: argparse.Namespace, zs) -> int:
 
 
 def _search_collection(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
-    """`search --index OUT "query"`: a bulk run's embeddings, searched with the same weights' text features."""
+    """`search --collection DIR "query"`: a bulk run's embeddings, searched with the same weights' text features."""
     from .core.search import nearest
     from .io.figures import contact_sheet
     from .tasks.bulk import BulkIndex
     from .tasks.search import query_feature
 
-    query = SearchQuery.of(args.query, args.negative, raw=args.raw)  # by text (--image and --index exclude each other)
+    query = SearchQuery.of(args.query, args.negative, raw=args.raw)  # by text: --image, --index exclude it
     zs = _load(args, cfg)
-    index = BulkIndex.open(args.index, zs.loaded.info.identity)
+    index = BulkIndex.open(args.collection, zs.loaded.info.identity)
     rows, cosines = nearest(index.features, query_feature(zs, query), args.top_k)
     hits = [{"rank": r + 1, "image_path": index.paths[i], "cosine": c} for r, (i, c) in enumerate(zip(rows, cosines))]
     if args.sheet is not None:
         contact_sheet([_thumbnail(h["image_path"]) for h in hits],
                       [f"{h['rank']}. {Path(h['image_path']).name} {h['cosine']:.3f}" for h in hits]).save(args.sheet)
     if args.json:
-        print(json.dumps({"query": query.prompt, "negative": query.negative_prompt, "index": str(args.index),
-                          "weights": str(zs.loaded.info.label), "results": hits}, ensure_ascii=False))
-        return 0
-    print(f"Weights: {zs.loaded.info.label}; {len(index.paths):,} images in {args.index} searched")
+        return _emit("search", weights=_weights_json(zs.loaded.info), query=query.prompt,
+                     negative=query.negative_prompt, collection=str(args.collection), searched=len(index.paths),
+                     results=hits, sheet=str(args.sheet) if args.sheet else None)
+    print(f"Weights: {zs.loaded.info.label}; {len(index.paths):,} images in {args.collection} searched")
     print(f"Query: {query.prompt or '(no text)'}" + (f"; not: {query.negative_prompt}" if query.negative else ""))
     print(f"\n{'rank':>4}  cosine  image")
     for h in hits:
@@ -594,29 +653,34 @@ def _thumbnail(path: str):
 
 
 def cmd_bulk(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
-    """Classify (and embed) a whole collection into OUT: local, or on Ray Data with `--engine ray`."""
+    """Classify (and embed) a whole collection into `--collection`: local, or on Ray Data with `--engine ray`."""
     from tqdm import tqdm
 
     from .tasks.bulk import BulkSettings, list_inputs, plan, run_local, todo
 
     label_set = _label_set(args)  # checked before anything is read or loaded
-    if args.images is None and args.table is None and not args.shards:
-        raise Refusal("cli_reason", "give the images: --images DIR, --table FILE or --shards A.tar [B.tar ...]")
-    items = list_inputs(args.images, args.table, args.shards)
+    if args.folder is None and args.table is None and not args.shards:
+        raise Refusal("cli_reason", "give the images: --folder DIR, --table FILE or --shards A.tar [B.tar ...]")
+    items = list_inputs(args.folder, args.table, args.shards)
     zs = _load(args, cfg, batch_work=True)
     settings = BulkSettings(label_set, args.top_k, args.embeddings, zs.loaded.info.identity, args.partition_size,
                             _answering(args, zs, label_set))
-    left = sum(len(p.items) for p in todo(args.out, plan(items, settings))) if args.out.is_dir() else len(items)
+    out = args.collection
+    left = sum(len(p.items) for p in todo(out, plan(items, settings))) if out.is_dir() else len(items)
     with tqdm(total=left, desc=f"bulk ({args.engine})", unit="img", file=sys.stderr, disable=not left) as bar:
         moved = lambda step: bar.update(step.done - bar.n)  # noqa: E731
         if args.engine == "ray":  # the bar moves a partition at a time (each is written as soon as it is whole)
             from .tasks.bulk_ray import run_ray
-            report = run_ray(zs, cfg, args.out, items, settings, address=args.address, actors=args.actors,
+            report = run_ray(zs, cfg, out, items, settings, address=args.address, actors=args.actors,
                              batch_size=args.batch_size, progress=moved)
         else:
-            report = run_local(zs, args.out, items, settings, progress=moved)
+            report = run_local(zs, out, items, settings, progress=moved)
+    if args.json:
+        return _emit("bulk", weights=_weights_json(zs.loaded.info), collection=str(out), engine=args.engine,
+                     images=len(items), partitions=report.partitions, skipped=report.skipped, scored=report.images,
+                     errors=report.errors, images_per_s=report.rate if report.images or report.errors else None)
     print(f"Weights: {zs.loaded.info.label}; {len(items):,} images in {report.partitions} partitions "
-          f"({report.skipped} already written) -> {args.out}")
+          f"({report.skipped} already written) -> {out}")
     if report.images or report.errors:
         print(f"This run: {report.images:,} images scored, {report.errors:,} could not be read "
               f"(errors.parquet), {report.rate:.1f} images/s")
@@ -630,9 +694,11 @@ def cmd_bulk(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
 def cmd_features(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     data = open_cifar100(cfg.data_root, download=cfg.allow_download)
     zs = _load(args, cfg, batch_work=True)
-    out = args.out or zs.features_path(cfg.cache_dir)
+    out = args.features_file or zs.features_path(cfg.cache_dir)
     _fill_with_bar(zs, data, list(range(args.limit if args.limit is not None else len(data))), args)
     zs.cifar.save(out)
+    if args.json:
+        return _emit("features", weights=_weights_json(zs.loaded.info), features_file=str(out), images=len(zs.cifar))
     print(f"Saved {len(zs.cifar)} image features ({zs.loaded.info.label}) to {out}")
     return 0
 
@@ -640,17 +706,28 @@ def cmd_features(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
 def cmd_evaluate(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     if args.labelled is not None:
         return _evaluate_labelled(args, cfg)
+    if args.templates is not None or args.few_shot:
+        raise Refusal("cli_reason", "--templates and --few-shot are for --labelled; --compare picks CIFAR-100's "
+                                    "settings")
     data = open_cifar100(cfg.data_root, download=cfg.allow_download)
     if args.all:
-        ev = Evaluation("all", templates=args.templates, spelling=args.spelling)
+        ev = Evaluation("all", templates=args.compare, spelling=args.spelling)
     elif args.per_class is not None:
-        ev = Evaluation("per-class", args.per_class, args.seed, args.templates, args.spelling)
+        ev = Evaluation("per-class", args.per_class, args.seed, args.compare, args.spelling)
     else:
-        ev = Evaluation("first", args.limit if args.limit is not None else min(1000, len(data)), templates=args.templates, spelling=args.spelling)
+        ev = Evaluation("first", args.limit if args.limit is not None else min(1000, len(data)), templates=args.compare,
+                        spelling=args.spelling)
     ev.indices(data.targets)  # check the values before loading anything
     zs = _load(args, cfg, batch_work=True)
     report = _run_with_bar(run(zs, data, ev, batch_size=args.batch_size, workers=max(0, args.workers)),
                            "CIFAR-100 images")
+    doc = {"weights": _weights_json(zs.loaded.info), "results": [r.as_dict() for r in report.results]}
+    if args.results:
+        args.results.write_text(json.dumps(doc, indent=1))
+    if args.json:
+        return _emit("evaluate", weights=doc["weights"], images=report.results[0].n, image_encoder=zs.encoder_note,
+                     results=[r.summary() for r in report.results], results_file=str(args.results) if args.results
+                     else None)
     print(f"Weights: {zs.loaded.info.label}; {report.results[0].n} CIFAR-100 test images; "
           f"image encoder: {zs.encoder_note}")
     print(f"{'setting':>18s} {'top-1':>8s} {'top-5':>8s} {'mean/class':>11s} {'images/s':>9s}")
@@ -661,13 +738,8 @@ def cmd_evaluate(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
         print("Note: untrained random weights - expect chance level (1% top-1, 5% top-5 over 100 classes).")
     elif not zs.loaded.info.verified:
         print("Note: an unverified checkpoint (its SHA-256 is no known release): published figures may not apply.")
-    if args.out:
-        info = zs.loaded.info
-        doc = {"weights": {"name": info.name, "sha256": info.sha256, "trained": info.trained,
-                           "verified": info.verified},
-               "results": [r.as_dict() for r in report.results]}
-        args.out.write_text(json.dumps(doc, indent=1))
-        print(f"Wrote {args.out}")
+    if args.results:
+        print(f"Wrote {args.results}")
     return 0
 
 
@@ -684,7 +756,21 @@ def _evaluate_labelled(args: argparse.Namespace, cfg: settings_mod.Settings) -> 
             bar.total = step.total
             bar.update(step.done - bar.n)
         data = read_labelled(zs, args.labelled, progress)
-    report = evaluate_labelled(zs, data, TEMPLATE_SETS[args.template_set].items, examples=args.examples)
+    template_set = args.templates or "cifar18"
+    report = evaluate_labelled(zs, data, TEMPLATE_SETS[template_set].items, examples=args.few_shot)
+    table = args.results.with_name(args.results.stem + "-images.csv") if args.results else None  # never the JSON's
+    if args.results:
+        args.results.write_text(json.dumps(report.as_dict(), indent=1, ensure_ascii=False))
+        rows = report.rows(data.names)
+        with open(table, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()  # a cell that a spreadsheet would take for a formula is defused
+            writer.writerows({k: "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
+                              for k, v in row.items()} for row in rows)
+    if args.json:
+        return _emit("evaluate", weights=_weights_json(zs.loaded.info), labelled=str(args.labelled),
+                     templates=template_set, report=report.as_dict(),
+                     results_file=str(args.results) if args.results else None)
     print(f"Weights: {zs.loaded.info.label}; {len(data.names)} images, {len(data.classes)} classes; "
           f"{len(report.scored)} scored")
     print(f"{'setting':>26s} {'top-1 accuracy':>15s} {'top-5':>8s}")
@@ -708,20 +794,12 @@ def _evaluate_labelled(args: argparse.Namespace, cfg: settings_mod.Settings) -> 
                  else "right vs wrong answers")
         print(f"Recommended threshold (none of these): cosine {t.cosine:.3f}, from {where}: it keeps "
               f"{100 * t.fits_kept:.1f}% and refuses {100 * t.none_refused:.1f}% (balanced accuracy "
-              f"{100 * t.balanced_accuracy:.1f}%). It holds for these labels with the {args.template_set} "
-              f"templates: use it with them (predict --templates {args.template_set}).")
+              f"{100 * t.balanced_accuracy:.1f}%). It holds for these labels with the {template_set} "
+              f"templates: use it with them (predict --templates {template_set}).")
     if note := _weights_note(zs.loaded.info):
         print(f"\n{note}")
-    if args.out:
-        args.out.write_text(json.dumps(report.as_dict(), indent=1, ensure_ascii=False))
-        rows = report.rows(data.names)
-        table = args.out.with_name(args.out.stem + "-images.csv")  # never the JSON's own path
-        with open(table, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()  # a cell that a spreadsheet would take for a formula is defused
-            writer.writerows({k: "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
-                              for k, v in row.items()} for row in rows)
-        print(f"Wrote {args.out} and {table}")
+    if args.results:
+        print(f"Wrote {args.results} and {table}")
     return 0
 
 
@@ -730,6 +808,12 @@ def cmd_family(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     parameters per tower in millions and its FLOPs for one image and one 77-token text (2 x multiply-adds)."""
     from .core.family import profile
 
+    if args.json:
+        return _emit("family", weights=cfg.weights, models=[
+            {"model": name, "kind": m.kind, "input": m.image_resolution, "patch": m.vision_patch_size,
+             "tokens": m.tokens, "width": m.vision_width, "layers": m.layers_text, "image_parameters": p.image_params,
+             "text_parameters": p.text_params, "parameters": p.params, "image_flops": p.image_flops,
+             "text_flops": p.text_flops} for name, m in FAMILY.items() for p in [profile(m)]])
     print(f"{'model':<15s} {'kind':<6s} {'input':>5s} {'patch':>5s} {'tokens':>6s} {'width':>5s} {'layers':>13s} "
           f"{'image':>9s} {'text':>8s} {'total':>9s} {'image GFLOPs':>12s} {'text GFLOPs':>11s}")
     for name, m in FAMILY.items():
@@ -745,8 +829,10 @@ def cmd_family(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
 
 def cmd_export_onnx(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     zs = _load(args, cfg)
-    zs.inside.export_onnx(args.out)
-    print(f"Exported the vision tower of {zs.loaded.info.label} to {args.out}")
+    zs.inside.export_onnx(args.onnx)
+    if args.json:
+        return _emit("export-onnx", weights=_weights_json(zs.loaded.info), onnx=str(args.onnx))
+    print(f"Exported the vision tower of {zs.loaded.info.label} to {args.onnx}")
     return 0
 
 
@@ -769,8 +855,13 @@ def cmd_selfcheck(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     with bar:
         found = selfcheck.full_checks(zs, data, progress=update,
                                       cifar10=open_cifar10(args.cifar10) if args.cifar10 else None)
-    print(selfcheck.table(found))
-    return 0 if all(c.passed is not False for c in found) else 1
+    passed = all(c.passed is not False for c in found)
+    if args.json:
+        _emit("selfcheck", weights=_weights_json(zs.loaded.info), passed=passed,
+              checks=[dataclasses.asdict(c) for c in found])
+    else:
+        print(selfcheck.table(found))
+    return 0 if passed else 1
 
 
 def main(argv: list[str] | None = None) -> int:

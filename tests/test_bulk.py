@@ -64,7 +64,7 @@ def _files(out: Path) -> dict[str, tuple[int, int]]:
 
 
 def _bulk(out: Path, photos: Path, *extra: str) -> list[str]:
-    return ["bulk", "--images", str(photos), "--out", str(out), "--labels", LABELS, "--top-k", "3",
+    return ["bulk", "--folder", str(photos), "--collection", str(out), "--labels", LABELS, "--top-k", "3",
             "--threshold", "0.1", "--embeddings", "--partition-size", "64", *extra]
 
 
@@ -158,7 +158,7 @@ def test_search_index_finds_by_text_and_refuses_other_weights(env, collection, c
     out = env / "out"
     assert main(_bulk(out, collection)) == 0
     capsys.readouterr()
-    assert main(["search", "--index", str(out), "red thing", "--top-k", "5", "--json"]) == 0
+    assert main(["search", "--collection", str(out), "red thing", "--top-k", "5", "--json"]) == 0
     found = json.loads(capsys.readouterr().out)
     assert len(found["results"]) == 5 and found["query"] == "a photo of red thing"  # as CIFAR search reads it
     from clipdemo.core.search import nearest
@@ -171,12 +171,12 @@ def test_search_index_finds_by_text_and_refuses_other_weights(env, collection, c
     rows, cos = nearest(index.features, zs.prompt_features((found["query"],))[0], 5)
     assert [r["image_path"] for r in found["results"]] == [index.paths[i] for i in rows]
     assert [r["cosine"] for r in found["results"]] == pytest.approx(cos, abs=1e-6)
-    assert main(["search", "--index", str(out), "red thing", "--top-k", "4", "--sheet", str(env / "sheet.png")]) == 0
+    assert main(["search", "--collection", str(out), "red thing", "--top-k", "4", "--sheet", str(env / "sheet.png")]) == 0
     assert "Contact sheet:" in capsys.readouterr().out and Image.open(env / "sheet.png").size[0] > 200
     with pytest.raises(SystemExit) as exc:  # a folder mistyped: said as one, not as a bad CIFAR index
-        main(["search", "--index", str(env / "nowhere"), "red thing"])
+        main(["search", "--collection", str(env / "nowhere"), "red thing"])
     assert exc.value.code == 2 and "nowhere is not a folder" in capsys.readouterr().err
-    assert main(["search", "--index", str(out), "red thing", "--weights", "random"]) == 2
+    assert main(["search", "--collection", str(out), "red thing", "--weights", "random"]) == 2
     err = capsys.readouterr().err
     assert "were made with other weights (" in err and str(tiny_ckpts["state_dict"].name) in err and "--weights" in err
 
@@ -186,7 +186,7 @@ def test_the_readme_commands_run_verbatim(tmp_path, tiny_ckpts):
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     block = text.split("<!-- bulk-example -->", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
     commands = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
-    assert len(commands) == 2 and "bulk" in commands[0] and "search --index" in commands[1]
+    assert len(commands) == 2 and "bulk" in commands[0] and "search --collection" in commands[1]
     _collection(tmp_path)
     (tmp_path / ".venv").symlink_to(ROOT / ".venv")
     env = {**os.environ, "CLIPDEMO_WEIGHTS": str(tiny_ckpts["state_dict"]), "CLIPDEMO_DOWNLOAD": "0",
@@ -302,7 +302,7 @@ def test_shards_and_tables_of_paths_are_inputs_too(env, collection, capsys, tmp_
     for name, source in (("tar", ["--shards", str(tmp_path / "shard-000.tar")]),
                          ("csv", ["--table", str(tmp_path / "paths.csv")]),
                          ("plain", ["--table", str(tmp_path / "plain.csv")])):
-        args = ["bulk", *source, "--out", str(tmp_path / name), "--labels", LABELS, "--top-k", "3"]
+        args = ["bulk", *source, "--collection", str(tmp_path / name), "--labels", LABELS, "--top-k", "3"]
         assert main(args) == 0, capsys.readouterr().err
     capsys.readouterr()
     tar_rows = pq.read_table(tmp_path / "tar" / "predictions").to_pylist()
@@ -312,11 +312,11 @@ def test_shards_and_tables_of_paths_are_inputs_too(env, collection, capsys, tmp_
     assert np.allclose([r["cosines"] for r in tar_rows], [r["cosines"] for r in csv_rows], atol=1e-6)
     assert pq.read_table(tmp_path / "plain" / "predictions").to_pylist() == csv_rows
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 but not really")
-    assert main(["bulk", "--table", str(tmp_path / "bad.parquet"), "--out", str(tmp_path / "z"), "--labels", LABELS]) == 2
+    assert main(["bulk", "--table", str(tmp_path / "bad.parquet"), "--collection", str(tmp_path / "z"), "--labels", LABELS]) == 2
     assert "bad.parquet cannot be read" in capsys.readouterr().err
     (tmp_path / "broken.tar").write_bytes(b"not a tar file at all" * 30)
-    assert main(["bulk", "--shards", str(tmp_path / "broken.tar"), "--out", str(tmp_path / "x"), "--labels", LABELS]) == 2
+    assert main(["bulk", "--shards", str(tmp_path / "broken.tar"), "--collection", str(tmp_path / "x"), "--labels", LABELS]) == 2
     assert "is not a readable tar file" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert main(["bulk", "--images", str(tmp_path / "empty"), "--out", str(tmp_path / "y"), "--labels", LABELS]) == 2
+    assert main(["bulk", "--folder", str(tmp_path / "empty"), "--collection", str(tmp_path / "y"), "--labels", LABELS]) == 2
     assert "No images found in" in capsys.readouterr().err

@@ -145,7 +145,7 @@ def test_explain_prints_the_grid_and_writes_the_overlay(env, capsys, tiny_loaded
     from clipdemo.serving.service import ZeroShot
 
     out_png = env / "map.png"
-    assert main(["explain", "--index", "15", "--label", "lion", "--out", str(out_png)]) == 0
+    assert main(["explain", "--index", "15", "--label", "lion", "--overlay", str(out_png)]) == 0
     out = capsys.readouterr().out
     assert "Label: 'lion'" in out and "Image: CIFAR-100 test image #15 (true class: lion)" in out
     grid = [[float(v) for v in line.split()] for line in out.split("top left first):\n")[1].split("\n\n")[0].splitlines()]
@@ -199,3 +199,52 @@ def test_bad_searches_exit_2_with_one_line(args, message, monkeypatch, tmp_path,
         code = exc.code
     err = capsys.readouterr()
     assert code == 2 and message in err.err and err.out == ""
+
+
+def _documented_keys() -> dict[str, set[str]]:
+    """docs/cli.md's table of each sub-command's `--json` keys: the backticked names outside parentheses."""
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text(encoding="utf-8")
+    table = doc.split("## `--json` on the other sub-commands", 1)[1]
+    keys = {}
+    for command, cell in re.findall(r"^\| `([a-z-]+)` \| (.+) \|$", table, re.M):
+        keys[command] = set(re.findall(r"`(\w+)`", re.sub(r"\([^()]*\)", "", cell)))
+    return keys
+
+
+@pytest.mark.parametrize("argv", [
+    ["explain", "--index", "15", "--label", "lion"],
+    ["architecture", "--depth", "1"],
+    ["family"],
+    ["features", "--limit", "5"],
+    ["evaluate", "--limit", "20", "--compare", "single"],
+    ["export-onnx", "--onnx", "{tmp}/visual.onnx"],
+])
+def test_every_result_command_prints_versioned_json_with_the_documented_keys(argv, env, capsys):
+    from clipdemo.cli import JSON_SCHEMA
+    argv = [a.replace("{tmp}", str(env)) for a in argv]
+    assert main([*argv, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)  # one JSON object, nothing else on stdout
+    assert (out.pop("schema"), out.pop("command")) == (JSON_SCHEMA, argv[0])
+    assert set(out) - {"weights"} <= _documented_keys()[argv[0]], "docs/cli.md lacks a key"
+    if "weights" in out and argv[0] != "family":
+        assert out["weights"]["name"] == "tiny-state.pt" and out["weights"]["trained"] is True
+
+
+@pytest.mark.parametrize("argv, now", [
+    (["explain", "--index", "1", "--out", "x.png"], "--out is now --overlay"),
+    (["bulk", "--images", "photos", "--collection", "c"], "--images is now --folder"),
+    (["evaluate", "--template-set", "cifar18"], "--template-set is now --templates"),
+    (["evaluate", "--examples", "4"], "--examples is now --few-shot"),
+    (["export-onnx", "--out", "v.onnx"], "--out is now --onnx"),
+])
+def test_a_renamed_flag_is_refused_with_its_new_name(argv, now, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and f"error: {now}" in err and "(see CHANGELOG.md)" in err
+
+
+def test_evaluate_refuses_labelled_flags_without_a_labelled_set(env, capsys):
+    assert main(["evaluate", "--templates", "single", "--limit", "5"]) == 2
+    assert "--templates and --few-shot are for --labelled; --compare picks" in capsys.readouterr().err

@@ -142,8 +142,8 @@ def test_evaluate_cli(tiny_ckpts, cifar_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CLIPDEMO_CACHE", str(tmp_path))
     monkeypatch.setenv("CLIPDEMO_DATA", str(cifar_root))
     out = tmp_path / "results.json"
-    assert main(["evaluate", "--weights", str(tiny_ckpts["state_dict"]), "--limit", "60", "--templates", "both",
-                 "--workers", "0", "--out", str(out)]) == 0
+    assert main(["evaluate", "--weights", str(tiny_ckpts["state_dict"]), "--limit", "60", "--compare", "both",
+                 "--workers", "0", "--results", str(out)]) == 0
     text = capsys.readouterr().out
     assert "setting" in text and "top-1" in text and "single" in text and "cifar18" in text
     results = json.loads(out.read_text())

@@ -75,7 +75,7 @@ def test_the_cli_the_api_the_page_and_bulk_give_the_same_rows(inputs, tiny_ckpts
     import pyarrow.parquet as pq
     (tmp_path / "collection").mkdir()
     (tmp_path / "collection" / "query.png").write_bytes((root / "query.png").read_bytes())
-    assert main(["bulk", "--images", str(tmp_path / "collection"), "--out", str(tmp_path / "bulk"), "--labels",
+    assert main(["bulk", "--folder", str(tmp_path / "collection"), "--collection", str(tmp_path / "bulk"), "--labels",
                  ",".join(LABELS), "--examples", str(root / "examples"), "--threshold", str(threshold),
                  "--temperature", str(temperature), "--top-k", "3", "--weights", str(tiny_ckpts["state_dict"])]) == 0
     (row,) = pq.read_table(tmp_path / "bulk" / "predictions").to_pylist()

@@ -219,8 +219,8 @@ def test_cli_evaluate_labelled_and_predict_threshold(tmp_path, tiny_ckpts):
     env = {"CLIPDEMO_CACHE": str(tmp_path), "CLIPDEMO_DOWNLOAD": "0", "PATH": "/usr/bin:/bin",
            "CLIPDEMO_BACKEND": "eager"}
     zipped = _zip(tmp_path / "set.zip", _colours(per_class=5, other=3))
-    run = subprocess.run([sys.executable, "-m", "clipdemo", "evaluate", "--labelled", str(zipped), "--examples", "2",
-                          "--weights", str(tiny_ckpts["state_dict"]), "--out", str(tmp_path / "report.json")],
+    run = subprocess.run([sys.executable, "-m", "clipdemo", "evaluate", "--labelled", str(zipped), "--few-shot", "2",
+                          "--weights", str(tiny_ckpts["state_dict"]), "--results", str(tmp_path / "report.json")],
                          capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     for word in ("accuracy", "ECE", "threshold", "zero-shot", "few-shot"):

@@ -96,7 +96,7 @@ def export_in_child(settings: Settings, path: Path) -> None:
     """Run `python -m clipdemo export-onnx` in a child process: its temporary copies of the weights
     never count against this process's memory. RuntimeError with the child's last line if it fails."""
     child = dataclasses.replace(settings, allow_download=False, device="cpu")  # the parent fetched the weights
-    cmd = [sys.executable, "-m", "clipdemo", "export-onnx", "--out", str(path)]
+    cmd = [sys.executable, "-m", "clipdemo", "export-onnx", "--onnx", str(path)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S,
                           env={**os.environ, **to_env(child)})
     if done.returncode != 0:

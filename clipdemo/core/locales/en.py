@@ -538,7 +538,7 @@ STRINGS = {
     'bulk_none': 'No images found in {}: give a folder of images, a parquet or CSV table of paths, or webdataset .tar shards.',
     'bulk_bad_shard': 'The shard {} is not a readable tar file: {}.',
     'bulk_not_folder': '{} is not a folder.',
-    'bulk_other_run': '{} holds a bulk run with other inputs or settings; its files are left as they are. Give a new --out folder, or rerun with the same inputs and settings to finish that run.',
+    'bulk_other_run': '{} holds a bulk run with other inputs or settings; its files are left as they are. Give a new --collection folder, or rerun with the same inputs and settings to finish that run.',
     'bulk_no_manifest': '{} is not the output of `python -m clipdemo bulk` (no readable bulk.json: {}).',
     'bulk_other_weights': 'The embeddings in {} were made with other weights ({}); they cannot be searched with this model. Load those weights with --weights, or run bulk again with these.',
     'bulk_no_embeddings': '{} holds no embeddings: run bulk with --embeddings to search it.',

@@ -538,7 +538,7 @@ STRINGS = {
     'bulk_none': '{} içinde görüntü bulunamadı: bir görüntü klasörü, yolların bir parquet ya da CSV tablosu veya webdataset .tar parçaları verin.',
     'bulk_bad_shard': '{} parçası okunabilir bir tar dosyası değil: {}.',
     'bulk_not_folder': '{} bir klasör değil.',
-    'bulk_other_run': '{} başka girdiler ya da ayarlarla yapılmış bir toplu çalıştırma içeriyor; dosyalarına dokunulmadı. Yeni bir --out klasörü verin ya da o çalıştırmayı bitirmek için aynı girdi ve ayarlarla yeniden çalıştırın.',
+    'bulk_other_run': '{} başka girdiler ya da ayarlarla yapılmış bir toplu çalıştırma içeriyor; dosyalarına dokunulmadı. Yeni bir --collection klasörü verin ya da o çalıştırmayı bitirmek için aynı girdi ve ayarlarla yeniden çalıştırın.',
     'bulk_no_manifest': '{} `python -m clipdemo bulk` çıktısı değil (okunabilir bulk.json yok: {}).',
     'bulk_other_weights': "{} içindeki gömmeler başka ağırlıklarla ({}) yapılmış; bu modelle aranamazlar. O ağırlıkları --weights ile yükleyin ya da bulk'u bunlarla yeniden çalıştırın.",
     'bulk_no_embeddings': "{} gömme içermiyor: aramak için bulk'u --embeddings ile çalıştırın.",
