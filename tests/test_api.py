@@ -14,7 +14,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from clipdemo.core.words import text
+from clipdemo.core.words import say
 from clipdemo.io.images import MAX_BYTES
 from clipdemo.core.labels import CIFAR100_CLASSES
 from fixtures import loopback_server
@@ -259,7 +259,7 @@ def test_mcp_never_fetches_a_web_address_or_reads_a_path(server, target, monkeyp
         result = _mcp(url, lambda session: session.call_tool("classify", {"image": image,
                                                                           "candidate_labels": ["cat", "dog"]}))
         assert hits == []  # nothing arrived at the loopback host
-    assert result.isError and result.content[0].text == text("not_fetched")
+    assert result.isError and result.content[0].text == say("not_fetched")
     assert seen and all(isinstance(a, tuple) and a[1] == port for a in seen), seen  # only the MCP client's own
 
 

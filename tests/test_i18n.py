@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from clipdemo.core.labels import TEXT_ENCODERS
-from clipdemo.core.words import STRINGS, Refusal, Text, language, places, text
+from clipdemo.core.words import STRINGS, Refusal, Text, language, places, say
 
 PACKAGE = Path(__file__).resolve().parent.parent / "clipdemo"
 
@@ -19,7 +19,7 @@ def test_both_languages_have_the_same_keys_and_places():
     assert sum(en[k] == tr[k] for k in en if len(en[k]) > 20) == 0
 
 
-SAID = re.compile(r'\b(?:L|text|Text|Refusal|[A-Z]\w*(?:Error|Unavailable|Failed))\(\s*"([a-z0-9_]+)"')
+SAID = re.compile(r'\b(?:say|Text|Refusal|[A-Z]\w*(?:Error|Unavailable|Failed))\(\s*"([a-z0-9_]+)"')
 
 
 def test_every_key_the_code_says_exists_and_every_key_is_said():
@@ -45,17 +45,17 @@ def test_the_browser_language_picks_the_ui_language(tag, lang):
 
 
 def test_values_fill_places_in_order_and_stay_literal():
-    assert text("which_layer_head", "en", 3, 7) == "layer 3, head 7"
+    assert say("which_layer_head", "en", 3, 7) == "layer 3, head 7"
     # a value holding braces is never formatted again
-    assert text("sets_unknown", "en", "{0.__class__} {}") == "There is no saved set named '{0.__class__} {}'."
+    assert say("sets_unknown", "en", "{0.__class__} {}") == "There is no saved set named '{0.__class__} {}'."
     with pytest.raises(ValueError, match="has 2 places, given 1"):
-        text("which_layer_head", "en", 3)
+        say("which_layer_head", "en", 3)
 
 
 def test_a_refusal_is_english_for_the_cli_and_turkish_for_a_turkish_page():
     exc = Refusal("sets_full", 20)
     assert str(exc) == "This browser already keeps 20 sets; delete one first."
-    assert exc.say("tr") == text("sets_full", "tr", 20) and exc.say("tr") != str(exc) and "20" in exc.say("tr")
+    assert exc.say("tr") == say("sets_full", "tr", 20) and exc.say("tr") != str(exc) and "20" in exc.say("tr")
     assert isinstance(exc, ValueError)
 
 
@@ -63,4 +63,4 @@ def test_a_sentence_inside_a_sentence_is_said_in_the_same_language():
     """A core refusal nests what it names (`Text("prompt_label", 2)` inside `prompt_long`): both in one language."""
     exc = Refusal("prompt_long", Text("prompt_label", 2), 86, 77)
     assert str(exc) == "The prompt for label 2 is 86 tokens long; CLIP reads at most 77. Shorten the label or the template."
-    assert text("prompt_label", "tr", 2) in exc.say("tr") and "label 2" not in exc.say("tr")
+    assert say("prompt_label", "tr", 2) in exc.say("tr") and "label 2" not in exc.say("tr")

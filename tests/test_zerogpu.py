@@ -13,7 +13,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from clipdemo.core.labels import CIFAR100_CLASSES
-from clipdemo.core.words import text
+from clipdemo.core.words import say
 from clipdemo.fakes import notebook_top5
 from clipdemo.io.cifar import open_cifar100
 from clipdemo.serving import accel
@@ -119,7 +119,7 @@ def test_a_zerogpu_refusal_reaches_the_visitor_as_a_sentence(contract_app, tmp_p
     with pytest.raises(Exception) as err:
         c.predict(handle_file(str(_upload(tmp_path))), 5, api_name="/predict_image")
     message = str(err.value)
-    assert text(GPU_REFUSALS["ZeroGPU quota exceeded"]) in message
+    assert say(GPU_REFUSALS["ZeroGPU quota exceeded"]) in message
     assert "ZeroGPU said: You have exceeded your free GPU quota (30s requested vs. 4s left). Try again in 0:12:00." \
         in message and "<a" not in message
     fake_zerogpu.refuse = None

@@ -1,7 +1,7 @@
 """What clipdemo says, as keys with values: every sentence is said in the reader's language when it is read.
 
 The core never writes a sentence for a reader: the UI says a key in the visitor's language, the CLI and the log in
-English. `text` fills `{}` places in order without `str.format`, so a `{` in a value or a translation stays literal.
+English. `say` fills `{}` places in order without `str.format`, so a `{` in a value or a translation stays literal.
 No gradio here.
 """
 
@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from .locales import en, tr
 
-__all__ = ["LANGUAGES", "STRINGS", "DEFAULT", "language", "text", "places", "Text", "Refusal", "Progress", "ProgressFn"]
+__all__ = ["LANGUAGES", "STRINGS", "DEFAULT", "language", "say", "places", "Text", "Refusal", "Progress", "ProgressFn"]
 
 DEFAULT = "en"
 STRINGS: dict[str, dict[str, str]] = {"en": en.STRINGS, "tr": tr.STRINGS}
@@ -36,7 +36,7 @@ def places(template: str) -> int:
     return template.count(PLACE)
 
 
-def text(key: str, lang: str = DEFAULT, *values) -> str:
+def say(key: str, lang: str = DEFAULT, *values) -> str:
     """The string `key` in `lang` (English where that language lacks it), its `{}` places filled in order; a
     value that is itself a `Text` is said in the same language."""
     template = STRINGS.get(lang, {}).get(key) or STRINGS[DEFAULT][key]
@@ -61,7 +61,7 @@ class Text:
         object.__setattr__(self, "values", values)
 
     def say(self, lang: str = DEFAULT) -> str:
-        return text(self.key, lang, *self.values)
+        return say(self.key, lang, *self.values)
 
     def __str__(self) -> str:
         return self.say(DEFAULT)

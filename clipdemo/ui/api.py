@@ -22,7 +22,7 @@ from ..core.words import Refusal
 from ..tasks.classify import DEFAULT_TEMPLATE, batch_count, check_examples, candidates, classify, classify_batch, \
     classify_index
 from ..tasks.search import search_cifar
-from .common import MODEL_WAIT_S, told
+from .common import MODEL_WAIT_S, saying
 
 FamilyName = Literal[("", *FAMILY)]  # "" for the loaded model; else an architecture, built with no weights
 
@@ -64,7 +64,7 @@ class ApiEndpoints:
             labels (softmax of 100 x cosine; all labels together sum to 1); "cosine" is the raw cosine
             similarity of the image and the prompt (-1 to 1), comparable across label sets.
         """
-        with told("en"):
+        with saying("en"):
             # Every cheap check first, in the order the arguments come; only then is any image decoded.
             label_set = candidates(candidate_labels, hypothesis_template, text_encoder)
             checks.top_k(top_k)
@@ -100,7 +100,7 @@ class ApiEndpoints:
             {"index", "true_label", "predictions"}: the image's true CIFAR-100 class, and the predictions as
             `classify` returns them.
         """
-        with told("en"):
+        with saying("en"):
             checks.top_k(top_k)
             candidates(candidate_labels or None, hypothesis_template, text_encoder)  # before the dataset is read
             data = self.rt.dataset()
@@ -128,7 +128,7 @@ class ApiEndpoints:
             One {"image", "predictions"} per image, in the order given: "image" is its position (0-based) and
             "predictions" a list of {"label", "score", "cosine"} as `classify` returns them.
         """
-        with told("en"):
+        with saying("en"):
             batch_count(images)  # before any image is decoded
             label_set = candidates(list(candidate_labels or []), hypothesis_template, text_encoder)
             k, threshold = checks.top_k(top_k), checks.threshold(threshold)
@@ -155,7 +155,7 @@ class ApiEndpoints:
             convolution), "attention_flops" (the part inside attention, which torchinfo's total leaves out) and
             torchinfo's "table" as text}}.
         """
-        with told("en"):
+        with saying("en"):
             depth = checks.summary_depth(depth)
             if model:
                 chosen = member(model)
@@ -185,7 +185,7 @@ class ApiEndpoints:
             true class, and the cosine similarity of the image and the query. While the app is still encoding
             the test images after a start, only those encoded so far are searched.
         """
-        with told("en"):
+        with saying("en"):
             k = results(top_k)
             q = SearchQuery.of(query, negative, raw=raw, has_image=bool(image))  # checked before any decoding
             picture = (image_from_reference(image, gr.utils.get_upload_folder(), self.rt.config().image_resolution)

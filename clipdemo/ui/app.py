@@ -23,7 +23,7 @@ from . import files
 from .api import ApiEndpoints
 from .bodycap import BodyCap
 from .deeplink import PageOpen
-from .lang import HEAD, I18N, L
+from .lang import HEAD, I18N, say
 from .mcp import McpServer
 from .status import StatusLine
 from .tabs import about, saved_sets
@@ -100,7 +100,7 @@ class Page:
         share_base = f"https://huggingface.co/spaces/{settings.space_id}" if settings.space_id else ""
         # Uploads and shown files are removed by `file_janitor` (Gradio 6.31's delete_cache stops under load).
         with gr.Blocks(title="CLIP zero-shot classification") as demo:
-            gr.Markdown(L("page_title"))
+            gr.Markdown(say("page_title"))
             self.status.build()
             link_note = gr.Markdown(elem_id="link-note")
             labels_state = gr.State(LabelSet.preset())  # the visitor's active label set, for Predict and Labels

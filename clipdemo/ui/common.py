@@ -1,6 +1,6 @@
-"""What every tab shares: refusals told as sentences, progress bars, the model service, visitor-safe text.
+"""What every tab shares: refusals said as sentences, progress bars, the model service, visitor-safe text.
 
-`told` is the one way a handler turns a `Refusal` (or ZeroGPU's) into a `gr.Error` in the visitor's language; an
+`saying` is the one way a handler turns a `Refusal` (or ZeroGPU's) into a `gr.Error` in the visitor's language; an
 unavailable dataset or model is one sentence, with details that show no server path. Handlers return Gradio's
 `{component: value}` dicts; what they leave out stays as it is.
 """
@@ -16,12 +16,12 @@ from contextlib import contextmanager
 import gradio as gr
 
 from ..core.labels import LabelSet
-from ..core.words import Progress, ProgressFn, Refusal, text
+from ..core.words import Progress, ProgressFn, Refusal, say
 from ..io.cifar import DataUnavailable
 from ..serving.runtime import ModelFailed, Runtime
 from ..serving.service import ZeroShot
 
-__all__ = ["UI_API", "MODEL_WAIT_S", "CUSTOM", "told", "gpu_sentence", "GPU_REFUSALS", "unavailable",
+__all__ = ["UI_API", "MODEL_WAIT_S", "CUSTOM", "saying", "gpu_sentence", "GPU_REFUSALS", "unavailable",
            "details_block", "progress_fn", "wait_for_service", "ensure_text", "md_text", "md_message", "toast_text",
            "hide_paths"]
 
@@ -46,7 +46,7 @@ _UNAVAILABLE = (DataUnavailable, ModelFailed)  # their sentences hold server pat
 
 
 @contextmanager
-def told(lang: str) -> Iterator[None]:
+def saying(lang: str) -> Iterator[None]:
     """Refusals raised inside become `gr.Error` sentences in `lang`; an unavailable dataset or model its short
     sentence (`unavailable`); a `gr.Error` stays, unless it is ZeroGPU's refusal (said in our words first)."""
     try:
@@ -54,7 +54,7 @@ def told(lang: str) -> Iterator[None]:
     except gr.Error as exc:
         if (sentence := gpu_sentence(exc, lang)) is None:
             raise
-        raise gr.Error(toast_text(sentence), title=text("gpu_title", lang)) from None
+        raise gr.Error(toast_text(sentence), title=say("gpu_title", lang)) from None
     except _UNAVAILABLE as exc:
         raise gr.Error(toast_text(unavailable(exc, lang))) from None
     except Refusal as exc:
@@ -68,21 +68,21 @@ def gpu_sentence(exc: gr.Error, lang: str) -> str | None:
     if not title.startswith("ZeroGPU"):
         return None
     said = re.sub(r"<[^>]+>", "", html.unescape(str(exc.message))).strip()  # unescape first: no tag survives
-    lead = text(GPU_REFUSALS.get(title, GPU_REFUSED), lang)
-    return text("gpu_said", lang, lead, said) if said else lead
+    lead = say(GPU_REFUSALS.get(title, GPU_REFUSED), lang)
+    return say("gpu_said", lang, lead, said) if said else lead
 
 
 def unavailable(exc: Refusal, lang: str) -> str:
     """What a visitor is told when the dataset or the model is unavailable: one sentence (what is
     unavailable, what still works, that the logs have the details), then the details without server paths."""
     log.warning("told a visitor: %s", exc)
-    lead = text("data_unavailable" if isinstance(exc, DataUnavailable) else "model_unavailable", lang)
-    return f"{lead} {text('details', lang)}: {hide_paths(exc.say(lang))}"
+    lead = say("data_unavailable" if isinstance(exc, DataUnavailable) else "model_unavailable", lang)
+    return f"{lead} {say('details', lang)}: {hide_paths(exc.say(lang))}"
 
 
 def details_block(details: str, lang: str) -> str:
     """Markdown: `details` (server paths taken out) in a collapsed section."""
-    return (f"\n\n<details><summary>{text('details', lang)}</summary>\n\n{md_message(hide_paths(details))}\n\n"
+    return (f"\n\n<details><summary>{say('details', lang)}</summary>\n\n{md_message(hide_paths(details))}\n\n"
             "</details>")
 
 
@@ -99,16 +99,16 @@ def progress_fn(progress, lang: str) -> ProgressFn:
 def wait_for_service(runtime: Runtime, progress, lang: str) -> ZeroShot:
     """The loaded model service, waiting (with a progress note) while it loads; gr.Error if it cannot."""
     if not runtime.ready:
-        progress(0, desc=text("waiting_model", lang))
-    with told(lang):
+        progress(0, desc=say("waiting_model", lang))
+    with saying(lang):
         return runtime.service(timeout=MODEL_WAIT_S)
 
 
 def ensure_text(zs: ZeroShot, label_set: LabelSet, progress, lang: str) -> None:
     """Encode the visitor's label set (once; then it is cached), with a progress bar."""
     if not zs.has_text_features(label_set):
-        progress(0, desc=text("encoding_prompts", lang, label_set.size))
-        with told(lang):
+        progress(0, desc=say("encoding_prompts", lang, label_set.size))
+        with saying(lang):
             zs.text_features(label_set, progress=progress_fn(progress, lang))
 
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 import gradio as gr
 
 from ..core.labels import LabelSet
-from ..core.words import text
 from .common import CUSTOM, md_text
-from .lang import lang_of
+from .lang import lang_of, say
 from .links import Link, read_link
 from .tabs import saved_sets
 from .tabs.labels import FIRST_PROMPT, LabelsTab
@@ -43,7 +42,7 @@ class PageOpen:
         said = " ".join(md_text(note.say(lang)) for note in notes)
         lab, p = self.labels, self.predict
         out = {lab.sets.choice: gr.Dropdown(choices=saved_sets.names(store)), **lab.tokens(FIRST_PROMPT, request),
-               self.note: "" if not notes else "ℹ️ " + text("link_ignored", lang) + " " + said,
+               self.note: "" if not notes else "ℹ️ " + say("link_ignored", lang) + " " + said,
                self.classify: link.index == DEFAULT_INDEX}
         if label_set is not None:
             out.update({lab.state: label_set, lab.label_box: label_set.label_text(),

@@ -11,16 +11,17 @@ import gradio as gr
 
 from ..core import checks
 from ..core.labels import MAX_LABELS
-from ..core.words import STRINGS, language, text
+from ..core import words
+from ..core.words import STRINGS, language
 from ..io.images import MAX_BYTES
 from ..tasks.classify import MAX_BATCH
 
-__all__ = ["I18N", "L", "lang_of", "HEAD", "COOKIE", "FILLED"]
+__all__ = ["I18N", "say", "lang_of", "HEAD", "COOKIE", "FILLED"]
 
 # Static strings with places: filled here, once per language, with the limits the core defines.
 FILLED = {"about_md": (MAX_LABELS, MAX_BYTES // 2**20), "batch_files": (MAX_BATCH,),
           "eval_subset_all": (f"{checks.TEST_SIZE:,}",), "eval_tpl_single": ("{}",)}
-I18N = gr.I18n(**{code: {**table, **{key: text(key, code, *values) for key, values in FILLED.items()}}
+I18N = gr.I18n(**{code: {**table, **{key: words.say(key, code, *values) for key, values in FILLED.items()}}
                   for code, table in STRINGS.items()})
 COOKIE = "clipdemo_lang"
 # Gradio sets <html lang> to the UI language (the browser's, or the one picked in its settings panel).
@@ -35,10 +36,13 @@ HEAD = f"""<script>
 </script>"""
 
 
-def L(key: str):
-    """Static text by key, translated in the browser."""
-    if key not in STRINGS["en"]:
-        raise KeyError(f"No UI string {key!r}.")
+def say(key: str, lang: str | None = None, *values):
+    """The string `key`: in `lang`, its places filled (a handler's words, `core.words.say`); without a language,
+    static text the browser says in its own (labels, tab names, buttons, Markdown), switched by Gradio's settings."""
+    if lang is not None:
+        return words.say(key, lang, *values)
+    if key not in STRINGS["en"] or values:
+        raise KeyError(f"No static UI string {key!r}" + (" (static text has no values)" if values else "") + ".")
     return I18N(key)
 
 

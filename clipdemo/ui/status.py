@@ -10,13 +10,12 @@ import html
 
 import gradio as gr
 
-from ..core.words import text
 from ..io.cifar import DataError
 from ..serving import cpus
 from ..serving.runtime import ModelState, Runtime
 from ..tasks import selfcheck
 from .common import UI_API, details_block, md_message
-from .lang import L, lang_of
+from .lang import lang_of, say
 from .tabs.predict import PredictTab, head_choices, layer_choices
 
 __all__ = ["StatusLine"]
@@ -48,11 +47,11 @@ class StatusLine:
         zs = self.rt.service() if self.rt.ready else None
         tower = zs.tower_loaded if zs is not None else None
         if tower is None:
-            state = text("towers_not_loaded", lang)
+            state = say("towers_not_loaded", lang)
         else:
             state = md_message(tower.label.say(lang))
             state = state if tower.info.trained else f"⚠️ **{state}**"
-        return text("towers_md", lang, state)
+        return say("towers_md", lang, state)
 
     def index_tick(self, request: gr.Request = None) -> dict:
         """While the search index builds: the status line (with its progress), and whether to poll again."""
@@ -70,27 +69,27 @@ class StatusLine:
             if not info.verified:  # random weights, or a file that is not a known release
                 weights = f"⚠️ **{weights}**"
             host = cpus.describe(zs.threads) if zs.path.name == "cpu" else f"device {zs.loaded.device}"
-            line = text("status_ready", lang, weights, md_message(zs.path.title), md_message(host),
+            line = say("status_ready", lang, weights, md_message(zs.path.title), md_message(host),
                         md_message(zs.encoder_note))
             if (tower := zs.tower_loaded) is not None:  # the multilingual text tower, once a visitor used it
                 said = md_message(tower.label.say(lang))
                 line += " · " + (said if tower.info.trained else f"⚠️ **{said}**")
         elif st.state is ModelState.FAILED:
-            line, details = "❌ " + text("status_model_failed", lang), [st.message.say(lang)]
+            line, details = "❌ " + say("status_model_failed", lang), [st.message.say(lang)]
         else:
-            line = text("status_loading", lang, md_message(st.message.say(lang)))
+            line = say("status_loading", lang, md_message(st.message.say(lang)))
         try:
             data = self.rt.dataset() if st.state is not ModelState.LOADING else None
-            line += text("status_cifar", lang, f"{len(data):,}") if data else ""
+            line += say("status_cifar", lang, f"{len(data):,}") if data else ""
         except DataError as exc:
-            line += " · " + text("status_data_failed", lang)
+            line += " · " + say("status_data_failed", lang)
             details.append(exc.say(lang))
         index = self.rt.index_status()
         if index.building:
-            line += " · " + text("status_index", lang, f"{index.covered:,}", f"{index.total:,}")
+            line += " · " + say("status_index", lang, f"{index.covered:,}", f"{index.total:,}")
         badge, about = self._checks(lang)
         if details:
-            line += " " + text("status_see_logs", lang) + details_block("\n\n".join(details), lang)
+            line += " " + say("status_see_logs", lang) + details_block("\n\n".join(details), lang)
         return line + badge, about
 
     def _checks(self, lang: str) -> tuple[str, str]:
@@ -100,15 +99,15 @@ class StatusLine:
             return "", ""
         lines = selfcheck.summary(checks)
         ok = all(c.passed is not False for c in checks)
-        badge = text("badge_ok" if ok else "badge_differs", lang)
+        badge = say("badge_ok" if ok else "badge_differs", lang)
         tip = html.escape(" · ".join(lines), quote=True)
-        about = text("selfcheck_heading", lang) + "\n" + "\n".join(f"- {md_message(x)}" for x in lines)
+        about = say("selfcheck_heading", lang) + "\n" + "\n".join(f"- {md_message(x)}" for x in lines)
         return f' · <span title="{tip}">{badge}</span>', about
 
     # -- layout and wiring -------------------------------------------------------------------------
     def build(self) -> None:
         """Lay out the status line; `wire` connects it once the tabs exist."""
-        self.line = gr.Markdown(L("starting"), elem_id="status")
+        self.line = gr.Markdown(say("starting"), elem_id="status")
         self.timer = gr.Timer(1.0)
         self.index_timer = gr.Timer(5.0, active=False)  # while the search index builds
 

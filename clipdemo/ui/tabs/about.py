@@ -10,7 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ...core.labels import CLIP, DEFAULT_LABELS, DEFAULT_TEMPLATES, MULTILINGUAL, LabelSet
-from ..lang import L
+from ..lang import say
 
 __all__ = ["build"]
 
@@ -21,14 +21,14 @@ TURKISH = ("cifar100-tr", "single-tr")  # the Turkish CIFAR-100 labels and the T
 def build(labels_tab, labels_state: gr.State) -> tuple[gr.Markdown, gr.Markdown]:
     """Lay out the tab (inside the app's `gr.Tabs`); returns the self-check's place, which the status line
     fills on the real weights (empty otherwise), and the text towers' place, which it fills always."""
-    with gr.Tab(L("tab_about"), id="about"):
+    with gr.Tab(say("tab_about"), id="about"):
         checks = gr.Markdown("", elem_id="selfcheck")
-        gr.Markdown(L("english_only"), elem_id="english-only")
+        gr.Markdown(say("english_only"), elem_id="english-only")
         towers = gr.Markdown("", elem_id="text-towers")
         with gr.Row():
-            english = gr.Button(L("use_english"), elem_id="use-english")
-            turkish = gr.Button(L("use_turkish"), elem_id="use-turkish")
-        gr.Markdown(L("about_md"))
+            english = gr.Button(say("use_english"), elem_id="use-english")
+            turkish = gr.Button(say("use_turkish"), elem_id="use-turkish")
+        gr.Markdown(say("about_md"))
 
     def labels(preset: str, template_set: str, encoder: str):
         def pick(label_set: LabelSet, request: gr.Request = None, progress=gr.Progress()) -> dict:

@@ -14,7 +14,7 @@ from ...core import checks
 from ...core.labels import CLIP, LABEL_PRESETS
 from ...core.model import WeightsInfo
 from ...core.multilingual import LoadedTower
-from ...core.words import Progress, text
+from ...core.words import Progress
 from ...io import figures
 from ...io.cifar import Cifar100
 from ...serving.runtime import Runtime
@@ -22,8 +22,8 @@ from ...tasks.evaluate import (PUBLISHED, SPELLINGS, SUBSETS, TEMPLATE_CHOICES, 
                                run)
 from .. import files
 from .yourdata import YourDataBox
-from ..common import UI_API, md_message, told, wait_for_service
-from ..lang import L, lang_of
+from ..common import UI_API, md_message, saying, wait_for_service
+from ..lang import lang_of, say
 
 __all__ = ["EvaluateTab", "SUBSET_TITLES", "TEMPLATE_TITLES", "TIME_LIMIT_S"]
 
@@ -45,13 +45,13 @@ class EvaluateTab:
             request: gr.Request = None, progress=gr.Progress()) -> Iterator[dict]:
         """Evaluate; yields a progress line while encoding, then every result."""
         lang = lang_of(request)
-        with told(lang):
+        with saying(lang):
             data = self.rt.dataset()
             ev = Evaluation(subset, first_n if subset == "first" else per_class, checks.whole(seed, "name_seed"),
                             templates, spelling)
             ev.indices(data.targets)  # every value checked before the model is waited for
         zs = wait_for_service(self.rt, progress, lang)
-        with told(lang):
+        with saying(lang):
             # Two bulk model calls between yields: Stop, a closed tab or a lost client ends the run there.
             for step in run(zs, data, ev, chunk=2 * zs.bulk_images, time_limit_s=self.time_limit_s):
                 if isinstance(step, Progress):
@@ -60,7 +60,7 @@ class EvaluateTab:
                 elif step.stopped is not None:
                     yield {self.summary: step.stopped.say(lang)}
                 else:
-                    progress(1.0, desc=text("eval_scoring", lang))
+                    progress(1.0, desc=say("eval_scoring", lang))
                     yield self._shown(step, ev, zs.loaded.info, data, lang, zs.tower_loaded)
 
     def _shown(self, report: Report, ev: Evaluation, info: WeightsInfo, data: Cifar100, lang: str,
@@ -68,10 +68,10 @@ class EvaluateTab:
         best = report.results[-1]
         settings = " · ".join(r.setting for r in report.results) if len(report.results) > 1 else best.setting
         chart = figures.per_class_chart(report.results[0].classes, {r.setting: r.per_class for r in report.results},
-                                        text("per_class_title", lang, settings),
-                                        text("per_class_axis", lang))
-        confusion = figures.confusion_figure(best.classes, best.confusion, text("confusion_title", lang, best.setting),
-                                             (text("predicted", lang), text("true", lang)))
+                                        say("per_class_title", lang, settings),
+                                        say("per_class_axis", lang))
+        confusion = figures.confusion_figure(best.classes, best.confusion, say("confusion_title", lang, best.setting),
+                                             (say("predicted", lang), say("true", lang)))
         pairs = []
         for tr, p, count in best.confused_pairs(8):
             example = next(int(i) for i, tt, pp in zip(best.indices, best.targets, best.predicted)
@@ -88,37 +88,37 @@ class EvaluateTab:
     def build(self, labels_state: gr.State, predict) -> None:
         """Lay out the tab (inside the app's `gr.Tabs`) and wire its events: CIFAR-100, and the visitor's own labelled
         images (`yourdata.YourDataBox`; `predict` is the Predict tab, whose threshold and examples its report sets)."""
-        with gr.Tab(L("tab_evaluate"), id="evaluate"), gr.Tabs():
-            with gr.Tab(L("eval_source_cifar"), id="evaluate-cifar"):
+        with gr.Tab(say("tab_evaluate"), id="evaluate"), gr.Tabs():
+            with gr.Tab(say("eval_source_cifar"), id="evaluate-cifar"):
                 self._build_cifar()
-            with gr.Tab(L("eval_source_yours"), id="evaluate-yours"):
+            with gr.Tab(say("eval_source_yours"), id="evaluate-yours"):
                 self.yours = YourDataBox(self.rt)
                 self.yours.build(labels_state, predict)
 
     def _build_cifar(self) -> None:
         """The CIFAR-100 evaluation's layout and wiring (its result panels appear once there are results)."""
-        gr.Markdown(L("eval_intro"))
+        gr.Markdown(say("eval_intro"))
         with gr.Row():
-            subset = gr.Radio([(L(SUBSET_TITLES[k]), k) for k in SUBSETS], value="first", label=L("eval_images"))
-            first_n = gr.Number(1000, precision=0, minimum=1, maximum=checks.TEST_SIZE, label=L("eval_n"))
-            per_class = gr.Number(10, precision=0, minimum=1, maximum=100, label=L("eval_k"))
-            seed = gr.Number(0, precision=0, label=L("eval_seed"))
+            subset = gr.Radio([(say(SUBSET_TITLES[k]), k) for k in SUBSETS], value="first", label=say("eval_images"))
+            first_n = gr.Number(1000, precision=0, minimum=1, maximum=checks.TEST_SIZE, label=say("eval_n"))
+            per_class = gr.Number(10, precision=0, minimum=1, maximum=100, label=say("eval_k"))
+            seed = gr.Number(0, precision=0, label=say("eval_seed"))
         with gr.Row():
-            templates = gr.Radio([(L(TEMPLATE_TITLES[k]), k) for k in TEMPLATE_CHOICES], value="both",
-                                 label=L("eval_templates"))
+            templates = gr.Radio([(say(TEMPLATE_TITLES[k]), k) for k in TEMPLATE_CHOICES], value="both",
+                                 label=say("eval_templates"))
             spelling = gr.Dropdown([(LABEL_PRESETS[k].title, k) for k in SPELLINGS],
-                                   value=SPELLINGS[0], label=L("eval_class_names"))
+                                   value=SPELLINGS[0], label=say("eval_class_names"))
         with gr.Row():
-            run_btn = gr.Button(L("eval_run"), variant="primary")
-            stop_btn = gr.Button(L("eval_stop"), variant="stop")
+            run_btn = gr.Button(say("eval_run"), variant="primary")
+            stop_btn = gr.Button(say("eval_stop"), variant="stop")
         self.summary = gr.Markdown(elem_id="eval-summary")
         with gr.Column(visible=False, elem_id="eval-results") as self.results:  # shown once there are results
-            self.chart = gr.Plot(label=L("eval_chart"))
-            self.confusion = gr.Plot(label=L("eval_confusion"))
+            self.chart = gr.Plot(label=say("eval_chart"))
+            self.confusion = gr.Plot(label=say("eval_confusion"))
             with gr.Row():
-                self.pairs = gr.Gallery(label=L("eval_pairs"), columns=4, height=300)
-                self.worst = gr.Gallery(label=L("eval_worst"), columns=4, height=300)
-            self.files = gr.File(label=L("eval_files"), file_count="multiple", interactive=False)
+                self.pairs = gr.Gallery(label=say("eval_pairs"), columns=4, height=300)
+                self.worst = gr.Gallery(label=say("eval_worst"), columns=4, height=300)
+            self.files = gr.File(label=say("eval_files"), file_count="multiple", interactive=False)
 
         running = run_btn.click(self.run, [subset, first_n, per_class, seed, templates, spelling],
                                 [self.summary, self.chart, self.confusion, self.pairs, self.worst, self.files,
@@ -130,19 +130,19 @@ class EvaluateTab:
 
 
 def _summary(report: Report, ev: Evaluation, info: WeightsInfo, lang: str, tower: LoadedTower | None = None) -> str:
-    rows = [text("eval_table_head", lang), "|---|---|---|---|---|---|"]
+    rows = [say("eval_table_head", lang), "|---|---|---|---|---|---|"]
     for r in report.results:
         published = "; ".join(PUBLISHED.get(r.setting, ())) or "–"
         rows.append(f"| {r.setting} | {r.n:,} | {100 * r.top1:.2f}% | {100 * r.top5:.2f}% | "
                     f"{100 * r.mean_per_class:.2f}% | {published} |")  # our own text, not user input
-    speed = text("eval_rate", lang, f"{report.rate:.0f}") if report.rate else text("eval_stored", lang)
-    notes = [text("eval_reuse", lang, speed)]
+    speed = say("eval_rate", lang, f"{report.rate:.0f}") if report.rate else say("eval_stored", lang)
+    notes = [say("eval_reuse", lang, speed)]
     if ev.subset != "all":
-        notes.append(text("eval_subset", lang))
+        notes.append(say("eval_subset", lang))
     if info.trained and not info.verified:
-        notes.insert(0, text("eval_unverified", lang))
+        notes.insert(0, say("eval_unverified", lang))
     if not info.trained:
-        notes.insert(0, text("eval_untrained", lang))
+        notes.insert(0, say("eval_untrained", lang))
     if tower is not None and not tower.info.trained and any(s.encoder != CLIP for s in ev.settings):
         notes.insert(0, "⚠️ " + md_message(tower.label.say(lang)))  # the multilingual rows' tower is random
     return "\n".join(rows) + "\n\n" + "\n\n".join(notes)

@@ -11,11 +11,10 @@ import gradio as gr
 from ...core.inside import cls_attention_map, prompt_words
 from ...core.labels import LabelSet, fill
 from ...core.labels import CLIP
-from ...core.words import text
 from ...core.zeroshot import LOGIT_SCALE
 from ...io import figures
-from ..common import UI_API, md_text, told, wait_for_service
-from ..lang import L, lang_of
+from ..common import UI_API, md_text, saying, wait_for_service
+from ..lang import lang_of, say
 
 __all__ = ["ExplainBox"]
 
@@ -41,12 +40,12 @@ class ExplainBox:
         rollout beside it, and the relevancy of its prompt's words."""
         lang = lang_of(request)
         if not label:
-            raise gr.Error(text("explain_pick", lang))
+            raise gr.Error(say("explain_pick", lang))
         zs = wait_for_service(self.rt, progress, lang)
         image, what = self.predict.image_for(last, lang)
         key = tuple(sorted(last.items()))
-        progress(0, desc=text("explain_working", lang))
-        with told(lang):
+        progress(0, desc=say("explain_working", lang))
+        with saying(lang):
             ex = zs.inside.explain(image, key, label, label_set, versus)  # ex.image: [grid, grid]
             trace = zs.inside.vision_trace(image, key)
         big = figures.overlay_base(figures.input_view(zs.pixels(image), min_size=0))
@@ -56,12 +55,12 @@ class ExplainBox:
             shaded = [(w + " ", round(float(v) / top, 3)) for w, v in zip(prompt_words(prompt), ex.words.tolist())]
         else:  # the words are traced through CLIP's own text tower only: the prompt's words, unshaded
             shaded = [(w + " ", None) for w in prompt.split()]
-        what_map = (text("explain_versus", lang, md_text(label), md_text(versus)) if versus and versus != label
-                    else text("explain_for", lang, md_text(label)))
-        note = "" if zs.loaded.info.trained else " " + text("explain_random", lang)
+        what_map = (say("explain_versus", lang, md_text(label), md_text(versus)) if versus and versus != label
+                    else say("explain_for", lang, md_text(label)))
+        note = "" if zs.loaded.info.trained else " " + say("explain_random", lang)
         if label_set.encoder != CLIP:  # the image side is shown: the gradient through the multilingual feature
-            note += " " + text("explain_words_tower", lang)
-        caption = text("explain_caption", lang, what_map, md_text(what), f"{ex.logit / LOGIT_SCALE:.3f}",
+            note += " " + say("explain_words_tower", lang)
+        caption = say("explain_caption", lang, what_map, md_text(what), f"{ex.logit / LOGIT_SCALE:.3f}",
                        md_text(prompt)) + note
         return {self.relevancy: figures.attention_overlay(big, ex.image),
                 self.rollout: figures.attention_overlay(big, cls_attention_map(trace)),
@@ -69,19 +68,19 @@ class ExplainBox:
 
     def build(self, labels_state: gr.State) -> None:
         """Lay out the box (inside the Predict tab, below a result) and wire its events."""
-        with gr.Accordion(L("explain_accordion"), open=False, elem_id="explain"):
-            gr.Markdown(L("explain_intro"))
+        with gr.Accordion(say("explain_accordion"), open=False, elem_id="explain"):
+            gr.Markdown(say("explain_intro"))
             with gr.Row():
-                self.label = gr.Dropdown([], label=L("explain_label"), elem_id="explain-label", min_width=160,
+                self.label = gr.Dropdown([], label=say("explain_label"), elem_id="explain-label", min_width=160,
                                          allow_custom_value=True)  # the API names any label; explain() checks it
-                self.versus = gr.Dropdown([], label=L("explain_versus_label"), elem_id="explain-versus",
+                self.versus = gr.Dropdown([], label=say("explain_versus_label"), elem_id="explain-versus",
                                           min_width=160, allow_custom_value=True)
-                run = gr.Button(L("explain_run"), variant="primary", elem_id="explain-run", min_width=120)
+                run = gr.Button(say("explain_run"), variant="primary", elem_id="explain-run", min_width=120)
             with gr.Row():
-                self.relevancy = gr.Image(label=L("explain_map"), type="pil", height=320, interactive=False,
+                self.relevancy = gr.Image(label=say("explain_map"), type="pil", height=320, interactive=False,
                                           elem_id="explain-map")
-                self.rollout = gr.Image(label=L("explain_rollout"), type="pil", height=320, interactive=False)
-            self.words = gr.HighlightedText(label=L("explain_words"), elem_id="explain-words", show_legend=False,
+                self.rollout = gr.Image(label=say("explain_rollout"), type="pil", height=320, interactive=False)
+            self.words = gr.HighlightedText(label=say("explain_words"), elem_id="explain-words", show_legend=False,
                                             show_inline_category=False)
             self.caption = gr.Markdown(elem_id="explain-caption")
         result, last_input = self.predict.result, self.predict.last_input

@@ -18,7 +18,7 @@ from ...core import checks
 from ...core.inside import cls_attention_map
 from ...core.labels import CLIP, LabelSet, true_name, with_turkish
 from ...core.model import ClipConfig
-from ...core.words import Refusal, text
+from ...core.words import Refusal
 from ...core.zeroshot import Prediction
 from ...io import figures
 from ...io.images import image_source, open_image
@@ -26,8 +26,8 @@ from ...serving.runtime import Runtime
 from ...serving.service import ZeroShot
 from ...tasks.classify import MAX_EXAMPLES, PLAIN, Answering, predict_with, read_batch
 from .. import files
-from ..common import UI_API, ensure_text, hide_paths, md_text, told, toast_text, wait_for_service
-from ..lang import L, lang_of
+from ..common import UI_API, ensure_text, hide_paths, md_text, saying, toast_text, wait_for_service
+from ..lang import lang_of, say
 from ..links import Link, left_out, link_query
 from .batch import BatchTab
 from .explain import ExplainBox
@@ -53,10 +53,10 @@ def head_choices(config: ClipConfig) -> list[str]:
 def examples_note(answering: Answering, lang: str) -> str:
     """Which labels have few-shot examples in this session, and how many (and a calibration temperature in use)."""
     held = answering.describe()
-    said = (text("examples_held", lang, ", ".join(f"{md_text(lab)} ({n})" for lab, n in held)) if held
-            else text("examples_none", lang))
+    said = (say("examples_held", lang, ", ".join(f"{md_text(lab)} ({n})" for lab, n in held)) if held
+            else say("examples_none", lang))
     if answering.temperature != 1.0:
-        said += " " + text("temperature_in_use", lang, f"{answering.temperature:.2f}")
+        said += " " + say("temperature_in_use", lang, f"{answering.temperature:.2f}")
     return said
 
 
@@ -65,7 +65,7 @@ def fits_line(pred: Prediction, threshold: float | None, lang: str) -> str:
     if threshold is None:
         return ""
     best = f"{max(pred.cosines):.3f}"
-    return text("fits_yes" if pred.fits(threshold) else "fits_none", lang, best, f"{threshold:g}")
+    return say("fits_yes" if pred.fits(threshold) else "fits_none", lang, best, f"{threshold:g}")
 
 
 def shown_name(lang: str):
@@ -79,9 +79,9 @@ def truth_markdown(pred: Prediction, lang: str) -> str:
         return ""
     true = md_text(shown_name(lang)(pred.true_label))
     if pred.true_rank is None:
-        return text("truth_absent", lang, true)
-    verdict = text("truth_right" if pred.true_rank == 1 else "truth_wrong", lang)
-    return text("truth_line", lang, true, verdict, pred.true_rank, len(pred.labels), f"{100 * pred.true_prob:.2f}")
+        return say("truth_absent", lang, true)
+    verdict = say("truth_right" if pred.true_rank == 1 else "truth_wrong", lang)
+    return say("truth_line", lang, true, verdict, pred.true_rank, len(pred.labels), f"{100 * pred.true_prob:.2f}")
 
 
 def _pick(value: str | None, whole: str, what: str) -> int | None:
@@ -100,11 +100,11 @@ LINK_PARTS = {"labels": "link_part_labels", "templates": "link_part_templates", 
 def link_note(link: Link, answering: Answering | None, lang: str) -> str:
     """What a result's link leaves behind, in words ("" when it carries every choice): labels or templates it
     cannot hold, and the session's threshold, examples and temperature, which stay in this session."""
-    parts = [text(LINK_PARTS[part], lang) for part in left_out(link)]
+    parts = [say(LINK_PARTS[part], lang) for part in left_out(link)]
     if answering is not None and (answering.threshold is not None or answering.examples
                                   or answering.temperature != 1.0):
-        parts.append(text("link_part_answering", lang))
-    return text("link_left_out", lang, "; ".join(parts)) if parts else ""
+        parts.append(say("link_part_answering", lang))
+    return say("link_left_out", lang, "; ".join(parts)) if parts else ""
 
 
 class PredictTab:
@@ -118,12 +118,12 @@ class PredictTab:
         """What every prediction shows: the label list, the chart, the notebook's lines, files, the link."""
         tower = zs.tower_loaded if label_set.encoder != CLIP else None
         trained = zs.loaded.info.trained and (tower is None or tower.info.trained)
-        title = (text("chart_top", lang) + (text("chart_multilingual", lang) if tower else "")
-                 + (text("chart_temperature", lang, f"{answering.temperature:.2f}")
+        title = (say("chart_top", lang) + (say("chart_multilingual", lang) if tower else "")
+                 + (say("chart_temperature", lang, f"{answering.temperature:.2f}")
                     if answering and answering.temperature != 1.0 else "")
-                 + ("" if trained else text("untrained_suffix", lang)))
+                 + ("" if trained else say("untrained_suffix", lang)))
         share = Link(index=last.get("index"), k=len(pred.top), label_set=label_set, tab="predict")
-        chart = figures.bar_chart(pred, title, text("chart_probability", lang), shown_name(lang))
+        chart = figures.bar_chart(pred, title, say("chart_probability", lang), shown_name(lang))
         threshold = answering.threshold if answering else None
         return {self.result: dict(pred.top), self.chart: chart, self.verdict: fits_line(pred, threshold, lang),
                 self.lines: "\n".join(pred.lines()), self.truth: truth_markdown(pred, lang),
@@ -134,13 +134,13 @@ class PredictTab:
                       request: gr.Request = None, progress=gr.Progress()) -> dict:
         """Classify CIFAR-100 test image `index` against the session's labels."""
         lang = lang_of(request)
-        with told(lang):
+        with saying(lang):
             k, data = checks.top_k(top_k), self.rt.dataset()
             i = checks.cifar_index(index, len(data))
             image = data.image(i)
         zs = wait_for_service(self.rt, progress, lang)
         ensure_text(zs, label_set, progress, lang)
-        with told(lang):
+        with saying(lang):
             feat = zs.cifar_feature(i, image, len(data))  # [D]: stored, or encoded once and stored
             true = true_name(label_set.labels, data.true_label(i), label_set.label_preset)  # in the set's spelling
             pred = predict_with(zs, feat, label_set, k, answering or PLAIN, true)
@@ -158,12 +158,12 @@ class PredictTab:
         """
         lang = lang_of(request)
         record = upload if isinstance(upload, dict) else {"path": upload}
-        with told(lang):
+        with saying(lang):
             k = checks.top_k(top_k)
             image, path = self._decode(record, self.rt.config().image_resolution)
         zs = wait_for_service(self.rt, progress, lang)
         ensure_text(zs, label_set, progress, lang)
-        with told(lang):
+        with saying(lang):
             pred = predict_with(zs, zs.image_features([image])[0], label_set, k, answering or PLAIN)
         return {self.upload_input: figures.input_view(zs.pixels(image)),
                 **self._shown(zs, pred, image, "uploaded image", {"kind": "upload", "path": path}, label_set, lang,
@@ -184,7 +184,7 @@ class PredictTab:
 
     def set_threshold(self, value: float | None, answering: Answering | None, request: gr.Request = None) -> Answering:
         """The session's "none of these" threshold (empty: none); a value out of -1..1 is a sentence."""
-        with told(lang_of(request)):
+        with saying(lang_of(request)):
             return (answering or Answering()).with_threshold(value)
 
     def add_examples(self, label: str | None, uploads: list | None, answering: Answering | None, label_set: LabelSet,
@@ -194,7 +194,7 @@ class PredictTab:
         lang = lang_of(request)
         answering = answering or Answering()
         paths = [f if isinstance(f, str) else f.get("path") for f in (uploads or [])]
-        with told(lang):
+        with saying(lang):
             if label not in label_set.labels:
                 raise Refusal("examples_label", str(label or "")[:40])
             items = read_batch([p for p in paths if p], fit=self.rt.config().image_resolution, limit=MAX_EXAMPLES)
@@ -217,15 +217,15 @@ class PredictTab:
     def image_for(self, last: dict | None, lang: str) -> tuple[Image.Image, str]:
         """The last classified image again (a dataset index, or an upload kept for this session), and what it is."""
         if not last:
-            raise gr.Error(text("classify_first", lang))
-        with told(lang):
+            raise gr.Error(say("classify_first", lang))
+        with saying(lang):
             if last.get("kind") == "index":
                 return self.rt.dataset().image(last["index"]), f"CIFAR-100 #{last['index']}"
             try:
-                return open_image(last["path"], fit=self.rt.config().image_resolution), text("your_image", lang)
+                return open_image(last["path"], fit=self.rt.config().image_resolution), say("your_image", lang)
             except (Refusal, KeyError, TypeError) as exc:
                 why = exc.say(lang) if isinstance(exc, Refusal) else str(exc)
-                raise gr.Error(toast_text(text("last_image_gone", lang, hide_paths(why)))) from None
+                raise gr.Error(toast_text(say("last_image_gone", lang, hide_paths(why)))) from None
 
     def attention(self, layer: str, head: str, last: dict | None, request: gr.Request = None,
                   progress=gr.Progress()) -> dict:
@@ -233,89 +233,89 @@ class PredictTab:
         lang = lang_of(request)
         zs = wait_for_service(self.rt, progress, lang)
         image, what = self.image_for(last, lang)
-        with told(lang):
+        with saying(lang):
             trace = zs.inside.vision_trace(image, tuple(sorted(last.items())))
-            li = _pick(layer, ROLLOUT, text("layer", lang))
-            hi = None if li is None else _pick(head, MEAN_HEADS, text("head", lang))
+            li = _pick(layer, ROLLOUT, say("layer", lang))
+            hi = None if li is None else _pick(head, MEAN_HEADS, say("head", lang))
             amap = cls_attention_map(trace, li, hi)  # [grid, grid]
         shown = figures.input_view(zs.pixels(image), min_size=0)  # at the model's own resolution
-        which = (text("which_rollout", lang) if li is None else text("which_layer_mean", lang, li + 1) if hi is None
-                 else text("which_layer_head", lang, li + 1, hi + 1))
-        note = "" if zs.loaded.info.trained else text("untrained_pattern", lang)
+        which = (say("which_rollout", lang) if li is None else say("which_layer_mean", lang, li + 1) if hi is None
+                 else say("which_layer_head", lang, li + 1, hi + 1))
+        note = "" if zs.loaded.info.trained else say("untrained_pattern", lang)
         patch = zs.loaded.config.vision_patch_size
         g = shown.size[0] // patch
-        return {self.patches: figures.patch_figure(shown, patch, text("patch_title", lang, g, g, patch, patch, g * g)),
+        return {self.patches: figures.patch_figure(shown, patch, say("patch_title", lang, g, g, patch, patch, g * g)),
                 self.overlay: figures.attention_overlay(figures.overlay_base(shown), amap),
-                self.caption: text("attention_caption", lang, amap.numel(), what, which, note)}
+                self.caption: say("attention_caption", lang, amap.numel(), what, which, note)}
 
     # -- layout and wiring -------------------------------------------------------------------------
     def build(self, labels_state: gr.State, share_base: str = "") -> None:
         """Lay out the tab (inside the app's `gr.Tabs`) and wire its events. `share_base` is the page that
         shared links open (the Space's page on Hugging Face; empty: this page's own address)."""
         config = self.rt.config()
-        with gr.Tab(L("tab_predict"), id="predict"):
+        with gr.Tab(say("tab_predict"), id="predict"):
             with gr.Row():
-                self.top_k = gr.Slider(1, checks.MAX_TOP_K, value=5, step=1, label=L("top_k"), scale=3)
+                self.top_k = gr.Slider(1, checks.MAX_TOP_K, value=5, step=1, label=say("top_k"), scale=3)
                 # "None of these": a cosine below which no label fits (empty: off); kept for the session
-                self.threshold = gr.Number(None, label=L("threshold_label"), info=L("threshold_info"), minimum=-1,
+                self.threshold = gr.Number(None, label=say("threshold_label"), info=say("threshold_info"), minimum=-1,
                                            maximum=1, step=0.01, elem_id="threshold", scale=1, min_width=160)
             self.answering = gr.State(Answering())  # the session's threshold and few-shot examples
             with gr.Tabs() as self.sources:  # a CIFAR-100 index, an upload or a batch
-                with gr.Tab(L("tab_index"), id="index"):
+                with gr.Tab(say("tab_index"), id="index"):
                     with gr.Row(elem_classes="index-row"):
                         self.index = gr.Slider(0, checks.TEST_SIZE - 1, value=DEFAULT_INDEX, step=1,
-                                               label=L("index_label"), scale=4, min_width=200)
-                        prev_btn = gr.Button(L("prev"), scale=0, min_width=80)
-                        next_btn = gr.Button(L("next"), scale=0, min_width=80)
-                        rand_btn = gr.Button(L("random"), scale=0, min_width=100)
-                    run_index = gr.Button(L("classify"), variant="primary")
+                                               label=say("index_label"), scale=4, min_width=200)
+                        prev_btn = gr.Button(say("prev"), scale=0, min_width=80)
+                        next_btn = gr.Button(say("next"), scale=0, min_width=80)
+                        rand_btn = gr.Button(say("random"), scale=0, min_width=100)
+                    run_index = gr.Button(say("classify"), variant="primary")
                     with gr.Row():
-                        self.original = gr.Image(label=L("original_image"), type="pil", elem_classes="pixelated",
+                        self.original = gr.Image(label=say("original_image"), type="pil", elem_classes="pixelated",
                                                  height=224, interactive=False)
-                        self.model_input = gr.Image(label=L("model_input"), type="pil", height=224, interactive=False)
+                        self.model_input = gr.Image(label=say("model_input"), type="pil", height=224, interactive=False)
                     self.truth = gr.Markdown(elem_id="truth")
-                    gr.Examples([[i] for i in EXAMPLES], inputs=[self.index], label=L("examples"), cache_examples=False)
-                with gr.Tab(L("tab_upload"), id="upload"):
+                    gr.Examples([[i] for i in EXAMPLES], inputs=[self.index], label=say("examples"), cache_examples=False)
+                with gr.Tab(say("tab_upload"), id="upload"):
                     with gr.Row():
-                        upload = gr.Image(label=L("your_image_label"), type="filepath",
+                        upload = gr.Image(label=say("your_image_label"), type="filepath",
                                           sources=["upload", "webcam", "clipboard"], height=280)
-                        self.upload_input = gr.Image(label=L("model_input"), type="pil", height=280, interactive=False)
-                    run_upload = gr.Button(L("classify_upload"), variant="primary")
+                        self.upload_input = gr.Image(label=say("model_input"), type="pil", height=280, interactive=False)
+                    run_upload = gr.Button(say("classify_upload"), variant="primary")
                 self.batch = BatchTab(self.rt)
                 self.batch.build(labels_state, self.answering)
             with gr.Row():
-                self.result = gr.Label(label=L("top_k"), num_top_classes=checks.MAX_TOP_K, elem_id="result-label")
-                self.chart = gr.Plot(label=L("probabilities"), elem_id="result-chart")
+                self.result = gr.Label(label=say("top_k"), num_top_classes=checks.MAX_TOP_K, elem_id="result-label")
+                self.chart = gr.Plot(label=say("probabilities"), elem_id="result-chart")
             self.verdict = gr.Markdown(elem_id="verdict")  # "none of these", with a threshold
-            with gr.Accordion(L("examples_accordion"), open=False, elem_id="examples"):
-                gr.Markdown(L("examples_intro"))
+            with gr.Accordion(say("examples_accordion"), open=False, elem_id="examples"):
+                gr.Markdown(say("examples_intro"))
                 with gr.Row():
-                    self.example_label = gr.Dropdown(choices=list(LabelSet.preset().labels), label=L("examples_for"),
+                    self.example_label = gr.Dropdown(choices=list(LabelSet.preset().labels), label=say("examples_for"),
                                                      elem_id="example-label", scale=1)
-                    example_files = gr.File(label=L("examples_files"), file_count="multiple", file_types=["image"],
+                    example_files = gr.File(label=say("examples_files"), file_count="multiple", file_types=["image"],
                                             elem_id="example-files", scale=2)
                 with gr.Row():
-                    add_examples = gr.Button(L("examples_add"), elem_id="examples-add")
-                    clear_examples = gr.Button(L("examples_clear"), elem_id="examples-clear")
+                    add_examples = gr.Button(say("examples_add"), elem_id="examples-add")
+                    clear_examples = gr.Button(say("examples_clear"), elem_id="examples-clear")
                 self.examples_note = gr.Markdown(elem_id="examples-note")
-            gr.Markdown(L("score_note"), elem_id="score-note")
+            gr.Markdown(say("score_note"), elem_id="score-note")
             with gr.Row(equal_height=True):
                 self.share = gr.Textbox(visible=False)  # the result's query string; the browser makes the full link
-                link = gr.Textbox(label=L("share_link"), interactive=False, buttons=["copy"], elem_id="share-link",
+                link = gr.Textbox(label=say("share_link"), interactive=False, buttons=["copy"], elem_id="share-link",
                                   scale=4)
-                copy_link = gr.Button(L("copy_link"), scale=1, min_width=120, elem_id="copy-link")
+                copy_link = gr.Button(say("copy_link"), scale=1, min_width=120, elem_id="copy-link")
             self.share_note = gr.Markdown(elem_id="share-note")
             with gr.Row():
-                self.lines = gr.Textbox(label=L("notebook_lines"), lines=5, buttons=["copy"], interactive=False,
+                self.lines = gr.Textbox(label=say("notebook_lines"), lines=5, buttons=["copy"], interactive=False,
                                         elem_id="notebook-lines")
-                self.files = gr.File(label=L("downloads"), file_count="multiple", interactive=False)
-            with gr.Accordion(L("inside_accordion"), open=True):
+                self.files = gr.File(label=say("downloads"), file_count="multiple", interactive=False)
+            with gr.Accordion(say("inside_accordion"), open=True):
                 with gr.Row():
-                    self.layer = gr.Dropdown(layer_choices(config), value=ROLLOUT, label=L("layer_choice"))
-                    self.head = gr.Dropdown(head_choices(config), value=MEAN_HEADS, label=L("head_choice"))
+                    self.layer = gr.Dropdown(layer_choices(config), value=ROLLOUT, label=say("layer_choice"))
+                    self.head = gr.Dropdown(head_choices(config), value=MEAN_HEADS, label=say("head_choice"))
                 with gr.Row():
-                    self.patches = gr.Plot(label=L("patch_plot"))
-                    self.overlay = gr.Image(label=L("attention_image"), type="pil", height=420, interactive=False,
+                    self.patches = gr.Plot(label=say("patch_plot"))
+                    self.overlay = gr.Image(label=say("attention_image"), type="pil", height=420, interactive=False,
                                             elem_id="attention-image")
                 self.caption = gr.Markdown(elem_id="attention-caption")
             self.last_input = gr.State(None)  # this session's last classified image, for the attention view

@@ -12,10 +12,10 @@ from pathlib import Path
 import gradio as gr
 
 from ...core.labels import CLIP, LabelSet, read_label_file
-from ...core.words import Refusal, text
+from ...core.words import Refusal
 from .. import files
 from ..common import md_text
-from ..lang import L, lang_of
+from ..lang import lang_of, say
 
 __all__ = ["SavedSetsBox", "MAX_SETS", "MAX_NAME", "LABEL_FILE_TYPES", "empty", "clean", "clean_name", "save",
            "delete", "remember", "names"]
@@ -102,7 +102,7 @@ class SavedSetsBox:
             name = clean_name(name)
         except Refusal as exc:
             return self._sets(clean(store), f"⚠️ {md_text(exc.say(lang))}")
-        return self._sets(kept, text("sets_saved", lang, md_text(name), len(label_set.labels)), name)
+        return self._sets(kept, say("sets_saved", lang, md_text(name), len(label_set.labels)), name)
 
     def delete_set(self, name: str | None, store: dict | None, request: gr.Request = None) -> dict:
         """Delete the saved set `name`."""
@@ -111,7 +111,7 @@ class SavedSetsBox:
             kept = delete(store, name)
         except Refusal as exc:
             return self._sets(clean(store), f"⚠️ {md_text(exc.say(lang))}")
-        return self._sets(kept, text("sets_deleted", lang, md_text(name)))
+        return self._sets(kept, say("sets_deleted", lang, md_text(name)))
 
     def _apply(self, label_text: str, template_text: str | None, label_set: LabelSet, note: str, request,
                progress, encoder: str | None = None) -> dict:
@@ -133,7 +133,7 @@ class SavedSetsBox:
         if entry is None:
             return {self.note: f"⚠️ {md_text(Refusal('sets_unknown', name or '').say(lang))}"}
         return self._apply("\n".join(entry["labels"]), "\n".join(entry["templates"]), label_set,
-                           text("sets_loaded", lang, md_text(name)), request, progress, entry.get("encoder", CLIP))
+                           say("sets_loaded", lang, md_text(name)), request, progress, entry.get("encoder", CLIP))
 
     def load_file(self, path: str | None, label_set: LabelSet, request: gr.Request = None,
                   progress=gr.Progress()) -> dict:
@@ -147,7 +147,7 @@ class SavedSetsBox:
             label_text = read_label_file(path)
         except Refusal as exc:
             return {self.note: f"⚠️ {md_text(exc.say(lang))}"}
-        return self._apply(label_text, None, label_set, text("sets_file_loaded", lang), request, progress)
+        return self._apply(label_text, None, label_set, say("sets_file_loaded", lang), request, progress)
 
     def download_set(self, label_set: LabelSet) -> str:
         """The active labels as a `.txt` file (one per line), for the download button."""
@@ -161,20 +161,20 @@ class SavedSetsBox:
     def build(self, labels_state: gr.State, store: gr.BrowserState) -> None:
         """Lay out the box (inside the Labels tab) and wire its events."""
         tab, self.store = self.tab, store
-        with gr.Accordion(L("sets_accordion"), open=False, elem_id="label-sets"):
-            gr.Markdown(L("sets_intro"))
+        with gr.Accordion(say("sets_accordion"), open=False, elem_id="label-sets"):
+            gr.Markdown(say("sets_intro"))
             with gr.Row():
-                name = gr.Textbox(label=L("sets_name"), max_length=MAX_NAME, elem_id="set-name", scale=3, min_width=160)
-                save_btn = gr.Button(L("sets_save"), scale=1, min_width=100, elem_id="set-save")
+                name = gr.Textbox(label=say("sets_name"), max_length=MAX_NAME, elem_id="set-name", scale=3, min_width=160)
+                save_btn = gr.Button(say("sets_save"), scale=1, min_width=100, elem_id="set-save")
             with gr.Row():
-                self.choice = gr.Dropdown([], label=L("sets_saved_list"), elem_id="set-choice", scale=3, min_width=160)
-                load = gr.Button(L("sets_load"), scale=1, min_width=80, elem_id="set-load")
-                delete_btn = gr.Button(L("sets_delete"), scale=1, min_width=80, variant="stop", elem_id="set-delete")
+                self.choice = gr.Dropdown([], label=say("sets_saved_list"), elem_id="set-choice", scale=3, min_width=160)
+                load = gr.Button(say("sets_load"), scale=1, min_width=80, elem_id="set-load")
+                delete_btn = gr.Button(say("sets_delete"), scale=1, min_width=80, variant="stop", elem_id="set-delete")
             with gr.Row():
-                upload = gr.File(label=L("sets_file"), file_types=list(LABEL_FILE_TYPES), type="filepath",
+                upload = gr.File(label=say("sets_file"), file_types=list(LABEL_FILE_TYPES), type="filepath",
                                  elem_id="set-file")
                 # Its file is made whenever the active set changes (and on page load): a click downloads at once.
-                self.download = gr.DownloadButton(L("sets_download"), elem_id="set-download")
+                self.download = gr.DownloadButton(say("sets_download"), elem_id="set-download")
             self.note = gr.Markdown(elem_id="set-note")
 
         sets_out = [store, self.choice, self.note]

@@ -14,7 +14,7 @@ import gradio as gr
 from PIL import Image
 
 from ...core.search import DEFAULT_RESULTS, MAX_RESULTS, SearchQuery, results
-from ...core.words import Refusal, text
+from ...core.words import Refusal
 from ...core.zeroshot import LOGIT_SCALE
 from ...io import figures
 from ...io.images import image_source, open_image
@@ -22,8 +22,8 @@ from ...serving.runtime import Runtime
 from ...tasks.classify import read_batch
 from ...tasks.search import MAX_GALLERY, THUMB, Galleries, Gallery, SearchResult, search_cifar
 from .. import files
-from ..common import UI_API, md_text, progress_fn, told, wait_for_service
-from ..lang import L, lang_of
+from ..common import UI_API, md_text, progress_fn, saying, wait_for_service
+from ..lang import lang_of, say
 from ..links import Link, link_query
 
 __all__ = ["SearchTab"]
@@ -44,15 +44,15 @@ class SearchTab:
         """How much of CIFAR-100's test split search covers now, and how long the rest should take."""
         st = self.rt.index_status()
         if st.total == 0:
-            return text("search_cover_none", lang)
+            return say("search_cover_none", lang)
         if st.complete:
-            return text("search_cover_all", lang, f"{st.total:,}")
+            return say("search_cover_all", lang, f"{st.total:,}")
         if st.building:
             left = st.seconds_left
-            when = (text("search_minutes", lang, max(1, math.ceil(left / 60))) if left is not None
-                    else text("search_soon", lang))
-            return text("search_cover_building", lang, f"{st.covered:,}", f"{st.total:,}", when)
-        return text("search_cover_partial", lang, f"{st.covered:,}", f"{st.total:,}")
+            when = (say("search_minutes", lang, max(1, math.ceil(left / 60))) if left is not None
+                    else say("search_soon", lang))
+            return say("search_cover_building", lang, f"{st.covered:,}", f"{st.total:,}", when)
+        return say("search_cover_partial", lang, f"{st.covered:,}", f"{st.total:,}")
 
     def show_coverage(self, request: gr.Request = None) -> dict:
         """What search covers, when the tab opens: in a line of its own, so that a search answered meanwhile (a link's)
@@ -65,13 +65,13 @@ class SearchTab:
                progress=gr.Progress()) -> dict:
         """Run the query (text, negative text, an image or a result to look like) over the chosen collection."""
         lang = lang_of(request)
-        with told(lang):
+        with saying(lang):
             k = results(n)
             picture = self._picture(image)
             query = SearchQuery.of(query_text, negative, raw=raw, image_weight=weight,
                                    has_image=picture is not None or like is not None)
         zs = wait_for_service(self.rt, progress, lang)
-        with told(lang):
+        with saying(lang):
             if picture is not None:
                 feature = zs.image_features([picture])[0]  # [D]
             elif like is not None:
@@ -112,18 +112,18 @@ class SearchTab:
         shown = [(self._thumb(result.source, h.index, gallery, SHOWN),
                   f"{h.cosine:.3f} #{h.index} {h.label}" if cifar else f"{h.cosine:.3f} {h.label}")
                  for h in result.hits]
-        what = md_text(query.prompt) if query.prompt else text("search_by_image_only", lang)
+        what = md_text(query.prompt) if query.prompt else say("search_by_image_only", lang)
         if like is not None:
-            what += " · " + text("search_like_what", lang, self._like_name(like, gallery))
+            what += " · " + say("search_like_what", lang, self._like_name(like, gallery))
         if query.negative:
-            what += " · " + text("search_not", lang, md_text(query.negative_prompt))
-        status = (text("search_found_one", lang, what) if len(result.hits) == 1
-                  else text("search_found", lang, len(result.hits), what))
-        status += " " + (self.coverage(lang) if cifar else text("gallery_has", lang, len(gallery), MAX_GALLERY))
+            what += " · " + say("search_not", lang, md_text(query.negative_prompt))
+        status = (say("search_found_one", lang, what) if len(result.hits) == 1
+                  else say("search_found", lang, len(result.hits), what))
+        status += " " + (self.coverage(lang) if cifar else say("gallery_has", lang, len(gallery), MAX_GALLERY))
         counts = result.classes()
-        chart = (figures.counts_chart(counts[:15], text("search_mostly", lang, ", ".join(f"{lab} {c}" for lab, c in
+        chart = (figures.counts_chart(counts[:15], say("search_mostly", lang, ", ".join(f"{lab} {c}" for lab, c in
                                                                                          counts[:3])),
-                                      text("search_axis", lang)) if cifar and counts else None)
+                                      say("search_axis", lang)) if cifar and counts else None)
         # A link carries the query only: never an image, nor a visitor's own pictures.
         share = (link_query(Link(tab="search", search=query, n=k)) if cifar and query.text and like is None else "")
         return {self.results: shown, self.status: status, self.chart: chart, self.files: files.search_files(result, query),
@@ -143,22 +143,22 @@ class SearchTab:
             return {self.selected: None, self.big: None, self.info: ""}
         hit = found.hits[int(evt.index)]
         if found.source == "gallery" and hit.index >= len(gallery):  # shown before the pictures were cleared
-            return {self.selected: None, self.big: None, self.info: text("search_like_gone", lang)}
+            return {self.selected: None, self.big: None, self.info: say("search_like_gone", lang)}
         big = self._thumb(found.source, hit.index, gallery, BIG)
         if found.source == "gallery":
             big = big.resize((BIG, round(BIG * big.height / big.width)), Image.Resampling.BICUBIC)
-            info = text("search_picked_own", lang, md_text(hit.label), f"{hit.cosine:.3f}")
+            info = say("search_picked_own", lang, md_text(hit.label), f"{hit.cosine:.3f}")
         else:
-            info = text("search_picked", lang, hit.index, md_text(hit.label), f"{hit.cosine:.3f}")
+            info = say("search_picked", lang, hit.index, md_text(hit.label), f"{hit.cosine:.3f}")
         return {self.selected: {"source": found.source, "index": hit.index}, self.big: big, self.info: info}
 
     def open_in_predict(self, selected: dict | None, current: float, request: gr.Request = None) -> dict:
         """Open the Predict tab on the selected CIFAR-100 result (its index slider classifies it)."""
         lang = lang_of(request)
         if selected is None:
-            raise gr.Error(text("search_pick_first", lang))
+            raise gr.Error(say("search_pick_first", lang))
         if selected["source"] != "cifar":
-            raise gr.Error(text("search_not_cifar", lang))
+            raise gr.Error(say("search_not_cifar", lang))
         p = self.predict
         return {self.tabs: gr.Tabs(selected="predict"), p.sources: gr.Tabs(selected="index"), p.index: selected["index"],
                 self.classify: int(current) == selected["index"]}  # an unchanged slider fires no change event
@@ -176,14 +176,14 @@ class SearchTab:
         """The selected result with its relevancy map for the query's words: where in the image the match is."""
         lang = lang_of(request)
         if selected is None:
-            raise gr.Error(text("search_pick_first", lang))
-        with told(lang):
+            raise gr.Error(say("search_pick_first", lang))
+        with saying(lang):
             query = SearchQuery.of(query_text, negative, raw=raw, has_image=True)
             if not query.prompt:
                 raise Refusal("search_explain_text")
         zs = wait_for_service(self.rt, progress, lang)
-        progress(0, desc=text("explain_working", lang))
-        with told(lang):
+        progress(0, desc=say("explain_working", lang))
+        with saying(lang):
             if selected["source"] == "gallery":
                 if selected["index"] >= len(gallery):
                     raise Refusal("search_like_gone")
@@ -197,15 +197,15 @@ class SearchTab:
             ex = zs.inside.explain_prompt(image, key, query.prompt)
         big = figures.overlay_base(figures.input_view(zs.pixels(image), min_size=0))
         words, cosine = md_text(query.prompt), f"{ex.logit / LOGIT_SCALE:.3f}"
-        info = (text("search_explained_own", lang, words, cosine, THUMB) if selected["source"] == "gallery"
-                else text("search_explained", lang, words, cosine))  # a picture's own: only its thumbnail is kept
-        note = "" if zs.loaded.info.trained else " " + text("explain_random", lang)
+        info = (say("search_explained_own", lang, words, cosine, THUMB) if selected["source"] == "gallery"
+                else say("search_explained", lang, words, cosine))  # a picture's own: only its thumbnail is kept
+        note = "" if zs.loaded.info.trained else " " + say("explain_random", lang)
         return {self.big: figures.attention_overlay(big, ex.image), self.info: info + note}
 
     def more_like(self, selected: dict | None, request: gr.Request = None) -> dict:
         """Make the selected result the query image (the text and negative are cleared): "more like this"."""
         if selected is None:
-            raise gr.Error(text("search_pick_first", lang_of(request)))
+            raise gr.Error(say("search_pick_first", lang_of(request)))
         return {self.like: dict(selected), self.query: "", self.negative: "", self.image: None,
                 self.source: selected["source"]}
 
@@ -218,17 +218,17 @@ class SearchTab:
         """Add image files, or zips of images, to the visitor's gallery (at most MAX_GALLERY in all)."""
         lang = lang_of(request)
         paths = [f if isinstance(f, str) else f.get("path") for f in (uploads or [])]
-        with told(lang):
+        with saying(lang):
             items = read_batch([p for p in paths if p], fit=self.rt.config().image_resolution, limit=MAX_GALLERY)
         zs = wait_for_service(self.rt, progress, lang)
-        with told(lang):
+        with saying(lang):
             grown = self.galleries.add(gallery, zs, items, progress_fn(progress, lang))
-        return {self.gallery: grown, self.gallery_note: text("gallery_has", lang, len(grown), MAX_GALLERY),
+        return {self.gallery: grown, self.gallery_note: say("gallery_has", lang, len(grown), MAX_GALLERY),
                 self.source: "gallery", self.uploads: None}
 
     def clear_gallery(self, found: SearchResult | None, request: gr.Request = None) -> dict:
         """Drop the visitor's pictures, and results shown from them (their places would name other pictures)."""
-        out = {self.gallery: Gallery(), self.gallery_note: text("gallery_cleared", lang_of(request)),
+        out = {self.gallery: Gallery(), self.gallery_note: say("gallery_cleared", lang_of(request)),
                self.source: "cifar", self.like: None}
         if found is not None and found.source == "gallery":
             out.update({self.results: [], self.found: None, self.selected: None, self.big: None, self.info: ""})
@@ -239,52 +239,52 @@ class SearchTab:
         """Lay out the tab (inside the app's `gr.Tabs`) and wire its events; `predict` is the Predict tab (a result
         opens there)."""
         self.tabs, self.predict = tabs, predict
-        with gr.Tab(L("tab_search"), id="search") as tab:
-            gr.Markdown(L("search_intro"))
+        with gr.Tab(say("tab_search"), id="search") as tab:
+            gr.Markdown(say("search_intro"))
             with gr.Row():
-                self.query = gr.Textbox(label=L("search_query"), placeholder=L("search_placeholder"), scale=3,
+                self.query = gr.Textbox(label=say("search_query"), placeholder=say("search_placeholder"), scale=3,
                                         elem_id="search-query", max_length=400)
-                self.negative = gr.Textbox(label=L("search_negative"), placeholder=L("search_negative_hint"),
+                self.negative = gr.Textbox(label=say("search_negative"), placeholder=say("search_negative_hint"),
                                            scale=2, elem_id="search-negative", max_length=400)
             with gr.Row():
-                self.raw = gr.Checkbox(False, label=L("search_raw"), elem_id="search-raw")
-                self.n = gr.Slider(1, MAX_RESULTS, value=DEFAULT_RESULTS, step=1, label=L("search_n"),
+                self.raw = gr.Checkbox(False, label=say("search_raw"), elem_id="search-raw")
+                self.n = gr.Slider(1, MAX_RESULTS, value=DEFAULT_RESULTS, step=1, label=say("search_n"),
                                    elem_id="search-n")
-                self.source = gr.Radio([(L("search_in_cifar"), "cifar"), (L("search_in_gallery"), "gallery")],
-                                       value="cifar", label=L("search_in"), elem_id="search-source")
-            with gr.Accordion(L("search_by_image"), open=False):
+                self.source = gr.Radio([(say("search_in_cifar"), "cifar"), (say("search_in_gallery"), "gallery")],
+                                       value="cifar", label=say("search_in"), elem_id="search-source")
+            with gr.Accordion(say("search_by_image"), open=False):
                 with gr.Row():
-                    self.image = gr.Image(label=L("search_image"), type="filepath", height=200,
+                    self.image = gr.Image(label=say("search_image"), type="filepath", height=200,
                                           sources=["upload", "clipboard"], elem_id="search-image")
-                    self.weight = gr.Slider(0, 1, value=0.5, step=0.05, label=L("search_image_weight"))
-            with gr.Accordion(L("gallery_title"), open=False):
-                gr.Markdown(L("gallery_intro"))
-                self.uploads = gr.File(label=L("gallery_files"), file_count="multiple",
+                    self.weight = gr.Slider(0, 1, value=0.5, step=0.05, label=say("search_image_weight"))
+            with gr.Accordion(say("gallery_title"), open=False):
+                gr.Markdown(say("gallery_intro"))
+                self.uploads = gr.File(label=say("gallery_files"), file_count="multiple",
                                        file_types=["image", ".zip"], elem_id="gallery-files")
                 with gr.Row():
-                    add = gr.Button(L("gallery_add"), elem_id="gallery-add")
-                    clear = gr.Button(L("gallery_clear"), elem_id="gallery-clear")
+                    add = gr.Button(say("gallery_add"), elem_id="gallery-add")
+                    clear = gr.Button(say("gallery_clear"), elem_id="gallery-clear")
                 self.gallery_note = gr.Markdown(elem_id="gallery-note")
-            run = gr.Button(L("search_run"), variant="primary", elem_id="search-run")
+            run = gr.Button(say("search_run"), variant="primary", elem_id="search-run")
             with gr.Column(elem_id="search-status"):
                 self.status = gr.Markdown()
                 self.cover = gr.Markdown()  # what search covers, shown when the tab opens
-            self.results = gr.Gallery(label=L("search_results"), columns=5, height="auto", allow_preview=False,
+            self.results = gr.Gallery(label=say("search_results"), columns=5, height="auto", allow_preview=False,
                                       elem_id="search-results", elem_classes="pixelated")
             with gr.Row():
-                self.big = gr.Image(label=L("search_selected"), type="pil", height=BIG + 30, interactive=False,
+                self.big = gr.Image(label=say("search_selected"), type="pil", height=BIG + 30, interactive=False,
                                     elem_id="search-selected", elem_classes="pixelated")
                 with gr.Column():
                     self.info = gr.Markdown(elem_id="search-info")
-                    classify = gr.Button(L("search_open"), elem_id="search-classify")
-                    explain = gr.Button(L("search_explain"), elem_id="search-explain")
-                    more = gr.Button(L("search_more"), elem_id="search-more")
-            self.chart = gr.Plot(label=L("search_classes"), elem_id="search-classes")
+                    classify = gr.Button(say("search_open"), elem_id="search-classify")
+                    explain = gr.Button(say("search_explain"), elem_id="search-explain")
+                    more = gr.Button(say("search_more"), elem_id="search-more")
+            self.chart = gr.Plot(label=say("search_classes"), elem_id="search-classes")
             with gr.Row(equal_height=True):
                 self.share = gr.Textbox(visible=False)
-                link = gr.Textbox(label=L("share_link"), interactive=False, buttons=["copy"], elem_id="search-link",
+                link = gr.Textbox(label=say("share_link"), interactive=False, buttons=["copy"], elem_id="search-link",
                                   scale=4)
-                self.files = gr.File(label=L("downloads"), file_count="multiple", interactive=False, scale=3,
+                self.files = gr.File(label=say("downloads"), file_count="multiple", interactive=False, scale=3,
                                      elem_id="search-files")
             self.found = gr.State(None)  # the last SearchResult of this session
             self.selected = gr.State(None)  # {"source", "index"} of the result shown large

@@ -11,15 +11,14 @@ import dataclasses
 import gradio as gr
 
 from ...core.labels import LabelSet, PromptError
-from ...core.words import text
 from ...io import figures
 from ...serving.runtime import Runtime
 from ...core import checks
 from ...tasks.classify import MAX_EXAMPLES, Answering
 from ...tasks.yourdata import LabelledReport, LabelledSet, evaluate_labelled, read_labelled
 from .. import files
-from ..common import UI_API, md_text, progress_fn, told, wait_for_service
-from ..lang import L, lang_of
+from ..common import UI_API, md_text, progress_fn, saying, wait_for_service
+from ..lang import lang_of, say
 from .predict import examples_note
 
 __all__ = ["YourDataBox"]
@@ -38,52 +37,52 @@ class YourDataBox:
         if not path:  # a new set, or none: the last report goes (and what it could hand to Predict)
             return {self.data: None, self.classes: gr.Textbox(value="", visible=False), self.note: "", **cleared}
         zs = wait_for_service(self.rt, progress, lang)
-        with told(lang):
+        with saying(lang):
             data = read_labelled(zs, path, progress_fn(progress, lang))
         others = int((data.targets < 0).sum())
         return {self.data: data, self.classes: gr.Textbox(value="\n".join(data.classes), visible=True),
-                self.note: text("labelled_loaded", lang, len(data.names), len(data.classes), others), **cleared}
+                self.note: say("labelled_loaded", lang, len(data.names), len(data.classes), others), **cleared}
 
     def run(self, data: LabelledSet | None, classes_text: str, examples: float, label_set: LabelSet,
             request: gr.Request = None, progress=gr.Progress()) -> dict:
         """The report on the session's labelled images, with the active label set's templates (and text tower)."""
         lang = lang_of(request)
         if data is None:
-            raise gr.Error(text("labelled_first", lang))
+            raise gr.Error(say("labelled_first", lang))
         classes = tuple(line.strip() for line in (classes_text or "").splitlines() if line.strip())
-        with told(lang):
+        with saying(lang):
             examples = checks.count(examples or 0, 0, MAX_EXAMPLES, "name_examples")
             if len(classes) != len(data.classes):
                 raise PromptError("labelled_edit_count", len(data.classes), len(classes))
             checked = LabelSet.of(classes, label_set.templates, duplicates="error", encoder=label_set.encoder)
             data = dataclasses.replace(data, classes=checked.labels)
             zs = wait_for_service(self.rt, progress, lang)
-            progress(0, desc=text("labelled_measuring", lang))
+            progress(0, desc=say("labelled_measuring", lang))
             report = evaluate_labelled(zs, data, checked.templates, examples=examples,
                                        encoder=label_set.encoder, progress=progress_fn(progress, lang))
         return self._shown(report, data, lang)
 
     def _shown(self, report: LabelledReport, data: LabelledSet, lang: str) -> dict:
         per_class = figures.per_class_chart(report.classes, {a.setting: a.per_class for a in report.settings},
-                                            text("per_class_title", lang, " · ".join(a.setting for a in
+                                            say("per_class_title", lang, " · ".join(a.setting for a in
                                                                                       report.settings)),
-                                            text("per_class_axis", lang))
+                                            say("per_class_axis", lang))
         best = report.settings[1]
-        confusion = figures.confusion_figure(report.classes, best.confusion, text("confusion_title", lang,
+        confusion = figures.confusion_figure(report.classes, best.confusion, say("confusion_title", lang,
                                                                                       best.setting),
-                                             (text("predicted", lang), text("true", lang)))
-        reliability = figures.reliability_figure(report.bins, text("labelled_reliability", lang, f"{report.ece:.3f}"),
-                                                 (text("labelled_confidence", lang), text("labelled_accuracy", lang)))
+                                             (say("predicted", lang), say("true", lang)))
+        reliability = figures.reliability_figure(report.bins, say("labelled_reliability", lang, f"{report.ece:.3f}"),
+                                                 (say("labelled_confidence", lang), say("labelled_accuracy", lang)))
         if report.threshold_from == "none-folder":
-            groups = {text("labelled_in_set", lang): report.best_cosine.tolist(),
-                      text("labelled_none_set", lang): report.none_cosines.tolist()}
+            groups = {say("labelled_in_set", lang): report.best_cosine.tolist(),
+                      say("labelled_none_set", lang): report.none_cosines.tolist()}
         else:
             right = best.predicted == best.targets
-            groups = {text("labelled_right", lang): report.best_cosine[right].tolist(),
-                      text("labelled_wrong", lang): report.best_cosine[~right].tolist()}
+            groups = {say("labelled_right", lang): report.best_cosine[right].tolist(),
+                      say("labelled_wrong", lang): report.best_cosine[~right].tolist()}
         hist = figures.cosine_histograms(groups, report.threshold.cosine if report.threshold else None,
-                                         text("labelled_cosines", lang), text("labelled_best_cosine", lang),
-                                         text("labelled_threshold_mark", lang))
+                                         say("labelled_cosines", lang), say("labelled_best_cosine", lang),
+                                         say("labelled_threshold_mark", lang))
         worst = [(figures.enlarge(data.thumbs[i], 96) if max(data.thumbs[i].size) < 96 else data.thumbs[i],
                   f"{data.names[i]}: {report.classes[t]} → {report.classes[p]} ({100 * q:.0f}%)")
                  for i, t, p, q in report.worst]
@@ -118,15 +117,15 @@ class YourDataBox:
         """Lay out the box (inside the Evaluate tab) and wire its events; `predict` is the Predict tab, whose threshold
         and few-shot examples the report can set."""
         self.predict = predict
-        gr.Markdown(L("labelled_intro"))  # it states the limits (tests check them against the code's)
+        gr.Markdown(say("labelled_intro"))  # it states the limits (tests check them against the code's)
         with gr.Row():
-            upload = gr.File(label=L("labelled_zip"), file_types=[".zip"], type="filepath", elem_id="labelled-zip")
+            upload = gr.File(label=say("labelled_zip"), file_types=[".zip"], type="filepath", elem_id="labelled-zip")
             with gr.Column():
-                self.classes = gr.Textbox(label=L("labelled_classes"), lines=6, max_lines=12, visible=False,
+                self.classes = gr.Textbox(label=say("labelled_classes"), lines=6, max_lines=12, visible=False,
                                           elem_id="labelled-classes")
-                examples = gr.Slider(0, 16, value=0, step=1, label=L("labelled_examples_label"),
+                examples = gr.Slider(0, 16, value=0, step=1, label=say("labelled_examples_label"),
                                      elem_id="labelled-examples")
-                run = gr.Button(L("labelled_run"), variant="primary", elem_id="labelled-run")
+                run = gr.Button(say("labelled_run"), variant="primary", elem_id="labelled-run")
         self.note = gr.Markdown(elem_id="labelled-note")
         self.data = gr.State(None)  # this session's LabelledSet: features and thumbnails, dropped with the session
         self.recommended = gr.State(None)
@@ -135,17 +134,17 @@ class YourDataBox:
         with gr.Column(visible=False, elem_id="labelled-results") as self.results:  # shown once there is a report
             self.summary = gr.Markdown(elem_id="labelled-summary")
             with gr.Row():
-                self.use = gr.Button(L("labelled_use_threshold"), elem_id="labelled-use-threshold")
-                self.use_held = gr.Button(L("labelled_use_examples"), elem_id="labelled-use-examples")
-                use_temperature = gr.Button(L("labelled_use_temperature"), elem_id="labelled-use-temperature")
+                self.use = gr.Button(say("labelled_use_threshold"), elem_id="labelled-use-threshold")
+                self.use_held = gr.Button(say("labelled_use_examples"), elem_id="labelled-use-examples")
+                use_temperature = gr.Button(say("labelled_use_temperature"), elem_id="labelled-use-temperature")
             with gr.Row():
-                self.per_class = gr.Plot(label=L("eval_chart"))
-                self.confusion = gr.Plot(label=L("eval_confusion"))
+                self.per_class = gr.Plot(label=say("eval_chart"))
+                self.confusion = gr.Plot(label=say("eval_confusion"))
             with gr.Row():
-                self.reliability = gr.Plot(label=L("labelled_reliability_plot"), elem_id="labelled-reliability")
-                self.cosines = gr.Plot(label=L("labelled_cosines_plot"), elem_id="labelled-cosines")
-            self.worst = gr.Gallery(label=L("eval_worst"), columns=6, height=260)
-            self.files = gr.File(label=L("eval_files"), file_count="multiple", interactive=False)
+                self.reliability = gr.Plot(label=say("labelled_reliability_plot"), elem_id="labelled-reliability")
+                self.cosines = gr.Plot(label=say("labelled_cosines_plot"), elem_id="labelled-cosines")
+            self.worst = gr.Gallery(label=say("eval_worst"), columns=6, height=260)
+            self.files = gr.File(label=say("eval_files"), file_count="multiple", interactive=False)
 
         loaded = [self.data, self.classes, self.note, self.results, self.recommended, self.held, self.fitted]
         # Unpacking and encoding a set is heavy: one at a time, however many visitors upload at once.
@@ -166,19 +165,19 @@ class YourDataBox:
 
 
 def _summary(report: LabelledReport, lang: str) -> str:
-    rows = [text("labelled_table_head", lang), "|---|---|---|"]
+    rows = [say("labelled_table_head", lang), "|---|---|---|"]
     rows += [f"| {md_text(a.setting)} | {100 * a.top1:.2f}% | {100 * a.top5:.2f}% |" for a in report.settings]
     notes = []
     if report.examples:
-        notes.append(text("labelled_few_shot", lang, report.examples, f"{100 * report.settings[1].top1:.2f}",
+        notes.append(say("labelled_few_shot", lang, report.examples, f"{100 * report.settings[1].top1:.2f}",
                           f"{100 * report.settings[-1].top1:.2f}", f"{report.tip[0]:g}", f"{report.tip[1]:g}"))
-    notes.append(text("labelled_calibration", lang, f"{report.ece:.3f}", f"{report.temperature:.2f}",
+    notes.append(say("labelled_calibration", lang, f"{report.ece:.3f}", f"{report.temperature:.2f}",
                       f"{report.ece_before:.3f}", f"{report.ece_after:.3f}"))
     t = report.threshold
     if t is None:
-        notes.append(text("labelled_threshold", lang))
+        notes.append(say("labelled_threshold", lang))
     else:
-        notes.append(text("labelled_threshold_none" if report.threshold_from == "none-folder"
+        notes.append(say("labelled_threshold_none" if report.threshold_from == "none-folder"
                           else "labelled_threshold_rw", lang, f"{t.cosine:.3f}", f"{100 * t.fits_kept:.1f}",
                           f"{100 * t.none_refused:.1f}", f"{100 * t.balanced_accuracy:.1f}"))
     return "\n".join(rows) + "\n\n" + "\n\n".join(notes)
