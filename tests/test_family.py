@@ -95,13 +95,14 @@ print(json.dumps({"grew_mb": rss() - before, "params": total}))
     assert out["params"] > 2_000_000_000 and out["grew_mb"] < 200  # over 8 GB in fp32, were it allocated
 
 
-def test_the_cli_prints_the_family():
-    done = subprocess.run([sys.executable, "-m", "clipdemo", "family"], capture_output=True, text=True, timeout=300,
-                          cwd=ROOT, env={"PATH": "/usr/bin:/bin", "CLIPDEMO_DOWNLOAD": "0"})
-    assert done.returncode == 0, done.stderr[-2000:]
-    row = next(line for line in done.stdout.splitlines() if line.startswith("ViT-B/32 "))
+def test_the_cli_prints_the_family(monkeypatch, capsys):
+    from clipdemo.cli import main
+    monkeypatch.setenv("CLIPDEMO_DOWNLOAD", "0")
+    assert main(["family"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("ViT-B/32 "))
     assert "87.85M" in row and "63.43M" in row and "151.28M" in row and "8.82" in row and "5.96" in row
-    assert "architectures, built on PyTorch's meta device" in done.stdout
+    assert "architectures, built on PyTorch's meta device" in out
 
 
 def test_torchinfo_and_flopcounter_reconcile_to_the_multiply_add_for_vit_b32():
@@ -171,20 +172,20 @@ def test_the_measured_file_round_trips_and_anything_else_reads_as_none(tmp_path)
     assert committed is not None and set(committed.ms) == {"ViT-B/32", "ViT-B/16"}
 
 
-def test_architecture_model_flops_in_the_cli_never_loads_weights(tmp_path):
+def test_architecture_model_flops_in_the_cli_never_loads_weights(tmp_path, monkeypatch, capsys):
     """`python -m clipdemo architecture --model ViT-L/14 --flops` with weights that cannot be had (a missing file,
     no download): the architecture's tables, FLOPs per layer, and the reconciliation."""
-    env = {"PATH": "/usr/bin:/bin", "CLIPDEMO_DOWNLOAD": "0", "CLIPDEMO_WEIGHTS": str(tmp_path / "none.pt")}
-    done = subprocess.run([sys.executable, "-m", "clipdemo", "architecture", "--model", "ViT-L/14", "--flops",
-                           "--depth", "1"], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    out = done.stdout
+    from clipdemo.cli import main
+    monkeypatch.setenv("CLIPDEMO_DOWNLOAD", "0")
+    monkeypatch.setenv("CLIPDEMO_WEIGHTS", str(tmp_path / "none.pt"))
+    assert main(["architecture", "--model", "ViT-L/14", "--flops", "--depth", "1"]) == 0
+    out = capsys.readouterr().out
     assert "Weights: none: ViT-L/14 as an architecture only" in out and "vision 303.97M, text 123.65M" in out
     assert "257 tokens" in out and f"FlopCounterMode: {profile(FAMILY['ViT-L/14']).image_flops:,} FLOPs" in out
     assert "conv1 (Conv2d)" in out and "308,281,344" in out  # 256 patches x 1,024 x 588, twice
-    bad = subprocess.run([sys.executable, "-m", "clipdemo", "architecture", "--model", "ViT-B/8"], capture_output=True,
-                         text=True, timeout=300, cwd=ROOT, env=env)
-    assert bad.returncode == 2 and "Unknown CLIP model 'ViT-B/8'" in bad.stderr
+    with pytest.raises(SystemExit) as bad:
+        main(["architecture", "--model", "ViT-B/8"])
+    assert bad.value.code == 2 and "Unknown CLIP model 'ViT-B/8'" in capsys.readouterr().err
 
 
 def test_the_architecture_tab_compares_the_family_through_a_real_server(tiny_loaded, cifar_root, tmp_path):

@@ -10,8 +10,6 @@ import io
 import json
 import math
 import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -215,31 +213,31 @@ def test_the_report_equals_a_reference_and_keeps_examples_apart(zs, tmp_path):
 
 
 # -- the CLI and the API ---------------------------------------------------------------------------------------
-def test_cli_evaluate_labelled_and_predict_threshold(tmp_path, tiny_ckpts):
-    env = {"CLIPDEMO_CACHE": str(tmp_path), "CLIPDEMO_DOWNLOAD": "0", "PATH": "/usr/bin:/bin",
-           "CLIPDEMO_BACKEND": "eager"}
+def test_cli_evaluate_labelled_and_predict_threshold(tmp_path, tiny_ckpts, monkeypatch, capsys):
+    """In this process (the CLI's exit codes and one-line errors in a real process: test_cli.py)."""
+    from clipdemo.cli import main
+    for name, value in {"CLIPDEMO_CACHE": str(tmp_path), "CLIPDEMO_DOWNLOAD": "0", "CLIPDEMO_BACKEND": "eager"}.items():
+        monkeypatch.setenv(name, value)
     zipped = _zip(tmp_path / "set.zip", _colours(per_class=5, other=3))
-    run = subprocess.run([sys.executable, "-m", "clipdemo", "evaluate", "--labelled", str(zipped), "--few-shot", "2",
-                          "--weights", str(tiny_ckpts["state_dict"]), "--results", str(tmp_path / "report.json")],
-                         capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert main(["evaluate", "--labelled", str(zipped), "--few-shot", "2", "--weights", str(tiny_ckpts["state_dict"]),
+                 "--results", str(tmp_path / "report.json")]) == 0
+    out = capsys.readouterr().out
     for word in ("accuracy", "ECE", "threshold", "zero-shot", "few-shot"):
-        assert word in run.stdout, word
+        assert word in out, word
     assert json.loads((tmp_path / "report.json").read_text())["few_shot_examples_per_class"] == 2
     assert (tmp_path / "report-images.csv").read_text().splitlines()[0].startswith("image,true,single template")
-    assert "It holds for these labels with the cifar18 templates" in run.stdout
+    assert "It holds for these labels with the cifar18 templates" in out
     image = tmp_path / "red.png"
     Image.new("RGB", (40, 40), "red").save(image)
-    base = [sys.executable, "-m", "clipdemo", "predict", "--image", str(image), "--labels", "red,blue",
-            "--weights", str(tiny_ckpts["state_dict"])]
-    none = subprocess.run([*base, "--threshold", "0.99"], capture_output=True, text=True, timeout=300, cwd=ROOT,
-                          env=env)
-    assert none.returncode == 0 and "None of these labels fits: the best cosine" in none.stdout
-    js = json.loads(subprocess.run([*base, "--threshold", "-1", "--json"], capture_output=True, text=True,
-                                   timeout=300, cwd=ROOT, env=env).stdout)
+    base = ["predict", "--image", str(image), "--labels", "red,blue", "--weights", str(tiny_ckpts["state_dict"])]
+    assert main([*base, "--threshold", "0.99"]) == 0
+    assert "None of these labels fits: the best cosine" in capsys.readouterr().out
+    assert main([*base, "--threshold", "-1", "--json"]) == 0
+    js = json.loads(capsys.readouterr().out)
     assert js["fits"] is True and all(r["fits"] for r in js["top"])
-    bad = subprocess.run([*base, "--threshold", "2"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
-    assert bad.returncode == 2 and "threshold must be a cosine between -1 and 1" in bad.stderr
+    with pytest.raises(SystemExit) as bad:
+        main([*base, "--threshold", "2"])
+    assert bad.value.code == 2 and "threshold must be a cosine between -1 and 1" in capsys.readouterr().err
 
 
 def test_the_api_threshold_marks_what_fits(tiny_loaded):
