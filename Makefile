@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# One worker per CPU (pytest-xdist), each owning its CPU (tests/conftest.py); a module's tests stay together.
+XDIST ?= -n auto --dist loadfile
 
 .PHONY: run test test-fast test-real bench bench-bulk bench-hostile family-cost audit venv clean
 
@@ -22,12 +24,12 @@ run: $(STAMP)
 test: $(STAMP)
 	tools/ensure-chromium
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -m "not real" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not real" $(XDIST) $(PYTEST_ARGS)
 
-# Everything but the slow end-to-end tests, for quick edit-test loops.
+# Everything but the slow end-to-end tests (no servers in a process of their own, no browser), for edit-test loops.
 test-fast: $(STAMP)
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 # Only the acceptance tests on the real weights and data (fetched where the network allows), with a table.
 test-real: $(STAMP)

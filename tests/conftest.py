@@ -13,6 +13,34 @@ from fixtures import Squares, write_tiny_checkpoints
 os.environ.setdefault("CLIPDEMO_DOWNLOAD", "0")  # a test that forgets to isolate itself must not hit the network
 
 
+def _own_cpus() -> None:
+    """Under pytest-xdist (`make test` runs two workers), each worker owns its share of the CPUs: its threads and
+    its children's (a server, a CLI, Ray) see that many, as the app would on a machine of that size, so two workers
+    never oversubscribe the cores their torch threads spin on."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < count:
+        return
+    mine = cpus[int(worker.removeprefix("gw")) % count::count]
+    os.sched_setaffinity(0, mine)
+    import torch
+    torch.set_num_threads(len(mine))
+
+
+_own_cpus()
+
+# The longest modules first, so that two workers end together (`--dist loadfile` hands out whole modules, in order).
+LONGEST_FIRST = ("test_startup", "test_bulk", "test_browser_visitor", "test_sharing", "test_request_memory",
+                 "test_served_parity", "test_browser")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__.rsplit(".", 1)[-1], len(rank)))  # stable: else as found
+
+
 @pytest.fixture(scope="session")
 def tiny_ckpts(tmp_path_factory) -> dict[str, Path]:
     return write_tiny_checkpoints(tmp_path_factory.mktemp("ckpt"))

@@ -1,4 +1,4 @@
-"""Start-up: the real app (`python app.py`) starts while both CPUs are held by busy loops, as on a crowded host;
+"""Start-up: the real app (`python app.py`) starts while every CPU it has is held by busy loops, as on a crowded host;
 its background thread imports nothing half made; and the work it does after the model never drops a visitor's."""
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from uiserver import app_process
 
 @pytest.fixture
 def busy_cpus():
-    """Two busy-looping processes, one per core of this machine, for the length of a test."""
-    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    """A busy-looping process on every CPU this test may use (both of a 2-core machine; under `make test`'s two
+    workers, the one its worker owns), for the length of a test."""
+    import os
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in os.sched_getaffinity(0)]
     try:
         yield
     finally:

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from clipdemo.core import calibration
-from clipdemo.core.calibration import best_threshold, ece, fit_temperature, probabilities, reliability, tip_adapter
+from clipdemo.core.calibration import best_threshold, ece, fit_temperature, reliability, tip_adapter
 from clipdemo.core.labels import CIFAR_TEMPLATES, LabelSet
 from clipdemo.serving.service import ZeroShot
 from clipdemo.core.words import Refusal
@@ -27,6 +27,11 @@ from clipdemo.tasks.yourdata import evaluate_labelled, label_text, read_labelled
 
 ROOT = Path(__file__).resolve().parent.parent
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "dark_blue": (20, 30, 160)}
+
+
+def probabilities(cosines: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """The reference: `[N, C]` cosines -> softmax(100 cos / T) (the package's one scorer is tasks.classify.answer)."""
+    return (100 * cosines / temperature).softmax(dim=-1)
 
 
 # -- the math --------------------------------------------------------------------------------------------------

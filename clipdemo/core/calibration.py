@@ -14,7 +14,7 @@ import torch
 
 from .zeroshot import LOGIT_SCALE
 
-__all__ = ["Bin", "reliability", "ece", "probabilities", "fit_temperature", "Threshold", "best_threshold",
+__all__ = ["Bin", "reliability", "ece", "fit_temperature", "Threshold", "best_threshold",
            "tip_adapter", "tune_tip", "TIP_ALPHA", "TIP_BETA", "TIP_GRID"]
 
 # Tip-Adapter's own starting values (gaopengcuhk/Tip-Adapter, configs/imagenet.yaml: init_alpha 1.17, init_beta 1).
@@ -53,11 +53,6 @@ def ece(confidence: torch.Tensor, correct: torch.Tensor, bins: int = 10) -> floa
     total = len(confidence)
     return sum(b.count / total * abs(b.accuracy - b.confidence) for b in reliability(confidence, correct, bins)
                if b.count)
-
-
-def probabilities(cosines: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """`[N, C]` cosines -> `softmax(100 * cos / T)` over the C labels."""
-    return (LOGIT_SCALE * cosines / temperature).softmax(dim=-1)
 
 
 def _nll(cosines: torch.Tensor, targets: torch.Tensor, temperature: float) -> float:

@@ -224,8 +224,9 @@ def answer(feats: torch.Tensor, text: torch.Tensor, few_shot: FewShot | None = N
     the image-prompt ones. A threshold reads the cosines (`Prediction.rows`)."""
     cosines = feats @ text.T  # [B, L]
     if few_shot is None or not len(few_shot.keys):
-        return cosines, (LOGIT_SCALE / temperature * cosines).softmax(dim=-1)
-    logits = tip_adapter(feats, text, few_shot.keys, few_shot.targets, few_shot.alpha, few_shot.beta, temperature)
+        logits = LOGIT_SCALE / temperature * cosines  # [B, L]
+    else:
+        logits = tip_adapter(feats, text, few_shot.keys, few_shot.targets, few_shot.alpha, few_shot.beta, temperature)
     return cosines, logits.softmax(dim=-1)  # [B, L], [B, L]
 
 

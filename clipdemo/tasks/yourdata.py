@@ -312,8 +312,8 @@ def evaluate_labelled(zs: ZeroShot, data: LabelledSet, template_set: tuple[str, 
     correct = best.predicted == targets
     half_a, half_b = _halves(list(range(len(in_set))), seed)
     temperature = calibration.fit_temperature(cosines_all[half_a], targets[half_a])
-    before = calibration.probabilities(cosines_all[half_b]).max(dim=-1).values
-    after = calibration.probabilities(cosines_all[half_b], temperature).max(dim=-1).values
+    before = answer(feats[half_b], text)[1].max(dim=-1).values  # [n/2]
+    after = answer(feats[half_b], text, temperature=temperature)[1].max(dim=-1).values
     right_b = correct[half_b]
     none = [i for i in scored if data.targets[i] < 0]
     none_best = (data.features[none] @ text.T).max(dim=-1).values if none else torch.zeros(0)  # [m]
