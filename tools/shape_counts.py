@@ -49,7 +49,9 @@ def _progress_types(mods: dict[str, ast.Module]) -> list[str]:
                 found.append(f"{name}.{node.name}")
             elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "ProgressFn"
                                                       for t in node.targets):
-                found.append(f"{name}.ProgressFn = {ast.unparse(node.value)}")
+                value = ast.unparse(node.value)
+                if "[[Progress]" not in value:  # a callback of the one Progress is that type's, not another
+                    found.append(f"{name}.ProgressFn = {value}")
         src = ast.unparse(mod)
         for shape in ("Callable[[int], None]", "Callable[[Step], None]"):
             if shape in src and "progress" in src:
