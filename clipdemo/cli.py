@@ -31,7 +31,7 @@ from .serving import settings as settings_mod
 from .tasks.classify import (MAX_BATCH, MAX_EXAMPLES, Answering, classify_batch, predict_image,
                              read_batch, read_examples)
 from .tasks.evaluate import SPELLINGS, TEMPLATE_CHOICES, Evaluation, Report, run
-from .tasks.yourdata import evaluate_labelled, read_labelled
+from .tasks.yourdata import WITHHELD, evaluate_labelled, read_labelled
 
 __all__ = ["main", "build_parser"]
 
@@ -773,9 +773,10 @@ def _evaluate_labelled(args: argparse.Namespace, cfg: settings_mod.Settings) -> 
                      results_file=str(args.results) if args.results else None)
     print(f"Weights: {zs.loaded.info.label}; {len(data.names)} images, {len(data.classes)} classes; "
           f"{len(report.scored)} scored")
-    print(f"{'setting':>26s} {'top-1 accuracy':>15s} {'top-5':>8s}")
+    top5 = report.top5_means_something  # with 5 classes or fewer, top-5 is 100% whatever the model
+    print(f"{'setting':>26s} {'top-1 accuracy':>15s}" + (f" {'top-5':>8s}" if top5 else ""))
     for a in report.settings:
-        print(f"{a.setting:>26s} {100 * a.top1:14.2f}% {100 * a.top5:7.2f}%")
+        print(f"{a.setting:>26s} {100 * a.top1:14.2f}%" + (f" {100 * a.top5:7.2f}%" if top5 else ""))
     if report.examples:
         print(f"zero-shot vs few-shot on the same images: {100 * report.settings[1].top1:.2f}% vs "
               f"{100 * report.settings[-1].top1:.2f}% top-1 accuracy (Tip-Adapter, weights chosen on the examples "
@@ -788,7 +789,7 @@ def _evaluate_labelled(args: argparse.Namespace, cfg: settings_mod.Settings) -> 
           f"temperature fitted on half the images, {report.temperature:.2f}, takes ECE on the other half from "
           f"{report.ece_before:.3f} to {report.ece_after:.3f}.")
     if t is None:
-        print(f"No threshold (none of these): {Text('labelled_threshold')}")
+        print(f"No threshold (none of these): {Text(WITHHELD[report.threshold_from])}")
     else:
         where = ("the 'other' images vs the labelled ones" if report.threshold_from == "none-folder"
                  else "right vs wrong answers")

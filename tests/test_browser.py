@@ -110,6 +110,8 @@ def test_walk_through_every_tab(page, tmp_path):
     expect(page.locator("#eval-summary")).to_contain_text("cifar18", timeout=120_000)
     row = page.locator("#eval-summary tr").filter(has_text="single").first  # the computed row, as a table
     expect(row).to_contain_text(re.compile(r"single\s*100\s*\d+\.\d\d%"))
+    header = page.locator("#eval-summary th").first  # a header breaks between words only (#36: "settin g")
+    assert header.evaluate("e => getComputedStyle(e).whiteSpace") == "nowrap"
     _shot(page, "4-evaluate")
 
     # Architecture
@@ -121,6 +123,8 @@ def test_walk_through_every_tab(page, tmp_path):
 
     _tab(page, "About")
     expect(page.get_by_text("Krizhevsky").first).to_be_visible()
+    about, language = page.locator("#about-md").bounding_box(), page.locator("#english-only").bounding_box()
+    assert about["y"] < language["y"], "About opens with what this is, before the label language (#36)"
     _shot(page, "6-about")
 
 

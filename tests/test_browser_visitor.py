@@ -332,6 +332,9 @@ def test_a_visitor_measures_their_own_labelled_images_and_takes_the_threshold(br
 
     zipped = _zip(tmp_path / "colours.zip", _colours(per_class=5, other=3))
     ctx, page = _open(browser, app_url)
+    threshold = page.locator("#threshold input, #threshold textarea").first
+    expect(threshold).to_have_value("")  # off: empty, and its placeholder says so (#36: it showed 0)
+    expect(threshold).to_have_attribute("placeholder", "off (e.g. 0.2)")
     page.get_by_role("tab", name="Evaluate", exact=True).click()
     expect(page.locator("#eval-results")).to_be_hidden()  # nothing but the controls before a run
     page.get_by_role("tab", name="Your labelled images", exact=True).click()
@@ -356,7 +359,7 @@ def test_a_visitor_measures_their_own_labelled_images_and_takes_the_threshold(br
     page.locator("#labelled-use-threshold").click()
     page.locator("#labelled-use-examples").click()  # the report's held-out examples, for Predict's few-shot
     page.get_by_role("tab", name="Predict", exact=True).click()
-    expect(page.locator("#threshold input")).not_to_have_value("")
+    expect(page.locator("#threshold input, #threshold textarea").first).not_to_have_value("")
     page.get_by_text("Teach it with examples (few-shot, no training)").click()
     expect(page.locator("#examples-note")).to_contain_text("navy square (2), green square (2), red square (2)")
     page.get_by_role("button", name="Classify", exact=True).click()

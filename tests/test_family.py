@@ -216,7 +216,8 @@ def test_the_architecture_tab_compares_the_family_through_a_real_server(tiny_loa
     assert plot["layout"]["xaxis"]["type"] == "log" and len(plot["data"][0]["x"]) == 9
     assert [json.loads(g["plot"])["layout"]["title"]["text"] for g in (g32, g16, g14)] == [
         "32 px patches: 49 tokens", "16 px patches: 196 tokens", "14 px patches: 256 tokens"]
-    assert "This Space has weights for random:tiny" in note and "meta device" in note
+    assert "This Space runs untrained random weights: every model here is an architecture only" in note  # #36
+    assert "weights for random" not in note and "meta device" in note
     measured_bars, estimated_bars = json.loads(bars["plot"])["data"]
     assert measured_bars["x"] == ["ViT-B/32", "ViT-B/16"] and estimated_bars["x"] == ["ViT-L/14", "ViT-L/14@336px"]
     assert "`make bench`" in cost_note and measured.when[:10] in cost_note

@@ -44,12 +44,14 @@ def test_predict_index_returns_views_and_results(page, tiny_loaded):
     assert r[p.chart].data[0].type == "bar" and len(r[p.chart].data[0].y) == 5
 
 
-def test_labels_are_per_session_state(page):
+def test_labels_are_per_session_state(page, monkeypatch):
+    import gradio as gr
     lab, p = page.labels, page.predict
+    monkeypatch.setattr(gr, "Warning", lambda *a, **k: pytest.fail(f"a toast repeats the summary: {a}"))  # #36
     applied = lab.set_labels("cat\ndog\nDog\n", "a drawing of a {}", "clip", DEFAULT, None, no_progress)
     mine, summary = applied[lab.state], applied[lab.summary]
     assert mine == LabelSet.of(["cat", "dog"], ["a drawing of a {}"]) and mine.label_preset is None
-    assert "dropped duplicates: Dog" in summary
+    assert "dropped duplicates: Dog" in summary  # said once, on the page, in the visitor's words
     assert DEFAULT.labels == CIFAR100_CLASSES  # the other session's set is untouched (and frozen)
     assert set(p.predict_index(3, 5, mine, None, None, no_progress)[p.result]) == {"cat", "dog"}
     other = p.predict_index(3, 5, DEFAULT, None, None, no_progress)[p.result]

@@ -209,12 +209,43 @@ def test_the_report_equals_a_reference_and_keeps_examples_apart(zs, tmp_path):
     probs = (100.0 * cos).softmax(dim=-1)
     assert torch.equal(report.settings[1].predicted, probs.argmax(dim=-1))
     doc = report.as_dict()
-    assert set(doc) == {"classes", "images_scored", "accuracy", "calibration", "threshold",
-                        "few_shot_examples_per_class", "few_shot_weights"}
+    assert set(doc) == {"classes", "images_scored", "accuracy", "calibration", "threshold", "threshold_withheld",
+                        "trained_weights", "few_shot_examples_per_class", "few_shot_weights"}
+    assert doc["trained_weights"] is True and doc["threshold_withheld"] is None
     assert (doc["few_shot_weights"]["alpha"], doc["few_shot_weights"]["beta"]) in calibration.TIP_GRID
     assert doc["calibration"]["note"].startswith("scores are relative to the labels given")
     with pytest.raises(Refusal, match="The class dark blue has 6 images: holding out 6"):
         evaluate_labelled(zs, data, CIFAR_TEMPLATES, examples=6)
+
+
+def test_on_untrained_weights_the_report_says_so_and_recommends_no_threshold(tmp_path):
+    """#36: random weights are named first, no threshold is pushed, and top-5 is left out with 3 classes (it would
+    be 100% whatever the model)."""
+    from clipdemo.ui.tabs.yourdata import _summary
+    from clipdemo.weights.load import load_model
+    rnd = ZeroShot(load_model("random:tiny", device="cpu"))
+    data = read_labelled(rnd, _zip(tmp_path / "set.zip", _colours(per_class=6, other=4)))
+    report = evaluate_labelled(rnd, data, CIFAR_TEMPLATES)
+    assert (report.trained, report.threshold, report.threshold_from) == (False, None, "untrained")
+    doc = report.as_dict()
+    assert (doc["trained_weights"], doc["threshold"], doc["threshold_withheld"]) == (False, None, "untrained")
+    assert [a["top5"] for a in doc["accuracy"]] == [None, None]
+    said = _summary(report, "en")
+    assert said.startswith("⚠️ **Untrained random weights:** these figures are chance's") and "top-5" not in said
+    assert "no threshold is recommended on untrained weights" in said
+    assert "eğitilmemiş ağırlıklarla eşik önerilmiyor" in _summary(report, "tr")
+
+
+def test_a_threshold_that_separates_nothing_is_not_recommended(zs, tmp_path, monkeypatch):
+    """The best threshold is kept only when its balanced accuracy beats chance's (one that keeps every image, or
+    refuses at random, is 50%)."""
+    from clipdemo.ui.tabs.yourdata import _summary
+    data = read_labelled(zs, _zip(tmp_path / "set.zip", _colours(per_class=6, other=4)))
+    chance = calibration.Threshold(-0.029, 1.0, 0.0)  # keeps all, refuses none: balanced accuracy 0.5
+    monkeypatch.setattr(calibration, "best_threshold", lambda fits, none: chance)
+    report = evaluate_labelled(zs, data, CIFAR_TEMPLATES)
+    assert (report.threshold, report.threshold_from) == (None, "separates-nothing")
+    assert "no best cosine separates the right answers from the wrong ones better than chance" in _summary(report, "en")
 
 
 # -- the CLI and the API ---------------------------------------------------------------------------------------
@@ -318,6 +349,13 @@ def test_predict_says_none_of_these_under_the_sessions_threshold(page):
     assert p.set_threshold(0.25, None).threshold == 0.25 and p.set_threshold(None, Answering(0.3)).threshold is None
     with pytest.raises(Exception, match="threshold must be a cosine between -1 and 1"):
         p.set_threshold(3, None)
+    # the box is text (empty: off, #36): what a visitor types, and what is still being typed
+    assert p.set_threshold(" 0.2 ", None).threshold == 0.2 and p.set_threshold("", Answering(0.3)).threshold is None
+    assert p.set_threshold("-", Answering(0.3)).threshold == 0.3  # halfway through "-0.1": unchanged, no sentence
+    with pytest.raises(Exception, match="threshold must be a cosine between -1 and 1"):
+        p.set_threshold("2", None)
+    with pytest.raises(Exception, match="threshold must be a cosine between -1 and 1.*abc"):
+        p.set_threshold("abc", None)
 
 
 def test_a_report_with_every_answer_right_says_why_it_has_no_threshold(zs, tmp_path, monkeypatch):
@@ -403,6 +441,7 @@ def test_examples_on_predict_make_its_answers_few_shot_for_this_session(page, tm
     assert again.describe() == [("red square", 3)]  # an example given twice is one
     cleared = p.clear_examples(answering)
     assert cleared[p.answering].describe() == [] and cleared[p.examples_note].startswith("No examples")
+    assert cleared[p.example_files] is None  # the file list goes with the examples (#36)
     box = page.evaluate.yours
     data_set = box.load(str(_zip(tmp_path / "set.zip", _colours(per_class=5))), None, no_progress)[box.data]
     report = box.run(data_set, "dark blue\ngreen\nred", 2, LabelSet.preset(), None, no_progress)

@@ -30,7 +30,7 @@ from .classify import FewShot, answer, label_text
 from .evaluate import EvalResult, score, score_probs
 
 __all__ = ["MAX_IMAGES", "MAX_CLASSES", "MAX_CSV_BYTES", "MAX_SET_BYTES", "NONE_FOLDERS", "LabelledSet", "read_labelled",
-           "label_text", "evaluate_labelled", "LabelledReport", "THUMB"]
+           "label_text", "evaluate_labelled", "LabelledReport", "WITHHELD", "THUMB"]
 
 MAX_IMAGES = 2000  # images in one labelled set
 MAX_CLASSES = 50
@@ -202,6 +202,11 @@ def _encode(zs: ZeroShot, classes: tuple[str, ...], entries: list[tuple[str, str
 
 
 # -- the report ---------------------------------------------------------------------------------------------------
+# why a report recommends no threshold (LabelledReport.threshold_from) -> the key of the sentence that says so
+WITHHELD = {"": "labelled_threshold", "separates-nothing": "labelled_threshold_nothing",
+            "untrained": "labelled_threshold_untrained"}
+
+
 @dataclass(frozen=True)
 class LabelledReport:
     """What `evaluate_labelled` measured; `as_dict()` is the JSON the page, the API and the CLI give."""
@@ -216,12 +221,20 @@ class LabelledReport:
     ece_before: float  # on half B, at temperature 1
     ece_after: float  # on half B, at the fitted temperature
     threshold: calibration.Threshold | None  # "none of these": none-folder vs in-set, or right vs wrong answers
-    threshold_from: str  # "none-folder", "right-vs-wrong", or "" (no threshold: every answer right, or every one wrong)
+    # where it came from ("none-folder", "right-vs-wrong"), or why there is none: "" (every answer right, or every
+    # one wrong), "separates-nothing" (the best one's balanced accuracy is chance's), "untrained" (random weights)
+    threshold_from: str
     worst: tuple[tuple[int, int, int, float], ...]  # (set index, true, predicted, probability), most confident first
     none_cosines: torch.Tensor  # [m] the best cosines of the none-folder's images (empty without one)
     examples: int = 0  # few-shot examples per class held out
     tip: tuple[float, float] = (0.0, 0.0)  # the (alpha, beta) chosen on the examples
     held: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))  # [M] the examples' indices
+    trained: bool = True  # False for untrained random weights: every figure is chance's
+
+    @property
+    def top5_means_something(self) -> bool:
+        """Top-5 is shown only with more than 5 classes (with 5 or fewer it is 100% whatever the model)."""
+        return len(self.classes) > 5
 
     def example_features(self, data: LabelledSet) -> dict[str, torch.Tensor]:
         """The held-out examples as label -> `[n, D]` features (what Predict's few-shot takes)."""
@@ -246,13 +259,15 @@ class LabelledReport:
         return {
             "classes": list(self.classes),
             "images_scored": len(self.scored),
-            "accuracy": [{"setting": a.setting, "top1": a.top1, "top5": a.top5,
+            "accuracy": [{"setting": a.setting, "top1": a.top1, "top5": a.top5 if self.top5_means_something else None,
                           "per_class": dict(zip(self.classes, a.per_class))} for a in self.settings],
             "calibration": {"ece": self.ece, "temperature": self.temperature,
                             "bins": [{k: None if isinstance(v, float) and math.isnan(v) else v
                                       for k, v in vars(b).items()} for b in self.bins],
                             "ece_before": self.ece_before, "ece_after": self.ece_after,
                             "note": "scores are relative to the labels given: softmax spreads 1 over them"},
+            "trained_weights": self.trained,
+            "threshold_withheld": self.threshold_from if self.threshold is None else None,
             "threshold": None if self.threshold is None else {
                 "cosine": self.threshold.cosine, "from": self.threshold_from, "fits_kept": self.threshold.fits_kept,
                 "none_refused": self.threshold.none_refused, "balanced_accuracy": self.threshold.balanced_accuracy},
@@ -324,6 +339,10 @@ def evaluate_labelled(zs: ZeroShot, data: LabelledSet, template_set: tuple[str, 
     else:
         threshold = calibration.best_threshold(best_cosine[correct], best_cosine[~correct])
         source = "right-vs-wrong"
+    if threshold is not None and threshold.balanced_accuracy <= 0.5 + 1e-9:  # keeps all, or refuses at random
+        threshold, source = None, "separates-nothing"
+    if not zs.loaded.info.trained:  # a threshold on random features would refuse at random on the next images
+        threshold, source = None, "untrained"
     wrong = (~correct).nonzero().flatten()
     order = wrong[best.confidence[wrong].argsort(descending=True)][:12]
     worst = tuple((in_set[int(i)], int(targets[i]), int(best.predicted[i]), float(best.confidence[i])) for i in order)
@@ -332,4 +351,4 @@ def evaluate_labelled(zs: ZeroShot, data: LabelledSet, template_set: tuple[str, 
                                                                                                    correct)),
                           temperature, calibration.ece(before, right_b), calibration.ece(after, right_b),
                           threshold, source, worst, none_best, examples, (alpha, beta),
-                          torch.tensor(held, dtype=torch.int64))
+                          torch.tensor(held, dtype=torch.int64), zs.loaded.info.trained)

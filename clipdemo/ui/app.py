@@ -40,6 +40,8 @@ QUEUE_SIZE = 64  # events waiting in Gradio's queue (evaluations in line); one m
 CSS = """
 .pixelated img { image-rendering: pixelated; }
 #status { min-height: 2.2em; }
+/* Markdown tables: a header never breaks inside a word ("settin g"). */
+.prose table th { word-break: keep-all; overflow-wrap: normal; white-space: nowrap; }
 #notebook-lines textarea { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; white-space: pre; }
 /* Charts have transparent backgrounds (figures.themed); their text and grid follow the theme, light or dark. */
 .js-plotly-plot .main-svg .gtitle, .js-plotly-plot .main-svg .xtitle, .js-plotly-plot .main-svg .ytitle,

@@ -22,13 +22,13 @@ def build(labels_tab, labels_state: gr.State) -> tuple[gr.Markdown, gr.Markdown]
     """Lay out the tab (inside the app's `gr.Tabs`); returns the self-check's place, which the status line
     fills on the real weights (empty otherwise), and the text towers' place, which it fills always."""
     with gr.Tab(say("tab_about"), id="about"):
+        gr.Markdown(say("about_md"), elem_id="about-md")  # what this is, first (#36); the label language after it
         checks = gr.Markdown("", elem_id="selfcheck")
         gr.Markdown(say("english_only"), elem_id="english-only")
         towers = gr.Markdown("", elem_id="text-towers")
         with gr.Row():
             english = gr.Button(say("use_english"), elem_id="use-english")
             turkish = gr.Button(say("use_turkish"), elem_id="use-turkish")
-        gr.Markdown(say("about_md"))
 
     def labels(preset: str, template_set: str, encoder: str):
         def pick(label_set: LabelSet, request: gr.Request = None, progress=gr.Progress()) -> dict:

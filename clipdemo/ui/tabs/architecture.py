@@ -13,6 +13,7 @@ from PIL import Image
 from ...core import checks
 from ...core.architecture import TowerSummary, config_card, module_tree, parameter_tree
 from ...core.family import FAMILY, member, member_summary, profile
+from ...core.words import Text
 from ...io import figures
 from ...io.measured import read_measured
 from ...serving.runtime import Runtime
@@ -71,6 +72,7 @@ class ArchitectureTab:
         table, parameters against image FLOPs, and the ViTs' patch grids over one image."""
         lang = lang_of(request)
         loaded = self.rt.settings.weights
+        weights = Text("family_weights_random") if loaded.startswith("random") else Text("family_weights", loaded)
         measured = read_measured()
         costs = measured.costs() if measured else {}
         rows, points = [], []
@@ -99,7 +101,7 @@ class ArchitectureTab:
                 self.family_plot: figures.family_scatter(points, loaded, say("family_scatter", lang),
                                                          (say("family_params", lang), say("family_gflops", lang))),
                 self.grid32: grids[0], self.grid16: grids[1], self.grid14: grids[2],
-                self.family_note: say("family_note", lang, loaded), self.cost_plot: bars, self.cost_note: cost_note}
+                self.family_note: say("family_note", lang, weights), self.cost_plot: bars, self.cost_note: cost_note}
 
     def compare(self, first: str = "ViT-B/32", second: str = "ViT-B/16", tower: str = "visual", depth: float = 2,
                 request: gr.Request = None) -> dict:

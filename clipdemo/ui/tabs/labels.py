@@ -80,8 +80,6 @@ class LabelsTab:
         ready = self.rt.ready
         if ready:
             ensure_text(self.rt.service(), new, progress, lang)
-        if new.dropped:
-            gr.Warning(say("dropped_warning", lang, len(new.dropped)))
         return {self.state: new, self.summary: self.label_summary(new, lang, ready),
                 self.hint_md: self.hint(label_text, template_text, new.encoder, lang, new.label_preset)}
 

@@ -60,6 +60,8 @@ def examples_note(answering: Answering, lang: str) -> str:
     return said
 
 
+UNFINISHED = ("-", ".", "-.", "+")  # what a number looks like halfway through typing it
+
 def fits_line(pred: Prediction, threshold: float | None, lang: str) -> str:
     """With a "none of these" threshold: whether any label fits (the best cosine against it); else nothing."""
     if threshold is None:
@@ -182,10 +184,15 @@ class PredictTab:
             return image, str(path)
         return image, str(source)
 
-    def set_threshold(self, value: float | None, answering: Answering | None, request: gr.Request = None) -> Answering:
-        """The session's "none of these" threshold (empty: none); a value out of -1..1 is a sentence."""
+    def set_threshold(self, value: str | float | None, answering: Answering | None,
+                      request: gr.Request = None) -> Answering:
+        """The session's "none of these" threshold (empty: none); a value out of -1..1 is a sentence. A number still
+        being typed ("-", "0.") leaves the threshold as it was, with no sentence."""
+        answering = answering or Answering()
+        if isinstance(value, str) and value.strip() in UNFINISHED:
+            return answering
         with saying(lang_of(request)):
-            return (answering or Answering()).with_threshold(value)
+            return answering.with_threshold(value.strip() if isinstance(value, str) else value)
 
     def add_examples(self, label: str | None, uploads: list | None, answering: Answering | None, label_set: LabelSet,
                      request: gr.Request = None, progress=gr.Progress()) -> dict:
@@ -204,7 +211,8 @@ class PredictTab:
 
     def clear_examples(self, answering: Answering | None, request: gr.Request = None) -> dict:
         answering = (answering or Answering()).without_examples()
-        return {self.answering: answering, self.examples_note: examples_note(answering, lang_of(request))}
+        return {self.answering: answering, self.examples_note: examples_note(answering, lang_of(request)),
+                self.example_files: None}  # the files go with the examples they gave (#36)
 
     def example_labels(self, label_set: LabelSet) -> dict:
         """The labels examples can be given for: the active set's."""
@@ -257,8 +265,10 @@ class PredictTab:
             with gr.Row():
                 self.top_k = gr.Slider(1, checks.MAX_TOP_K, value=5, step=1, label=say("top_k"), scale=3)
                 # "None of these": a cosine below which no label fits (empty: off); kept for the session
-                self.threshold = gr.Number(None, label=say("threshold_label"), info=say("threshold_info"), minimum=-1,
-                                           maximum=1, step=0.01, elem_id="threshold", scale=1, min_width=160)
+                # a text box, not gr.Number: Gradio 6.31's Number shows 0 for "no value", which reads as on (#36)
+                self.threshold = gr.Textbox("", label=say("threshold_label"), info=say("threshold_info"),
+                                            placeholder=say("threshold_placeholder"), max_lines=1, elem_id="threshold",
+                                            scale=1, min_width=160)
             self.answering = gr.State(Answering())  # the session's threshold and few-shot examples
             with gr.Tabs() as self.sources:  # a CIFAR-100 index, an upload or a batch
                 with gr.Tab(say("tab_index"), id="index"):
@@ -292,7 +302,7 @@ class PredictTab:
                 with gr.Row():
                     self.example_label = gr.Dropdown(choices=list(LabelSet.preset().labels), label=say("examples_for"),
                                                      elem_id="example-label", scale=1)
-                    example_files = gr.File(label=say("examples_files"), file_count="multiple", file_types=["image"],
+                    self.example_files = example_files = gr.File(label=say("examples_files"), file_count="multiple", file_types=["image"],
                                             elem_id="example-files", scale=2)
                 with gr.Row():
                     add_examples = gr.Button(say("examples_add"), elem_id="examples-add")
@@ -337,7 +347,7 @@ class PredictTab:
         add_examples.click(self.add_examples, [self.example_label, example_files, self.answering, labels_state],
                            [self.answering, self.examples_note], api_visibility="private",
                            concurrency_id="batch", concurrency_limit=1)  # unpacks files and zips, as a batch does
-        clear_examples.click(self.clear_examples, self.answering, [self.answering, self.examples_note],
+        clear_examples.click(self.clear_examples, self.answering, [self.answering, self.examples_note, example_files],
                              api_visibility="private", queue=False)
         labels_state.change(self.example_labels, labels_state, self.example_label, api_visibility="private",
                             queue=False)

@@ -15,7 +15,7 @@ from ...io import figures
 from ...serving.runtime import Runtime
 from ...core import checks
 from ...tasks.classify import MAX_EXAMPLES, Answering
-from ...tasks.yourdata import LabelledReport, LabelledSet, evaluate_labelled, read_labelled
+from ...tasks.yourdata import WITHHELD, LabelledReport, LabelledSet, evaluate_labelled, read_labelled
 from .. import files
 from ..common import UI_API, md_text, progress_fn, saying, wait_for_service
 from ..lang import lang_of, say
@@ -90,6 +90,7 @@ class YourDataBox:
                 self.reliability: reliability, self.cosines: hist, self.worst: worst,
                 self.files: files.labelled_files(report, data.names),
                 self.recommended: report.threshold.cosine if report.threshold else None,
+                self.use: gr.Button(visible=report.threshold is not None),  # nothing to push when none is recommended
                 self.held: report.example_features(data), self.use_held: gr.Button(visible=bool(report.examples)),
                 self.fitted: report.temperature,
                 self.results: gr.Column(visible=True)}  # the panels appear once there is a report
@@ -154,7 +155,7 @@ class YourDataBox:
                      concurrency_limit=1)
         run.click(self.run, [self.data, self.classes, examples, labels_state],
                   [self.summary, self.per_class, self.confusion, self.reliability, self.cosines, self.worst, self.files,
-                   self.recommended, self.held, self.use_held, self.fitted, self.results],
+                   self.recommended, self.use, self.held, self.use_held, self.fitted, self.results],
                   api_name="evaluate_labelled", api_visibility=UI_API,
                   concurrency_id="evaluation", concurrency_limit=1)
         self.use.click(self.use_threshold, self.recommended, predict.threshold, api_visibility="private", queue=False)
@@ -165,8 +166,13 @@ class YourDataBox:
 
 
 def _summary(report: LabelledReport, lang: str) -> str:
-    rows = [say("labelled_table_head", lang), "|---|---|---|"]
-    rows += [f"| {md_text(a.setting)} | {100 * a.top1:.2f}% | {100 * a.top5:.2f}% |" for a in report.settings]
+    if report.top5_means_something:
+        rows = [say("labelled_table_head", lang), "|---|---|---|"]
+        rows += [f"| {md_text(a.setting)} | {100 * a.top1:.2f}% | {100 * a.top5:.2f}% |" for a in report.settings]
+    else:  # with 5 classes or fewer, top-5 is 100% whatever the model
+        rows = [say("labelled_table_head_top1", lang), "|---|---|"]
+        rows += [f"| {md_text(a.setting)} | {100 * a.top1:.2f}% |" for a in report.settings]
+    first = [] if report.trained else [say("labelled_untrained", lang)]  # random weights are named before any figure
     notes = []
     if report.examples:
         notes.append(say("labelled_few_shot", lang, report.examples, f"{100 * report.settings[1].top1:.2f}",
@@ -175,10 +181,10 @@ def _summary(report: LabelledReport, lang: str) -> str:
                       f"{report.ece_before:.3f}", f"{report.ece_after:.3f}"))
     t = report.threshold
     if t is None:
-        notes.append(say("labelled_threshold", lang))
+        notes.append(say(WITHHELD[report.threshold_from], lang))
     else:
         notes.append(say("labelled_threshold_none" if report.threshold_from == "none-folder"
                           else "labelled_threshold_rw", lang, f"{t.cosine:.3f}", f"{100 * t.fits_kept:.1f}",
                           f"{100 * t.none_refused:.1f}", f"{100 * t.balanced_accuracy:.1f}"))
-    return "\n".join(rows) + "\n\n" + "\n\n".join(notes)
+    return "\n\n".join([*first, "\n".join(rows), *notes])
 
