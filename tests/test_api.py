@@ -239,6 +239,33 @@ def test_every_mcp_tool_answers_json_with_structured_content_that_fits_its_schem
                                                                             api_name="/search")
 
 
+def test_mcp_over_sse_and_the_schema_where_hugging_faces_clients_look(server):
+    """#36: the SSE transport at /gradio_api/mcp/sse (Hugging Face's docs, smolagents) answers as streamable HTTP
+    does, and /gradio_api/mcp/schema lists the tools in Gradio's format (the Hub reads it without a session)."""
+    import httpx
+    from mcp import ClientSession
+    from mcp.client.sse import sse_client
+
+    url, _ = server
+
+    async def run():
+        async with sse_client(url + "/gradio_api/mcp/sse") as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                tools = [t.name for t in (await session.list_tools()).tools]
+                return tools, await session.call_tool("classify_cifar", {"index": 15, "top_k": 3})
+
+    tools, over_sse = asyncio.run(run())
+    streamed = _mcp(url, lambda session: session.call_tool("classify_cifar", {"index": 15, "top_k": 3}))
+    assert set(tools) == TOOLS and not over_sse.isError
+    assert json.loads(over_sse.content[0].text) == json.loads(streamed.content[0].text)
+    listed = httpx.get(url + "/gradio_api/mcp/schema", timeout=30).json()
+    assert {t["name"] for t in listed} == TOOLS
+    for tool in listed:
+        assert set(tool) == {"name", "description", "inputSchema", "meta"} and tool["inputSchema"]["type"] == "object"
+        assert tool["meta"] == {"file_data_present": False, "mcp_type": "tool", "endpoint_name": tool["name"]}
+
+
 @pytest.mark.parametrize("target", ["loopback", "private", "link-local", "metadata", "file"])
 def test_mcp_never_fetches_a_web_address_or_reads_a_path(server, target, monkeypatch):
     url, _ = server

@@ -243,6 +243,14 @@ class TestServed:
         answer = self._rpc(app, {"image": "data:,", "candidate_labels": [""] * 1_398_007})
         assert "no endpoint takes more than 100,000" in answer["error"]["message"]
 
+    def test_the_sse_transports_message_route_is_capped_too(self, app):
+        """#36 serves MCP over SSE as well: its message route is under the same prefix, so the same cap holds."""
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                           "params": {"name": "classify", "arguments": {"candidate_labels": ["ab"] * 200_000}}})
+        r = httpx.post(f"{app}/gradio_api/mcp/messages/?session_id=00000000000000000000000000000000", content=body,
+                       headers={"content-type": "application/json"}, timeout=30)
+        assert r.status_code == 413 and "no endpoint takes more than 100,000" in r.text
+
     def test_mcp_arguments_are_checked_by_name_in_a_worker_thread(self, app, monkeypatch):
         import clipdemo.ui.mcp as mcp
         threads = []

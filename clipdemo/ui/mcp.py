@@ -1,4 +1,5 @@
-"""The MCP server: the typed endpoints as MCP tools that answer in JSON, at /gradio_api/mcp/ (streamable HTTP).
+"""The MCP server: the typed endpoints as MCP tools that answer in JSON, at /gradio_api/mcp/ (streamable HTTP) and
+/gradio_api/mcp/sse (SSE, where Hugging Face's docs and clients connect), with the tools at /gradio_api/mcp/schema.
 
 Why not Gradio's own (`launch(mcp_server=True)`): in Gradio 6.31 a tool's answer is `str(output)`, a Python repr
 that JSON parsers reject, with no output schema. So the `mcp` SDK's low-level server serves the same functions with
@@ -22,9 +23,11 @@ import gradio as gr
 import jsonschema
 from mcp import types
 from mcp.server.lowlevel import Server
+from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from pydantic import TypeAdapter
-from starlette.routing import Route
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
 
 from .bodycap import DATA_URL_CAP, MCP_PREFIX
 
@@ -32,6 +35,7 @@ __all__ = ["McpServer", "MCP_ROUTES"]
 
 log = logging.getLogger(__name__)
 MCP_ROUTES = (MCP_PREFIX, f"{MCP_PREFIX}/")  # where Gradio's own server was, so client configs stay valid
+SSE, MESSAGES, SCHEMA = f"{MCP_PREFIX}/sse", f"{MCP_PREFIX}/messages/", f"{MCP_PREFIX}/schema"  # Gradio's paths too
 
 
 def _arg_docs(doc: str) -> dict[str, str]:
@@ -95,6 +99,12 @@ class McpServer:
                                   outputSchema=outputs))
         return out
 
+    def schema(self) -> list[dict]:
+        """The tools as Gradio's /gradio_api/mcp/schema lists them (what the Hub reads without an MCP session)."""
+        return [{"name": t.name, "description": t.description, "inputSchema": t.inputSchema,
+                 "meta": {"file_data_present": False, "mcp_type": "tool", "endpoint_name": t.name}}
+                for t in self.tools()]
+
     async def call(self, name: str, arguments: dict) -> types.CallToolResult | tuple[list, dict]:
         """Check the arguments and run one tool, both in a worker thread (the checks walk what a caller sent, the
         model calls block): JSON text and structured content, or an error result with the API's sentence."""
@@ -139,12 +149,25 @@ class McpServer:
 
     @asynccontextmanager
     async def _mounted(self, app) -> AsyncIterator[None]:
-        manager = StreamableHTTPSessionManager(app=self._server(), json_response=False, stateless=True)
+        server = self._server()
+        manager = StreamableHTTPSessionManager(app=server, json_response=False, stateless=True)
+        sse = SseServerTransport(MESSAGES)  # tells each client to post its messages there, with its session id
+        listed = self.schema()
 
         async def endpoint(scope, receive, send) -> None:
             await manager.handle_request(scope, receive, send)
 
-        app.router.routes[0:0] = [Route(path, endpoint=_Asgi(endpoint)) for path in MCP_ROUTES]
+        async def stream(scope, receive, send) -> None:  # one SSE session: open as long as the client listens
+            async with sse.connect_sse(scope, receive, send) as (read, write):
+                await server.run(read, write, server.create_initialization_options())
+
+        async def schema(request) -> JSONResponse:
+            return JSONResponse(listed)
+
+        app.router.routes[0:0] = [*(Route(path, endpoint=_Asgi(endpoint)) for path in MCP_ROUTES),
+                                  Route(SSE, endpoint=_Asgi(stream), methods=["GET"]),
+                                  Mount(MESSAGES, app=sse.handle_post_message),  # the SSE clients' posts
+                                  Route(SCHEMA, endpoint=schema, methods=["GET"])]
         async with manager.run():
             yield
 
