@@ -32,8 +32,8 @@ def _own_cpus() -> None:
 _own_cpus()
 
 # The longest modules first, so that two workers end together (`--dist loadfile` hands out whole modules, in order).
-LONGEST_FIRST = ("test_startup", "test_bulk", "test_browser_visitor", "test_sharing", "test_request_memory",
-                 "test_served_parity", "test_browser")
+LONGEST_FIRST = ("test_browser_visitor", "test_bulk", "test_startup", "test_sharing", "test_served_parity",
+                 "test_browser", "test_request_memory")
 
 
 def pytest_collection_modifyitems(config, items):
