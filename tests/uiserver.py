@@ -7,12 +7,35 @@ from pathlib import Path
 
 from clipdemo.serving.runtime import Runtime
 from clipdemo.serving.settings import Settings
+
+
+def _patient_url_ok(url: str) -> bool:
+    """Gradio's launch checks that loopback answers with `networking.url_ok`, whose first 3 s timeout ends it (its
+    try is outside its loop). A test's server shares one CPU with its model loading thread under `make test`'s
+    workers, so here the same check waits up to a minute, as a visitor would."""
+    import time
+
+    import httpx
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        try:
+            if httpx.head(url, timeout=10, verify=False).status_code in (200, 401, 301, 302, 303, 307, 308):
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
 @contextmanager
 def running_app(runtime: Runtime):
     """Serve `build_app(runtime)` with the production launch settings; yields the base URL. The port is Gradio's
     choice: it binds the first free one of its range, and tries the next if another process took it meanwhile
     (nothing here reserves a port and releases it for Gradio to take, which another process could take first)."""
+    import gradio.networking
+
     from clipdemo.ui import build_app, launch_kwargs, queue_kwargs
+    gradio.networking.url_ok = _patient_url_ok  # launch reads it from the module when it runs
     demo = build_app(runtime)
     demo.queue(**queue_kwargs())
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
