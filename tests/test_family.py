@@ -71,6 +71,7 @@ def test_parameters_equal_build_model_on_a_state_dict_of_the_same_shapes(vitb32)
     assert sum(t.numel() for t in built.parameters()) == p.params + 1  # + the learnt temperature
 
 
+@pytest.mark.slow  # a fresh interpreter in a subprocess
 def test_nothing_is_allocated_building_the_whole_family():
     """In a fresh process: all nine built and counted (RN50x64 alone is 623M parameters, 2.5 GB in fp32), and the
     resident memory grows by far less than one of them would take."""

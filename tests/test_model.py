@@ -136,6 +136,7 @@ def test_shape_mismatch_is_a_clear_error(tiny_ckpts, tmp_path):
         load_model(str(bad), device="cpu")
 
 
+@pytest.mark.slow  # a fresh interpreter in a subprocess
 @pytest.mark.parametrize("setuptools", ["pinned (has pkg_resources)", "82+ or none (no pkg_resources)"])
 def test_clip_imports_with_or_without_pkg_resources(setuptools):
     """A Space build may bring a setuptools without pkg_resources: clip must still import and tokenise."""

@@ -167,6 +167,7 @@ def test_a_checkpoint_that_is_not_the_tower_is_refused_by_name(tiny_snapshot):
         build_from_state_dicts({**bert, "extra": torch.zeros(1)}, dense)
 
 
+@pytest.mark.slow  # a fresh interpreter in a subprocess
 def test_the_tower_loads_lazily_no_transformers_and_no_memory_until_first_use(tmp_path):
     """In a fresh process: the service runs CLIP's own text tower without importing transformers or building the
     tower; the first multilingual prediction loads it (once), and the second reuses it."""

@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +56,7 @@ def test_preload_names_a_pinned_file_of_the_weights_registry():
     assert front["models"] == [image[0], tower[0]]
 
 
+@pytest.mark.slow  # a fresh interpreter in a subprocess
 def test_app_py_is_thin_and_has_no_import_side_effects():
     import subprocess
     import sys
