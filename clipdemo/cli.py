@@ -77,10 +77,6 @@ def _emit(command: str, **fields) -> int:
     return 0
 
 
-def _weights_json(info) -> dict:
-    return {"name": info.name, "sha256": info.sha256, "trained": info.trained, "verified": info.verified}
-
-
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="ViT-B/32 (default, downloaded), random, or a checkpoint path "
                                      "(default: $CLIPDEMO_WEIGHTS or ViT-B/32)")
@@ -358,7 +354,8 @@ def _answering(args: argparse.Namespace, zs, label_set: LabelSet) -> Answering:
 
 def _answering_json(zs, label_set: LabelSet, answering: Answering) -> dict:
     """The settings every `predict --json` answer carries, as machine values."""
-    return {"weights": _weights_json(zs.loaded.info), "device": str(zs.loaded.device), "dtype": _dtype(zs), "text_encoder": label_set.encoder,
+    return {"weights": zs.loaded.info.as_json(), "device": str(zs.loaded.device), "dtype": _dtype(zs),
+            "text_encoder": label_set.encoder,
             **({} if label_set.encoder == CLIP else
                {"text_encoder_weights": {"name": zs.tower().info.name, "trained": zs.tower().info.trained}}),
             "threshold": answering.threshold, "temperature": answering.temperature,
@@ -462,7 +459,7 @@ def cmd_explain(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
                                   amap).save(args.overlay)
     if args.json:
         words = (dict(zip(("word", "relevancy"), wv)) for wv in zip(prompt_words(prompt), ex.words.tolist()))
-        return _emit("explain", weights=_weights_json(zs.loaded.info), image=what, true_label=true_label,
+        return _emit("explain", weights=zs.loaded.info.as_json(), image=what, true_label=true_label,
                      label=label, versus=args.versus, prompt=prompt, logit=ex.logit, cosine=ex.logit / LOGIT_SCALE,
                      patches=amap.tolist(), words=list(words) if label_set.encoder == CLIP else None,
                      overlay=str(args.overlay) if args.overlay else None)
@@ -592,7 +589,7 @@ def cmd_search(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
         contact_sheet([data.image(h.index) for h in result.hits],
                       [f"#{h.index} {h.label} {h.cosine:.3f}" for h in result.hits]).save(args.sheet)
     if args.json:
-        return _emit("search", weights=_weights_json(zs.loaded.info), query=query.prompt,
+        return _emit("search", weights=zs.loaded.info.as_json(), query=query.prompt,
                      negative=query.negative_prompt, like=str(args.image) if args.image else args.index,
                      searched=result.covered, results=result.rows(), sheet=str(args.sheet) if args.sheet else None)
     print(f"Weights: {zs.loaded.info.label}; {result.covered:,} CIFAR-100 test images searched")
@@ -630,7 +627,7 @@ def _search_collection(args: argparse.Namespace, cfg: settings_mod.Settings) -> 
         contact_sheet([_thumbnail(h["image_path"]) for h in hits],
                       [f"{h['rank']}. {Path(h['image_path']).name} {h['cosine']:.3f}" for h in hits]).save(args.sheet)
     if args.json:
-        return _emit("search", weights=_weights_json(zs.loaded.info), query=query.prompt,
+        return _emit("search", weights=zs.loaded.info.as_json(), query=query.prompt,
                      negative=query.negative_prompt, collection=str(args.collection), searched=len(index.paths),
                      results=hits, sheet=str(args.sheet) if args.sheet else None)
     print(f"Weights: {zs.loaded.info.label}; {len(index.paths):,} images in {args.collection} searched")
@@ -676,7 +673,7 @@ def cmd_bulk(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
         else:
             report = run_local(zs, out, items, settings, progress=moved)
     if args.json:
-        return _emit("bulk", weights=_weights_json(zs.loaded.info), collection=str(out), engine=args.engine,
+        return _emit("bulk", weights=zs.loaded.info.as_json(), collection=str(out), engine=args.engine,
                      images=len(items), partitions=report.partitions, skipped=report.skipped, scored=report.images,
                      errors=report.errors, images_per_s=report.rate if report.images or report.errors else None)
     print(f"Weights: {zs.loaded.info.label}; {len(items):,} images in {report.partitions} partitions "
@@ -698,7 +695,7 @@ def cmd_features(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     _fill_with_bar(zs, data, list(range(args.limit if args.limit is not None else len(data))), args)
     zs.cifar.save(out)
     if args.json:
-        return _emit("features", weights=_weights_json(zs.loaded.info), features_file=str(out), images=len(zs.cifar))
+        return _emit("features", weights=zs.loaded.info.as_json(), features_file=str(out), images=len(zs.cifar))
     print(f"Saved {len(zs.cifar)} image features ({zs.loaded.info.label}) to {out}")
     return 0
 
@@ -721,7 +718,7 @@ def cmd_evaluate(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
     zs = _load(args, cfg, batch_work=True)
     report = _run_with_bar(run(zs, data, ev, batch_size=args.batch_size, workers=max(0, args.workers)),
                            "CIFAR-100 images")
-    doc = {"weights": _weights_json(zs.loaded.info), "results": [r.as_dict() for r in report.results]}
+    doc = {"weights": zs.loaded.info.as_json(), "results": [r.as_dict() for r in report.results]}
     if args.results:
         args.results.write_text(json.dumps(doc, indent=1))
     if args.json:
@@ -768,7 +765,7 @@ def _evaluate_labelled(args: argparse.Namespace, cfg: settings_mod.Settings) -> 
             writer.writerows({k: "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
                               for k, v in row.items()} for row in rows)
     if args.json:
-        return _emit("evaluate", weights=_weights_json(zs.loaded.info), labelled=str(args.labelled),
+        return _emit("evaluate", weights=zs.loaded.info.as_json(), labelled=str(args.labelled),
                      templates=template_set, report=report.as_dict(),
                      results_file=str(args.results) if args.results else None)
     print(f"Weights: {zs.loaded.info.label}; {len(data.names)} images, {len(data.classes)} classes; "
@@ -832,7 +829,7 @@ def cmd_export_onnx(args: argparse.Namespace, cfg: settings_mod.Settings) -> int
     zs = _load(args, cfg)
     zs.inside.export_onnx(args.onnx)
     if args.json:
-        return _emit("export-onnx", weights=_weights_json(zs.loaded.info), onnx=str(args.onnx))
+        return _emit("export-onnx", weights=zs.loaded.info.as_json(), onnx=str(args.onnx))
     print(f"Exported the vision tower of {zs.loaded.info.label} to {args.onnx}")
     return 0
 
@@ -858,7 +855,7 @@ def cmd_selfcheck(args: argparse.Namespace, cfg: settings_mod.Settings) -> int:
                                       cifar10=open_cifar10(args.cifar10) if args.cifar10 else None)
     passed = all(c.passed is not False for c in found)
     if args.json:
-        _emit("selfcheck", weights=_weights_json(zs.loaded.info), passed=passed,
+        _emit("selfcheck", weights=zs.loaded.info.as_json(), passed=passed,
               checks=[dataclasses.asdict(c) for c in found])
     else:
         print(selfcheck.table(found))

@@ -214,6 +214,10 @@ class WeightsInfo:
         """A stable key for caches of anything computed from these weights."""
         return f"sha256:{self.sha256}" if self.sha256 else f"{self.name}:{self.origin}"
 
+    def as_json(self) -> dict:
+        """The weights as every JSON answer gives them (the CLI's, a Prediction's)."""
+        return {"name": self.name, "sha256": self.sha256, "trained": self.trained, "verified": self.verified}
+
     @property
     def label(self) -> Text:
         """One line for status bars and CLI headers: only what is known about the weights (`str()` in English)."""

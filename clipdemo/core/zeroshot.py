@@ -160,9 +160,7 @@ class Prediction:
         return [f"{label:>16s}: {100 * p:.2f}%" for label, p in self.top]
 
     def as_dict(self) -> dict:
-        out = {"weights": {"name": self.weights.name, "sha256": self.weights.sha256, "trained": self.weights.trained,
-                           "verified": self.weights.verified},
-               "top": self.rows()}
+        out = {"weights": self.weights.as_json(), "top": self.rows()}
         if self.true_label is not None:
             out.update(true_label=self.true_label, true_rank=self.true_rank, true_prob=self.true_prob)
         return out
